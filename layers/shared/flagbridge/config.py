@@ -1,0 +1,279 @@
+"""The bridge's configuration file: one YAML document validated by pydantic at load.
+
+It drives identity mapping and test-user rules (and, in the CDP direction, data plans, destinations
+and filters). Secrets never live here: they come from Secrets Manager/SSM in AWS and from
+environment variables locally. See ``config/flagbridge.example.yaml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flagbridge.errors import ConfigError
+
+IdentityType = Literal[
+    "mpid",
+    "customer_id",
+    "email",
+    "facebook",
+    "twitter",
+    "google",
+    "microsoft",
+    "yahoo",
+    "other",
+    "other_id_2",
+    "other_id_3",
+    "other_id_4",
+    "other_id_5",
+    "other_id_6",
+    "other_id_7",
+    "other_id_8",
+    "other_id_9",
+    "other_id_10",
+    "mobile_number",
+    "phone_number_2",
+    "phone_number_3",
+    "alias",
+    "facebook_custom_audience_id",
+]
+
+
+class StrictModel(BaseModel):
+    """Base for configuration models: unknown keys are typos, so they are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity mapping
+# --------------------------------------------------------------------------------------------------
+
+
+class SplitEnvironmentMapping(StrictModel):
+    """Maps impressions of one Split environment (and optionally a key pattern) to a traffic type.
+
+    Split's impressions webhook carries no traffic type, so, like Split's own mParticle feed, the
+    bridge is told which traffic type and CDP identity type a key of that environment is.
+    """
+
+    environment: str | None = Field(
+        default=None, description="Split environmentName or environmentId; omitted means any environment"
+    )
+    key_pattern: str | None = Field(default=None, description="regex the whole key must match")
+    traffic_type: str = Field(min_length=1)
+    identity_type: IdentityType
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            _compile(value)
+        return value
+
+    @cached_property
+    def key_regex(self) -> re.Pattern[str] | None:
+        return _compile(self.key_pattern) if self.key_pattern is not None else None
+
+    def matches(self, environment_name: str, environment_id: str, key: str) -> bool:
+        if self.environment is not None and self.environment not in (environment_name, environment_id):
+            return False
+        return self.key_regex is None or self.key_regex.fullmatch(key) is not None
+
+
+class IdentityMappingConfig(StrictModel):
+    """How Split keys and CDP identities correspond, in both directions."""
+
+    split_environments: list[SplitEnvironmentMapping] = Field(
+        default_factory=list, description="ordered; the first matching entry wins"
+    )
+
+    def resolve(self, environment_name: str, environment_id: str, key: str) -> SplitEnvironmentMapping | None:
+        for mapping in self.split_environments:
+            if mapping.matches(environment_name, environment_id, key):
+                return mapping
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Test-user rules
+# --------------------------------------------------------------------------------------------------
+
+
+class _Rule(StrictModel):
+    name: str = Field(min_length=1, description="recorded on the profile/decision as the rule that matched")
+
+
+class KeyAllowlistRule(_Rule):
+    """The Split key (or a CDP identity value) is one of the listed values."""
+
+    type: Literal["key_allowlist"]
+    keys: list[str] = Field(min_length=1)
+
+    @cached_property
+    def key_set(self) -> frozenset[str]:
+        return frozenset(self.keys)
+
+
+class KeyPatternRule(_Rule):
+    """The Split key (or a CDP identity value) fully matches a regex, e.g. ``^qa-`` or ``.*@example\\.com``."""
+
+    type: Literal["key_pattern"]
+    pattern: str
+    identity_types: list[IdentityType] | None = Field(
+        default=None, description="CDP side: only these identity types are checked (default all)"
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        _compile(value)
+        return value
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return _compile(self.pattern)
+
+
+class LabelRule(_Rule):
+    """The impression's targeting rule label is one of the listed labels (e.g. ``whitelisted``)."""
+
+    type: Literal["label"]
+    labels: list[str] = Field(min_length=1, description="e.g. 'whitelisted', 'in segment qa_testers'")
+
+
+class FlagTreatmentRule(_Rule):
+    """A designated flag served one of the given treatments to the key."""
+
+    type: Literal["flag_treatment"]
+    flag: str = Field(min_length=1)
+    treatments: list[str] = Field(min_length=1)
+
+
+class UserAttributeRule(_Rule):
+    """CDP side: a user attribute is present with one of the given values (default: truthy)."""
+
+    type: Literal["user_attribute"]
+    attribute: str = Field(min_length=1)
+    values: list[str | int | float | bool] | None = Field(
+        default=None, description="omitted: the attribute is true, 'true', 1 or 'yes'"
+    )
+
+
+class EnvironmentRule(_Rule):
+    """CDP side: the batch environment is one of the listed (e.g. ``development``)."""
+
+    type: Literal["environment"]
+    environments: list[Literal["development", "production"]] = Field(min_length=1)
+
+
+class ProfileMarkRule(_Rule):
+    """CDP side: the profile store marked the user as a tester (written by the impression feed)."""
+
+    type: Literal["profile_mark"]
+
+
+TestUserRule = Annotated[
+    KeyAllowlistRule
+    | KeyPatternRule
+    | LabelRule
+    | FlagTreatmentRule
+    | UserAttributeRule
+    | EnvironmentRule
+    | ProfileMarkRule,
+    Field(discriminator="type"),
+]
+
+
+class TestUsersConfig(StrictModel):
+    """Rules that say who is a tester; any matching rule makes the user a test user."""
+
+    rules: list[TestUserRule] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[Any]) -> list[Any]:
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique; repeated: {', '.join(duplicates)}")
+        return rules
+
+
+# --------------------------------------------------------------------------------------------------
+# Profiles and limits
+# --------------------------------------------------------------------------------------------------
+
+
+class ProfilesConfig(StrictModel):
+    """Bounds of what a profile keeps per (user, flag)."""
+
+    assignment_history_size: int = Field(default=20, ge=1, le=200)
+    dedup_window_days: int = Field(
+        default=14, ge=1, le=365, description="redeliveries within this window of the newest exposure are detected"
+    )
+    dedup_max_entries: int = Field(default=2000, ge=10, le=10000)
+
+
+class LimitsConfig(StrictModel):
+    """Request size guards (API Gateway HTTP APIs cap payloads at 10 MB)."""
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_impressions_per_request: int = Field(default=100_000, ge=1)
+
+
+class BridgeConfig(StrictModel):
+    """The whole configuration file."""
+
+    identity_mapping: IdentityMappingConfig = Field(default_factory=IdentityMappingConfig)
+    test_users: TestUsersConfig = Field(default_factory=TestUsersConfig)
+    profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # The CDP direction (data plans, destinations, filters) extends this model.
+    cdp: dict[str, Any] | None = None
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:
+    """Validate a parsed YAML/JSON document, raising ConfigError that names the offending key."""
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the configuration must be a mapping at the top level")
+    try:
+        return BridgeConfig.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"'{_format_location(error['loc'])}': {error['msg']}" for error in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"{source}: invalid configuration at {problems}") from exc
+
+
+def load_config(path: str | Path) -> BridgeConfig:
+    """Read and validate the YAML configuration file at ``path``."""
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    return parse_config(document, source=str(config_path))

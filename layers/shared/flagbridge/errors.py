@@ -1,0 +1,29 @@
+"""Domain exceptions. Handlers map them to HTTP status codes or batch item failures."""
+
+from __future__ import annotations
+
+
+class FlagbridgeError(Exception):
+    """Base class of every error raised on purpose by flagbridge."""
+
+
+class ConfigError(FlagbridgeError):
+    """The configuration file is missing or invalid; the message names the offending key."""
+
+
+class RequestError(FlagbridgeError):
+    """A client sent a request we refuse; carries the HTTP status and a machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class EnqueueError(FlagbridgeError):
+    """Accepted items could not be made durable; the sender must retry (5xx)."""
+
+
+class StoreError(FlagbridgeError):
+    """A store (DynamoDB, S3) failed after retries."""

@@ -1,0 +1,59 @@
+"""Runtime settings: resource names from the environment plus the YAML configuration, loaded once.
+
+Every handler calls :func:`get_settings`; nothing else in the package reads ``os.environ``.
+In AWS the template sets the variables; locally the runner sets them for the moto resources.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache, cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flagbridge.config import BridgeConfig, load_config
+from flagbridge.errors import ConfigError
+
+# Locally: layers/shared/config/flagbridge.yaml. In Lambda the template points FLAGBRIDGE_CONFIG at /opt/config.
+PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flagbridge.yaml"
+
+
+class Settings(BaseModel):
+    """Names of the AWS resources, where secrets live, and the configuration file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config_path: str = Field(default=str(PACKAGED_CONFIG), alias="FLAGBRIDGE_CONFIG")
+    profiles_table: str = Field(default="", alias="PROFILES_TABLE")
+    impressions_queue_url: str = Field(default="", alias="IMPRESSIONS_QUEUE_URL")
+    quarantine_bucket: str = Field(default="", alias="QUARANTINE_BUCKET")
+    # Secrets: the name/ARN of a Secrets Manager secret (AWS) ...
+    webhook_token_secret: str = Field(default="", alias="WEBHOOK_TOKEN_SECRET")
+    profile_api_token_secret: str = Field(default="", alias="PROFILE_API_TOKEN_SECRET")
+    # ... or, for local development only, the value itself.
+    webhook_token: str = Field(default="", alias="FLAGBRIDGE_WEBHOOK_TOKEN", repr=False)
+    profile_api_token: str = Field(default="", alias="FLAGBRIDGE_PROFILE_API_TOKEN", repr=False)
+    secrets_max_age_seconds: int = Field(default=300, alias="FLAGBRIDGE_SECRETS_MAX_AGE")
+
+    @cached_property
+    def config(self) -> BridgeConfig:
+        return load_config(self.config_path)
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+        source = dict(os.environ if environ is None else environ)
+        known = {field.alias for field in cls.model_fields.values() if field.alias}
+        try:
+            return cls.model_validate({key: value for key, value in source.items() if key in known})
+        except ValidationError as exc:
+            names = ", ".join(str(error["loc"][0]) for error in exc.errors())
+            raise ConfigError(f"invalid environment variables: {names}") from exc
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once (a warm Lambda container reuses them)."""
+    settings = Settings.from_environ()
+    _ = settings.config  # fail fast at cold start on a broken configuration file
+    return settings

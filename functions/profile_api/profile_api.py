@@ -1,0 +1,39 @@
+"""Lambda handler for ``GET /profiles/{trafficType}/{key}``: one user's profile as JSON.
+
+Bearer-token protected (the token is a Secrets Manager secret). 404 for a user never seen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from flagbridge import runtime
+from flagbridge.api import error_response, install_error_handlers, json_response
+from flagbridge.auth import require_bearer
+from flagbridge.observability import logger, metrics, tracer
+from flagbridge.profiles.view import profile_document
+
+app = APIGatewayHttpResolver()
+install_error_handlers(app)
+
+
+@app.get("/profiles/<traffic_type>/<key>")
+def get_profile(traffic_type: str, key: str) -> Response:
+    require_bearer(app.current_event.headers, runtime.profile_api_token())
+    traffic_type, key = unquote(traffic_type), unquote(key)
+    found = runtime.profile_store().read_profile(f"{traffic_type}#{key}")
+    if found is None:
+        return error_response(404, "profile_not_found", "no profile for this traffic type and key")
+    flags, mark = found
+    return json_response(200, profile_document(traffic_type, key, flags, mark))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,12 @@
+"""One Logger, Tracer and Metrics for the whole package (service name from POWERTOOLS_SERVICE_NAME).
+
+Logs never carry user keys, emails, IPs or attribute values: log counts, ids we generate and reasons.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+logger = Logger(service="flagbridge")
+tracer = Tracer(service="flagbridge")
+metrics = Metrics(namespace="Flagbridge", service="flagbridge")

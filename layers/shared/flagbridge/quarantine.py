@@ -1,0 +1,60 @@
+"""The quarantine: where accepted-but-unusable data is kept, with its reason, instead of being dropped.
+
+One S3 object per request or batch: ``{source}/{yyyy}/{mm}/{dd}/{id}.json`` holding the reason of each
+item and the item exactly as received. The bucket is encrypted and TLS-only (template.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from flagbridge.errors import StoreError
+
+
+class Quarantine(Protocol):
+    """Keeps rejected items with reasons; raises StoreError if it cannot."""
+
+    def put(self, source: str, object_id: str, document: dict[str, Any]) -> str: ...
+
+
+def quarantine_key(source: str, object_id: str, now: float | None = None) -> str:
+    """The S3 key of a quarantine object (partitioned by day for lifecycle rules and browsing)."""
+    day = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+    return f"{source}/{day:%Y/%m/%d}/{object_id}.json"
+
+
+class S3Quarantine:
+    """Quarantine in an S3 bucket."""
+
+    def __init__(self, s3_client: Any, bucket: str, attempts: int = 3) -> None:
+        self._s3 = s3_client
+        self._bucket = bucket
+        self._attempts = attempts
+
+    def put(self, source: str, object_id: str, document: dict[str, Any]) -> str:
+        key = quarantine_key(source, object_id)
+        body = json.dumps(document, separators=(",", ":"), default=str).encode()
+        for attempt in range(self._attempts):
+            try:
+                self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+                return key
+            except Exception as exc:
+                if attempt == self._attempts - 1:
+                    raise StoreError(f"quarantine write failed ({type(exc).__name__})") from exc
+                time.sleep(0.05 * (2**attempt))
+        raise AssertionError("unreachable")
+
+
+class InMemoryQuarantine:
+    """Quarantine kept in a dict (tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+
+    def put(self, source: str, object_id: str, document: dict[str, Any]) -> str:
+        key = quarantine_key(source, object_id)
+        self.objects[key] = document
+        return key

@@ -1,0 +1,119 @@
+"""Durable hand-off to SQS: pack JSON records into messages and messages into batch sends.
+
+SQS limits (standard queues): a message body is at most 256 KiB, a ``SendMessageBatch`` holds at most
+10 entries and 256 KiB in total. Records are serialised once and packed greedily in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from flagbridge.errors import EnqueueError
+
+SQS_MAX_BATCH_ENTRIES = 10
+SQS_MAX_PAYLOAD_BYTES = 262_144
+# Headroom for the envelope around the records and for attribute overhead.
+MAX_MESSAGE_BYTES = 250_000
+
+
+class MessageSender(Protocol):
+    """Sends message bodies durably; raises EnqueueError when any could not be sent."""
+
+    def send_bodies(self, bodies: Sequence[str]) -> None: ...
+
+
+def pack_records(
+    records: Iterable[str], envelope_prefix: str, envelope_suffix: str, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> list[str]:
+    """Join already-serialised JSON ``records`` into message bodies ``prefix + [r1,r2,...] + suffix``.
+
+    A record larger than a whole message cannot be packed and raises ValueError (callers validate
+    item sizes before, so this is a programming error).
+    """
+    overhead = len(envelope_prefix.encode()) + len(envelope_suffix.encode()) + 2
+    bodies: list[str] = []
+    current: list[str] = []
+    current_size = overhead
+    for record in records:
+        size = len(record.encode()) + 1
+        if size + overhead > max_message_bytes:
+            raise ValueError(f"a record of {size} bytes does not fit in one message")
+        if current and current_size + size > max_message_bytes:
+            bodies.append(envelope_prefix + "[" + ",".join(current) + "]" + envelope_suffix)
+            current, current_size = [], overhead
+        current.append(record)
+        current_size += size
+    if current:
+        bodies.append(envelope_prefix + "[" + ",".join(current) + "]" + envelope_suffix)
+    return bodies
+
+
+def envelope_parts(header: dict[str, Any], records_field: str) -> tuple[str, str]:
+    """Split ``{**header, records_field: [...]}`` into the text before and after the records array."""
+    marker = "\u0000RECORDS\u0000"
+    text = json.dumps({**header, records_field: marker}, separators=(",", ":"))
+    quoted = json.dumps(marker)
+    prefix, suffix = text.split(quoted, 1)
+    return prefix, suffix
+
+
+class SqsSender:
+    """MessageSender over an SQS queue, retrying entries SQS reports as failed."""
+
+    def __init__(self, sqs_client: Any, queue_url: str, attempts: int = 4, backoff_seconds: float = 0.05) -> None:
+        self._sqs = sqs_client
+        self._queue_url = queue_url
+        self._attempts = attempts
+        self._backoff = backoff_seconds
+
+    def send_bodies(self, bodies: Sequence[str]) -> None:
+        for batch in _batches(bodies):
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[str]) -> None:
+        pending = {str(index): body for index, body in enumerate(batch)}
+        last_error = "unknown"
+        for attempt in range(self._attempts):
+            if attempt:
+                time.sleep(self._backoff * (2 ** (attempt - 1)))
+            try:
+                response = self._sqs.send_message_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()],
+                )
+            except Exception as exc:  # botocore ClientError, connection errors: retry, then give up
+                last_error = type(exc).__name__
+                continue
+            failed = {entry["Id"] for entry in response.get("Failed", [])}
+            pending = {entry_id: body for entry_id, body in pending.items() if entry_id in failed}
+            if not pending:
+                return
+            last_error = ",".join(sorted({entry.get("Code", "?") for entry in response.get("Failed", [])}))
+        raise EnqueueError(f"{len(pending)} message(s) could not be enqueued ({last_error})")
+
+
+def _batches(bodies: Sequence[str]) -> Iterable[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for body in bodies:
+        body_size = len(body.encode())
+        if batch and (len(batch) == SQS_MAX_BATCH_ENTRIES or size + body_size > SQS_MAX_PAYLOAD_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(body)
+        size += body_size
+    if batch:
+        yield batch
+
+
+class InMemorySender:
+    """MessageSender that keeps bodies in a list (tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def send_bodies(self, bodies: Sequence[str]) -> None:
+        self.bodies.extend(bodies)

@@ -1,0 +1,65 @@
+"""Process-wide adapters, built once per Lambda container (warm invocations reuse them).
+
+boto3 clients honour ``AWS_ENDPOINT_URL`` (and per-service variants) natively, which is how the local
+runner points every function at moto server. Tests call :func:`reset` between moto mocks.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from botocore.config import Config
+
+from flagbridge.auth import load_secret
+from flagbridge.profiles.store import DynamoDBProfileStore
+from flagbridge.quarantine import S3Quarantine
+from flagbridge.queues import SqsSender
+from flagbridge.settings import Settings, get_settings
+
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
+
+
+@cache
+def aws_client(service: str) -> Any:
+    import boto3
+
+    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@cache
+def impressions_sender() -> SqsSender:
+    return SqsSender(aws_client("sqs"), settings().impressions_queue_url)
+
+
+@cache
+def quarantine() -> S3Quarantine:
+    return S3Quarantine(aws_client("s3"), settings().quarantine_bucket)
+
+
+@cache
+def profile_store() -> DynamoDBProfileStore:
+    return DynamoDBProfileStore(aws_client("dynamodb"), settings().profiles_table)
+
+
+def webhook_token() -> str:
+    current = settings()
+    return load_secret(current.webhook_token_secret, current.webhook_token, current.secrets_max_age_seconds)
+
+
+def profile_api_token() -> str:
+    current = settings()
+    return load_secret(current.profile_api_token_secret, current.profile_api_token, current.secrets_max_age_seconds)
+
+
+def reset() -> None:
+    """Forget every cached client, adapter and setting (tests; never needed in Lambda)."""
+    for cached in (aws_client, impressions_sender, quarantine, profile_store, get_settings):
+        cached.cache_clear()
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()

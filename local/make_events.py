@@ -1,0 +1,145 @@
+"""Regenerate the API Gateway / SQS sample events in ``events/`` from ``events/payloads/``.
+
+Run ``.venv/bin/python -m local.make_events`` after changing a payload. The events are committed:
+tests load them, the local runner replays them, and ``sam local invoke -e`` accepts them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from local.apigw import http_api_event, sqs_event
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+PAYLOADS = EVENTS / "payloads"
+LOCAL_WEBHOOK_TOKEN = "local-webhook-token"
+LOCAL_PROFILE_TOKEN = "local-profile-token"
+FIXED_NOW = 1767225700.0
+SPLIT_HEADERS = {"Content-Type": "application/json", "User-Agent": "Split-Webhook/1.0", "Host": "bridge.example.com"}
+
+
+def _write(name: str, document: Any) -> None:
+    (EVENTS / name).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _impressions_event(body: bytes, query: str, headers: dict[str, str], request_id: str) -> dict[str, Any]:
+    return http_api_event(
+        method="POST",
+        path="/split/impressions",
+        route_key="POST /split/impressions",
+        raw_query=query,
+        headers={**SPLIT_HEADERS, **headers},
+        body=body,
+        request_id=request_id,
+        now=FIXED_NOW,
+    )
+
+
+def _profile_event(traffic_type: str, key: str, token: str | None, request_id: str) -> dict[str, Any]:
+    headers = {"Host": "bridge.example.com", "User-Agent": "curl/8.5.0"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return http_api_event(
+        method="GET",
+        path=f"/profiles/{traffic_type}/{key}",
+        route_key="GET /profiles/{trafficType}/{key}",
+        headers=headers,
+        path_parameters={"trafficType": traffic_type, "key": key},
+        request_id=request_id,
+        now=FIXED_NOW,
+    )
+
+
+def generate() -> None:
+    sys.path.insert(0, str(ROOT / "layers" / "shared"))
+    from flagbridge.config import load_config
+    from flagbridge.impressions.ingest import ingest_impressions
+    from flagbridge.quarantine import InMemoryQuarantine
+    from flagbridge.queues import InMemorySender
+
+    impressions_text = (PAYLOADS / "split_impressions.json").read_text(encoding="utf-8")
+    impressions = json.loads(impressions_text)
+    compact = json.dumps(impressions, separators=(",", ":")).encode()
+    gzipped = gzip.compress(compact, mtime=0)
+
+    # As Split sends it: gzipped, token in the URL, and (as the docs allow) no Content-Encoding header.
+    _write("split_impressions_gzip.json", _impressions_event(gzipped, f"token={LOCAL_WEBHOOK_TOKEN}", {}, "req-gzip-1"))
+    _write(
+        "split_impressions_gzip_encoded.json",
+        _impressions_event(gzipped, f"token={LOCAL_WEBHOOK_TOKEN}", {"Content-Encoding": "gzip"}, "req-gzip-header-1"),
+    )
+    _write(
+        "split_impressions_plain.json",
+        _impressions_event(compact, "", {"X-Flagbridge-Token": LOCAL_WEBHOOK_TOKEN}, "req-plain-1"),
+    )
+    _write("split_impressions_bad_token.json", _impressions_event(gzipped, "token=wrong-token", {}, "req-bad-token"))
+    _write("split_impressions_no_token.json", _impressions_event(gzipped, "", {}, "req-no-token"))
+    _write(
+        "split_impressions_not_array.json",
+        _impressions_event(b'{"key": "u-1"}', f"token={LOCAL_WEBHOOK_TOKEN}", {}, "req-not-array"),
+    )
+    _write(
+        "split_impressions_malformed.json",
+        _impressions_event(b'[{"key": "u-1",', f"token={LOCAL_WEBHOOK_TOKEN}", {}, "req-malformed"),
+    )
+
+    # The SQS message the webhook enqueues for this payload, as the processor receives it.
+    config = load_config(ROOT / "layers" / "shared" / "config" / "flagbridge.yaml")
+    sender = InMemorySender()
+    ingest_impressions(
+        impressions,
+        request_id="req-gzip-1",
+        config=config,
+        sender=sender,
+        quarantine=InMemoryQuarantine(),
+        now_ms=int(FIXED_NOW * 1000),
+    )
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-impressions"
+    messages = [(f"0d5f3c2a-0000-4000-8000-00000000000{i}", body, 1) for i, body in enumerate(sender.bodies)]
+    _write("sqs_impressions.json", sqs_event(queue_arn, messages))
+    _write("sqs_impressions_poison.json", sqs_event(queue_arn, [("poison-0001", "this is not json", 1)]))
+
+    _write("profile_api_get.json", _profile_event("user", "u-1001", LOCAL_PROFILE_TOKEN, "req-profile-1"))
+    _write("profile_api_tester.json", _profile_event("user", "qa-bot-01", LOCAL_PROFILE_TOKEN, "req-profile-2"))
+    _write("profile_api_unknown.json", _profile_event("user", "nobody", LOCAL_PROFILE_TOKEN, "req-profile-3"))
+    _write("profile_api_no_token.json", _profile_event("user", "u-1001", None, "req-profile-4"))
+
+    # `sam local invoke --env-vars events/env.json`: local values only, never real secrets.
+    shared = {
+        "POWERTOOLS_SERVICE_NAME": "flagbridge",
+        "POWERTOOLS_METRICS_NAMESPACE": "Flagbridge",
+        "FLAGBRIDGE_CONFIG": "/opt/config/flagbridge.yaml",
+    }
+    _write(
+        "env.json",
+        {
+            "ImpressionsWebhookFunction": {
+                **shared,
+                "IMPRESSIONS_QUEUE_URL": "http://localhost:5000/123456789012/flagbridge-impressions",
+                "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+                "WEBHOOK_TOKEN_SECRET": "",
+                "FLAGBRIDGE_WEBHOOK_TOKEN": LOCAL_WEBHOOK_TOKEN,
+            },
+            "ImpressionsProcessorFunction": {
+                **shared,
+                "PROFILES_TABLE": "flagbridge-profiles",
+                "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+            },
+            "ProfileApiFunction": {
+                **shared,
+                "PROFILES_TABLE": "flagbridge-profiles",
+                "PROFILE_API_TOKEN_SECRET": "",
+                "FLAGBRIDGE_PROFILE_API_TOKEN": LOCAL_PROFILE_TOKEN,
+            },
+        },
+    )
+
+
+if __name__ == "__main__":
+    generate()
+    print(f"events written to {EVENTS}")

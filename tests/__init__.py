@@ -1,0 +1,1 @@
+"""flagbridge test suite."""

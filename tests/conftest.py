@@ -1,0 +1,149 @@
+"""Shared fixtures: fake AWS credentials, sample events from ``events/``, moto-backed resources.
+
+Environment variables are set before any flagbridge import so module-level Powertools objects see them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_SERVICE_NAME": "flagbridge",
+        "POWERTOOLS_METRICS_NAMESPACE": "Flagbridge",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+)
+for leaked in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(leaked, None)
+
+sys.path.insert(0, str(ROOT / "layers" / "shared"))
+
+PROFILES_TABLE = "flagbridge-profiles-test"
+QUARANTINE_BUCKET = "flagbridge-quarantine-test"
+IMPRESSIONS_QUEUE = "flagbridge-impressions-test"
+WEBHOOK_TOKEN = "local-webhook-token"
+PROFILE_TOKEN = "local-profile-token"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from ``events/`` (the same files ``sam local invoke -e`` uses)."""
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+def load_payload(name: str) -> Any:
+    return json.loads((EVENTS / "payloads" / name).read_text(encoding="utf-8"))
+
+
+def load_handler(function_dir: str) -> ModuleType:
+    """Import ``functions/<dir>/<dir>.py`` as Lambda would (module name = handler file)."""
+    path = ROOT / "functions" / function_dir / f"{function_dir}.py"
+    spec = importlib.util.spec_from_file_location(f"handler_{function_dir}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeLambdaContext:
+    function_name = "flagbridge-test"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:flagbridge-test"
+    aws_request_id = "test-request-id"
+    log_group_name = "/aws/lambda/flagbridge-test"
+    log_stream_name = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """moto-backed table, queue + DLQ, bucket and secrets, wired into flagbridge's settings."""
+    from moto import mock_aws
+
+    from flagbridge import runtime
+
+    with mock_aws():
+        import boto3
+
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName=PROFILES_TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sqs = boto3.client("sqs")
+        dlq_url = sqs.create_queue(QueueName=f"{IMPRESSIONS_QUEUE}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_url = sqs.create_queue(
+            QueueName=IMPRESSIONS_QUEUE,
+            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})},
+        )["QueueUrl"]
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=QUARANTINE_BUCKET)
+        secrets = boto3.client("secretsmanager")
+        webhook_arn = secrets.create_secret(Name="flagbridge/webhook-token", SecretString=WEBHOOK_TOKEN)["ARN"]
+        profile_arn = secrets.create_secret(Name="flagbridge/profile-api-token", SecretString=PROFILE_TOKEN)["ARN"]
+        env = {
+            "PROFILES_TABLE": PROFILES_TABLE,
+            "IMPRESSIONS_QUEUE_URL": queue_url,
+            "QUARANTINE_BUCKET": QUARANTINE_BUCKET,
+            "WEBHOOK_TOKEN_SECRET": webhook_arn,
+            "PROFILE_API_TOKEN_SECRET": profile_arn,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        runtime.reset()
+        yield {"ddb": ddb, "sqs": sqs, "s3": s3, "queue_url": queue_url, "dlq_url": dlq_url, **env}
+        runtime.reset()
+
+
+def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Receive and delete everything on a queue (moto), returning the messages."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+            "Messages", []
+        )
+        if not batch:
+            return messages
+        messages.extend(batch)
+        for message in batch:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def quarantine_objects(s3: Any) -> dict[str, Any]:
+    objects = {}
+    for entry in s3.list_objects_v2(Bucket=QUARANTINE_BUCKET).get("Contents", []):
+        body = s3.get_object(Bucket=QUARANTINE_BUCKET, Key=entry["Key"])["Body"].read()
+        objects[entry["Key"]] = json.loads(body)
+    return objects

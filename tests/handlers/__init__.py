@@ -1,0 +1,1 @@
+"""Handler tests: Lambda handlers run in process against moto, driven by events/ files."""

@@ -1,0 +1,139 @@
+"""The impressions processor on moto: SQS event -> DynamoDB profiles, duplicates and partial failures."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from tests.conftest import PROFILES_TABLE, load_event, load_handler, quarantine_objects
+
+
+@pytest.fixture
+def processor(aws: dict[str, Any]) -> Any:
+    return load_handler("impressions_processor")
+
+
+def _items(ddb: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    items = ddb.scan(TableName=PROFILES_TABLE, ConsistentRead=True)["Items"]
+    return {(item["pk"]["S"], item["sk"]["S"]): item for item in items}
+
+
+class WriteCounter:
+    """Counts DynamoDB write requests the processor makes (botocore before-call hook)."""
+
+    WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+
+    def __init__(self, client: Any) -> None:
+        self.count = 0
+        client.meta.events.register("before-call.dynamodb.*", self._on_call)
+
+    def _on_call(self, model: Any, **_: Any) -> None:
+        if model.name in self.WRITES:
+            self.count += 1
+
+
+def test_sample_batch_builds_profiles(processor, aws, lambda_context) -> None:
+    response = processor.lambda_handler(load_event("sqs_impressions.json"), lambda_context)
+    assert response == {"batchItemFailures": []}
+
+    items = _items(aws["ddb"])
+    checkout = items[("user#u-1001", "FLAG#new_checkout")]
+    # newest impression (off, version 1767200000000) wins; the in-batch duplicate is not counted
+    assert checkout["treatment"]["S"] == "off"
+    assert checkout["version"]["N"] == "1767200000000"
+    assert checkout["exposures"]["N"] == "2"
+    assert checkout["first_seen"]["N"] == "1767225600123"
+    assert checkout["last_seen"]["N"] == "1767225900456"
+    assert len(checkout["assignments"]["L"]) == 2
+    # test users marked with the rule that matched
+    assert items[("user#qa-bot-01", "META")]["test_rule"]["S"] == "qa-allowlist"
+    assert items[("user#u-2002", "META")]["test_rule"]["S"] == "targeted-by-whitelist"
+    assert items[("user#u-3003", "META")]["test_rule"]["S"] == "internal-tester-flag"
+    assert ("user#u-1001", "META") not in items
+    assert ("anonymous#anon-9f2c", "FLAG#new_checkout") in items
+
+
+def test_redelivery_changes_nothing(processor, aws, lambda_context) -> None:
+    event = load_event("sqs_impressions.json")
+    processor.lambda_handler(event, lambda_context)
+    before = _items(aws["ddb"])
+
+    counter = WriteCounter(processor.processor()._store._ddb)
+    redelivered = copy.deepcopy(event)
+    redelivered["Records"][0]["messageId"] = "redelivered-1"
+    assert processor.lambda_handler(redelivered, lambda_context) == {"batchItemFailures": []}
+
+    assert _items(aws["ddb"]) == before
+    assert counter.count == 0
+
+
+def test_out_of_order_older_impression_does_not_overwrite(processor, aws, lambda_context) -> None:
+    event = load_event("sqs_impressions.json")
+    message = json.loads(event["Records"][0]["body"])
+    newest = [i for i in message["impressions"] if i["key"] == "u-1001" and i["treatment"] == "off"]
+    older = [i for i in message["impressions"] if i["key"] == "u-1001" and i["flag"] == "new_checkout"][:1]
+
+    def deliver(impressions: list[dict[str, Any]], message_id: str) -> None:
+        record = copy.deepcopy(event["Records"][0])
+        record["messageId"] = message_id
+        record["body"] = json.dumps({**message, "impressions": impressions})
+        assert processor.lambda_handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+
+    deliver(newest, "m-new")
+    deliver(older, "m-old")
+    item = _items(aws["ddb"])[("user#u-1001", "FLAG#new_checkout")]
+    assert item["treatment"]["S"] == "off"
+    assert item["exposures"]["N"] == "2"
+    assert item["first_seen"]["N"] == str(older[0]["time"])
+
+
+def test_writes_never_exceed_distinct_user_flag_pairs(processor, aws, lambda_context) -> None:
+    event = load_event("sqs_impressions.json")
+    impressions = json.loads(event["Records"][0]["body"])["impressions"]
+    pairs = {(i["traffic_type"], i["key"], i["flag"]) for i in impressions}
+    counter = WriteCounter(processor.processor()._store._ddb)
+    processor.lambda_handler(event, lambda_context)
+    assert counter.count == len(pairs)
+
+
+def test_poison_message_is_quarantined_not_retried(processor, aws, lambda_context) -> None:
+    response = processor.lambda_handler(load_event("sqs_impressions_poison.json"), lambda_context)
+    assert response == {"batchItemFailures": []}
+    (document,) = quarantine_objects(aws["s3"]).values()
+    assert document["reason"] == "invalid_message"
+    assert document["items"][0]["item"] == "this is not json"
+
+
+def test_failed_write_reports_only_contributing_messages(processor, aws, lambda_context) -> None:
+    event = load_event("sqs_impressions.json")
+    message = json.loads(event["Records"][0]["body"])
+    records = []
+    for index, impression in enumerate(message["impressions"][:3]):
+        record = copy.deepcopy(event["Records"][0])
+        record["messageId"] = f"m-{index}"
+        record["body"] = json.dumps({**message, "impressions": [impression]})
+        records.append(record)
+    store = processor.processor()._store
+    real_put = store._ddb.put_item
+    failing_key = message["impressions"][2]["key"], message["impressions"][2]["flag"]
+
+    def put_item(**kwargs: Any) -> Any:
+        item = kwargs["Item"]
+        if (item["key"]["S"], item["flag"]["S"]) == failing_key:
+            raise store._ddb.exceptions.ProvisionedThroughputExceededException(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"
+            )
+        return real_put(**kwargs)
+
+    with mock.patch.object(store._ddb, "put_item", side_effect=put_item):
+        response = processor.lambda_handler({"Records": records}, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+
+    # the redelivery succeeds and nothing is counted twice
+    assert processor.lambda_handler({"Records": records}, lambda_context) == {"batchItemFailures": []}
+    items = _items(aws["ddb"])
+    assert sum(int(i["exposures"]["N"]) for k, i in items.items() if k[1].startswith("FLAG#")) == 3

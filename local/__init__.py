@@ -1,0 +1,1 @@
+"""Local development tools: run the bridge on this machine against moto, without AWS or Docker."""

@@ -200,6 +200,8 @@ TestUserRule = Annotated[
 class TestUsersConfig(StrictModel):
     """Rules that say who is a tester; any matching rule makes the user a test user."""
 
+    __test__ = False  # not a pytest test class despite the name
+
     rules: list[TestUserRule] = Field(default_factory=list)
 
     @field_validator("rules")

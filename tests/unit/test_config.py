@@ -1,0 +1,71 @@
+"""Configuration loading: the example is valid and every mistake names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flagbridge.config import load_config, parse_config
+from flagbridge.errors import ConfigError
+from flagbridge.settings import PACKAGED_CONFIG, Settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "layers" / "shared" / "config" / "flagbridge.yaml"
+
+
+def test_example_configuration_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert [rule.name for rule in config.test_users.rules][:2] == ["qa-allowlist", "qa-key-prefix"]
+    mapping = config.identity_mapping.resolve("Production", "env-prod-0001", "anon-1")
+    assert mapping is not None and mapping.traffic_type == "anonymous"
+    mapping = config.identity_mapping.resolve("Production", "env-prod-0001", "u-1")
+    assert mapping is not None and mapping.identity_type == "customer_id"
+    assert config.identity_mapping.resolve("Sandbox", "env-x", "u-1") is None
+
+
+def test_settings_default_to_the_example() -> None:
+    assert Path(PACKAGED_CONFIG) == EXAMPLE
+    assert Settings.from_environ({}).config_path == str(EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("document", "named"),
+    [
+        ({"test_users": {"rules": [{"name": "x", "type": "key_pattern", "pattern": "("}]}}, "test_users.rules.0"),
+        (
+            {"identity_mapping": {"split_environments": [{"traffic_type": "user", "identity_type": "nope"}]}},
+            "identity_mapping.split_environments.0.identity_type",
+        ),
+        ({"limits": {"max_body_bytes": "big"}}, "limits.max_body_bytes"),
+        ({"tset_users": {}}, "tset_users"),
+        (
+            {
+                "test_users": {
+                    "rules": [
+                        {"name": "a", "type": "label", "labels": ["x"]},
+                        {"name": "a", "type": "label", "labels": ["y"]},
+                    ]
+                }
+            },
+            "test_users.rules",
+        ),
+        ({"test_users": {"rules": [{"name": "a", "type": "unknown"}]}}, "test_users.rules.0"),
+    ],
+)
+def test_invalid_configuration_names_the_key(document: dict, named: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert f"'{named}" in str(error.value)
+
+
+def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("identity_mapping: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)

@@ -1,0 +1,121 @@
+"""Ingest of a webhook body: per-item validation, mapping, packing into SQS-sized messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from flagbridge.config import load_config
+from flagbridge.errors import RequestError
+from flagbridge.impressions.ingest import ingest_impressions
+from flagbridge.quarantine import InMemoryQuarantine
+from flagbridge.queues import SQS_MAX_PAYLOAD_BYTES, InMemorySender, pack_records
+from flagbridge.settings import PACKAGED_CONFIG
+from tests.conftest import load_payload
+
+CONFIG = load_config(PACKAGED_CONFIG)
+
+
+def impression(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "key": "u-1",
+        "split": "flag_a",
+        "environmentId": "env-prod-0001",
+        "environmentName": "Production",
+        "treatment": "on",
+        "time": 1767225600000,
+        "label": "default rule",
+        "splitVersionNumber": 1767000000000,
+        "properties": None,
+    }
+    return {**base, **overrides}
+
+
+def run(document: Any) -> tuple[Any, InMemorySender, InMemoryQuarantine]:
+    sender, quarantine = InMemorySender(), InMemoryQuarantine()
+    result = ingest_impressions(document, request_id="r-1", config=CONFIG, sender=sender, quarantine=quarantine)
+    return result, sender, quarantine
+
+
+def queued(sender: InMemorySender) -> list[dict[str, Any]]:
+    return [item for body in sender.bodies for item in json.loads(body)["impressions"]]
+
+
+def test_sample_payload_conserves_every_item() -> None:
+    payload = load_payload("split_impressions.json")
+    result, sender, quarantine = run(payload)
+    (document,) = quarantine.objects.values()
+    assert result.accepted + result.quarantined == len(payload)
+    assert len(queued(sender)) == result.accepted
+    assert len(document["items"]) == result.quarantined
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"time": 1767225600}, "time"),  # seconds, not ms
+        ({"time": "1767225600000"}, "time"),
+        ({"key": ""}, "key"),
+        ({"key": 42}, "key"),
+        ({"treatment": None}, "treatment"),
+        ({"splitVersionNumber": -1}, "splitVersionNumber"),
+        ({"properties": "not json"}, "properties"),
+        ({"properties": "[1, 2]"}, "properties"),
+    ],
+)
+def test_invalid_items_are_quarantined_with_the_field_named(bad: dict[str, Any], field: str) -> None:
+    result, _, quarantine = run([impression(), impression(**bad)])
+    assert (result.accepted, result.quarantined) == (1, 1)
+    (document,) = quarantine.objects.values()
+    assert document["items"][0]["index"] == 1
+    assert field in document["items"][0]["detail"]
+
+
+def test_extra_fields_and_json_properties_are_tolerated() -> None:
+    result, sender, _ = run([impression(futureField={"x": 1}, properties='{"page": "/cart"}')])
+    assert result.accepted == 1
+    assert queued(sender)[0]["properties"] == '{"page": "/cart"}'
+
+
+def test_non_object_items_and_non_arrays() -> None:
+    result, _, _ = run([impression(), "string", 3, None])
+    assert result.quarantined == 3
+    with pytest.raises(RequestError) as error:
+        run({"key": "u-1"})
+    assert (error.value.status, error.value.code) == (400, "not_an_array")
+
+
+def test_item_count_limit_is_413() -> None:
+    config = CONFIG.model_copy(update={"limits": CONFIG.limits.model_copy(update={"max_impressions_per_request": 2})})
+    with pytest.raises(RequestError) as error:
+        ingest_impressions(
+            [impression()] * 3, request_id="r", config=config, sender=InMemorySender(), quarantine=InMemoryQuarantine()
+        )
+    assert error.value.status == 413
+
+
+def test_mapping_picks_traffic_type_by_environment_and_key_pattern() -> None:
+    _, sender, _ = run([impression(key="anon-7"), impression(key="u-9"), impression(environmentName="Staging")])
+    assert [(i["traffic_type"], i["identity_type"]) for i in queued(sender)] == [
+        ("anonymous", "other_id_2"),
+        ("user", "customer_id"),
+        ("user", "customer_id"),
+    ]
+
+
+def test_large_batches_are_packed_within_sqs_limits() -> None:
+    items = [
+        impression(key=f"u-{i}", time=1767225600000 + i, properties='{"p":"' + "x" * 300 + '"}') for i in range(10_000)
+    ]
+    result, sender, _ = run(items)
+    assert result.accepted == 10_000
+    assert all(len(body.encode()) <= SQS_MAX_PAYLOAD_BYTES for body in sender.bodies)
+    assert [i["key"] for i in queued(sender)] == [f"u-{i}" for i in range(10_000)]
+
+
+def test_pack_records_refuses_a_record_larger_than_a_message() -> None:
+    with pytest.raises(ValueError):
+        pack_records(["x" * 100], "{", "}", max_message_bytes=50)
+    assert pack_records([], "{", "}") == []

@@ -111,6 +111,12 @@ PRODUCT_ACTIONS: frozenset[str] = frozenset(
 )
 
 _IDENTITY_ALIASES = {"customerid": "customer_id"}
+
+
+def _alias(kind: str) -> str:
+    return _IDENTITY_ALIASES.get(kind, kind)
+
+
 _ENVIRONMENTS = ("production", "development")
 
 
@@ -340,8 +346,8 @@ def _check_event(index: int, envelope: Any, errors: list[str]) -> tuple[str, dic
         if value is not None and not isinstance(value, str):
             errors.append(f"{base}/data/{name}: must be a string")
     if event_type == "custom_event":
-        name = data.get("event_name")
-        if not isinstance(name, str) or not name:
+        event_name = data.get("event_name")
+        if not isinstance(event_name, str) or not event_name:
             errors.append(f"{base}/data/event_name: required non-empty string for custom_event")
         custom_type = data.get("custom_event_type")
         if not isinstance(custom_type, str):
@@ -407,10 +413,10 @@ def _normalise_identities(
     elif isinstance(raw, dict):
         for kind, value in raw.items():
             if kind in _IDENTITY_ALIASES:
-                replacement = {_IDENTITY_ALIASES.get(k, k): v for k, v in raw.items()}
+                replacement = {_alias(str(k)): v for k, v in raw.items()}
             text = _identity_value(value, f"/user_identities/{escape_pointer_token(str(kind))}", errors)
             if text is not None:
-                pairs.append((_IDENTITY_ALIASES.get(kind, kind), text))
+                pairs.append((_alias(str(kind)), text))
     elif isinstance(raw, list):
         is_array = True
         for position, item in enumerate(raw):
@@ -424,7 +430,7 @@ def _normalise_identities(
                 continue
             text = _identity_value(item.get("identity"), f"{path}/identity", errors)
             if text is not None:
-                pairs.append((_IDENTITY_ALIASES.get(kind, kind), text))
+                pairs.append((_alias(str(kind)), text))
     else:
         errors.append("/user_identities: must be an object or an array")
     mpid = doc.get("mpid")

@@ -254,7 +254,7 @@ class _Leaf:
 class _Obj:
     """An object schema with ``properties``: walked key by key so every violation is classified."""
 
-    __slots__ = ("additional", "absent_children", "props", "required", "residual")
+    __slots__ = ("absent_children", "additional", "props", "required", "residual")
 
     def __init__(
         self,
@@ -788,7 +788,10 @@ class PlanValidator:
             for path in paths:
                 envelope = _remove_path(envelope, path)
             metadata["blocked_event_attributes"].append(
-                {"event_id": event.event_id, "event_attributes": ["./" + "/".join(str(p) for p in path) for path in paths]}
+                {
+                    "event_id": event.event_id,
+                    "event_attributes": ["./" + "/".join(str(p) for p in path) for path in paths],
+                }
             )
             events.append(replace(event, envelope=envelope, data=envelope["data"]))
         doc = batch.doc

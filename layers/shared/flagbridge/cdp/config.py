@@ -1,0 +1,292 @@
+"""The ``cdp`` section of the configuration: data plans, plan enforcement and destinations.
+
+:class:`CdpConfig` is validated by pydantic (unknown keys are errors, models are frozen) and compiles
+everything once at load: data plan JSON Schemas (fastjsonschema), filter wildcards and regexes, and
+the Split mapping of each Split destination. See ``example_config.yaml`` next to this module for a
+commented example.
+
+Destination types and their ``options``:
+
+- ``split``: :class:`~flagbridge.cdp.split_events.SplitOptions` (``sdk_key_secret`` names a Secrets
+  Manager secret; the SDK key itself never appears in the configuration);
+- ``webhook``: ``url``, optional ``authorization_secret`` (a secret name whose value is sent as the
+  ``Authorization`` header);
+- ``sqs``: ``queue_url``; ``sns``: ``topic_arn``; ``eventbridge``: ``event_bus_name``, ``detail_type``,
+  ``source``; ``firehose``: ``stream_name``.
+
+When a destination's ``filter.users`` is omitted it defaults to ``test_only`` for ``split`` and to
+``exclude_test`` for every other type (see :mod:`flagbridge.cdp.filters`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from flagbridge.cdp.dataplan import (
+    ActivatedEnvironment,
+    CompiledPlan,
+    PlanDocumentError,
+    PlanEnforcement,
+    PlanValidator,
+)
+from flagbridge.cdp.filters import CompiledFilter, Filter, UsersMode
+from flagbridge.cdp.split_events import IdentityTrafficType, SplitMapper, SplitOptions
+from flagbridge.errors import ConfigError
+
+__all__ = [
+    "CdpConfig",
+    "CompiledDestination",
+    "DataPlanConfig",
+    "Destination",
+    "DestinationType",
+    "EventBridgeOptions",
+    "FirehoseOptions",
+    "IdentityTrafficType",
+    "PlanEnforcement",
+    "SnsOptions",
+    "SplitOptions",
+    "SqsOptions",
+    "WebhookOptions",
+    "load_cdp_config",
+    "parse_cdp_config",
+]
+
+DestinationType = Literal["split", "webhook", "sqs", "sns", "eventbridge", "firehose"]
+_SECRET_NAME = r"^[A-Za-z0-9/_+=.@:-]+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataPlanConfig(_Strict):
+    """One data plan version, as exported from mParticle (``version_document``) or written by hand."""
+
+    plan_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
+    version: int = Field(ge=1)
+    document: dict[str, Any] = Field(description="the version_document, or {data_points: [...]}")
+    activated_environment: ActivatedEnvironment
+
+
+class WebhookOptions(_Strict):
+    """Options of a ``type: webhook`` destination."""
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    authorization_secret: str | None = Field(default=None, min_length=1, max_length=512, pattern=_SECRET_NAME)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
+class SqsOptions(_Strict):
+    """Options of a ``type: sqs`` destination."""
+
+    queue_url: str = Field(pattern=r"^https?://\S+$")
+
+
+class SnsOptions(_Strict):
+    """Options of a ``type: sns`` destination."""
+
+    topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")
+
+
+class EventBridgeOptions(_Strict):
+    """Options of a ``type: eventbridge`` destination."""
+
+    event_bus_name: str = Field(min_length=1, max_length=1600)
+    detail_type: str = Field(default="mParticle batch", min_length=1, max_length=128)
+    source: str = Field(default="flagbridge.cdp", min_length=1, max_length=256)
+
+
+class FirehoseOptions(_Strict):
+    """Options of a ``type: firehose`` destination."""
+
+    stream_name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
+
+
+class _Destination(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
+    filter: Filter = Field(default_factory=Filter)
+
+
+class SplitDestination(_Destination):
+    """Send tester events to Split's Events API."""
+
+    type: Literal["split"]
+    options: SplitOptions
+
+
+class WebhookDestination(_Destination):
+    """POST the filtered batch JSON to an HTTP endpoint."""
+
+    type: Literal["webhook"]
+    options: WebhookOptions
+
+
+class SqsDestination(_Destination):
+    """Send the filtered batch JSON to an SQS queue."""
+
+    type: Literal["sqs"]
+    options: SqsOptions
+
+
+class SnsDestination(_Destination):
+    """Publish the filtered batch JSON to an SNS topic."""
+
+    type: Literal["sns"]
+    options: SnsOptions
+
+
+class EventBridgeDestination(_Destination):
+    """Put the filtered batch JSON on an EventBridge bus (as the event detail)."""
+
+    type: Literal["eventbridge"]
+    options: EventBridgeOptions
+
+
+class FirehoseDestination(_Destination):
+    """Put the filtered batch JSON on a Firehose delivery stream."""
+
+    type: Literal["firehose"]
+    options: FirehoseOptions
+
+
+Destination = Annotated[
+    SplitDestination
+    | WebhookDestination
+    | SqsDestination
+    | SnsDestination
+    | EventBridgeDestination
+    | FirehoseDestination,
+    Field(discriminator="type"),
+]
+
+
+AnyDestination = (
+    SplitDestination
+    | WebhookDestination
+    | SqsDestination
+    | SnsDestination
+    | EventBridgeDestination
+    | FirehoseDestination
+)
+
+
+def default_users_mode(destination_type: str) -> UsersMode:
+    """The ``filter.users`` used when a destination does not set it."""
+    return "test_only" if destination_type == "split" else "exclude_test"
+
+
+@dataclass(slots=True, frozen=True)
+class CompiledDestination:
+    """A destination with its filter (and Split mapper) compiled."""
+
+    name: str
+    type: DestinationType
+    spec: AnyDestination
+    filter: CompiledFilter
+    split: SplitMapper | None
+
+
+class CdpConfig(_Strict):
+    """The CDP -> destinations configuration (the ``cdp`` section of the configuration file)."""
+
+    data_plans: list[DataPlanConfig] = Field(default_factory=list)
+    plan_enforcement: PlanEnforcement = Field(default_factory=PlanEnforcement)
+    destinations: list[Destination] = Field(default_factory=list)
+
+    _validator: PlanValidator = PrivateAttr()
+    _compiled: tuple[CompiledDestination, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _compile(self) -> CdpConfig:
+        names = [d.name for d in self.destinations]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"destination names must be unique; repeated: {', '.join(repeated)}")
+        versions = [(p.plan_id, p.version) for p in self.data_plans]
+        repeated_versions = sorted({f"{i} v{v}" for i, v in versions if versions.count((i, v)) > 1})
+        if repeated_versions:
+            raise ValueError(f"data plan versions must be unique; repeated: {', '.join(repeated_versions)}")
+        cache: dict[str, Any] = {}
+        plans: list[CompiledPlan] = []
+        for position, plan in enumerate(self.data_plans):
+            try:
+                plans.append(
+                    CompiledPlan.compile(plan.plan_id, plan.version, plan.document, plan.activated_environment, cache)
+                )
+            except PlanDocumentError as exc:
+                raise ValueError(f"data_plans[{position}] ({plan.plan_id} v{plan.version}): {exc}") from exc
+        self._validator = PlanValidator(plans, self.plan_enforcement)
+        self._compiled = tuple(
+            CompiledDestination(
+                name=d.name,
+                type=d.type,
+                spec=d,
+                filter=d.filter.compile(default_users_mode(d.type)),
+                split=SplitMapper(d.options) if isinstance(d, SplitDestination) else None,
+            )
+            for d in self.destinations
+        )
+        return self
+
+    @property
+    def plan_validator(self) -> PlanValidator:
+        """The compiled data plans with the enforcement policy."""
+        return self._validator
+
+    @property
+    def compiled_destinations(self) -> tuple[CompiledDestination, ...]:
+        """Destinations with compiled filters, in configured order."""
+        return self._compiled
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def parse_cdp_config(document: Any, source: str = "<cdp config>") -> CdpConfig:
+    """Validate a parsed ``cdp`` section.
+
+    Parameters
+    ----------
+    document
+        The parsed YAML/JSON mapping (None means an empty section).
+    source
+        Named in error messages.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key.
+    """
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the cdp configuration must be a mapping")
+    try:
+        return CdpConfig.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"'{_format_location(error['loc'])}': {error['msg']}" for error in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"{source}: invalid cdp configuration at {problems}") from exc
+
+
+def load_cdp_config(path: str | Path) -> CdpConfig:
+    """Read and validate a YAML file holding a ``cdp`` section (e.g. ``example_config.yaml``)."""
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {config_path}: {exc.strerror}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    if isinstance(document, dict) and set(document) == {"cdp"}:
+        document = document["cdp"]
+    return parse_cdp_config(document, source=str(config_path))

@@ -235,6 +235,9 @@ class LimitsConfig(StrictModel):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_impressions_per_request: int = Field(default=100_000, ge=1)
+    max_cdp_request_bytes: int = Field(
+        default=262_144, ge=1024, description="mParticle's own Events API limit: 256 KB per request"
+    )
 
 
 class BridgeConfig(StrictModel):

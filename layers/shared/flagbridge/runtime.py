@@ -46,6 +46,29 @@ def profile_store() -> DynamoDBProfileStore:
     return DynamoDBProfileStore(aws_client("dynamodb"), settings().profiles_table)
 
 
+@cache
+def batches_sender() -> SqsSender:
+    return SqsSender(aws_client("sqs"), settings().batches_queue_url)
+
+
+def mparticle_credentials() -> tuple[str, str]:
+    from flagbridge.forwarding.auth import parse_credentials
+
+    current = settings()
+    return parse_credentials(
+        load_secret(
+            current.mparticle_credentials_secret, current.mparticle_credentials, current.secrets_max_age_seconds
+        )
+    )
+
+
+def mparticle_webhook_auth() -> str:
+    current = settings()
+    return load_secret(
+        current.mparticle_webhook_auth_secret, current.mparticle_webhook_auth, current.secrets_max_age_seconds
+    )
+
+
 def webhook_token() -> str:
     current = settings()
     return load_secret(current.webhook_token_secret, current.webhook_token, current.secrets_max_age_seconds)
@@ -58,7 +81,7 @@ def profile_api_token() -> str:
 
 def reset() -> None:
     """Forget every cached client, adapter and setting (tests; never needed in Lambda)."""
-    for cached in (aws_client, impressions_sender, quarantine, profile_store, get_settings):
+    for cached in (aws_client, impressions_sender, batches_sender, quarantine, profile_store, get_settings):
         cached.cache_clear()
     from aws_lambda_powertools.utilities import parameters
 

@@ -6,6 +6,7 @@ In AWS the template sets the variables; locally the runner sets them for the mot
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cache, cached_property
 from pathlib import Path
@@ -35,6 +36,15 @@ class Settings(BaseModel):
     webhook_token: str = Field(default="", alias="FLAGBRIDGE_WEBHOOK_TOKEN", repr=False)
     profile_api_token: str = Field(default="", alias="FLAGBRIDGE_PROFILE_API_TOKEN", repr=False)
     secrets_max_age_seconds: int = Field(default=300, alias="FLAGBRIDGE_SECRETS_MAX_AGE")
+    # The CDP direction.
+    batches_queue_url: str = Field(default="", alias="BATCHES_QUEUE_URL")
+    delivery_ledger_table: str = Field(default="", alias="DELIVERY_LEDGER_TABLE")
+    destination_queues: dict[str, str] = Field(default_factory=dict, alias="DESTINATION_QUEUES")
+    destination_dlqs: dict[str, str] = Field(default_factory=dict, alias="DESTINATION_DLQS")
+    mparticle_credentials_secret: str = Field(default="", alias="MPARTICLE_CREDENTIALS_SECRET")
+    mparticle_webhook_auth_secret: str = Field(default="", alias="MPARTICLE_WEBHOOK_AUTH_SECRET")
+    mparticle_credentials: str = Field(default="", alias="FLAGBRIDGE_MPARTICLE_CREDENTIALS", repr=False)
+    mparticle_webhook_auth: str = Field(default="", alias="FLAGBRIDGE_MPARTICLE_WEBHOOK_AUTH", repr=False)
 
     @cached_property
     def config(self) -> BridgeConfig:
@@ -44,8 +54,15 @@ class Settings(BaseModel):
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
         source = dict(os.environ if environ is None else environ)
         known = {field.alias for field in cls.model_fields.values() if field.alias}
+        values: dict[str, object] = {key: value for key, value in source.items() if key in known}
+        for name in ("DESTINATION_QUEUES", "DESTINATION_DLQS"):  # JSON maps {destination: queue URL}
+            if isinstance(values.get(name), str):
+                try:
+                    values[name] = json.loads(str(values[name]) or "{}")
+                except ValueError as exc:
+                    raise ConfigError(f"environment variable {name} must be a JSON object") from exc
         try:
-            return cls.model_validate({key: value for key, value in source.items() if key in known})
+            return cls.model_validate(values)
         except ValidationError as exc:
             names = ", ".join(str(error["loc"][0]) for error in exc.errors())
             raise ConfigError(f"invalid environment variables: {names}") from exc

@@ -7,7 +7,9 @@ environment variables locally. See ``config/flagbridge.example.yaml`` for a comm
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -240,6 +242,10 @@ class LimitsConfig(StrictModel):
     )
 
 
+# Imported here, not at the top: the CDP models use IdentityType and the test-user rules defined above.
+from flagbridge.cdp.config import CdpConfig  # noqa: E402
+
+
 class BridgeConfig(StrictModel):
     """The whole configuration file."""
 
@@ -247,8 +253,7 @@ class BridgeConfig(StrictModel):
     test_users: TestUsersConfig = Field(default_factory=TestUsersConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    # The CDP direction (data plans, destinations, filters) extends this model.
-    cdp: dict[str, Any] | None = None
+    cdp: CdpConfig | None = Field(default=None, description="the CDP direction: data plans, destinations, filters")
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
@@ -270,7 +275,37 @@ def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:
         raise ConfigError(f"{source}: invalid configuration at {problems}") from exc
 
 
-def load_config(path: str | Path) -> BridgeConfig:
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_environment(document: Any, environ: Mapping[str, str], where: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in string values with environment variables.
+
+    This is how deployment-specific values (a queue URL the template created, a local receiver's URL)
+    reach the file without editing it. Secrets must not be passed this way: they have their own secrets.
+    """
+    if isinstance(document, dict):
+        return {
+            key: expand_environment(value, environ, f"{where}.{key}" if where else str(key))
+            for key, value in document.items()
+        }
+    if isinstance(document, list):
+        return [expand_environment(value, environ, f"{where}.{index}") for index, value in enumerate(document)]
+    if isinstance(document, str) and "${" in document:
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"invalid configuration at '{where}': environment variable {name} is not set")
+
+        return _ENV_REFERENCE.sub(substitute, document)
+    return document
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> BridgeConfig:
     """Read and validate the YAML configuration file at ``path``."""
     config_path = Path(path)
     try:
@@ -281,4 +316,5 @@ def load_config(path: str | Path) -> BridgeConfig:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    document = expand_environment(document, os.environ if environ is None else environ)
     return parse_config(document, source=str(config_path))

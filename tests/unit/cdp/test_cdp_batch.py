@@ -23,7 +23,7 @@ def test_official_python_sdk_wire_shape_is_accepted_and_customerid_renamed() -> 
     assert event.name == "checkout_clicked"
     assert event.custom_attributes == {"plan": "pro"}
     assert b.dedup_key == "srid:req-1"
-    assert SDK_BATCH == original, "the input must not be mutated"
+    assert original == SDK_BATCH, "the input must not be mutated"
 
 
 def test_webhook_array_identities_batch_id_and_message_id() -> None:
@@ -70,7 +70,10 @@ def test_missing_environment_defaults_to_production() -> None:
         (lambda d: d.update(user_identities={"customer_id": 1.5}), "/user_identities/customer_id: identity must"),
         (lambda d: d.update(user_attributes=[]), "/user_attributes: must be an object"),
         (lambda d: d.update(context={"data_plan": {"plan_id": 3}}), "/context/data_plan/plan_id"),
-        (lambda d: d.update(context={"data_plan": {"plan_id": "p", "plan_version": "x"}}), "/context/data_plan/plan_version"),
+        (
+            lambda d: d.update(context={"data_plan": {"plan_id": "p", "plan_version": "x"}}),
+            "/context/data_plan/plan_version",
+        ),
     ],
 )
 def test_malformed_batches_list_precise_paths(mutate: object, expected: str) -> None:

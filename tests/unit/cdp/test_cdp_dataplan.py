@@ -122,8 +122,11 @@ def test_allow_keeps_everything() -> None:
 
 
 def test_drop_attribute_removes_only_that_key_without_mutating_input() -> None:
-    doc = batch([custom_event(attributes={"plan": "pro", "debug": "1"})], plan=PLAN_TAG,
-                user_attributes={"is_test_user": True, "shoe_size": 44})  # fmt: skip
+    doc = batch(
+        [custom_event(attributes={"plan": "pro", "debug": "1"})],
+        plan=PLAN_TAG,
+        user_attributes={"is_test_user": True, "shoe_size": 44},
+    )
     original = copy.deepcopy(doc)
     b = normalize_batch(doc)
     outcome = validator(on_unplanned="drop_attribute").validate(b)
@@ -147,7 +150,9 @@ def test_drop_attribute_removes_only_that_key_without_mutating_input() -> None:
 
 
 def test_drop_attribute_on_unplanned_event_escalates_to_drop_event() -> None:
-    outcome = run([custom_event("never_planned"), custom_event(attributes={"plan": "pro"})], on_unplanned="drop_attribute")
+    outcome = run(
+        [custom_event("never_planned"), custom_event(attributes={"plan": "pro"})], on_unplanned="drop_attribute"
+    )
     assert outcome.violations[0].action == "drop_event"
     assert outcome.dropped_events == {0: "plan.unplanned"}
     assert outcome.batch is not None and [e.index for e in outcome.batch.events] == [1]

@@ -45,10 +45,14 @@ def test_environments() -> None:
 
 
 def test_event_types_include_and_exclude() -> None:
-    events = [custom_event(), {"event_type": "session_start", "data": {}}, {"event_type": "screen_view",
-              "data": {"screen_name": "Cart"}}]  # fmt: skip
-    decisions = decide({"event_types": {"include": ["custom_event", "session_start"], "exclude": ["session_start"]}},
-                       events)  # fmt: skip
+    events = [
+        custom_event(),
+        {"event_type": "session_start", "data": {}},
+        {"event_type": "screen_view", "data": {"screen_name": "Cart"}},
+    ]
+    decisions = decide(
+        {"event_types": {"include": ["custom_event", "session_start"], "exclude": ["session_start"]}}, events
+    )
     assert [(d.sent, d.reason) for d in decisions] == [
         (True, "sent"),
         (False, "filter.event_types:exclude:session_start"),
@@ -74,8 +78,11 @@ def test_unknown_event_type_in_filter_is_a_config_error() -> None:
         ({"include": ["checkout_*", "add_to_plan"]}, "add_to_plan", (True, "sent")),
         ({"include": ["checkout_*"]}, "add_to_plan", (False, "filter.event_names:include")),
         ({"include": ["[ab]*"]}, "bob", (True, "sent")),
-        ({"include": ["checkout_*"], "exclude": ["checkout_test*"]}, "checkout_test1",
-         (False, "filter.event_names:exclude:checkout_test*")),  # fmt: skip
+        (
+            {"include": ["checkout_*"], "exclude": ["checkout_test*"]},
+            "checkout_test1",
+            (False, "filter.event_names:exclude:checkout_test*"),
+        ),
     ],
 )
 def test_event_name_wildcards(spec: dict[str, Any], name: str, expected: tuple[bool, str]) -> None:
@@ -132,8 +139,18 @@ def test_attribute_ops(op: str, value: Any, attribute_value: Any, sent: bool) ->
 
 @pytest.mark.parametrize(
     ("op", "value"),
-    [("equals", "x"), ("not_equals", "x"), ("in", ["x"]), ("not_in", ["x"]), ("exists", None), ("regex", ".*"),
-     ("gt", 0), ("gte", 0), ("lt", 0), ("lte", 0)],  # fmt: skip
+    [
+        ("equals", "x"),
+        ("not_equals", "x"),
+        ("in", ["x"]),
+        ("not_in", ["x"]),
+        ("exists", None),
+        ("regex", ".*"),
+        ("gt", 0),
+        ("gte", 0),
+        ("lt", 0),
+        ("lte", 0),
+    ],
 )
 def test_a_missing_attribute_never_matches(op: str, value: Any) -> None:
     assert one(pred(op, value), {"other": 1})[0] is False
@@ -146,8 +163,12 @@ def test_not_exists_matches_missing_and_null() -> None:
 
 
 def test_predicates_are_anded_and_first_failure_is_reported() -> None:
-    spec = {"attributes": [{"attribute": "plan", "op": "equals", "value": "pro"},
-                           {"attribute": "seats", "op": "gte", "value": 2}]}  # fmt: skip
+    spec = {
+        "attributes": [
+            {"attribute": "plan", "op": "equals", "value": "pro"},
+            {"attribute": "seats", "op": "gte", "value": 2},
+        ]
+    }
     assert one(spec, {"plan": "pro", "seats": "3"}) == (True, "sent")
     assert one(spec, {"plan": "pro", "seats": "1"}) == (False, "filter.attributes:seats:gte")
     assert one(spec, {"plan": "free", "seats": "1"}) == (False, "filter.attributes:plan:equals")

@@ -56,8 +56,12 @@ def test_custom_event_mapping() -> None:
 
 def test_webhook_batch_mapping_uses_array_identities_and_event_id() -> None:
     b = normalize_batch(WEBHOOK_BATCH)
-    opts = options(identity_mapping=[{"identity_type": "customer_id", "traffic_type": "User"},
-                                     {"identity_type": "email", "traffic_type": "user"}])  # fmt: skip
+    opts = options(
+        identity_mapping=[
+            {"identity_type": "customer_id", "traffic_type": "User"},
+            {"identity_type": "email", "traffic_type": "user"},
+        ]
+    )
     result = map_event_to_split(b, b.events[0], opts, NOW_MS)
     assert [(e.body["trafficTypeName"], e.body["key"]) for e in result.events] == [
         ("user", "qa-bot-01"),
@@ -99,8 +103,9 @@ def test_commerce_with_three_products_gives_three_split_events() -> None:
 
 
 def test_commerce_event_type_option_and_total_value() -> None:
-    result = map_one(commerce_event(2), options(commerce_event_type="event_type",
-                                                value_field="product_action.total_amount"))  # fmt: skip
+    result = map_one(
+        commerce_event(2), options(commerce_event_type="event_type", value_field="product_action.total_amount")
+    )
     assert [e.body["eventTypeId"] for e in result.events] == ["commerce_event", "commerce_event"]
     assert [e.body["value"] for e in result.events] == [60.0, 60.0]
 
@@ -175,8 +180,12 @@ def test_one_bad_identity_does_not_block_the_others() -> None:
     doc = batch([custom_event()])
     doc["user_identities"] = {"customer_id": "k" * 300, "other_id_2": "anon-1"}
     b = normalize_batch(doc)
-    opts = options(identity_mapping=[{"identity_type": "customer_id", "traffic_type": "user"},
-                                     {"identity_type": "other_id_2", "traffic_type": "anonymous"}])  # fmt: skip
+    opts = options(
+        identity_mapping=[
+            {"identity_type": "customer_id", "traffic_type": "user"},
+            {"identity_type": "other_id_2", "traffic_type": "anonymous"},
+        ]
+    )
     result = SplitMapper(opts).map_event(b, b.events[0], NOW_MS)
     assert [e.body["key"] for e in result.events] == ["anon-1"]
     assert [(r.reason, r.traffic_type) for r in result.rejections] == [("split.key_too_long", "user")]
@@ -202,8 +211,11 @@ def test_properties_over_32kb_are_rejected() -> None:
 
 
 def test_long_strings_are_truncated_and_nested_values_json_encoded() -> None:
-    result = map_one(custom_event(attributes={"long": "x" * 300, "list": [1, 2], "obj": {"b": 1, "a": 2},
-                                              "nan": float("nan"), "none": None}))  # fmt: skip
+    result = map_one(
+        custom_event(
+            attributes={"long": "x" * 300, "list": [1, 2], "obj": {"b": 1, "a": 2}, "nan": float("nan"), "none": None}
+        )
+    )
     [event] = result.events
     props = event.body["properties"]
     assert props["long"] == "x" * 256

@@ -12,6 +12,8 @@ from typing import Any
 from botocore.config import Config
 
 from flagbridge.auth import load_secret
+from flagbridge.errors import ConfigError
+from flagbridge.forwarding.ledger import DynamoDBLedger
 from flagbridge.profiles.store import DynamoDBProfileStore
 from flagbridge.quarantine import S3Quarantine
 from flagbridge.queues import SqsSender
@@ -69,6 +71,36 @@ def mparticle_webhook_auth() -> str:
     )
 
 
+@cache
+def queue_sender(queue_url: str) -> SqsSender:
+    return SqsSender(aws_client("sqs"), queue_url)
+
+
+def destination_sender(destination: str) -> SqsSender:
+    """The sender for a destination's own queue (DESTINATION_QUEUES maps names to queue URLs)."""
+    url = settings().destination_queues.get(destination)
+    if not url:
+        raise ConfigError(f"no queue for destination {destination!r} in DESTINATION_QUEUES")
+    return queue_sender(url)
+
+
+def destination_dead_letter_sender(destination: str) -> SqsSender:
+    url = settings().destination_dlqs.get(destination)
+    if not url:
+        raise ConfigError(f"no dead-letter queue for destination {destination!r} in DESTINATION_DLQS")
+    return queue_sender(url)
+
+
+@cache
+def delivery_ledger() -> DynamoDBLedger:
+    return DynamoDBLedger(aws_client("dynamodb"), settings().delivery_ledger_table)
+
+
+def secret(name: str) -> str:
+    """A Secrets Manager secret by name (cached by Powertools for FLAGBRIDGE_SECRETS_MAX_AGE seconds)."""
+    return load_secret(name, "", settings().secrets_max_age_seconds)
+
+
 def webhook_token() -> str:
     current = settings()
     return load_secret(current.webhook_token_secret, current.webhook_token, current.secrets_max_age_seconds)
@@ -81,7 +113,16 @@ def profile_api_token() -> str:
 
 def reset() -> None:
     """Forget every cached client, adapter and setting (tests; never needed in Lambda)."""
-    for cached in (aws_client, impressions_sender, batches_sender, quarantine, profile_store, get_settings):
+    for cached in (
+        aws_client,
+        impressions_sender,
+        batches_sender,
+        queue_sender,
+        delivery_ledger,
+        quarantine,
+        profile_store,
+        get_settings,
+    ):
         cached.cache_clear()
     from aws_lambda_powertools.utilities import parameters
 

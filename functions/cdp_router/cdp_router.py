@@ -1,0 +1,52 @@
+"""Lambda handler for the batches queue: route mParticle batches to per-destination queues.
+
+Plan validation, test-user resolution and per-destination filters run before any fan-out
+(:class:`flagbridge.forwarding.router_service.RouterService`). Partial batch failures are reported
+(``ReportBatchItemFailures``); the profile-mark lookup is done in bulk for the whole SQS batch, which
+is why this handler builds the response itself rather than with a per-record processor.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from flagbridge import runtime
+from flagbridge.forwarding.router_service import RouterService
+from flagbridge.observability import logger, metrics, tracer
+from flagbridge.profiles.processor import QueueRecord
+
+
+@cache
+def router() -> RouterService:
+    return RouterService(
+        runtime.settings().config,
+        runtime.profile_store().load_marks,
+        runtime.destination_sender,
+        runtime.quarantine(),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    records = [QueueRecord(record["messageId"], record["body"]) for record in event.get("Records", [])]
+    result = router().process(records)
+    for destination, reasons in result.counts.items():
+        for reason, count in reasons.items():
+            metrics.add_metric(name=f"Decisions.{destination}.{reason}", unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name="BatchesRouted", unit=MetricUnit.Count, value=result.batches)
+    logger.info(
+        "batches routed",
+        extra={
+            "records": len(records),
+            "batches": result.batches,
+            "destination_messages": result.destination_messages,
+            "decisions": result.counts,
+            "failed_records": len(result.failed_message_ids),
+        },
+    )
+    return result.batch_response()

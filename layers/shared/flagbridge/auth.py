@@ -30,7 +30,8 @@ def load_secret(secret_name: str, direct_value: str, max_age: int) -> str:
 
 def tokens_equal(provided: str, expected: str) -> bool:
     """Constant-time comparison (no early exit on the first differing byte)."""
-    return hmac.compare_digest(provided.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+    # surrogatepass: a lone surrogate in a hostile header must compare unequal, not raise
+    return hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
 def require_shared_token(query: Mapping[str, str] | None, headers: Mapping[str, str], expected: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import zlib
 from typing import Any
 
@@ -31,7 +32,10 @@ def raw_body(event_body: str | None, is_base64_encoded: bool) -> bytes:
             return base64.b64decode(event_body, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise RequestError(400, "invalid_base64", "the request body is not valid base64") from exc
-    return event_body.encode("utf-8", errors="surrogateescape")
+    try:
+        return event_body.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no byte sequence was ever sent for it
+        raise RequestError(400, "invalid_utf8", f"the body is not valid UTF-8 (character {exc.start})") from exc
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -58,18 +62,28 @@ def decompress(body: bytes, content_encoding: str | None, max_decompressed_bytes
         raise RequestError(400, "invalid_gzip", "Content-Encoding says gzip but the body is not gzip data")
     if not is_gzip:
         return body
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        output = inflater.decompress(body, max_decompressed_bytes + 1)
-    except zlib.error as exc:
-        raise RequestError(400, "invalid_gzip", f"the gzip body is corrupt: {exc}") from exc
-    if len(output) > max_decompressed_bytes or inflater.unconsumed_tail:
-        raise RequestError(
-            413, "payload_too_large", f"the decompressed body exceeds the limit of {max_decompressed_bytes} bytes"
-        )
-    if not inflater.eof:
-        raise RequestError(400, "invalid_gzip", "the gzip body is truncated")
-    return output
+    parts: list[bytes] = []
+    size = 0
+    remaining = body
+    while True:  # one gzip member, or several concatenated (RFC 1952 §2.2); nothing else may follow
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(remaining, max_decompressed_bytes - size + 1)
+        except zlib.error as exc:
+            raise RequestError(400, "invalid_gzip", f"the gzip body is corrupt: {exc}") from exc
+        size += len(part)
+        if size > max_decompressed_bytes or inflater.unconsumed_tail:
+            raise RequestError(
+                413, "payload_too_large", f"the decompressed body exceeds the limit of {max_decompressed_bytes} bytes"
+            )
+        if not inflater.eof:
+            raise RequestError(400, "invalid_gzip", "the gzip body is truncated")
+        parts.append(part)
+        remaining = inflater.unused_data
+        if not remaining:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if remaining[:2] != GZIP_MAGIC:
+            raise RequestError(400, "invalid_gzip", f"{len(remaining)} bytes of trailing data after the gzip stream")
 
 
 def parse_json(data: bytes) -> Any:
@@ -81,11 +95,22 @@ def parse_json(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise RequestError(400, "invalid_utf8", f"the body is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise RequestError(400, "invalid_json", "the JSON document is nested too deeply") from exc
     except ValueError as exc:
         raise RequestError(400, "invalid_json", f"malformed JSON: {exc}") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
 
 
 def decode_json_body(

@@ -98,7 +98,10 @@ def ingest_impressions(
             detail = f"no identity_mapping entry for environment {impression.environmentName!r}"
             rejected.append(_rejection(index, "unmapped_environment", detail, item))
             continue
-        records.append(dumps(queued_record(impression, target.traffic_type, target.identity_type)))
+        record = dumps(queued_record(impression, target.traffic_type, target.identity_type))
+        if "\ufffe" in record or "\uffff" in record:  # SQS refuses these two characters raw; escaped is the same JSON
+            record = record.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+        records.append(record)
 
     if records:
         prefix, suffix = envelope_parts(

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
 
 # Epoch-millisecond sanity bounds: a seconds value (~1.7e9) would land in 1970 and is rejected.
 MIN_TIME_MS = 946_684_800_000  # 2000-01-01
 MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01
+# UTF-8 sizes that keep the profile's DynamoDB partition and sort keys within their limits.
+KEY_MAX_BYTES = 1024
+SPLIT_MAX_BYTES = 512
 
 
 class SplitImpression(BaseModel):
@@ -37,6 +40,16 @@ class SplitImpression(BaseModel):
     sdkVersion: StrictStr | None = None
     properties: StrictStr | None = Field(default=None, max_length=32_768)
 
+    @field_validator("key", "split")
+    @classmethod
+    def _fits_a_dynamodb_key(cls, value: str, info: ValidationInfo) -> str:
+        # The profile's keys are "{traffic_type}#{key}" (DynamoDB: <= 2048 bytes) and "FLAG#{split}"
+        # (<= 1024 bytes): limit the UTF-8 size, not only the characters, or the processor could never store it.
+        limit = KEY_MAX_BYTES if info.field_name == "key" else SPLIT_MAX_BYTES
+        if len(value.encode("utf-8")) > limit:
+            raise ValueError(f"must be at most {limit} bytes in UTF-8")
+        return value
+
     @field_validator("properties")
     @classmethod
     def _properties_is_json_object(cls, value: str | None) -> str | None:
@@ -44,7 +57,7 @@ class SplitImpression(BaseModel):
             return None
         try:
             decoded = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValueError("properties must be a JSON-encoded object string") from None
         if decoded is not None and not isinstance(decoded, dict):
             raise ValueError("properties must be a JSON-encoded object string")

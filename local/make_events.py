@@ -19,6 +19,15 @@ EVENTS = ROOT / "events"
 PAYLOADS = EVENTS / "payloads"
 LOCAL_WEBHOOK_TOKEN = "local-webhook-token"
 LOCAL_PROFILE_TOKEN = "local-profile-token"
+LOCAL_MPARTICLE_KEY, LOCAL_MPARTICLE_SECRET = "local-mparticle-key", "local-mparticle-secret"
+LOCAL_MPARTICLE_WEBHOOK_AUTH = "Bearer local-mparticle-webhook"
+LANES = ("split", "analytics", "warehouse", "reporting", "audit")
+MPARTICLE_BATCHES = (
+    "mparticle_batch_test_user.json",
+    "mparticle_batch_real_customer.json",
+    "mparticle_batch_commerce.json",
+    "mparticle_batch_plan_violation.json",
+)
 FIXED_NOW = 1767225700.0
 SPLIT_HEADERS = {"Content-Type": "application/json", "User-Agent": "Split-Webhook/1.0", "Host": "bridge.example.com"}
 
@@ -53,6 +62,101 @@ def _profile_event(traffic_type: str, key: str, token: str | None, request_id: s
         request_id=request_id,
         now=FIXED_NOW,
     )
+
+
+def _basic(key: str, secret: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
+
+
+def _mparticle_event(path: str, body: bytes, authorization: str | None, request_id: str) -> dict[str, Any]:
+    headers = {
+        "Host": "bridge.example.com",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": "mParticle Python client/0.16.0",
+    }
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return http_api_event(
+        method="POST",
+        path=path,
+        route_key=f"POST {path}",
+        headers=headers,
+        body=body,
+        request_id=request_id,
+        now=FIXED_NOW,
+    )
+
+
+def generate_mparticle() -> None:
+    from flagbridge.forwarding.ingest import queue_envelope
+
+    batches = [json.loads((PAYLOADS / name).read_text(encoding="utf-8")) for name in MPARTICLE_BATCHES]
+    basic = _basic(LOCAL_MPARTICLE_KEY, LOCAL_MPARTICLE_SECRET)
+    for name, batch in zip(MPARTICLE_BATCHES, batches, strict=True):
+        short = name.removeprefix("mparticle_batch_").removesuffix(".json")
+        body = json.dumps(batch).encode()
+        _write(
+            f"mparticle_events_{short}.json", _mparticle_event("/mparticle/v2/events", body, basic, f"req-mp-{short}")
+        )
+    bulk = json.dumps(batches).encode()
+    _write("mparticle_bulkevents.json", _mparticle_event("/mparticle/v2/bulkevents", bulk, basic, "req-mp-bulk"))
+    single = json.dumps(batches[0]).encode()
+    _write("mparticle_events_no_auth.json", _mparticle_event("/mparticle/v2/events", single, None, "req-mp-noauth"))
+    _write(
+        "mparticle_events_bad_auth.json",
+        _mparticle_event("/mparticle/v2/events", single, _basic(LOCAL_MPARTICLE_KEY, "wrong"), "req-mp-badauth"),
+    )
+    _write(
+        "mparticle_events_malformed.json",
+        _mparticle_event(
+            "/mparticle/v2/events",
+            b'{"events": [{"event_type": "custom_event", "data": {}}]}',
+            basic,
+            "req-mp-malformed",
+        ),
+    )
+    webhook_body = (PAYLOADS / "mparticle_webhook_batch.json").read_bytes()
+    _write(
+        "mparticle_webhook.json",
+        _mparticle_event("/mparticle/webhook", webhook_body, LOCAL_MPARTICLE_WEBHOOK_AUTH, "req-mp-webhook"),
+    )
+    # What the router consumes: the ingest envelope, and a raw batch sent straight to the queue.
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-batches"
+    messages = [
+        (
+            f"b7a1c3e0-0000-4000-8000-00000000000{i}",
+            queue_envelope(batch, "events_api", f"req-mp-{i}", 1767225700000),
+            1,
+        )
+        for i, batch in enumerate(batches)
+    ]
+    messages.append(("b7a1c3e0-0000-4000-8000-0000000000ff", webhook_body.decode(), 1))
+    _write("sqs_batches.json", sqs_event(queue_arn, messages))
+
+    # What the delivery function consumes: the router's output for those batches, per destination lane.
+    from flagbridge.config import load_config
+    from flagbridge.forwarding.router_service import RouterService
+    from flagbridge.profiles.processor import QueueRecord
+    from flagbridge.quarantine import InMemoryQuarantine
+    from flagbridge.queues import InMemorySender
+
+    config = load_config(ROOT / "layers" / "shared" / "config" / "flagbridge.yaml", environ={})
+    lanes: dict[str, InMemorySender] = {}
+    router = RouterService(
+        config,
+        lambda users: {},
+        lambda name: lanes.setdefault(name, InMemorySender()),
+        InMemoryQuarantine(),
+        clock_ms=lambda: int(FIXED_NOW * 1000),
+    )
+    router.process([QueueRecord(message_id, body) for message_id, body, _ in messages])
+    for name, sender in sorted(lanes.items()):
+        lane_arn = f"arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-{name}-destination"
+        lane_messages = [(f"d3f0a9e1-{name}-{i:04d}", body, 1) for i, body in enumerate(sender.bodies)]
+        _write(f"sqs_destination_{name}.json", sqs_event(lane_arn, lane_messages))
 
 
 def generate() -> None:
@@ -109,6 +213,8 @@ def generate() -> None:
     _write("profile_api_unknown.json", _profile_event("user", "nobody", LOCAL_PROFILE_TOKEN, "req-profile-3"))
     _write("profile_api_no_token.json", _profile_event("user", "u-1001", None, "req-profile-4"))
 
+    generate_mparticle()
+
     # `sam local invoke --env-vars events/env.json`: local values only, never real secrets.
     shared = {
         "POWERTOOLS_SERVICE_NAME": "flagbridge",
@@ -129,6 +235,34 @@ def generate() -> None:
                 **shared,
                 "PROFILES_TABLE": "flagbridge-profiles",
                 "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+            },
+            "MParticleIngestFunction": {
+                **shared,
+                "BATCHES_QUEUE_URL": "http://localhost:5000/123456789012/flagbridge-dev-batches",
+                "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+                "FLAGBRIDGE_MPARTICLE_CREDENTIALS": f"{LOCAL_MPARTICLE_KEY}:{LOCAL_MPARTICLE_SECRET}",
+                "FLAGBRIDGE_MPARTICLE_WEBHOOK_AUTH": LOCAL_MPARTICLE_WEBHOOK_AUTH,
+            },
+            "CdpRouterFunction": {
+                **shared,
+                "PROFILES_TABLE": "flagbridge-profiles",
+                "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+                "DESTINATION_QUEUES": json.dumps(
+                    {name: f"http://localhost:5000/123456789012/flagbridge-dev-{name}-destination" for name in LANES}
+                ),
+            },
+            "DestinationDeliveryFunction": {
+                **shared,
+                "DELIVERY_LEDGER_TABLE": "flagbridge-delivery-ledger",
+                "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+                "DESTINATION_DLQS": json.dumps(
+                    {
+                        name: f"http://localhost:5000/123456789012/flagbridge-dev-{name}-destination-dlq"
+                        for name in LANES
+                    }
+                ),
+                "SPLIT_EVENTS_URL": "http://host.docker.internal:3001/api",
+                "ANALYTICS_WEBHOOK_URL": "http://host.docker.internal:3001/analytics",
             },
             "ProfileApiFunction": {
                 **shared,

@@ -1,0 +1,193 @@
+"""Local stand-ins for the outside world: a Split-compatible events receiver and a webhook receiver.
+
+Used by ``make run`` (so the Split and webhook destinations are visible locally) and by tests. The
+Split receiver checks every request the way Split's events API would: ``POST .../events/bulk``,
+``Authorization: Bearer <SDK key>``, a JSON array of events that each follow Split's rules (strict
+``eventTypeId`` pattern, key <= 250 chars, lowercase-able traffic type, epoch-ms timestamp, flat
+properties, <= 300 of them, body < 1 MB). Valid requests get 202, invalid ones 400 with the reasons.
+Faults can be scripted for tests: a queue of responses (status, headers, delay) served before normal
+behaviour, to simulate 429 with Retry-After, 500s, slow answers and dropped connections.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+EVENT_TYPE_ID = re.compile(r"^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$")
+MAX_BODY_BYTES = 1_000_000
+
+
+def split_event_problems(event: Any) -> list[str]:
+    """Why Split would refuse this event (empty list: acceptable)."""
+    if not isinstance(event, dict):
+        return ["event is not an object"]
+    problems = []
+    if not isinstance(event.get("eventTypeId"), str) or not EVENT_TYPE_ID.match(event["eventTypeId"]):
+        problems.append(f"eventTypeId {event.get('eventTypeId')!r} does not match {EVENT_TYPE_ID.pattern}")
+    key = event.get("key")
+    if not isinstance(key, str) or not key.strip() or len(key) > 250:
+        problems.append("key must be a non-empty string of at most 250 characters")
+    traffic_type = event.get("trafficTypeName")
+    if not isinstance(traffic_type, str) or not traffic_type or traffic_type != traffic_type.lower():
+        problems.append("trafficTypeName must be a non-empty lowercase string")
+    timestamp = event.get("timestamp")
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 946_684_800_000:
+        problems.append("timestamp must be epoch milliseconds")
+    value = event.get("value")
+    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+        problems.append("value must be a number or null")
+    properties = event.get("properties")
+    if properties is not None:
+        if not isinstance(properties, dict):
+            problems.append("properties must be an object")
+        else:
+            if len(properties) > 300:
+                problems.append("more than 300 properties")
+            for name, item in properties.items():
+                if item is not None and not isinstance(item, str | int | float | bool):
+                    problems.append(f"property {name!r} is not flat")
+    return problems
+
+
+@dataclass
+class ScriptedResponse:
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+    drop_connection: bool = False
+    body: str = '{"error": "scripted failure"}'
+
+
+@dataclass
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    status: int
+
+
+class Receiver:
+    """One HTTP server with two endpoints: ``/api/events/bulk`` (Split) and any other path (webhooks)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, split_sdk_key: str | None = None) -> None:
+        self.split_sdk_key = split_sdk_key
+        self.requests: list[ReceivedRequest] = []
+        self.split_events: list[dict[str, Any]] = []
+        self.webhooks: dict[str, list[Any]] = {}
+        self.script: deque[ScriptedResponse] = deque()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+            def do_POST(self) -> None:
+                receiver._handle(self)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="receiver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, *responses: ScriptedResponse) -> None:
+        with self._lock:
+            self.script.extend(responses)
+
+    def _reply(
+        self, handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length)
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._lock:
+            scripted = self.script.popleft() if self.script else None
+        if scripted is not None:
+            if scripted.delay_seconds:
+                time.sleep(scripted.delay_seconds)
+            if scripted.drop_connection:
+                handler.close_connection = True
+                handler.connection.close()
+                return
+            self._record(handler.path, headers, raw, scripted.status)
+            self._reply(handler, scripted.status, scripted.body, scripted.headers)
+            return
+        if handler.path.rstrip("/").endswith("/events/bulk"):
+            status, body = self._split(headers, raw)
+        else:
+            status, body = 200, {"ok": True}
+            try:
+                document = json.loads(raw)
+            except ValueError:
+                status, body, document = 400, {"error": "invalid JSON"}, None
+            if status == 200:
+                with self._lock:
+                    self.webhooks.setdefault(handler.path, []).append(document)
+        self._record(handler.path, headers, raw, status)
+        self._reply(handler, status, body)
+
+    def _split(self, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or (self.split_sdk_key and auth != f"Bearer {self.split_sdk_key}"):
+            return 401, {"error": "missing or wrong SDK key"}
+        if len(raw) >= MAX_BODY_BYTES:
+            return 413, {"error": "payload over 1 MB"}
+        try:
+            events = json.loads(raw)
+        except ValueError:
+            return 400, {"error": "invalid JSON"}
+        if not isinstance(events, list):
+            return 400, {"error": "bulk body must be an array"}
+        problems = {index: split_event_problems(event) for index, event in enumerate(events)}
+        problems = {index: found for index, found in problems.items() if found}
+        if problems:
+            return 400, {"error": "invalid events", "problems": problems}
+        with self._lock:
+            self.split_events.extend(events)
+        return 202, ""
+
+    def _record(self, path: str, headers: dict[str, str], raw: bytes, status: int) -> None:
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode(errors="replace")
+        with self._lock:
+            self.requests.append(ReceivedRequest(path, headers, body, status))
+
+    def snapshot(self) -> dict[str, Any]:
+        """What was received so far (the local runner prints and serves this)."""
+        with self._lock:
+            return {
+                "split_events": list(self.split_events),
+                "webhooks": {path: list(items) for path, items in self.webhooks.items()},
+                "requests": len(self.requests),
+            }

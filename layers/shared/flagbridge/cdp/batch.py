@@ -145,14 +145,27 @@ class Event:
     envelope
         The ``{"event_type", "data"}`` object as it will be forwarded.
     message_id
-        See :func:`event_message_id`.
+        See :func:`event_message_id`; computed on first access (hashing is only paid when an id is
+        needed), from the event as received.
     """
 
     index: int
     event_type: str
     data: dict[str, Any]
     envelope: dict[str, Any]
-    message_id: str = ""
+    _message_id: str | None = field(default=None, repr=False)
+    _batch: Batch | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def message_id(self) -> str:
+        """The event's stable id (see :func:`event_message_id`)."""
+        mid = self._message_id
+        if mid is None:
+            if self._batch is None:
+                raise ValueError("event without a batch has no message id")
+            mid = event_message_id(self._batch, self.envelope, self.index)
+            self._message_id = mid
+        return mid
 
     @property
     def name(self) -> str:
@@ -202,7 +215,7 @@ class Batch:
     source_format
         ``webhook`` when identities came as an array or the batch has a ``batch_id``, else ``events_api``.
     dedup_key
-        See :func:`batch_dedup_key`.
+        See :func:`batch_dedup_key`; computed on first access.
     """
 
     doc: dict[str, Any]
@@ -213,8 +226,17 @@ class Batch:
     plan_id: str | None
     plan_version: int | None
     source_format: SourceFormat
-    dedup_key: str = ""
+    _dedup_key: str | None = field(default=None, repr=False)
     _event_digests: dict[int, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def dedup_key(self) -> str:
+        """The batch's dedup key (see :func:`batch_dedup_key`)."""
+        key = self._dedup_key
+        if key is None:
+            key = batch_dedup_key(self)
+            self._dedup_key = key
+        return key
 
     def identity_values(self, identity_type: str) -> list[str]:
         """Return every value the batch carries for ``identity_type`` (usually zero or one)."""
@@ -263,8 +285,8 @@ def batch_dedup_key(batch: Batch) -> str:
         ``srid:<source_request_id>`` when set, else ``bid:<batch_id>`` (webhook format), else
         ``sha:<32 hex>``: a hash of the batch content (top-level fields and every event).
     """
-    if batch.dedup_key:
-        return batch.dedup_key
+    if batch._dedup_key is not None:
+        return batch._dedup_key
     source_request_id = batch.doc.get("source_request_id")
     if isinstance(source_request_id, str) and source_request_id:
         return f"srid:{source_request_id}"
@@ -276,6 +298,14 @@ def batch_dedup_key(batch: Batch) -> str:
     parts = [compact_json(top)]
     parts.extend(_event_digest(batch, envelope, index) for index, envelope in enumerate(raw_events))
     return "sha:" + _digest("\n".join(parts))
+
+
+def _given_message_id(data: Mapping[str, Any]) -> str | None:
+    for name in ("source_message_id", "message_id"):
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def event_message_id(batch: Batch, event: Mapping[str, Any], index: int) -> str:
@@ -298,11 +328,10 @@ def event_message_id(batch: Batch, event: Mapping[str, Any], index: int) -> str:
     """
     data = event.get("data")
     if isinstance(data, dict):
-        for name in ("source_message_id", "message_id"):
-            value = data.get(name)
-            if isinstance(value, str) and value:
-                return value
-    return "h:" + _digest(f"{batch_dedup_key(batch)}\n{index}\n{_event_digest(batch, event, index)}")
+        given = _given_message_id(data)
+        if given is not None:
+            return given
+    return "h:" + _digest(f"{batch.dedup_key}\n{index}\n{_event_digest(batch, event, index)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -482,7 +511,8 @@ def normalize_batch(document: Any) -> Batch:
     Returns
     -------
     Batch
-        The normalised batch with :attr:`Batch.dedup_key` and every :attr:`Event.message_id` set.
+        The normalised batch (:attr:`Batch.dedup_key` and :attr:`Event.message_id` are computed
+        lazily, so batches and events that already carry ids are never hashed).
 
     Raises
     ------
@@ -545,9 +575,8 @@ def normalize_batch(document: Any) -> Batch:
         plan_version=plan_version,
         source_format=source_format,
     )
-    batch.dedup_key = batch_dedup_key(batch)
     batch.events = [
-        Event(index, event_type, data, envelope, event_message_id(batch, envelope, index))
+        Event(index, event_type, data, envelope, _given_message_id(data), batch)
         for index, envelope, event_type, data in checked
     ]
     return batch

@@ -79,7 +79,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import fastjsonschema
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -128,8 +128,7 @@ class PlanEnforcement(BaseModel):
         return self
 
 
-@dataclass(slots=True, frozen=True)
-class Violation:
+class Violation(NamedTuple):
     """One data plan violation, in the shape of mParticle's validation results."""
 
     validation_error_type: ViolationType
@@ -605,17 +604,23 @@ def _is_removable(path: tuple[str | int, ...]) -> bool:
     return len(path) >= 2 and path[-2] == "custom_attributes"
 
 
-def _remove_path(root: dict[str, Any], path: tuple[str | int, ...]) -> dict[str, Any]:
-    """Return a copy of ``root`` without the member at ``path`` (copies only along the path)."""
+def _remove_paths(root: dict[str, Any], paths: Sequence[tuple[str | int, ...]]) -> dict[str, Any]:
+    """Return a copy of ``root`` without the members at ``paths`` (copies only along the paths, once)."""
     new_root = dict(root)
-    container: Any = new_root
-    for part in path[:-1]:
-        child = container[part]
-        child = list(child) if isinstance(child, list) else dict(child)
-        container[part] = child
-        container = child
-    if isinstance(container, dict):
-        container.pop(path[-1], None)
+    copied: dict[tuple[str | int, ...], Any] = {(): new_root}
+    for path in paths:
+        container: Any = new_root
+        for depth in range(1, len(path)):
+            prefix = path[:depth]
+            existing = copied.get(prefix)
+            if existing is None:
+                child = container[path[depth - 1]]
+                existing = list(child) if isinstance(child, list) else dict(child)
+                container[path[depth - 1]] = existing
+                copied[prefix] = existing
+            container = existing
+        if isinstance(container, dict):
+            container.pop(path[-1], None)
     return new_root
 
 
@@ -784,16 +789,14 @@ class PlanValidator:
             if not paths:
                 events.append(event)
                 continue
-            envelope = event.envelope
-            for path in paths:
-                envelope = _remove_path(envelope, path)
+            envelope = _remove_paths(event.envelope, paths)
             metadata["blocked_event_attributes"].append(
                 {
                     "event_id": event.event_id,
                     "event_attributes": ["./" + "/".join(str(p) for p in path) for path in paths],
                 }
             )
-            events.append(replace(event, envelope=envelope, data=envelope["data"]))
+            events.append(Event(event.index, event.event_type, envelope["data"], envelope, event.message_id, batch))
         doc = batch.doc
         user_attributes = batch.user_attributes
         identities = batch.identities
@@ -814,7 +817,14 @@ class PlanValidator:
                 doc = {k: v for k, v in doc.items() if k != "mpid"}
         metadata["blocked_user_attributes"] = blocked_attributes
         metadata["blocked_user_identities"] = blocked_identities
-        new_batch = replace(batch, doc=doc, events=events, user_attributes=user_attributes, identities=identities)
+        new_batch = replace(
+            batch,
+            doc=doc,
+            events=events,
+            user_attributes=user_attributes,
+            identities=identities,
+            _dedup_key=batch.dedup_key,  # the key of the batch as received, not of the modified copy
+        )
         return PlanOutcome(
             batch=new_batch,
             original=batch,

@@ -18,8 +18,11 @@
    ``events: []``) when its batch-level filter parts (environment, users) pass; a batch whose events
    were all filtered out is not forwarded.
 
-The result carries one :class:`~flagbridge.cdp.filters.Decision` per (event, destination), in
-destination order then event order. Reasons: ``sent``; ``plan.<violation type>`` or
+The result carries one decision per (event, destination): compactly as ``reasons`` (one list per
+destination, aligned with the batch's events) and expanded on demand as
+:class:`~flagbridge.cdp.filters.Decision` objects (``decisions``, in destination order then event
+order), so a caller that only needs counts and payloads does not pay for message ids.
+Reasons: ``sent``; ``plan.<violation type>`` or
 ``plan.no_data_plan`` (blocked by the data plan); ``filter.*`` (see :mod:`flagbridge.cdp.filters`);
 ``split.*`` (the event produced no sendable Split event; the first rejection's reason). A Split decision
 is ``sent`` when at least one Split event was produced; rejected products/identities of the same event
@@ -32,6 +35,7 @@ the violations that removed data) and ``split_rejected`` (one per Split rejectio
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,7 +44,7 @@ from flagbridge.cdp.batch import Batch, Event, normalize_batch
 from flagbridge.cdp.config import CdpConfig, DestinationType
 from flagbridge.cdp.dataplan import PlanOutcome
 from flagbridge.cdp.filters import SENT, Decision
-from flagbridge.cdp.split_events import SplitEvent, SplitRejection
+from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
 from flagbridge.cdp.testusers import TestUserDecision, TestUserResolver
 from flagbridge.config import TestUserRule, TestUsersConfig
 
@@ -72,24 +76,87 @@ class QuarantineRecord:
     payload: dict[str, Any]
 
 
-@dataclass(slots=True)
 class RoutingResult:
-    """Everything :func:`route_batch` decided for one batch."""
+    """Everything :func:`route_batch` decided for one batch.
 
-    batch: Batch
-    batch_key: str
-    test_user: TestUserDecision
-    plan: PlanOutcome
-    decisions: list[Decision]
-    payloads: dict[str, DestinationPayload]
-    quarantine: list[QuarantineRecord]
-    split_rejections: dict[str, list[SplitRejection]]
-    counts: dict[str, dict[str, int]]
-    """``{destination: {reason: number of events}}`` for metrics."""
+    Attributes
+    ----------
+    batch
+        The normalised batch as received.
+    test_user
+        The test-user decision.
+    plan
+        The data plan outcome.
+    reasons
+        ``{destination: [reason per event, in event order]}``: the compact decision log;
+        :attr:`decisions` expands it.
+    payloads
+        ``{destination: DestinationPayload}`` for destinations with something to send.
+    quarantine
+        Records to keep aside, with reasons.
+    split_rejections
+        ``{Split destination: rejections}`` (including ``split.unsupported_event_type``).
+    counts
+        ``{destination: {reason: number of events}}`` for metrics.
+    """
+
+    __slots__ = (
+        "_decisions",
+        "batch",
+        "counts",
+        "payloads",
+        "plan",
+        "quarantine",
+        "reasons",
+        "split_rejections",
+        "test_user",
+    )
+
+    def __init__(
+        self,
+        batch: Batch,
+        test_user: TestUserDecision,
+        plan: PlanOutcome,
+        reasons: dict[str, list[str]],
+        payloads: dict[str, DestinationPayload],
+        quarantine: list[QuarantineRecord],
+        split_rejections: dict[str, list[SplitRejection]],
+        counts: dict[str, dict[str, int]],
+    ) -> None:
+        self.batch = batch
+        self.test_user = test_user
+        self.plan = plan
+        self.reasons = reasons
+        self.payloads = payloads
+        self.quarantine = quarantine
+        self.split_rejections = split_rejections
+        self.counts = counts
+        self._decisions: list[Decision] | None = None
+
+    @property
+    def batch_key(self) -> str:
+        """The batch's dedup key (see :func:`flagbridge.cdp.batch.batch_dedup_key`)."""
+        return self.batch.dedup_key
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """One decision per (event, destination), in destination order then event order."""
+        if self._decisions is None:
+            events = self.batch.events
+            self._decisions = [
+                Decision(name, event.index, event.message_id, reason == SENT, reason)
+                for name, reasons in self.reasons.items()
+                for event, reason in zip(events, reasons, strict=True)
+            ]
+        return self._decisions
 
     def decisions_for(self, destination: str) -> list[Decision]:
         """Return the decisions of one destination, in event order."""
-        return [d for d in self.decisions if d.destination == destination]
+        events = self.batch.events
+        return [
+            Decision(destination, event.index, event.message_id, reason == SENT, reason)
+            for event, reason in zip(events, self.reasons[destination], strict=True)
+        ]
 
 
 def _resolver(test_users: TestUserResolver | Sequence[TestUserRule] | TestUsersConfig | None) -> TestUserResolver:
@@ -136,15 +203,15 @@ def route_batch(
     test_user = _resolver(test_users).resolve(normalised, marked_identities)
     is_test = test_user.is_test_user
     surviving: Batch | None = outcome.batch
-    by_index: dict[int, Event] = {e.index: e for e in surviving.events} if surviving is not None else {}
-    all_events = normalised.events
+    all_events = normalised.events  # all_events[i].index == i: malformed batches never get here
+    n_events = len(all_events)
+    dropped_events = outcome.dropped_events
 
-    decisions: list[Decision] = []
+    reasons: dict[str, list[str]] = {}
     payloads: dict[str, DestinationPayload] = {}
     quarantine: list[QuarantineRecord] = []
     split_rejections: dict[str, list[SplitRejection]] = {}
     counts: dict[str, dict[str, int]] = {}
-    key = normalised.dedup_key
 
     plan_doc = outcome.quarantine_document()
     if plan_doc is not None:
@@ -154,98 +221,110 @@ def route_batch(
                 "plan_blocked",
                 outcome.batch_drop_reason or "plan.blocked",
                 None,
-                key,
+                normalised.dedup_key,
                 {"batch": plan_doc, "violations": removed, "plan": list(outcome.plan) if outcome.plan else None},
             )
         )
 
     for destination in config.compiled_destinations:
         name = destination.name
-        tally: dict[str, int] = {}
-        counts[name] = tally
         if surviving is None:
-            reason = outcome.batch_drop_reason or "plan.blocked"
-            for event in all_events:
-                decisions.append(Decision(name, event.index, event.message_id, False, reason))
-            if all_events:
-                tally[reason] = len(all_events)
+            dest_reasons = [outcome.batch_drop_reason or "plan.blocked"] * n_events
+            reasons[name] = dest_reasons
+            counts[name] = dict(Counter(dest_reasons))
             continue
         compiled = destination.filter
         batch_reason = compiled.batch_reason(normalised.environment, is_test)
         passing: list[Event] = []
-        dest_decisions: list[Decision] = []
-        for event in all_events:
-            kept = by_index.get(event.index)
-            if kept is None:
-                reason = outcome.dropped_events.get(event.index, "plan.blocked")
-            elif batch_reason is not None:
-                reason = batch_reason
-            else:
-                filtered = compiled.event_reason(kept)
+        if batch_reason is not None and not dropped_events:
+            dest_reasons = [batch_reason] * n_events
+        elif not dropped_events and not compiled.has_event_rules:
+            passing = list(surviving.events)
+            dest_reasons = [SENT] * n_events
+        else:
+            dest_reasons = []
+            event_reason = compiled.event_reason
+            for event in surviving.events:
+                while len(dest_reasons) < event.index:  # events the plan dropped
+                    dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+                if batch_reason is not None:
+                    dest_reasons.append(batch_reason)
+                    continue
+                filtered = event_reason(event)
                 if filtered is None:
-                    passing.append(kept)
-                reason = filtered or SENT
-            dest_decisions.append(Decision(name, event.index, event.message_id, reason == SENT, reason))
+                    passing.append(event)
+                    dest_reasons.append(SENT)
+                else:
+                    dest_reasons.append(filtered)
+            while len(dest_reasons) < n_events:
+                dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
 
         mapper = destination.split
         if mapper is not None:
-            sendable: list[SplitEvent] = []
-            rejected: list[SplitRejection] = []
-            refused: dict[int, str] = {}
-            for event in passing:
-                result = mapper.map_event(surviving, event, now_ms)
-                sendable.extend(result.events)
-                if result.rejections:
-                    rejected.extend(result.rejections)
-                    if not result.events:
-                        refused[event.index] = result.rejections[0].reason
-            if refused:
-                dest_decisions = [
-                    d._replace(sent=False, reason=refused[d.event_index]) if d.event_index in refused else d
-                    for d in dest_decisions
-                ]
-            if rejected:
-                split_rejections[name] = rejected
-                envelopes = {e.index: e.envelope for e in passing}
-                for rejection in rejected:
-                    if rejection.reason in NOT_QUARANTINED_SPLIT_REASONS:
-                        continue
-                    quarantine.append(
-                        QuarantineRecord(
-                            "split_rejected",
-                            rejection.reason,
-                            name,
-                            key,
-                            {
-                                "event_index": rejection.event_index,
-                                "message_id": rejection.message_id,
-                                "detail": rejection.detail,
-                                "product_index": rejection.product_index,
-                                "traffic_type": rejection.traffic_type,
-                                "split_event": rejection.body,
-                                "event": envelopes.get(rejection.event_index),
-                            },
-                        )
-                    )
-            if sendable:
-                indexes = sorted({s.event_index for s in sendable})
-                payloads[name] = DestinationPayload(name, destination.type, indexes, split_events=sendable)
+            if passing:
+                _route_split(name, mapper, surviving, passing, now_ms, dest_reasons, payloads, split_rejections)
+                for rejection in split_rejections.get(name, ()):
+                    if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
+                        quarantine.append(_split_quarantine(name, surviving, rejection))
         elif passing or (not all_events and batch_reason is None):
             payloads[name] = DestinationPayload(
                 name, destination.type, [e.index for e in passing], batch=surviving.to_dict(passing)
             )
-        for decision in dest_decisions:
-            tally[decision.reason] = tally.get(decision.reason, 0) + 1
-        decisions.extend(dest_decisions)
+        reasons[name] = dest_reasons
+        counts[name] = dict(Counter(dest_reasons))
 
     return RoutingResult(
         batch=normalised,
-        batch_key=key,
         test_user=test_user,
         plan=outcome,
-        decisions=decisions,
+        reasons=reasons,
         payloads=payloads,
         quarantine=quarantine,
         split_rejections=split_rejections,
         counts=counts,
+    )
+
+
+def _route_split(
+    name: str,
+    mapper: SplitMapper,
+    batch: Batch,
+    passing: list[Event],
+    now_ms: int,
+    dest_reasons: list[str],
+    payloads: dict[str, DestinationPayload],
+    split_rejections: dict[str, list[SplitRejection]],
+) -> None:
+    sendable: list[SplitEvent] = []
+    rejected: list[SplitRejection] = []
+    for event in passing:
+        result = mapper.map_event(batch, event, now_ms)
+        if result.events:
+            sendable.extend(result.events)
+        if result.rejections:
+            rejected.extend(result.rejections)
+            if not result.events:
+                dest_reasons[event.index] = result.rejections[0].reason
+    if rejected:
+        split_rejections[name] = rejected
+    if sendable:
+        indexes = sorted({s.event_index for s in sendable})
+        payloads[name] = DestinationPayload(name, "split", indexes, split_events=sendable)
+
+
+def _split_quarantine(name: str, batch: Batch, rejection: SplitRejection) -> QuarantineRecord:
+    return QuarantineRecord(
+        "split_rejected",
+        rejection.reason,
+        name,
+        batch.dedup_key,
+        {
+            "event_index": rejection.event_index,
+            "message_id": rejection.message_id,
+            "detail": rejection.detail,
+            "product_index": rejection.product_index,
+            "traffic_type": rejection.traffic_type,
+            "split_event": rejection.body,
+            "event": next((e.envelope for e in batch.events if e.index == rejection.event_index), None),
+        },
     )

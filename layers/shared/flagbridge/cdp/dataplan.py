@@ -235,25 +235,31 @@ class _Leaf:
     def check(self, value: Any) -> str | None:
         """Return None when valid, else a description of what was expected."""
         value = self.coerce(value)
-        if self.native is not None:
-            if not any(test(value) for test in self.native):
-                return f"type: {compact_json(sorted(self.types) if len(self.types) > 1 else next(iter(self.types)))}"
+        native = self.native
+        if native is not None:
+            for test in native:
+                if test(value):
+                    break
+            else:
+                shown = sorted(self.types) if len(self.types) > 1 else next(iter(self.types))
+                return f"type: {compact_json(shown)}"
         elif self.validator is not None:
             try:
                 self.validator(value)
             except fastjsonschema.JsonSchemaValueException as exc:
                 return f"{exc.rule}: {compact_json(exc.rule_definition)}"
-        if self.enum_raw is not None:
+        enum_raw = self.enum_raw
+        if enum_raw is not None:
             text = canonical(value)
-            if (text is None and value not in self.enum_raw) or (text is not None and text not in self.enum_text):
-                return f"enum: {compact_json(self.enum_raw)}"
+            if (text is None and value not in enum_raw) or (text is not None and text not in self.enum_text):
+                return f"enum: {compact_json(enum_raw)}"
         return None
 
 
 class _Obj:
     """An object schema with ``properties``: walked key by key so every violation is classified."""
 
-    __slots__ = ("absent_children", "additional", "props", "required", "residual")
+    __slots__ = ("absent_children", "additional", "props", "required", "residual", "walk_props")
 
     def __init__(
         self,
@@ -266,6 +272,7 @@ class _Obj:
         self.required = required
         self.additional = additional
         self.residual = residual
+        self.walk_props = tuple((name, child) for name, child in props.items() if child is not None)
         self.absent_children = tuple(
             (name, child) for name, child in props.items() if isinstance(child, _Obj) and _has_required(child)
         )
@@ -364,18 +371,24 @@ def _walk(node: _Node, value: Any, path: tuple[str | int, ...], out: list[_Findi
             out.append(("missing_required", (*path, name), "required", None))
     props = node.props
     additional = node.additional
-    for name, child_value in value.items():
-        if name in props:
-            child = props[name]
-            if child is not None:
-                _walk(child, child_value, (*path, name), out)
-        elif additional is False:
-            out.append(("unplanned", (*path, name), "additionalProperties: false", child_value))
-        elif additional is not True:
-            _walk(additional, child_value, (*path, name), out)
-    for name, child in node.absent_children:
+    if additional is True:
+        # only declared members can be wrong: look them up instead of scanning the whole object
+        for name, child in node.walk_props:
+            if name in value:
+                _walk(child, value[name], (*path, name), out)
+    else:
+        for name, child_value in value.items():
+            if name in props:
+                declared = props[name]
+                if declared is not None:
+                    _walk(declared, child_value, (*path, name), out)
+            elif additional is False:
+                out.append(("unplanned", (*path, name), "additionalProperties: false", child_value))
+            else:
+                _walk(additional, child_value, (*path, name), out)
+    for name, absent in node.absent_children:
         if name not in value:
-            _walk(child, {}, (*path, name), out)
+            _walk(absent, {}, (*path, name), out)
 
 
 def _pointer(path: Sequence[str | int]) -> str:

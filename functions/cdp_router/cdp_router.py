@@ -11,11 +11,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from flagbridge import runtime
 from flagbridge.forwarding.router_service import RouterService
-from flagbridge.observability import logger, metrics, tracer
+from flagbridge.observability import NAMESPACE, logger, metrics, tracer
 from flagbridge.profiles.processor import QueueRecord
 
 
@@ -37,7 +37,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result = router().process(records)
     for destination, reasons in result.counts.items():
         for reason, count in reasons.items():
-            metrics.add_metric(name=f"Decisions.{destination}.{reason}", unit=MetricUnit.Count, value=count)
+            with single_metric(name="Decisions", unit=MetricUnit.Count, value=count, namespace=NAMESPACE) as metric:
+                metric.add_dimension(name="destination", value=destination)
+                metric.add_dimension(name="reason", value=reason)
     metrics.add_metric(name="BatchesRouted", unit=MetricUnit.Count, value=result.batches)
     logger.info(
         "batches routed",

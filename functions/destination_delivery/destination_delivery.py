@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -28,10 +28,11 @@ from flagbridge.forwarding.destinations import (
     Urllib3Client,
     WebhookSink,
 )
-from flagbridge.observability import logger, metrics, tracer
+from flagbridge.observability import NAMESPACE, logger, metrics, tracer
 from flagbridge.quarantine import S3Quarantine
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report every failed record, even when all fail, instead of failing the invocation (same retry, clearer logs).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @cache
@@ -86,12 +87,14 @@ def record_handler(record: SQSRecord) -> None:
             {"reason": "undeliverable", "detail": str(exc), "items": [{"index": 0, "item": record.body}]},
         )
         return
-    metrics.add_metric(name=f"Delivered.{outcome.destination}", unit=MetricUnit.Count, value=outcome.sent)
-    metrics.add_metric(name=f"DuplicatesSkipped.{outcome.destination}", unit=MetricUnit.Count, value=outcome.duplicates)
-    if outcome.dead_lettered:
-        metrics.add_metric(
-            name=f"DeadLettered.{outcome.destination}", unit=MetricUnit.Count, value=outcome.dead_lettered
-        )
+    for name, value in (
+        ("Delivered", outcome.sent),
+        ("DuplicatesSkipped", outcome.duplicates),
+        ("DeadLettered", outcome.dead_lettered),
+    ):
+        if value:
+            with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+                metric.add_dimension(name="destination", value=outcome.destination)
     logger.info(
         "delivered",
         extra={

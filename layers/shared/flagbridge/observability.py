@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+NAMESPACE = "Flagbridge"
+
 logger = Logger(service="flagbridge")
 tracer = Tracer(service="flagbridge")
-metrics = Metrics(namespace="Flagbridge", service="flagbridge")
+metrics = Metrics(namespace=NAMESPACE, service="flagbridge")

@@ -2,17 +2,20 @@
 
 They read the template as written (short tags mapped to their long form by ``local.cfn_yaml``) and fail when a
 design invariant is broken: architecture, queue timing, durability and encryption settings, least-privilege
-policies, secrets, logging, routes, alarms and outputs. No AWS, no network, no SAM transform needed.
+policies, secrets, logging, routes, alarms and outputs, and the CDP lanes agreeing with the destinations of
+``layers/shared/config/flagbridge.yaml``. No AWS, no network, no SAM transform needed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from local.cfn_yaml import load, load_template
 
@@ -25,11 +28,36 @@ FUNCTIONS = {
     "ImpressionsWebhookFunction": ("functions/impressions_webhook/", "impressions_webhook.lambda_handler"),
     "ImpressionsProcessorFunction": ("functions/impressions_processor/", "impressions_processor.lambda_handler"),
     "ProfileApiFunction": ("functions/profile_api/", "profile_api.lambda_handler"),
+    "MParticleIngestFunction": ("functions/mparticle_ingest/", "mparticle_ingest.lambda_handler"),
+    "CdpRouterFunction": ("functions/cdp_router/", "cdp_router.lambda_handler"),
+    "DestinationDeliveryFunction": ("functions/destination_delivery/", "destination_delivery.lambda_handler"),
 }
 ROUTES = {
     ("POST", "/split/impressions"): "ImpressionsWebhookFunction",
     ("GET", "/profiles/{trafficType}/{key}"): "ProfileApiFunction",
+    ("POST", "/mparticle/v2/events"): "MParticleIngestFunction",
+    ("POST", "/mparticle/v2/bulkevents"): "MParticleIngestFunction",
+    ("POST", "/mparticle/webhook"): "MParticleIngestFunction",
 }
+# CDP destination name -> the logical id prefix of its lane (<Lane>DestinationQueue, <Lane>DestinationDeadLetterQueue).
+LANES = {
+    "split": "Split",
+    "analytics": "Analytics",
+    "warehouse": "Warehouse",
+    "reporting": "Reporting",
+    "audit": "Audit",
+}
+# The configuration the layer ships (plain YAML: its ${NAME:-default} placeholders are just strings here).
+CONFIG_PATH = ROOT / "layers/shared/config/flagbridge.yaml"
+CONFIG: dict[str, Any] = yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))
+CDP_DESTINATIONS = [destination["name"] for destination in CONFIG["cdp"]["destinations"]]
+# Which function consumes which queue (SQS event sources), and its expected batching/concurrency settings.
+SQS_CONSUMERS = {
+    "ImpressionsQueue": "ImpressionsProcessorFunction",
+    "BatchesQueue": "CdpRouterFunction",
+    **{f"{lane}DestinationQueue": "DestinationDeliveryFunction" for lane in LANES.values()},
+}
+MAX_RETENTION = 14 * 24 * 3600  # SQS's maximum MessageRetentionPeriod
 # SAM policy templates we allow in function Policies: each expands to actions scoped to the named resource.
 SAM_POLICY_TEMPLATES = {
     "SQSSendMessagePolicy",
@@ -39,6 +67,8 @@ SAM_POLICY_TEMPLATES = {
     "DynamoDBCrudPolicy",
     "DynamoDBReadPolicy",
     "DynamoDBWritePolicy",
+    "FirehoseWritePolicy",
+    "EventBridgePutEventsPolicy",
 }
 
 
@@ -69,6 +99,19 @@ def events(function: str, event_type: str) -> list[dict[str, Any]]:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def sub_json_map(value: Any) -> dict[str, str]:
+    """A ``!Sub`` JSON object of ``${LogicalId}`` references, as {key: LogicalId} (e.g. DESTINATION_QUEUES)."""
+    assert isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str), value
+    document = json.loads(value["Fn::Sub"])
+    assert isinstance(document, dict), value
+    mapping = {}
+    for key, reference in document.items():
+        match = re.fullmatch(r"\$\{([A-Za-z0-9]+)\}", reference)
+        assert match, (key, reference)
+        mapping[key] = match.group(1)
+    return mapping
 
 
 def walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
@@ -159,47 +202,117 @@ def _sqs_consumers() -> list[tuple[str, dict[str, Any]]]:
     return [(name, event) for name in of_type("AWS::Serverless::Function") for event in events(name, "SQS")]
 
 
-def test_processor_consumes_the_impressions_queue() -> None:
-    assert [(name, event["Queue"]) for name, event in _sqs_consumers()] == [
-        ("ImpressionsProcessorFunction", get_att("ImpressionsQueue", "Arn"))
-    ]
+def _event_queue(event: dict[str, Any]) -> str:
+    assert event["Queue"] == get_att(event["Queue"]["Fn::GetAtt"][0], "Arn"), event["Queue"]
+    return str(event["Queue"]["Fn::GetAtt"][0])
+
+
+def _dead_letter_queue(queue: str) -> str:
+    return str(props(queue)["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0])
+
+
+def test_each_consumed_queue_has_exactly_one_event_source() -> None:
+    consumed = [(_event_queue(event), name) for name, event in _sqs_consumers()]
+    assert sorted(consumed) == sorted(SQS_CONSUMERS.items())
+    # The delivery function consumes each lane through its own event source mapping (own concurrency cap).
+    assert len(events("DestinationDeliveryFunction", "SQS")) == len(LANES)
 
 
 def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -> None:
     for name, event in _sqs_consumers():
-        queue = event["Queue"]["Fn::GetAtt"][0]
+        queue = _event_queue(event)
         timeout = function_setting(name, "Timeout")
         assert props(queue)["VisibilityTimeout"] >= 6 * timeout, (queue, name)
-    assert function_setting("ImpressionsProcessorFunction", "Timeout") == 60
+    for name in set(SQS_CONSUMERS.values()):
+        assert function_setting(name, "Timeout") == 60, name
 
 
 def test_sqs_events_report_batch_item_failures() -> None:
     for name, event in _sqs_consumers():
         assert "ReportBatchItemFailures" in event["FunctionResponseTypes"], name
-        assert event["BatchSize"] == 10
-        assert event["MaximumBatchingWindowInSeconds"] == 5
-        assert 2 <= event["ScalingConfig"]["MaximumConcurrency"] <= 1000
+        assert event["BatchSize"] == 10, name
+        assert 2 <= event["ScalingConfig"]["MaximumConcurrency"] <= 1000, name
+    (processor,) = events("ImpressionsProcessorFunction", "SQS")
+    assert (processor["MaximumBatchingWindowInSeconds"], processor["ScalingConfig"]["MaximumConcurrency"]) == (5, 5)
+    (router,) = events("CdpRouterFunction", "SQS")
+    assert (router["MaximumBatchingWindowInSeconds"], router["ScalingConfig"]["MaximumConcurrency"]) == (2, 5)
+    for lane in events("DestinationDeliveryFunction", "SQS"):
+        assert lane["ScalingConfig"]["MaximumConcurrency"] == 2
+
+
+def test_every_consumed_queue_redrives_to_its_own_dead_letter_queue() -> None:
+    dead_letter_queues = [_dead_letter_queue(queue) for queue in SQS_CONSUMERS]
+    assert len(set(dead_letter_queues)) == len(SQS_CONSUMERS)  # one DLQ per queue, never shared
+    for queue, dlq in zip(SQS_CONSUMERS, dead_letter_queues, strict=True):
+        assert props(queue)["RedrivePolicy"]["maxReceiveCount"] == 5, queue
+        assert RESOURCES[dlq]["Type"] == "AWS::SQS::Queue", queue
+        assert dlq not in SQS_CONSUMERS, dlq  # nothing consumes a DLQ: messages wait there for a redrive
+        assert "RedrivePolicy" not in props(dlq), dlq
+        assert props(dlq)["MessageRetentionPeriod"] == MAX_RETENTION, dlq
+        # The DLQ keeps messages at least as long as the source (retention counts from the original enqueue).
+        assert props(dlq)["MessageRetentionPeriod"] >= props(queue).get("MessageRetentionPeriod", 4 * 24 * 3600)
+    assert props("ImpressionsQueue")["MessageRetentionPeriod"] < MAX_RETENTION
+    assert props("BatchesQueue")["MessageRetentionPeriod"] < MAX_RETENTION
 
 
 def test_impressions_queue_redrives_to_the_dead_letter_queue() -> None:
     redrive = props("ImpressionsQueue")["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == get_att("ImpressionsDeadLetterQueue", "Arn")
-    assert redrive["maxReceiveCount"] == 5
-    assert props("ImpressionsDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
-    # The DLQ keeps messages longer than the source queue (retention counts from the original enqueue).
-    assert props("ImpressionsDeadLetterQueue")["MessageRetentionPeriod"] > props("ImpressionsQueue").get(
-        "MessageRetentionPeriod", 4 * 24 * 3600
-    )
+    assert props("BatchesQueue")["RedrivePolicy"]["deadLetterTargetArn"] == get_att("BatchesDeadLetterQueue", "Arn")
+
+
+def test_the_configured_destinations_are_the_lanes() -> None:
+    assert sorted(CDP_DESTINATIONS) == sorted(LANES)
+    assert len(set(CDP_DESTINATIONS)) == len(CDP_DESTINATIONS)
+
+
+@pytest.mark.parametrize(("destination", "lane"), list(LANES.items()))
+def test_each_lane_has_its_queue_and_dead_letter_queue(destination: str, lane: str) -> None:
+    queue, dlq = f"{lane}DestinationQueue", f"{lane}DestinationDeadLetterQueue"
+    assert RESOURCES[queue]["Type"] == RESOURCES[dlq]["Type"] == "AWS::SQS::Queue"
+    assert _dead_letter_queue(queue) == dlq
+    # A destination can be down for long: its lane keeps messages as long as SQS allows.
+    assert props(queue)["MessageRetentionPeriod"] == MAX_RETENTION
+    assert props(queue)["QueueName"] == {"Fn::Sub": f"flagbridge-${{Stage}}-{destination}-destination"}
+    assert props(dlq)["QueueName"] == {"Fn::Sub": f"flagbridge-${{Stage}}-{destination}-destination-dlq"}
+    assert [e for e in events("DestinationDeliveryFunction", "SQS") if _event_queue(e) == queue] != []
+
+
+def test_destination_maps_name_exactly_the_configured_destinations() -> None:
+    queues = sub_json_map(props("CdpRouterFunction")["Environment"]["Variables"]["DESTINATION_QUEUES"])
+    dlqs = sub_json_map(props("DestinationDeliveryFunction")["Environment"]["Variables"]["DESTINATION_DLQS"])
+    assert sorted(queues) == sorted(dlqs) == sorted(CDP_DESTINATIONS)
+    for destination in CDP_DESTINATIONS:
+        assert queues[destination] == f"{LANES[destination]}DestinationQueue"
+        assert dlqs[destination] == _dead_letter_queue(queues[destination])
+    # The delivery function consumes exactly the lanes the router fans out to.
+    assert sorted(_event_queue(e) for e in events("DestinationDeliveryFunction", "SQS")) == sorted(queues.values())
+
+
+def test_queues_have_explicit_stage_scoped_names() -> None:
+    # The local runner creates the queues under these names; CloudFormation-generated names would differ per stack.
+    names = []
+    for name in of_type("AWS::SQS::Queue"):
+        queue_name = props(name)["QueueName"]["Fn::Sub"]
+        assert re.fullmatch(r"flagbridge-\$\{Stage\}-[a-z0-9]+(-[a-z0-9]+)*", queue_name), name
+        names.append(queue_name)
+    assert len(set(names)) == len(names)
 
 
 def test_queues_are_encrypted_and_tls_only() -> None:
     queues = of_type("AWS::SQS::Queue")
-    assert set(queues) == {"ImpressionsQueue", "ImpressionsDeadLetterQueue"}
+    lanes = {f"{lane}Destination{kind}" for lane in LANES.values() for kind in ("Queue", "DeadLetterQueue")}
+    expected = {"ImpressionsQueue", "ImpressionsDeadLetterQueue", "BatchesQueue", "BatchesDeadLetterQueue"}
+    assert set(queues) == expected | lanes | {"ReportingQueue"}
     for name in queues:
         assert props(name)["SqsManagedSseEnabled"] is True, name
     policies = of_type("AWS::SQS::QueuePolicy").values()
     covered = {q["Ref"] for p in policies for q in p["Properties"]["Queues"] if _denies_insecure_transport(p)}
     assert covered == set(queues)
+    for policy in policies:  # the Deny names every queue the policy is attached to
+        (statement,) = as_list(policy["Properties"]["PolicyDocument"]["Statement"])
+        attached = [get_att(q["Ref"], "Arn") for q in policy["Properties"]["Queues"]]
+        assert statement["Resource"] == attached
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -207,17 +320,29 @@ def test_queues_are_encrypted_and_tls_only() -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_profiles_table_is_durable_and_encrypted() -> None:
-    table = RESOURCES["ProfilesTable"]
-    assert table["Type"] == "AWS::DynamoDB::Table"
-    assert table["DeletionPolicy"] == "Retain"
-    assert table["UpdateReplacePolicy"] == "Retain"
-    p = table["Properties"]
-    assert p["BillingMode"] == "PAY_PER_REQUEST"
+def test_tables_are_durable_and_encrypted() -> None:
+    assert set(of_type("AWS::DynamoDB::Table")) == {"ProfilesTable", "DeliveryLedgerTable"}
+    for name, table in of_type("AWS::DynamoDB::Table").items():
+        assert table["DeletionPolicy"] == "Retain", name
+        assert table["UpdateReplacePolicy"] == "Retain", name
+        p = table["Properties"]
+        assert p["BillingMode"] == "PAY_PER_REQUEST", name
+        assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
+        assert p["SSESpecification"]["SSEEnabled"] is True, name
+
+
+def test_profiles_table_keys() -> None:
+    p = props("ProfilesTable")
     assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
     assert {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]} == {"pk": "S", "sk": "S"}
-    assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-    assert p["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_delivery_ledger_table_keys_and_ttl() -> None:
+    # flagbridge.forwarding.ledger.DynamoDBLedger: string key ``id``, TTL attribute ``expires_at``.
+    p = props("DeliveryLedgerTable")
+    assert p["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert p["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
 def _denies_insecure_transport(policy: dict[str, Any]) -> bool:
@@ -228,8 +353,10 @@ def _denies_insecure_transport(policy: dict[str, Any]) -> bool:
     )
 
 
-def test_quarantine_bucket_is_private_encrypted_versioned_and_expiring() -> None:
-    bucket = RESOURCES["QuarantineBucket"]
+@pytest.mark.parametrize("name", ["QuarantineBucket", "WarehouseBucket"])
+def test_buckets_are_private_encrypted_versioned_and_retained(name: str) -> None:
+    assert set(of_type("AWS::S3::Bucket")) == {"QuarantineBucket", "WarehouseBucket"}
+    bucket = RESOURCES[name]
     assert bucket["DeletionPolicy"] == "Retain"
     assert bucket["UpdateReplacePolicy"] == "Retain"
     p = bucket["Properties"]
@@ -242,19 +369,67 @@ def test_quarantine_bucket_is_private_encrypted_versioned_and_expiring() -> None
     (rule,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms", "aws:kms:dsse"}
     assert p["VersioningConfiguration"]["Status"] == "Enabled"
-    rules = p["LifecycleConfiguration"]["Rules"]
+    assert p["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_quarantined_payloads_expire() -> None:
+    rules = props("QuarantineBucket")["LifecycleConfiguration"]["Rules"]
     assert any(r["Status"] == "Enabled" and r["ExpirationInDays"] == ref("QuarantineRetentionDays") for r in rules)
 
 
-def test_quarantine_bucket_policy_denies_insecure_transport_on_bucket_and_objects() -> None:
-    (policy,) = [
-        p for p in of_type("AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == ref("QuarantineBucket")
-    ]
+@pytest.mark.parametrize("name", ["QuarantineBucket", "WarehouseBucket"])
+def test_bucket_policy_denies_insecure_transport_on_bucket_and_objects(name: str) -> None:
+    (policy,) = [p for p in of_type("AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == ref(name)]
     assert _denies_insecure_transport(policy)
     (statement,) = [s for s in as_list(policy["Properties"]["PolicyDocument"]["Statement"]) if s["Effect"] == "Deny"]
     assert statement["Action"] in ("s3:*", ["s3:*"])
-    assert get_att("QuarantineBucket", "Arn") in statement["Resource"]
-    assert {"Fn::Sub": "${QuarantineBucket.Arn}/*"} in statement["Resource"]
+    assert get_att(name, "Arn") in statement["Resource"]
+    assert {"Fn::Sub": f"${{{name}.Arn}}/*"} in statement["Resource"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Example sinks of the non-Split destinations
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_warehouse_delivery_stream_writes_encrypted_to_the_warehouse_bucket() -> None:
+    stream = props("WarehouseDeliveryStream")
+    assert RESOURCES["WarehouseDeliveryStream"]["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+    assert stream["DeliveryStreamName"] == {"Fn::Sub": "flagbridge-${Stage}-warehouse"}
+    assert stream["DeliveryStreamType"] == "DirectPut"
+    assert stream["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
+    s3 = stream["ExtendedS3DestinationConfiguration"]
+    assert s3["BucketARN"] == get_att("WarehouseBucket", "Arn")
+    assert s3["RoleARN"] == get_att("WarehouseDeliveryRole", "Arn")
+    assert s3["Prefix"] == "mparticle/"
+    assert s3["BufferingHints"]["IntervalInSeconds"] > 0 and s3["BufferingHints"]["SizeInMBs"] > 0
+    assert s3["CloudWatchLoggingOptions"]["Enabled"] is True
+
+
+def test_warehouse_delivery_role_is_scoped_to_firehose_and_the_warehouse_bucket() -> None:
+    role = props("WarehouseDeliveryRole")
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "firehose.amazonaws.com"}
+    assert trust["Action"] in ("sts:AssumeRole", ["sts:AssumeRole"])
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")}}
+    statements = [s for policy in role["Policies"] for s in as_list(policy["PolicyDocument"]["Statement"])]
+    allowed = [get_att("WarehouseBucket", "Arn"), {"Fn::Sub": "${WarehouseBucket.Arn}/*"}]
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = as_list(statement["Action"])
+        if all(a.startswith("s3:") for a in actions):
+            for resource in as_list(statement["Resource"]):
+                assert resource in allowed, resource
+        else:
+            assert actions == ["logs:PutLogEvents"], actions
+            assert "${WarehouseDeliveryLogStream}" in statement["Resource"]["Fn::Sub"]
+
+
+def test_reporting_queue_and_audit_bus() -> None:
+    assert props("ReportingQueue")["QueueName"] == {"Fn::Sub": "flagbridge-${Stage}-reporting"}
+    assert "ReportingQueue" not in SQS_CONSUMERS  # consumed outside the stack
+    assert RESOURCES["AuditEventBus"]["Type"] == "AWS::Events::EventBus"
+    assert props("AuditEventBus")["Name"] == {"Fn::Sub": "flagbridge-${Stage}-audit"}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -349,32 +524,85 @@ def test_function_policies_are_scoped_sam_policy_templates() -> None:
             assert arguments and all(isinstance(v, dict) for v in arguments.values()), (name, template)
 
 
-def test_expected_function_permissions() -> None:
-    def templates(name: str) -> dict[str, Any]:
-        return {k: v for p in props(name)["Policies"] for k, v in p.items()}
+def _templates(name: str) -> list[str]:
+    """A function's policy templates with their arguments, as sorted JSON (one template may repeat)."""
+    return sorted(json.dumps(policy, sort_keys=True) for policy in props(name)["Policies"])
 
-    assert templates("ImpressionsWebhookFunction") == {
-        "SQSSendMessagePolicy": {"QueueName": get_att("ImpressionsQueue", "QueueName")},
-        "S3WritePolicy": {"BucketName": ref("QuarantineBucket")},
-        "AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": ref("WebhookTokenSecret")},
-    }
-    assert templates("ImpressionsProcessorFunction") == {
-        "DynamoDBCrudPolicy": {"TableName": ref("ProfilesTable")},
-        "S3WritePolicy": {"BucketName": ref("QuarantineBucket")},
-    }
-    assert templates("ProfileApiFunction") == {
-        "DynamoDBReadPolicy": {"TableName": ref("ProfilesTable")},
-        "AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": ref("ProfileApiTokenSecret")},
-    }
+
+def _expected(*policies: tuple[str, str, Any]) -> list[str]:
+    return sorted(json.dumps({template: {argument: value}}, sort_keys=True) for template, argument, value in policies)
+
+
+def _send(queue: str) -> tuple[str, str, Any]:
+    return ("SQSSendMessagePolicy", "QueueName", get_att(queue, "QueueName"))
+
+
+QUARANTINE_WRITE = ("S3WritePolicy", "BucketName", ref("QuarantineBucket"))
+
+
+def _get_secret(secret: str) -> tuple[str, str, Any]:
+    return ("AWSSecretsManagerGetSecretValuePolicy", "SecretArn", ref(secret))
+
+
+def test_expected_function_permissions() -> None:
+    assert _templates("ImpressionsWebhookFunction") == _expected(
+        _send("ImpressionsQueue"), QUARANTINE_WRITE, _get_secret("WebhookTokenSecret")
+    )
+    assert _templates("ImpressionsProcessorFunction") == _expected(
+        ("DynamoDBCrudPolicy", "TableName", ref("ProfilesTable")), QUARANTINE_WRITE
+    )
+    assert _templates("ProfileApiFunction") == _expected(
+        ("DynamoDBReadPolicy", "TableName", ref("ProfilesTable")), _get_secret("ProfileApiTokenSecret")
+    )
+    assert _templates("MParticleIngestFunction") == _expected(
+        _send("BatchesQueue"),
+        QUARANTINE_WRITE,
+        _get_secret("MParticleCredentialsSecret"),
+        _get_secret("MParticleWebhookAuthSecret"),
+    )
+    # The router only reads the profiles (tester marks) and may send to every lane, nothing else.
+    assert _templates("CdpRouterFunction") == _expected(
+        ("DynamoDBReadPolicy", "TableName", ref("ProfilesTable")),
+        QUARANTINE_WRITE,
+        *(_send(f"{lane}DestinationQueue") for lane in LANES.values()),
+    )
+    # Delivery: the ledger (TransactWriteItems is authorised as PutItem; BatchWriteItem, DeleteItem), the lanes'
+    # DLQs, and one permission per example sink. It cannot send to the lanes themselves.
+    assert _templates("DestinationDeliveryFunction") == _expected(
+        ("DynamoDBCrudPolicy", "TableName", ref("DeliveryLedgerTable")),
+        QUARANTINE_WRITE,
+        *(_send(f"{lane}DestinationDeadLetterQueue") for lane in LANES.values()),
+        _send("ReportingQueue"),
+        _get_secret("SplitSdkKeySecret"),
+        ("FirehoseWritePolicy", "DeliveryStreamName", ref("WarehouseDeliveryStream")),
+        ("EventBridgePutEventsPolicy", "EventBusName", ref("AuditEventBus")),
+    )
+
+
+SECRETS = {
+    "WebhookTokenSecret": "webhook-token",
+    "ProfileApiTokenSecret": "profile-api-token",
+    "MParticleCredentialsSecret": "mparticle-credentials",
+    "MParticleWebhookAuthSecret": "mparticle-webhook-auth",
+    "SplitSdkKeySecret": "split-sdk-key",
+}
 
 
 def test_no_secret_values_in_the_template() -> None:
-    keys = {key for _, key, _ in walk(TEMPLATE)}
-    assert "SecretString" not in keys
-    assert "SecretStringTemplate" not in keys
+    keys = [(path, key) for path, key, _ in walk(TEMPLATE)]
+    assert "SecretString" not in {key for _, key in keys}
+    # The only SecretStringTemplate is the mParticle credentials' public part (the API key is an identifier); the
+    # secret half is generated into GenerateStringKey.
+    assert [path for path, key in keys if key == "SecretStringTemplate"] == [
+        "/Resources/MParticleCredentialsSecret/Properties/GenerateSecretString"
+    ]
+    credentials = props("MParticleCredentialsSecret")["GenerateSecretString"]
+    assert json.loads(credentials["SecretStringTemplate"]) == {"api_key": "flagbridge"}
+    assert credentials["GenerateStringKey"] == "api_secret"
     secrets = of_type("AWS::SecretsManager::Secret")
-    assert set(secrets) == {"WebhookTokenSecret", "ProfileApiTokenSecret"}
-    for name in secrets:
+    assert set(secrets) == set(SECRETS)
+    for name, suffix in SECRETS.items():
+        assert props(name)["Name"] == {"Fn::Sub": f"flagbridge/${{Stage}}/{suffix}"}, name
         generate = props(name)["GenerateSecretString"]
         assert generate["PasswordLength"] >= 40, name
         assert generate["ExcludePunctuation"] is True, name
@@ -388,9 +616,18 @@ def test_no_secret_values_in_the_template() -> None:
             assert parameter.get("NoEcho") is True and not parameter.get("Default"), name
 
 
+def test_secret_descriptions_say_what_to_do_after_deploy() -> None:
+    assert "Authorization" in props("MParticleWebhookAuthSecret")["Description"]
+    assert "after deploy" in props("MParticleWebhookAuthSecret")["Description"]
+    assert "after deploy" in props("SplitSdkKeySecret")["Description"]
+
+
+def _env(name: str) -> dict[str, Any]:
+    return dict(props(name)["Environment"]["Variables"])
+
+
 def test_function_environment() -> None:
-    def env(name: str) -> dict[str, Any]:
-        return props(name)["Environment"]["Variables"]
+    env = _env
 
     assert env("ImpressionsWebhookFunction") == {
         "IMPRESSIONS_QUEUE_URL": ref("ImpressionsQueue"),
@@ -405,6 +642,48 @@ def test_function_environment() -> None:
         "PROFILES_TABLE": ref("ProfilesTable"),
         "PROFILE_API_TOKEN_SECRET": ref("ProfileApiTokenSecret"),
     }
+    assert env("MParticleIngestFunction") == {
+        "BATCHES_QUEUE_URL": ref("BatchesQueue"),
+        "QUARANTINE_BUCKET": ref("QuarantineBucket"),
+        "MPARTICLE_CREDENTIALS_SECRET": ref("MParticleCredentialsSecret"),
+        "MPARTICLE_WEBHOOK_AUTH_SECRET": ref("MParticleWebhookAuthSecret"),
+    }
+    router = env("CdpRouterFunction")
+    assert sub_json_map(router.pop("DESTINATION_QUEUES"))  # contents: test_destination_maps_name_exactly_...
+    assert router == {"PROFILES_TABLE": ref("ProfilesTable"), "QUARANTINE_BUCKET": ref("QuarantineBucket")}
+    delivery = env("DestinationDeliveryFunction")
+    assert sub_json_map(delivery.pop("DESTINATION_DLQS"))
+    assert delivery == {
+        "DELIVERY_LEDGER_TABLE": ref("DeliveryLedgerTable"),
+        "QUARANTINE_BUCKET": ref("QuarantineBucket"),
+        "SPLIT_SDK_KEY_SECRET": ref("SplitSdkKeySecret"),
+        "SPLIT_EVENTS_URL": ref("SplitEventsUrl"),
+        "ANALYTICS_WEBHOOK_URL": ref("AnalyticsWebhookUrl"),
+        "WAREHOUSE_STREAM_NAME": ref("WarehouseDeliveryStream"),
+        "REPORTING_QUEUE_URL": ref("ReportingQueue"),
+        "AUDIT_EVENT_BUS_NAME": ref("AuditEventBus"),
+    }
+
+
+def _config_placeholders(node: Any) -> set[str]:
+    """Names of the ${NAME:-default} / ${NAME} environment placeholders in a configuration subtree."""
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::-[^}]*)?\}", json.dumps(node)))
+
+
+def test_every_environment_variable_is_read_by_the_code() -> None:
+    settings = (ROOT / "layers/shared/flagbridge/settings.py").read_text(encoding="utf-8")
+    known = set(re.findall(r'alias="([A-Z][A-Z0-9_]*)"', settings)) | _config_placeholders(CONFIG)
+    known |= {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    for name in FUNCTIONS:
+        assert set(_env(name)) <= known, (name, set(_env(name)) - known)
+    assert set(GLOBAL_FUNCTION["Environment"]["Variables"]) <= known
+
+
+def test_delivery_sets_every_placeholder_of_the_destinations() -> None:
+    # Unset, a placeholder falls back to its example default (events.split.io, a non-existent stream ...).
+    placeholders = _config_placeholders(CONFIG["cdp"]["destinations"])
+    assert placeholders
+    assert placeholders <= set(_env("DestinationDeliveryFunction"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -423,7 +702,7 @@ def test_every_function_logs_to_its_own_log_group_with_retention(name: str) -> N
 
 def test_every_log_group_has_retention() -> None:
     log_groups = of_type("AWS::Logs::LogGroup")
-    assert len(log_groups) == len(FUNCTIONS) + 1  # + the HTTP API access log
+    assert len(log_groups) == len(FUNCTIONS) + 2  # + the HTTP API access log and the warehouse stream's errors
     for name in log_groups:
         assert props(name)["RetentionInDays"] == ref("LogRetentionDays"), name
     assert TEMPLATE["Parameters"]["LogRetentionDays"]["Default"] == 30
@@ -458,12 +737,26 @@ def _alarms(metric: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_alarms_cover_the_dlq_the_backlog_and_every_function() -> None:
-    (dlq,) = _alarms("ApproximateNumberOfMessagesVisible").values()
-    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": get_att("ImpressionsDeadLetterQueue", "QueueName")}]
-    assert (dlq["ComparisonOperator"], dlq["Threshold"]) == ("GreaterThanThreshold", 0)
-    (age,) = _alarms("ApproximateAgeOfOldestMessage").values()
-    assert age["Dimensions"] == [{"Name": "QueueName", "Value": get_att("ImpressionsQueue", "QueueName")}]
+def _alarmed_queues(alarms: dict[str, dict[str, Any]]) -> list[str]:
+    queues = []
+    for alarm in alarms.values():
+        (dimension,) = alarm["Dimensions"]
+        assert dimension["Name"] == "QueueName"
+        queue = dimension["Value"]["Fn::GetAtt"][0]
+        assert dimension["Value"] == get_att(queue, "QueueName")
+        queues.append(queue)
+    return sorted(queues)
+
+
+def test_alarms_cover_the_dlqs_the_backlogs_and_every_function() -> None:
+    depth = _alarms("ApproximateNumberOfMessagesVisible")
+    assert _alarmed_queues(depth) == sorted(_dead_letter_queue(queue) for queue in SQS_CONSUMERS)
+    for dlq in depth.values():
+        assert (dlq["ComparisonOperator"], dlq["Threshold"]) == ("GreaterThanThreshold", 0)
+    age = _alarms("ApproximateAgeOfOldestMessage")
+    assert _alarmed_queues(age) == sorted(SQS_CONSUMERS)  # incl. every lane: its destination is down
+    for alarm in age.values():
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 900)
     errors = _alarms("Errors").values()
     assert sorted(a["Dimensions"][0]["Value"]["Ref"] for a in errors) == sorted(FUNCTIONS)
     for alarm in errors:
@@ -502,7 +795,14 @@ def test_parameters() -> None:
         "LogRetentionDays",
         "AlarmEmail",
         "QuarantineRetentionDays",
+        "SplitEventsUrl",
+        "AnalyticsWebhookUrl",
     }
+    for name in ("SplitEventsUrl", "AnalyticsWebhookUrl"):
+        assert TEMPLATE["Parameters"][name]["Default"].startswith("https://"), name
+        assert re.fullmatch(TEMPLATE["Parameters"][name]["AllowedPattern"], TEMPLATE["Parameters"][name]["Default"])
+        assert not re.fullmatch(TEMPLATE["Parameters"][name]["AllowedPattern"], "http://insecure.example.com")
+    assert TEMPLATE["Parameters"]["SplitEventsUrl"]["Default"] == "https://events.split.io/api"
 
 
 def test_outputs() -> None:
@@ -517,11 +817,32 @@ def test_outputs() -> None:
         "QuarantineBucketName",
         "WebhookTokenSecretArn",
         "ProfileApiTokenSecretArn",
+        "MParticleEventsApiHost",
+        "MParticleWebhookUrl",
+        "BatchesQueueUrl",
+        "BatchesDeadLetterQueueUrl",
+        "DeliveryLedgerTableName",
+        "MParticleCredentialsSecretArn",
+        "MParticleWebhookAuthSecretArn",
+        "SplitSdkKeySecretArn",
+        "ReportingQueueUrl",
+        "AuditEventBusName",
+        "WarehouseBucketName",
+        "WarehouseDeliveryStreamName",
     } <= set(outputs)
     base = "https://${FlagbridgeHttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
     assert outputs["HttpApiUrl"]["Value"] == {"Fn::Sub": base}
     assert outputs["ImpressionsWebhookUrl"]["Value"] == {"Fn::Sub": f"{base}/split/impressions"}
     assert outputs["ProfileApiUrl"]["Value"] == {"Fn::Sub": f"{base}/profiles"}
+    # SDKs append /events and /bulkevents to the host they are pointed at.
+    assert outputs["MParticleEventsApiHost"]["Value"] == {"Fn::Sub": f"{base}/mparticle/v2"}
+    assert outputs["MParticleWebhookUrl"]["Value"] == {"Fn::Sub": f"{base}/mparticle/webhook"}
+    for lane in LANES.values():
+        for kind in ("Queue", "DeadLetterQueue"):
+            assert outputs[f"{lane}Destination{kind}Url"]["Value"] == ref(f"{lane}Destination{kind}")
+    for name, output in outputs.items():
+        for reference in [v for _, k, v in walk(output) if k == "Ref"]:
+            assert reference in RESOURCES or reference.startswith("AWS::"), (name, reference)
 
 
 # --------------------------------------------------------------------------------------------------------------

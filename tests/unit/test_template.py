@@ -495,7 +495,7 @@ def _policy_statements() -> Iterator[tuple[str, list[dict[str, Any]], bool]]:
 
 
 def test_the_wildcard_check_catches_wildcards() -> None:
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"Sid": "a", "Effect": "Allow", "Action": "*", "Resource": "arn:x"},
         {"Sid": "b", "Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "*"},
         {"Sid": "c", "Effect": "Allow", "Action": "sqs:*", "Resource": "arn:x"},

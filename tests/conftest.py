@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -84,6 +85,13 @@ def lambda_context() -> FakeLambdaContext:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """moto-backed table, queue + DLQ, bucket and secrets, wired into flagbridge's settings."""
+    with moto_resources(monkeypatch) as resources:
+        yield resources
+
+
+@contextmanager
+def moto_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The ``aws`` fixture's resources, for fixtures of a wider scope (one moto environment per module)."""
     from moto import mock_aws
 
     from flagbridge import runtime
@@ -123,8 +131,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         runtime.reset()
-        yield {"ddb": ddb, "sqs": sqs, "s3": s3, "queue_url": queue_url, "dlq_url": dlq_url, **env}
-        runtime.reset()
+        try:
+            yield {"ddb": ddb, "sqs": sqs, "s3": s3, "queue_url": queue_url, "dlq_url": dlq_url, **env}
+        finally:
+            runtime.reset()
 
 
 def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:

@@ -1,0 +1,63 @@
+"""Fixtures of the hostile suite: one moto environment per test module, emptied between cases.
+
+Building moto resources and boto3 clients per case would dominate the suite's run time (hundreds of
+cases), so each module shares one environment; ``hostile_aws`` drains the queue and empties the
+quarantine after every case so that each case sees only what it caused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import drain_queue, moto_resources
+from tests.hostile.support import clear_quarantine
+
+# DynamoDB's key size limits, which moto enforces on writes only.
+PARTITION_KEY_MAX_BYTES = 2048
+SORT_KEY_MAX_BYTES = 1024
+
+
+def _key_values(params: dict[str, Any]) -> list[tuple[str, Any]]:
+    values = [(name.lstrip(":"), value) for name, value in params.get("ExpressionAttributeValues", {}).items()]
+    values.extend(params.get("Key", {}).items())
+    for request in params.get("RequestItems", {}).values():
+        for key in request.get("Keys", []):
+            values.extend(key.items())
+    return values
+
+
+def _enforce_key_sizes(params: dict[str, Any], model: Any, **_: Any) -> None:
+    for name, value in _key_values(params):
+        if name not in ("pk", "sk") or not isinstance(value, dict) or "S" not in value:
+            continue
+        limit = SORT_KEY_MAX_BYTES if name == "sk" else PARTITION_KEY_MAX_BYTES
+        if len(value["S"].encode("utf-8", "surrogatepass")) > limit:
+            error = {"Code": "ValidationException", "Message": f"Size of {name} exceeds {limit} bytes"}
+            raise ClientError({"Error": error}, model.name)
+
+
+@pytest.fixture(scope="module")
+def shared_aws() -> Iterator[dict[str, Any]]:
+    """The conftest ``aws`` resources, once per module; reads with oversize keys fail as on real DynamoDB."""
+    from flagbridge import runtime
+
+    with pytest.MonkeyPatch.context() as monkeypatch, moto_resources(monkeypatch) as resources:
+        client = runtime.aws_client("dynamodb")
+        for operation in ("Query", "GetItem", "BatchGetItem"):
+            client.meta.events.register(f"before-parameter-build.dynamodb.{operation}", _enforce_key_sizes)
+        resources["prepared"] = set()
+        yield resources
+
+
+@pytest.fixture
+def hostile_aws(shared_aws: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The shared environment, with an empty queue and quarantine before and after the test."""
+    drain_queue(shared_aws["sqs"], shared_aws["queue_url"])
+    clear_quarantine(shared_aws["s3"])
+    yield shared_aws
+    drain_queue(shared_aws["sqs"], shared_aws["queue_url"])
+    clear_quarantine(shared_aws["s3"])

@@ -1,0 +1,89 @@
+"""``local.bench --smoke``: the benchmark runs end to end on tiny inputs and reports every figure.
+
+Structure only: nothing here asserts a timing (the full ``make bench`` run checks the targets).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local import bench
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {"name", "title", "measured", "floor", "ratio", "unit", "target", "pass", "details", "peak_rss_mb", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    output = tmp_path_factory.mktemp("bench") / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "local.bench", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| figure |" in completed.stdout  # the table is printed
+    return json.loads(output.read_text())
+
+
+def test_every_figure_is_reported_with_the_same_fields(report: dict[str, Any]) -> None:
+    assert report["smoke"] is True
+    names = [figure["name"] for figure in report["figures"]]
+    expected = [name for name in bench.FIGURES if name != "cold_start"]
+    expected += [f"cold_start.{function}" for function in bench.FUNCTIONS]
+    assert sorted(names) == sorted(expected)
+    for figure in report["figures"]:
+        assert set(figure) == KEYS, figure["name"]
+        assert "error" not in figure["details"], (figure["name"], figure["details"].get("error"))
+
+
+def test_ratio_figures_are_computed_against_a_positive_floor(report: dict[str, Any]) -> None:
+    by_name = {figure["name"]: figure for figure in report["figures"]}
+    ratio_figures = ["ingest_cpu", "processor_cpu", "router_cpu", "profile_writes", "split_requests"]
+    ratio_figures += [f"cold_start.{function}" for function in bench.FUNCTIONS]
+    for name in ratio_figures:
+        figure = by_name[name]
+        assert figure["measured"] > 0 and figure["floor"] > 0, name
+        assert figure["ratio"] == pytest.approx(_expected_ratio(figure), rel=0.05, abs=0.01), name
+        assert isinstance(figure["pass"], bool), name
+        assert figure["peak_rss_mb"] > 0, name
+
+
+def _expected_ratio(figure: dict[str, Any]) -> float:
+    # Throughputs (higher is better) are inverted so that every ratio reads "times the floor's cost".
+    if figure["unit"] == "events/s":
+        return float(figure["floor"] / figure["measured"])
+    return float(figure["measured"] / figure["floor"])
+
+
+def test_counting_figures_are_exact_on_tiny_inputs(report: dict[str, Any]) -> None:
+    by_name = {figure["name"]: figure for figure in report["figures"]}
+    writes = by_name["profile_writes"]
+    assert writes["ratio"] == 1.0 and writes["details"]["redelivery_writes"] == 0
+    split = by_name["split_requests"]
+    assert split["measured"] == split["floor"] == 1
+    assert all(size < 1_000_000 for size in split["details"]["body_bytes"])
+
+
+def test_report_only_figures(report: dict[str, Any]) -> None:
+    by_name = {figure["name"]: figure for figure in report["figures"]}
+    e2e = by_name["local_e2e"]
+    assert e2e["measured"] > 0 and e2e["details"]["profile_visible"] == [True]
+    layer = by_name["layer_size"]
+    if layer["measured"] is None:  # not built yet on this machine (make test builds after the unit tests)
+        assert "skipped" in layer["details"]
+    else:
+        assert layer["details"]["forbidden_packages"] == []
+
+
+def test_table_renders_every_figure(report: dict[str, Any]) -> None:
+    rendered = bench.table(report["figures"])
+    assert rendered.count("\n") == len(report["figures"]) + 1

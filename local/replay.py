@@ -45,28 +45,34 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from flagbridge.cdp.batch import BatchFormatError, normalize_batch
-from flagbridge.config import BridgeConfig
-from flagbridge.errors import FlagbridgeError, RequestError
-from flagbridge.forwarding.ingest import QUARANTINE_SOURCE as BATCHES_SOURCE
-from flagbridge.forwarding.ingest import queue_envelope
-from flagbridge.forwarding.ledger import DynamoDBLedger
-from flagbridge.forwarding.router_service import DECISION_LOG_SOURCE, RouterService
-from flagbridge.forwarding.router_service import QUARANTINE_SOURCE as ROUTER_SOURCE
-from flagbridge.impressions.ingest import QUARANTINE_SOURCE as IMPRESSIONS_SOURCE
-from flagbridge.impressions.ingest import ingest_impressions
-from flagbridge.impressions.models import ImpressionMessage
-from flagbridge.profiles.processor import QUARANTINE_SOURCE as PROCESSOR_SOURCE
-from flagbridge.profiles.processor import QueueRecord
-from flagbridge.profiles.store import DynamoDBProfileStore
-from flagbridge.quarantine import InMemoryQuarantine
-from flagbridge.queues import MAX_MESSAGE_BYTES, InMemorySender, SqsSender
-from flagbridge.settings import Settings
+# Run as ``python -m local.replay`` from the repository: the shared package lives in the layer directory.
+_SHARED = str(Path(__file__).resolve().parent.parent / "layers" / "shared")
+if _SHARED not in sys.path:
+    sys.path.insert(0, _SHARED)
+
+from flagbridge.cdp.batch import BatchFormatError, normalize_batch  # noqa: E402
+from flagbridge.config import BridgeConfig  # noqa: E402
+from flagbridge.errors import FlagbridgeError, RequestError  # noqa: E402
+from flagbridge.forwarding.ingest import QUARANTINE_SOURCE as BATCHES_SOURCE  # noqa: E402
+from flagbridge.forwarding.ingest import queue_envelope  # noqa: E402
+from flagbridge.forwarding.ledger import DynamoDBLedger  # noqa: E402
+from flagbridge.forwarding.router_service import DECISION_LOG_SOURCE, RouterService  # noqa: E402
+from flagbridge.forwarding.router_service import QUARANTINE_SOURCE as ROUTER_SOURCE  # noqa: E402
+from flagbridge.impressions.ingest import QUARANTINE_SOURCE as IMPRESSIONS_SOURCE  # noqa: E402
+from flagbridge.impressions.ingest import ingest_impressions  # noqa: E402
+from flagbridge.impressions.models import ImpressionMessage  # noqa: E402
+from flagbridge.profiles.processor import QUARANTINE_SOURCE as PROCESSOR_SOURCE  # noqa: E402
+from flagbridge.profiles.processor import QueueRecord  # noqa: E402
+from flagbridge.profiles.store import DynamoDBProfileStore  # noqa: E402
+from flagbridge.quarantine import InMemoryQuarantine  # noqa: E402
+from flagbridge.queues import MAX_MESSAGE_BYTES, InMemorySender, SqsSender  # noqa: E402
+from flagbridge.settings import Settings  # noqa: E402
 
 DELIVERY_SOURCE = "destination-delivery"
 REPLAYED_PREFIX = "replayed/"

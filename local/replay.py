@@ -174,7 +174,8 @@ class Clients:
             from botocore.config import Config
 
             config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=16)
-            self._clients[service] = boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+            # boto3's default session: its endpoint and model data are loaded once per process.
+            self._clients[service] = boto3.client(service, config=config)  # type: ignore[call-overload]
         return self._clients[service]
 
 
@@ -534,8 +535,9 @@ def redrive(
         "source_url": dlq.source_url,
         "dry_run": dry_run,
         "seen": len(seen),
-        "moved": sum(moved.values()),
-        "moved_to": dict(moved),
+        "moved": 0 if dry_run else sum(moved.values()),
+        "would_move": sum(moved.values()) if dry_run else 0,
+        "targets": dict(moved),
         "skipped": dict(skipped),
         "errors": errors,
     }
@@ -1196,9 +1198,9 @@ def cmd_dlq_redrive(clients: Clients, resources: Resources, args: argparse.Names
         progress=progress,
     )
     if not args.json:
-        verb = "would move" if args.dry_run else "moved"
-        targets = ", ".join(f"{n} to {q}" for q, n in result["moved_to"].items()) or "nothing"
-        out.write(f"{dlq.name}: {result['seen']} message(s) seen, {verb} {result['moved']} ({targets})\n")
+        verb, number = ("would move", result["would_move"]) if args.dry_run else ("moved", result["moved"])
+        targets = ", ".join(f"{n} to {q}" for q, n in result["targets"].items()) or "nothing"
+        out.write(f"{dlq.name}: {result['seen']} message(s) seen, {verb} {number} ({targets})\n")
         for reason, number in result["skipped"].items():
             out.write(f"  left in the DLQ: {number}: {reason}\n")
         for error in result["errors"]:

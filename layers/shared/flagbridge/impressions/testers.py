@@ -11,6 +11,9 @@ from __future__ import annotations
 from flagbridge.config import FlagTreatmentRule, KeyAllowlistRule, KeyPatternRule, LabelRule, TestUsersConfig
 from flagbridge.impressions.models import QueuedImpression
 
+_UNKNOWN = -2  # memo miss
+_NO_MATCH = -1
+
 
 def matching_rule(impression: QueuedImpression, config: TestUsersConfig) -> str | None:
     """The name of the first rule that marks this impression's user as a tester, or None."""
@@ -33,3 +36,65 @@ def matching_rule(impression: QueuedImpression, config: TestUsersConfig) -> str 
         ):
             return rule.name
     return None
+
+
+class RuleMatcher:
+    """:func:`matching_rule` for the many impressions of one batch, with the same answers.
+
+    The impression-side rules look at three independent things: the key (allowlists, key patterns), the
+    label, and the (flag, treatment). The first matching rule of each kind is memoised per distinct value,
+    so an impression costs three dictionary lookups; the earliest of the three in configuration order wins.
+    Build one per batch (the memos grow with the distinct values seen).
+    """
+
+    def __init__(self, config: TestUsersConfig) -> None:
+        self._names = [rule.name for rule in config.rules]
+        self._key_rules = [
+            (index, rule)
+            for index, rule in enumerate(config.rules)
+            if isinstance(rule, KeyAllowlistRule | KeyPatternRule)
+        ]
+        self._label_rules = [(index, rule) for index, rule in enumerate(config.rules) if isinstance(rule, LabelRule)]
+        self._flag_rules = [
+            (index, rule) for index, rule in enumerate(config.rules) if isinstance(rule, FlagTreatmentRule)
+        ]
+        self._by_key: dict[tuple[str, str], int] = {}
+        self._by_label: dict[str | None, int] = {}
+        self._by_flag: dict[tuple[str, str], int] = {}
+
+    def match(self, impression: QueuedImpression) -> str | None:
+        """The name of the first rule that marks this impression's user as a tester, or None."""
+        key = (impression.key, impression.identity_type)
+        by_key = self._by_key.get(key, _UNKNOWN)
+        if by_key == _UNKNOWN:
+            by_key = self._by_key[key] = self._first_key_rule(impression.key, impression.identity_type)
+        label = impression.label
+        by_label = self._by_label.get(label, _UNKNOWN)
+        if by_label == _UNKNOWN:
+            by_label = self._by_label[label] = self._first_label_rule(label)
+        flag = (impression.flag, impression.treatment)
+        by_flag = self._by_flag.get(flag, _UNKNOWN)
+        if by_flag == _UNKNOWN:
+            by_flag = self._by_flag[flag] = self._first_flag_rule(*flag)
+        found = [index for index in (by_key, by_label, by_flag) if index != _NO_MATCH]
+        return self._names[min(found)] if found else None
+
+    def _first_key_rule(self, key: str, identity_type: str) -> int:
+        for index, rule in self._key_rules:
+            if isinstance(rule, KeyAllowlistRule):
+                if key in rule.key_set:
+                    return index
+            elif (not rule.identity_types or identity_type in rule.identity_types) and rule.regex.fullmatch(key):
+                return index
+        return _NO_MATCH
+
+    def _first_label_rule(self, label: str | None) -> int:
+        if label is None:
+            return _NO_MATCH
+        return next((index for index, rule in self._label_rules if label in rule.labels), _NO_MATCH)
+
+    def _first_flag_rule(self, flag: str, treatment: str) -> int:
+        return next(
+            (index for index, rule in self._flag_rules if flag == rule.flag and treatment in rule.treatments),
+            _NO_MATCH,
+        )

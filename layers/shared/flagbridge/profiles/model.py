@@ -13,31 +13,43 @@ The merge is built for at-least-once, out-of-order delivery:
 
 from __future__ import annotations
 
-import base64
-import hashlib
+from binascii import b2a_base64 as _b2a_base64
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from hashlib import blake2b as _blake2b
+from typing import Any, TypeVar
 
 from flagbridge.config import ProfilesConfig
 from flagbridge.impressions.models import QueuedImpression
 
 DAY_MS = 86_400_000
+_D = TypeVar("_D")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def fingerprint(impression: QueuedImpression) -> str:
-    """A short, stable id of an impression within its (user, flag)."""
-    material = "\x1f".join(
-        (
-            impression.environment_id or impression.environment,
-            impression.treatment,
-            str(impression.time),
-            "" if impression.version is None else str(impression.version),
-            impression.label or "",
-            impression.bucketing_key or "",
-        )
+    """A short, stable id of an impression within its (user, flag).
+
+    The URL-safe base64 of a 9-byte BLAKE2b digest of the impression's environment, treatment, time, flag
+    version, label and bucketing key joined by ``\\x1f`` (the format stored on profiles: never change it).
+    """
+    version = impression.version
+    material = (
+        f"{impression.environment_id or impression.environment}\x1f{impression.treatment}\x1f{impression.time}"
+        f"\x1f{'' if version is None else version}\x1f{impression.label or ''}\x1f{impression.bucketing_key or ''}"
     )
-    digest = hashlib.blake2b(material.encode(), digest_size=9).digest()
-    return base64.urlsafe_b64encode(digest).decode()
+    return _b2a_base64(_blake2b(material.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
+
+
+def _built(cls: type[_D], values: dict[str, Any]) -> _D:
+    """``cls(**values)`` for the frozen dataclasses below, without their per-field ``object.__setattr__``.
+
+    The merge builds one state per (user, flag) of every batch; a frozen dataclass's generated ``__init__``
+    costs several times more than the rest of that work. ``values`` must name every field.
+    """
+    instance = object.__new__(cls)
+    instance.__dict__.update(values)
+    return instance
 
 
 def _order(time: int, version: int | None, treatment: str, label: str | None) -> tuple[int, int, str, str]:
@@ -109,10 +121,10 @@ def merge_impressions(
     now_ms: int,
 ) -> MergeOutcome:
     """Fold impressions of a single (user, flag) into ``state``; pure and idempotent."""
+    if state is None and isinstance(impressions, list | tuple) and len(impressions) == 1:
+        return _first_impression(impressions[0], now_ms)  # the common case, without the general bookkeeping
     seen = dict(state.seen) if state else {}
-    assignments = {a.identity: a for a in state.assignments} if state else {}
-    current = state
-    new_count = duplicates = 0
+    duplicates = 0
     fresh: list[QueuedImpression] = []
     for impression in impressions:
         fp = fingerprint(impression)
@@ -124,6 +136,7 @@ def merge_impressions(
     if not fresh:
         return MergeOutcome(state=state, new_impressions=0, duplicates=duplicates)
 
+    current = state
     first = fresh[0]
     exposures = current.exposures if current else 0
     first_seen = current.first_seen if current else first.time
@@ -134,36 +147,47 @@ def merge_impressions(
         else _order(first.time, first.version, first.treatment, first.label)
     )
     head: QueuedImpression | None = None if current else first
+    # identity -> [first_seen, last_seen, count, environment] of assignments this merge touches
+    touched: dict[tuple[str, str | None, int | None], list[Any]] = {}
+    known = {a.identity: a for a in current.assignments} if current else {}
     for impression in fresh:
-        new_count += 1
+        time = impression.time
         exposures += 1
-        first_seen = min(first_seen, impression.time)
-        last_seen = max(last_seen, impression.time)
-        rank = _order(impression.time, impression.version, impression.treatment, impression.label)
+        if time < first_seen:
+            first_seen = time
+        if time > last_seen:
+            last_seen = time
+        version = impression.version
+        rank = (time, -1 if version is None else version, impression.treatment, impression.label or "")
         if rank >= best:
             best, head = rank, impression
-        identity = (impression.treatment, impression.label, impression.version)
-        known = assignments.get(identity)
-        if known is None:
-            assignments[identity] = Assignment(
-                impression.treatment,
-                impression.label,
-                impression.version,
-                impression.environment,
-                impression.time,
-                impression.time,
-                1,
-            )
+        identity = (impression.treatment, impression.label, version)
+        entry = touched.get(identity)
+        if entry is not None:
+            if time < entry[0]:
+                entry[0] = time
+            if time > entry[1]:
+                entry[1] = time
+            entry[2] += 1
+            continue
+        previous = known.get(identity)
+        if previous is None:
+            touched[identity] = [time, time, 1, impression.environment]
         else:
-            assignments[identity] = replace(
-                known,
-                first_seen=min(known.first_seen, impression.time),
-                last_seen=max(known.last_seen, impression.time),
-                count=known.count + 1,
-            )
-
-    history = sorted(assignments.values(), key=lambda a: (a.last_seen, a.first_seen, a.treatment))
-    history = history[-config.assignment_history_size :]
+            touched[identity] = [
+                min(previous.first_seen, time),
+                max(previous.last_seen, time),
+                previous.count + 1,
+                previous.environment,
+            ]
+    assignments = dict(known)
+    for identity, (a_first, a_last, count, environment) in touched.items():
+        assignments[identity] = Assignment(identity[0], identity[1], identity[2], environment, a_first, a_last, count)
+    if len(assignments) == 1:
+        history = list(assignments.values())
+    else:
+        history = sorted(assignments.values(), key=_history_order)
+        history = history[-config.assignment_history_size :]
     seen, seen_floor = _prune(seen, state.seen_floor if state else 0, last_seen, config)
 
     if head is not None:
@@ -198,12 +222,59 @@ def merge_impressions(
         rev=current.rev if current else 0,
         updated_at=now_ms,
     )
-    return MergeOutcome(state=merged, new_impressions=new_count, duplicates=duplicates)
+    return MergeOutcome(state=merged, new_impressions=len(fresh), duplicates=duplicates)
+
+
+def _first_impression(impression: QueuedImpression, now_ms: int) -> MergeOutcome:
+    """``merge_impressions(None, [impression], ...)``: a new state holding one exposure."""
+    time = impression.time
+    assignment = _built(
+        Assignment,
+        {
+            "treatment": impression.treatment,
+            "label": impression.label,
+            "version": impression.version,
+            "environment": impression.environment,
+            "first_seen": time,
+            "last_seen": time,
+            "count": 1,
+        },
+    )
+    state = _built(
+        FlagState,
+        {
+            "traffic_type": impression.traffic_type,
+            "key": impression.key,
+            "identity_type": impression.identity_type,
+            "flag": impression.flag,
+            "treatment": impression.treatment,
+            "label": impression.label,
+            "version": impression.version,
+            "environment": impression.environment,
+            "environment_id": impression.environment_id,
+            "current_time": time,
+            "first_seen": time,
+            "last_seen": time,
+            "exposures": 1,
+            "assignments": (assignment,),
+            "seen": {fingerprint(impression): time},  # within the window and the cap (dedup_max_entries >= 10)
+            "seen_floor": 0,
+            "rev": 0,
+            "updated_at": now_ms,
+        },
+    )
+    return _built(MergeOutcome, {"state": state, "new_impressions": 1, "duplicates": 0})
+
+
+def _history_order(assignment: Assignment) -> tuple[int, int, str]:
+    return (assignment.last_seen, assignment.first_seen, assignment.treatment)
 
 
 def _prune(seen: dict[str, int], floor: int, newest: int, config: ProfilesConfig) -> tuple[dict[str, int], int]:
     """Drop fingerprints older than the dedup window or beyond the entry cap; return the new floor."""
     horizon = newest - config.dedup_window_days * DAY_MS
+    if len(seen) <= config.dedup_max_entries and min(seen.values(), default=horizon) >= horizon:
+        return seen, floor  # nothing to drop (the common case)
     kept = {fp: time for fp, time in seen.items() if time >= horizon}
     if len(kept) != len(seen):
         floor = max(floor, max(time for time in seen.values() if time < horizon))

@@ -13,18 +13,19 @@ go to the quarantine with the reason instead of looping to the DLQ.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import StoreError
 from flagbridge.impressions.models import ImpressionMessage, QueuedImpression
-from flagbridge.impressions.testers import matching_rule
+from flagbridge.impressions.testers import RuleMatcher
 from flagbridge.profiles.model import FlagState, TestMark, merge_impressions
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
 from flagbridge.quarantine import Quarantine
@@ -67,6 +68,44 @@ class _Group:
     message_ids: set[str] = field(default_factory=set)
 
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _run_concurrently(fn: Callable[[_T], _R], items: list[_T], max_workers: int) -> dict[_T, _R | Exception]:
+    """``{item: fn(item) or the exception it raised}``, on up to ``max_workers`` threads.
+
+    The store calls are I/O, so the pairs are written in parallel; each worker takes the next pending item
+    (rather than one pool task per item, whose bookkeeping would cost more than a fast write).
+    """
+    outcomes: dict[_T, _R | Exception] = {}
+    pending = iter(items)
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = next(pending, _DONE)
+            if item is _DONE:
+                return
+            try:
+                outcomes[item] = fn(item)
+            except Exception as exc:
+                outcomes[item] = exc
+
+    workers = min(max_workers, len(items))
+    if workers <= 1:
+        work()
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(work) for _ in range(workers)]:
+                future.result()
+    return {item: outcomes[item] for item in items}
+
+
+_DONE: Any = object()
+
+
 class ImpressionProcessor:
     """Applies batches of queued impressions to the profile store."""
 
@@ -89,6 +128,7 @@ class ImpressionProcessor:
         groups: dict[tuple[str, str], _Group] = {}
         wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
         undecodable_failed: set[str] = set()
+        match = RuleMatcher(self._config.test_users).match
         for record in records:
             try:
                 message = self._decode(record, result)
@@ -97,20 +137,22 @@ class ImpressionProcessor:
                 continue
             if message is None:
                 continue
+            message_id = record.message_id
+            result.impressions += len(message.impressions)
             for impression in message.impressions:
-                result.impressions += 1
-                pair = (impression.user_id, impression.flag)
+                user_id = f"{impression.traffic_type}#{impression.key}"  # QueuedImpression.user_id
+                pair = (user_id, impression.flag)
                 group = groups.get(pair)
                 if group is None:
-                    group = groups[pair] = _Group(impression.user_id, impression.flag)
+                    group = groups[pair] = _Group(user_id, impression.flag)
                 group.impressions.append(impression)
-                group.message_ids.add(record.message_id)
-                rule = matching_rule(impression, self._config.test_users)
+                group.message_ids.add(message_id)
+                rule = match(impression)
                 if rule is not None:
                     candidate = (impression.time, rule)
-                    current = wanted_marks.get(impression.user_id)
+                    current = wanted_marks.get(user_id)
                     if current is None or candidate < current:
-                        wanted_marks[impression.user_id] = candidate
+                        wanted_marks[user_id] = candidate
         result.pairs = len(groups)
         if not groups:
             result.failed_message_ids = [r.message_id for r in records if r.message_id in undecodable_failed]
@@ -134,15 +176,12 @@ class ImpressionProcessor:
             mark = new_marks.get(pair[0]) if mark_owner.get(pair[0]) == pair else None
             return self._apply_group(group, states.get(pair), mark)
 
-        workers = min(self._max_workers, len(groups))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pair: pool.submit(apply, pair) for pair in groups}
-        for pair, future in futures.items():
-            try:
-                new, dupes, conflicts, wrote = future.result()
-            except Exception:
+        outcomes = _run_concurrently(apply, list(groups), self._max_workers)
+        for pair, outcome in outcomes.items():
+            if isinstance(outcome, BaseException):
                 failed.update(groups[pair].message_ids)
                 continue
+            new, dupes, conflicts, wrote = outcome
             result.new_impressions += new
             result.duplicates += dupes
             result.conflicts += conflicts

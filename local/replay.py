@@ -194,6 +194,7 @@ class Progress:
         self._interval = interval
         self._last = 0.0
         self._done = 0
+        self._shown = -1
         self._tty = bool(stream is not None and stream.isatty())
 
     def update(self, done: int) -> None:
@@ -204,7 +205,8 @@ class Progress:
             self._write(end="\r" if self._tty else "\n")
 
     def close(self) -> None:
-        self._write(end="\n")
+        if self._shown != self._done or self._tty:
+            self._write(end="\n")
 
     def _write(self, end: str) -> None:
         if self._stream is None:
@@ -212,6 +214,7 @@ class Progress:
         total = "?" if self._total is None else str(self._total)
         self._stream.write(f"{self._label}: {self._done}/{total}{end}")
         self._stream.flush()
+        self._shown = self._done
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -912,7 +915,9 @@ class Replayer:
         ]
         decided = [reason for reasons in result.counts.values() for reason in reasons]
         if blocked and all(reason.startswith("plan.") for reason in decided):
-            return "still blocked by the plan: " + histogram_text(Counter(b["reason"] for b in blocked))
+            # every destination sees the same plan decisions: show one destination's, per event
+            per_event = next(iter(result.counts.values()), None) or Counter(b["reason"] for b in blocked)
+            return "still blocked by the plan: " + histogram_text(per_event)
         for destination, reasons in result.counts.items():
             tally = self.destinations.setdefault(destination, DestinationTally())
             tally.reasons.update(reasons)

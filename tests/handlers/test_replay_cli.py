@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from local.replay import main
+from local.replay import main, stack_environment
 from tests.conftest import QUARANTINE_BUCKET, ROOT, drain_queue, load_event, load_handler, quarantine_objects
 
 NOW_MS = 1767225700000
@@ -66,7 +66,8 @@ def test_dry_run_replays_blocked_batches_per_destination_with_the_current_config
     status, unchanged = cli("quarantine", "replay", "--dry-run", "--source", "cdp-router")
     assert status == 0
     assert (unchanged["replayed"], unchanged["still_failing"]) == (0, 2)
-    assert all("still blocked by the plan" in kept["detail"] for kept in unchanged["kept"])
+    assert all("still blocked by the plan: plan." in kept["detail"] for kept in unchanged["kept"])
+    assert "plan.invalid_value=1" in " ".join(kept["detail"] for kept in unchanged["kept"])
 
     use_config(monkeypatch, tmp_path, PLAN_NOW_ALLOWS)
     status, result = cli("quarantine", "replay", "--dry-run", "--source", "cdp-router")
@@ -227,3 +228,25 @@ def test_refused_deliveries_stay_in_the_dlq_unless_the_ledger_is_released(cdp_aw
     assert [json.loads(m["Body"]) for m in drain_queue(sqs, cdp_aws["lanes"]["analytics"])] == [message]
     assert "Item" not in ddb.get_item(TableName="flagbridge-test-ledger", Key={"id": {"S": "analytics#srid:req-7"}})
     assert drain_queue(sqs, cdp_aws["dlqs"]["analytics"]) == []
+
+
+def test_stack_outputs_give_the_functions_variables() -> None:
+    class CloudFormation:
+        def describe_stacks(self, StackName: str) -> dict[str, Any]:
+            outputs = {
+                "ImpressionsQueueUrl": "https://sqs/impressions",
+                "ImpressionsDeadLetterQueueUrl": "https://sqs/impressions-dlq",
+                "BatchesQueueUrl": "https://sqs/batches",
+                "QuarantineBucketName": "quarantine",
+                "SplitDestinationQueueUrl": "https://sqs/split",
+                "SplitDestinationDeadLetterQueueUrl": "https://sqs/split-dlq",
+                "AuditDestinationQueueUrl": "https://sqs/audit",
+                "HttpApiUrl": "https://api",
+            }
+            return {"Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}
+
+    env, dlqs = stack_environment(CloudFormation(), "flagbridge-dev")
+    assert env["IMPRESSIONS_QUEUE_URL"] == "https://sqs/impressions" and env["QUARANTINE_BUCKET"] == "quarantine"
+    assert json.loads(env["DESTINATION_QUEUES"]) == {"split": "https://sqs/split", "audit": "https://sqs/audit"}
+    assert json.loads(env["DESTINATION_DLQS"]) == {"split": "https://sqs/split-dlq"}
+    assert dlqs == {"impressions": "https://sqs/impressions-dlq"}

@@ -80,6 +80,7 @@ NOT_QUARANTINE = (REPLAYED_PREFIX.rstrip("/"), DECISION_LOG_SOURCE)
 REPLAYABLE_SOURCES = (IMPRESSIONS_SOURCE, BATCHES_SOURCE, ROUTER_SOURCE, PROCESSOR_SOURCE, DELIVERY_SOURCE)
 REPLAY_SOURCE = "replay"
 SUMMARY_TEXT_MAX = 160
+STALE_RECEIVES = 3  # a scan stops after this many receives in a row brought nothing new
 _LANE_OUTPUT = re.compile(r"^(?P<lane>[A-Z][A-Za-z0-9]*)Destination(?P<dlq>DeadLetter)?QueueUrl$")
 _STACK_OUTPUTS = {
     "ImpressionsQueueUrl": "IMPRESSIONS_QUEUE_URL",
@@ -445,14 +446,15 @@ def _make_visible(sqs: Any, url: str, handles: Iterable[str]) -> None:
 def peek(sqs: Any, dlq: DeadLetterQueue, limit: int, visibility: int, wait: int) -> list[dict[str, Any]]:
     """Receive up to ``limit`` messages without deleting them, then make them visible again."""
     seen: dict[str, dict[str, Any]] = {}
+    stale = 0
     try:
-        while len(seen) < limit:
+        while len(seen) < limit and stale < STALE_RECEIVES:
             batch = _receive(sqs, dlq.url, limit - len(seen), visibility, wait)
-            fresh = [m for m in batch if m["MessageId"] not in seen]
+            if not batch:
+                break
+            stale = 0 if any(m["MessageId"] not in seen for m in batch) else stale + 1
             for message in batch:
                 seen[message["MessageId"]] = message
-            if not fresh:
-                break
     finally:
         _make_visible(sqs, dlq.url, (m["ReceiptHandle"] for m in seen.values()))
     return list(seen.values())[:limit]
@@ -491,16 +493,18 @@ def redrive(
     moved: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     errors: list[str] = []
+    stale = 0  # receives that only returned messages seen already (held ones whose visibility expired)
     try:
-        while limit is None or len(seen) < limit:
+        while (limit is None or len(seen) < limit) and stale < STALE_RECEIVES:
             want = 10 if limit is None else limit - len(seen)
             batch = _receive(sqs, dlq.url, want, visibility, wait)
+            if not batch:
+                break
             fresh = [m for m in batch if m["MessageId"] not in seen]
             for message in batch:
                 if message["MessageId"] in held:
                     held[message["MessageId"]] = message["ReceiptHandle"]
-            if not fresh:
-                break
+            stale = 0 if fresh else stale + 1
             by_target: dict[str, list[tuple[dict[str, Any], RedriveStep]]] = {}
             for message in fresh:
                 seen.add(message["MessageId"])
@@ -518,7 +522,7 @@ def redrive(
                     ids = [i for _, step in steps for i in step.ledger_ids]
                     if ids:
                         if ledger is None:
-                            raise CliError("--release-ledger needs DELIVERY_LEDGER_TABLE (or --stack)")
+                            raise CliError("releasing ledger claims needs the delivery ledger table")
                         ledger.release(ids)
                     SqsSender(sqs, target).send_bodies([step.body for _, step in steps])
                 except Exception as exc:
@@ -888,7 +892,11 @@ class Replayer:
             indexes = None
             delivered_before = not batch_dropped  # --whole-batch of a partly delivered batch: a new key
         else:
-            indexes = blocked_event_indexes(original, original_key, metadata)
+            try:
+                indexes = blocked_event_indexes(original, original_key, metadata)
+            except BatchFormatError:
+                outcome.detail = "the quarantined batch is malformed"
+                return None
             if not indexes:
                 outcome.status = "not_replayable"
                 outcome.detail = "only attributes were removed and the events were delivered (--whole-batch resends)"
@@ -1188,7 +1196,9 @@ def cmd_dlq_redrive(clients: Clients, resources: Resources, args: argparse.Names
     if args.limit is not None:
         total = min(total, args.limit)
     ledger_table = resources.settings.delivery_ledger_table
-    ledger = DynamoDBLedger(clients.get("dynamodb"), ledger_table) if args.release_ledger and ledger_table else None
+    if args.release_ledger and not ledger_table:
+        raise CliError("--release-ledger needs the delivery ledger table: set DELIVERY_LEDGER_TABLE or --stack")
+    ledger = DynamoDBLedger(clients.get("dynamodb"), ledger_table) if args.release_ledger else None
     progress = Progress(f"redrive {dlq.name}", total, None if args.no_progress else sys.stderr)
     result = redrive(
         sqs,

@@ -201,9 +201,36 @@ def test_a_full_run_logs_no_pii(shared_aws: dict[str, Any], captured_logs: Calla
     logs = captured_logs()
     for expected in ('"message":"impressions ingested"', '"message":"request refused"', '"ImpressionsAccepted"'):
         assert expected in logs, f"the run did not log {expected!r}: is the capture working?"
-    leaks = sorted(
+    assert leaks(logs) == [], f"personal data in the logs: {leaks(logs)}"
+
+
+def test_an_unexpected_error_is_logged_without_the_data_in_its_message(
+    shared_aws: dict[str, Any], captured_logs: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a failure whose message quotes the input (as codec and validation errors do)
+    webhook = load_handler("impressions_webhook")
+
+    def failing_ingest(document: list[dict[str, Any]], **_: Any) -> Any:
+        raise ValueError(f"cannot handle {document[0]['key']} from {document[0]['machineIp']}")
+
+    monkeypatch.setattr(webhook, "ingest_impressions", failing_ingest)
+
+    # When the webhook hits it
+    case = _webhook_case("pii-unexpected", json.dumps(PII_PAYLOAD).encode())
+    response = webhook.lambda_handler(build_event(WEBHOOK, case), FakeLambdaContext())
+
+    # Then a generic 500, and a log that says what and where, but not the message
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"])["error"] == "internal_error"
+    logs = captured_logs()
+    assert '"error_type":"ValueError"' in logs and "failing_ingest" in logs
+    assert leaks(logs) == [], f"personal data in the logs: {leaks(logs)}"
+
+
+def leaks(logs: str) -> list[str]:
+    """The inputs' personal values found in ``logs`` (as is, URL-encoded or JSON-escaped)."""
+    return sorted(
         value
         for value in pii_values()
         if value in logs or quote(value, safe="") in logs or json.dumps(value)[1:-1] in logs
     )
-    assert leaks == [], f"personal data in the logs: {leaks}"

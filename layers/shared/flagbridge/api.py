@@ -7,6 +7,7 @@ our side are 5xx with a generic message (details go to the logs, never user data
 from __future__ import annotations
 
 import json
+import traceback
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -53,7 +54,10 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        logger.exception("unexpected error", extra={"error_type": type(exc).__name__})
+        # Where it failed (the frames' code), not the exception's text: messages of codec and validation
+        # errors quote the offending input, which may be personal data.
+        frames = traceback.format_tb(exc.__traceback__)
+        logger.error("unexpected error", extra={"error_type": type(exc).__name__, "traceback": frames})
         return error_response(500, "internal_error", "unexpected error; the request was not processed")
 
     @app.not_found

@@ -14,8 +14,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from flagbridge import runtime
 from flagbridge.api import error_response, install_error_handlers, json_response
 from flagbridge.auth import require_bearer
+from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.profiles.view import profile_document
+
+MAX_PARTITION_KEY_BYTES = 2048
 
 app = APIGatewayHttpResolver()
 install_error_handlers(app)
@@ -25,7 +28,10 @@ install_error_handlers(app)
 def get_profile(traffic_type: str, key: str) -> Response:
     require_bearer(app.current_event.headers, runtime.profile_api_token())
     traffic_type, key = unquote(traffic_type), unquote(key)
-    found = runtime.profile_store().read_profile(f"{traffic_type}#{key}")
+    user_id = f"{traffic_type}#{key}"
+    if len(user_id.encode("utf-8", "surrogateescape")) > MAX_PARTITION_KEY_BYTES:
+        raise RequestError(400, "key_too_long", "traffic type and key exceed DynamoDB's 2048-byte partition key")
+    found = runtime.profile_store().read_profile(user_id)
     if found is None:
         return error_response(404, "profile_not_found", "no profile for this traffic type and key")
     flags, mark = found

@@ -1,0 +1,147 @@
+"""Session fixture: the whole bridge started as ``python -m local.runner`` on a free port, and an HTTP client for it.
+
+The runner embeds its own moto server (``AWS_ENDPOINT_URL`` is removed from its environment), skips the sample
+replay, and writes its output to a log file whose tail is shown when it fails to start.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote
+from urllib.request import Request, urlopen
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_TOKEN = "local-webhook-token"
+PROFILE_TOKEN = "local-profile-token"
+STARTUP_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Bridge:
+    """HTTP client for the running bridge."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        request = Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urlopen(request, timeout=120) as reply:
+                status, data, reply_headers = reply.status, reply.read(), dict(reply.headers)
+        except HTTPError as exc:
+            status, data, reply_headers = exc.code, exc.read(), dict(exc.headers)
+        try:
+            decoded: Any = json.loads(data)
+        except ValueError:
+            decoded = data.decode("utf-8", "replace")
+        return Response(status, decoded, {name.lower(): value for name, value in reply_headers.items()})
+
+    def post_impressions(self, impressions: list[dict[str, Any]], token: str = WEBHOOK_TOKEN) -> Response:
+        """POST a batch as Split does: gzipped JSON array, token in the URL."""
+        body = gzip.compress(json.dumps(impressions, separators=(",", ":")).encode())
+        return self.request(
+            "POST",
+            f"/split/impressions?token={quote(token, safe='')}",
+            body,
+            {"Content-Type": "application/json", "User-Agent": "Split-Webhook/1.0"},
+        )
+
+    def profile(self, traffic_type: str, key: str, token: str = PROFILE_TOKEN) -> Response:
+        return self.request(
+            "GET",
+            f"/profiles/{quote(traffic_type, safe='')}/{quote(key, safe='')}",
+            None,
+            {"Authorization": f"Bearer {token}"},
+        )
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until the runner reports idle twice in a row (queues drained, no invocation running)."""
+        deadline = time.monotonic() + timeout
+        confirmations = 0
+        while time.monotonic() < deadline:
+            confirmations = confirmations + 1 if self.request("GET", "/_local/idle").body.get("idle") else 0
+            if confirmations >= 2:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the bridge did not become idle within {timeout}s\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _wait_ready(bridge: Bridge) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if bridge.process.poll() is not None:
+            raise RuntimeError(f"the runner exited with {bridge.process.returncode}:\n{bridge.log_tail()}")
+        try:
+            with urlopen(bridge.url + "/_local/health", timeout=2) as reply:
+                if json.loads(reply.read()).get("ready"):
+                    return
+        except (URLError, OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the runner was not ready within {STARTUP_TIMEOUT}s:\n{bridge.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("runner") / "runner.log"
+    env = {**os.environ, "PORT": str(port), "FLAGBRIDGE_NO_REPLAY": "1", "PYTHONUNBUFFERED": "1"}
+    for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG"):
+        env.pop(name, None)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.runner"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    running = Bridge(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        started = time.perf_counter()
+        _wait_ready(running)
+        print(f"\nlocal runner ready in {time.perf_counter() - started:.2f}s on {running.url}")
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """Makes this session's user keys unique."""
+    return uuid.uuid4().hex[:8]

@@ -16,8 +16,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from flagbridge import runtime
 from flagbridge.api import install_error_handlers, json_response
 from flagbridge.auth import require_shared_token
-from flagbridge.body import decode_json_body, raw_body
-from flagbridge.impressions.ingest import ingest_impressions
+from flagbridge.body import decode_body, parse_json, raw_body
+from flagbridge.impressions.ingest import ingest_impressions, ingest_valid_body
 from flagbridge.observability import logger, metrics, tracer
 
 app = APIGatewayHttpResolver()
@@ -30,20 +30,24 @@ def receive_impressions() -> Response:
     settings = runtime.settings()
     limits = settings.config.limits
     require_shared_token(event.query_string_parameters, event.headers, runtime.webhook_token())
-    document = decode_json_body(
+    data = decode_body(
         raw_body(event.get("body"), bool(event.is_base64_encoded)),
         content_type=event.headers.get("content-type"),
         content_encoding=event.headers.get("content-encoding"),
         max_body_bytes=limits.max_body_bytes,
         max_decompressed_bytes=limits.max_decompressed_bytes,
     )
-    result = ingest_impressions(
-        document,
-        request_id=event.request_context.request_id,
-        config=settings.config,
-        sender=runtime.impressions_sender(),
-        quarantine=runtime.quarantine(),
+    request_id = event.request_context.request_id
+    sender, quarantine = runtime.impressions_sender(), runtime.quarantine()
+    # The usual body (all valid, all mapped) is validated straight from the bytes; any other takes the
+    # item-by-item path, which quarantines what it cannot use with the reasons.
+    result = ingest_valid_body(
+        data, request_id=request_id, config=settings.config, sender=sender, quarantine=quarantine
     )
+    if result is None:
+        result = ingest_impressions(
+            parse_json(data), request_id=request_id, config=settings.config, sender=sender, quarantine=quarantine
+        )
     metrics.add_metric(name="ImpressionsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="ImpressionsQuarantined", unit=MetricUnit.Count, value=result.quarantined)
     logger.info(

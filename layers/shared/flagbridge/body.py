@@ -122,7 +122,27 @@ def decode_json_body(
     max_decompressed_bytes: int,
 ) -> Any:
     """All the steps above, in order: content type, size, gzip, JSON."""
+    return parse_json(
+        decode_body(
+            body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            max_body_bytes=max_body_bytes,
+            max_decompressed_bytes=max_decompressed_bytes,
+        )
+    )
+
+
+def decode_body(
+    body: bytes,
+    *,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_body_bytes: int,
+    max_decompressed_bytes: int,
+) -> bytes:
+    """The steps of :func:`decode_json_body` before the JSON parsing: content type, size, gzip."""
     check_content_type(content_type)
     if len(body) > max_body_bytes:
         raise RequestError(413, "payload_too_large", f"the body exceeds the limit of {max_body_bytes} bytes")
-    return parse_json(decompress(body, content_encoding, max_decompressed_bytes))
+    return decompress(body, content_encoding, max_decompressed_bytes)

@@ -38,7 +38,7 @@ def pack_records(
     current: list[str] = []
     current_size = overhead
     for record in records:
-        size = len(record.encode()) + 1
+        size = (len(record) if record.isascii() else len(record.encode())) + 1  # isascii() is O(1)
         if size + overhead > max_message_bytes:
             raise ValueError(f"a record of {size} bytes does not fit in one message")
         if current and current_size + size > max_message_bytes:

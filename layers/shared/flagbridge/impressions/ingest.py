@@ -7,16 +7,17 @@ its reason. Nothing is acknowledged (200) before both are durable; if either fai
 
 from __future__ import annotations
 
-import json
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import RequestError
-from flagbridge.impressions.models import SplitImpression, queued_record
+from flagbridge.impressions.models import SplitImpression, WireImpression, queued_record_json
 from flagbridge.quarantine import Quarantine
 from flagbridge.queues import MessageSender, envelope_parts, pack_records
 
@@ -82,27 +83,80 @@ def ingest_impressions(
     mapping = config.identity_mapping
     records: list[str] = []
     rejected: list[dict[str, Any]] = []
-    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    validate = SplitImpression.model_validate
+    validated = _validate_all(document)
+    resolve = _memoized(mapping.resolve)
     for index, item in enumerate(document):
-        if not isinstance(item, dict):
+        if validated is not None:
+            impression = validated[index]
+        elif not isinstance(item, dict):
             rejected.append(_rejection(index, "not_an_object", f"item is a {type(item).__name__}", item))
             continue
-        try:
-            impression = validate(item)
-        except ValidationError as exc:
-            rejected.append(_rejection(index, "invalid_impression", describe_validation_error(exc), item))
-            continue
-        target = mapping.resolve(impression.environmentName, impression.environmentId, impression.key)
+        else:
+            try:
+                impression = SplitImpression.model_validate(item)
+            except ValidationError as exc:
+                rejected.append(_rejection(index, "invalid_impression", describe_validation_error(exc), item))
+                continue
+        target = resolve(impression.environmentName, impression.environmentId, impression.key)
         if target is None:
             detail = f"no identity_mapping entry for environment {impression.environmentName!r}"
             rejected.append(_rejection(index, "unmapped_environment", detail, item))
             continue
-        record = dumps(queued_record(impression, target.traffic_type, target.identity_type))
-        if "\ufffe" in record or "\uffff" in record:  # SQS refuses these two characters raw; escaped is the same JSON
-            record = record.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
-        records.append(record)
+        records.append(_record(impression, target.traffic_type, target.identity_type))
 
+    return _store(result, records, rejected, received_at, sender, quarantine)
+
+
+def ingest_valid_body(
+    data: bytes,
+    *,
+    request_id: str,
+    config: BridgeConfig,
+    sender: MessageSender,
+    quarantine: Quarantine,
+    now_ms: int | None = None,
+) -> IngestResult | None:
+    """The usual body, validated in one pass straight from its JSON bytes; None for any other body.
+
+    When the body is a JSON array of valid impressions of mapped environments (within the size limit), this
+    is ``ingest_impressions(parse_json(data), ...)`` without building the intermediate Python objects. For
+    anything else (malformed JSON, an invalid or unmapped item, a number ``json.loads`` would refuse) it
+    returns None without side effects: call :func:`ingest_impressions` on the parsed body, whose outcome,
+    errors and quarantine documents are the reference.
+    """
+    impressions = _validate_json(data)
+    if impressions is None or len(impressions) > config.limits.max_impressions_per_request:
+        return None
+    received_at = int(time.time() * 1000) if now_ms is None else now_ms
+    resolve = _memoized(config.identity_mapping.resolve)
+    records: list[str] = []
+    for impression in impressions:
+        target = resolve(impression.environmentName, impression.environmentId, impression.key)
+        if target is None:
+            return None  # the quarantine keeps the item as received: take the general path
+        records.append(_record(impression, target.traffic_type, target.identity_type))
+    result = IngestResult(request_id=request_id, received=len(impressions))
+    return _store(result, records, [], received_at, sender, quarantine)
+
+
+def _record(impression: SplitImpression, traffic_type: str, identity_type: str) -> str:
+    record = queued_record_json(impression, traffic_type, identity_type)
+    if not record.isascii() and ("\ufffe" in record or "\uffff" in record):
+        # SQS refuses these two characters raw; escaped is the same JSON
+        record = record.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+    return record
+
+
+def _store(
+    result: IngestResult,
+    records: list[str],
+    rejected: list[dict[str, Any]],
+    received_at: int,
+    sender: MessageSender,
+    quarantine: Quarantine,
+) -> IngestResult:
+    """Enqueue the records and quarantine the rejections (both durable before returning)."""
+    request_id = result.request_id
     if records:
         prefix, suffix = envelope_parts(
             {"v": 1, "source": "split-webhook", "request_id": request_id, "received_at": received_at}, "impressions"
@@ -126,6 +180,63 @@ def ingest_impressions(
         )
         result.quarantined = len(rejected)
     return result
+
+
+_WIRE_LIST: TypeAdapter[list[WireImpression]] = TypeAdapter(list[WireImpression])
+_PLAIN_EXTRA_TYPES = (str, bool, type(None))
+
+
+def _validate_json(data: bytes) -> list[WireImpression] | None:
+    """The impressions of a body that is a JSON array of valid impressions, else None.
+
+    None as well when an unknown field holds something ``json.loads`` (with :func:`parse_json`'s checks)
+    might refuse or read differently: a non-finite or huge number, or a nested value.
+    """
+    try:
+        impressions = _WIRE_LIST.validate_json(data)
+    except ValidationError:
+        return None
+    for impression in impressions:
+        extra = impression.model_extra
+        if extra:
+            for value in extra.values():
+                if isinstance(value, _PLAIN_EXTRA_TYPES):
+                    continue
+                if type(value) is int and -(2**63) <= value < 2**63:
+                    continue
+                if type(value) is float and math.isfinite(value):
+                    continue
+                return None
+    return impressions
+
+
+_IMPRESSION_LIST: TypeAdapter[list[SplitImpression]] = TypeAdapter(list[SplitImpression])
+
+
+def _validate_all(document: list[Any]) -> list[SplitImpression] | None:
+    """Every item validated in one call when all are valid (the usual body); None to go item by item."""
+    try:
+        return _IMPRESSION_LIST.validate_python(document)
+    except ValidationError:
+        return None
+
+
+_V = TypeVar("_V")
+
+
+def _memoized(resolve: Callable[[str, str, str], _V]) -> Callable[[str, str, str], _V]:
+    """``resolve`` remembering its answers for one request (the same keys come back many times)."""
+    answers: dict[tuple[str, str, str], _V] = {}
+
+    def memoized(environment_name: str, environment_id: str, key: str) -> _V:
+        question = (environment_name, environment_id, key)
+        try:
+            return answers[question]
+        except KeyError:
+            answer = answers[question] = resolve(environment_name, environment_id, key)
+            return answer
+
+    return memoized
 
 
 def _rejection(index: int, reason: str, detail: str, item: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ JSON-encoded string or null). Unknown extra fields are tolerated and ignored.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring as _quote
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
@@ -64,6 +65,17 @@ class SplitImpression(BaseModel):
         return value
 
 
+class WireImpression(SplitImpression):
+    """:class:`SplitImpression` keeping unknown fields, to validate a whole body straight from its JSON bytes.
+
+    The webhook validates from the bytes only when the outcome is exactly that of ``json.loads`` followed by
+    :class:`SplitImpression` (see :func:`flagbridge.impressions.ingest.ingest_impressions_json`): extra fields are
+    kept so that non-finite numbers, which ``json.loads`` refuses, can be detected in them.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 class QueuedImpression(BaseModel):
     """What the webhook enqueues per valid impression: mapped to a traffic type, minus host details.
 
@@ -108,6 +120,30 @@ def queued_record(impression: SplitImpression, traffic_type: str, identity_type:
         "traffic_type": traffic_type,
         "identity_type": identity_type,
     }
+
+
+def queued_record_json(impression: SplitImpression, traffic_type: str, identity_type: str) -> str:
+    """``json.dumps(queued_record(...), separators=(",", ":"), ensure_ascii=False)``, character for character.
+
+    Assembled directly with the json module's own string quoting: the generic encoder's per-call set-up
+    costs more than the encoding of such a small, flat object.
+    """
+    label, version, bucketing_key, properties = (
+        impression.label,
+        impression.splitVersionNumber,
+        impression.bucketingKey,
+        impression.properties,
+    )
+    return (
+        f'{{"key":{_quote(impression.key)},"flag":{_quote(impression.split)},'
+        f'"treatment":{_quote(impression.treatment)},"time":{impression.time!r},'
+        f'"label":{"null" if label is None else _quote(label)},'
+        f'"version":{"null" if version is None else repr(version)},'
+        f'"environment":{_quote(impression.environmentName)},"environment_id":{_quote(impression.environmentId)},'
+        f'"bucketing_key":{"null" if bucketing_key is None else _quote(bucketing_key)},'
+        f'"properties":{"null" if properties is None else _quote(properties)},'
+        f'"traffic_type":{_quote(traffic_type)},"identity_type":{_quote(identity_type)}}}'
+    )
 
 
 class ImpressionMessage(BaseModel):

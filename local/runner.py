@@ -1016,8 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping.wait(0.2):
             pass
     finally:
+        stopping_started = time.perf_counter()
         bridge.stop()
-        log("stopped")
+        log(f"stopped in {time.perf_counter() - stopping_started:.1f}s")
     return 0
 
 

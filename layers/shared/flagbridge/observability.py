@@ -10,5 +10,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 NAMESPACE = "Flagbridge"
 
 logger = Logger(service="flagbridge")
-tracer = Tracer(service="flagbridge")
+# Only the modules the functions use: AWS calls (botocore) and outbound HTTP (http.client, under urllib3);
+# patching every supported library would import each of them at cold start.
+tracer = Tracer(service="flagbridge", patch_modules=("botocore", "httplib"))
 metrics = Metrics(namespace=NAMESPACE, service="flagbridge")

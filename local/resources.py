@@ -41,6 +41,9 @@ DEFAULT_REGION = "us-east-1"
 SECRET_DEFAULTS = {
     "WebhookTokenSecret": "local-webhook-token",
     "ProfileApiTokenSecret": "local-profile-token",
+    "MParticleCredentialsSecret": '{"api_key": "local-mparticle-key", "api_secret": "local-mparticle-secret"}',
+    "MParticleWebhookAuthSecret": "Bearer local-mparticle-webhook",
+    "SplitSdkKeySecret": "local-split-sdk-key",
 }
 SECRET_ENV_PREFIX = "FLAGBRIDGE_LOCAL_SECRET_"
 PARAM_ENV_PREFIX = "FLAGBRIDGE_LOCAL_PARAM_"
@@ -449,6 +452,8 @@ def _secret_value(logical_id: str, properties: dict[str, Any]) -> tuple[str, boo
         return properties["SecretString"], False
     value = SECRET_DEFAULTS.get(logical_id, f"local-{kebab(logical_id)}")
     generate = properties.get("GenerateSecretString") or {}
+    if value.startswith("{"):  # a complete local JSON document replaces the template
+        return value, False
     if generate.get("SecretStringTemplate") and generate.get("GenerateStringKey"):
         document = json.loads(generate["SecretStringTemplate"])
         document[generate["GenerateStringKey"]] = value

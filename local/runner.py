@@ -76,6 +76,28 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API payload limit
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # larger bodies are refused without reading them
 LOCAL_PREFIX = "/_local/"
 SAMPLE_PROFILES = (("user", "u-1001"), ("user", "qa-bot-01"))
+SAMPLE_BATCHES = tuple(
+    ROOT / "events" / "payloads" / name
+    for name in (
+        "mparticle_batch_test_user.json",
+        "mparticle_batch_real_customer.json",
+        "mparticle_batch_commerce.json",
+        "mparticle_batch_plan_violation.json",
+    )
+)
+SAMPLE_WEBHOOK_BATCH = ROOT / "events" / "payloads" / "mparticle_webhook_batch.json"
+
+
+def fresh_timestamps(batch: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The sample batch with its events re-dated to just now (Split refuses data older than 24 h)."""
+    events = batch.get("events") or []
+    for offset, event in enumerate(events):
+        data = event.get("data") if isinstance(event, dict) else None
+        if isinstance(data, dict) and "timestamp_unixtime_ms" in data:
+            data["timestamp_unixtime_ms"] = now_ms - (len(events) - offset) * 1000
+    if "timestamp_unixtime_ms" in batch:
+        batch["timestamp_unixtime_ms"] = now_ms
+    return batch
 
 
 def log(message: str) -> None:
@@ -925,6 +947,64 @@ class LocalBridge:
             }
         return report
 
+    def replay_mparticle_samples(self) -> dict[str, Any]:
+        """POST the sample mParticle batches (Events API with Basic auth, and the webhook format), wait."""
+        report: dict[str, Any] = {}
+        credentials = self.secret_value("MParticleCredentialsSecret")
+        if not credentials or not self.has_route("POST", "/mparticle/v2/events"):
+            return report
+        document = json.loads(credentials)
+        basic = base64.b64encode(f"{document['api_key']}:{document['api_secret']}".encode()).decode()
+        now_ms = int(time.time() * 1000)
+        headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
+        for path in SAMPLE_BATCHES:
+            batch = fresh_timestamps(json.loads(path.read_text(encoding="utf-8")), now_ms)
+            report[path.name] = self.request("POST", "/mparticle/v2/events", json.dumps(batch).encode(), headers)
+        webhook_auth = self.secret_value("MParticleWebhookAuthSecret")
+        if webhook_auth and self.has_route("POST", "/mparticle/webhook"):
+            batch = fresh_timestamps(json.loads(SAMPLE_WEBHOOK_BATCH.read_text(encoding="utf-8")), now_ms)
+            report[SAMPLE_WEBHOOK_BATCH.name] = self.request(
+                "POST",
+                "/mparticle/webhook",
+                json.dumps(batch).encode(),
+                {"Content-Type": "application/json", "Authorization": webhook_auth},
+            )
+        self.wait_idle(60)
+        return report
+
+    def destinations_report(self) -> list[str]:
+        """What each destination received: the local receiver (Split, webhooks) and the AWS sinks."""
+        lines: list[str] = []
+        if self.receiver is not None:
+            snapshot = self.receiver.snapshot()
+            split_events = snapshot["split_events"]
+            lines.append(f"  split (local Split receiver): {len(split_events)} event(s)")
+            lines += [
+                f"    {e.get('eventTypeId')} key={e.get('key')} trafficType={e.get('trafficTypeName')}"
+                f" value={e.get('value')}"
+                for e in split_events
+            ]
+            for path, batches in snapshot["webhooks"].items():
+                users = sorted({str(i) for b in batches for i in _identity_values(b)})
+                events = sum(len(b.get("events") or []) for b in batches if isinstance(b, dict))
+                lines.append(f"  webhook {path}: {len(batches)} batch(es), {events} event(s), users {users}")
+        sqs = self.client("sqs")
+        for name, url in sorted(json.loads(os.environ.get("DESTINATION_QUEUES", "{}")).items()):
+            dlq = json.loads(os.environ.get("DESTINATION_DLQS", "{}")).get(name)
+            depth = _queue_depth(sqs, dlq) if dlq else 0
+            lines.append(f"  lane {name}: queue {_queue_depth(sqs, url)} waiting, DLQ {depth}")
+        reporting = os.environ.get("REPORTING_QUEUE_URL")
+        if reporting:
+            lines.append(f"  reporting sink (SQS): {_queue_depth(sqs, reporting)} message(s)")
+        bucket = os.environ.get("QUARANTINE_BUCKET")
+        if bucket:
+            counts: dict[str, int] = {}
+            for entry in self.client("s3").list_objects_v2(Bucket=bucket).get("Contents", []):
+                prefix = entry["Key"].split("/", 1)[0]
+                counts[prefix] = counts.get(prefix, 0) + 1
+            lines.append(f"  quarantine bucket s3://{bucket}: {counts or 'empty'} (objects per prefix)")
+        return lines
+
     def summary(self, replay: dict[str, Any] | None = None) -> str:
         lines = ["", f"flagbridge is running locally at {self.url} (AWS endpoint {self.endpoint_url})", "", "Routes:"]
         for compiled in self.router.routes:
@@ -942,6 +1022,11 @@ class LocalBridge:
             for name, (status, body) in (replay.get("profiles") or {}).items():
                 lines += ["", f"Profile {name} (GET /profiles/{name}): HTTP {status}"]
                 lines += [f"  {line}" for line in describe_profile(body)]
+        if replay and replay.get("mparticle"):
+            lines += ["", "Replayed the sample mParticle batches (events/payloads/mparticle_*.json):"]
+            for name, (status, body) in replay["mparticle"].items():
+                lines.append(f"  {name}: HTTP {status} {json.dumps(body)}")
+            lines += ["", "What each destination received:", *self.destinations_report()]
         if self.receiver is not None:
             lines += ["", f"Outside services -> local receiver {self.receiver.url} (GET {self.url}/_local/receivers):"]
             lines += [f"  {name} = {url}" for name, url in self.receiver_urls.items()]
@@ -961,6 +1046,22 @@ class LocalBridge:
             lines.append(f"  curl -sS -H 'Authorization: Bearer {profile_token}' {self.url}/profiles/user/u-1001")
         lines += [f"  curl -sS {self.url}/_local/idle", "", "Ctrl-C to stop.", ""]
         return "\n".join(lines)
+
+
+def _identity_values(batch: Any) -> list[str]:
+    identities = batch.get("user_identities") if isinstance(batch, dict) else None
+    if isinstance(identities, dict):
+        return [str(v) for v in identities.values()]
+    if isinstance(identities, list):
+        return [str(i.get("identity")) for i in identities if isinstance(i, dict)]
+    return []
+
+
+def _queue_depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def describe_profile(body: Any) -> list[str]:
@@ -1012,6 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
         replay = None
         if not (args.no_replay or _truthy(os.environ.get("FLAGBRIDGE_NO_REPLAY"))) and not stopping.is_set():
             replay = bridge.replay_samples()
+            replay["mparticle"] = bridge.replay_mparticle_samples()
         print(bridge.summary(replay), flush=True)
         while not stopping.wait(0.2):
             pass

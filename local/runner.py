@@ -381,6 +381,20 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"idle": bridge.is_idle()}).encode())
         elif path == "/_local/health":
             self._send(200, json.dumps({"ready": bridge.ready}).encode())
+        elif path == "/_local/aws":
+            # Lets tests and people inspect the emulated resources directly (boto3 against this endpoint).
+            names = (
+                "PROFILES_TABLE",
+                "QUARANTINE_BUCKET",
+                "IMPRESSIONS_QUEUE_URL",
+                "BATCHES_QUEUE_URL",
+                "DESTINATION_QUEUES",
+                "DESTINATION_DLQS",
+                "DELIVERY_LEDGER_TABLE",
+                "REPORTING_QUEUE_URL",
+            )
+            resources = {name: os.environ.get(name) for name in names}
+            self._send(200, json.dumps({"endpoint_url": bridge.endpoint_url, "resources": resources}).encode())
         elif path == "/_local/receivers" and bridge.receiver is not None:
             self._send(200, json.dumps(bridge.receiver.snapshot(), default=str).encode())
         else:

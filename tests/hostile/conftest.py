@@ -1,8 +1,9 @@
 """Fixtures of the hostile suite: one moto environment per test module, emptied between cases.
 
 Building moto resources and boto3 clients per case would dominate the suite's run time (hundreds of
-cases), so each module shares one environment; ``hostile_aws`` drains the queue and empties the
-quarantine after every case so that each case sees only what it caused.
+cases), so each module shares one environment; ``hostile_aws`` drains the queues and empties the
+quarantine after every case so that each case sees only what it caused. The environment also has what
+the mParticle ingest routes need (batches queue, credentials and webhook Authorization secrets).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import drain_queue, moto_resources
-from tests.hostile.support import clear_quarantine
+from tests.hostile.support import add_mparticle_ingest_resources, clear_quarantine
 
 # DynamoDB's key size limits, which moto enforces on writes only.
 PARTITION_KEY_MAX_BYTES = 2048
@@ -46,6 +47,7 @@ def shared_aws() -> Iterator[dict[str, Any]]:
     from flagbridge import runtime
 
     with pytest.MonkeyPatch.context() as monkeypatch, moto_resources(monkeypatch) as resources:
+        add_mparticle_ingest_resources(resources, monkeypatch)
         client = runtime.aws_client("dynamodb")
         for operation in ("Query", "GetItem", "BatchGetItem"):
             client.meta.events.register(f"before-parameter-build.dynamodb.{operation}", _enforce_key_sizes)
@@ -55,9 +57,13 @@ def shared_aws() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def hostile_aws(shared_aws: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The shared environment, with an empty queue and quarantine before and after the test."""
-    drain_queue(shared_aws["sqs"], shared_aws["queue_url"])
-    clear_quarantine(shared_aws["s3"])
+    """The shared environment, with empty queues and quarantine before and after the test."""
+    _empty(shared_aws)
     yield shared_aws
-    drain_queue(shared_aws["sqs"], shared_aws["queue_url"])
-    clear_quarantine(shared_aws["s3"])
+    _empty(shared_aws)
+
+
+def _empty(aws: dict[str, Any]) -> None:
+    drain_queue(aws["sqs"], aws["queue_url"])
+    drain_queue(aws["sqs"], aws["batches_url"])
+    clear_quarantine(aws["s3"])

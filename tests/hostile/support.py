@@ -5,7 +5,9 @@ A corpus is a module ``tests/hostile/corpus_<route>.py`` that defines:
 - ``ROUTE``: a :class:`Route`, the handler directory and the API Gateway route it serves;
 - ``CASES``: a list of :class:`Case` (at least 50 per route), each a request and the answer it must get;
 - optionally ``prepare(aws, lambda_context)``: state to create before each case (e.g. profiles to read);
-- optionally ``verify_accepted(case, body, aws)``: route-specific checks of a 2xx answer (e.g. conservation).
+- optionally ``verify_accepted(case, body, aws)``: route-specific checks of a 2xx answer (e.g. conservation);
+- optionally ``error_body_keys(case)``: the keys of a refusal's JSON body (default ``{"error", "message"}``)
+  and ``verify_refused(case, body, aws)``: route-specific checks of a 4xx answer (e.g. nothing enqueued).
 
 ``test_hostile_routes.py`` discovers every ``corpus_*.py`` module, so a new route only adds its corpus file.
 Events are built with :func:`local.apigw.http_api_event`, exactly as API Gateway (and the local runner) build them.
@@ -38,6 +40,12 @@ SQS_MAX_BODY_BYTES = 262_144
 _SQS_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 Body = bytes | Callable[[], bytes]
+
+# The mParticle ingest routes' credentials in the hostile environment (as the sample events use them).
+MPARTICLE_KEY = "local-mparticle-key"
+MPARTICLE_SECRET = "local-mparticle-secret"
+MPARTICLE_WEBHOOK_AUTH = "Bearer local-mparticle-webhook"
+BATCHES_QUEUE = "flagbridge-batches-hostile"
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,39 @@ def sqs_forbidden_characters(body: str) -> list[str]:
     return sorted({f"U+{ord(char):04X}" for char in _SQS_FORBIDDEN.findall(body)})
 
 
+def add_mparticle_ingest_resources(aws: dict[str, Any], monkeypatch: Any) -> None:
+    """Add to a ``moto_resources`` environment what the mParticle ingest routes need, in place.
+
+    The batches queue (``aws["batches_url"]``), the API key/secret and webhook Authorization secrets, and
+    their environment variables (the functions read the secrets from Secrets Manager, as in AWS). Call it
+    right after ``moto_resources`` (it resets the runtime caches).
+    """
+    from flagbridge import runtime
+
+    secrets = boto3_client("secretsmanager")
+    credentials = json.dumps({"api_key": MPARTICLE_KEY, "api_secret": MPARTICLE_SECRET})
+    env = {
+        "BATCHES_QUEUE_URL": aws["sqs"].create_queue(QueueName=BATCHES_QUEUE)["QueueUrl"],
+        "MPARTICLE_CREDENTIALS_SECRET": secrets.create_secret(
+            Name="flagbridge/hostile/mparticle", SecretString=credentials
+        )["ARN"],
+        "MPARTICLE_WEBHOOK_AUTH_SECRET": secrets.create_secret(
+            Name="flagbridge/hostile/mparticle-webhook", SecretString=MPARTICLE_WEBHOOK_AUTH
+        )["ARN"],
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    aws.update(env)
+    aws["batches_url"] = env["BATCHES_QUEUE_URL"]
+    runtime.reset()
+
+
+def boto3_client(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service)
+
+
 def clear_quarantine(s3: Any) -> None:
     for entry in s3.list_objects_v2(Bucket=QUARANTINE_BUCKET).get("Contents", []):
         s3.delete_object(Bucket=QUARANTINE_BUCKET, Key=entry["Key"])
@@ -193,3 +234,81 @@ def check_impressions_conservation(
     kept = [item for index, item in enumerate(items) if index not in rejected_indices]
     assert [(q["key"], q["flag"], q["time"]) for q in queued] == [(i["key"], i["split"], i["time"]) for i in kept]
     return queued, rejected
+
+
+# ---- mParticle ingest routes ------------------------------------------------------------------------
+
+# mParticle's error codes in the ``errors`` list of a refusal, by status.
+MPARTICLE_ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def mparticle_error_body_keys(case: Case) -> set[str]:
+    """A refusal by the function carries mParticle's ``errors`` list too; API Gateway's own 404 does not."""
+    return {"error", "message"} if case.gateway_404 else {"error", "message", "errors"}
+
+
+def check_mparticle_refusal(case: Case, body: Mapping[str, Any], aws: Mapping[str, Any]) -> None:
+    """A refused mParticle request: mParticle's ``errors`` list, and nothing on the batches queue."""
+    assert drain_queue(aws["sqs"], aws["batches_url"]) == [], "a refused request enqueued a batch"
+    if case.gateway_404:
+        return
+    errors = body["errors"]
+    assert isinstance(errors, list) and 1 <= len(errors) <= 50, body
+    expected_code = MPARTICLE_ERROR_CODES.get(case.status, "BAD_REQUEST")
+    for error in errors:
+        assert set(error) == {"code", "message"}, error
+        assert error["code"] == expected_code, (case.status, error)
+        assert isinstance(error["message"], str) and error["message"].strip(), error
+
+
+def check_batches_conservation(case: Case, summary: Mapping[str, Any], aws: Mapping[str, Any], source: str) -> None:
+    """An accepted mParticle request: every batch is enqueued as received or quarantined with its reason, once.
+
+    ``case.items`` are the batches of the request (one for the single-batch routes), ``case.accepted`` how many
+    must be enqueued and ``case.reasons`` the quarantine reasons of the others.
+    """
+    assert case.items is not None
+    items = case.items
+    assert summary["requestId"] == f"hostile-{case.name}", summary
+    assert (summary["received"], summary["accepted"], summary["quarantined"]) == (
+        len(items),
+        case.accepted,
+        len(items) - (case.accepted or 0),
+    ), summary
+
+    queued = []
+    for message in drain_queue(aws["sqs"], aws["batches_url"]):
+        body = message["Body"]
+        assert len(body.encode("utf-8")) <= SQS_MAX_BODY_BYTES
+        assert sqs_forbidden_characters(body) == [], "SQS would refuse this message body"
+        envelope = json.loads(body)
+        assert (envelope["v"], envelope["source"], envelope["request_id"]) == (1, source, summary["requestId"])
+        queued.append(envelope["batch"])
+
+    objects = quarantine_objects(aws["s3"])
+    rejected: list[dict[str, Any]] = []
+    if summary["quarantined"]:
+        assert len(objects) == 1, list(objects)
+        ((key, document),) = objects.items()
+        assert key.startswith("mparticle-batches/"), key
+        assert document["request_id"] == summary["requestId"]
+        rejected = document["items"]
+    else:
+        assert objects == {}
+        assert "errors" not in summary, summary
+    indices = [entry["index"] for entry in rejected]
+    assert len(set(indices)) == len(indices) == summary["quarantined"], "a batch was quarantined twice"
+    for entry in rejected:
+        assert entry["item"] == items[entry["index"]], f"batch {entry['index']} was not kept as received"
+        assert entry["detail"], entry
+    assert dict(Counter(entry["reason"] for entry in rejected)) == dict(case.reasons or {})
+    if rejected:
+        assert [error["index"] for error in summary["errors"]] == indices, summary
+        assert all(error["code"] and error["message"] for error in summary["errors"]), summary
+    kept = [item for index, item in enumerate(items) if index not in set(indices)]
+    # SQS does not keep order: compare as multisets (each accepted batch enqueued once, as received)
+    assert sorted(map(_canonical, queued)) == sorted(map(_canonical, kept)), "enqueued batches differ from accepted"
+
+
+def _canonical(document: Any) -> str:
+    return json.dumps(document, sort_keys=True)

@@ -66,11 +66,14 @@ def test_hostile_case(corpus: ModuleType, case: Case, hostile_aws: dict[str, Any
 
     if status >= 400:
         # a refusal names the problem and stores nothing
-        assert set(body) == {"error", "message"}, body
+        keys = corpus.error_body_keys(case) if hasattr(corpus, "error_body_keys") else {"error", "message"}
+        assert set(body) == keys, body
         assert body["error"] == case.error, body
         assert isinstance(body["message"], str) and body["message"].strip(), body
         assert drain_queue(aws["sqs"], aws["queue_url"]) == []
         assert set(quarantine_objects(aws["s3"])) == quarantined_before
+        if hasattr(corpus, "verify_refused"):
+            corpus.verify_refused(case, body, aws)
     elif hasattr(corpus, "verify_accepted"):
         corpus.verify_accepted(case, body, aws)
 

@@ -5,6 +5,12 @@ received, to the batches queue for the router; nothing is routed before it is du
 that is malformed is refused with 400 and mParticle's ``errors`` body. In a bulk request the good
 batches are accepted (202, as mParticle does when only some succeed) and the malformed ones are kept
 in the quarantine with their errors, so nothing accepted is ever silently lost.
+
+Two checks make hostile-but-parseable input a refusal rather than a failure further on: a document
+nested deeper than :data:`MAX_NESTING_DEPTH` is refused as a whole (400, like JSON the parser cannot
+nest), since serialising it again near the interpreter's recursion limit would fail; and a batch whose
+strings hold a lone UTF-16 surrogate (a ``\\ud800`` escape: valid JSON, but not Unicode text that can be
+stored or queued) is malformed. U+FFFE and U+FFFF, which SQS refuses raw, are enqueued escaped.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flagbridge.cdp._values import escape_pointer_token
 from flagbridge.cdp.batch import BatchFormatError, normalize_batch
 from flagbridge.errors import RequestError
 from flagbridge.quarantine import Quarantine
@@ -22,6 +29,9 @@ from flagbridge.queues import MAX_MESSAGE_BYTES, MessageSender
 IngestSource = Literal["events_api", "bulk_events_api", "webhook", "queue"]
 QUARANTINE_SOURCE = "mparticle-batches"
 MAX_BULK_BATCHES = 100
+# mParticle batches nest about ten levels (batch > events > data > product_action > products > attributes).
+MAX_NESTING_DEPTH = 64
+LONE_SURROGATE = "a string holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape), which is not Unicode text"
 
 
 class BatchRequestError(RequestError):
@@ -54,11 +64,27 @@ class BatchIngestResult:
 
 def queue_envelope(batch: dict[str, Any], source: str, request_id: str, received_at: int) -> str:
     """The body of a batches-queue message: the batch exactly as received plus where it came from."""
-    return json.dumps(
+    body = json.dumps(
         {"v": 1, "source": source, "request_id": request_id, "received_at": received_at, "batch": batch},
         separators=(",", ":"),
         ensure_ascii=False,
     )
+    if not body.isascii() and ("\ufffe" in body or "\uffff" in body):
+        # SQS refuses these two characters raw; escaped is the same JSON
+        body = body.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+    return body
+
+
+def nesting_depth_exceeds(document: Any, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether arrays/objects in ``document`` nest deeper than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)] if isinstance(document, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def ingest_batches(
@@ -84,24 +110,34 @@ def ingest_batches(
         if not isinstance(document, dict):
             raise BatchRequestError(400, "not_an_object", "the body must be one batch (a JSON object)", [])
         batches = [document]
+    if nesting_depth_exceeds(document, MAX_NESTING_DEPTH + int(bulk)):
+        detail = f"the JSON document nests arrays/objects deeper than {MAX_NESTING_DEPTH} levels per batch"
+        raise BatchRequestError(400, "invalid_json", detail, [detail])
 
     received_at = int(time.time() * 1000) if now_ms is None else now_ms
     result = BatchIngestResult(request_id=request_id, received=len(batches))
     bodies: list[str] = []
     rejected: list[dict[str, Any]] = []
     for index, batch in enumerate(batches):
+        problem: BatchFormatError | None = None
+        body, size = "", 0
         try:
             normalize_batch(batch)
+            body = queue_envelope(batch, source, request_id, received_at)
+            size = len(body.encode())
         except BatchFormatError as exc:
+            problem = exc
+        except UnicodeEncodeError:
+            problem = BatchFormatError([f"{_lone_surrogate_path(batch)}: {LONE_SURROGATE}"])
+        if problem is not None:
             if not bulk:
                 raise BatchRequestError(
-                    400, "invalid_batch", f"the batch is malformed: {'; '.join(exc.errors[:5])}", exc.errors
-                ) from exc
-            rejected.append({"index": index, "reason": "invalid_batch", "detail": exc.errors[:20], "item": batch})
-            result.errors.append({"index": index, "code": "BAD_REQUEST", "message": "; ".join(exc.errors[:5])})
+                    400, "invalid_batch", f"the batch is malformed: {'; '.join(problem.errors[:5])}", problem.errors
+                ) from problem
+            rejected.append({"index": index, "reason": "invalid_batch", "detail": problem.errors[:20], "item": batch})
+            result.errors.append({"index": index, "code": "BAD_REQUEST", "message": "; ".join(problem.errors[:5])})
             continue
-        body = queue_envelope(batch, source, request_id, received_at)
-        if len(body.encode()) > MAX_MESSAGE_BYTES:
+        if size > MAX_MESSAGE_BYTES:
             detail = f"the batch is larger than {MAX_MESSAGE_BYTES} bytes; split it (mParticle advises <= 128 KB)"
             if not bulk:
                 raise BatchRequestError(413, "batch_too_large", detail, [detail])
@@ -126,3 +162,30 @@ def ingest_batches(
         )
         result.quarantined = len(rejected)
     return result
+
+
+def _lone_surrogate_path(document: Any) -> str:
+    """The JSON pointer of the first string (member name or value) holding a lone surrogate."""
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not _is_unicode_text(value):
+                return path or "<root>"
+        elif isinstance(value, dict):
+            for name, child in value.items():
+                pointer = f"{path}/{escape_pointer_token(str(name))}"
+                if not _is_unicode_text(str(name)):
+                    return pointer
+                stack.append((pointer, child))
+        elif isinstance(value, list):
+            stack.extend((f"{path}/{position}", child) for position, child in enumerate(value))
+    return "<root>"
+
+
+def _is_unicode_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -27,7 +27,10 @@ install_error_handlers(app)
 @app.get("/profiles/<traffic_type>/<key>")
 def get_profile(traffic_type: str, key: str) -> Response:
     require_bearer(app.current_event.headers, runtime.profile_api_token())
-    traffic_type, key = unquote(traffic_type), unquote(key)
+    # API Gateway hands over decoded path parameters; the matched raw path segments are only a fallback.
+    parameters = app.current_event.path_parameters or {}
+    traffic_type = parameters.get("trafficType") or unquote(traffic_type)
+    key = parameters.get("key") or unquote(key)
     user_id = f"{traffic_type}#{key}"
     if len(user_id.encode("utf-8", "surrogateescape")) > MAX_PARTITION_KEY_BYTES:
         raise RequestError(400, "key_too_long", "traffic type and key exceed DynamoDB's 2048-byte partition key")

@@ -76,8 +76,9 @@ class RuleMatcher:
         by_flag = self._by_flag.get(flag, _UNKNOWN)
         if by_flag == _UNKNOWN:
             by_flag = self._by_flag[flag] = self._first_flag_rule(*flag)
-        found = [index for index in (by_key, by_label, by_flag) if index != _NO_MATCH]
-        return self._names[min(found)] if found else None
+        if by_key == by_label == by_flag == _NO_MATCH:
+            return None  # the usual answer
+        return self._names[min(index for index in (by_key, by_label, by_flag) if index != _NO_MATCH)]
 
     def _first_key_rule(self, key: str, identity_type: str) -> int:
         for index, rule in self._key_rules:

@@ -31,6 +31,7 @@ from tests.hostile.support import (
 )
 
 ROUTE = Route(handler="mparticle_ingest", method="POST", path="/mparticle/v2/events")
+ID_PREFIX = "mparticle_events"  # test ids: the three mParticle routes share one handler
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "mParticle/0.16.0"}
 REQUEST_LIMIT = 262_144  # mParticle's (and the bridge's) 256 KB per request

@@ -6,6 +6,8 @@ A corpus is a module ``tests/hostile/corpus_<route>.py`` that defines:
 - ``CASES``: a list of :class:`Case` (at least 50 per route), each a request and the answer it must get;
 - optionally ``prepare(aws, lambda_context)``: state to create before each case (e.g. profiles to read);
 - optionally ``verify_accepted(case, body, aws)``: route-specific checks of a 2xx answer (e.g. conservation);
+- optionally ``ID_PREFIX``: the prefix of its test ids (default: the handler; set it when a handler serves
+  several routes);
 - optionally ``error_body_keys(case)``: the keys of a refusal's JSON body (default ``{"error", "message"}``)
   and ``verify_refused(case, body, aws)``: route-specific checks of a 4xx answer (e.g. nothing enqueued).
 

@@ -75,3 +75,14 @@ def test_invalid_base64_is_400() -> None:
     with pytest.raises(RequestError) as error:
         raw_body("not base64!!", True)
     assert error.value.code == "invalid_base64"
+
+
+def test_tokens_are_compared_in_constant_time() -> None:
+    from unittest import mock
+
+    from flagbridge import auth
+
+    with mock.patch.object(auth.hmac, "compare_digest", wraps=auth.hmac.compare_digest) as compare:
+        assert auth.tokens_equal("secret-token", "secret-token")
+        assert not auth.tokens_equal("secret-tokem", "secret-token")
+    assert compare.call_count == 2

@@ -200,6 +200,7 @@ class CdpConfig(_Strict):
 
     _validator: PlanValidator = PrivateAttr()
     _compiled: tuple[CompiledDestination, ...] = PrivateAttr(default=())
+    _route_plan: tuple[PlanValidator, tuple[CompiledDestination, ...]] = PrivateAttr()
 
     @model_validator(mode="after")
     def _compile(self) -> CdpConfig:
@@ -231,17 +232,26 @@ class CdpConfig(_Strict):
             )
             for d in self.destinations
         )
+        self._route_plan = (self._validator, self._compiled)
         return self
+
+    # The accessors read the private attributes straight from ``__pydantic_private__`` (a slot):
+    # ``self._x`` on a pydantic model goes through ``BaseModel.__getattr__``, slow on the hot path.
 
     @property
     def plan_validator(self) -> PlanValidator:
         """The compiled data plans with the enforcement policy."""
-        return self._validator
+        return self.__pydantic_private__["_validator"]  # type: ignore[index]
 
     @property
     def compiled_destinations(self) -> tuple[CompiledDestination, ...]:
         """Destinations with compiled filters, in configured order."""
-        return self._compiled
+        return self.__pydantic_private__["_compiled"]  # type: ignore[index]
+
+    @property
+    def route_plan(self) -> tuple[PlanValidator, tuple[CompiledDestination, ...]]:
+        """``(plan_validator, compiled_destinations)`` in one lookup (for the router's hot path)."""
+        return self.__pydantic_private__["_route_plan"]  # type: ignore[index]
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:

@@ -35,7 +35,6 @@ the violations that removed data) and ``split_rejected`` (one per Split rejectio
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -199,13 +198,16 @@ def route_batch(
         When the batch is malformed.
     """
     normalised = normalize_batch(batch)
-    outcome = config.plan_validator.validate(normalised)
-    test_user = _resolver(test_users).resolve(normalised, marked_identities)
+    validator, destinations = config.route_plan
+    outcome = validator.validate(normalised)
+    resolver = test_users if isinstance(test_users, TestUserResolver) else _resolver(test_users)
+    test_user = resolver.resolve(normalised, marked_identities)
     is_test = test_user.is_test_user
     surviving: Batch | None = outcome.batch
     all_events = normalised.events  # all_events[i].index == i: malformed batches never get here
     n_events = len(all_events)
     dropped_events = outcome.dropped_events
+    environment = normalised.environment
 
     reasons: dict[str, list[str]] = {}
     payloads: dict[str, DestinationPayload] = {}
@@ -226,25 +228,41 @@ def route_batch(
             )
         )
 
-    for destination in config.compiled_destinations:
+    if surviving is None:
+        drop_reason = outcome.batch_drop_reason or "plan.blocked"
+        for destination in destinations:
+            name = destination.name
+            reasons[name] = [drop_reason] * n_events
+            counts[name] = {drop_reason: n_events} if n_events else {}
+        return RoutingResult(
+            batch=normalised,
+            test_user=test_user,
+            plan=outcome,
+            reasons=reasons,
+            payloads=payloads,
+            quarantine=quarantine,
+            split_rejections=split_rejections,
+            counts=counts,
+        )
+
+    surviving_events = surviving.events
+    for destination in destinations:
         name = destination.name
-        if surviving is None:
-            dest_reasons = [outcome.batch_drop_reason or "plan.blocked"] * n_events
-            reasons[name] = dest_reasons
-            counts[name] = dict(Counter(dest_reasons))
-            continue
         compiled = destination.filter
-        batch_reason = compiled.batch_reason(normalised.environment, is_test)
+        batch_reason = compiled.batch_reason(environment, is_test)
         passing: list[Event] = []
+        uniform: str | None = None  # the reason of every event, when they all share one
         if batch_reason is not None and not dropped_events:
             dest_reasons = [batch_reason] * n_events
+            uniform = batch_reason
         elif not dropped_events and not compiled.has_event_rules:
-            passing = list(surviving.events)
+            passing = list(surviving_events)
             dest_reasons = [SENT] * n_events
+            uniform = SENT
         else:
             dest_reasons = []
             event_reason = compiled.event_reason
-            for event in surviving.events:
+            for event in surviving_events:
                 while len(dest_reasons) < event.index:  # events the plan dropped
                     dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
                 if batch_reason is not None:
@@ -262,6 +280,7 @@ def route_batch(
         mapper = destination.split
         if mapper is not None:
             if passing:
+                uniform = None  # Split rejections may rewrite reasons
                 _route_split(name, mapper, surviving, passing, now_ms, dest_reasons, payloads, split_rejections)
                 for rejection in split_rejections.get(name, ()):
                     if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
@@ -271,7 +290,13 @@ def route_batch(
                 name, destination.type, [e.index for e in passing], batch=surviving.to_dict(passing)
             )
         reasons[name] = dest_reasons
-        counts[name] = dict(Counter(dest_reasons))
+        if uniform is not None:
+            counts[name] = {uniform: n_events} if n_events else {}
+        else:
+            tally: dict[str, int] = {}
+            for reason in dest_reasons:
+                tally[reason] = tally.get(reason, 0) + 1
+            counts[name] = tally
 
     return RoutingResult(
         batch=normalised,

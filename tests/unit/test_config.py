@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,26 @@ def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
     scalar.write_text("just a string")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(scalar)
+
+
+def test_cdp_section_is_validated_on_first_use_and_names_the_key() -> None:
+    config = parse_config({"cdp": {"destinations": [{"name": "d", "type": "nope"}]}}, source="f.yaml")
+    with pytest.raises(ConfigError) as error:
+        _ = config.cdp
+    assert "f.yaml: invalid configuration at 'cdp.destinations.0'" in str(error.value)
+    with pytest.raises(ConfigError, match="'cdp': "):
+        parse_config({"cdp": "not a mapping"})
+    assert parse_config({}).cdp is None
+    valid = load_config(EXAMPLE)
+    assert valid.cdp is not None and valid.cdp is valid.cdp  # validated once
+
+
+def test_loading_the_configuration_does_not_import_the_cdp_models() -> None:
+    probe = (
+        "import sys; from flagbridge.config import load_config; "
+        f"config = load_config({str(EXAMPLE)!r}); "
+        "assert 'flagbridge.cdp.config' not in sys.modules; "
+        "assert config.cdp is not None and 'flagbridge.cdp.config' in sys.modules"
+    )
+    shared = str(EXAMPLE.parents[1])
+    subprocess.run([sys.executable, "-c", probe], check=True, env={**os.environ, "PYTHONPATH": shared})

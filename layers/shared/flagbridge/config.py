@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from flagbridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flagbridge.cdp.config import CdpConfig
 
 IdentityType = Literal[
     "mpid",
@@ -242,22 +245,46 @@ class LimitsConfig(StrictModel):
     )
 
 
-# Imported here, not at the top: the CDP models use IdentityType and the test-user rules defined above.
-from flagbridge.cdp.config import CdpConfig  # noqa: E402
-
-
 class BridgeConfig(StrictModel):
-    """The whole configuration file."""
+    """The whole configuration file.
+
+    The ``cdp`` section is kept as its parsed mapping and validated (as :class:`flagbridge.cdp.config.CdpConfig`)
+    the first time :attr:`cdp` is read: the CDP models (data plans, filters, Split mapping, JSON Schema
+    compilation) cost a fair share of a cold start, and the impression functions never use them. The
+    functions that do (``cdp_router``, ``destination_delivery``) read :attr:`cdp` when they build their
+    service, so a mistake there still fails fast, naming the key (``'cdp.destinations.0.type'``).
+    """
 
     identity_mapping: IdentityMappingConfig = Field(default_factory=IdentityMappingConfig)
     test_users: TestUsersConfig = Field(default_factory=TestUsersConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    cdp: CdpConfig | None = Field(default=None, description="the CDP direction: data plans, destinations, filters")
+    cdp_document: dict[str, Any] | None = Field(
+        default=None, alias="cdp", description="the CDP direction: data plans, destinations, filters"
+    )
+    _source: str = PrivateAttr(default="<config>")
+
+    @cached_property
+    def cdp(self) -> CdpConfig | None:
+        """The validated ``cdp`` section (None without one); ConfigError naming the key if it is invalid."""
+        if self.cdp_document is None:
+            return None
+        from flagbridge.cdp.config import CdpConfig  # only the CDP functions need the models
+
+        try:
+            return CdpConfig.model_validate(self.cdp_document)
+        except ValidationError as exc:
+            raise ConfigError(f"{self._source}: invalid configuration at {_problems(exc, ('cdp',))}") from exc
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "<root>"
+
+
+def _problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    return "; ".join(
+        f"'{_format_location((*prefix, *error['loc']))}': {error['msg']}" for error in exc.errors(include_url=False)
+    )
 
 
 def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:
@@ -267,12 +294,11 @@ def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the configuration must be a mapping at the top level")
     try:
-        return BridgeConfig.model_validate(document)
+        config = BridgeConfig.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"'{_format_location(error['loc'])}': {error['msg']}" for error in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"{source}: invalid configuration at {problems}") from exc
+        raise ConfigError(f"{source}: invalid configuration at {_problems(exc)}") from exc
+    config._source = source
+    return config
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

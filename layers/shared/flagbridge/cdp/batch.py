@@ -343,6 +343,71 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _valid_event_type(envelope: Any) -> str | None:
+    """Return the event type of an envelope that certainly passes :func:`_check_event`, else None.
+
+    Allocation-free fast path of the structural checks (exact JSON types only); None does not mean
+    malformed: :func:`_check_event` then decides, and words the errors.
+    """
+    if type(envelope) is not dict:
+        return None
+    event_type = envelope.get("event_type")
+    data = envelope.get("data")
+    if type(event_type) is not str or type(data) is not dict or event_type not in EVENT_TYPES:
+        return None
+    get = data.get
+    value = get("timestamp_unixtime_ms")
+    if value is not None and type(value) is not int:
+        return None
+    value = get("custom_attributes")
+    if value is not None and type(value) is not dict:
+        return None
+    value = get("source_message_id")
+    if value is not None and type(value) is not str:
+        return None
+    value = get("message_id")
+    if value is not None and type(value) is not str:
+        return None
+    if event_type == "custom_event":
+        value = get("event_name")
+        if type(value) is not str or not value:
+            return None
+        value = get("custom_event_type")
+        if type(value) is not str or value not in CUSTOM_EVENT_TYPES:
+            return None
+    elif event_type == "screen_view":
+        if type(get("screen_name")) is not str:
+            return None
+    elif event_type == "commerce_event" and not _valid_commerce(data):
+        return None
+    return event_type
+
+
+def _valid_commerce(data: dict[str, Any]) -> bool:
+    """Whether :func:`_check_commerce` certainly finds nothing (exact JSON types only)."""
+    action = data.get("product_action")
+    promotion = data.get("promotion_action")
+    impressions = data.get("product_impressions")
+    if (action and promotion) or (action and impressions) or (promotion and impressions):
+        return False
+    if action is not None:
+        if type(action) is not dict:
+            return False
+        name = action.get("action")
+        if type(name) is not str or name not in PRODUCT_ACTIONS:
+            return False
+        products = action.get("products")
+        if products is not None:
+            if type(products) is not list:
+                return False
+            for product in products:
+                if type(product) is not dict:
+                    return False
+    if promotion is not None and type(promotion) is not dict:
+        return False
+    return impressions is None or type(impressions) is list
+
+
 def _check_event(index: int, envelope: Any, errors: list[str]) -> tuple[str, dict[str, Any]] | None:
     base = f"/events/{index}"
     if not isinstance(envelope, dict):
@@ -443,9 +508,14 @@ def _normalise_identities(
         for kind, value in raw.items():
             if kind in _IDENTITY_ALIASES:
                 replacement = {_alias(str(k)): v for k, v in raw.items()}
-            text = _identity_value(value, f"/user_identities/{escape_pointer_token(str(kind))}", errors)
-            if text is not None:
-                pairs.append((_alias(str(kind)), text))
+            if value is None:
+                continue
+            if isinstance(value, str):
+                pairs.append((_alias(str(kind)), value))
+            elif _is_int(value):
+                pairs.append((_alias(str(kind)), str(value)))
+            else:  # the error path names the identity
+                _identity_value(value, f"/user_identities/{escape_pointer_token(str(kind))}", errors)
     elif isinstance(raw, list):
         is_array = True
         for position, item in enumerate(raw):
@@ -547,18 +617,11 @@ def normalize_batch(document: Any) -> Batch:
     plan_id, plan_version = _plan_tag(document, errors)
 
     raw_events = document.get("events")
-    checked: list[tuple[int, dict[str, Any], str, dict[str, Any]]] = []
     if raw_events is None:
         raw_events = []
     elif not isinstance(raw_events, list):
         errors.append("/events: must be an array")
         raw_events = []
-    for index, envelope in enumerate(raw_events):
-        result = _check_event(index, envelope, errors)
-        if result is not None:
-            checked.append((index, envelope, result[0], result[1]))
-    if errors:
-        raise BatchFormatError(errors)
 
     doc = document
     if replacement is not None:
@@ -575,8 +638,20 @@ def normalize_batch(document: Any) -> Batch:
         plan_version=plan_version,
         source_format=source_format,
     )
-    batch.events = [
-        Event(index, event_type, data, envelope, _given_message_id(data), batch)
-        for index, envelope, event_type, data in checked
-    ]
+    events = batch.events
+    for index, envelope in enumerate(raw_events):
+        event_type = _valid_event_type(envelope)
+        if event_type is not None:
+            data = envelope["data"]
+            # _given_message_id: both ids are strings or absent here
+            message_id = data.get("source_message_id") or data.get("message_id") or None
+        else:
+            result = _check_event(index, envelope, errors)
+            if result is None:
+                continue
+            event_type, data = result
+            message_id = _given_message_id(data)
+        events.append(Event(index, event_type, data, envelope, message_id, batch))
+    if errors:
+        raise BatchFormatError(errors)
     return batch

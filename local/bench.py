@@ -661,6 +661,9 @@ class AcceptingLedger:
     def claim(self, ids: Sequence[str]) -> list[str]:
         return list(ids)
 
+    def pending(self, ids: Sequence[str]) -> list[str]:
+        return []
+
     def mark_sent(self, ids: Sequence[str]) -> None:
         return None
 

@@ -7,6 +7,10 @@
   retried by SQS (then the lane's DLQ); a permanent 4xx sends the events with Split's response to the
   lane's DLQ and the message is acknowledged.
 * other types: the filtered batch is claimed by ``<destination>#<batch key>`` and delivered once.
+
+Ids already claimed are duplicates only when they were sent: a claim still ``pending`` belongs to a
+delivery in progress or to one that died before sending (a Lambda timeout), so the message is retried
+(:class:`DeliveryInProgress`) until that claim is marked sent or goes stale and can be taken over.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from flagbridge.queues import MessageSender
 
 class UndeliverableMessage(Exception):
     """The message can never be delivered as it is (unknown destination, wrong shape)."""
+
+
+class DeliveryInProgress(RetryableDeliveryError):
+    """Some of the message's ids are claimed by another delivery that has not finished: retry later."""
 
 
 @dataclass
@@ -75,10 +83,23 @@ class DeliveryService:
         ]
         ids = {f"{destination.name}#{event.dedup_id}": event for event in events}
         owned = set(self._ledger.claim(list(ids)))
-        outcome.duplicates = len(ids) - len(owned)
+        others = [ledger_id for ledger_id in ids if ledger_id not in owned]
+        in_progress = self._ledger.pending(others) if others else []
+        outcome.duplicates = len(others) - len(in_progress)
         to_send = [event for ledger_id, event in ids.items() if ledger_id in owned]
-        if not to_send:
-            return outcome
+        if to_send:
+            self._send_split(destination, message, to_send, outcome)
+        if in_progress:
+            raise DeliveryInProgress(f"{len(in_progress)} event(s) are claimed by an unfinished delivery")
+        return outcome
+
+    def _send_split(
+        self,
+        destination: CompiledDestination,
+        message: dict[str, Any],
+        to_send: list[SplitEvent],
+        outcome: DeliveryOutcome,
+    ) -> None:
         options = destination.spec.options
         chunks = chunk_split_events(
             to_send,
@@ -91,13 +112,14 @@ class DeliveryService:
             too_large = [r.body for r in chunks.rejections if r.body is not None]
             self._to_dead_letter(destination.name, message, "split.event_too_large", None, "", too_large)
             outcome.dead_lettered += len(too_large)
+            # decided (kept in the DLQ): marked so that a redelivery neither waits for nor re-sends them
+            requested = {f"{destination.name}#{event.dedup_id}" for r in chunks.requests for event in r.events}
+            self._ledger.mark_sent([ledger_id for ledger_id in pending if ledger_id not in requested])
+            pending = [ledger_id for ledger_id in pending if ledger_id in requested]
         for request in chunks.requests:
             request_ids = [f"{destination.name}#{event.dedup_id}" for event in request.events]
             try:
                 client.send(request.body)
-            except RetryableDeliveryError:
-                self._ledger.release(pending)
-                raise
             except PermanentDeliveryError as exc:
                 self._to_dead_letter(
                     destination.name,
@@ -109,17 +131,21 @@ class DeliveryService:
                 )
                 outcome.dead_lettered += request.count
                 self._ledger.mark_sent(request_ids)  # decided: kept in the DLQ, never re-sent automatically
+            except Exception:  # retryable, or failed before sending (e.g. the SDK key): let the retry claim them
+                self._ledger.release(pending)
+                raise
             else:
                 self._ledger.mark_sent(request_ids)
                 outcome.sent += request.count
             outcome.requests += 1
             pending = [ledger_id for ledger_id in pending if ledger_id not in set(request_ids)]
-        return outcome
 
     def _deliver_batch(self, destination: CompiledDestination, message: dict[str, Any]) -> DeliveryOutcome:
         outcome = DeliveryOutcome(destination.name)
         ledger_id = f"{destination.name}#{message.get('batch_key')}"
         if not self._ledger.claim([ledger_id]):
+            if self._ledger.pending([ledger_id]):
+                raise DeliveryInProgress(f"{ledger_id} is claimed by an unfinished delivery")
             outcome.duplicates = 1
             return outcome
         try:

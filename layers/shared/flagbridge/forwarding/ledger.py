@@ -6,6 +6,8 @@ the claims are marked ``sent`` (kept until their TTL); after a failed send they 
 retry can claim them again. A claim left ``pending`` by a crashed invocation becomes claimable again
 after ``stale_after_seconds`` (longer than the function timeout), like Powertools idempotency's
 in-progress expiry: only a crash between Split's 202 and the ``sent`` mark can then repeat a send.
+Until then such ids are :meth:`Ledger.pending`, not done: their message must be retried, not
+acknowledged (Powertools' "already in progress"), or a crash before the send would lose them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,30 @@ from typing import Any, Protocol
 
 TRANSACTION_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+# Errors worth retrying a ledger write for: a "sent" mark that cannot be written would make the send repeat.
+TRANSIENT_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 class Ledger(Protocol):
     def claim(self, ids: Sequence[str]) -> list[str]: ...
+
+    def pending(self, ids: Sequence[str]) -> list[str]:
+        """Of ``ids`` (not claimable just now), those claimed but neither sent nor released yet."""
+        ...
 
     def mark_sent(self, ids: Sequence[str]) -> None: ...
 
@@ -78,6 +100,27 @@ class DynamoDBLedger:
             }
         }
 
+    def pending(self, ids: Sequence[str]) -> list[str]:
+        """The ids whose claim is ``pending`` (consistent reads): a delivery in progress, or one that crashed."""
+        found: list[str] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys = [{"id": {"S": item_id}} for item_id in unique[start : start + BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {
+                self._table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "id, #s"}
+            }
+            request[self._table]["ExpressionAttributeNames"] = {"#s": "status"}
+            for attempt in range(8):
+                response = self._ddb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    if item.get("status", {}).get("S") == "pending":
+                        found.append(item["id"]["S"])
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+        return found
+
     def mark_sent(self, ids: Sequence[str]) -> None:
         now = int(time.time())
         self._batch_write(
@@ -103,10 +146,15 @@ class DynamoDBLedger:
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
             pending: dict[str, Any] = {self._table: requests[start : start + BATCH_WRITE_LIMIT]}
             for attempt in range(8):
-                response = self._ddb.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
+                try:
+                    response = self._ddb.batch_write_item(RequestItems=pending)
+                except Exception as exc:  # throttled or failed after botocore's retries: retry a few more times
+                    if attempt == 7 or _error_code(exc) not in TRANSIENT_ERRORS:
+                        raise
+                else:
+                    pending = response.get("UnprocessedItems") or {}
+                    if not pending:
+                        break
                 time.sleep(min(1.0, 0.05 * 2**attempt))
 
 
@@ -123,6 +171,9 @@ class InMemoryLedger:
                 self.status[item_id] = "pending"
                 owned.append(item_id)
         return owned
+
+    def pending(self, ids: Sequence[str]) -> list[str]:
+        return [item_id for item_id in dict.fromkeys(ids) if self.status.get(item_id) == "pending"]
 
     def mark_sent(self, ids: Sequence[str]) -> None:
         for item_id in ids:

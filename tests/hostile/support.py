@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import unquote
 
 from local.apigw import http_api_event
 from tests.conftest import QUARANTINE_BUCKET, drain_queue, quarantine_objects
@@ -73,7 +74,7 @@ class Route:
             if expected.startswith("{") and expected.endswith("}"):
                 if not actual:
                     return None
-                parameters[expected[1:-1]] = actual
+                parameters[expected[1:-1]] = unquote(actual)  # API Gateway decodes path parameters
             elif expected != actual:
                 return None
         return parameters

@@ -372,3 +372,19 @@ def test_a_delivery_dying_after_its_claim_is_retried_until_delivered(
     no_sleep(flagbridge.forwarding.ledger, monkeypatch, offset=lambda: LATER)
     bridge.settle()
     bridge.assert_exactly_once()
+
+
+@pytest.mark.parametrize("sends_before_crash", [0, 7])
+def test_a_router_dying_mid_batch_is_rerouted_without_doubling(bridge: Bridge, sends_before_crash: int) -> None:
+    bridge.post("bulk", [batch_of_tester(n) for n in range(2)] + [batch_of_customer(n) for n in range(3)])
+    sqs = bridge.router.runtime.destination_sender("audit")._sqs
+
+    # When the router dies after some of the batch's lane messages went out
+    crash = fail_calls({sends_before_crash}, Crash)
+    with inject(sqs, "send_message_batch", crash):
+        bridge.batches.drain()
+
+    # Then SQS redelivered the whole batch, and the lane messages sent twice are delivered once
+    assert bridge.batches.crashes == 1
+    bridge.settle()
+    bridge.assert_exactly_once()

@@ -185,7 +185,7 @@ def test_throttled_tester_mark_transactions_recover(pipeline: Pipeline) -> None:
     assert pipeline.marks() == {"user#qa-fault-tester": "qa-key-prefix", "user#fault-user-9": "internal-tester-flag"}
 
 
-@pytest.mark.parametrize("writes_before_crash", [0, 5, 17])
+@pytest.mark.parametrize("writes_before_crash", [0, 17])
 def test_a_processor_dying_mid_batch_is_redelivered_without_double_counting(
     pipeline: Pipeline, writes_before_crash: int
 ) -> None:

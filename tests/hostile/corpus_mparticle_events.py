@@ -400,7 +400,7 @@ def path_cases(b: Builder) -> list[Case]:
         b.gateway_404("extra_segment", "POST", path + "/extra"),
         b.gateway_404("dot_segments", "POST", "/mparticle/../" + path.removeprefix("/")),
         b.gateway_404("other_api_version", "POST", path.replace("/v2/", "/v1/") if "/v2/" in path else path + "/v1"),
-        b.gateway_404("split_route", "POST", "/split/impressions"),
+        b.gateway_404("profile_path", "POST", "/profiles/user/u-1001"),
     ]
 
 

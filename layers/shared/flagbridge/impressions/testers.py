@@ -8,8 +8,13 @@ impression that matches no rule does not unmark a user.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flagbridge.config import FlagTreatmentRule, KeyAllowlistRule, KeyPatternRule, LabelRule, TestUsersConfig
-from flagbridge.impressions.models import QueuedImpression
+from flagbridge.impressions.records import Row, row_of
+
+if TYPE_CHECKING:
+    from flagbridge.impressions.models import QueuedImpression
 
 _UNKNOWN = -2  # memo miss
 _NO_MATCH = -1
@@ -64,15 +69,19 @@ class RuleMatcher:
 
     def match(self, impression: QueuedImpression) -> str | None:
         """The name of the first rule that marks this impression's user as a tester, or None."""
-        key = (impression.key, impression.identity_type)
+        return self.match_row(row_of(impression))
+
+    def match_row(self, row: Row) -> str | None:
+        """:meth:`match` of an impression given as a :data:`~flagbridge.impressions.records.Row`."""
+        key = (row[0], row[11])  # key, identity type
         by_key = self._by_key.get(key, _UNKNOWN)
         if by_key == _UNKNOWN:
-            by_key = self._by_key[key] = self._first_key_rule(impression.key, impression.identity_type)
-        label = impression.label
+            by_key = self._by_key[key] = self._first_key_rule(*key)
+        label = row[4]
         by_label = self._by_label.get(label, _UNKNOWN)
         if by_label == _UNKNOWN:
             by_label = self._by_label[label] = self._first_label_rule(label)
-        flag = (impression.flag, impression.treatment)
+        flag = (row[1], row[2])  # flag, treatment
         by_flag = self._by_flag.get(flag, _UNKNOWN)
         if by_flag == _UNKNOWN:
             by_flag = self._by_flag[flag] = self._first_flag_rule(*flag)

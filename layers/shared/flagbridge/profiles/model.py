@@ -14,13 +14,16 @@ The merge is built for at-least-once, out-of-order delivery:
 from __future__ import annotations
 
 from binascii import b2a_base64 as _b2a_base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b as _blake2b
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flagbridge.config import ProfilesConfig
-from flagbridge.impressions.models import QueuedImpression
+from flagbridge.impressions.records import Row, row_of
+
+if TYPE_CHECKING:
+    from flagbridge.config import ProfilesConfig
+    from flagbridge.impressions.models import QueuedImpression
 
 DAY_MS = 86_400_000
 _D = TypeVar("_D")
@@ -33,10 +36,15 @@ def fingerprint(impression: QueuedImpression) -> str:
     The URL-safe base64 of a 9-byte BLAKE2b digest of the impression's environment, treatment, time, flag
     version, label and bucketing key joined by ``\\x1f`` (the format stored on profiles: never change it).
     """
-    version = impression.version
+    return fingerprint_row(row_of(impression))
+
+
+def fingerprint_row(row: Row) -> str:
+    """:func:`fingerprint` of an impression's :data:`~flagbridge.impressions.records.Row`."""
+    (_, _, treatment, time, label, version, environment, environment_id, bucketing_key, _, _, _) = row
     material = (
-        f"{impression.environment_id or impression.environment}\x1f{impression.treatment}\x1f{impression.time}"
-        f"\x1f{'' if version is None else version}\x1f{impression.label or ''}\x1f{impression.bucketing_key or ''}"
+        f"{environment_id or environment}\x1f{treatment}\x1f{time}"
+        f"\x1f{'' if version is None else version}\x1f{label or ''}\x1f{bucketing_key or ''}"
     )
     return _b2a_base64(_blake2b(material.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
 
@@ -121,47 +129,51 @@ def merge_impressions(
     now_ms: int,
 ) -> MergeOutcome:
     """Fold impressions of a single (user, flag) into ``state``; pure and idempotent."""
-    if state is None and isinstance(impressions, list | tuple) and len(impressions) == 1:
-        return _first_impression(impressions[0], now_ms)  # the common case, without the general bookkeeping
+    return merge_rows(state, [row_of(impression) for impression in impressions], config, now_ms)
+
+
+def merge_rows(state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int) -> MergeOutcome:
+    """:func:`merge_impressions` of impressions given as :data:`~flagbridge.impressions.records.Row` tuples."""
+    if state is None and len(rows) == 1:
+        return _first_impression(rows[0], now_ms)  # the common case, without the general bookkeeping
     seen = dict(state.seen) if state else {}
     duplicates = 0
-    fresh: list[QueuedImpression] = []
-    for impression in impressions:
-        fp = fingerprint(impression)
+    fresh: list[Row] = []
+    for row in rows:
+        fp = fingerprint_row(row)
         if fp in seen:
             duplicates += 1
             continue
-        seen[fp] = impression.time
-        fresh.append(impression)
+        seen[fp] = row[3]
+        fresh.append(row)
     if not fresh:
         return MergeOutcome(state=state, new_impressions=0, duplicates=duplicates)
 
     current = state
     first = fresh[0]
-    exposures = current.exposures if current else 0
-    first_seen = current.first_seen if current else first.time
-    last_seen = current.last_seen if current else first.time
-    best = (
-        _order(current.current_time, current.version, current.treatment, current.label)
-        if current
-        else _order(first.time, first.version, first.treatment, first.label)
-    )
-    head: QueuedImpression | None = None if current else first
+    if current is not None:
+        exposures, first_seen, last_seen = current.exposures, current.first_seen, current.last_seen
+        best = _order(current.current_time, current.version, current.treatment, current.label)
+        head: Row | None = None
+        known = {a.identity: a for a in current.assignments}
+    else:
+        exposures, first_seen, last_seen = 0, first[3], first[3]
+        best = _order(first[3], first[5], first[2], first[4])
+        head = first
+        known = {}
     # identity -> [first_seen, last_seen, count, environment] of assignments this merge touches
     touched: dict[tuple[str, str | None, int | None], list[Any]] = {}
-    known = {a.identity: a for a in current.assignments} if current else {}
-    for impression in fresh:
-        time = impression.time
+    for row in fresh:
+        treatment, time, label, version = row[2], row[3], row[4], row[5]
         exposures += 1
         if time < first_seen:
             first_seen = time
         if time > last_seen:
             last_seen = time
-        version = impression.version
-        rank = (time, -1 if version is None else version, impression.treatment, impression.label or "")
+        rank = (time, -1 if version is None else version, treatment, label or "")
         if rank >= best:
-            best, head = rank, impression
-        identity = (impression.treatment, impression.label, version)
+            best, head = rank, row
+        identity = (treatment, label, version)
         entry = touched.get(identity)
         if entry is not None:
             if time < entry[0]:
@@ -172,7 +184,7 @@ def merge_impressions(
             continue
         previous = known.get(identity)
         if previous is None:
-            touched[identity] = [time, time, 1, impression.environment]
+            touched[identity] = [time, time, 1, row[6]]
         else:
             touched[identity] = [
                 min(previous.first_seen, time),
@@ -182,7 +194,18 @@ def merge_impressions(
             ]
     assignments = dict(known)
     for identity, (a_first, a_last, count, environment) in touched.items():
-        assignments[identity] = Assignment(identity[0], identity[1], identity[2], environment, a_first, a_last, count)
+        assignments[identity] = _built(
+            Assignment,
+            {
+                "treatment": identity[0],
+                "label": identity[1],
+                "version": identity[2],
+                "environment": environment,
+                "first_seen": a_first,
+                "last_seen": a_last,
+                "count": count,
+            },
+        )
     if len(assignments) == 1:
         history = list(assignments.values())
     else:
@@ -191,50 +214,51 @@ def merge_impressions(
     seen, seen_floor = _prune(seen, state.seen_floor if state else 0, last_seen, config)
 
     if head is not None:
-        treatment, label, version = head.treatment, head.label, head.version
-        environment, environment_id, current_time = head.environment, head.environment_id, head.time
+        treatment, label, version = head[2], head[4], head[5]
+        environment, environment_id, current_time = head[6], head[7], head[3]
+        identity_type = head[11]
     else:
         assert current is not None
         treatment, label, version = current.treatment, current.label, current.version
         environment, environment_id, current_time = current.environment, current.environment_id, current.current_time
+        identity_type = current.identity_type
 
-    merged = FlagState(
-        traffic_type=first.traffic_type,
-        key=first.key,
-        identity_type=head.identity_type
-        if head is not None
-        else current.identity_type
-        if current
-        else first.identity_type,
-        flag=first.flag,
-        treatment=treatment,
-        label=label,
-        version=version,
-        environment=environment,
-        environment_id=environment_id,
-        current_time=current_time,
-        first_seen=first_seen,
-        last_seen=last_seen,
-        exposures=exposures,
-        assignments=tuple(history),
-        seen=seen,
-        seen_floor=seen_floor,
-        rev=current.rev if current else 0,
-        updated_at=now_ms,
+    merged = _built(
+        FlagState,
+        {
+            "traffic_type": first[10],
+            "key": first[0],
+            "identity_type": identity_type,
+            "flag": first[1],
+            "treatment": treatment,
+            "label": label,
+            "version": version,
+            "environment": environment,
+            "environment_id": environment_id,
+            "current_time": current_time,
+            "first_seen": first_seen,
+            "last_seen": last_seen,
+            "exposures": exposures,
+            "assignments": tuple(history),
+            "seen": seen,
+            "seen_floor": seen_floor,
+            "rev": current.rev if current else 0,
+            "updated_at": now_ms,
+        },
     )
-    return MergeOutcome(state=merged, new_impressions=len(fresh), duplicates=duplicates)
+    return _built(MergeOutcome, {"state": merged, "new_impressions": len(fresh), "duplicates": duplicates})
 
 
-def _first_impression(impression: QueuedImpression, now_ms: int) -> MergeOutcome:
-    """``merge_impressions(None, [impression], ...)``: a new state holding one exposure."""
-    time = impression.time
+def _first_impression(row: Row, now_ms: int) -> MergeOutcome:
+    """``merge_rows(None, [row], ...)``: a new state holding one exposure."""
+    key, flag, treatment, time, label, version, environment, environment_id, _, _, traffic_type, identity_type = row
     assignment = _built(
         Assignment,
         {
-            "treatment": impression.treatment,
-            "label": impression.label,
-            "version": impression.version,
-            "environment": impression.environment,
+            "treatment": treatment,
+            "label": label,
+            "version": version,
+            "environment": environment,
             "first_seen": time,
             "last_seen": time,
             "count": 1,
@@ -243,21 +267,21 @@ def _first_impression(impression: QueuedImpression, now_ms: int) -> MergeOutcome
     state = _built(
         FlagState,
         {
-            "traffic_type": impression.traffic_type,
-            "key": impression.key,
-            "identity_type": impression.identity_type,
-            "flag": impression.flag,
-            "treatment": impression.treatment,
-            "label": impression.label,
-            "version": impression.version,
-            "environment": impression.environment,
-            "environment_id": impression.environment_id,
+            "traffic_type": traffic_type,
+            "key": key,
+            "identity_type": identity_type,
+            "flag": flag,
+            "treatment": treatment,
+            "label": label,
+            "version": version,
+            "environment": environment,
+            "environment_id": environment_id,
             "current_time": time,
             "first_seen": time,
             "last_seen": time,
             "exposures": 1,
             "assignments": (assignment,),
-            "seen": {fingerprint(impression): time},  # within the window and the cap (dedup_max_entries >= 10)
+            "seen": {fingerprint_row(row): time},  # within the window and the cap (dedup_max_entries >= 10)
             "seen_floor": 0,
             "rev": 0,
             "updated_at": now_ms,

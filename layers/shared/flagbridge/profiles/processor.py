@@ -18,17 +18,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ValidationError
-
-from flagbridge.config import BridgeConfig
 from flagbridge.errors import StoreError
-from flagbridge.impressions.models import ImpressionMessage, QueuedImpression
+from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
-from flagbridge.profiles.model import FlagState, TestMark, merge_impressions
+from flagbridge.profiles.model import FlagState, TestMark, merge_rows
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
 from flagbridge.quarantine import Quarantine
+
+if TYPE_CHECKING:
+    from flagbridge.config import BridgeConfig
 
 QUARANTINE_SOURCE = "impressions-processor"
 MAX_CONFLICT_RETRIES = 8
@@ -60,50 +60,44 @@ class ProcessResult:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed_message_ids]}
 
 
-@dataclass
-class _Group:
-    user_id: str
-    flag: str
-    impressions: list[QueuedImpression] = field(default_factory=list)
-    message_ids: set[str] = field(default_factory=set)
-
-
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def _run_concurrently(fn: Callable[[_T], _R], items: list[_T], max_workers: int) -> dict[_T, _R | Exception]:
-    """``{item: fn(item) or the exception it raised}``, on up to ``max_workers`` threads.
+def _run_concurrently(
+    fn: Callable[[_T], _R], items: list[_T], max_workers: int, pool: Callable[[], ThreadPoolExecutor]
+) -> list[_R | Exception]:
+    """``[fn(item) or the exception it raised for item in items]``, on up to ``max_workers`` threads of ``pool()``.
 
     The store calls are I/O, so the pairs are written in parallel; each worker takes the next pending item
     (rather than one pool task per item, whose bookkeeping would cost more than a fast write).
     """
-    outcomes: dict[_T, _R | Exception] = {}
-    pending = iter(items)
+    outcomes: list[Any] = [None] * len(items)
+    pending = iter(enumerate(items))
     lock = threading.Lock()
 
     def work() -> None:
         while True:
             with lock:
-                item = next(pending, _DONE)
-            if item is _DONE:
+                index, item = next(pending, _DONE)
+            if index is None:
                 return
             try:
-                outcomes[item] = fn(item)
+                outcomes[index] = fn(item)
             except Exception as exc:
-                outcomes[item] = exc
+                outcomes[index] = exc
 
     workers = min(max_workers, len(items))
     if workers <= 1:
         work()
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(work) for _ in range(workers)]:
-                future.result()
-    return {item: outcomes[item] for item in items}
+        executor = pool()
+        for future in [executor.submit(work) for _ in range(workers)]:
+            future.result()
+    return outcomes
 
 
-_DONE: Any = object()
+_DONE: Any = (None, None)
 
 
 class ImpressionProcessor:
@@ -122,34 +116,42 @@ class ImpressionProcessor:
         self._config = config
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """The writers' threads, kept for the next batches (a warm container reuses them)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="profile-writer")
+        return self._pool
 
     def process(self, records: Sequence[QueueRecord]) -> ProcessResult:
         result = ProcessResult()
-        groups: dict[tuple[str, str], _Group] = {}
+        groups: dict[tuple[str, str], list[Row]] = {}  # (user, flag) -> its impressions, in batch order
+        decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
         wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
         undecodable_failed: set[str] = set()
-        match = RuleMatcher(self._config.test_users).match
+        match = RuleMatcher(self._config.test_users).match_row
         for record in records:
             try:
-                message = self._decode(record, result)
+                rows = self._decode(record, result)
             except StoreError:
                 undecodable_failed.add(record.message_id)  # quarantine unavailable: let SQS redeliver
                 continue
-            if message is None:
+            if rows is None:
                 continue
-            message_id = record.message_id
-            result.impressions += len(message.impressions)
-            for impression in message.impressions:
-                user_id = f"{impression.traffic_type}#{impression.key}"  # QueuedImpression.user_id
-                pair = (user_id, impression.flag)
+            decoded.append((record.message_id, rows))
+            result.impressions += len(rows)
+            for row in rows:
+                user_id = f"{row[10]}#{row[0]}"  # traffic type, key: QueuedImpression.user_id
+                pair = (user_id, row[1])
                 group = groups.get(pair)
                 if group is None:
-                    group = groups[pair] = _Group(user_id, impression.flag)
-                group.impressions.append(impression)
-                group.message_ids.add(message_id)
-                rule = match(impression)
+                    groups[pair] = [row]
+                else:
+                    group.append(row)
+                rule = match(row)
                 if rule is not None:
-                    candidate = (impression.time, rule)
+                    candidate = (row[3], rule)
                     current = wanted_marks.get(user_id)
                     if current is None or candidate < current:
                         wanted_marks[user_id] = candidate
@@ -164,7 +166,6 @@ class ImpressionProcessor:
             for user, (_, rule) in wanted_marks.items()
             if user not in marks
         }
-        failed: set[str] = set(undecodable_failed)
         # Attach each new mark to exactly one of its user's pair writes.
         mark_owner: dict[str, tuple[str, str]] = {}
         for pair in groups:
@@ -172,14 +173,15 @@ class ImpressionProcessor:
                 mark_owner[pair[0]] = pair
 
         def apply(pair: tuple[str, str]) -> tuple[int, int, int, bool]:
-            group = groups[pair]
             mark = new_marks.get(pair[0]) if mark_owner.get(pair[0]) == pair else None
-            return self._apply_group(group, states.get(pair), mark)
+            return self._apply_group(pair, groups[pair], states.get(pair), mark)
 
-        outcomes = _run_concurrently(apply, list(groups), self._max_workers)
-        for pair, outcome in outcomes.items():
+        pairs = list(groups)
+        outcomes = _run_concurrently(apply, pairs, self._max_workers, self._threads)
+        failed_pairs: set[tuple[str, str]] = set()
+        for pair, outcome in zip(pairs, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                failed.update(groups[pair].message_ids)
+                failed_pairs.add(pair)
                 continue
             new, dupes, conflicts, wrote = outcome
             result.new_impressions += new
@@ -188,17 +190,24 @@ class ImpressionProcessor:
             result.writes += int(wrote) + conflicts
             if pair[0] in new_marks and mark_owner.get(pair[0]) == pair and wrote:
                 result.users_marked += 1
+        failed = set(undecodable_failed)
+        if failed_pairs:  # every message that contributed to a pair not written
+            for message_id, rows in decoded:
+                if any((f"{row[10]}#{row[0]}", row[1]) in failed_pairs for row in rows):
+                    failed.add(message_id)
         result.failed_message_ids = [r.message_id for r in records if r.message_id in failed]
         return result
 
-    def _apply_group(self, group: _Group, state: FlagState | None, mark: TestMark | None) -> tuple[int, int, int, bool]:
+    def _apply_group(
+        self, pair: tuple[str, str], rows: list[Row], state: FlagState | None, mark: TestMark | None
+    ) -> tuple[int, int, int, bool]:
         """Merge and write one (user, flag); on a concurrent update re-read and try again."""
         conflicts = 0
         for _ in range(MAX_CONFLICT_RETRIES):
-            outcome = merge_impressions(state, group.impressions, self._config.profiles, self._clock_ms())
+            outcome = merge_rows(state, rows, self._config.profiles, self._clock_ms())
             if not outcome.changed or outcome.state is None:
                 if mark is not None:
-                    self._store.save_mark(group.user_id, mark)
+                    self._store.save_mark(pair[0], mark)
                     return 0, outcome.duplicates, conflicts, True
                 return 0, outcome.duplicates, conflicts, False
             try:
@@ -206,13 +215,20 @@ class ImpressionProcessor:
                 return outcome.new_impressions, outcome.duplicates, conflicts, True
             except ConcurrentUpdateError:
                 conflicts += 1
-                states, _ = self._store.load([(group.user_id, group.flag)], [])
-                state = states.get((group.user_id, group.flag))
-        raise ConcurrentUpdateError(group.user_id)
+                states, _ = self._store.load([pair], [])
+                state = states.get(pair)
+        raise ConcurrentUpdateError(pair[0])
 
-    def _decode(self, record: QueueRecord, result: ProcessResult) -> ImpressionMessage | None:
+    def _decode(self, record: QueueRecord, result: ProcessResult) -> list[Row] | None:
+        rows = decode_message(record.body)
+        if rows is not None:
+            return rows  # what the webhook wrote, read without the models (same outcome)
+        from pydantic import ValidationError
+
+        from flagbridge.impressions.models import ImpressionMessage
+
         try:
-            return ImpressionMessage.model_validate_json(record.body)
+            return [row_of(impression) for impression in ImpressionMessage.model_validate_json(record.body).impressions]
         except ValidationError as exc:
             reason = "invalid_message"
             detail = "; ".join(

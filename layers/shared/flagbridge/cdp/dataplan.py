@@ -77,8 +77,8 @@ where ``event_id`` is mParticle's ``event_id`` when present, else the event's me
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import fastjsonschema
@@ -171,13 +171,23 @@ _NATIVE_TYPES: dict[str, Any] = {
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
 }
+_CERTAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "null": (type(None),),
+    "array": (list,),
+    "object": (dict,),
+    "number": (int, float),
+    "integer": (int,),
+}
+"""Exact Python types whose values certainly pass a native ``type`` check (after coercion)."""
 _ANNOTATIONS = frozenset({"description", "title", "$comment", "examples", "default", "$schema", "$id"})
 
 
 class _Leaf:
     """A schema checked as a whole (after type-directed coercion and canonical enum comparison)."""
 
-    __slots__ = ("enum_raw", "enum_text", "native", "types", "validator", "want_bool", "want_num", "want_str")
+    __slots__ = ("enum_raw", "enum_text", "native", "ok", "types", "validator", "want_bool", "want_num", "want_str")
 
     def __init__(self, schema: Mapping[str, Any], cache: dict[str, Any]) -> None:
         schema = {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
@@ -210,6 +220,20 @@ class _Leaf:
                     raise PlanDocumentError(f"invalid JSON schema {key[:200]}: {exc}") from exc
                 cache[key] = validator
             self.validator = validator
+        self.ok: Callable[[Any], bool] = self._build_ok()
+        """Whether :meth:`check` finds nothing (what :func:`_walk` would report no finding for)."""
+
+    def _build_ok(self) -> Callable[[Any], bool]:
+        check = self.check
+        if self.validator is None and self.enum_raw is None and self.native is not None:
+            # values of these exact types are left alone by coerce() and pass the native test
+            certain = frozenset(kind for name in self.types for kind in _CERTAIN_TYPES[name])
+            return lambda value: type(value) in certain or check(value) is None
+        if self.validator is None and self.enum_raw is not None and (self.native is None or self.want_str):
+            # strings that are their own canonical form and enum members: coerce() keeps them, they pass
+            members = frozenset(item for item in self.enum_raw if type(item) is str and canonical(item) == item)
+            return lambda value: (type(value) is str and value in members) or check(value) is None
+        return lambda value: check(value) is None
 
     def coerce(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -259,7 +283,7 @@ class _Leaf:
 class _Obj:
     """An object schema with ``properties``: walked key by key so every violation is classified."""
 
-    __slots__ = ("absent_children", "additional", "props", "required", "residual", "walk_props")
+    __slots__ = ("absent_children", "additional", "ok", "props", "required", "residual", "walk_props")
 
     def __init__(
         self,
@@ -276,16 +300,20 @@ class _Obj:
         self.absent_children = tuple(
             (name, child) for name, child in props.items() if isinstance(child, _Obj) and _has_required(child)
         )
+        self.ok = _object_ok(self)
+        """Whether :func:`_walk` would report no finding for a value (allocation-free)."""
 
 
 class _Arr:
     """An array schema whose ``items`` is an object schema: each item is walked."""
 
-    __slots__ = ("items", "residual")
+    __slots__ = ("items", "ok", "residual")
 
     def __init__(self, items: _Node, residual: _Leaf | None) -> None:
         self.items = items
         self.residual = residual
+        self.ok = _array_ok(self)
+        """Whether :func:`_walk` would report no finding for a value (allocation-free)."""
 
 
 _Node = _Obj | _Arr | _Leaf | None
@@ -293,6 +321,82 @@ _Node = _Obj | _Arr | _Leaf | None
 
 def _has_required(node: _Obj) -> bool:
     return bool(node.required) or any(_has_required(child) for _, child in node.absent_children)
+
+
+def _always_ok(value: Any) -> bool:
+    return True
+
+
+def _node_ok(node: _Node) -> Callable[[Any], bool]:
+    return _always_ok if node is None else node.ok
+
+
+def _object_ok(node: _Obj) -> Callable[[Any], bool]:
+    """Build ``node``'s no-finding predicate: the checks of :func:`_walk` without paths or findings."""
+    residual_ok = node.residual.ok if node.residual is not None else None
+    required = node.required
+    # absent children all have required keys: walking ``{}`` for them always reports something
+    absent = frozenset(name for name, _ in node.absent_children)
+    additional = node.additional
+    if additional is True:
+        declared = tuple((name, child.ok) for name, child in node.walk_props if child is not None)
+
+        def ok(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return False
+            if residual_ok is not None and not residual_ok(value):
+                return False
+            for name in required:
+                if name not in value:
+                    return False
+            for name, child_ok in declared:
+                if name in value and not child_ok(value[name]):
+                    return False
+            return not absent or value.keys() >= absent
+
+        return ok
+
+    props = {name: (child.ok if child is not None else None) for name, child in node.props.items()}
+    closed = additional is False
+    additional_ok = None if isinstance(additional, bool) else _node_ok(additional)
+
+    def ok_closed(value: Any) -> bool:
+        if not isinstance(value, dict):
+            return False
+        if residual_ok is not None and not residual_ok(value):
+            return False
+        for name in required:
+            if name not in value:
+                return False
+        for name, child_value in value.items():
+            if name in props:
+                child_ok = props[name]
+                if child_ok is not None and not child_ok(child_value):
+                    return False
+            elif closed or (additional_ok is not None and not additional_ok(child_value)):
+                return False
+        return not absent or value.keys() >= absent
+
+    return ok_closed
+
+
+def _array_ok(node: _Arr) -> Callable[[Any], bool]:
+    """Build ``node``'s no-finding predicate (see :func:`_object_ok`)."""
+    residual_ok = node.residual.ok if node.residual is not None else None
+    item_ok = None if node.items is None else node.items.ok
+
+    def ok(value: Any) -> bool:
+        if not isinstance(value, list):
+            return False
+        if residual_ok is not None and not residual_ok(value):
+            return False
+        if item_ok is not None:
+            for item in value:
+                if not item_ok(item):
+                    return False
+        return True
+
+    return ok
 
 
 def _compile_schema(schema: Any, cache: dict[str, Any], where: str) -> _Node:
@@ -407,6 +511,7 @@ def _actual(value: Any) -> str | None:
 # --------------------------------------------------------------------------------------------------
 
 _UNMATCHED = object()
+_NOT_PLANNABLE = object()
 
 
 @dataclass(slots=True)
@@ -520,6 +625,30 @@ class CompiledPlan:
         if self.activated_environment == "production":
             return True
         return self.activated_environment == "development" and environment == "development"
+
+    def match_node(self, event: Event) -> Any:
+        """Return the node of :meth:`match_event` without building the label (``_NOT_PLANNABLE`` for None)."""
+        data = event.data
+        kind = event.event_type
+        if kind == "custom_event":
+            name = data.get("event_name")
+            custom_type = data.get("custom_event_type")
+            node = self.custom_events.get((name, custom_type), _UNMATCHED)  # type: ignore[arg-type]
+            if node is _UNMATCHED:
+                node = self.custom_events.get((name, None), _UNMATCHED)  # type: ignore[arg-type]
+            return node
+        if kind == "screen_view":
+            return self.screen_views.get(data.get("screen_name"), _UNMATCHED)  # type: ignore[arg-type]
+        if kind == "commerce_event":
+            action = data.get("product_action")
+            if isinstance(action, dict):
+                return self.product_actions.get(action.get("action"), _UNMATCHED)  # type: ignore[arg-type]
+            promotion = data.get("promotion_action")
+            if isinstance(promotion, dict):
+                return self.promotion_actions.get(promotion.get("action"), _UNMATCHED)  # type: ignore[arg-type]
+            if data.get("product_impressions"):
+                return self.product_impression
+        return _NOT_PLANNABLE
 
     def match_event(self, event: Event) -> tuple[str, Any] | None:
         """Return ``(data point label, node)`` for a plannable event (node is ``_UNMATCHED`` when unplanned).
@@ -692,16 +821,33 @@ class PlanValidator:
                 return PlanOutcome(batch=None, original=batch, batch_drop_reason=NO_DATA_PLAN)
             return PlanOutcome(batch=batch, original=batch)
 
+        # First pass, allocation-free for valid data: which events (and user sections) have findings.
+        flagged: list[tuple[Event, Any]] | None = None
+        match_node = plan.match_node
+        for event in batch.events:
+            node = match_node(event)
+            if node is None or node is _NOT_PLANNABLE:
+                continue
+            if node is _UNMATCHED or not node.ok(event.envelope):
+                if flagged is None:
+                    flagged = []
+                flagged.append((event, node))
+        user_node = plan.user_attributes
+        user_ok = user_node is _UNMATCHED or user_node is None or user_node.ok(batch.user_attributes)
+        identities_node = plan.user_identities
+        identities_ok = identities_node is _UNMATCHED or identities_node is None
+        if flagged is None and user_ok and identities_ok:
+            return PlanOutcome(batch=batch, original=batch, plan=(plan.plan_id, plan.version))
+
         violations: list[Violation] = []
         drop_batch: str | None = None
         dropped: dict[int, str] = {}
         removals: dict[int, list[tuple[str | int, ...]]] = {}
         findings: list[_Finding] = []
-        for event in batch.events:
+        for event, node in flagged or ():
             matched = plan.match_event(event)
-            if matched is None:
-                continue
-            label, node = matched
+            assert matched is not None
+            label = matched[0]
             if node is _UNMATCHED:
                 action = self._action("unplanned", "event", False)
                 violations.append(
@@ -711,8 +857,6 @@ class PlanValidator:
                     )
                 )  # fmt: skip
                 drop_batch, _ = self._apply(action, "unplanned", event.index, (), dropped, removals, drop_batch)
-                continue
-            if node is None:
                 continue
             findings.clear()
             _walk(node, event.envelope, (), findings)
@@ -727,12 +871,16 @@ class PlanValidator:
                 drop_batch, _ = self._apply(action, kind, event.index, path, dropped, removals, drop_batch)
 
         user_removals: dict[str, list[str]] = {"user_attributes": [], "user_identities": []}
-        user_objects: list[tuple[str, Any, Any]] = [
-            ("user_attributes", plan.user_attributes, batch.user_attributes),
-            ("user_identities", plan.user_identities, {k: v for k, v in batch.identities if k != "mpid"}),
-        ]
-        for section, node, value in user_objects:
-            if node is _UNMATCHED or node is None:
+        for section in ("user_attributes", "user_identities"):
+            node = plan.user_attributes if section == "user_attributes" else plan.user_identities
+            if node is _UNMATCHED or node is None or (section == "user_attributes" and user_ok):
+                continue
+            value: Any = (
+                batch.user_attributes
+                if section == "user_attributes"
+                else {k: v for k, v in batch.identities if k != "mpid"}
+            )
+            if node.ok(value):
                 continue
             findings.clear()
             _walk(node, value, (), findings)
@@ -761,7 +909,12 @@ class PlanValidator:
                 batch_drop_reason=drop_batch,
                 block_metadata=metadata,
             )
-        if not dropped and not removals and not any(user_removals.values()):
+        if (
+            not dropped
+            and not removals
+            and not user_removals["user_attributes"]
+            and not user_removals["user_identities"]
+        ):
             return PlanOutcome(batch=batch, original=batch, plan=(plan.plan_id, plan.version), violations=violations)
         return self._build(batch, plan, violations, dropped, removals, user_removals)
 
@@ -830,13 +983,17 @@ class PlanValidator:
                 doc = {k: v for k, v in doc.items() if k != "mpid"}
         metadata["blocked_user_attributes"] = blocked_attributes
         metadata["blocked_user_identities"] = blocked_identities
-        new_batch = replace(
-            batch,
+        new_batch = Batch(
             doc=doc,
             events=events,
-            user_attributes=user_attributes,
+            environment=batch.environment,
             identities=identities,
+            user_attributes=user_attributes,
+            plan_id=batch.plan_id,
+            plan_version=batch.plan_version,
+            source_format=batch.source_format,
             _dedup_key=batch.dedup_key,  # the key of the batch as received, not of the modified copy
+            _event_digests=batch._event_digests,  # shared, as dataclasses.replace() would
         )
         return PlanOutcome(
             batch=new_batch,

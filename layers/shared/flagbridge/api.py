@@ -37,14 +37,10 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         logger.info("request refused", extra={"status": exc.status, "code": exc.code})
         return error_response(exc.status, exc.code, exc.message)
 
-    @app.exception_handler(EnqueueError)
-    def _enqueue_error(exc: EnqueueError) -> Response:
-        logger.error("enqueue failed; asking the sender to retry", extra={"detail": str(exc)})
-        return error_response(503, "unavailable", "the request could not be stored durably; retry later")
-
-    @app.exception_handler(StoreError)
-    def _store_error(exc: StoreError) -> Response:
-        logger.error("store failed; asking the sender to retry", extra={"detail": str(exc)})
+    @app.exception_handler([EnqueueError, StoreError])
+    def _not_durable(exc: Exception) -> Response:
+        # Our own messages (counts and AWS error codes), never request data.
+        logger.error("could not store durably; asking the sender to retry", extra={"detail": str(exc)})
         return error_response(503, "unavailable", "the request could not be stored durably; retry later")
 
     @app.exception_handler(ConfigError)

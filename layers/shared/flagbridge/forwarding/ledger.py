@@ -51,7 +51,7 @@ class Ledger(Protocol):
 class DynamoDBLedger:
     """Ledger on a DynamoDB table with string key ``id`` and TTL attribute ``expires_at``."""
 
-    def __init__(self, client: Any, table: str, ttl_seconds: int = 7 * 86_400, stale_after_seconds: int = 900) -> None:
+    def __init__(self, client: Any, table: str, ttl_seconds: int = 7 * 86_400, stale_after_seconds: int = 300) -> None:
         self._ddb = client
         self._table = table
         self._ttl = ttl_seconds

@@ -115,6 +115,9 @@ _PRODUCT_FIELDS = (
     "coupon_code",
     "total_product_amount",
 )
+_PRODUCT_TARGETS = tuple((name, f"product.{name}") for name in _PRODUCT_FIELDS)
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+"""Exact types :func:`_flat` returns unchanged (checked inline on the hot path)."""
 
 
 class IdentityTrafficType(BaseModel):
@@ -290,8 +293,11 @@ class SplitMapper:
     def _base_properties(event: Event) -> dict[str, Any]:
         data = event.data
         props: dict[str, Any] = {}
-        for name, value in event.custom_attributes.items():
-            props[name] = _flat(value)
+        plain = _PLAIN_TYPES
+        attributes = data.get("custom_attributes")
+        if isinstance(attributes, dict):
+            for name, value in attributes.items():
+                props[name] = value if type(value) in plain else _flat(value)
         props["mp.event_type"] = event.event_type
         props["mp.message_id"] = event.message_id
         for source, target in (
@@ -320,8 +326,9 @@ class SplitMapper:
             action = data["product_action"]
             props["commerce.action"] = action.get("action")
             for source, target in _COMMERCE_FIELDS:
-                if action.get(source) is not None:
-                    props[target] = _flat(action[source])
+                value = action.get(source)
+                if value is not None:
+                    props[target] = value if type(value) in plain else _flat(value)
             if data.get("currency_code") is not None:
                 props["commerce.currency_code"] = _flat(data["currency_code"])
             props["commerce.product_count"] = len(action.get("products") or ())
@@ -330,14 +337,16 @@ class SplitMapper:
     @staticmethod
     def _product_properties(base: dict[str, Any], product: dict[str, Any], position: int) -> dict[str, Any]:
         props = dict(base)
+        plain = _PLAIN_TYPES
         attributes = product.get("custom_attributes")
         if isinstance(attributes, dict):
             for name, value in attributes.items():
-                props[f"product.attributes.{name}"] = _flat(value)
+                props[f"product.attributes.{name}"] = value if type(value) in plain else _flat(value)
         props["product.index"] = position
-        for name in _PRODUCT_FIELDS:
-            if product.get(name) is not None:
-                props[f"product.{name}"] = _flat(product[name])
+        for name, target in _PRODUCT_TARGETS:
+            value = product.get(name)
+            if value is not None:
+                props[target] = value if type(value) in plain else _flat(value)
         return props
 
     @staticmethod
@@ -345,19 +354,23 @@ class SplitMapper:
         """Truncate long strings in place; return (rejection reason, detail, truncated names)."""
         if len(props) > MAX_PROPERTIES:
             return "split.too_many_properties", f"{len(props)} properties > {MAX_PROPERTIES}", ()
-        truncated: list[str] = []
-        size = PROPERTIES_BASE_BYTES
+        truncated: list[str] | None = None
+        size = PROPERTIES_BASE_BYTES + sum(map(len, props))  # the names
         for name, value in props.items():
-            if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
-                value = value[:MAX_STRING_LENGTH]
-                props[name] = value
-                truncated.append(name)
-            size += len(name)
-            if value is not None:
-                size += len(value) if isinstance(value, str) else len(str(value))
+            if isinstance(value, str):
+                length = len(value)
+                if length > MAX_STRING_LENGTH:
+                    props[name] = value[:MAX_STRING_LENGTH]
+                    if truncated is None:
+                        truncated = []
+                    truncated.append(name)
+                    length = MAX_STRING_LENGTH
+                size += length
+            elif value is not None:
+                size += len(str(value))
         if size > MAX_PROPERTIES_BYTES:
             return "split.properties_too_large", f"properties size {size} > {MAX_PROPERTIES_BYTES}", ()
-        return None, "", tuple(truncated)
+        return None, "", () if truncated is None else tuple(truncated)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -400,9 +413,10 @@ class SplitMapper:
             detail = f"event is {age // 60000} min old > {self.options.max_age_hours} h"
             return SplitMapResult([], [SplitRejection(index, message_id, "split.too_old", detail)])
         targets: list[tuple[str, str]] = []
+        identities = batch.identities
         for identity_type, traffic_type in self._mapping:
-            for key in batch.identity_values(identity_type):
-                if (traffic_type, key) not in targets:
+            for kind, key in identities:
+                if kind == identity_type and (traffic_type, key) not in targets:
                     targets.append((traffic_type, key))
         if not targets:
             detail = "the batch has none of the identity types " + ",".join(t for t, _ in self._mapping)

@@ -66,6 +66,8 @@ UsersMode = Literal["test_only", "exclude_test", "any"]
 AttributeOp = Literal["equals", "not_equals", "in", "not_in", "exists", "not_exists", "regex", "gt", "gte", "lt", "lte"]
 SENT = "sent"
 _WILDCARD = re.compile(r"[*?\[]")
+_MEMO_LIMIT = 4096  # distinct (event type, name) decisions remembered per filter
+_UNKNOWN: Any = object()
 
 
 class _Strict(BaseModel):
@@ -222,6 +224,7 @@ class CompiledFilter:
     """A :class:`Filter` ready for the hot path."""
 
     __slots__ = (
+        "_memo",
         "environments",
         "has_event_rules",
         "name_exclude",
@@ -245,6 +248,8 @@ class CompiledFilter:
         self.has_event_rules = bool(
             self.type_include is not None or self.type_exclude or self.name_include or self.name_exclude
         ) or bool(self.predicates)
+        self._memo: dict[tuple[str, str], str | None] = {}
+        """``(event type, name)`` -> reason of the type and name parts (they depend on nothing else)."""
 
     def batch_reason(self, environment: str, is_test_user: bool) -> str | None:
         """Return the reason every event of the batch is filtered out, or None when the batch may pass."""
@@ -261,23 +266,40 @@ class CompiledFilter:
         if not self.has_event_rules:
             return None
         event_type = event.event_type
+        if event_type == "custom_event":
+            name = str(event.data.get("event_name", ""))
+        elif event_type == "screen_view":
+            name = str(event.data.get("screen_name", ""))
+        else:
+            name = event_type
+        key = (event_type, name)
+        memo = self._memo
+        reason = memo.get(key, _UNKNOWN)
+        if reason is _UNKNOWN:
+            reason = self._type_and_name_reason(event_type, name)
+            if len(memo) < _MEMO_LIMIT:
+                memo[key] = reason
+        if reason is not None:
+            return reason
+        if self.predicates:
+            attributes = event.custom_attributes
+            for attribute, check, message in self.predicates:
+                if not check(attributes.get(attribute)):
+                    return message
+        return None
+
+    def _type_and_name_reason(self, event_type: str, name: str) -> str | None:
         if self.type_include is not None and event_type not in self.type_include:
             return "filter.event_types:include"
         if event_type in self.type_exclude:
             return f"filter.event_types:exclude:{event_type}"
         if self.name_include is not None or self.name_exclude is not None:
-            name = event.name
             if self.name_include is not None and self.name_include.first_match(name) is None:
                 return "filter.event_names:include"
             if self.name_exclude is not None:
                 pattern = self.name_exclude.first_match(name)
                 if pattern is not None:
                     return f"filter.event_names:exclude:{pattern}"
-        if self.predicates:
-            attributes = event.custom_attributes
-            for attribute, check, reason in self.predicates:
-                if not check(attributes.get(attribute)):
-                    return reason
         return None
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 _D = TypeVar("_D")
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_new = object.__new__
 
 
 def fingerprint(impression: QueuedImpression) -> str:
@@ -134,6 +135,14 @@ def merge_impressions(
 
 def merge_rows(state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int) -> MergeOutcome:
     """:func:`merge_impressions` of impressions given as :data:`~flagbridge.impressions.records.Row` tuples."""
+    merged, new_impressions, duplicates = merge_rows_fast(state, rows, config, now_ms)
+    return _built(MergeOutcome, {"state": merged, "new_impressions": new_impressions, "duplicates": duplicates})
+
+
+def merge_rows_fast(
+    state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
+) -> tuple[FlagState | None, int, int]:
+    """:func:`merge_rows` as ``(state, new_impressions, duplicates)``, for the processor's loop."""
     if state is None and len(rows) == 1:
         return _first_impression(rows[0], now_ms)  # the common case, without the general bookkeeping
     seen = dict(state.seen) if state else {}
@@ -147,7 +156,7 @@ def merge_rows(state: FlagState | None, rows: Sequence[Row], config: ProfilesCon
         seen[fp] = row[3]
         fresh.append(row)
     if not fresh:
-        return MergeOutcome(state=state, new_impressions=0, duplicates=duplicates)
+        return state, 0, duplicates
 
     current = state
     first = fresh[0]
@@ -246,48 +255,49 @@ def merge_rows(state: FlagState | None, rows: Sequence[Row], config: ProfilesCon
             "updated_at": now_ms,
         },
     )
-    return _built(MergeOutcome, {"state": merged, "new_impressions": len(fresh), "duplicates": duplicates})
+    return merged, len(fresh), duplicates
 
 
-def _first_impression(row: Row, now_ms: int) -> MergeOutcome:
-    """``merge_rows(None, [row], ...)``: a new state holding one exposure."""
-    key, flag, treatment, time, label, version, environment, environment_id, _, _, traffic_type, identity_type = row
-    assignment = _built(
-        Assignment,
-        {
-            "treatment": treatment,
-            "label": label,
-            "version": version,
-            "environment": environment,
-            "first_seen": time,
-            "last_seen": time,
-            "count": 1,
-        },
+def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:
+    """``merge_rows_fast(None, [row], ...)``: a new state holding one exposure (see :func:`_built`)."""
+    key, flag, treatment, time, label, version, environment, environment_id, bucketing_key, _, traffic_type, _ = row
+    material = (
+        f"{environment_id or environment}\x1f{treatment}\x1f{time}"
+        f"\x1f{'' if version is None else version}\x1f{label or ''}\x1f{bucketing_key or ''}"
+    )  # fingerprint_row(row), inline: this runs for most pairs of every batch
+    fp = _b2a_base64(_blake2b(material.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
+    assignment = _new(Assignment)
+    assignment.__dict__.update(
+        treatment=treatment,
+        label=label,
+        version=version,
+        environment=environment,
+        first_seen=time,
+        last_seen=time,
+        count=1,
     )
-    state = _built(
-        FlagState,
-        {
-            "traffic_type": traffic_type,
-            "key": key,
-            "identity_type": identity_type,
-            "flag": flag,
-            "treatment": treatment,
-            "label": label,
-            "version": version,
-            "environment": environment,
-            "environment_id": environment_id,
-            "current_time": time,
-            "first_seen": time,
-            "last_seen": time,
-            "exposures": 1,
-            "assignments": (assignment,),
-            "seen": {fingerprint_row(row): time},  # within the window and the cap (dedup_max_entries >= 10)
-            "seen_floor": 0,
-            "rev": 0,
-            "updated_at": now_ms,
-        },
+    state = _new(FlagState)
+    state.__dict__.update(
+        traffic_type=traffic_type,
+        key=key,
+        identity_type=row[11],
+        flag=flag,
+        treatment=treatment,
+        label=label,
+        version=version,
+        environment=environment,
+        environment_id=environment_id,
+        current_time=time,
+        first_seen=time,
+        last_seen=time,
+        exposures=1,
+        assignments=(assignment,),
+        seen={fp: time},  # within the window and the cap (dedup_max_entries >= 10)
+        seen_floor=0,
+        rev=0,
+        updated_at=now_ms,
     )
-    return _built(MergeOutcome, {"state": state, "new_impressions": 1, "duplicates": 0})
+    return state, 1, 0
 
 
 def _history_order(assignment: Assignment) -> tuple[int, int, str]:

@@ -13,17 +13,17 @@ go to the quarantine with the reason instead of looping to the DLQ.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flagbridge.errors import StoreError
 from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
-from flagbridge.profiles.model import FlagState, TestMark, merge_rows
+from flagbridge.profiles.model import TestMark, merge_rows_fast
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
 from flagbridge.quarantine import Quarantine
 
@@ -73,17 +73,18 @@ def _run_concurrently(
     (rather than one pool task per item, whose bookkeeping would cost more than a fast write).
     """
     outcomes: list[Any] = [None] * len(items)
-    pending = iter(enumerate(items))
-    lock = threading.Lock()
+    pending: SimpleQueue[int] = SimpleQueue()  # thread-safe without a Python-level lock
+    for index in range(len(items)):
+        pending.put(index)
 
     def work() -> None:
         while True:
-            with lock:
-                index, item = next(pending, _DONE)
-            if index is None:
+            try:
+                index = pending.get_nowait()
+            except Empty:
                 return
             try:
-                outcomes[index] = fn(item)
+                outcomes[index] = fn(items[index])
             except Exception as exc:
                 outcomes[index] = exc
 
@@ -95,9 +96,6 @@ def _run_concurrently(
         for future in [executor.submit(work) for _ in range(workers)]:
             future.result()
     return outcomes
-
-
-_DONE: Any = (None, None)
 
 
 class ImpressionProcessor:
@@ -167,29 +165,44 @@ class ImpressionProcessor:
             if user not in marks
         }
         # Attach each new mark to exactly one of its user's pair writes.
-        mark_owner: dict[str, tuple[str, str]] = {}
-        for pair in groups:
-            if pair[0] in new_marks and pair[0] not in mark_owner:
-                mark_owner[pair[0]] = pair
+        mark_of: dict[tuple[str, str], TestMark] = {}
+        marked_users: set[str] = set()
+        if new_marks:
+            for pair in groups:
+                if pair[0] in new_marks and pair[0] not in marked_users:
+                    marked_users.add(pair[0])
+                    mark_of[pair] = new_marks[pair[0]]
+        profiles, clock_ms, save = self._config.profiles, self._clock_ms, self._store.save
 
-        def apply(pair: tuple[str, str]) -> tuple[int, int, int, bool]:
-            mark = new_marks.get(pair[0]) if mark_owner.get(pair[0]) == pair else None
-            return self._apply_group(pair, groups[pair], states.get(pair), mark)
+        def apply(item: tuple[tuple[str, str], list[Row]]) -> tuple[int, int, int, bool]:
+            pair, rows = item
+            mark = mark_of.get(pair) if mark_of else None
+            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, profiles, clock_ms())
+            if new and merged is not None:
+                try:
+                    save(merged, mark)  # the usual outcome, without the retry loop
+                    return new, duplicates, 0, True
+                except ConcurrentUpdateError:
+                    return self._apply_group(pair, rows, mark, conflicts=1)
+            if mark is not None:
+                self._store.save_mark(pair[0], mark)
+                return 0, duplicates, 0, True
+            return 0, duplicates, 0, False
 
-        pairs = list(groups)
-        outcomes = _run_concurrently(apply, pairs, self._max_workers, self._threads)
+        items = list(groups.items())
+        outcomes = _run_concurrently(apply, items, self._max_workers, self._threads)
+        applied = [outcome for outcome in outcomes if type(outcome) is tuple]  # the others are exceptions
+        if applied:  # summed field by field
+            news, duplicates, conflicts, wrote = zip(*applied, strict=True)
+            result.new_impressions, result.duplicates, result.conflicts = sum(news), sum(duplicates), sum(conflicts)
+            result.writes = sum(wrote) + result.conflicts
         failed_pairs: set[tuple[str, str]] = set()
-        for pair, outcome in zip(pairs, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                failed_pairs.add(pair)
-                continue
-            new, dupes, conflicts, wrote = outcome
-            result.new_impressions += new
-            result.duplicates += dupes
-            result.conflicts += conflicts
-            result.writes += int(wrote) + conflicts
-            if pair[0] in new_marks and mark_owner.get(pair[0]) == pair and wrote:
-                result.users_marked += 1
+        if len(applied) != len(outcomes) or mark_of:
+            for (pair, _), outcome in zip(items, outcomes, strict=True):
+                if type(outcome) is not tuple:
+                    failed_pairs.add(pair)
+                elif outcome[3] and pair in mark_of:
+                    result.users_marked += 1
         failed = set(undecodable_failed)
         if failed_pairs:  # every message that contributed to a pair not written
             for message_id, rows in decoded:
@@ -199,25 +212,24 @@ class ImpressionProcessor:
         return result
 
     def _apply_group(
-        self, pair: tuple[str, str], rows: list[Row], state: FlagState | None, mark: TestMark | None
+        self, pair: tuple[str, str], rows: list[Row], mark: TestMark | None, conflicts: int
     ) -> tuple[int, int, int, bool]:
-        """Merge and write one (user, flag); on a concurrent update re-read and try again."""
-        conflicts = 0
-        for _ in range(MAX_CONFLICT_RETRIES):
-            outcome = merge_rows(state, rows, self._config.profiles, self._clock_ms())
-            if not outcome.changed or outcome.state is None:
+        """Merge and write one (user, flag) after ``conflicts`` concurrent updates: re-read, merge, try again."""
+        while True:
+            states, _ = self._store.load([pair], [])
+            if conflicts >= MAX_CONFLICT_RETRIES:
+                raise ConcurrentUpdateError(pair[0])
+            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, self._config.profiles, self._clock_ms())
+            if not new or merged is None:
                 if mark is not None:
                     self._store.save_mark(pair[0], mark)
-                    return 0, outcome.duplicates, conflicts, True
-                return 0, outcome.duplicates, conflicts, False
+                    return 0, duplicates, conflicts, True
+                return 0, duplicates, conflicts, False
             try:
-                self._store.save(outcome.state, mark)
-                return outcome.new_impressions, outcome.duplicates, conflicts, True
+                self._store.save(merged, mark)
+                return new, duplicates, conflicts, True
             except ConcurrentUpdateError:
                 conflicts += 1
-                states, _ = self._store.load([pair], [])
-                state = states.get(pair)
-        raise ConcurrentUpdateError(pair[0])
 
     def _decode(self, record: QueueRecord, result: ProcessResult) -> list[Row] | None:
         rows = decode_message(record.body)

@@ -16,6 +16,7 @@ from flagbridge.api import error_response, install_error_handlers, json_response
 from flagbridge.auth import require_bearer
 from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
+from flagbridge.profiles.store import DynamoDBProfileStore  # every request reads it: loaded at init
 from flagbridge.profiles.view import profile_document
 
 MAX_PARTITION_KEY_BYTES = 2048
@@ -34,7 +35,8 @@ def get_profile(traffic_type: str, key: str) -> Response:
     user_id = f"{traffic_type}#{key}"
     if len(user_id.encode("utf-8", "surrogateescape")) > MAX_PARTITION_KEY_BYTES:
         raise RequestError(400, "key_too_long", "traffic type and key exceed DynamoDB's 2048-byte partition key")
-    found = runtime.profile_store().read_profile(user_id)
+    store: DynamoDBProfileStore = runtime.profile_store()
+    found = store.read_profile(user_id)
     if found is None:
         return error_response(404, "profile_not_found", "no profile for this traffic type and key")
     flags, mark = found

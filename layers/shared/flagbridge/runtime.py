@@ -7,17 +7,19 @@ runner points every function at moto server. Tests call :func:`reset` between mo
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
 from flagbridge.auth import load_secret
 from flagbridge.errors import ConfigError
-from flagbridge.forwarding.ledger import DynamoDBLedger
-from flagbridge.profiles.store import DynamoDBProfileStore
 from flagbridge.quarantine import S3Quarantine
 from flagbridge.queues import SqsSender
 from flagbridge.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # imported by the adapters below: only the functions that use them load them
+    from flagbridge.forwarding.ledger import DynamoDBLedger
+    from flagbridge.profiles.store import DynamoDBProfileStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
@@ -45,6 +47,8 @@ def quarantine() -> S3Quarantine:
 
 @cache
 def profile_store() -> DynamoDBProfileStore:
+    from flagbridge.profiles.store import DynamoDBProfileStore
+
     return DynamoDBProfileStore(aws_client("dynamodb"), settings().profiles_table)
 
 
@@ -93,6 +97,8 @@ def destination_dead_letter_sender(destination: str) -> SqsSender:
 
 @cache
 def delivery_ledger() -> DynamoDBLedger:
+    from flagbridge.forwarding.ledger import DynamoDBLedger
+
     return DynamoDBLedger(aws_client("dynamodb"), settings().delivery_ledger_table)
 
 

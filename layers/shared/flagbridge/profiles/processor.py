@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ class ImpressionProcessor:
 
     def process(self, records: Sequence[QueueRecord]) -> ProcessResult:
         result = ProcessResult()
-        groups: dict[tuple[str, str], list[Row]] = {}  # (user, flag) -> its impressions, in batch order
+        groups: defaultdict[tuple[str, str], list[Row]] = defaultdict(list)  # (user, flag) -> its impressions
         decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
         wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
         undecodable_failed: set[str] = set()
@@ -141,12 +142,7 @@ class ImpressionProcessor:
             result.impressions += len(rows)
             for row in rows:
                 user_id = f"{row[10]}#{row[0]}"  # traffic type, key: QueuedImpression.user_id
-                pair = (user_id, row[1])
-                group = groups.get(pair)
-                if group is None:
-                    groups[pair] = [row]
-                else:
-                    group.append(row)
+                groups[user_id, row[1]].append(row)  # in batch order
                 rule = match(row)
                 if rule is not None:
                     candidate = (row[3], rule)
@@ -172,12 +168,13 @@ class ImpressionProcessor:
                 if pair[0] in new_marks and pair[0] not in marked_users:
                     marked_users.add(pair[0])
                     mark_of[pair] = new_marks[pair[0]]
-        profiles, clock_ms, save = self._config.profiles, self._clock_ms, self._store.save
+        profiles, save = self._config.profiles, self._store.save
+        now_ms = self._clock_ms()  # the batch's merge time (each retry after a conflict reads the clock again)
 
         def apply(item: tuple[tuple[str, str], list[Row]]) -> tuple[int, int, int, bool]:
             pair, rows = item
             mark = mark_of.get(pair) if mark_of else None
-            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, profiles, clock_ms())
+            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, profiles, now_ms)
             if new and merged is not None:
                 try:
                     save(merged, mark)  # the usual outcome, without the retry loop

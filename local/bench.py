@@ -52,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -350,9 +351,12 @@ class CountingDynamoDB:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: dict[str, int] = {}
+        # The processor writes from several threads; an unlocked += would lose counts under load.
+        self._lock = threading.Lock()
 
     def _count(self, operation: str) -> None:
-        self.calls[operation] = self.calls.get(operation, 0) + 1
+        with self._lock:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
 
     @property
     def write_requests(self) -> int:
@@ -378,20 +382,22 @@ class CountingDynamoDB:
 
     def put_item(self, **put: Any) -> dict[str, Any]:
         self._count("put_item")
-        if not self._check(put):
-            raise _ConditionalCheckFailed()
-        item = put["Item"]
-        self.items[(item["pk"]["S"], item["sk"]["S"])] = item
+        with self._lock:  # a conditional write is atomic in DynamoDB
+            if not self._check(put):
+                raise _ConditionalCheckFailed()
+            item = put["Item"]
+            self.items[(item["pk"]["S"], item["sk"]["S"])] = item
         return {}
 
     def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
         self._count("transact_write_items")
         puts = [entry["Put"] for entry in TransactItems]
-        if not all(self._check(put) for put in puts):
-            raise _TransactionCanceled([{"Code": "ConditionalCheckFailed"}])
-        for put in puts:
-            item = put["Item"]
-            self.items[(item["pk"]["S"], item["sk"]["S"])] = item
+        with self._lock:
+            if not all(self._check(put) for put in puts):
+                raise _TransactionCanceled([{"Code": "ConditionalCheckFailed"}])
+            for put in puts:
+                item = put["Item"]
+                self.items[(item["pk"]["S"], item["sk"]["S"])] = item
         return {}
 
 

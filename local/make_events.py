@@ -219,7 +219,7 @@ def generate() -> None:
     shared = {
         "POWERTOOLS_SERVICE_NAME": "flagbridge",
         "POWERTOOLS_METRICS_NAMESPACE": "Flagbridge",
-        "FLAGBRIDGE_CONFIG": "/opt/config/flagbridge.yaml",
+        "FLAGBRIDGE_CONFIG": "/opt/config/flagbridge.json",
     }
     _write(
         "env.json",

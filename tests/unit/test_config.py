@@ -95,3 +95,19 @@ def test_loading_the_configuration_does_not_import_the_cdp_models() -> None:
     )
     shared = str(EXAMPLE.parents[1])
     subprocess.run([sys.executable, "-c", probe], check=True, env={**os.environ, "PYTHONPATH": shared})
+
+
+def test_the_json_form_the_layer_ships_loads_the_same(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    # Given the layer build's conversion (layers/shared/Makefile) of the YAML to JSON
+    converted = tmp_path / "flagbridge.json"
+    converted.write_text(json.dumps(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))), encoding="utf-8")
+    # Then both load to the same configuration, and broken JSON names the file
+    assert load_config(converted, environ={}).model_dump() == load_config(EXAMPLE, environ={}).model_dump()
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(broken)

@@ -159,8 +159,8 @@ def test_layer_makefile_installs_arm64_cp313_wheels_without_the_runtime_sdk() ->
     assert re.search(r"^RUNTIME_PROVIDED := .*\bboto3\b.*\bbotocore\b.*\bs3transfer\b", makefile, re.MULTILINE)
     assert '"$(ARTIFACTS_DIR)/python/flagbridge"' in makefile
     # FLAGBRIDGE_CONFIG points where the layer puts the file (layers mount at /opt).
-    assert '"$(ARTIFACTS_DIR)/config/flagbridge.yaml"' in makefile
-    assert GLOBAL_FUNCTION["Environment"]["Variables"]["FLAGBRIDGE_CONFIG"] == "/opt/config/flagbridge.yaml"
+    assert '"$(ARTIFACTS_DIR)/config/flagbridge.json"' in makefile
+    assert GLOBAL_FUNCTION["Environment"]["Variables"]["FLAGBRIDGE_CONFIG"] == "/opt/config/flagbridge.json"
 
 
 def test_globals() -> None:
@@ -173,7 +173,7 @@ def test_globals() -> None:
         "POWERTOOLS_SERVICE_NAME": "flagbridge",
         "POWERTOOLS_METRICS_NAMESPACE": "Flagbridge",
         "POWERTOOLS_LOG_LEVEL": ref("LogLevel"),
-        "FLAGBRIDGE_CONFIG": "/opt/config/flagbridge.yaml",
+        "FLAGBRIDGE_CONFIG": "/opt/config/flagbridge.json",
     }
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from flagbridge.cdp.dataplan import (
@@ -288,6 +287,8 @@ def parse_cdp_config(document: Any, source: str = "<cdp config>") -> CdpConfig:
 
 def load_cdp_config(path: str | Path) -> CdpConfig:
     """Read and validate a YAML file holding a ``cdp`` section (e.g. ``example_config.yaml``)."""
+    import yaml  # only this helper reads YAML; the functions load JSON (see flagbridge.config.load_config)
+
     config_path = Path(path)
     try:
         text = config_path.read_text(encoding="utf-8")

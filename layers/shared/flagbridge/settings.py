@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from flagbridge.config import BridgeConfig, load_config
 from flagbridge.errors import ConfigError
 
-# Locally: layers/shared/config/flagbridge.yaml. In Lambda the template points FLAGBRIDGE_CONFIG at /opt/config.
+# Locally: layers/shared/config/flagbridge.yaml. In Lambda the template points FLAGBRIDGE_CONFIG at the layer's
+# /opt/config/flagbridge.json (the same file, converted to JSON when the layer is built).
 PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flagbridge.yaml"
 
 

@@ -139,9 +139,8 @@ def generate_mparticle() -> None:
     # What the delivery function consumes: the router's output for those batches, per destination lane.
     from flagbridge.config import load_config
     from flagbridge.forwarding.router_service import RouterService
-    from flagbridge.profiles.processor import QueueRecord
     from flagbridge.quarantine import InMemoryQuarantine
-    from flagbridge.queues import InMemorySender
+    from flagbridge.queues import InMemorySender, QueueRecord
 
     config = load_config(ROOT / "layers" / "shared" / "config" / "flagbridge.yaml", environ={})
     lanes: dict[str, InMemorySender] = {}

@@ -68,10 +68,14 @@ from flagbridge.impressions.ingest import QUARANTINE_SOURCE as IMPRESSIONS_SOURC
 from flagbridge.impressions.ingest import ingest_impressions  # noqa: E402
 from flagbridge.impressions.models import ImpressionMessage  # noqa: E402
 from flagbridge.profiles.processor import QUARANTINE_SOURCE as PROCESSOR_SOURCE  # noqa: E402
-from flagbridge.profiles.processor import QueueRecord  # noqa: E402
 from flagbridge.profiles.store import DynamoDBProfileStore  # noqa: E402
 from flagbridge.quarantine import InMemoryQuarantine  # noqa: E402
-from flagbridge.queues import MAX_MESSAGE_BYTES, InMemorySender, SqsSender  # noqa: E402
+from flagbridge.queues import (  # noqa: E402
+    MAX_MESSAGE_BYTES,
+    InMemorySender,
+    QueueRecord,
+    SqsSender,
+)
 from flagbridge.settings import Settings  # noqa: E402
 
 DELIVERY_SOURCE = "destination-delivery"

@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from flagbridge import runtime
 from flagbridge.forwarding.router_service import RouterService
 from flagbridge.observability import NAMESPACE, logger, metrics, tracer
-from flagbridge.profiles.processor import QueueRecord
+from flagbridge.queues import queue_records
 
 
 @cache
@@ -33,7 +33,7 @@ def router() -> RouterService:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    records = [QueueRecord(record["messageId"], record["body"]) for record in event.get("Records", [])]
+    records = queue_records(event)
     result = router().process(records)
     for destination, reasons in result.counts.items():
         for reason, count in reasons.items():

@@ -29,7 +29,9 @@ from flagbridge.forwarding.destinations import (
     WebhookSink,
 )
 from flagbridge.observability import NAMESPACE, logger, metrics, tracer
-from flagbridge.quarantine import S3Quarantine
+from flagbridge.quarantine import put_message
+
+QUARANTINE_SOURCE = "destination-delivery"
 
 # Report every failed record, even when all fail, instead of failing the invocation (same retry, clearer logs).
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -80,11 +82,13 @@ def record_handler(record: SQSRecord) -> None:
         outcome = service().deliver(record.body)
     except UndeliverableMessage as exc:
         # Never deliverable as is: keep it with the reason instead of cycling it to the DLQ.
-        quarantine: S3Quarantine = runtime.quarantine()
-        quarantine.put(
-            "destination-delivery",
+        put_message(
+            runtime.quarantine(),
+            QUARANTINE_SOURCE,
             record.message_id,
-            {"reason": "undeliverable", "detail": str(exc), "items": [{"index": 0, "item": record.body}]},
+            reason="undeliverable",
+            detail=str(exc),
+            item=record.body,
         )
         return
     for name, value in (

@@ -14,7 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from flagbridge import runtime
 from flagbridge.observability import logger, metrics, tracer
-from flagbridge.profiles.processor import ImpressionProcessor, QueueRecord
+from flagbridge.profiles.processor import ImpressionProcessor
+from flagbridge.queues import queue_records
 
 
 @cache
@@ -26,7 +27,7 @@ def processor() -> ImpressionProcessor:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    records = [QueueRecord(record["messageId"], record["body"]) for record in event.get("Records", [])]
+    records = queue_records(event)
     result = processor().process(records)
     metrics.add_metric(name="ImpressionsProcessed", unit=MetricUnit.Count, value=result.new_impressions)
     metrics.add_metric(name="ImpressionDuplicates", unit=MetricUnit.Count, value=result.duplicates)

@@ -12,9 +12,10 @@ from unittest import mock
 import pytest
 
 from flagbridge.config import load_config
-from flagbridge.profiles.processor import ImpressionProcessor, QueueRecord
+from flagbridge.profiles.processor import ImpressionProcessor
 from flagbridge.profiles.store import DynamoDBProfileStore
 from flagbridge.quarantine import InMemoryQuarantine
+from flagbridge.queues import QueueRecord
 from flagbridge.settings import PACKAGED_CONFIG
 from tests.conftest import PROFILES_TABLE
 

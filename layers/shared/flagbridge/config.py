@@ -274,14 +274,17 @@ class BridgeConfig(StrictModel):
         try:
             return CdpConfig.model_validate(self.cdp_document)
         except ValidationError as exc:
-            raise ConfigError(f"{self._source}: invalid configuration at {_problems(exc, ('cdp',))}") from exc
+            raise ConfigError(
+                f"{self._source}: invalid configuration at {describe_config_errors(exc, ('cdp',))}"
+            ) from exc
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "<root>"
 
 
-def _problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+def describe_config_errors(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """``'<dotted key>': <message>`` for every problem, so a configuration error names its key."""
     return "; ".join(
         f"'{_format_location((*prefix, *error['loc']))}': {error['msg']}" for error in exc.errors(include_url=False)
     )
@@ -296,7 +299,7 @@ def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:
     try:
         config = BridgeConfig.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: invalid configuration at {_problems(exc)}") from exc
+        raise ConfigError(f"{source}: invalid configuration at {describe_config_errors(exc)}") from exc
     config._source = source
     return config
 

@@ -20,6 +20,30 @@ class Quarantine(Protocol):
     def put(self, source: str, object_id: str, document: dict[str, Any]) -> str: ...
 
 
+def put_message(
+    quarantine: Quarantine,
+    source: str,
+    message_id: str,
+    *,
+    reason: str,
+    detail: str,
+    item: Any,
+    object_id: str | None = None,
+) -> str:
+    """Keep one queue message that can never be processed, in the same document shape as other rejections."""
+    return quarantine.put(
+        source,
+        object_id or message_id,
+        {
+            "source": source,
+            "message_id": message_id,
+            "reason": reason,
+            "detail": detail,
+            "items": [{"index": 0, "reason": reason, "detail": detail, "item": item}],
+        },
+    )
+
+
 def quarantine_key(source: str, object_id: str, now: float | None = None) -> str:
     """The S3 key of a quarantine object (partitioned by day for lifecycle rules and browsing)."""
     day = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)

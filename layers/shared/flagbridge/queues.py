@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flagbridge.errors import EnqueueError
@@ -17,6 +18,24 @@ SQS_MAX_BATCH_ENTRIES = 10
 SQS_MAX_PAYLOAD_BYTES = 262_144
 # Headroom for the envelope around the records and for attribute overhead.
 MAX_MESSAGE_BYTES = 250_000
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """The parts of an SQS record the queue consumers use."""
+
+    message_id: str
+    body: str
+
+
+def queue_records(event: Mapping[str, Any]) -> list[QueueRecord]:
+    """The records of an SQS event source mapping event."""
+    return [QueueRecord(record["messageId"], record["body"]) for record in event.get("Records", [])]
+
+
+def batch_item_failures(message_ids: Iterable[str]) -> dict[str, Any]:
+    """The partial batch response (``ReportBatchItemFailures``) naming the messages to redeliver."""
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in message_ids]}
 
 
 class MessageSender(Protocol):

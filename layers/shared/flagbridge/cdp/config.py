@@ -35,6 +35,7 @@ from flagbridge.cdp.dataplan import (
 )
 from flagbridge.cdp.filters import CompiledFilter, Filter, UsersMode
 from flagbridge.cdp.split_events import IdentityTrafficType, SplitMapper, SplitOptions
+from flagbridge.config import describe_config_errors
 from flagbridge.errors import ConfigError
 
 __all__ = [
@@ -253,10 +254,6 @@ class CdpConfig(_Strict):
         return self.__pydantic_private__["_route_plan"]  # type: ignore[index]
 
 
-def _format_location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "<root>"
-
-
 def parse_cdp_config(document: Any, source: str = "<cdp config>") -> CdpConfig:
     """Validate a parsed ``cdp`` section.
 
@@ -279,10 +276,7 @@ def parse_cdp_config(document: Any, source: str = "<cdp config>") -> CdpConfig:
     try:
         return CdpConfig.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"'{_format_location(error['loc'])}': {error['msg']}" for error in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"{source}: invalid cdp configuration at {problems}") from exc
+        raise ConfigError(f"{source}: invalid cdp configuration at {describe_config_errors(exc)}") from exc
 
 
 def load_cdp_config(path: str | Path) -> CdpConfig:

@@ -27,9 +27,8 @@ from flagbridge.cdp.testusers import TestUserResolver, profile_lookup_keys
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import ConfigError
 from flagbridge.profiles.model import TestMark
-from flagbridge.profiles.processor import QueueRecord
-from flagbridge.quarantine import Quarantine
-from flagbridge.queues import MessageSender
+from flagbridge.quarantine import Quarantine, put_message
+from flagbridge.queues import MessageSender, QueueRecord, batch_item_failures
 
 QUARANTINE_SOURCE = "cdp-router"
 DECISION_LOG_SOURCE = "decision-log"
@@ -46,7 +45,7 @@ class RouterResult:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def batch_response(self) -> dict[str, Any]:
-        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed_message_ids]}
+        return batch_item_failures(self.failed_message_ids)
 
     def add_counts(self, counts: dict[str, dict[str, int]]) -> None:
         for destination, reasons in counts.items():
@@ -169,16 +168,14 @@ class RouterService:
                 return normalize_batch(raw), meta
             except BatchFormatError as exc:
                 reason, detail = "invalid_batch", "; ".join(exc.errors[:20])
-        self._quarantine.put(
+        put_message(
+            self._quarantine,
             QUARANTINE_SOURCE,
-            f"message-{record.message_id}",
-            {
-                "source": QUARANTINE_SOURCE,
-                "reason": reason,
-                "detail": detail,
-                "message_id": record.message_id,
-                "items": [{"index": 0, "reason": reason, "detail": detail, "item": document}],
-            },
+            record.message_id,
+            reason=reason,
+            detail=detail,
+            item=document,
+            object_id=f"message-{record.message_id}",
         )
         result.quarantined_messages += 1
         return None

@@ -26,21 +26,14 @@ from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
 from flagbridge.profiles.model import TestMark, merge_rows_fast
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
-from flagbridge.quarantine import Quarantine
+from flagbridge.quarantine import Quarantine, put_message
+from flagbridge.queues import QueueRecord, batch_item_failures
 
 if TYPE_CHECKING:
     from flagbridge.config import BridgeConfig
 
 QUARANTINE_SOURCE = "impressions-processor"
 MAX_CONFLICT_RETRIES = 8
-
-
-@dataclass(frozen=True)
-class QueueRecord:
-    """The parts of an SQS record the processor uses."""
-
-    message_id: str
-    body: str
 
 
 @dataclass
@@ -58,7 +51,7 @@ class ProcessResult:
     users_marked: int = 0
 
     def batch_response(self) -> dict[str, Any]:
-        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed_message_ids]}
+        return batch_item_failures(self.failed_message_ids)
 
 
 _T = TypeVar("_T")
@@ -248,16 +241,6 @@ class ImpressionProcessor:
             body: Any = json.loads(record.body)
         except ValueError:
             body = record.body
-        self._quarantine.put(
-            QUARANTINE_SOURCE,
-            record.message_id,
-            {
-                "source": QUARANTINE_SOURCE,
-                "message_id": record.message_id,
-                "reason": reason,
-                "detail": detail,
-                "items": [{"index": 0, "reason": reason, "detail": detail, "item": body}],
-            },
-        )
+        put_message(self._quarantine, QUARANTINE_SOURCE, record.message_id, reason=reason, detail=detail, item=body)
         result.quarantined_messages += 1
         return None

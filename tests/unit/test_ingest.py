@@ -6,10 +6,13 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from flagbridge.body import parse_json
 from flagbridge.config import load_config
 from flagbridge.errors import RequestError
-from flagbridge.impressions.ingest import ingest_impressions
+from flagbridge.impressions.ingest import ingest_impressions, ingest_valid_body
 from flagbridge.quarantine import InMemoryQuarantine
 from flagbridge.queues import SQS_MAX_PAYLOAD_BYTES, InMemorySender, pack_records
 from flagbridge.settings import PACKAGED_CONFIG
@@ -119,3 +122,60 @@ def test_pack_records_refuses_a_record_larger_than_a_message() -> None:
     with pytest.raises(ValueError):
         pack_records(["x" * 100], "{", "}", max_message_bytes=50)
     assert pack_records([], "{", "}") == []
+
+
+# ---- the fast path (validation straight from the bytes) agrees with the reference path ----------------------
+
+_TEXT = st.text(alphabet=st.sampled_from(["a", "Z", "é", "€", "😀", "\u0000", '"']), max_size=6)
+_LONG_KEYS = st.sampled_from(["k" * 1024, "k" * 1025, "€" * 341, "€" * 342, "😀" * 256, "😀" * 257, "a" * 256])
+_LONG_SPLITS = st.sampled_from(["f" * 512, "f" * 513, "€" * 170, "€" * 171, "😀" * 128, "😀" * 129])
+_PROPERTIES = st.sampled_from([None, "", "{}", '{"plan":"pro"}', "null", "[1]", "1", "not json", "{", 5])
+
+
+@st.composite
+def _impressions(draw: st.DrawFn) -> dict[str, Any]:
+    item = impression(
+        key=draw(st.one_of(_TEXT.map(lambda text: "u-" + text), _LONG_KEYS, st.just(""))),
+        split=draw(st.one_of(_TEXT.map(lambda text: "flag_" + text), _LONG_SPLITS)),
+        properties=draw(_PROPERTIES),
+        environmentName=draw(st.sampled_from(["Production", "Staging", "Unknown"])),
+    )
+    if draw(st.booleans()):
+        finite = st.floats(allow_nan=False, allow_infinity=False)
+        item["extraField"] = draw(st.one_of(st.none(), st.integers(), finite, _TEXT))
+    return item
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_impressions(), min_size=1, max_size=6))
+def test_the_fast_path_enqueues_exactly_what_the_reference_path_does(items: list[dict[str, Any]]) -> None:
+    data = json.dumps(items, ensure_ascii=False).encode("utf-8")
+    fast_sender, reference_sender = InMemorySender(), InMemorySender()
+    quarantine = InMemoryQuarantine()
+    fast = ingest_valid_body(
+        data, request_id="r-1", config=CONFIG, sender=fast_sender, quarantine=quarantine, now_ms=1767225600000
+    )
+    reference = ingest_impressions(
+        parse_json(data),
+        request_id="r-1",
+        config=CONFIG,
+        sender=reference_sender,
+        quarantine=InMemoryQuarantine(),
+        now_ms=1767225600000,
+    )
+    if fast is None:  # declined: nothing sent, nothing quarantined
+        assert fast_sender.bodies == [] and quarantine.objects == {}
+        return
+    assert reference.quarantined == 0
+    assert fast.summary() == reference.summary()
+    assert fast_sender.bodies == reference_sender.bodies
+
+
+def test_the_fast_path_takes_the_usual_body_and_declines_an_oversized_key() -> None:
+    usual = json.dumps([impression(key=f"u-{n}") for n in range(3)]).encode()
+    too_big = json.dumps([impression(), impression(key="€" * 342)]).encode()  # 342 chars, 1026 bytes
+    for data, taken in ((usual, True), (too_big, False)):
+        result = ingest_valid_body(
+            data, request_id="r-1", config=CONFIG, sender=InMemorySender(), quarantine=InMemoryQuarantine()
+        )
+        assert (result is not None) is taken

@@ -17,7 +17,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import RequestError
-from flagbridge.impressions.models import SplitImpression, WireImpression, queued_record_json
+from flagbridge.impressions.models import (
+    ImpressionFields,
+    SplitImpression,
+    WireImpression,
+    queued_record_json,
+    wire_problem,
+)
 from flagbridge.quarantine import Quarantine
 from flagbridge.queues import MessageSender, envelope_parts, pack_records
 
@@ -139,7 +145,7 @@ def ingest_valid_body(
     return _store(result, records, [], received_at, sender, quarantine)
 
 
-def _record(impression: SplitImpression, traffic_type: str, identity_type: str) -> str:
+def _record(impression: ImpressionFields, traffic_type: str, identity_type: str) -> str:
     record = queued_record_json(impression, traffic_type, identity_type)
     if not record.isascii() and ("\ufffe" in record or "\uffff" in record):
         # SQS refuses these two characters raw; escaped is the same JSON
@@ -187,7 +193,7 @@ _PLAIN_EXTRA_TYPES = (str, bool, type(None))
 
 
 def _validate_json(data: bytes) -> list[WireImpression] | None:
-    """The impressions of a body that is a JSON array of valid impressions, else None.
+    """The impressions of a body that is a JSON array of impressions :class:`SplitImpression` accepts, else None.
 
     None as well when an unknown field holds something ``json.loads`` (with :func:`parse_json`'s checks)
     might refuse or read differently: a non-finite or huge number, or a nested value.
@@ -197,6 +203,8 @@ def _validate_json(data: bytes) -> list[WireImpression] | None:
     except ValidationError:
         return None
     for impression in impressions:
+        if wire_problem(impression) is not None:
+            return None
         extra = impression.model_extra
         if extra:
             for value in extra.values():

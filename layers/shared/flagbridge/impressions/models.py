@@ -21,8 +21,31 @@ KEY_MAX_BYTES = 1024
 SPLIT_MAX_BYTES = 512
 
 
-class SplitImpression(BaseModel):
-    """One impression from Split's outgoing impressions webhook."""
+def key_size_problem(key: str, split: str) -> str | None:
+    """Why ``key`` or ``split`` cannot be part of a profile's DynamoDB keys, or None when both fit.
+
+    The profile's keys are "{traffic_type}#{key}" (DynamoDB: <= 2048 bytes) and "FLAG#{split}" (<= 1024
+    bytes): the UTF-8 size is limited, not only the characters, or the processor could never store it.
+    """
+    # A string of n characters has at most 4n UTF-8 bytes: only long strings need encoding.
+    if len(key) > KEY_MAX_BYTES // 4 and len(key.encode("utf-8")) > KEY_MAX_BYTES:
+        return f"key: must be at most {KEY_MAX_BYTES} bytes in UTF-8"
+    if len(split) > SPLIT_MAX_BYTES // 4 and len(split.encode("utf-8")) > SPLIT_MAX_BYTES:
+        return f"split: must be at most {SPLIT_MAX_BYTES} bytes in UTF-8"
+    return None
+
+
+def is_json_object_string(value: str) -> bool:
+    """Whether ``properties`` holds what Split puts there: a JSON-encoded object (or ``null``)."""
+    try:
+        decoded = json.loads(value)
+    except (ValueError, RecursionError):
+        return False
+    return decoded is None or isinstance(decoded, dict)
+
+
+class ImpressionFields(BaseModel):
+    """The fields of Split's impression and their per-field constraints (checked inside pydantic-core)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -41,14 +64,16 @@ class SplitImpression(BaseModel):
     sdkVersion: StrictStr | None = None
     properties: StrictStr | None = Field(default=None, max_length=32_768)
 
+
+class SplitImpression(ImpressionFields):
+    """One impression from Split's outgoing impressions webhook, fully validated."""
+
     @field_validator("key", "split")
     @classmethod
     def _fits_a_dynamodb_key(cls, value: str, info: ValidationInfo) -> str:
-        # The profile's keys are "{traffic_type}#{key}" (DynamoDB: <= 2048 bytes) and "FLAG#{split}"
-        # (<= 1024 bytes): limit the UTF-8 size, not only the characters, or the processor could never store it.
-        limit = KEY_MAX_BYTES if info.field_name == "key" else SPLIT_MAX_BYTES
-        if len(value.encode("utf-8")) > limit:
-            raise ValueError(f"must be at most {limit} bytes in UTF-8")
+        problem = key_size_problem(value, "") if info.field_name == "key" else key_size_problem("", value)
+        if problem is not None:
+            raise ValueError(problem.partition(": ")[2])
         return value
 
     @field_validator("properties")
@@ -56,24 +81,33 @@ class SplitImpression(BaseModel):
     def _properties_is_json_object(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        try:
-            decoded = json.loads(value)
-        except (ValueError, RecursionError):
-            raise ValueError("properties must be a JSON-encoded object string") from None
-        if decoded is not None and not isinstance(decoded, dict):
+        if not is_json_object_string(value):
             raise ValueError("properties must be a JSON-encoded object string")
         return value
 
 
-class WireImpression(SplitImpression):
-    """:class:`SplitImpression` keeping unknown fields, to validate a whole body straight from its JSON bytes.
+class WireImpression(ImpressionFields):
+    """Split's impression as read straight from a body's JSON bytes, on the webhook's fast path.
 
-    The webhook validates from the bytes only when the outcome is exactly that of ``json.loads`` followed by
-    :class:`SplitImpression` (see :func:`flagbridge.impressions.ingest.ingest_impressions_json`): extra fields are
-    kept so that non-finite numbers, which ``json.loads`` refuses, can be detected in them.
+    Only the per-field constraints run inside pydantic-core; the two cross-cutting checks of
+    :class:`SplitImpression` (key sizes in UTF-8, ``properties`` holding a JSON object) are left to the
+    caller, :func:`wire_problem`, because calling back into Python twice per item costs more than the rest
+    of the validation. Unknown fields are kept so that non-finite numbers, which ``json.loads`` refuses,
+    can be detected in them (see :func:`flagbridge.impressions.ingest.ingest_valid_body`).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def wire_problem(impression: WireImpression) -> str | None:
+    """Why :class:`SplitImpression` would read ``impression`` differently or refuse it; None when it agrees."""
+    problem = key_size_problem(impression.key, impression.split)
+    if problem is not None:
+        return problem
+    properties = impression.properties
+    if properties is not None and (properties == "" or not is_json_object_string(properties)):
+        return "properties: empty or not a JSON-encoded object string"  # "" becomes None in SplitImpression
+    return None
 
 
 class QueuedImpression(BaseModel):
@@ -104,7 +138,7 @@ class QueuedImpression(BaseModel):
         return f"{self.traffic_type}#{self.key}"
 
 
-def queued_record(impression: SplitImpression, traffic_type: str, identity_type: str) -> dict[str, Any]:
+def queued_record(impression: ImpressionFields, traffic_type: str, identity_type: str) -> dict[str, Any]:
     """The JSON-ready dict of a :class:`QueuedImpression` (built directly; this runs 10,000s of times)."""
     return {
         "key": impression.key,
@@ -122,7 +156,7 @@ def queued_record(impression: SplitImpression, traffic_type: str, identity_type:
     }
 
 
-def queued_record_json(impression: SplitImpression, traffic_type: str, identity_type: str) -> str:
+def queued_record_json(impression: ImpressionFields, traffic_type: str, identity_type: str) -> str:
     """``json.dumps(queued_record(...), separators=(",", ":"), ensure_ascii=False)``, character for character.
 
     Assembled directly with the json module's own string quoting: the generic encoder's per-call set-up

@@ -52,3 +52,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
     )
     return result.batch_response()
+
+
+runtime.init_complete()

@@ -118,3 +118,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return dict(
         process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     )
+
+
+runtime.init_complete()

@@ -90,3 +90,6 @@ def webhook() -> Response:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+runtime.init_complete()

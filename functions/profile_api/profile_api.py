@@ -48,3 +48,6 @@ def get_profile(traffic_type: str, key: str) -> Response:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+runtime.init_complete()

@@ -16,7 +16,8 @@ figure                 measured                                                 
 ``processor_cpu``      ``impressions_processor.lambda_handler`` CPU time per      the ingest floor, per impression;
                        impression, store calls faked                              <= 3x
 ``cold_start.<fn>``    import time of each function's handler module in a        ``import boto3`` alone; <= 1.5x
-                       fresh interpreter with Lambda's ``sys.path``
+                       fresh interpreter with Lambda's ``sys.path``: only boto3
+                       and the layer's packages (see :class:`ProbeInterpreter`)
 ``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
                        test-user resolution, filters, 5 destinations)             batches; <= 4x
 ``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
@@ -42,10 +43,12 @@ import argparse
 import contextlib
 import gc
 import gzip
+import hashlib
 import importlib.util
 import json
 import math
 import os
+import platform
 import random
 import resource
 import statistics
@@ -66,6 +69,7 @@ CONFIG_PATH = SHARED / "config" / "flagbridge.yaml"
 PAYLOADS = ROOT / "events" / "payloads"
 DEFAULT_OUTPUT = ROOT / "build" / "bench.json"
 PYCACHE = ROOT / "build" / "bench-pycache"
+LAMBDA_SITES = ROOT / "build" / "bench-lambda-site"
 LAYER_DIR = ROOT / ".aws-sam" / "build" / "SharedLayer"
 FUNCTIONS = (
     "impressions_webhook",
@@ -911,10 +915,80 @@ print("BENCH " + json.dumps({{"seconds": elapsed, "rss_kb": resource.getrusage(r
 """
 
 
-def lambda_environment(function: str | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class ProbeInterpreter:
+    """The interpreter and third-party packages the cold-start probes import with.
+
+    ``site`` holds only what Lambda provides: boto3 and its dependencies (the runtime's) and the layer's
+    requirements. The development virtualenv is not used: it also holds moto, the SAM CLI and their
+    dependencies (awscrt, pyOpenSSL), which botocore imports when they are installed; that would add about
+    70 ms to ``import boto3`` that Lambda never pays, and flatter every ratio. ``site`` None (smoke runs):
+    the bench's own environment, which needs no install.
+    """
+
+    executable: str
+    version: str
+    site: Path | None
+
+    def python_path(self, *entries: Path) -> list[str]:
+        return [str(entry) for entry in entries] + ([str(self.site)] if self.site else [])
+
+
+def _interpreter_version(executable: str) -> str:
+    completed = subprocess.run(
+        [executable, "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return completed.stdout.strip()
+
+
+def runtime_boto3_requirement() -> str:
+    """boto3 as pinned for development (the functions are tested against it)."""
+    for line in (ROOT / "requirements-dev.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith("boto3=="):
+            return line.strip()
+    return "boto3"
+
+
+def lambda_site(version: str) -> Path:
+    """``build/bench-lambda-site/<python>-<hash>``: boto3 and the layer's requirements for this host, installed once."""
+    requirements = SHARED / "requirements.txt"
+    boto3 = runtime_boto3_requirement()
+    key = hashlib.sha256((boto3 + "\n" + requirements.read_text(encoding="utf-8")).encode()).hexdigest()[:12]
+    site = LAMBDA_SITES / f"{version}-{key}"
+    if site.is_dir():
+        return site
+    machine = platform.machine()
+    platforms = [f"manylinux2014_{machine}", f"manylinux_2_28_{machine}", f"manylinux_2_34_{machine}"]
+    LAMBDA_SITES.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="installing-", dir=LAMBDA_SITES))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    command += ["--no-warn-conflicts", "--target", str(staging), "--python-version", version, "--implementation", "cp"]
+    command += ["--only-binary=:all:"] + [option for tag in platforms for option in ("--platform", tag)]
+    command += [boto3, "-r", str(requirements)]
+    subprocess.run(command, check=True, timeout=600)
+    staging.rename(site)
+    return site
+
+
+def probe_interpreter(smoke: bool) -> ProbeInterpreter:
+    """The probes' interpreter: ``FLAGBRIDGE_BENCH_PYTHON`` (e.g. a python3.13, as in Lambda), else this one."""
+    if smoke:
+        return ProbeInterpreter(sys.executable, _interpreter_version(sys.executable), None)
+    # Outside the virtualenv (its site-packages would be on sys.path); -S keeps even the base one off it.
+    executable = os.environ.get("FLAGBRIDGE_BENCH_PYTHON") or getattr(sys, "_base_executable", sys.executable)
+    version = _interpreter_version(executable)
+    return ProbeInterpreter(executable, version, lambda_site(version))
+
+
+def lambda_environment(function: str | None, interpreter: ProbeInterpreter | None = None) -> dict[str, str]:
     """A Lambda-like environment: the function dir and the layer on sys.path, tracing on, no bytecode in the repo."""
     task_root = ROOT / "functions" / (function or "impressions_webhook")
-    paths = [str(task_root), str(SHARED)] if function else []
+    entries = [task_root, SHARED] if function else []
+    paths = interpreter.python_path(*entries) if interpreter else [str(entry) for entry in entries]
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -935,12 +1009,17 @@ def lambda_environment(function: str | None) -> dict[str, str]:
     }
 
 
-def time_import(module: str, function: str | None) -> tuple[float, int]:
+def time_import(module: str, function: str | None, interpreter: ProbeInterpreter) -> tuple[float, int]:
     """Seconds to import ``module`` in a fresh interpreter, and that interpreter's peak RSS (KiB)."""
     completed = subprocess.run(
-        [sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
+        [
+            interpreter.executable,
+            *([] if interpreter.site is None else ["-S"]),
+            "-c",
+            _IMPORT_PROBE.format(module=module),
+        ],
         cwd=str(ROOT / "functions" / function) if function else str(ROOT),
-        env=lambda_environment(function),
+        env=lambda_environment(function, interpreter),
         capture_output=True,
         text=True,
         timeout=120,
@@ -955,17 +1034,18 @@ def time_import(module: str, function: str | None) -> tuple[float, int]:
 def figure_cold_start(sizes: Sizes) -> list[Figure]:
     """Import time of every handler module in fresh interpreters, against ``import boto3`` alone."""
     PYCACHE.mkdir(parents=True, exist_ok=True)
+    interpreter = probe_interpreter(smoke=sizes == SMOKE)
     floors: list[float] = []
     floor_rss: list[int] = []
     samples: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
     rss: dict[str, list[int]] = {name: [] for name in FUNCTIONS}
     for round_number in range(sizes.warmup + sizes.cold_runs):  # round 0 compiles bytecode into build/
-        seconds, kib = time_import("boto3", None)
+        seconds, kib = time_import("boto3", None, interpreter)
         if round_number >= sizes.warmup:
             floors.append(seconds)
             floor_rss.append(kib)
         for function in FUNCTIONS:
-            seconds, kib = time_import(function, function)
+            seconds, kib = time_import(function, function, interpreter)
             if round_number >= sizes.warmup:
                 samples[function].append(seconds)
                 rss[function].append(kib)
@@ -987,6 +1067,8 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
                 "runs_ms": _ms(samples[function]),
                 "floor_runs_ms": _ms(floors),
                 "floor_peak_rss_mb": round(max(floor_rss) / 1024, 1),
+                "python": interpreter.version,
+                "packages": "boto3 + layer requirements" if interpreter.site else "development virtualenv",
             },
         )
         figure.peak_rss_mb = round(max(rss[function]) / 1024, 1)

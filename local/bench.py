@@ -979,7 +979,7 @@ def probe_interpreter(smoke: bool) -> ProbeInterpreter:
     if smoke:
         return ProbeInterpreter(sys.executable, _interpreter_version(sys.executable), None)
     # Outside the virtualenv (its site-packages would be on sys.path); -S keeps even the base one off it.
-    executable: str = os.environ.get("FLAGBRIDGE_BENCH_PYTHON") or getattr(sys, "_base_executable", sys.executable)
+    executable = os.environ.get("FLAGBRIDGE_BENCH_PYTHON") or str(getattr(sys, "_base_executable", sys.executable))
     version = _interpreter_version(executable)
     return ProbeInterpreter(executable, version, lambda_site(version))
 

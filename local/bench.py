@@ -18,6 +18,8 @@ figure                 measured                                                 
 ``cold_start.<fn>``    import time of each function's handler module in a        ``import boto3`` alone; <= 1.5x
                        fresh interpreter with Lambda's ``sys.path``: only boto3
                        and the layer's packages (see :class:`ProbeInterpreter`)
+``cold_start.shared``  what every function imports after boto3, stage by stage    report only
+                       (pydantic + config models, Powertools, event handler)
 ``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
                        test-user resolution, filters, 5 destinations)             batches; <= 4x
 ``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
@@ -98,13 +100,13 @@ class Sizes:
     impressions: int = 10_000
     users: int = 1_000
     flags: int = 10
-    runs: int = 7
+    runs: int = 15
     warmup: int = 1
     router_batches: int = 2_000
     split_events: int = 12_345
     e2e_impressions: int = 2_000
     e2e_runs: int = 3
-    cold_runs: int = 5
+    cold_runs: int = 9
 
 
 FULL = Sizes()
@@ -907,12 +909,22 @@ def figure_layer_size(sizes: Sizes, build: bool = False) -> list[Figure]:
 # ---- cold start (many fresh interpreters) --------------------------------------------------------------------
 
 _IMPORT_PROBE = """
-import json, resource, sys, time
-started = time.perf_counter()
-import {module}
-elapsed = time.perf_counter() - started
-print("BENCH " + json.dumps({{"seconds": elapsed, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+import importlib, json, resource, time
+seconds = []
+for module in {modules!r}:
+    started = time.perf_counter()
+    importlib.import_module(module)
+    seconds.append(time.perf_counter() - started)
+print("BENCH " + json.dumps({{"seconds": seconds, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
 """
+# What every function imports besides its own code, in import order (each stage timed after the previous
+# ones, in one fresh interpreter): where the cold-start time over ``import boto3`` goes.
+SHARED_IMPORT_STAGES = (
+    ("boto3", "boto3"),
+    ("pydantic and the configuration models", "flagbridge.settings"),
+    ("Powertools Logger, Metrics and Tracer (X-Ray SDK)", "flagbridge.observability"),
+    ("Powertools event handler (HTTP functions)", "aws_lambda_powertools.event_handler"),
+)
 
 
 @dataclass(frozen=True)
@@ -1009,15 +1021,13 @@ def lambda_environment(function: str | None, interpreter: ProbeInterpreter | Non
     }
 
 
-def time_import(module: str, function: str | None, interpreter: ProbeInterpreter) -> tuple[float, int]:
-    """Seconds to import ``module`` in a fresh interpreter, and that interpreter's peak RSS (KiB)."""
+def time_imports(
+    modules: Sequence[str], function: str | None, interpreter: ProbeInterpreter
+) -> tuple[list[float], int]:
+    """Seconds to import each of ``modules`` in turn in a fresh interpreter, and its peak RSS (KiB)."""
+    no_site = [] if interpreter.site is None else ["-S"]
     completed = subprocess.run(
-        [
-            interpreter.executable,
-            *([] if interpreter.site is None else ["-S"]),
-            "-c",
-            _IMPORT_PROBE.format(module=module),
-        ],
+        [interpreter.executable, *no_site, "-c", _IMPORT_PROBE.format(modules=list(modules))],
         cwd=str(ROOT / "functions" / function) if function else str(ROOT),
         env=lambda_environment(function, interpreter),
         capture_output=True,
@@ -1026,9 +1036,15 @@ def time_import(module: str, function: str | None, interpreter: ProbeInterpreter
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("BENCH ")]
     if completed.returncode != 0 or not lines:
-        raise RuntimeError(f"importing {module} failed:\n{completed.stderr[-2000:]}")
+        raise RuntimeError(f"importing {', '.join(modules)} failed:\n{completed.stderr[-2000:]}")
     probe = json.loads(lines[-1][len("BENCH ") :])
-    return float(probe["seconds"]), int(probe["rss_kb"])
+    return [float(seconds) for seconds in probe["seconds"]], int(probe["rss_kb"])
+
+
+def time_import(module: str, function: str | None, interpreter: ProbeInterpreter) -> tuple[float, int]:
+    """Seconds to import ``module`` in a fresh interpreter, and that interpreter's peak RSS (KiB)."""
+    (seconds,), kib = time_imports([module], function, interpreter)
+    return seconds, kib
 
 
 def figure_cold_start(sizes: Sizes) -> list[Figure]:
@@ -1039,6 +1055,8 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
     floor_rss: list[int] = []
     samples: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
     rss: dict[str, list[int]] = {name: [] for name in FUNCTIONS}
+    stage_samples: list[list[float]] = []
+    stage_rss: list[int] = []
     for round_number in range(sizes.warmup + sizes.cold_runs):  # round 0 compiles bytecode into build/
         seconds, kib = time_import("boto3", None, interpreter)
         if round_number >= sizes.warmup:
@@ -1049,8 +1067,13 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
             if round_number >= sizes.warmup:
                 samples[function].append(seconds)
                 rss[function].append(kib)
+        stages, kib = time_imports([module for _, module in SHARED_IMPORT_STAGES], "impressions_processor", interpreter)
+        if round_number >= sizes.warmup:
+            stage_samples.append(stages)
+            stage_rss.append(kib)
     floor_s = statistics.median(floors)
-    figures = []
+    figures = [_shared_imports_figure(stage_samples)]
+    figures[0].peak_rss_mb = round(max(stage_rss) / 1024, 1)
     for function in FUNCTIONS:
         measured_s = statistics.median(samples[function])
         ratio = measured_s / floor_s
@@ -1074,6 +1097,28 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
         figure.peak_rss_mb = round(max(rss[function]) / 1024, 1)
         figures.append(figure)
     return figures
+
+
+def _shared_imports_figure(stage_samples: list[list[float]]) -> Figure:
+    """Report only: the median time of each shared import stage, and their sum against ``import boto3``."""
+    medians = [statistics.median(column) for column in zip(*stage_samples, strict=True)]
+    boto3_s, others = medians[0], medians[1:]
+    return Figure(
+        "cold_start.shared",
+        "cold start: shared imports after boto3",
+        round(sum(others) * 1000, 1),
+        round(boto3_s * 1000, 1),
+        round(sum(others) / boto3_s, 2),
+        "ms",
+        "report",
+        None,
+        {
+            "stages_ms": {
+                title: round(seconds * 1000, 1)
+                for (title, _), seconds in zip(SHARED_IMPORT_STAGES, medians, strict=True)
+            }
+        },
+    )
 
 
 FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {

@@ -38,7 +38,7 @@ def test_every_figure_is_reported_with_the_same_fields(report: dict[str, Any]) -
     assert report["smoke"] is True
     names = [figure["name"] for figure in report["figures"]]
     expected = [name for name in bench.FIGURES if name != "cold_start"]
-    expected += [f"cold_start.{function}" for function in bench.FUNCTIONS]
+    expected += [f"cold_start.{function}" for function in bench.FUNCTIONS] + ["cold_start.shared"]
     assert sorted(names) == sorted(expected)
     for figure in report["figures"]:
         assert set(figure) == KEYS, figure["name"]
@@ -75,6 +75,10 @@ def test_counting_figures_are_exact_on_tiny_inputs(report: dict[str, Any]) -> No
 
 def test_report_only_figures(report: dict[str, Any]) -> None:
     by_name = {figure["name"]: figure for figure in report["figures"]}
+    shared = by_name["cold_start.shared"]
+    stages = shared["details"]["stages_ms"]
+    assert list(stages) == [title for title, _ in bench.SHARED_IMPORT_STAGES]
+    assert shared["floor"] == stages[bench.SHARED_IMPORT_STAGES[0][0]] and shared["pass"] is None
     e2e = by_name["local_e2e"]
     assert e2e["measured"] > 0 and e2e["details"]["profile_visible"] == [True]
     layer = by_name["layer_size"]

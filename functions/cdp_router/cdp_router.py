@@ -8,6 +8,10 @@ is why this handler builds the response itself rather than with a per-record pro
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
+
 from functools import cache
 from typing import Any
 

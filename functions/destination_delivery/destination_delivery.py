@@ -7,6 +7,10 @@ independent, so Powertools' BatchProcessor reports partial batch failures.
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
+
 from functools import cache
 from typing import Any
 

@@ -7,6 +7,10 @@ is built by :class:`flagbridge.profiles.processor.ImpressionProcessor` in the sa
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
+
 from functools import cache
 from typing import Any
 

@@ -7,6 +7,10 @@ quarantines invalid ones. Replies exactly 200 with a summary (Split treats anyth
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
+
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response

@@ -10,6 +10,10 @@ before the reply (202); refusals use mParticle's status codes and ``errors`` bod
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
+
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response

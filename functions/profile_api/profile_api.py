@@ -5,6 +5,10 @@ Bearer-token protected (the token is a Secrets Manager secret). 404 for a user n
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
+
 from typing import Any
 from urllib.parse import unquote
 

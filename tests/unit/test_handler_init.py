@@ -1,0 +1,35 @@
+"""What every handler module leaves behind at import: the garbage collector on, init's objects frozen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = sorted(path.name for path in (ROOT / "functions").iterdir() if (path / f"{path.name}.py").is_file())
+
+_PROBE = """
+import gc, sys
+gc_was_on = gc.isenabled()
+import {module}
+print(gc_was_on, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_import_leaves_the_collector_on_with_init_frozen(function: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(module=function)],
+        cwd=ROOT / "functions" / function,
+        env={"PYTHONPATH": f"{ROOT / 'functions' / function}:{ROOT / 'layers' / 'shared'}", "AWS_REGION": "us-east-1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    was_on, is_on, frozen = completed.stdout.split()
+    assert (was_on, is_on) == ("True", "True")
+    assert int(frozen) > 10_000  # the modules' objects, moved out of the collector's generations

@@ -54,6 +54,28 @@ def load_payload(name: str) -> Any:
     return json.loads((EVENTS / "payloads" / name).read_text(encoding="utf-8"))
 
 
+def queued_records(body: str | dict[str, Any]) -> list[dict[str, Any]]:
+    """The impressions of an impressions-queue message as objects by field name, whatever its version.
+
+    Version 2 records are arrays of the values named by the envelope's ``fields``; version 1 records are
+    objects already (see ``flagbridge.impressions.records``).
+    """
+    message = json.loads(body) if isinstance(body, str) else body
+    if message.get("v", 1) == 1:
+        return list(message["impressions"])
+    assert message["v"] == 2, message["v"]
+    fields = message["fields"]
+    return [dict(zip(fields, record, strict=True)) for record in message["impressions"]]
+
+
+def with_records(message: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """The body of ``message`` (an impressions-queue message) holding ``records`` (objects) instead, same version."""
+    if message.get("v", 1) == 1:
+        return json.dumps({**message, "impressions": records})
+    fields = message["fields"]
+    return json.dumps({**message, "impressions": [[record[name] for name in fields] for record in records]})
+
+
 def load_handler(function_dir: str) -> ModuleType:
     """Import ``functions/<dir>/<dir>.py`` as Lambda would (module name = handler file)."""
     path = ROOT / "functions" / function_dir / f"{function_dir}.py"

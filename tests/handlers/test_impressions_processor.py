@@ -9,7 +9,14 @@ from unittest import mock
 
 import pytest
 
-from tests.conftest import PROFILES_TABLE, load_event, load_handler, quarantine_objects
+from tests.conftest import (
+    PROFILES_TABLE,
+    load_event,
+    load_handler,
+    quarantine_objects,
+    queued_records,
+    with_records,
+)
 
 
 @pytest.fixture
@@ -74,13 +81,13 @@ def test_redelivery_changes_nothing(processor, aws, lambda_context) -> None:
 def test_out_of_order_older_impression_does_not_overwrite(processor, aws, lambda_context) -> None:
     event = load_event("sqs_impressions.json")
     message = json.loads(event["Records"][0]["body"])
-    newest = [i for i in message["impressions"] if i["key"] == "u-1001" and i["treatment"] == "off"]
-    older = [i for i in message["impressions"] if i["key"] == "u-1001" and i["flag"] == "new_checkout"][:1]
+    newest = [i for i in queued_records(message) if i["key"] == "u-1001" and i["treatment"] == "off"]
+    older = [i for i in queued_records(message) if i["key"] == "u-1001" and i["flag"] == "new_checkout"][:1]
 
     def deliver(impressions: list[dict[str, Any]], message_id: str) -> None:
         record = copy.deepcopy(event["Records"][0])
         record["messageId"] = message_id
-        record["body"] = json.dumps({**message, "impressions": impressions})
+        record["body"] = with_records(message, impressions)
         assert processor.lambda_handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
 
     deliver(newest, "m-new")
@@ -93,7 +100,7 @@ def test_out_of_order_older_impression_does_not_overwrite(processor, aws, lambda
 
 def test_writes_never_exceed_distinct_user_flag_pairs(processor, aws, lambda_context) -> None:
     event = load_event("sqs_impressions.json")
-    impressions = json.loads(event["Records"][0]["body"])["impressions"]
+    impressions = queued_records(event["Records"][0]["body"])
     pairs = {(i["traffic_type"], i["key"], i["flag"]) for i in impressions}
     counter = WriteCounter(processor.processor()._store._ddb)
     processor.lambda_handler(event, lambda_context)
@@ -112,14 +119,15 @@ def test_failed_write_reports_only_contributing_messages(processor, aws, lambda_
     event = load_event("sqs_impressions.json")
     message = json.loads(event["Records"][0]["body"])
     records = []
-    for index, impression in enumerate(message["impressions"][:3]):
+    impressions = queued_records(message)
+    for index, impression in enumerate(impressions[:3]):
         record = copy.deepcopy(event["Records"][0])
         record["messageId"] = f"m-{index}"
-        record["body"] = json.dumps({**message, "impressions": [impression]})
+        record["body"] = with_records(message, [impression])
         records.append(record)
     store = processor.processor()._store
     real_put = store._ddb.put_item
-    failing_key = message["impressions"][2]["key"], message["impressions"][2]["flag"]
+    failing_key = impressions[2]["key"], impressions[2]["flag"]
 
     def put_item(**kwargs: Any) -> Any:
         item = kwargs["Item"]

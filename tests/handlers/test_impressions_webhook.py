@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 
-from tests.conftest import drain_queue, load_event, load_handler, load_payload, quarantine_objects
+from tests.conftest import drain_queue, load_event, load_handler, load_payload, quarantine_objects, queued_records
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def _body(response: dict[str, Any]) -> dict[str, Any]:
 def _queued_impressions(aws: dict[str, Any]) -> list[dict[str, Any]]:
     impressions = []
     for message in drain_queue(aws["sqs"], aws["queue_url"]):
-        impressions.extend(json.loads(message["Body"])["impressions"])
+        impressions.extend(queued_records(message["Body"]))
     return impressions
 
 
@@ -160,5 +160,5 @@ def test_ten_thousand_impressions_fit_sqs_limits(webhook, aws, lambda_context) -
     messages = drain_queue(aws["sqs"], aws["queue_url"])
     assert len(messages) > 1
     assert all(len(m["Body"].encode()) <= 262_144 for m in messages)
-    keys = [(i["key"], i["flag"], i["time"]) for m in messages for i in json.loads(m["Body"])["impressions"]]
+    keys = [(i["key"], i["flag"], i["time"]) for m in messages for i in queued_records(m["Body"])]
     assert len(keys) == len(set(keys)) == 10_000

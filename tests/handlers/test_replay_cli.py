@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from local.replay import main, stack_environment
-from tests.conftest import QUARANTINE_BUCKET, ROOT, drain_queue, load_event, load_handler, quarantine_objects
+from tests.conftest import (
+    QUARANTINE_BUCKET,
+    ROOT,
+    drain_queue,
+    load_event,
+    load_handler,
+    quarantine_objects,
+    queued_records,
+)
 
 NOW_MS = 1767225700000
 SHIPPED_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
@@ -161,7 +169,7 @@ def test_impressions_replay_enqueues_what_now_passes_and_keeps_the_rest(cdp_aws,
     assert "replay: 1/1" in capsys.readouterr().err  # progress on stderr
 
     messages = [json.loads(m["Body"]) for m in drain_queue(cdp_aws["sqs"], cdp_aws["queue_url"])]
-    assert [[i["flag"] for i in m["impressions"]] for m in messages] == [["checkout"]]
+    assert [[i["flag"] for i in queued_records(m)] for m in messages] == [["checkout"]]
     objects = quarantine_objects(cdp_aws["s3"])
     assert [i["reason"] for i in objects[key]["items"]] == ["invalid_impression"]  # still failing: kept as is
     assert [i["reason"] for i in objects[f"replayed/{key}"]["items"]] == ["unmapped_environment"]

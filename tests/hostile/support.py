@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from local.apigw import http_api_event
-from tests.conftest import QUARANTINE_BUCKET, drain_queue, quarantine_objects
+from tests.conftest import QUARANTINE_BUCKET, drain_queue, quarantine_objects, queued_records
 
 HERE = Path(__file__).resolve().parent
 FIXED_NOW = 1767225700.0
@@ -212,7 +212,7 @@ def check_impressions_conservation(
         assert len(body.encode("utf-8")) <= SQS_MAX_BODY_BYTES
         assert sqs_forbidden_characters(body) == [], "SQS would refuse this message body"
         ImpressionMessage.model_validate_json(body)  # the processor can read it
-        queued.extend(json.loads(body)["impressions"])
+        queued.extend(queued_records(body))
     assert len(queued) == accepted
 
     objects = quarantine_objects(aws["s3"])

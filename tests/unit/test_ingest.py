@@ -16,7 +16,7 @@ from flagbridge.impressions.ingest import ingest_impressions, ingest_valid_body
 from flagbridge.quarantine import InMemoryQuarantine
 from flagbridge.queues import SQS_MAX_PAYLOAD_BYTES, InMemorySender, pack_records
 from flagbridge.settings import PACKAGED_CONFIG
-from tests.conftest import load_payload
+from tests.conftest import load_payload, queued_records
 
 CONFIG = load_config(PACKAGED_CONFIG)
 
@@ -43,7 +43,7 @@ def run(document: Any) -> tuple[Any, InMemorySender, InMemoryQuarantine]:
 
 
 def queued(sender: InMemorySender) -> list[dict[str, Any]]:
-    return [item for body in sender.bodies for item in json.loads(body)["impressions"]]
+    return [item for body in sender.bodies for item in queued_records(body)]
 
 
 def test_sample_payload_conserves_every_item() -> None:

@@ -1,8 +1,14 @@
-"""Split's impression object as the webhook sends it, and the record we queue for the processor.
+"""Split's impression object as the webhook sends it, and the messages we queue for the processor.
 
 Split's schema (wire-formats §1.2): key, split, environmentId, environmentName, treatment, time (epoch
 ms), bucketingKey, label, machineName, machineIp, splitVersionNumber, sdk, sdkVersion, properties (a
 JSON-encoded string or null). Unknown extra fields are tolerated and ignored.
+
+The impressions queue's messages (:class:`ImpressionMessage`) come in two versions, both read by the
+processor (see :mod:`flagbridge.impressions.records`): version 2, the compact one, names the
+fields once in the envelope (``"fields": [...]``, :data:`~flagbridge.impressions.records.FIELDS`) and
+holds each :class:`QueuedImpression` as a JSON array of its 12 values in that order; version 1
+holds each one as a JSON object (what the webhook writes for now).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from json.encoder import encode_basestring as _quote
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
+
+from flagbridge.impressions.records import FIELD_LIST, FIELDS, MESSAGE_VERSION
 
 # Epoch-millisecond sanity bounds: a seconds value (~1.7e9) would land in 1970 and is rejected.
 MIN_TIME_MS = 946_684_800_000  # 2000-01-01
@@ -180,8 +188,22 @@ def queued_record_json(impression: ImpressionFields, traffic_type: str, identity
     )
 
 
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, for a reason: "an object", "a string", "null", "a boolean", "a number"."""
+    if value is None:
+        return "null"
+    kinds = {dict: "an object", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
 class ImpressionMessage(BaseModel):
-    """The body of one SQS message on the impressions queue."""
+    """The body of one SQS message on the impressions queue, version 1 or 2 (see the module docstring).
+
+    Version 2: ``fields`` must be exactly :data:`~flagbridge.impressions.records.FIELDS` and every record an
+    array of that many values, read as the :class:`QueuedImpression` with those fields (so a refused value
+    is reported as ``impressions.<index>.<field>``). Version 1: the records are objects and ``fields`` is
+    ignored, as any unknown key. Any other version is refused.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -190,4 +212,49 @@ class ImpressionMessage(BaseModel):
     request_id: str
     chunk: int = 0
     received_at: int
+    fields: tuple[str, ...] | None = Field(default=None, validate_default=True)
     impressions: list[QueuedImpression]
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value not in (1, MESSAGE_VERSION):
+            raise ValueError(f"unknown message version {value}: the processor reads versions 1 and {MESSAGE_VERSION}")
+        return value
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields_of_version_2(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.data.get("v") != MESSAGE_VERSION:
+            return None  # version 1 has no fields: ignored, as any unknown key
+        if value is None:
+            raise ValueError(f"required in version {MESSAGE_VERSION} messages, and must be {FIELD_LIST}")
+        if not isinstance(value, list | tuple) or list(value) != FIELD_LIST:
+            raise ValueError(f"must be {FIELD_LIST} (the values of a version {MESSAGE_VERSION} record, in order)")
+        return value
+
+    @field_validator("impressions", mode="before")
+    @classmethod
+    def _version_2_records(cls, value: Any, info: ValidationInfo) -> Any:
+        """Version 2 records as objects of the fields, for :class:`QueuedImpression` (version 1: unchanged)."""
+        if info.data.get("v") != MESSAGE_VERSION or not isinstance(value, list):
+            return value  # version 1 records are objects; not a list is refused as such
+        if "fields" not in info.data:
+            return []  # the message is refused for its fields already: its records cannot be read without them
+        records: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for index, record in enumerate(value):
+            if not isinstance(record, list):
+                problems.append(f"record {index} is {_json_kind(record)}")
+            elif len(record) != len(FIELDS):
+                problems.append(f"record {index} holds {len(record)} values")
+            else:
+                records.append(dict(zip(FIELDS, record, strict=True)))
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise ValueError(
+                f"a version {MESSAGE_VERSION} record is an array of the {len(FIELDS)} values named by fields: "
+                + "; ".join(problems[:3])
+                + more
+            )
+        return records

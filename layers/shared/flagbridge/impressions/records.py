@@ -1,12 +1,26 @@
 """The processor's view of a queued impression: a plain tuple, decoded from our own queue without pydantic.
 
-The impressions queue carries what :func:`flagbridge.impressions.ingest` enqueued: messages whose records
-are flat objects with exactly the keys of :class:`~flagbridge.impressions.models.QueuedImpression`, every
-value a string, an integer or null. :func:`decode_message` reads such a message with ``json.loads`` and a
-tight check of every record's keys and value types, giving one :data:`Row` per record. Anything else (a
-message we did not write, or one a person edited) makes it return None, and the caller validates the body
-with :class:`~flagbridge.impressions.models.ImpressionMessage` as before: the outcome for every body (what
-is accepted, the values, what is quarantined and why) is that of the pydantic model.
+The impressions queue carries what :mod:`flagbridge.impressions.ingest` enqueued, in one of two versions:
+
+* **version 2** (compact; the webhook writes version 1 for now): ``{"v":2,"source":…,"request_id":…,"received_at":…,
+  "fields":["key","flag",…,"identity_type"],"impressions":[[…],[…],…]}``. ``fields`` is exactly
+  :data:`FIELDS`, and every record is a JSON array of the 12 values of those fields, in that order
+  (``["u-1","flag_a","on",1767225600000,"default rule",3,"Production","env-1",null,null,"user","customer_id"]``).
+* **version 1** (what the webhook writes; once it writes version 2, messages in flight or in a DLQ):
+  ``{"v":1,…,"impressions":[{…},…]}`` without ``fields``, every record a flat object with exactly the keys of
+  :class:`~flagbridge.impressions.models.QueuedImpression` (a missing ``v`` means 1).
+
+In both, every value is a string, an integer or null (:data:`Row` gives the types field by field), and
+``chunk`` (an integer, 0 when absent) is read but not written. Version 1 must stay readable while such
+messages can exist: the impressions DLQ keeps them for up to 14 days, and ``local.replay quarantine replay``
+re-enqueues quarantined processor messages as they were. Any other version is refused (quarantined).
+
+:func:`decode_message` reads such a message with ``json.loads`` and a tight check of the envelope, of every
+record's shape (keys or length) and of the value types column by column, giving one :data:`Row` per record.
+Anything else (a message we did not write, one a person edited, another version) makes it return None, and
+the caller validates the body with :class:`~flagbridge.impressions.models.ImpressionMessage`, which reads
+both versions: the outcome for every body (what is accepted, the values, what is quarantined and why) is
+that of the pydantic model.
 
 This module imports no pydantic, so the processor loads the models only for such a message.
 """
@@ -14,6 +28,7 @@ This module imports no pydantic, so the processor loads the models only for such
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -41,23 +56,31 @@ FIELDS = (
 KEY, FLAG, TREATMENT, TIME, LABEL, VERSION, ENVIRONMENT, ENVIRONMENT_ID, BUCKETING_KEY = range(9)
 PROPERTIES, TRAFFIC_TYPE, IDENTITY_TYPE = range(9, 12)
 
+# The positional version of the messages (see the module docstring), and its ``fields``.
+MESSAGE_VERSION = 2
+FIELD_LIST = list(FIELDS)
+
 _values = itemgetter(*FIELDS)
 _STR, _INT = frozenset((str,)), frozenset((int,))
 _STR_OR_NULL, _INT_OR_NULL = frozenset((str, type(None))), frozenset((int, type(None)))
 # The value types of a record the webhook writes, field by field (in the order of FIELDS).
 _COLUMN_TYPES = (_STR, _STR, _STR, _INT, _STR_OR_NULL, _INT_OR_NULL, _STR, _STR, _STR_OR_NULL, _STR_OR_NULL, _STR, _STR)
-_MESSAGE_KEYS = frozenset(("v", "source", "request_id", "chunk", "received_at", "impressions"))
+_V1_KEYS = frozenset(("v", "source", "request_id", "chunk", "received_at", "impressions"))
+_V2_KEYS = _V1_KEYS | {"fields"}
 _RECORD_SIZE = len(FIELDS)
+_LIST = frozenset((list,))
 
 
 def decode_message(body: str) -> list[Row] | None:
-    """The rows of a well-formed impressions message, or None when the body needs the full validation.
+    """The rows of a well-formed impressions message (version 1 or 2), or None when it needs the full validation.
 
     None is returned for anything :class:`~flagbridge.impressions.models.ImpressionMessage` might read
     differently from ``json.loads``: a body that is not JSON, escaped or unpaired surrogates (the pydantic
     parser refuses lone ones), unknown keys (which may nest deeper than its parser allows), a missing
-    optional key (its default), and any value of another type (a float, a boolean, a numeric string), which
-    the model may coerce or refuse.
+    optional key (its default), a version other than the integers 1 and 2, version 2 ``fields`` other than
+    :data:`FIELDS`, a record of another shape (an object in version 2, an array in version 1, another
+    length or other keys), and any value of another type (a float, a boolean, a numeric string, a nested
+    value), which the model may coerce or refuse.
     """
     if "\\u" in body and ("\\ud" in body or "\\uD" in body):  # rare in our records
         return None
@@ -70,29 +93,52 @@ def decode_message(body: str) -> list[Row] | None:
         message: Any = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    if type(message) is not dict or not message.keys() <= _MESSAGE_KEYS:
+    if type(message) is not dict:
+        return None
+    version = message.get("v", 1)
+    if type(version) is not int:
         return None
     impressions = message.get("impressions")
     if (
         type(impressions) is not list
         or type(message.get("request_id")) is not str
         or type(message.get("received_at")) is not int
-        or type(message.get("v", 1)) is not int
         or type(message.get("source", "")) is not str
         or type(message.get("chunk", 0)) is not int
     ):
         return None
-    try:
-        rows: list[Row] = [_values(record) for record in impressions]
-    except (KeyError, TypeError, IndexError):  # a record is not an object, or lacks a key
-        return None
-    if rows:
+    if version == MESSAGE_VERSION:
+        if not message.keys() <= _V2_KEYS or type(message.get("fields")) is not list or message["fields"] != FIELD_LIST:
+            return None
+        if not impressions:
+            return []
+        if not _LIST.issuperset(map(type, impressions)):  # every record is an array...
+            return None
+        try:
+            columns = list(zip(*impressions, strict=True))
+        except ValueError:  # ...of the same length...
+            return None
+        if len(columns) != _RECORD_SIZE:  # ...which is 12
+            return None
+        return list(map(tuple, impressions)) if _typed(columns) else None
+    if version == 1:
+        if not message.keys() <= _V1_KEYS:
+            return None
+        try:
+            rows: list[Row] = [_values(record) for record in impressions]
+        except (KeyError, TypeError, IndexError):  # a record is not an object, or lacks a key
+            return None
+        if not rows:
+            return rows
         if max(map(len, impressions)) != _RECORD_SIZE:  # every record has the 12 keys: no more than those
             return None
-        for column, allowed in zip(zip(*rows, strict=True), _COLUMN_TYPES, strict=True):
-            if not allowed.issuperset(map(type, column)):
-                return None
-    return rows
+        return rows if _typed(zip(*rows, strict=True)) else None
+    return None
+
+
+def _typed(columns: Iterable[tuple[Any, ...]]) -> bool:
+    """Whether every value of the 12 ``columns`` has a type of its field in the records the webhook writes."""
+    return all(allowed.issuperset(map(type, column)) for column, allowed in zip(columns, _COLUMN_TYPES, strict=True))
 
 
 def row_of(impression: QueuedImpression) -> Row:

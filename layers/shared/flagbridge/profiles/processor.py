@@ -1,13 +1,15 @@
 """The impressions processor: SQS messages of queued impressions -> profile updates.
 
-Per SQS batch: decode every message, group impressions by (user, flag), bulk-read the current states
+Per SQS batch: decode every message (version 1, what the webhook writes, or the compact version 2: see
+:mod:`flagbridge.impressions.records`), group impressions by (user, flag), bulk-read the current states
 and test-user marks, merge in memory, then write each changed (user, flag) once, in parallel. So the
 number of DynamoDB write requests never exceeds the distinct (user, flag) pairs of the batch.
 
 Partial failures: if a pair cannot be written, every message that contributed to it is reported as a
 batch item failure and redelivered; pairs already written recognise the redelivered impressions as
-duplicates, so nothing is counted twice. Messages that can never be processed (not JSON, wrong shape)
-go to the quarantine with the reason instead of looping to the DLQ.
+duplicates, so nothing is counted twice. Messages that can never be processed (not JSON, wrong shape,
+version 2 ``fields`` or record lengths that do not match, an unknown version) go to the quarantine with
+the reason the model gives instead of looping to the DLQ.
 """
 
 from __future__ import annotations

@@ -36,6 +36,15 @@ def _write(name: str, document: Any) -> None:
     (EVENTS / name).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
+def version_1_body(body: str) -> str:
+    """A version 2 impressions-queue message as version 1 wrote it: records as objects, no ``fields``."""
+    message = json.loads(body)
+    fields = message.pop("fields")
+    records = [dict(zip(fields, record, strict=True)) for record in message.pop("impressions")]
+    header = json.dumps({**message, "v": 1}, separators=(",", ":"))
+    return header[:-1] + ',"impressions":' + json.dumps(records, separators=(",", ":"), ensure_ascii=False) + "}"
+
+
 def _impressions_event(body: bytes, query: str, headers: dict[str, str], request_id: str) -> dict[str, Any]:
     return http_api_event(
         method="POST",
@@ -205,6 +214,11 @@ def generate() -> None:
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-impressions"
     messages = [(f"0d5f3c2a-0000-4000-8000-00000000000{i}", body, 1) for i, body in enumerate(sender.bodies)]
     _write("sqs_impressions.json", sqs_event(queue_arn, messages))
+    # The same impressions as the webhook wrote them before version 2: the processor still reads them.
+    v1_messages = [
+        (f"0d5f3c2a-0000-4000-8001-00000000000{i}", version_1_body(body), 1) for i, body in enumerate(sender.bodies)
+    ]
+    _write("sqs_impressions_v1.json", sqs_event(queue_arn, v1_messages))
     _write("sqs_impressions_poison.json", sqs_event(queue_arn, [("poison-0001", "this is not json", 1)]))
 
     _write("profile_api_get.json", _profile_event("user", "u-1001", LOCAL_PROFILE_TOKEN, "req-profile-1"))

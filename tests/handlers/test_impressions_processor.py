@@ -43,11 +43,7 @@ class WriteCounter:
             self.count += 1
 
 
-def test_sample_batch_builds_profiles(processor, aws, lambda_context) -> None:
-    response = processor.lambda_handler(load_event("sqs_impressions.json"), lambda_context)
-    assert response == {"batchItemFailures": []}
-
-    items = _items(aws["ddb"])
+def _assert_sample_profiles(items: dict[tuple[str, str], dict[str, Any]]) -> None:
     checkout = items[("user#u-1001", "FLAG#new_checkout")]
     # newest impression (off, version 1767200000000) wins; the in-batch duplicate is not counted
     assert checkout["treatment"]["S"] == "off"
@@ -62,6 +58,87 @@ def test_sample_batch_builds_profiles(processor, aws, lambda_context) -> None:
     assert items[("user#u-3003", "META")]["test_rule"]["S"] == "internal-tester-flag"
     assert ("user#u-1001", "META") not in items
     assert ("anonymous#anon-9f2c", "FLAG#new_checkout") in items
+
+
+def test_sample_batch_builds_profiles(processor, aws, lambda_context) -> None:
+    event = load_event("sqs_impressions.json")
+    assert {json.loads(record["body"])["v"] for record in event["Records"]} == {2}  # what the webhook writes
+    response = processor.lambda_handler(event, lambda_context)
+    assert response == {"batchItemFailures": []}
+    _assert_sample_profiles(_items(aws["ddb"]))
+    assert quarantine_objects(aws["s3"]) == {}
+
+
+def test_version_1_messages_are_still_processed(processor, aws, lambda_context) -> None:
+    # Messages the webhook wrote before version 2 (in flight during a deploy, or redriven from the DLQ).
+    event = load_event("sqs_impressions_v1.json")
+    messages = [json.loads(record["body"]) for record in event["Records"]]
+    assert all(message["v"] == 1 and "fields" not in message for message in messages)
+    assert all(type(record) is dict for message in messages for record in message["impressions"])
+    v2 = load_event("sqs_impressions.json")
+    assert [queued_records(m) for m in messages] == [queued_records(r["body"]) for r in v2["Records"]]
+
+    assert processor.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    _assert_sample_profiles(_items(aws["ddb"]))
+    assert quarantine_objects(aws["s3"]) == {}
+
+    # The same impressions in version 2 are recognised as duplicates: the fingerprints do not depend on it.
+    before = _items(aws["ddb"])
+    counter = WriteCounter(processor.processor()._store._ddb)
+    assert processor.lambda_handler(v2, lambda_context) == {"batchItemFailures": []}
+    assert counter.count == 0
+    assert _items(aws["ddb"]) == before
+
+
+BROKEN_VERSION_2 = [
+    pytest.param(
+        lambda m: {**m, "fields": [m["fields"][1], m["fields"][0], *m["fields"][2:]]},
+        "fields: Value error, must be [",
+        id="order",
+    ),
+    pytest.param(lambda m: {**m, "fields": m["fields"][:-1]}, "fields: Value error, must be [", id="fewer-fields"),
+    pytest.param(
+        lambda m: {k: v for k, v in m.items() if k != "fields"}, "fields: Value error, required", id="no-fields"
+    ),
+    pytest.param(
+        lambda m: {**m, "impressions": [m["impressions"][0][:-1], *m["impressions"][1:]]},
+        "record 0 holds 11 values",
+        id="short-record",
+    ),
+    pytest.param(
+        lambda m: {**m, "impressions": [*m["impressions"][:2], [*m["impressions"][2], None]]},
+        "record 2 holds 13 values",
+        id="long-record",
+    ),
+    pytest.param(
+        lambda m: {**m, "impressions": [dict(zip(m["fields"], m["impressions"][0], strict=True))]},
+        "record 0 is an object",
+        id="object-record",
+    ),
+    pytest.param(
+        lambda m: {**m, "impressions": [[*m["impressions"][0][:3], "soon", *m["impressions"][0][4:]]]},
+        "impressions.0.time: ",
+        id="bad-time",
+    ),
+    pytest.param(lambda m: {**m, "v": 3}, "v: Value error, unknown message version 3", id="unknown-version"),
+]
+
+
+@pytest.mark.parametrize(("change", "named"), BROKEN_VERSION_2)
+def test_a_broken_version_2_message_is_quarantined_with_the_reason(
+    processor, aws, lambda_context, change: Any, named: str
+) -> None:
+    event = load_event("sqs_impressions.json")
+    record = event["Records"][0]
+    broken = change(json.loads(record["body"]))
+    record["body"] = json.dumps(broken)
+    assert processor.lambda_handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+
+    (document,) = quarantine_objects(aws["s3"]).values()
+    assert document["reason"] == "invalid_message"
+    assert named in document["detail"], document["detail"]
+    assert document["items"][0]["item"] == broken  # kept as received
+    assert _items(aws["ddb"]) == {}
 
 
 def test_redelivery_changes_nothing(processor, aws, lambda_context) -> None:

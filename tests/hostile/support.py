@@ -201,6 +201,7 @@ def check_impressions_conservation(
     impressions must be exactly the other items, in order.
     """
     from flagbridge.impressions.models import ImpressionMessage
+    from flagbridge.impressions.records import decode_message, row_of
 
     received, accepted, quarantined = summary["received"], summary["accepted"], summary["quarantined"]
     assert received == len(items), summary
@@ -211,7 +212,13 @@ def check_impressions_conservation(
         body = message["Body"]
         assert len(body.encode("utf-8")) <= SQS_MAX_BODY_BYTES
         assert sqs_forbidden_characters(body) == [], "SQS would refuse this message body"
-        ImpressionMessage.model_validate_json(body)  # the processor can read it
+        read = ImpressionMessage.model_validate_json(body)  # the processor can read it...
+        assert read.v == 2
+        # ...and without the model, the same (it declines only text that looks like an escaped surrogate)
+        rows = decode_message(body)
+        assert rows == [row_of(impression) for impression in read.impressions] or (
+            rows is None and "\\ud" in body.lower()
+        )
         queued.extend(queued_records(body))
     assert len(queued) == accepted
 

@@ -1,7 +1,7 @@
 """The processor's strict decoding of queued messages agrees with the pydantic model on every body.
 
 Both versions of the impressions queue's messages: version 2 (records as arrays of the values named by
-``fields``) and version 1 (records as objects).
+``fields``, what the webhook writes) and version 1 (records as objects, messages from before).
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from flagbridge.impressions.ingest import describe_validation_error
-from flagbridge.impressions.models import ImpressionMessage, QueuedImpression
+from flagbridge.impressions.models import ImpressionMessage, QueuedImpression, SplitImpression, queued_record_json
 from flagbridge.impressions.records import FIELDS, decode_message, row_of
 
 RECORD: dict[str, Any] = {
@@ -247,3 +249,42 @@ def test_the_model_names_what_is_wrong_with_a_message(text: str, reason: str) ->
 
 def test_queued_impression_fields_are_the_record_order() -> None:
     assert tuple(QueuedImpression.model_fields) == FIELDS
+
+
+_TEXT = st.text(alphabet=st.sampled_from(["a", "é", "😀", "\u0000", "\u001f", '"', "\\", "\u2028", "\ufffe"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=_TEXT.filter(bool),
+    label=st.one_of(st.none(), _TEXT),
+    version=st.one_of(st.none(), st.integers(min_value=0, max_value=2**70)),
+    bucketing_key=st.one_of(st.none(), _TEXT),
+    properties=st.sampled_from([None, "{}", '{"plan":"pro","n":"é"}']),
+    environment_id=_TEXT,
+)
+def test_the_record_builder_is_json_dumps_of_the_values(
+    key: str,
+    label: str | None,
+    version: int | None,
+    bucketing_key: str | None,
+    properties: str | None,
+    environment_id: str,
+) -> None:
+    impression = SplitImpression(
+        key=key,
+        split="flag_é",
+        environmentId=environment_id,
+        environmentName="Production",
+        treatment="on",
+        time=1767225600000,
+        bucketingKey=bucketing_key,
+        label=label,
+        splitVersionNumber=version,
+        properties=properties,
+    )
+    values = [key, "flag_é", "on", 1767225600000, label, version, "Production", environment_id, bucketing_key]
+    values += [properties, "user", "customer_id"]
+    record = queued_record_json(impression, "user", "customer_id")
+    assert record == json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+    assert decode_message(body(message_v2()).replace("[]}", f"[{record}]}}")) == [tuple(values)]

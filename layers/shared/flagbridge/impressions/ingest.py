@@ -3,6 +3,12 @@
 Every item ends up in exactly one place: enqueued for the profile processor, or in the quarantine with
 its reason. Nothing is acknowledged (200) before both are durable; if either fails the caller replies
 5xx so that Split retries (it retries once, 300 ms later; duplicates are harmless downstream).
+
+The queued messages are version 2 (:mod:`flagbridge.impressions.records` describes both versions): an
+envelope naming the record fields once, ``{"v":2,"source":"split-webhook","request_id":…,"received_at":…,
+"fields":["key","flag",…,"identity_type"],"impressions":[…]}``, and each record the JSON array of its 12
+values in that order (:func:`~flagbridge.impressions.models.queued_record_json`), packed into messages
+within SQS's size limit.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from flagbridge.impressions.models import (
     queued_record_json,
     wire_problem,
 )
+from flagbridge.impressions.records import FIELD_LIST, MESSAGE_VERSION
 from flagbridge.quarantine import Quarantine
 from flagbridge.queues import MessageSender, envelope_parts, pack_records
 
@@ -164,9 +171,14 @@ def _store(
     """Enqueue the records and quarantine the rejections (both durable before returning)."""
     request_id = result.request_id
     if records:
-        prefix, suffix = envelope_parts(
-            {"v": 1, "source": "split-webhook", "request_id": request_id, "received_at": received_at}, "impressions"
-        )
+        header = {
+            "v": MESSAGE_VERSION,
+            "source": "split-webhook",
+            "request_id": request_id,
+            "received_at": received_at,
+            "fields": FIELD_LIST,
+        }
+        prefix, suffix = envelope_parts(header, "impressions")
         bodies = pack_records(records, prefix, suffix)
         sender.send_bodies(bodies)
         result.messages = len(bodies)

@@ -5,10 +5,10 @@ ms), bucketingKey, label, machineName, machineIp, splitVersionNumber, sdk, sdkVe
 JSON-encoded string or null). Unknown extra fields are tolerated and ignored.
 
 The impressions queue's messages (:class:`ImpressionMessage`) come in two versions, both read by the
-processor (see :mod:`flagbridge.impressions.records`): version 2, the compact one, names the
+processor (see :mod:`flagbridge.impressions.records`): version 2, which the webhook writes, names the
 fields once in the envelope (``"fields": [...]``, :data:`~flagbridge.impressions.records.FIELDS`) and
-holds each :class:`QueuedImpression` as a JSON array of its 12 values in that order; version 1
-holds each one as a JSON object (what the webhook writes for now).
+holds each :class:`QueuedImpression` as a JSON array of its 12 values in that order; version 1 (before)
+held each one as a JSON object.
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ def wire_problem(impression: WireImpression) -> str | None:
 class QueuedImpression(BaseModel):
     """What the webhook enqueues per valid impression: mapped to a traffic type, minus host details.
 
+    The fields are :data:`~flagbridge.impressions.records.FIELDS`, in that order: a version 2 record is the
+    JSON array of their values (:func:`queued_record_json`), a version 1 record was the JSON object.
+
     ``machineName``/``machineIp`` are dropped on purpose: the profile does not need them and they are
     personal data (the original item is only ever kept in the encrypted quarantine).
     """
@@ -146,29 +149,13 @@ class QueuedImpression(BaseModel):
         return f"{self.traffic_type}#{self.key}"
 
 
-def queued_record(impression: ImpressionFields, traffic_type: str, identity_type: str) -> dict[str, Any]:
-    """The JSON-ready dict of a :class:`QueuedImpression` (built directly; this runs 10,000s of times)."""
-    return {
-        "key": impression.key,
-        "flag": impression.split,
-        "treatment": impression.treatment,
-        "time": impression.time,
-        "label": impression.label,
-        "version": impression.splitVersionNumber,
-        "environment": impression.environmentName,
-        "environment_id": impression.environmentId,
-        "bucketing_key": impression.bucketingKey,
-        "properties": impression.properties,
-        "traffic_type": traffic_type,
-        "identity_type": identity_type,
-    }
-
-
 def queued_record_json(impression: ImpressionFields, traffic_type: str, identity_type: str) -> str:
-    """``json.dumps(queued_record(...), separators=(",", ":"), ensure_ascii=False)``, character for character.
+    """The version 2 record of a mapped impression: the JSON array of its :class:`QueuedImpression` values.
 
-    Assembled directly with the json module's own string quoting: the generic encoder's per-call set-up
-    costs more than the encoding of such a small, flat object.
+    ``json.dumps([key, flag, treatment, time, label, version, environment, environment_id, bucketing_key,
+    properties, traffic_type, identity_type], separators=(",", ":"), ensure_ascii=False)``, character for
+    character, assembled directly with the json module's own string quoting: the generic encoder's per-call
+    set-up costs more than the encoding of such a small, flat array (this runs 10,000s of times).
     """
     label, version, bucketing_key, properties = (
         impression.label,
@@ -177,14 +164,11 @@ def queued_record_json(impression: ImpressionFields, traffic_type: str, identity
         impression.properties,
     )
     return (
-        f'{{"key":{_quote(impression.key)},"flag":{_quote(impression.split)},'
-        f'"treatment":{_quote(impression.treatment)},"time":{impression.time!r},'
-        f'"label":{"null" if label is None else _quote(label)},'
-        f'"version":{"null" if version is None else repr(version)},'
-        f'"environment":{_quote(impression.environmentName)},"environment_id":{_quote(impression.environmentId)},'
-        f'"bucketing_key":{"null" if bucketing_key is None else _quote(bucketing_key)},'
-        f'"properties":{"null" if properties is None else _quote(properties)},'
-        f'"traffic_type":{_quote(traffic_type)},"identity_type":{_quote(identity_type)}}}'
+        f"[{_quote(impression.key)},{_quote(impression.split)},{_quote(impression.treatment)},{impression.time!r},"
+        f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},"
+        f"{_quote(impression.environmentName)},{_quote(impression.environmentId)},"
+        f"{'null' if bucketing_key is None else _quote(bucketing_key)},"
+        f"{'null' if properties is None else _quote(properties)},{_quote(traffic_type)},{_quote(identity_type)}]"
     )
 
 

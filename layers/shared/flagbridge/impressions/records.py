@@ -2,11 +2,11 @@
 
 The impressions queue carries what :mod:`flagbridge.impressions.ingest` enqueued, in one of two versions:
 
-* **version 2** (compact; the webhook writes version 1 for now): ``{"v":2,"source":…,"request_id":…,"received_at":…,
+* **version 2** (what the webhook writes): ``{"v":2,"source":…,"request_id":…,"received_at":…,
   "fields":["key","flag",…,"identity_type"],"impressions":[[…],[…],…]}``. ``fields`` is exactly
   :data:`FIELDS`, and every record is a JSON array of the 12 values of those fields, in that order
   (``["u-1","flag_a","on",1767225600000,"default rule",3,"Production","env-1",null,null,"user","customer_id"]``).
-* **version 1** (what the webhook writes; once it writes version 2, messages in flight or in a DLQ):
+* **version 1** (written before; messages still in flight during a deploy, or redriven from a DLQ):
   ``{"v":1,…,"impressions":[{…},…]}`` without ``fields``, every record a flat object with exactly the keys of
   :class:`~flagbridge.impressions.models.QueuedImpression` (a missing ``v`` means 1).
 
@@ -56,7 +56,7 @@ FIELDS = (
 KEY, FLAG, TREATMENT, TIME, LABEL, VERSION, ENVIRONMENT, ENVIRONMENT_ID, BUCKETING_KEY = range(9)
 PROPERTIES, TRAFFIC_TYPE, IDENTITY_TYPE = range(9, 12)
 
-# The positional version of the messages (see the module docstring), and its ``fields``.
+# The version of the messages the webhook writes (see the module docstring), and its ``fields``.
 MESSAGE_VERSION = 2
 FIELD_LIST = list(FIELDS)
 

@@ -1,6 +1,6 @@
 """The impressions processor: SQS messages of queued impressions -> profile updates.
 
-Per SQS batch: decode every message (version 1, what the webhook writes, or the compact version 2: see
+Per SQS batch: decode every message (version 2, what the webhook writes, or version 1 from before: see
 :mod:`flagbridge.impressions.records`), group impressions by (user, flag), bulk-read the current states
 and test-user marks, merge in memory, then write each changed (user, flag) once, in parallel. So the
 number of DynamoDB write requests never exceeds the distinct (user, flag) pairs of the batch.

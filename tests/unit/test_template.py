@@ -230,7 +230,8 @@ def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -
 def test_sqs_events_report_batch_item_failures() -> None:
     for name, event in _sqs_consumers():
         assert "ReportBatchItemFailures" in event["FunctionResponseTypes"], name
-        assert event["BatchSize"] == 10, name
+        # Only the Split lane takes bigger batches: its messages share Split requests (next test).
+        assert event["BatchSize"] == (1000 if _event_queue(event) == "SplitDestinationQueue" else 10), name
         assert 2 <= event["ScalingConfig"]["MaximumConcurrency"] <= 1000, name
     (processor,) = events("ImpressionsProcessorFunction", "SQS")
     assert (processor["MaximumBatchingWindowInSeconds"], processor["ScalingConfig"]["MaximumConcurrency"]) == (5, 5)
@@ -238,6 +239,22 @@ def test_sqs_events_report_batch_item_failures() -> None:
     assert (router["MaximumBatchingWindowInSeconds"], router["ScalingConfig"]["MaximumConcurrency"]) == (2, 5)
     for lane in events("DestinationDeliveryFunction", "SQS"):
         assert lane["ScalingConfig"]["MaximumConcurrency"] == 2
+
+
+def test_batches_over_ten_messages_have_a_batching_window_the_visibility_timeout_allows_for() -> None:
+    # AWS: above 10 an SQS event source needs MaximumBatchingWindowInSeconds >= 1 (standard queues: BatchSize up to
+    # 10,000); the visibility timeout should cover 6x the function timeout plus the batching window.
+    big = [(name, event) for name, event in _sqs_consumers() if event["BatchSize"] > 10]
+    assert [_event_queue(event) for _, event in big] == ["SplitDestinationQueue"]
+    for name, event in big:
+        queue, window = _event_queue(event), event["MaximumBatchingWindowInSeconds"]
+        assert event["BatchSize"] <= 10_000 and not props(queue).get("FifoQueue"), queue  # FIFO: at most 10
+        assert 1 <= window <= 10, queue  # a few seconds: Split sees the events at most that much later
+        assert props(queue)["VisibilityTimeout"] >= 6 * function_setting(name, "Timeout") + window, queue
+    (split,) = [event for _, event in big]
+    assert (split["BatchSize"], split["MaximumBatchingWindowInSeconds"]) == (1000, 5)
+    # Split rate-limits: the bigger batches do not come with more concurrent senders.
+    assert split["ScalingConfig"]["MaximumConcurrency"] == 2
 
 
 def test_every_consumed_queue_redrives_to_its_own_dead_letter_queue() -> None:

@@ -206,8 +206,9 @@ def test_a_processor_dying_mid_batch_is_redelivered_without_double_counting(
 
 
 def test_sqs_refusing_sends_makes_the_webhook_answer_503_and_splits_retry_counts_once(pipeline: Pipeline) -> None:
-    # Given a request large enough for two SQS messages (two SendMessageBatch calls)
-    sent = impressions(1500)
+    # Given a request large enough for two SQS messages (two SendMessageBatch calls): 2,500 impressions are
+    # about 355 KB of version 2 records
+    sent = impressions(2500)
     sqs = pipeline.webhook.runtime.impressions_sender()._sqs
 
     # When SQS takes the first message, then refuses every attempt at the second

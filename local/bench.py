@@ -565,8 +565,10 @@ def figure_profile_writes(sizes: Sizes) -> list[Figure]:
     for event in events:
         pairs: set[tuple[str, str]] = set()
         for record in event["Records"]:
-            for impression in json.loads(record["body"])["impressions"]:
-                pairs.add((f"{impression['traffic_type']}#{impression['key']}", impression["flag"]))
+            message = json.loads(record["body"])
+            key, flag, traffic_type = (message["fields"].index(name) for name in ("key", "flag", "traffic_type"))
+            for impression in message["impressions"]:
+                pairs.add((f"{impression[traffic_type]}#{impression[key]}", impression[flag]))
         before = dict(client.calls)
         writes_before = client.write_requests
         response = handler.lambda_handler(event, context)

@@ -662,6 +662,7 @@ class SqsSource:
     batch_size: int
     report_batch_item_failures: bool
     enabled: bool = True
+    batching_window_seconds: int = 0
 
 
 @dataclass
@@ -759,6 +760,9 @@ def functions(template: Template, root: Path = ROOT) -> list[FunctionSpec]:
                         batch_size=int(template.resolve(event_properties.get("BatchSize", 10))),
                         report_batch_item_failures="ReportBatchItemFailures" in types,
                         enabled=_bool_text(template.resolve(event_properties.get("Enabled", True))) == "true",
+                        batching_window_seconds=int(
+                            template.resolve(event_properties.get("MaximumBatchingWindowInSeconds", 0))
+                        ),
                     )
                 )
             else:

@@ -11,9 +11,11 @@ What it does, all driven by ``template.yaml`` (see :mod:`local.resources`):
 4. Serves every ``HttpApi`` route on ``http://127.0.0.1:${PORT:-3000}`` like API Gateway (payload format 2.0):
    404 ``{"message":"Not Found"}`` for unknown routes, 500 ``{"message":"Internal Server Error"}`` when a
    handler raises, 413 above 10 MB. ``GET /_local/idle`` (local only) answers ``{"idle": true|false}``.
-5. Polls every ``SQS`` event source like a Lambda event source mapping (partial batch responses honoured,
-   failed messages retried after ``FLAGBRIDGE_LOCAL_RETRY_SECONDS`` (default 2) and dead-lettered by the
-   queue's RedrivePolicy).
+5. Polls every ``SQS`` event source like a Lambda event source mapping: batches of up to ``BatchSize`` messages
+   (several receives of at most 10 within ``MaximumBatchingWindowInSeconds``, and under Lambda's 6 MB payload;
+   locally a batch also ends as soon as the queue has nothing more, where Lambda would wait out the window),
+   partial batch responses honoured, failed messages retried after ``FLAGBRIDGE_LOCAL_RETRY_SECONDS``
+   (default 2) and dead-lettered by the queue's RedrivePolicy.
 6. Replays ``events/payloads/split_impressions.json`` once (``FLAGBRIDGE_NO_REPLAY=1`` or ``--no-replay`` skips
    it), prints a summary with URLs, profiles and curl examples, and serves until Ctrl-C / SIGTERM.
 
@@ -86,6 +88,9 @@ SAMPLE_BATCHES = tuple(
     )
 )
 SAMPLE_WEBHOOK_BATCH = ROOT / "events" / "payloads" / "mparticle_webhook_batch.json"
+SQS_MAX_RECEIVE = 10  # messages one ReceiveMessage call returns at most
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # an event source mapping cuts a batch there
+RECORD_OVERHEAD_BYTES = 1024  # a record's ids, attributes and JSON punctuation around its body
 
 
 def fresh_timestamps(batch: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -439,23 +444,60 @@ class SqsPoller(threading.Thread):
         sqs = self.bridge.client("sqs")
         while not self.stopping.is_set():
             try:
-                response = sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=max(1, min(self.source.batch_size, 10)),
-                    WaitTimeSeconds=1,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                )
+                messages = self.receive(sqs)
             except Exception as exc:
                 if self.stopping.is_set():
                     return
                 log(f"{self.name}: ReceiveMessage failed ({type(exc).__name__}: {exc}); retrying")
                 self.stopping.wait(1)
                 continue
-            messages = response.get("Messages") or []
             if messages:
                 with self.bridge.in_flight():
                     self.deliver(sqs, messages)
+
+    def _receive(self, sqs: Any, count: int, wait_seconds: int) -> list[dict[str, Any]]:
+        response = sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max(1, min(count, SQS_MAX_RECEIVE)),
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages") or [])
+
+    def receive(self, sqs: Any) -> list[dict[str, Any]]:
+        """One batch: up to ``BatchSize`` messages gathered within the batching window, under 6 MB of payload.
+
+        ReceiveMessage returns at most 10 messages, so a bigger batch takes several calls. They are short polls:
+        the batch ends when the queue has nothing more (Lambda would wait out the window; locally that only
+        adds latency).
+        """
+        batch_size = self.source.batch_size
+        messages = self._receive(sqs, batch_size, wait_seconds=1)
+        if not messages or self.source.batching_window_seconds <= 0:
+            return messages
+        deadline = time.monotonic() + self.source.batching_window_seconds
+        size = sum(len(m["Body"].encode()) + RECORD_OVERHEAD_BYTES for m in messages)
+        while len(messages) < batch_size and time.monotonic() < deadline and not self.stopping.is_set():
+            more = self._receive(sqs, batch_size - len(messages), wait_seconds=0)
+            if not more:
+                break
+            fits = 0
+            for message in more:
+                record_size = len(message["Body"].encode()) + RECORD_OVERHEAD_BYTES
+                if size + record_size > LAMBDA_PAYLOAD_BYTES:
+                    break
+                size += record_size
+                fits += 1
+            messages.extend(more[:fits])
+            if fits < len(more):  # the payload is full: the rest are for the next batch, visible again now
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(more[fits:])
+                ]
+                sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+                break
+        return messages
 
     def deliver(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(

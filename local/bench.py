@@ -23,7 +23,9 @@ figure                 measured                                                 
 ``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
                        test-user resolution, filters, 5 destinations)             batches; <= 4x
 ``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
-                       forwardable Split events (fake HTTP client)                = 1.0, every body < 1 MB
+                       Split events in the router's lane messages (3 events       = that floor summed per SQS batch,
+                       each) in SQS batches of the Split lane's ``BatchSize``     every body < 1 MB
+                       (template.yaml; fake HTTP client)
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no boto3/botocore
@@ -686,7 +688,7 @@ class AcceptingLedger:
 
 
 def split_event_messages(count: int, per_message: int, now_ms: int) -> list[str]:
-    """Destination-queue messages carrying ``count`` Split events (real bodies from the router)."""
+    """Destination-queue messages carrying ``count`` Split events, ``per_message`` each, as the router writes them."""
     from flagbridge.cdp.router import route_batch
     from flagbridge.cdp.testusers import TestUserResolver
     from flagbridge.forwarding.router_service import destination_message
@@ -709,12 +711,22 @@ def split_event_messages(count: int, per_message: int, now_ms: int) -> list[str]
             template = templates[index % len(templates)]
             body = {**template["body"], "key": f"qa-bot-{index:06d}", "timestamp": now_ms - index}
             events.append({**template, "body": body, "dedup_id": f"bench-{index:08d}", "message_id": f"m-{index}"})
-        messages.append(
-            json.dumps(
-                {"v": 1, "destination": "split", "type": "split", "batch_key": f"bench-{start}", "split_events": events}
-            )
-        )
+        header = {"v": 1, "destination": "split", "type": "split", "batch_key": f"bench-{start}", "test_user": True}
+        messages.append(json.dumps({**header, "split_events": events}))
     return messages
+
+
+def split_lane_batch_size() -> int:
+    """``BatchSize`` of the Split lane's event source in template.yaml."""
+    from local.cfn_yaml import load_template
+
+    queue = {"Fn::GetAtt": ["SplitDestinationQueue", "Arn"]}
+    for definition in load_template(ROOT / "template.yaml")["Resources"].values():
+        for event in (definition.get("Properties") or {}).get("Events", {}).values():
+            properties = event.get("Properties") or {}
+            if event.get("Type") == "SQS" and properties.get("Queue") == queue:
+                return int(properties.get("BatchSize", 10))
+    raise RuntimeError("template.yaml has no SQS event source on SplitDestinationQueue")
 
 
 def no_sink(destination: Any) -> Any:
@@ -722,18 +734,41 @@ def no_sink(destination: Any) -> Any:
 
 
 def figure_split_requests(sizes: Sizes) -> list[Figure]:
-    """HTTP requests for N forwardable Split events through the real DeliveryService."""
+    """HTTP requests for N Split events in the router's small lane messages, in SQS batches of the Split lane."""
     bench_environment()
     from flagbridge.forwarding.delivery import DeliveryService
     from flagbridge.forwarding.destinations import RetryPolicy, SplitEventsClient
-    from flagbridge.queues import InMemorySender
+    from flagbridge.queues import InMemorySender, QueueRecord
     from flagbridge.settings import get_settings
 
     config = get_settings().config
     assert config.cdp is not None
     now_ms = int(time.time() * 1000)
 
-    def deliver(messages: list[str]) -> CountingHttp:
+    def event_bytes(message: str) -> int:
+        """Bytes the message's events take in a request body (each event and its comma)."""
+        return sum(
+            len(json.dumps(e["body"], separators=(",", ":"), ensure_ascii=False).encode()) + 1
+            for e in json.loads(message)["split_events"]
+        )
+
+    def sqs_batches(messages: list[str], batch_size: int) -> list[list[str]]:
+        """As the event source mapping invokes: at most ``batch_size`` messages and 6 MB of payload per batch."""
+        batches: list[list[str]] = [[]]
+        payload = 0
+        for message in messages:
+            size = len(message.encode()) + 1024  # the record's ids and attributes around the body
+            if batches[-1] and (len(batches[-1]) == batch_size or payload + size > 6 * 1024 * 1024):
+                batches.append([])
+                payload = 0
+            batches[-1].append(message)
+            payload += size
+        return batches
+
+    def floor_of(events: int, total_bytes: int) -> int:
+        return max(math.ceil(events / SPLIT_MAX_EVENTS), math.ceil((total_bytes + 1) / SPLIT_MAX_BYTES))
+
+    def deliver(batches: list[list[str]]) -> CountingHttp:
         http = CountingHttp()
         dead_letters = InMemorySender()
         service = DeliveryService(
@@ -743,38 +778,50 @@ def figure_split_requests(sizes: Sizes) -> list[Figure]:
             no_sink,
             lambda name: dead_letters,
         )
-        for message in messages:
-            service.deliver(message)
+        for batch in batches:
+            outcome = service.deliver_batch([QueueRecord(f"m-{i}", body) for i, body in enumerate(batch)])
+            if outcome.failed_message_ids():
+                raise RuntimeError(f"{len(outcome.failed_message_ids())} messages failed")
         if dead_letters.bodies:
             raise RuntimeError(f"{len(dead_letters.bodies)} Split deliveries were dead-lettered")
         return http
 
     n = sizes.split_events
-    (message,) = split_event_messages(n, n, now_ms)
-    event_bytes = sum(
-        len(json.dumps(e["body"], separators=(",", ":"), ensure_ascii=False).encode()) + 1
-        for e in json.loads(message)["split_events"]
+    per_message = 3  # a small mParticle batch's Split events: the router writes one message per batch
+    batch_size = split_lane_batch_size()
+    messages = split_event_messages(n, per_message, now_ms)
+    batches = sqs_batches(messages, batch_size)
+    sizes_by_message = {message: event_bytes(message) for message in messages}
+    total_bytes = sum(sizes_by_message.values())
+    per_batch_floor = sum(
+        floor_of(sum(len(json.loads(m)["split_events"]) for m in batch), sum(sizes_by_message[m] for m in batch))
+        for batch in batches
     )
-    http = deliver([message])
-    floor = max(math.ceil(n / SPLIT_MAX_EVENTS), math.ceil((event_bytes + 1) / SPLIT_MAX_BYTES))
+    http = deliver(batches)
+    floor = floor_of(n, total_bytes)
     requests = len(http.bodies)
     ratio = requests / floor
     small = split_event_messages(30, 3, now_ms)  # an SQS batch of 10 messages of 3 events each
-    small_http = deliver(small)
+    small_http = deliver([small])
     return [
         Figure(
             "split_requests",
-            f"Split requests ({n} events)",
+            f"Split requests ({n} events, {len(messages)} messages)",
             requests,
             floor,
             round(ratio, 3),
             "requests",
-            "= 1.0, < 1 MB",
-            ratio == 1.0 and all(size < SPLIT_MAX_BYTES for size in http.bodies),
+            "= floor per SQS batch, < 1 MB",
+            requests == per_batch_floor and all(size < SPLIT_MAX_BYTES for size in http.bodies),
             {
                 "events": n,
-                "event_bytes": event_bytes,
+                "event_bytes": total_bytes,
                 "body_bytes": http.bodies,
+                "messages": len(messages),
+                "events_per_message": per_message,
+                "sqs_batch_size": batch_size,
+                "sqs_batches": len(batches),
+                "per_batch_floor": per_batch_floor,
                 "sqs_batch_of_10_messages_x_3_events_requests": len(small_http.bodies),
             },
         )

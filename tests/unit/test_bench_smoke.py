@@ -71,6 +71,10 @@ def test_counting_figures_are_exact_on_tiny_inputs(report: dict[str, Any]) -> No
     split = by_name["split_requests"]
     assert split["measured"] == split["floor"] == 1
     assert all(size < 1_000_000 for size in split["details"]["body_bytes"])
+    # 7 events as the router writes them (3 per message), in one batch of the Split lane: one shared request
+    details = split["details"]
+    assert (details["messages"], details["sqs_batches"], details["per_batch_floor"]) == (3, 1, 1)
+    assert details["sqs_batch_size"] > 10
 
 
 def test_report_only_figures(report: dict[str, Any]) -> None:

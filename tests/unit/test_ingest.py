@@ -140,6 +140,11 @@ def _impressions(draw: st.DrawFn) -> dict[str, Any]:
         properties=draw(_PROPERTIES),
         environmentName=draw(st.sampled_from(["Production", "Staging", "Unknown"])),
     )
+    optional = ["environmentId", "label", "splitVersionNumber", "properties", "bucketingKey", "machineName"]
+    for name in draw(st.lists(st.sampled_from(optional), unique=True)):
+        item.pop(name, None)  # absent: the model's default applies
+    if draw(st.booleans()):
+        item["bucketingKey"] = draw(st.one_of(st.none(), _TEXT))
     if draw(st.booleans()):
         finite = st.floats(allow_nan=False, allow_infinity=False)
         item["extraField"] = draw(st.one_of(st.none(), st.integers(), finite, _TEXT))

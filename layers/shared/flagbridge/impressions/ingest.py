@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import RequestError
 from flagbridge.impressions.models import (
-    ImpressionFields,
+    WIRE_FIELDS,
     SplitImpression,
     WireImpression,
     queued_record_json,
@@ -115,7 +115,24 @@ def ingest_impressions(
             detail = f"no identity_mapping entry for environment {impression.environmentName!r}"
             rejected.append(_rejection(index, "unmapped_environment", detail, item))
             continue
-        records.append(_record(impression, target.traffic_type, target.identity_type))
+        records.append(
+            _sqs_safe(
+                queued_record_json(
+                    impression.key,
+                    impression.split,
+                    impression.treatment,
+                    impression.time,
+                    impression.label,
+                    impression.splitVersionNumber,
+                    impression.environmentName,
+                    impression.environmentId,
+                    impression.bucketingKey,
+                    impression.properties,
+                    target.traffic_type,
+                    target.identity_type,
+                )
+            )
+        )
 
     return _store(result, records, rejected, received_at, sender, quarantine)
 
@@ -143,17 +160,34 @@ def ingest_valid_body(
     received_at = int(time.time() * 1000) if now_ms is None else now_ms
     resolve = _memoized(config.identity_mapping.resolve)
     records: list[str] = []
-    for impression in impressions:
-        target = resolve(impression.environmentName, impression.environmentId, impression.key)
+    for item in impressions:  # SplitImpression's defaults for the optional fields an item may lack
+        key, environment_name, environment_id = item["key"], item["environmentName"], item.get("environmentId", "")
+        target = resolve(environment_name, environment_id, key)
         if target is None:
             return None  # the quarantine keeps the item as received: take the general path
-        records.append(_record(impression, target.traffic_type, target.identity_type))
+        records.append(
+            _sqs_safe(
+                queued_record_json(
+                    key,
+                    item["split"],
+                    item["treatment"],
+                    item["time"],
+                    item.get("label"),
+                    item.get("splitVersionNumber"),
+                    environment_name,
+                    environment_id,
+                    item.get("bucketingKey"),
+                    item.get("properties"),
+                    target.traffic_type,
+                    target.identity_type,
+                )
+            )
+        )
     result = IngestResult(request_id=request_id, received=len(impressions))
     return _store(result, records, [], received_at, sender, quarantine)
 
 
-def _record(impression: ImpressionFields, traffic_type: str, identity_type: str) -> str:
-    record = queued_record_json(impression, traffic_type, identity_type)
+def _sqs_safe(record: str) -> str:
     if not record.isascii() and ("\ufffe" in record or "\uffff" in record):
         # SQS refuses these two characters raw; escaped is the same JSON
         record = record.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
@@ -217,10 +251,9 @@ def _validate_json(data: bytes) -> list[WireImpression] | None:
     for impression in impressions:
         if wire_problem(impression) is not None:
             return None
-        extra = impression.model_extra
-        if extra:
-            for value in extra.values():
-                if isinstance(value, _PLAIN_EXTRA_TYPES):
+        if not impression.keys() <= WIRE_FIELDS:  # unknown fields, kept by the TypedDict
+            for name, value in impression.items():
+                if name in WIRE_FIELDS or isinstance(value, _PLAIN_EXTRA_TYPES):
                     continue
                 if type(value) is int and -(2**63) <= value < 2**63:
                     continue

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring as _quote
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
+from typing_extensions import TypedDict
 
 from flagbridge.impressions.records import FIELD_LIST, FIELDS, MESSAGE_VERSION
 
@@ -52,29 +53,37 @@ def is_json_object_string(value: str) -> bool:
     return decoded is None or isinstance(decoded, dict)
 
 
-class ImpressionFields(BaseModel):
-    """The fields of Split's impression and their per-field constraints (checked inside pydantic-core)."""
+# The per-field constraints of Split's impression, shared by the model and the fast path's TypedDict.
+_Key = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+_Split = Annotated[StrictStr, Field(min_length=1, max_length=512)]
+_EnvironmentId = Annotated[StrictStr, Field(max_length=256)]
+_EnvironmentName = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+_Treatment = Annotated[StrictStr, Field(min_length=1, max_length=512)]
+_Time = Annotated[StrictInt, Field(ge=MIN_TIME_MS, le=MAX_TIME_MS, description="evaluation time, epoch ms")]
+_OptionalText = Annotated[StrictStr | None, Field(max_length=1024)]
+_Version = Annotated[StrictInt | None, Field(ge=0)]
+_Properties = Annotated[StrictStr | None, Field(max_length=32_768)]
+
+
+class SplitImpression(BaseModel):
+    """One impression from Split's outgoing impressions webhook, fully validated."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    key: StrictStr = Field(min_length=1, max_length=1024)
-    split: StrictStr = Field(min_length=1, max_length=512)
-    environmentId: StrictStr = Field(default="", max_length=256)
-    environmentName: StrictStr = Field(min_length=1, max_length=256)
-    treatment: StrictStr = Field(min_length=1, max_length=512)
-    time: StrictInt = Field(ge=MIN_TIME_MS, le=MAX_TIME_MS, description="evaluation time, epoch ms")
-    bucketingKey: StrictStr | None = Field(default=None, max_length=1024)
-    label: StrictStr | None = Field(default=None, max_length=1024)
+    key: _Key
+    split: _Split
+    environmentId: _EnvironmentId = ""
+    environmentName: _EnvironmentName
+    treatment: _Treatment
+    time: _Time
+    bucketingKey: _OptionalText = None
+    label: _OptionalText = None
     machineName: StrictStr | None = None
     machineIp: StrictStr | None = None
-    splitVersionNumber: StrictInt | None = Field(default=None, ge=0)
+    splitVersionNumber: _Version = None
     sdk: StrictStr | None = None
     sdkVersion: StrictStr | None = None
-    properties: StrictStr | None = Field(default=None, max_length=32_768)
-
-
-class SplitImpression(ImpressionFields):
-    """One impression from Split's outgoing impressions webhook, fully validated."""
+    properties: _Properties = None
 
     @field_validator("key", "split")
     @classmethod
@@ -94,25 +103,45 @@ class SplitImpression(ImpressionFields):
         return value
 
 
-class WireImpression(ImpressionFields):
+class WireImpression(TypedDict):
     """Split's impression as read straight from a body's JSON bytes, on the webhook's fast path.
 
-    Only the per-field constraints run inside pydantic-core; the two cross-cutting checks of
-    :class:`SplitImpression` (key sizes in UTF-8, ``properties`` holding a JSON object) are left to the
-    caller, :func:`wire_problem`, because calling back into Python twice per item costs more than the rest
-    of the validation. Unknown fields are kept so that non-finite numbers, which ``json.loads`` refuses,
-    can be detected in them (see :func:`flagbridge.impressions.ingest.ingest_valid_body`).
+    The same fields and per-field constraints as :class:`SplitImpression`, checked inside pydantic-core,
+    into a plain dict (building 10,000 model instances costs more than the validation). The two
+    cross-cutting checks of :class:`SplitImpression` (key sizes in UTF-8, ``properties`` holding a JSON
+    object) are left to the caller, :func:`wire_problem`, because calling back into Python twice per item
+    costs more than the rest of the validation. Optional fields may be absent (the model's defaults apply).
+    Unknown fields are kept so that non-finite numbers, which ``json.loads`` refuses, can be detected in
+    them (see :func:`flagbridge.impressions.ingest.ingest_valid_body`).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+    key: _Key
+    split: _Split
+    environmentId: NotRequired[_EnvironmentId]
+    environmentName: _EnvironmentName
+    treatment: _Treatment
+    time: _Time
+    bucketingKey: NotRequired[_OptionalText]
+    label: NotRequired[_OptionalText]
+    machineName: NotRequired[StrictStr | None]
+    machineIp: NotRequired[StrictStr | None]
+    splitVersionNumber: NotRequired[_Version]
+    sdk: NotRequired[StrictStr | None]
+    sdkVersion: NotRequired[StrictStr | None]
+    properties: NotRequired[_Properties]
+
+
+WIRE_FIELDS = frozenset(WireImpression.__annotations__)
 
 
 def wire_problem(impression: WireImpression) -> str | None:
     """Why :class:`SplitImpression` would read ``impression`` differently or refuse it; None when it agrees."""
-    problem = key_size_problem(impression.key, impression.split)
+    problem = key_size_problem(impression["key"], impression["split"])
     if problem is not None:
         return problem
-    properties = impression.properties
+    properties = impression.get("properties")
     if properties is not None and (properties == "" or not is_json_object_string(properties)):
         return "properties: empty or not a JSON-encoded object string"  # "" becomes None in SplitImpression
     return None
@@ -149,24 +178,30 @@ class QueuedImpression(BaseModel):
         return f"{self.traffic_type}#{self.key}"
 
 
-def queued_record_json(impression: ImpressionFields, traffic_type: str, identity_type: str) -> str:
+def queued_record_json(
+    key: str,
+    flag: str,
+    treatment: str,
+    time: int,
+    label: str | None,
+    version: int | None,
+    environment: str,
+    environment_id: str,
+    bucketing_key: str | None,
+    properties: str | None,
+    traffic_type: str,
+    identity_type: str,
+) -> str:
     """The version 2 record of a mapped impression: the JSON array of its :class:`QueuedImpression` values.
 
-    ``json.dumps([key, flag, treatment, time, label, version, environment, environment_id, bucketing_key,
-    properties, traffic_type, identity_type], separators=(",", ":"), ensure_ascii=False)``, character for
+    ``json.dumps([key, flag, ..., identity_type], separators=(",", ":"), ensure_ascii=False)``, character for
     character, assembled directly with the json module's own string quoting: the generic encoder's per-call
     set-up costs more than the encoding of such a small, flat array (this runs 10,000s of times).
     """
-    label, version, bucketing_key, properties = (
-        impression.label,
-        impression.splitVersionNumber,
-        impression.bucketingKey,
-        impression.properties,
-    )
     return (
-        f"[{_quote(impression.key)},{_quote(impression.split)},{_quote(impression.treatment)},{impression.time!r},"
+        f"[{_quote(key)},{_quote(flag)},{_quote(treatment)},{time!r},"
         f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},"
-        f"{_quote(impression.environmentName)},{_quote(impression.environmentId)},"
+        f"{_quote(environment)},{_quote(environment_id)},"
         f"{'null' if bucketing_key is None else _quote(bucketing_key)},"
         f"{'null' if properties is None else _quote(properties)},{_quote(traffic_type)},{_quote(identity_type)}]"
     )

@@ -37,7 +37,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_every_figure_is_reported_with_the_same_fields(report: dict[str, Any]) -> None:
     assert report["smoke"] is True
     names = [figure["name"] for figure in report["figures"]]
-    expected = [name for name in bench.FIGURES if name != "cold_start"]
+    expected = [name for name in bench.FIGURES if name != "cold_start"] + ["split_requests.lane"]
     expected += [f"cold_start.{function}" for function in bench.FUNCTIONS] + ["cold_start.shared"]
     assert sorted(names) == sorted(expected)
     for figure in report["figures"]:
@@ -48,6 +48,7 @@ def test_every_figure_is_reported_with_the_same_fields(report: dict[str, Any]) -
 def test_ratio_figures_are_computed_against_a_positive_floor(report: dict[str, Any]) -> None:
     by_name = {figure["name"]: figure for figure in report["figures"]}
     ratio_figures = ["ingest_cpu", "processor_cpu", "router_cpu", "profile_writes", "split_requests"]
+    ratio_figures += ["split_requests.lane"]
     ratio_figures += [f"cold_start.{function}" for function in bench.FUNCTIONS]
     for name in ratio_figures:
         figure = by_name[name]
@@ -72,8 +73,10 @@ def test_counting_figures_are_exact_on_tiny_inputs(report: dict[str, Any]) -> No
     assert split["measured"] == split["floor"] == 1
     assert all(size < 1_000_000 for size in split["details"]["body_bytes"])
     # 7 events as the router writes them (3 per message), in one batch of the Split lane: one shared request
-    details = split["details"]
-    assert (details["messages"], details["sqs_batches"], details["per_batch_floor"]) == (3, 1, 1)
+    lane = by_name["split_requests.lane"]
+    assert lane["measured"] == lane["floor"] == 1
+    details = lane["details"]
+    assert (details["messages"], details["sqs_batches"], details["floor_if_all_events_were_one_batch"]) == (3, 1, 1)
     assert details["sqs_batch_size"] > 10
 
 

@@ -974,17 +974,22 @@ def figure_layer_size(sizes: Sizes, build: bool = False) -> list[Figure]:
 
 # ---- cold start (many fresh interpreters) --------------------------------------------------------------------
 
+# CPU time (user + system, file reads included): on a shared machine wall time also counts the moments
+# another process had the CPU, which moved single runs by 50%.
 _IMPORT_PROBE = """
-import importlib, json, resource, time
+import gc, importlib, json, resource, time
 seconds = []
-for module in {modules!r}:
-    started = time.perf_counter()
+for index, module in enumerate({modules!r}):
+    if index and {collector_off_after_first!r}:
+        gc.disable()  # as the handlers import (flagbridge.runtime.init_complete)
+    started = time.process_time()
     importlib.import_module(module)
-    seconds.append(time.perf_counter() - started)
+    seconds.append(time.process_time() - started)
 print("BENCH " + json.dumps({{"seconds": seconds, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
 """
 # What every function imports besides its own code, in import order (each stage timed after the previous
-# ones, in one fresh interpreter): where the cold-start time over ``import boto3`` goes.
+# ones, in one fresh interpreter, the collector off after boto3 as in the handlers): where the cold-start
+# time over ``import boto3`` goes.
 SHARED_IMPORT_STAGES = (
     ("boto3", "boto3"),
     ("pydantic and the configuration models", "flagbridge.settings"),
@@ -1088,12 +1093,20 @@ def lambda_environment(function: str | None, interpreter: ProbeInterpreter | Non
 
 
 def time_imports(
-    modules: Sequence[str], function: str | None, interpreter: ProbeInterpreter
+    modules: Sequence[str],
+    function: str | None,
+    interpreter: ProbeInterpreter,
+    collector_off_after_first: bool = False,
 ) -> tuple[list[float], int]:
-    """Seconds to import each of ``modules`` in turn in a fresh interpreter, and its peak RSS (KiB)."""
+    """CPU seconds to import each of ``modules`` in turn in a fresh interpreter, and its peak RSS (KiB)."""
     no_site = [] if interpreter.site is None else ["-S"]
     completed = subprocess.run(
-        [interpreter.executable, *no_site, "-c", _IMPORT_PROBE.format(modules=list(modules))],
+        [
+            interpreter.executable,
+            *no_site,
+            "-c",
+            _IMPORT_PROBE.format(modules=list(modules), collector_off_after_first=collector_off_after_first),
+        ],
         cwd=str(ROOT / "functions" / function) if function else str(ROOT),
         env=lambda_environment(function, interpreter),
         capture_output=True,
@@ -1133,7 +1146,8 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
             if round_number >= sizes.warmup:
                 samples[function].append(seconds)
                 rss[function].append(kib)
-        stages, kib = time_imports([module for _, module in SHARED_IMPORT_STAGES], "impressions_processor", interpreter)
+        modules = [module for _, module in SHARED_IMPORT_STAGES]
+        stages, kib = time_imports(modules, "impressions_processor", interpreter, collector_off_after_first=True)
         if round_number >= sizes.warmup:
             stage_samples.append(stages)
             stage_rss.append(kib)

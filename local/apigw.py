@@ -91,9 +91,12 @@ def http_api_event(
     return event
 
 
-def sqs_event(queue_arn: str, messages: list[tuple[str, str, int]], region: str = "us-east-1") -> dict[str, Any]:
-    """An SQS event source mapping event for (message_id, body, receive_count) triples."""
-    now_ms = str(int(time.time() * 1000))
+def sqs_event(
+    queue_arn: str, messages: list[tuple[str, str, int]], region: str = "us-east-1", sent_at_ms: int | None = None
+) -> dict[str, Any]:
+    """An SQS event source mapping event for (message_id, body, receive_count) triples, sent at ``sent_at_ms``."""
+    # None: now (the local runner); the sample events use a fixed time so that regenerating them changes nothing.
+    now_ms = str(int(time.time() * 1000) if sent_at_ms is None else sent_at_ms)
     return {
         "Records": [
             {

@@ -29,6 +29,7 @@ MPARTICLE_BATCHES = (
     "mparticle_batch_plan_violation.json",
 )
 FIXED_NOW = 1767225700.0
+SENT_AT_MS = int(FIXED_NOW * 1000)  # the samples' SQS timestamps: regenerating leaves them unchanged
 SPLIT_HEADERS = {"Content-Type": "application/json", "User-Agent": "Split-Webhook/1.0", "Host": "bridge.example.com"}
 
 
@@ -143,7 +144,7 @@ def generate_mparticle() -> None:
         for i, batch in enumerate(batches)
     ]
     messages.append(("b7a1c3e0-0000-4000-8000-0000000000ff", webhook_body.decode(), 1))
-    _write("sqs_batches.json", sqs_event(queue_arn, messages))
+    _write("sqs_batches.json", sqs_event(queue_arn, messages, sent_at_ms=SENT_AT_MS))
 
     # What the delivery function consumes: the router's output for those batches, per destination lane.
     from flagbridge.config import load_config
@@ -164,7 +165,43 @@ def generate_mparticle() -> None:
     for name, sender in sorted(lanes.items()):
         lane_arn = f"arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-{name}-destination"
         lane_messages = [(f"d3f0a9e1-{name}-{i:04d}", body, 1) for i, body in enumerate(sender.bodies)]
-        _write(f"sqs_destination_{name}.json", sqs_event(lane_arn, lane_messages))
+        _write(f"sqs_destination_{name}.json", sqs_event(lane_arn, lane_messages, sent_at_ms=SENT_AT_MS))
+
+    # A Split-lane batch as its event source hands it over (many small messages at once): ten testers' batches,
+    # alternately the test-user and the commerce sample, and one message for a destination no longer configured.
+    tester_batches = []
+    for i in range(10):
+        batch = json.loads(
+            json.dumps(
+                batches[
+                    MPARTICLE_BATCHES.index(
+                        "mparticle_batch_commerce.json" if i % 2 else "mparticle_batch_test_user.json"
+                    )
+                ]
+            )
+        )
+        batch["source_request_id"] = f"req-split-batch-{i:04d}"
+        batch["user_identities"] = {"customer_id": f"qa-bot-{10 + i}"}
+        for j, event in enumerate(batch["events"]):
+            event["data"]["source_message_id"] = f"msg-split-batch-{i:04d}-{j}"
+        tester_batches.append(
+            QueueRecord(f"split-batch-{i}", queue_envelope(batch, "events_api", f"req-split-{i}", 1767225700000))
+        )
+    split_lanes: dict[str, InMemorySender] = {}
+    RouterService(
+        config,
+        lambda users: {},
+        lambda name: split_lanes.setdefault(name, InMemorySender()),
+        InMemoryQuarantine(),
+        clock_ms=lambda: int(FIXED_NOW * 1000),
+    ).process(tester_batches)
+    split_messages = [(f"d3f0a9e1-split-batch-{i:04d}", body, 1) for i, body in enumerate(split_lanes["split"].bodies)]
+    retired = (
+        '{"v":1,"destination":"retired-lane","type":"split","batch_key":"srid:req-retired-0001","split_events":[]}'
+    )
+    split_messages.insert(5, ("d3f0a9e1-split-batch-unknown", retired, 1))
+    split_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-split-destination"
+    _write("sqs_destination_split_batch.json", sqs_event(split_arn, split_messages, sent_at_ms=SENT_AT_MS))
 
 
 def generate() -> None:
@@ -213,13 +250,16 @@ def generate() -> None:
     )
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-impressions"
     messages = [(f"0d5f3c2a-0000-4000-8000-00000000000{i}", body, 1) for i, body in enumerate(sender.bodies)]
-    _write("sqs_impressions.json", sqs_event(queue_arn, messages))
+    _write("sqs_impressions.json", sqs_event(queue_arn, messages, sent_at_ms=SENT_AT_MS))
     # The same impressions as the webhook wrote them before version 2: the processor still reads them.
     v1_messages = [
         (f"0d5f3c2a-0000-4000-8001-00000000000{i}", version_1_body(body), 1) for i, body in enumerate(sender.bodies)
     ]
-    _write("sqs_impressions_v1.json", sqs_event(queue_arn, v1_messages))
-    _write("sqs_impressions_poison.json", sqs_event(queue_arn, [("poison-0001", "this is not json", 1)]))
+    _write("sqs_impressions_v1.json", sqs_event(queue_arn, v1_messages, sent_at_ms=SENT_AT_MS))
+    _write(
+        "sqs_impressions_poison.json",
+        sqs_event(queue_arn, [("poison-0001", "this is not json", 1)], sent_at_ms=SENT_AT_MS),
+    )
 
     _write("profile_api_get.json", _profile_event("user", "u-1001", LOCAL_PROFILE_TOKEN, "req-profile-1"))
     _write("profile_api_tester.json", _profile_event("user", "qa-bot-01", LOCAL_PROFILE_TOKEN, "req-profile-2"))

@@ -218,11 +218,12 @@ def test_each_consumed_queue_has_exactly_one_event_source() -> None:
     assert len(events("DestinationDeliveryFunction", "SQS")) == len(LANES)
 
 
-def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -> None:
+def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout_plus_its_window() -> None:
+    # AWS guidance for SQS event sources: 6x the function timeout, plus MaximumBatchingWindowInSeconds.
     for name, event in _sqs_consumers():
         queue = _event_queue(event)
-        timeout = function_setting(name, "Timeout")
-        assert props(queue)["VisibilityTimeout"] >= 6 * timeout, (queue, name)
+        timeout, window = function_setting(name, "Timeout"), event.get("MaximumBatchingWindowInSeconds", 0)
+        assert props(queue)["VisibilityTimeout"] >= 6 * timeout + window, (queue, name)
     for name in set(SQS_CONSUMERS.values()):
         assert function_setting(name, "Timeout") == 60, name
 

@@ -14,8 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from flagbridge.impressions.ingest import describe_validation_error
-from flagbridge.impressions.models import ImpressionMessage, QueuedImpression, queued_record_json
+from flagbridge.impressions.models import (
+    ImpressionMessage,
+    QueuedImpression,
+    describe_validation_error,
+    queued_record_json,
+)
 from flagbridge.impressions.records import FIELDS, decode_message, row_of
 
 RECORD: dict[str, Any] = {

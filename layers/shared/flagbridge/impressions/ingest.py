@@ -27,8 +27,9 @@ from flagbridge.impressions.models import (
     WIRE_FIELDS,
     SplitImpression,
     WireImpression,
+    describe_validation_error,
+    differs_from_model,
     queued_record_json,
-    wire_problem,
 )
 from flagbridge.impressions.records import FIELD_LIST, MESSAGE_VERSION
 from flagbridge.quarantine import Quarantine
@@ -59,15 +60,6 @@ class IngestResult:
         if self.reasons:
             body["quarantineReasons"] = self.reasons
         return body
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """A short reason naming the fields, e.g. ``time: Input should be a valid integer``."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False)[:5]:
-        location = ".".join(str(part) for part in error["loc"]) or "item"
-        parts.append(f"{location}: {error['msg']}")
-    return "; ".join(parts)
 
 
 def ingest_impressions(
@@ -249,7 +241,7 @@ def _validate_json(data: bytes) -> list[WireImpression] | None:
     except ValidationError:
         return None
     for impression in impressions:
-        if wire_problem(impression) is not None:
+        if differs_from_model(impression):
             return None
         if not impression.keys() <= WIRE_FIELDS:  # unknown fields, kept by the TypedDict
             for name, value in impression.items():

@@ -17,7 +17,16 @@ import json
 from json.encoder import encode_basestring as _quote
 from typing import Annotated, Any, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from typing_extensions import TypedDict
 
 from flagbridge.impressions.records import FIELD_LIST, FIELDS, MESSAGE_VERSION
@@ -30,18 +39,26 @@ KEY_MAX_BYTES = 1024
 SPLIT_MAX_BYTES = 512
 
 
-def key_size_problem(key: str, split: str) -> str | None:
-    """Why ``key`` or ``split`` cannot be part of a profile's DynamoDB keys, or None when both fit.
+def exceeds_utf8_bytes(value: str, limit: int) -> bool:
+    """Whether ``value`` takes more than ``limit`` bytes in UTF-8.
 
     The profile's keys are "{traffic_type}#{key}" (DynamoDB: <= 2048 bytes) and "FLAG#{split}" (<= 1024
     bytes): the UTF-8 size is limited, not only the characters, or the processor could never store it.
     """
     # A string of n characters has at most 4n UTF-8 bytes: only long strings need encoding.
-    if len(key) > KEY_MAX_BYTES // 4 and len(key.encode("utf-8")) > KEY_MAX_BYTES:
-        return f"key: must be at most {KEY_MAX_BYTES} bytes in UTF-8"
-    if len(split) > SPLIT_MAX_BYTES // 4 and len(split.encode("utf-8")) > SPLIT_MAX_BYTES:
-        return f"split: must be at most {SPLIT_MAX_BYTES} bytes in UTF-8"
-    return None
+    return len(value) > limit // 4 and len(value.encode("utf-8")) > limit
+
+
+def describe_validation_error(exc: ValidationError, whole: str = "item") -> str:
+    """A short reason naming the fields, e.g. ``time: Input should be a valid integer``.
+
+    ``whole`` names an error of the value as a whole. Never the input values: they may be personal data.
+    """
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:5]:
+        location = ".".join(str(part) for part in error["loc"]) or whole
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
 
 
 def is_json_object_string(value: str) -> bool:
@@ -88,9 +105,9 @@ class SplitImpression(BaseModel):
     @field_validator("key", "split")
     @classmethod
     def _fits_a_dynamodb_key(cls, value: str, info: ValidationInfo) -> str:
-        problem = key_size_problem(value, "") if info.field_name == "key" else key_size_problem("", value)
-        if problem is not None:
-            raise ValueError(problem.partition(": ")[2])
+        limit = KEY_MAX_BYTES if info.field_name == "key" else SPLIT_MAX_BYTES
+        if exceeds_utf8_bytes(value, limit):
+            raise ValueError(f"must be at most {limit} bytes in UTF-8")
         return value
 
     @field_validator("properties")
@@ -109,7 +126,7 @@ class WireImpression(TypedDict):
     The same fields and per-field constraints as :class:`SplitImpression`, checked inside pydantic-core,
     into a plain dict (building 10,000 model instances costs more than the validation). The two
     cross-cutting checks of :class:`SplitImpression` (key sizes in UTF-8, ``properties`` holding a JSON
-    object) are left to the caller, :func:`wire_problem`, because calling back into Python twice per item
+    object) are left to the caller, :func:`differs_from_model`, because calling back into Python twice per item
     costs more than the rest of the validation. Optional fields may be absent (the model's defaults apply).
     Unknown fields are kept so that non-finite numbers, which ``json.loads`` refuses, can be detected in
     them (see :func:`flagbridge.impressions.ingest.ingest_valid_body`).
@@ -136,15 +153,13 @@ class WireImpression(TypedDict):
 WIRE_FIELDS = frozenset(WireImpression.__annotations__)
 
 
-def wire_problem(impression: WireImpression) -> str | None:
-    """Why :class:`SplitImpression` would read ``impression`` differently or refuse it; None when it agrees."""
-    problem = key_size_problem(impression["key"], impression["split"])
-    if problem is not None:
-        return problem
+def differs_from_model(impression: WireImpression) -> bool:
+    """Whether :class:`SplitImpression` would refuse ``impression`` or read it differently."""
+    if exceeds_utf8_bytes(impression["key"], KEY_MAX_BYTES) or exceeds_utf8_bytes(impression["split"], SPLIT_MAX_BYTES):
+        return True
     properties = impression.get("properties")
-    if properties is not None and (properties == "" or not is_json_object_string(properties)):
-        return "properties: empty or not a JSON-encoded object string"  # "" becomes None in SplitImpression
-    return None
+    # SplitImpression reads "" as None and refuses anything but a JSON object
+    return properties is not None and (properties == "" or not is_json_object_string(properties))
 
 
 class QueuedImpression(BaseModel):

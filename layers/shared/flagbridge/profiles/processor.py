@@ -229,16 +229,13 @@ class ImpressionProcessor:
             return rows  # what the webhook wrote, read without the models (same outcome)
         from pydantic import ValidationError
 
-        from flagbridge.impressions.models import ImpressionMessage
+        from flagbridge.impressions.models import ImpressionMessage, describe_validation_error
 
         try:
             return [row_of(impression) for impression in ImpressionMessage.model_validate_json(record.body).impressions]
         except ValidationError as exc:
             reason = "invalid_message"
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)[:5]
-            )
+            detail = describe_validation_error(exc, whole="")
         try:
             body: Any = json.loads(record.body)
         except ValueError:

@@ -753,7 +753,7 @@ def figure_split_requests(sizes: Sizes) -> list[Figure]:
             for e in json.loads(message)["split_events"]
         )
 
-    def sqs_batches(messages: list[str], batch_size: int) -> list[list[str]]:
+    def lane_batches(messages: list[str], batch_size: int) -> list[list[str]]:
         """As the event source mapping invokes: at most ``batch_size`` messages and 6 MB of payload per batch."""
         batches: list[list[str]] = [[]]
         payload = 0
@@ -798,7 +798,7 @@ def figure_split_requests(sizes: Sizes) -> list[Figure]:
     per_message = 3
     batch_size = split_lane_batch_size()
     messages = split_event_messages(n, per_message, now_ms)
-    batches = sqs_batches(messages, batch_size)
+    batches = lane_batches(messages, batch_size)
     sizes_by_message = {message: event_bytes(message) for message in messages}
     total_bytes = sum(sizes_by_message.values())
     per_batch_floor = sum(

@@ -746,12 +746,11 @@ def figure_split_requests(sizes: Sizes) -> list[Figure]:
     assert config.cdp is not None
     now_ms = int(time.time() * 1000)
 
-    def event_bytes(message: str) -> int:
-        """Bytes the message's events take in a request body (each event and its comma)."""
-        return sum(
-            len(json.dumps(e["body"], separators=(",", ":"), ensure_ascii=False).encode()) + 1
-            for e in json.loads(message)["split_events"]
-        )
+    def event_sizes(message: str) -> tuple[int, int]:
+        """The message's events, and the bytes they take in a request body (each event and its comma)."""
+        events = json.loads(message)["split_events"]
+        size = sum(len(json.dumps(e["body"], separators=(",", ":"), ensure_ascii=False).encode()) + 1 for e in events)
+        return len(events), size
 
     def lane_batches(messages: list[str], batch_size: int) -> list[list[str]]:
         """As the event source mapping invokes: at most ``batch_size`` messages and 6 MB of payload per batch."""
@@ -790,7 +789,7 @@ def figure_split_requests(sizes: Sizes) -> list[Figure]:
     n = sizes.split_events
     # 1. The issue's figure: N events delivered together (one destination message), against ceil(N / 5000).
     (single,) = split_event_messages(n, n, now_ms)
-    single_bytes = event_bytes(single)
+    _, single_bytes = event_sizes(single)
     single_http = deliver([[single]])
     single_floor = floor_of(n, single_bytes)
     # 2. As in production: the router writes one small message per mParticle batch, and the Split lane's event
@@ -799,10 +798,10 @@ def figure_split_requests(sizes: Sizes) -> list[Figure]:
     batch_size = split_lane_batch_size()
     messages = split_event_messages(n, per_message, now_ms)
     batches = lane_batches(messages, batch_size)
-    sizes_by_message = {message: event_bytes(message) for message in messages}
-    total_bytes = sum(sizes_by_message.values())
+    sizes_by_message = {message: event_sizes(message) for message in messages}
+    total_bytes = sum(size for _, size in sizes_by_message.values())
     per_batch_floor = sum(
-        floor_of(sum(len(json.loads(m)["split_events"]) for m in batch), sum(sizes_by_message[m] for m in batch))
+        floor_of(sum(sizes_by_message[m][0] for m in batch), sum(sizes_by_message[m][1] for m in batch))
         for batch in batches
     )
     lane_http = deliver(batches)

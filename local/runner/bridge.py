@@ -36,6 +36,7 @@ from local.resources import (
 from local.runner.http_api import ApiGatewayHandler, HttpApiServer
 from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, log
 from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries
+from local.runner.output import HandlerOutput, describe_invocation
 from local.runner.routes import Router
 from local.runner.sqs import SqsPoller
 
@@ -79,6 +80,7 @@ class LocalBridge:
         endpoint_url: str | None = None,
         moto_port: int | None = None,
         retry_seconds: int | None = None,
+        handler_output: HandlerOutput | None = None,
     ) -> None:
         self.port = int(os.environ.get("PORT", DEFAULT_PORT)) if port is None else port
         self.host = host
@@ -111,6 +113,9 @@ class LocalBridge:
         # always describes the invocation that is running. FLAGBRIDGE_LOCAL_CONCURRENCY=function lets
         # different functions run at the same time (each still one at a time), with interleaved log context.
         self.per_function_concurrency = os.environ.get("FLAGBRIDGE_LOCAL_CONCURRENCY", "").lower() == "function"
+        # Set (by ``python -m local.runner``) when handlers write through a HandlerOutput: each invocation then
+        # gets one readable line on stderr.
+        self.handler_output = handler_output
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
 
@@ -331,8 +336,31 @@ class LocalBridge:
         if loaded.handler is None:
             raise RuntimeError(f"{logical_id} could not be imported:\n{loaded.import_error}")
         lock = loaded.lock if self.per_function_concurrency else self._invoke_lock
+        context = LambdaContext(loaded.spec)
         with self.in_flight(), lock:
-            return loaded.handler(event, LambdaContext(loaded.spec))
+            started = time.perf_counter()
+            try:
+                result = loaded.handler(event, context)
+            except Exception as exc:
+                self._report(loaded.spec, context, event, None, exc, time.perf_counter() - started)
+                raise
+            self._report(loaded.spec, context, event, result, None, time.perf_counter() - started)
+        return result
+
+    def _report(
+        self,
+        spec: FunctionSpec,
+        context: LambdaContext,
+        event: Any,
+        result: Any,
+        error: Exception | None,
+        seconds: float,
+    ) -> None:
+        if self.handler_output is None:
+            return
+        records = self.handler_output.records_for(context.aws_request_id)
+        function = spec.handler.rpartition(".")[0] or spec.logical_id
+        log(describe_invocation(function, event, result, error, seconds, records))
 
     def is_idle(self) -> bool:
         """No invocation running and every consumed queue empty (nothing visible, in flight or delayed)."""
@@ -508,8 +536,20 @@ class LocalBridge:
             )
         if profile_token is not None and self.has_route("GET", "/profiles/{trafficType}/{key}"):
             lines.append(f"  curl -sS -H 'Authorization: Bearer {profile_token}' {self.url}/profiles/user/u-1001")
-        lines += [f"  curl -sS {self.url}/_local/idle", "", "Ctrl-C to stop.", ""]
+        lines += [f"  curl -sS {self.url}/_local/idle"]
+        if self.handler_output is not None and self.handler_output.path is not None:
+            lines += [
+                "",
+                f"Handler logs and metrics (JSON, one line each): {_shown(self.handler_output.path)}",
+                "  (`make run ARGS=--verbose` prints them here instead)",
+            ]
+        lines += ["", "Ctrl-C to stop.", ""]
         return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _identity_values(batch: Any) -> list[str]:

@@ -132,7 +132,8 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
             return
         route, parameters = matched
         status = self._invoke(route, parameters, path, raw_query, body)
-        self._access_log(path, status, started)
+        if bridge.handler_output is None:  # otherwise the invocation's own line says it
+            self._access_log(path, status, started)
 
     def _invoke(self, route: HttpRoute, parameters: dict[str, str], path: str, raw_query: str, body: bytes) -> int:
         bridge = self.server.bridge

@@ -34,7 +34,9 @@ EPILOG = """\
 examples:
   flagbridge --stack flagbridge-dev dlq list
   flagbridge --stack flagbridge-dev quarantine replay --source cdp-router --dry-run
-  flagbridge dlq list --help
+  flagbridge dlq list --json                   (AWS_ENDPOINT_URL and the variables set: the local runner)
+
+Every command has --help, with its own examples.
 
 exit status:
   0  ok

@@ -57,10 +57,10 @@ def _describe(exc: BaseException) -> str:
             "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         )
     if isinstance(exc, NoRegionError):
-        return "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your AWS profile"
+        return "no AWS region: set AWS_DEFAULT_REGION, or a region in your AWS profile (AWS_PROFILE)"
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ConnectionClosedError | ReadTimeoutError):
         endpoint = getattr(exc, "kwargs", {}).get("endpoint_url") or "the AWS endpoint"
-        return f"cannot reach {endpoint}: check AWS_ENDPOINT_URL, AWS_REGION and the network"
+        return f"cannot reach {endpoint}: check AWS_ENDPOINT_URL, AWS_DEFAULT_REGION and the network"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "Unknown"), error.get("Message", "")

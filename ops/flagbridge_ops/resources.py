@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -49,6 +50,12 @@ class Resources:
 
     @property
     def config(self) -> BridgeConfig:
+        """The configuration a replay applies: ``--config``, else ``FLAGBRIDGE_CONFIG``, else the checkout's."""
+        if not Path(self.settings.config_path).is_file():
+            raise CliError(
+                f"no configuration file at {self.settings.config_path}: "
+                "pass --config (the flagbridge.yaml you deployed) or set FLAGBRIDGE_CONFIG"
+            )
         return self.settings.config
 
     def require_bucket(self) -> str:
@@ -65,7 +72,7 @@ def stack_environment(cloudformation: Any, stack: str) -> tuple[dict[str, str], 
         error = exc.response.get("Error", {})
         if error.get("Code") == "ValidationError" and "does not exist" in error.get("Message", ""):
             region = getattr(getattr(cloudformation, "meta", None), "region_name", None) or "this region"
-            raise CliError(f"no stack named {stack!r} in {region} (check --stack and AWS_REGION)") from exc
+            raise CliError(f"no stack named {stack!r} in {region} (check --stack and AWS_DEFAULT_REGION)") from exc
         raise
     env: dict[str, str] = {}
     lanes: dict[str, str] = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +204,6 @@ def generate_mparticle() -> None:
 
 
 def generate() -> None:
-    sys.path.insert(0, str(ROOT / "layers" / "shared"))
     from flagbridge.config import load_config
     from flagbridge.impressions.ingest import ingest_impressions
     from flagbridge.quarantine import InMemoryQuarantine

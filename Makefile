@@ -12,9 +12,11 @@ TIERS := unit handlers infrastructure tools e2e faults hostile
 
 venv: $(STAMP)
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt
+# Then the project itself, editable: the `flagbridge` command, and both packages importable from anywhere.
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP)
 
 ## Start the whole bridge locally on moto server (Ctrl-C to stop); `make run ARGS=--verbose` shows every log line.

@@ -19,6 +19,9 @@ from flagbridge.queues import SqsSender
 from flagbridge.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # imported by the adapters below: only the functions that use them load them
+    from flagbridge.cdp.config import CompiledDestination
+    from flagbridge.forwarding.delivery import DeliveryService
+    from flagbridge.forwarding.destinations import Sink, SplitEventsClient, Urllib3Client
     from flagbridge.forwarding.ledger import DynamoDBLedger
     from flagbridge.profiles.store import DynamoDBProfileStore
 
@@ -117,6 +120,52 @@ def delivery_ledger() -> DynamoDBLedger:
     return DynamoDBLedger(aws_client("dynamodb"), settings().delivery_ledger_table)
 
 
+@cache
+def http_client() -> Urllib3Client:
+    """The outbound HTTP client of the destinations (one connection pool per container)."""
+    from flagbridge.forwarding.destinations import Urllib3Client
+
+    return Urllib3Client()
+
+
+def _destination_adapters() -> Any:
+    from flagbridge.forwarding.destinations import Adapters
+
+    # looked up at call time, so tests can replace http_client
+    return Adapters(http=lambda: http_client(), aws_client=aws_client, secret=secret)
+
+
+def destination_sink(destination: CompiledDestination) -> Sink:
+    """The sink of a (non-Split) destination, built from its options (``forwarding.destinations.SINK_BUILDERS``)."""
+    from flagbridge.forwarding.delivery import UndeliverableMessage
+    from flagbridge.forwarding.destinations import build_sink
+
+    try:
+        return build_sink(destination.type, destination.spec.options, _destination_adapters())
+    except LookupError as exc:
+        raise UndeliverableMessage(str(exc)) from exc
+
+
+def split_events_client(destination: CompiledDestination) -> SplitEventsClient:
+    from flagbridge.forwarding.destinations import build_split_client
+
+    return build_split_client(destination.spec.options, _destination_adapters())
+
+
+def delivery_service() -> DeliveryService:
+    """The destination-delivery function's service, wired to this container's adapters."""
+    from flagbridge.forwarding.delivery import DeliveryService
+
+    return DeliveryService(
+        settings().config.cdp,
+        delivery_ledger(),
+        split_events_client,
+        destination_sink,
+        destination_dead_letter_sender,
+        quarantine=quarantine(),
+    )
+
+
 def secret(name: str) -> str:
     """A Secrets Manager secret by name (cached by Powertools for FLAGBRIDGE_SECRETS_MAX_AGE seconds)."""
     return load_secret(name, "", settings().secrets_max_age_seconds)
@@ -140,11 +189,12 @@ def reset() -> None:
         batches_sender,
         queue_sender,
         delivery_ledger,
+        http_client,
         quarantine,
         profile_store,
         get_settings,
     ):
-        cached.cache_clear()
+        getattr(cached, "cache_clear", lambda: None)()  # a test may have replaced one (http_client)
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()

@@ -6,8 +6,8 @@
   message per mParticle batch, usually a handful of events, so sending each message on its own would cost a POST
   per message. Instead:
 
-  1. every message is parsed (one that is not a destination message is *undeliverable*: the handler keeps it in
-     the quarantine with the reason, as before);
+  1. every message is parsed (one that is not a destination message is *undeliverable*: :meth:`DeliveryService.process`
+     keeps it in the quarantine with the reason, as before);
   2. all their event ids ``<destination>#<event dedup id>`` (stable across redeliveries and replays) are claimed in
      the delivery ledger in bulk. An id that appears in several messages of the batch (a re-routed mParticle batch)
      is claimed once and sent with the first message that has it;
@@ -50,6 +50,7 @@ its claims are released and its messages retried, rather than risking a timeout 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,10 @@ from flagbridge.cdp.split_events import SplitEvent
 from flagbridge.cdp.split_requests import chunk_split_events
 from flagbridge.forwarding.destinations import PermanentDeliveryError, RetryableDeliveryError, Sink, SplitEventsClient
 from flagbridge.forwarding.ledger import TRANSACTION_LIMIT, Ledger
+from flagbridge.quarantine import Quarantine, put_message
 from flagbridge.queues import MessageSender, QueueRecord
+
+QUARANTINE_SOURCE = "destination-delivery"
 
 # The retry policy's default budget (RetryPolicy.budget_seconds): do not start a request with less time left.
 REQUEST_RESERVE_SECONDS = 25.0
@@ -93,6 +97,8 @@ class MessageResult:
     message_id: str
     outcome: DeliveryOutcome | None = None
     error: Exception | None = None
+    quarantine_failed: bool = False
+    """Undeliverable, but the quarantine write failed: redelivered, and kept next time."""
 
     @property
     def undeliverable(self) -> bool:
@@ -102,7 +108,7 @@ class MessageResult:
     @property
     def failed(self) -> bool:
         """To be redelivered by SQS (a batch item failure)."""
-        return self.error is not None and not self.undeliverable
+        return self.error is not None and (self.quarantine_failed or not self.undeliverable)
 
 
 @dataclass
@@ -132,6 +138,63 @@ class BatchOutcome:
             totals.setdefault(destination, DeliveryOutcome(destination)).requests = count
         return totals
 
+    def report(self) -> None:
+        """Per destination: metrics and one log line (counts only); one warning when the batch is incomplete."""
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        from flagbridge.observability import NAMESPACE, logger
+
+        messages: Counter[str] = Counter()
+        failed_messages: Counter[str] = Counter()
+        for result in self.results:
+            if result.outcome is not None:
+                messages[result.outcome.destination] += 1
+                failed_messages[result.outcome.destination] += result.failed and not result.undeliverable
+        for destination, total in self.totals().items():
+            for name, value in (
+                ("Delivered", total.sent),
+                ("DuplicatesSkipped", total.duplicates),
+                ("DeadLettered", total.dead_lettered),
+            ):
+                if value:
+                    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+                        metric.add_dimension(name="destination", value=destination)
+            logger.info(
+                "delivered",
+                extra={
+                    "destination": destination,
+                    "messages": messages[destination],
+                    "sent": total.sent,
+                    "duplicates": total.duplicates,
+                    "dead_lettered": total.dead_lettered,
+                    "requests": total.requests,
+                    "failed_messages": failed_messages[destination],
+                },
+            )
+        failed = self.failed_message_ids()
+        undeliverable = sum(result.undeliverable for result in self.results)
+        if failed or undeliverable or self.problems:
+            reasons = Counter(
+                failure_reason(result.error)
+                for result in self.results
+                if result.error is not None and not result.undeliverable
+            )
+            logger.warning(
+                "delivery incomplete",
+                extra={
+                    "records": len(self.results),
+                    "failed_records": len(failed),
+                    "undeliverable_records": undeliverable,
+                    "reasons": dict(reasons),
+                    "ledger_problems": self.problems,
+                },
+            )
+
+
+def failure_reason(error: Exception) -> str:
+    """Our delivery errors say what happened (status, counts); of anything else only the type is logged."""
+    return str(error)[:200] if isinstance(error, RetryableDeliveryError) else type(error).__name__
+
 
 @dataclass
 class _SplitMessage:
@@ -149,19 +212,52 @@ class DeliveryService:
 
     def __init__(
         self,
-        cdp: CdpConfig,
+        cdp: CdpConfig | None,
         ledger: Ledger,
         split_client: Callable[[CompiledDestination], SplitEventsClient],
         sink: Callable[[CompiledDestination], Sink],
         dead_letter: Callable[[str], MessageSender],
         request_reserve_seconds: float = REQUEST_RESERVE_SECONDS,
+        quarantine: Quarantine | None = None,
     ) -> None:
-        self._destinations: Mapping[str, CompiledDestination] = {d.name: d for d in cdp.compiled_destinations}
+        self._configured = cdp is not None
+        self._destinations: Mapping[str, CompiledDestination] = (
+            {d.name: d for d in cdp.compiled_destinations} if cdp is not None else {}
+        )
+        self._quarantine = quarantine
         self._ledger = ledger
         self._split_client = split_client
         self._sink = sink
         self._dead_letter = dead_letter
         self._reserve_ms = request_reserve_seconds * 1000
+
+    def process(self, records: Sequence[QueueRecord], remaining_ms: Callable[[], int] | None = None) -> BatchOutcome:
+        """Deliver one SQS batch (:meth:`deliver_batch`), then keep each undeliverable message in the quarantine
+        with the reason instead of cycling it to the DLQ; one whose quarantine write fails is redelivered."""
+        outcome = self.deliver_batch(records, remaining_ms)
+        for record, result in zip(records, outcome.results, strict=True):
+            if result.undeliverable and result.error is not None:
+                result.quarantine_failed = not self._keep(record, result.error)
+        return outcome
+
+    def _keep(self, record: QueueRecord, error: Exception) -> bool:
+        if self._quarantine is None:
+            return False
+        try:
+            put_message(
+                self._quarantine,
+                QUARANTINE_SOURCE,
+                record.message_id,
+                reason="undeliverable",
+                detail=str(error),
+                item=record.body,
+            )
+        except Exception as exc:  # not kept yet: redelivered, and kept next time
+            from flagbridge.observability import logger
+
+            logger.warning("quarantine write failed", extra={"error": type(exc).__name__})
+            return False
+        return True
 
     def deliver(self, body: str) -> DeliveryOutcome:
         """Deliver one message on its own; raises what :meth:`deliver_batch` reports as its error."""
@@ -180,6 +276,10 @@ class DeliveryService:
         invocation is about to time out.
         """
         batch = BatchOutcome([MessageResult(record.message_id) for record in records])
+        if not self._configured:  # no message can be delivered
+            for result in batch.results:
+                result.error = UndeliverableMessage("the configuration has no 'cdp' section")
+            return batch
         split: dict[str, list[_SplitMessage]] = {}
         others: list[tuple[MessageResult, CompiledDestination, dict[str, Any]]] = []
         for record, result in zip(records, batch.results, strict=True):

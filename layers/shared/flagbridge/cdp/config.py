@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from flagbridge.cdp.dataplan import (
     ActivatedEnvironment,
@@ -35,8 +35,8 @@ from flagbridge.cdp.dataplan import (
 )
 from flagbridge.cdp.filters import CompiledFilter, Filter, UsersMode
 from flagbridge.cdp.split_events import IdentityTrafficType, SplitMapper, SplitOptions
-from flagbridge.config import describe_config_errors
 from flagbridge.errors import ConfigError
+from flagbridge.rules import StrictModel, describe_config_errors
 
 __all__ = [
     "CdpConfig",
@@ -60,11 +60,7 @@ DestinationType = Literal["split", "webhook", "sqs", "sns", "eventbridge", "fire
 _SECRET_NAME = r"^[A-Za-z0-9/_+=.@:-]+$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataPlanConfig(_Strict):
+class DataPlanConfig(StrictModel):
     """One data plan version, as exported from mParticle (``version_document``) or written by hand."""
 
     plan_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -73,7 +69,7 @@ class DataPlanConfig(_Strict):
     activated_environment: ActivatedEnvironment
 
 
-class WebhookOptions(_Strict):
+class WebhookOptions(StrictModel):
     """Options of a ``type: webhook`` destination."""
 
     url: str = Field(pattern=r"^https?://\S+$")
@@ -81,19 +77,19 @@ class WebhookOptions(_Strict):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
-class SqsOptions(_Strict):
+class SqsOptions(StrictModel):
     """Options of a ``type: sqs`` destination."""
 
     queue_url: str = Field(pattern=r"^https?://\S+$")
 
 
-class SnsOptions(_Strict):
+class SnsOptions(StrictModel):
     """Options of a ``type: sns`` destination."""
 
     topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")
 
 
-class EventBridgeOptions(_Strict):
+class EventBridgeOptions(StrictModel):
     """Options of a ``type: eventbridge`` destination."""
 
     event_bus_name: str = Field(min_length=1, max_length=1600)
@@ -101,13 +97,13 @@ class EventBridgeOptions(_Strict):
     source: str = Field(default="flagbridge.cdp", min_length=1, max_length=256)
 
 
-class FirehoseOptions(_Strict):
+class FirehoseOptions(StrictModel):
     """Options of a ``type: firehose`` destination."""
 
     stream_name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
 
 
-class _Destination(_Strict):
+class _Destination(StrictModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
     filter: Filter = Field(default_factory=Filter)
 
@@ -154,17 +150,6 @@ class FirehoseDestination(_Destination):
     options: FirehoseOptions
 
 
-Destination = Annotated[
-    SplitDestination
-    | WebhookDestination
-    | SqsDestination
-    | SnsDestination
-    | EventBridgeDestination
-    | FirehoseDestination,
-    Field(discriminator="type"),
-]
-
-
 AnyDestination = (
     SplitDestination
     | WebhookDestination
@@ -173,6 +158,9 @@ AnyDestination = (
     | EventBridgeDestination
     | FirehoseDestination
 )
+"""Every destination model; a new destination type is one more model here (and its sink builder)."""
+
+Destination = Annotated[AnyDestination, Field(discriminator="type")]
 
 
 def default_users_mode(destination_type: str) -> UsersMode:
@@ -191,7 +179,7 @@ class CompiledDestination:
     split: SplitMapper | None
 
 
-class CdpConfig(_Strict):
+class CdpConfig(StrictModel):
     """The CDP -> destinations configuration (the ``cdp`` section of the configuration file)."""
 
     data_plans: list[DataPlanConfig] = Field(default_factory=list)

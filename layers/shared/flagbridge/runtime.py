@@ -76,7 +76,7 @@ def batches_sender() -> SqsSender:
 
 
 def mparticle_credentials() -> tuple[str, str]:
-    from flagbridge.forwarding.auth import parse_credentials
+    from flagbridge.auth import parse_credentials
 
     current = settings()
     return parse_credentials(
@@ -137,13 +137,13 @@ def _destination_adapters() -> Any:
 
 def destination_sink(destination: CompiledDestination) -> Sink:
     """The sink of a (non-Split) destination, built from its options (``forwarding.destinations.SINK_BUILDERS``)."""
-    from flagbridge.forwarding.delivery import UndeliverableMessage
+    from flagbridge.forwarding.delivery import UndeliverableMessageError
     from flagbridge.forwarding.destinations import build_sink
 
     try:
         return build_sink(destination.type, destination.spec.options, _destination_adapters())
     except LookupError as exc:
-        raise UndeliverableMessage(str(exc)) from exc
+        raise UndeliverableMessageError(str(exc)) from exc
 
 
 def split_events_client(destination: CompiledDestination) -> SplitEventsClient:

@@ -28,7 +28,7 @@
     still have an unsent event are reported for redelivery; messages whose events were all sent before the failure
     are acknowledged;
   * one of its ids claimed by another delivery that has not finished -> the message is retried
-    (:class:`DeliveryInProgress`), its other events are sent now.
+    (:class:`DeliveryInProgressError`), its other events are sent now.
 
 * other types: the filtered batch of each message is claimed by ``<destination>#<batch key>`` and delivered on its
   own, as before.
@@ -41,7 +41,7 @@ one is claimed, and sent, by exactly one later delivery.
 
 Ids already claimed are duplicates only when they were sent: a claim still ``pending`` belongs to a delivery in
 progress or to one that died before sending (a Lambda timeout), so the message is retried
-(:class:`DeliveryInProgress`) until that claim is marked sent or goes stale and can be taken over. A new request
+(:class:`DeliveryInProgressError`) until that claim is marked sent or goes stale and can be taken over. A new request
 is not started when less than ``request_reserve_seconds`` of the invocation are left (the retry policy's budget):
 its claims are released and its messages retried, rather than risking a timeout between Split's 202 and the
 ``sent`` mark.
@@ -58,12 +58,13 @@ from typing import Any
 from flagbridge.cdp.config import CdpConfig, CompiledDestination
 from flagbridge.cdp.split_events import SplitEvent
 from flagbridge.cdp.split_requests import chunk_split_events
+from flagbridge.errors import FlagbridgeError
 from flagbridge.forwarding.destinations import PermanentDeliveryError, RetryableDeliveryError, Sink, SplitEventsClient
 from flagbridge.forwarding.ledger import TRANSACTION_LIMIT, Ledger
-from flagbridge.quarantine import Quarantine, put_message
+from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import MessageSender, QueueRecord
 
-QUARANTINE_SOURCE = "destination-delivery"
+QUARANTINE_SOURCE = QuarantineSource.DESTINATION_DELIVERY  # (the name the operator CLI imports)
 
 # The retry policy's default budget (RetryPolicy.budget_seconds): do not start a request with less time left.
 REQUEST_RESERVE_SECONDS = 25.0
@@ -73,11 +74,11 @@ _CLAIMED, _SENT, _DEAD_LETTERED, _RELEASED = "claimed", "sent", "dead_lettered",
 _DONE = frozenset({_SENT, _DEAD_LETTERED})
 
 
-class UndeliverableMessage(Exception):
+class UndeliverableMessageError(FlagbridgeError):
     """The message can never be delivered as it is (unknown destination, wrong shape)."""
 
 
-class DeliveryInProgress(RetryableDeliveryError):
+class DeliveryInProgressError(RetryableDeliveryError):
     """Some of the message's ids are claimed by another delivery that has not finished: retry later."""
 
 
@@ -103,7 +104,7 @@ class MessageResult:
     @property
     def undeliverable(self) -> bool:
         """Never deliverable as it is: to be kept in the quarantine with the reason, then acknowledged."""
-        return isinstance(self.error, UndeliverableMessage)
+        return isinstance(self.error, UndeliverableMessageError)
 
     @property
     def failed(self) -> bool:
@@ -278,7 +279,7 @@ class DeliveryService:
         batch = BatchOutcome([MessageResult(record.message_id) for record in records])
         if not self._configured:  # no message can be delivered
             for result in batch.results:
-                result.error = UndeliverableMessage("the configuration has no 'cdp' section")
+                result.error = UndeliverableMessageError("the configuration has no 'cdp' section")
             return batch
         split: dict[str, list[_SplitMessage]] = {}
         others: list[tuple[MessageResult, CompiledDestination, dict[str, Any]]] = []
@@ -291,7 +292,7 @@ class DeliveryService:
                     )
                 else:
                     others.append((result, destination, message))
-            except UndeliverableMessage as exc:
+            except UndeliverableMessageError as exc:
                 result.error = exc
         for name, messages in split.items():
             self._deliver_split(self._destinations[name], messages, batch, remaining_ms)
@@ -315,14 +316,14 @@ class DeliveryService:
             message = json.loads(body, parse_constant=constant)
             name = message["destination"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise UndeliverableMessage("not a destination message") from exc
+            raise UndeliverableMessageError("not a destination message") from exc
         if not isinstance(message, dict) or not isinstance(name, str):
-            raise UndeliverableMessage("not a destination message")
+            raise UndeliverableMessageError("not a destination message")
         destination = self._destinations.get(name)
         if destination is None:
-            raise UndeliverableMessage(f"destination {name!r} is not configured")
+            raise UndeliverableMessageError(f"destination {name!r} is not configured")
         if constants and destination.type == "split":  # Split bodies are strict JSON: NaN/Infinity cannot be sent
-            raise UndeliverableMessage(f"{constants[0]} is not JSON")
+            raise UndeliverableMessageError(f"{constants[0]} is not JSON")
         return destination, message
 
     @staticmethod
@@ -330,7 +331,7 @@ class DeliveryService:
         """The message's events by ledger id, in order (a repeated id once: its first event)."""
         items = message.get("split_events", [])
         if not isinstance(items, list):
-            raise UndeliverableMessage("split_events is not a list")
+            raise UndeliverableMessageError("split_events is not a list")
         events: dict[str, SplitEvent] = {}
         for item in items:
             try:
@@ -338,9 +339,9 @@ class DeliveryService:
                     item["body"], item["event_index"], item["message_id"], item.get("product_index"), item["dedup_id"]
                 )
             except (KeyError, TypeError, AttributeError) as exc:
-                raise UndeliverableMessage("a Split event lacks its body or ids") from exc
+                raise UndeliverableMessageError("a Split event lacks its body or ids") from exc
             if not isinstance(event.body, dict) or not isinstance(event.dedup_id, str) or not event.dedup_id:
-                raise UndeliverableMessage("a Split event lacks its body or ids")
+                raise UndeliverableMessageError("a Split event lacks its body or ids")
             events.setdefault(f"{destination.name}#{event.dedup_id}", event)
         return events
 
@@ -398,7 +399,7 @@ class DeliveryService:
             if unsent:
                 item.result.error = item.error or failure or RetryableDeliveryError(f"{unsent} event(s) not sent")
             elif pending:
-                item.result.error = DeliveryInProgress(f"{pending} event(s) are claimed by an unfinished delivery")
+                item.result.error = DeliveryInProgressError(f"{pending} event(s) are claimed by an unfinished delivery")
 
     def _send_split(
         self,
@@ -508,7 +509,7 @@ class DeliveryService:
         ledger_id = f"{destination.name}#{message.get('batch_key')}"
         if not self._ledger.claim([ledger_id]):
             if self._ledger.pending([ledger_id]):
-                raise DeliveryInProgress(f"{ledger_id} is claimed by an unfinished delivery")
+                raise DeliveryInProgressError(f"{ledger_id} is claimed by an unfinished delivery")
             outcome.duplicates = 1
             return outcome
         try:

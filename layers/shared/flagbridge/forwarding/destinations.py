@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from flagbridge.cdp.split_requests import backoff_delay
+from flagbridge.errors import FlagbridgeError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class RetryableDeliveryError(Exception):
+class RetryableDeliveryError(FlagbridgeError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class PermanentDeliveryError(Exception):
+class PermanentDeliveryError(FlagbridgeError):
     def __init__(self, message: str, status: int | None = None, response_body: str = "") -> None:
         super().__init__(message)
         self.status = status

@@ -20,8 +20,11 @@ from collections.abc import Mapping
 from flagbridge.errors import ConfigError, RequestError
 
 
-def load_secret(secret_name: str, direct_value: str, max_age: int) -> str:
-    """The secret's value: from Secrets Manager by name, else the direct (local) value."""
+def load_secret(secret_name: str, direct_value: str, max_age: int, variable: str = "the secret name") -> str:
+    """The secret's value: from Secrets Manager by name, else the direct (local) value.
+
+    ``variable`` names the setting of the secret's name in the ConfigError raised when neither is set.
+    """
     if secret_name:
         from aws_lambda_powertools.utilities import parameters  # imported lazily: keeps cold starts small
 
@@ -31,7 +34,7 @@ def load_secret(secret_name: str, direct_value: str, max_age: int) -> str:
         return str(value).strip()
     if direct_value:
         return direct_value
-    raise ConfigError("no secret configured: set the secret name (AWS) or the local value")
+    raise ConfigError(f"{variable} is not set (nor its local value)")
 
 
 def tokens_equal(provided: str, expected: str) -> bool:

@@ -55,24 +55,24 @@ def init_complete() -> None:
 
 @cache
 def impressions_sender() -> SqsSender:
-    return SqsSender(aws_client("sqs"), settings().impressions_queue_url)
+    return SqsSender(aws_client("sqs"), settings().require("impressions_queue_url"))
 
 
 @cache
 def quarantine() -> S3Quarantine:
-    return S3Quarantine(aws_client("s3"), settings().quarantine_bucket)
+    return S3Quarantine(aws_client("s3"), settings().require("quarantine_bucket"))
 
 
 @cache
 def profile_store() -> DynamoDBProfileStore:
     from flagbridge.profiles.store import DynamoDBProfileStore
 
-    return DynamoDBProfileStore(aws_client("dynamodb"), settings().profiles_table)
+    return DynamoDBProfileStore(aws_client("dynamodb"), settings().require("profiles_table"))
 
 
 @cache
 def batches_sender() -> SqsSender:
-    return SqsSender(aws_client("sqs"), settings().batches_queue_url)
+    return SqsSender(aws_client("sqs"), settings().require("batches_queue_url"))
 
 
 def mparticle_credentials() -> tuple[str, str]:
@@ -81,7 +81,10 @@ def mparticle_credentials() -> tuple[str, str]:
     current = settings()
     return parse_credentials(
         load_secret(
-            current.mparticle_credentials_secret, current.mparticle_credentials, current.secrets_max_age_seconds
+            current.mparticle_credentials_secret,
+            current.mparticle_credentials,
+            current.secrets_max_age_seconds,
+            "MPARTICLE_CREDENTIALS_SECRET",
         )
     )
 
@@ -89,7 +92,10 @@ def mparticle_credentials() -> tuple[str, str]:
 def mparticle_webhook_auth() -> str:
     current = settings()
     return load_secret(
-        current.mparticle_webhook_auth_secret, current.mparticle_webhook_auth, current.secrets_max_age_seconds
+        current.mparticle_webhook_auth_secret,
+        current.mparticle_webhook_auth,
+        current.secrets_max_age_seconds,
+        "MPARTICLE_WEBHOOK_AUTH_SECRET",
     )
 
 
@@ -117,7 +123,7 @@ def destination_dead_letter_sender(destination: str) -> SqsSender:
 def delivery_ledger() -> DynamoDBLedger:
     from flagbridge.forwarding.ledger import DynamoDBLedger
 
-    return DynamoDBLedger(aws_client("dynamodb"), settings().delivery_ledger_table)
+    return DynamoDBLedger(aws_client("dynamodb"), settings().require("delivery_ledger_table"))
 
 
 @cache
@@ -173,12 +179,19 @@ def secret(name: str) -> str:
 
 def webhook_token() -> str:
     current = settings()
-    return load_secret(current.webhook_token_secret, current.webhook_token, current.secrets_max_age_seconds)
+    return load_secret(
+        current.webhook_token_secret, current.webhook_token, current.secrets_max_age_seconds, "WEBHOOK_TOKEN_SECRET"
+    )
 
 
 def profile_api_token() -> str:
     current = settings()
-    return load_secret(current.profile_api_token_secret, current.profile_api_token, current.secrets_max_age_seconds)
+    return load_secret(
+        current.profile_api_token_secret,
+        current.profile_api_token,
+        current.secrets_max_age_seconds,
+        "PROFILE_API_TOKEN_SECRET",
+    )
 
 
 def reset() -> None:

@@ -2,8 +2,8 @@
 
 :class:`CdpConfig` is validated by pydantic (unknown keys are errors, models are frozen) and compiles
 everything once at load: data plan JSON Schemas (fastjsonschema), filter wildcards and regexes, and
-the Split mapping of each Split destination. See ``example_config.yaml`` next to this module for a
-commented example.
+the Split mapping of each Split destination. See the ``cdp:`` section of
+``layers/shared/config/flagbridge.yaml`` for a commented example.
 
 Destination types and their ``options``:
 
@@ -21,7 +21,6 @@ When a destination's ``filter.users`` is omitted it defaults to ``test_only`` fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
@@ -52,7 +51,6 @@ __all__ = [
     "SplitOptions",
     "SqsOptions",
     "WebhookOptions",
-    "load_cdp_config",
     "parse_cdp_config",
 ]
 
@@ -265,21 +263,3 @@ def parse_cdp_config(document: Any, source: str = "<cdp config>") -> CdpConfig:
         return CdpConfig.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid cdp configuration at {describe_config_errors(exc)}") from exc
-
-
-def load_cdp_config(path: str | Path) -> CdpConfig:
-    """Read and validate a YAML file holding a ``cdp`` section (e.g. ``example_config.yaml``)."""
-    import yaml  # only this helper reads YAML; the functions load JSON (see flagbridge.config.load_config)
-
-    config_path = Path(path)
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {config_path}: {exc.strerror}") from exc
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
-    if isinstance(document, dict) and set(document) == {"cdp"}:
-        document = document["cdp"]
-    return parse_cdp_config(document, source=str(config_path))

@@ -253,8 +253,8 @@ def _resolve_definition(
         unknown = sorted(set(definition) - {"include", "values"})
         if unknown:
             raise ValueError(f"attack set {name!r}: unknown key(s) {', '.join(unknown)} (use include, values)")
-        includes = definition.get("include") or ()
-        values = definition.get("values") or ()
+        includes = definition.get("include") or []
+        values = definition.get("values") or []
         if not isinstance(includes, list) or not all(isinstance(item, str) for item in includes):
             raise ValueError(f"attack set {name!r}: include must be a list of set names")
         if not isinstance(values, list):

@@ -41,6 +41,7 @@ _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u201e":
 _STRAIGHT = {'"', "'"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 _ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});)([^;\s<>]{0,40};?)")
+_RUNAWAY = re.compile(r"\s+[A-Za-z_][A-Za-z0-9_.:-]*\s*=\s*$")
 _PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 _REFERENCE = re.compile(r"&(amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});")
 
@@ -214,6 +215,11 @@ class _Tokenizer:
         if end < len(text) and text[end] in closers:
             closing = text[end]
             value = text[pos + 1 : end]
+            runaway = _RUNAWAY.search(value)
+            if runaway is not None:  # Probability="5% AttackSet="x": the quote after 5% is missing
+                value = value[: runaway.start()]
+                self.warn(pos, f"<{element}> {attribute}: closing quote missing, read as \"{value}\"")
+                return value, pos + 1 + runaway.start()
             if opening not in _STRAIGHT or closing not in _STRAIGHT:
                 self.warn(pos, f"<{element}> {attribute}: curly quotes {opening}{value}{closing} read as \"{value}\"")
             return value, end + 1

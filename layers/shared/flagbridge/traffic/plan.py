@@ -188,7 +188,7 @@ class _Reader:
     def __init__(self, source: str, locations: Mapping[str, str] | None) -> None:
         self.source = source
         self.locations = locations or {}
-        self.set_names: set[str] = set()
+        self.set_names: dict[str, None] = {}  # in order of first use
 
     def fail(self, key: str, message: str) -> PlanError:
         where = self.locations.get(key)
@@ -219,7 +219,7 @@ class _Reader:
             return None
         if not isinstance(value, str) or not value.strip():
             raise self.fail(f"{key}.{name}", f"must be an attack set name, got {value!r}")
-        self.set_names.add(value.strip())
+        self.set_names.setdefault(value.strip(), None)
         return value.strip()
 
     def element(self, document: Any, key: str) -> ElementRule | None:
@@ -369,7 +369,7 @@ def parse_plan(
         raise reader.fail("attack_sets", "must map attack set names to a list of values or {include, values}")
     definitions.update({str(name): value for name, value in inline.items()})
     resolved: dict[str, tuple[Payload, ...]] = {}
-    for name in sorted(reader.set_names):
+    for name in reader.set_names:
         try:
             resolved[name] = resolve_set(name, definitions, source)
         except ValueError as exc:

@@ -48,6 +48,8 @@ _REQUEST_KEYS = frozenset(
 class Tester:
     """One member of the run's tester pool (a key the bridge's test-user rules mark as a tester)."""
 
+    __test__ = False  # not a pytest test class
+
     key: str
     email: str | None = None
 

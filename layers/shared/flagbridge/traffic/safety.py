@@ -179,11 +179,11 @@ class TokenBucket:
         """Take one token, sleeping until one is available; returns the seconds slept."""
         self._refill()
         slept = 0.0
-        while self._tokens < 1.0:
-            wait = (1.0 - self._tokens) / self.rate
-            self._sleep(wait)
-            slept += wait
+        if self._tokens < 1.0:
+            slept = (1.0 - self._tokens) / self.rate
+            self._sleep(slept)
             self._refill()
+            self._tokens = max(self._tokens, 1.0)  # waited long enough; float rounding must not loop
         self._tokens -= 1.0
         return slept
 

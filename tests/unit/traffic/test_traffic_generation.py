@@ -36,7 +36,9 @@ def digest(generator: TrafficGenerator, indices: Sequence[int]) -> str:
 # --- determinism ------------------------------------------------------------------------------
 
 
-def test_a_case_is_byte_identical_whenever_and_wherever_it_is_generated(body_plan: TrafficPlan, model: RequestModel) -> None:
+def test_a_case_is_byte_identical_whenever_and_wherever_it_is_generated(
+    body_plan: TrafficPlan, model: RequestModel
+) -> None:
     first = make_generator(body_plan, model)
     forward = [first.case(index).request.to_bytes() for index in range(200)]
     second = make_generator(body_plan, model)  # a new generator, cases in another order
@@ -46,7 +48,9 @@ def test_a_case_is_byte_identical_whenever_and_wherever_it_is_generated(body_pla
     assert len(set(forward)) == 200
 
 
-def test_seed_and_plan_change_the_cases(body_plan: TrafficPlan, published_plan: TrafficPlan, model: RequestModel) -> None:
+def test_seed_and_plan_change_the_cases(
+    body_plan: TrafficPlan, published_plan: TrafficPlan, model: RequestModel
+) -> None:
     base = digest(make_generator(body_plan, model, seed=7), range(50))
     assert digest(make_generator(body_plan, model, seed=8), range(50)) != base
     assert digest(make_generator(published_plan, model, seed=7), range(50)) != base
@@ -94,7 +98,10 @@ def _digest_with(python: str, tmp_path: Path) -> str:
     plan_path, model_path = _documents(tmp_path)
     result = subprocess.run(
         [python, "-c", _DIGEST_SCRIPT, str(ROOT / "layers" / "shared"), str(plan_path), str(model_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip()
@@ -111,7 +118,9 @@ def _pyenv_313() -> str | None:
     return None
 
 
-def test_cases_are_byte_identical_in_another_process_and_python(body_plan: TrafficPlan, model: RequestModel, tmp_path: Path) -> None:
+def test_cases_are_byte_identical_in_another_process_and_python(
+    body_plan: TrafficPlan, model: RequestModel, tmp_path: Path
+) -> None:
     """The same bytes here, in a fresh process (new hash seed), under CPython 3.13, and as pinned in the repo."""
     here = digest(make_generator(body_plan, model), range(300))
     assert _digest_with(sys.executable, tmp_path) == here
@@ -178,7 +187,9 @@ def test_destructive_methods_are_off_unless_opted_in() -> None:
     model = tiny_model(method="DELETE")
     with pytest.raises(SafetyError, match="destructive"):
         TrafficGenerator(parse_plan({}), model, [Tester("qa-1")], seed=1, run_id="r", clock_ms=0)
-    TrafficGenerator(parse_plan({"safety": {"allow_destructive": True}}), model, [Tester("qa-1")], seed=1, run_id="r", clock_ms=0)
+    TrafficGenerator(
+        parse_plan({"safety": {"allow_destructive": True}}), model, [Tester("qa-1")], seed=1, run_id="r", clock_ms=0
+    )
     plan = parse_plan({"method": {"probability": 1, "attack_set": "http_methods"}})
     generator = TrafficGenerator(plan, tiny_model(), [Tester("qa-1")], seed=1, run_id="r", clock_ms=0)
     assert {generator.case(i).request.method for i in range(400)}.isdisjoint({"DELETE"})
@@ -201,7 +212,9 @@ def test_explain_gives_words_and_the_exact_figures(body_plan: TrafficPlan, model
 
 def test_manifest_record_and_curl(body_plan: TrafficPlan, model: RequestModel) -> None:
     generator = make_generator(body_plan, model)
-    case = next(generator.case(i) for i in range(100) if any(m.attack == "long_strings" for m in generator.case(i).mutations))
+    case = next(
+        generator.case(i) for i in range(100) if any(m.attack == "long_strings" for m in generator.case(i).mutations)
+    )
     record = case_record(case, Outcome(500, 12.5, 20, "abcd"))
     assert record["id"] == case.case_id and record["response"]["status"] == 500
     assert any("chars)" in str(m["new"]) for m in record["mutations"])  # long values are cut in the manifest
@@ -221,8 +234,11 @@ def har(*urls: str) -> dict:
                 "request": {
                     "method": "POST",
                     "url": url,
-                    "headers": [{"name": ":authority", "value": "x"}, {"name": "Authorization", "value": "Bearer s3cret"},
-                                {"name": "Content-Type", "value": "application/json"}],
+                    "headers": [
+                        {"name": ":authority", "value": "x"},
+                        {"name": "Authorization", "value": "Bearer s3cret"},
+                        {"name": "Content-Type", "value": "application/json"},
+                    ],
                     "queryString": [{"name": "a", "value": "1"}],
                     "cookies": [{"name": "sid", "value": "abc"}],
                     "postData": {"mimeType": "application/json", "text": '{"k": [1, 2]}'},
@@ -262,8 +278,17 @@ def test_allowlist_hosts_and_path_prefixes() -> None:
 
 def test_tester_pool_is_checked_against_the_bridge_rules() -> None:
     rules = TestUsersConfig.model_validate(
-        {"rules": [{"name": "qa", "type": "key_pattern", "pattern": "qa-.*"},
-                   {"name": "mail", "type": "key_pattern", "pattern": ".*@qa\\.example\\.com", "identity_types": ["email"]}]}
+        {
+            "rules": [
+                {"name": "qa", "type": "key_pattern", "pattern": "qa-.*"},
+                {
+                    "name": "mail",
+                    "type": "key_pattern",
+                    "pattern": ".*@qa\\.example\\.com",
+                    "identity_types": ["email"],
+                },
+            ]
+        }
     )
     assert check_testers(TESTERS, rules) == ["qa", "qa"]
     assert check_testers([Tester("anyone", "x@qa.example.com")], rules) == ["mail"]

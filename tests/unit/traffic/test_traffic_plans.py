@@ -59,7 +59,9 @@ def test_predefined_and_numeric_references_are_fine() -> None:
 
 
 def test_unquoted_and_unterminated_values_are_repaired_with_warnings() -> None:
-    document, warnings, _ = xml_plan_document('<Request MaxAttacks=2>\n<Method Probability="5% AttackSet="http_methods"/>\n')
+    document, warnings, _ = xml_plan_document(
+        '<Request MaxAttacks=2>\n<Method Probability="5% AttackSet="http_methods"/>\n'
+    )
     assert document["max_attacks"] == "2"
     assert any("unquoted" in w for w in warnings)
 
@@ -76,13 +78,29 @@ def test_probabilities(value: object, expected: float) -> None:
     [
         ({"method": {"probability": "150%", "attack_set": "http_methods"}}, "'method.probability'", "150%"),
         ({"path": {"probability": -1, "attack_set": "path_traversal"}}, "'path.probability'", "-1"),
-        ({"headers": {"keys": {"Authorization": {"value_chance": "150%"}}}}, "'headers.keys.Authorization.value_chance'", "150%"),
-        ({"method": {"probability": "5%", "attack_set": "AttacksZ"}}, "'method.attack_set'", "unknown attack set 'AttacksZ'"),
+        (
+            {"headers": {"keys": {"Authorization": {"value_chance": "150%"}}}},
+            "'headers.keys.Authorization.value_chance'",
+            "150%",
+        ),
+        (
+            {"method": {"probability": "5%", "attack_set": "AttacksZ"}},
+            "'method.attack_set'",
+            "unknown attack set 'AttacksZ'",
+        ),
         ({"method": {"probability": "5%"}}, "'method.attack_set'", "required"),
         ({"max_attacks": 0}, "'max_attacks'", "whole number"),
         ({"metod": {}}, "'metod'", "unknown key"),
-        ({"body": [{"pointer": "items/*", "probability": "5%", "attack_set": "xss"}]}, "'body.0.pointer'", "JSON Pointer"),
-        ({"attack_sets": {"A": {"include": ["A"]}}, "query": {"value_chance": "1%", "value_attacks": "A"}}, "'query.value_attacks'", "includes itself"),
+        (
+            {"body": [{"pointer": "items/*", "probability": "5%", "attack_set": "xss"}]},
+            "'body.0.pointer'",
+            "JSON Pointer",
+        ),
+        (
+            {"attack_sets": {"A": {"include": ["A"]}}, "query": {"value_chance": "1%", "value_attacks": "A"}},
+            "'query.value_attacks'",
+            "includes itself",
+        ),
     ],
 )
 def test_validation_errors_are_one_line_naming_the_key(document: dict, key: str, fragment: str) -> None:

@@ -103,7 +103,9 @@ def assert_frequencies_hold(generator: TrafficGenerator, cases: list) -> int:
             observed = mutated[(route, element)]
             checked += 1
             if not low <= observed <= high:
-                failures.append(f"{route} {element}: {observed}/{n}, expected {rate.mutated * n:.1f} in [{low}, {high}]")
+                failures.append(
+                    f"{route} {element}: {observed}/{n}, expected {rate.mutated * n:.1f} in [{low}, {high}]"
+                )
         unexpected = {e for (r, e) in mutated if r == route} - set(generator.expected_rates(route))
         assert not unexpected, f"mutated elements the plan does not name: {unexpected}"
     assert not failures, "\n".join(failures)
@@ -151,7 +153,7 @@ def test_caps_are_never_exceeded(run_name: str, request: pytest.FixtureRequest) 
 
 @pytest.mark.parametrize("run_name", ["published_run", "body_run"])
 def test_frozen_elements_are_never_changed(run_name: str, request: pytest.FixtureRequest) -> None:
-    generator, cases = request.getfixturevalue(run_name)
+    _, cases = request.getfixturevalue(run_name)
     for case in cases:
         wire = case.request
         elements = {mutation.element for mutation in case.mutations}

@@ -355,8 +355,10 @@ class TrafficGenerator:
             }
             if kind == "query" and rule.element is not None:
                 # the published QueryLine: the query as one element, its parameter values as units
-                units = [("query", index, 1) for index in range(len(pairs)) if index not in frozen]
-                site = self._site("query", rule.element, "query", units)
+                query_units: list[tuple[Any, ...]] = [
+                    ("query", index, 1) for index in range(len(pairs)) if index not in frozen
+                ]
+                site = self._site("query", rule.element, "query", query_units)
                 sites += [site] if site else []
                 rule = MapRule(rule.defaults, rule.overrides, None, rule.case_insensitive)
             sites += self._entry_sites(kind, rule, names, frozen, key_context, value_context)
@@ -398,12 +400,26 @@ class TrafficGenerator:
                         if entry.value_chance > 0 and entry.value_attacks:
                             payloads = self._payloads(entry.value_attacks, "body", child_label)
                             sites.append(
-                                Site(child_label, entry.value_chance, entry.value_attacks, payloads, (("body", child, "value"),), 1)
+                                Site(
+                                    child_label,
+                                    entry.value_chance,
+                                    entry.value_attacks,
+                                    payloads,
+                                    (("body", child, "value"),),
+                                    1,
+                                )
                             )
                         if isinstance(node, dict) and entry.key_chance > 0 and entry.key_attacks:
                             payloads = self._payloads(entry.key_attacks, "body_key", child_label + "#key")
                             sites.append(
-                                Site(child_label + "#key", entry.key_chance, entry.key_attacks, payloads, (("body", child, "key"),), 1)
+                                Site(
+                                    child_label + "#key",
+                                    entry.key_chance,
+                                    entry.key_attacks,
+                                    payloads,
+                                    (("body", child, "key"),),
+                                    1,
+                                )
                             )
         return sites
 
@@ -474,7 +490,9 @@ class TrafficGenerator:
                 choice = rng.below(len(site.payloads))
                 payload = site.payloads[choice]
                 mutations.append(
-                    Mutation(site.element, unit, site.attack_set, payload.category, choice, payload.value, _read(draft, unit))
+                    Mutation(
+                        site.element, unit, site.attack_set, payload.category, choice, payload.value, _read(draft, unit)
+                    )
                 )
         return mutations
 
@@ -572,7 +590,9 @@ def _write_body(draft: _Draft, path: tuple[Any, ...], side: str, value: Any) -> 
         parent = parent[part]
     last = path[-1]
     if side == "value":
-        if isinstance(parent, dict) and last in parent or isinstance(parent, list) and isinstance(last, int) and last < len(parent):
+        if (isinstance(parent, dict) and last in parent) or (
+            isinstance(parent, list) and isinstance(last, int) and last < len(parent)
+        ):
             parent[last] = value
         return
     if isinstance(parent, dict) and last in parent:

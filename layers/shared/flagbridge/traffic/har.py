@@ -117,8 +117,13 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
         merged[key] = item
     if not merged:
         hosts = ", ".join(sorted(skipped)) or "none"
-        raise SafetyError(f"{source}: no request in the HAR is to an allowed host (hosts seen: {hosts}); nothing imported")
-    warnings = [f"{source}: skipped {count} request(s) to {host} (not in the traffic allowlist)" for host, count in sorted(skipped.items())]
+        raise SafetyError(
+            f"{source}: no request in the HAR is to an allowed host (hosts seen: {hosts}); nothing imported"
+        )
+    warnings = [
+        f"{source}: skipped {count} request(s) to {host} (not in the traffic allowlist)"
+        for host, count in sorted(skipped.items())
+    ]
     if redacted:
         warnings.append(
             f"{source}: replaced {', '.join(sorted(redacted))} with {REDACTED!r} (credentials never go into a model; "

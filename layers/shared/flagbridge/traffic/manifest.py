@@ -114,7 +114,7 @@ class ManifestWriter:
 
 def read_manifest(path: str | Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
     """The run header and an iterator over the case records of a manifest file."""
-    handle = Path(path).open(encoding="utf-8")
+    handle = Path(path).open(encoding="utf-8")  # noqa: SIM115 - closed by the iterator below
     first = handle.readline()
     try:
         header = json.loads(first)
@@ -151,7 +151,11 @@ def _element_words(name: str, rule: ElementRule | None, unit: str) -> str | None
         return None
     if rule.probability == 0:
         return f"{name}: frozen (probability 0)"
-    cap = f"up to {rule.max_attacks} {unit}{'s' if rule.max_attacks > 1 else ''}" if rule.max_attacks > 1 else f"one {unit}"
+    cap = (
+        f"up to {rule.max_attacks} {unit}{'s' if rule.max_attacks > 1 else ''}"
+        if rule.max_attacks > 1
+        else f"one {unit}"
+    )
     return f"{name}: mutated in {_percent(rule.probability)} of requests ({cap}, attack set {rule.attack_set})"
 
 
@@ -197,13 +201,17 @@ def explain(plan: TrafficPlan, generator: TrafficGenerator | None = None, warnin
                 lines.append(words)
         if rule.entries is not None:
             lines += _map_words(f"Body {rule.pointer} entries", rule.entries)
-    lines.append("Always frozen: the tester identity ({{tester.*}} values and what contains them) and the run tag header.")
+    lines.append(
+        "Always frozen: the tester identity ({{tester.*}} values and what contains them) and the run tag header."
+    )
     if not plan.allow_destructive:
         lines.append(f"Destructive methods never sent: {', '.join(sorted(plan.destructive_methods))}.")
     lines.append("Attack sets:")
     for name, payloads in sorted(plan.attack_sets.items()):
         categories = sorted({item.category for item in payloads})
-        described = [f"{c} ({BUILTIN_SETS[c].description})" if c in BUILTIN_SETS else f"{c} (inline)" for c in categories]
+        described = [
+            f"{c} ({BUILTIN_SETS[c].description})" if c in BUILTIN_SETS else f"{c} (inline)" for c in categories
+        ]
         lines.append(f"  {name}: {len(payloads)} values from {', '.join(described)}")
     if generator is None:
         lines.append("Give --model for the exact expected mutations per 1,000 requests under the caps.")
@@ -220,9 +228,7 @@ def _expected_lines(generator: TrafficGenerator) -> list[str]:
     lines = ["Expected per 1,000 requests (exact under the caps; see flagbridge.traffic.stats):"]
     for request in model.requests:
         share = request.weight / model.total_weight
-        lines.append(
-            f"  {request.name} ({request.method} {request.path_text}, {_percent(share)} of requests):"
-        )
+        lines.append(f"  {request.name} ({request.method} {request.path_text}, {_percent(share)} of requests):")
         rates = generator.expected_rates(request.name)
         sites = generator.sites(request.name)
         if not sites:

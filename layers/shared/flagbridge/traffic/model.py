@@ -222,7 +222,9 @@ def compile_body(value: Any, where: str, tester_paths: list[tuple[Any, ...]], pa
             items.append((key, compile_body(item, where, tester_paths, (*path, key))))
         return BodyNode("dict", tuple(items))
     if isinstance(value, list):
-        return BodyNode("list", tuple(compile_body(item, where, tester_paths, (*path, i)) for i, item in enumerate(value)))
+        return BodyNode(
+            "list", tuple(compile_body(item, where, tester_paths, (*path, i)) for i, item in enumerate(value))
+        )
     if isinstance(value, str) and "{{" in value:
         template = compile_text(value, where + "".join(f"/{p}" for p in path))
         if isinstance(template, Template) and template.uses_tester:
@@ -431,7 +433,9 @@ def load_model(path: str | Path) -> RequestModel:
 
             document = yaml.safe_load(text)
     except Exception as exc:
-        raise ModelError(f"{model_path}: not valid {'JSON' if model_path.suffix == '.json' else 'YAML'}: {exc}") from exc
+        raise ModelError(
+            f"{model_path}: not valid {'JSON' if model_path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
     return parse_model(document, str(model_path))
 
 

@@ -200,7 +200,10 @@ class _Reader:
             raise self.fail(key, f"must be a mapping, got {type(value).__name__}")
         unknown = sorted(str(name) for name in value if name not in allowed)
         if unknown:
-            raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0], f"unknown key; expected one of {', '.join(sorted(allowed))}")
+            raise self.fail(
+                f"{key}.{unknown[0]}" if key else unknown[0],
+                f"unknown key; expected one of {', '.join(sorted(allowed))}",
+            )
         return value
 
     def probability(self, document: Mapping[str, Any], name: str, key: str, default: float = 0.0) -> float:
@@ -248,17 +251,23 @@ class _Reader:
             raise self.fail(f"{key}.value_attacks", "an attack set is required when value_chance is above 0%")
         return KeyRule(key_chance, key_attacks, value_chance, value_attacks)
 
-    def map_rule(self, document: Any, key: str, case_insensitive: bool, extra: frozenset[str] = frozenset()) -> MapRule | None:
+    def map_rule(
+        self, document: Any, key: str, case_insensitive: bool, extra: frozenset[str] = frozenset()
+    ) -> MapRule | None:
         if document is None:
             return None
         body = self.mapping(document, key, _MAP_KEYS | _ELEMENT_KEYS | extra)
         defaults = self.key_rule(body, key, None)
         overrides: list[tuple[str, KeyRule]] = []
         keys = body.get("keys") or {}
-        keys = self.mapping(keys, f"{key}.keys", frozenset(str(name) for name in keys) if isinstance(keys, dict) else frozenset())
+        keys = self.mapping(
+            keys, f"{key}.keys", frozenset(str(name) for name in keys) if isinstance(keys, dict) else frozenset()
+        )
         for name, override in keys.items():
             where = f"{key}.keys.{name}"
-            overrides.append((str(name), self.key_rule(self.mapping(override or {}, where, _KEY_OVERRIDE_KEYS), where, defaults)))
+            overrides.append(
+                (str(name), self.key_rule(self.mapping(override or {}, where, _KEY_OVERRIDE_KEYS), where, defaults))
+            )
         element = None
         if _ELEMENT_KEYS & set(body):
             element = self.element({name: body[name] for name in _ELEMENT_KEYS if name in body}, key)
@@ -395,7 +404,11 @@ def parse_plan(
         "headers": _canonical_map(headers),
         "cookies": _canonical_map(cookies),
         "body": [
-            {"pointer": rule.pointer, "element": _canonical_element(rule.element), "entries": _canonical_map(rule.entries)}
+            {
+                "pointer": rule.pointer,
+                "element": _canonical_element(rule.element),
+                "entries": _canonical_map(rule.entries),
+            }
             for rule in body
         ],
         "attack_sets": {

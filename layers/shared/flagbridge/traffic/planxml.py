@@ -4,7 +4,7 @@ The method's published plan is not well-formed XML: its attribute values are in 
 (``MaxAttacks=“3”``) and ``<Request>`` and ``<Headers>`` are never closed. This module reads it anyway
 and reports every repair as a warning (``line 5: curly quotes around ProbabilIty read as "..."``):
 
-- quotes: ``"…"``, ``'…'``, ``“…”``, ``„…“``, ``‘…’`` and ``«…»`` delimit values; an unquoted value ends
+- quotes: ``"…"``, ``'…'``, ``“…”``, ``„…“``, ``\u2018…\u2019`` and ``«…»`` delimit values; an unquoted value ends
   at whitespace or the end of the tag; a value whose closing quote is missing ends at the end of its line;
 - closes: a request-level element (``Method``, ``Host``, ``Path``, ``QueryLine``, ``Query``, ``Headers``,
   ``Cookie``, ``Body``) opened inside a map (``Headers``, ``Cookie``, ``Query``) closes that map, as a
@@ -37,7 +37,15 @@ MAX_XML_BYTES = 1_000_000
 MAX_DEPTH = 16
 MAX_ELEMENTS = 10_000
 
-_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u201e": "\u201c", "\u2018": "\u2019", "\u00ab": "\u00bb"}
+_QUOTES = {
+    '"': '"',
+    "'": "'",
+    "\u201c": "\u201d",
+    "\u201d": "\u201d",
+    "\u201e": "\u201c",
+    "\u2018": "\u2019",
+    "\u00ab": "\u00bb",
+}
 _STRAIGHT = {'"', "'"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 _ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});)([^;\s<>]{0,40};?)")
@@ -47,8 +55,16 @@ _REFERENCE = re.compile(r"&(amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});
 
 REQUEST_LEVEL = frozenset({"Method", "Host", "Path", "QueryLine", "Query", "Headers", "Cookie", "Cookies", "Body"})
 MAPS = frozenset({"Headers", "Cookie", "Cookies", "Query"})
-_ELEMENTS = {"Method": "method", "Host": "host", "Path": "path", "QueryLine": "query", "Query": "query",
-             "Headers": "headers", "Cookie": "cookies", "Cookies": "cookies"}
+_ELEMENTS = {
+    "Method": "method",
+    "Host": "host",
+    "Path": "path",
+    "QueryLine": "query",
+    "Query": "query",
+    "Headers": "headers",
+    "Cookie": "cookies",
+    "Cookies": "cookies",
+}
 _ATTRIBUTES = {
     "Probability": "probability",
     "AttackSet": "attack_set",
@@ -135,7 +151,9 @@ class _Tokenizer:
                 self.pos = self._tag(start)
         while self.stack:
             element = self.stack.pop()
-            self.warn(len(text), f"<{element.name}> (line {element.line}) never closed: inferred </{element.name}> at the end")
+            self.warn(
+                len(text), f"<{element.name}> (line {element.line}) never closed: inferred </{element.name}> at the end"
+            )
         if self.root is None:
             raise self.error(0, "no <Request> element found")
         return self.root
@@ -153,7 +171,7 @@ class _Tokenizer:
             pos += 1
         match = _NAME.match(text, pos)
         if match is None:
-            raise self.error(start, f"expected an element name after '<', got {text[pos:pos + 10]!r}")
+            raise self.error(start, f"expected an element name after '<', got {text[pos : pos + 10]!r}")
         name = match.group(0)
         pos = match.end()
         if closing:
@@ -186,7 +204,7 @@ class _Tokenizer:
         while pos < len(text) and text[pos].isspace():
             pos += 1
         if not text.startswith("=", pos):
-            raise self.error(pos, f"<{element}>: attribute {attribute} has no value (expected {attribute}=\"...\")")
+            raise self.error(pos, f'<{element}>: attribute {attribute} has no value (expected {attribute}="...")')
         pos += 1
         while pos < len(text) and text[pos] in " \t":
             pos += 1
@@ -200,7 +218,7 @@ class _Tokenizer:
             while end < len(text) and not text[end].isspace() and text[end] != ">" and not text.startswith("/>", end):
                 end += 1
             value = text[pos:end]
-            self.warn(pos, f"<{element}> {attribute}: unquoted value {value!r} read as \"{value}\"")
+            self.warn(pos, f'<{element}> {attribute}: unquoted value {value!r} read as "{value}"')
             pos = end
         attributes[attribute] = _unescape(value)
         return pos
@@ -218,16 +236,16 @@ class _Tokenizer:
             runaway = _RUNAWAY.search(value)
             if runaway is not None:  # Probability="5% AttackSet="x": the quote after 5% is missing
                 value = value[: runaway.start()]
-                self.warn(pos, f"<{element}> {attribute}: closing quote missing, read as \"{value}\"")
+                self.warn(pos, f'<{element}> {attribute}: closing quote missing, read as "{value}"')
                 return value, pos + 1 + runaway.start()
             if opening not in _STRAIGHT or closing not in _STRAIGHT:
-                self.warn(pos, f"<{element}> {attribute}: curly quotes {opening}{value}{closing} read as \"{value}\"")
+                self.warn(pos, f'<{element}> {attribute}: curly quotes {opening}{value}{closing} read as "{value}"')
             return value, end + 1
         value = text[pos + 1 : end].rstrip()
         if value.endswith("/"):
             value = value[:-1].rstrip()
             end = text.rfind("/", pos, end)
-        self.warn(pos, f"<{element}> {attribute}: closing quote missing, read as \"{value}\"")
+        self.warn(pos, f'<{element}> {attribute}: closing quote missing, read as "{value}"')
         return value, end
 
     def _open(self, name: str, attributes: dict[str, str], position: int, self_closing: bool) -> None:
@@ -237,7 +255,10 @@ class _Tokenizer:
         element = XmlElement(name, attributes, _line_of(self.text, position))
         if name in REQUEST_LEVEL and self.stack and self.stack[-1].name in MAPS:
             closed = self.stack.pop()
-            self.warn(position, f"<{name}> is a request-level element: inferred </{closed.name}> (opened line {closed.line}) before it")
+            self.warn(
+                position,
+                f"<{name}> is a request-level element: inferred </{closed.name}> (opened line {closed.line}) before it",
+            )
         if not self.stack:
             if self.root is not None:
                 raise self.error(position, f"<{name}> after the end of <{self.root.name}>: a plan has one <Request>")
@@ -257,7 +278,10 @@ class _Tokenizer:
             element = self.stack.pop()
             if element.name == name:
                 return
-            self.warn(position, f"<{element.name}> (line {element.line}) never closed: inferred </{element.name}> before </{name}>")
+            self.warn(
+                position,
+                f"<{element.name}> (line {element.line}) never closed: inferred </{element.name}> before </{name}>",
+            )
 
 
 def parse_xml_tree(raw: bytes | str, source: str = "<plan.xml>") -> tuple[XmlElement, list[str]]:
@@ -285,7 +309,8 @@ def _convert_attributes(
         if name is None or name not in allowed:
             expected = ", ".join(sorted(a for a, n in _ATTRIBUTES.items() if n in allowed))
             raise PlanError(
-                f"{source}: line {element.line}: <{element.name}> has unknown attribute {attribute} (expected {expected})"
+                f"{source}: line {element.line}: <{element.name}> has unknown attribute {attribute} "
+                f"(expected {expected})"
             )
         out[name] = value
         locations[f"{key}.{name}"] = f"XML line {element.line}, <{element.name} {attribute}>"
@@ -313,7 +338,9 @@ def xml_plan_document(raw: bytes | str, source: str = "<plan.xml>") -> tuple[dic
         target = _ELEMENTS.get(child.name)
         if target is None:
             known = ", ".join(sorted(REQUEST_LEVEL))
-            raise PlanError(f"{source}: line {child.line}: unknown element <{child.name}> in <Request> (expected {known})")
+            raise PlanError(
+                f"{source}: line {child.line}: unknown element <{child.name}> in <Request> (expected {known})"
+            )
         if target in document:
             raise PlanError(f"{source}: line {child.line}: <{child.name}> given twice (as '{target}')")
         if child.name in MAPS:

@@ -60,7 +60,9 @@ class Allowlist:
                 hosts.append(AllowedHost(item))
             elif isinstance(item, dict) and isinstance(item.get("host"), str):
                 prefixes = item.get("path_prefixes") or []
-                if not isinstance(prefixes, list) or not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
+                if not isinstance(prefixes, list) or not all(
+                    isinstance(p, str) and p.startswith("/") for p in prefixes
+                ):
                     raise SafetyError(f"'{where}.{index}.path_prefixes' must be a list of paths starting with /")
                 hosts.append(AllowedHost(item["host"], tuple(prefixes)))
             else:
@@ -79,7 +81,9 @@ class Allowlist:
             if not entry.path_prefixes or any(_under(path, prefix) for prefix in entry.path_prefixes):
                 return
         prefixes = ", ".join(prefix for entry in entries for prefix in entry.path_prefixes)
-        raise SafetyError(f"{what} path {path!r} on {host!r} is outside the allowed prefixes ({prefixes}); nothing was sent")
+        raise SafetyError(
+            f"{what} path {path!r} on {host!r} is outside the allowed prefixes ({prefixes}); nothing was sent"
+        )
 
     def check_all(self, hosts: Iterable[tuple[str, str | None, str]]) -> None:
         for host, path, what in hosts:

@@ -33,9 +33,7 @@ def default_failed(outcome: Outcome) -> bool:
     return outcome.failed
 
 
-def shrink(
-    mutation_count: int, send: Send, failed: Callable[[Outcome], bool] = default_failed
-) -> ShrinkResult:
+def shrink(mutation_count: int, send: Send, failed: Callable[[Outcome], bool] = default_failed) -> ShrinkResult:
     """Minimise the mutations of a failing case (positions ``0 .. mutation_count-1``)."""
     keep = list(range(mutation_count))
     attempts = 1

@@ -15,12 +15,12 @@ amount that depends on all the other elements. A uniformly random order is the o
 uniform keys; given its own key ``u``, each other element *j* is independently "fired and before *i*"
 with probability ``p_j·u``. Hence, exactly::
 
-    P(i mutated) = p_i · ∫₀¹ P( Σ_{j≠i} B_j(u)·K_j ≤ M−1 ) du,     B_j(u) ~ Bernoulli(p_j·u)
+    P(i mutated) = p_i · ∫₀¹ P( Σ_{j≠i} B_j(u)·K_j ≤ M-1 ) du,     B_j(u) ~ Bernoulli(p_j·u)
 
-The integrand is a polynomial in ``u`` of degree ≤ n−1 (n elements), so Gauss–Legendre quadrature
+The integrand is a polynomial in ``u`` of degree ≤ n-1 (n elements), so Gauss-Legendre quadrature
 with ⌈n/2⌉+1 nodes integrates it exactly (to rounding); the inner probability is a dynamic programme
 over the attack sum, capped at ``M``. The expected number of attacks on *i* uses the same
-distribution: ``E = p_i · ∫ Σ_s P(S=s | u) · E[min(K_i, M−s)] du``.
+distribution: ``E = p_i · ∫ Σ_s P(S=s | u) · E[min(K_i, M-s)] du``.
 
 :func:`binomial_bounds` gives the two-sided 99.9% acceptance interval the tests hold observed counts to.
 """
@@ -57,7 +57,7 @@ def uniform_counts(max_attacks: int, units: int) -> tuple[float, ...]:
 
 @lru_cache(maxsize=64)
 def gauss_legendre(nodes: int) -> tuple[tuple[float, float], ...]:
-    """Nodes and weights of Gauss–Legendre quadrature on [0, 1] (exact for polynomials of degree < 2·nodes)."""
+    """Nodes and weights of Gauss-Legendre quadrature on [0, 1] (exact for polynomials of degree < 2·nodes)."""
     points = []
     for index in range(1, nodes + 1):
         x = math.cos(math.pi * (index - 0.25) / (nodes + 0.5))
@@ -133,7 +133,7 @@ def _log_pmf(n: int, p: float, k: int) -> float:
 
 
 def binomial_bounds(n: int, p: float, confidence: float = 0.999) -> tuple[int, int]:
-    """The central ``confidence`` interval of Binomial(n, p): ``[low, high]`` with tail mass ≤ (1−c)/2 each side."""
+    """The central ``confidence`` interval of Binomial(n, p): ``[low, high]`` with tail mass ≤ (1-c)/2 each side."""
     tail = (1.0 - confidence) / 2
     cumulative = 0.0
     low = 0

@@ -154,18 +154,22 @@ class WireRequest:
     def curl(self) -> str:
         """A ``curl`` command that sends these bytes (``--path-as-is``, body from a here-string)."""
 
-        def sh(text: str) -> str:
-            return "'" + text.replace("'", "'\\''") + "'"
-
-        parts = ["curl", "-sS", "--path-as-is", "-X", sh(self.method), sh(self.url)]
+        parts = ["curl", "-sS", "--path-as-is", "-X", _shell(self.method.encode()), _shell(self.url.encode())]
         for name, value in self.headers:
             if name.lower() == "content-length":
                 continue
-            text = value.decode("utf-8", "surrogateescape")
-            parts += ["-H", sh(f"{name}: {text}") if text else sh(f"{name};")]
+            parts += ["-H", _shell(name.encode() + b": " + value) if value else _shell(name.encode() + b";")]
         if self.body:
-            parts += ["--data-binary", sh(self.body.decode("utf-8", "surrogateescape"))]
+            parts += ["--data-binary", _shell(self.body)]
         return " ".join(parts)
+
+
+def _shell(data: bytes) -> str:
+    """One shell word for ``data``: '...' when it is printable ASCII, else $'...' with \\xHH escapes."""
+    if all(32 <= byte < 127 for byte in data):
+        return "'" + data.decode("ascii").replace("'", "'\\''") + "'"
+    escaped = "".join(chr(byte) if 32 <= byte < 127 and byte not in (39, 92) else f"\\x{byte:02x}" for byte in data)
+    return "$'" + escaped + "'"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,11 @@ _STRAIGHT = {'"', "'"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 _ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});)([^;\s<>]{0,40};?)")
 _RUNAWAY = re.compile(r"\s+[A-Za-z_][A-Za-z0-9_.:-]*\s*=\s*$")
+_DECLARATION = re.compile(r"<!(?!--)")
+_DECLARATION_REFUSED = (
+    "DOCTYPE, ENTITY and other <! declarations are refused: entity expansion and external entities are never "
+    "processed in a traffic plan"
+)
 _PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 _REFERENCE = re.compile(r"&(amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});")
 
@@ -118,6 +123,9 @@ class _Tokenizer:
 
     def run(self) -> XmlElement:
         text = self.text
+        declaration = _DECLARATION.search(text)
+        if declaration is not None:
+            raise self.error(declaration.start(), _DECLARATION_REFUSED)
         entity = _ENTITY.search(text)
         if entity is not None:
             raise self.error(
@@ -137,11 +145,7 @@ class _Tokenizer:
                     raise self.error(start, "comment never closed (missing -->)")
                 self.pos = end + 3
             elif text.startswith("<!", start):
-                raise self.error(
-                    start,
-                    "DOCTYPE, ENTITY and other <! declarations are refused: entity expansion and external "
-                    "entities are never processed in a traffic plan",
-                )
+                raise self.error(start, _DECLARATION_REFUSED)
             elif text.startswith("<?", start):
                 end = text.find("?>", start + 2)
                 if end < 0:

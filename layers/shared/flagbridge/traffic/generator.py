@@ -195,6 +195,7 @@ class _Draft:
     body: Any
     has_body: bool
     body_text: str | None
+    body_missing: bool = False  # a MISSING was written into the body: strip it when serialising
 
 
 @dataclass
@@ -537,9 +538,12 @@ class TrafficGenerator:
         if self.run_tag is not None:
             headers.append((self.run_tag.header, self.run_tag.value(self.run_id, case_id).encode("ascii")))
         if draft.has_body:
-            body = json.dumps(
-                _strip_missing(draft.body), ensure_ascii=True, separators=(",", ":"), allow_nan=False
-            ).encode("ascii")
+            document = _strip_missing(draft.body) if draft.body_missing else draft.body
+            body = (
+                b""  # the whole body was attacked with *missing*
+                if document is MISSING
+                else json.dumps(document, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+            )
         else:
             body = (draft.body_text or "").encode("utf-8")
         if body or draft.method.upper() in ("POST", "PUT", "PATCH"):
@@ -584,6 +588,7 @@ def _write(draft: _Draft, unit: tuple[Any, ...], value: Any) -> None:
 
 
 def _write_body(draft: _Draft, path: tuple[Any, ...], side: str, value: Any) -> None:
+    draft.body_missing = draft.body_missing or value is MISSING
     if not path:
         draft.body = value
         return

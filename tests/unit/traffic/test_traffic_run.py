@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from flagbridge.traffic.manifest import ManifestWriter, Outcome
 from flagbridge.traffic.model import RequestModel
 from flagbridge.traffic.plan import TrafficPlan
 from flagbridge.traffic.results import MAX_EVENTS_PER_BATCH, ResultReporter, result_event
-from flagbridge.traffic.run import RunSettings, run_traffic
+from flagbridge.traffic.run import RunSettings, RunSummary, run_traffic
 from flagbridge.traffic.safety import TokenBucket
 from tests.unit.traffic.conftest import make_generator
 
@@ -47,10 +48,10 @@ class Service:
 
 
 def run(
-    plan: TrafficPlan, model: RequestModel, settings: RunSettings, service: Service, clock: FakeClock, **kwargs: object
-):  # type: ignore[no-untyped-def]
+    plan: TrafficPlan, model: RequestModel, settings: RunSettings, service: Service, clock: FakeClock, **kwargs: Any
+) -> RunSummary:
     bucket = TokenBucket(settings.rate, burst=1.0, clock=clock, sleep=clock.sleep)
-    return run_traffic(make_generator(plan, model), settings, service, clock=clock, bucket=bucket, **kwargs)  # type: ignore[arg-type]
+    return run_traffic(make_generator(plan, model), settings, service, clock=clock, bucket=bucket, **kwargs)
 
 
 def test_rate_and_429_back_off_honour_retry_after(published_plan: TrafficPlan, model: RequestModel) -> None:
@@ -106,10 +107,10 @@ def test_dry_run_writes_the_manifest_and_sends_nothing(published_plan: TrafficPl
     assert len(records) == 31 and all("response" not in r for r in records[:-1]) and records[-1]["type"] == "summary"
 
 
-def reporter(post: Service, **kwargs: object) -> ResultReporter:
+def reporter(post: Service, **kwargs: Any) -> ResultReporter:
     return ResultReporter(
         "http://127.0.0.1:3000/mparticle/v2", "k", "s", post=post, clock_ms=lambda: 1_767_225_600_000,
-        sleep=post.clock.sleep, **kwargs,  # type: ignore[arg-type]
+        sleep=post.clock.sleep, **kwargs,
     )  # fmt: skip
 
 

@@ -287,7 +287,13 @@ class TrafficGenerator:
         cached = self._payload_cache.get(key)
         if cached is None:
             blocked = self.plan.blocked_methods
-            cached = tuple(item for item in self.plan.attack_sets[set_name] if fits(context, item.value, blocked))
+            tag = self.run_tag.header.lower() if self.run_tag is not None else None
+            cached = tuple(
+                item
+                for item in self.plan.attack_sets[set_name]
+                if fits(context, item.value, blocked)
+                and not (context == "header_name" and tag is not None and payload_text(item.value).lower() == tag)
+            )
             if not cached:
                 raise PlanError(
                     f"attack set {set_name!r} has no value that can be sent as {context.replace('_', ' ')} "

@@ -252,3 +252,25 @@ def test_explain_and_import_har(workdir: Path) -> None:
     assert imported.returncode == 0, imported.stderr
     assert "skipped 1 request(s) to tracker.example" in imported.stderr
     assert "http://localhost/v2/events" in (workdir / "m.yaml").read_text()
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from flagbridge_ops.__main__ import main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.chdir(workdir)
+    args = ["--config", "flagbridge.yaml", "traffic", "run", "published-plan.xml", "--model", "mparticle-model.yaml",
+            "--target", "http://127.0.0.1:9", "--requests", "120", "--count-only"]  # fmt: skip
+    for stream, expected in ((Terminal(), True), (io.StringIO(), False)):
+        out = io.StringIO()
+        assert main(args, environ={**os.environ, **ENV}, out=out, err=stream) == 0
+        assert ("\rtraffic: 120/120 [" in stream.getvalue()) is expected
+        assert "cases 120/120" in out.getvalue() and "(count only)" in out.getvalue()
+    json_err = Terminal()
+    assert main([*args, "--json"], environ={**os.environ, **ENV}, out=io.StringIO(), err=json_err) == 0
+    assert json_err.getvalue() == ""

@@ -7,8 +7,9 @@ every run. The documented bounds (default confidence 95% final, 99% interim, min
   (Wilson's one-sided coverage at 95% is close to, not exactly, 95% at small n);
 * a look after every 25 events up to 2,000 (79 interim looks at 99% and the final one at 95%), true rate 20% on
   the wrong side of the line (PASS judged at 1.2 x pass_below, FAIL at 0.8 x fail_at): ever claimed in at most 8%
-  of cohorts for lines from 0.5% to 20% (about 1% with the default lines 1% / 5%; the worst case is a fail line
-  only 3x the pass line, where the cohort needs many events to tell them apart); true rate at the line: PASS ever claimed in at most 8%, FAIL in at most 17% (repeated looks do
+  of cohorts for lines from 0.5% to 20% (about 1% with the default lines 1% / 5%; the worst case is a fail
+  line only 3x the pass line, where the cohort needs many events to tell them apart); true rate at the line:
+  PASS ever claimed in at most 8%, FAIL in at most 17% (repeated looks do
   inflate; that is why the interim bound is stricter, and why a FAIL needs min_failures).
 """
 

@@ -11,9 +11,8 @@ from flagbridge.oracle.config import PercentileMetric, RateMetric, parse_oracle_
 
 
 def config_doc(**overrides: Any) -> dict[str, Any]:
-    return {"tests": [{"name": "new-checkout-health", "flag": "new_checkout", "environment": "Production", **overrides}]}
-
-
+    test = {"name": "new-checkout-health", "flag": "new_checkout", "environment": "Production", **overrides}
+    return {"tests": [test]}
 
 
 def rate(**overrides: Any) -> dict[str, Any]:

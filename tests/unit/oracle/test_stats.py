@@ -19,8 +19,8 @@ Z95, Z99 = z_for(0.95), z_for(0.99)
 
 
 def test_z_values() -> None:
-    assert Z95 == pytest.approx(1.6449, abs=1e-4)
-    assert Z99 == pytest.approx(2.3263, abs=1e-4)
+    assert pytest.approx(1.6449, abs=1e-4) == Z95
+    assert pytest.approx(2.3263, abs=1e-4) == Z99
     with pytest.raises(ValueError):
         z_for(0.5)
     with pytest.raises(ValueError):

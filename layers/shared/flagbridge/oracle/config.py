@@ -229,7 +229,7 @@ class OracleTest(_Strict):
     interval_minutes: int = Field(default=1, ge=1, le=1440)
     start: datetime | None = Field(default=None, description="omitted: when the newest flag version was first seen")
     window_hours: float = Field(default=24, gt=0, le=24 * 90)
-    actions: list[Action] = Field(default_factory=lambda: ["alert"])
+    actions: list[Action] = Field(default_factory=lambda: list[Action](["alert"]))
     kill: KillOptions | None = None
     metrics: list[Metric] = Field(
         default_factory=lambda: [dict(m) for m in DEFAULT_METRICS], validate_default=True, min_length=1

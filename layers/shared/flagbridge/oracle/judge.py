@@ -35,6 +35,7 @@ resolution, :mod:`flagbridge.oracle.histogram`); the reported percentile is its 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Literal
 
 from flagbridge.oracle import histogram
@@ -105,35 +106,36 @@ def judge_rate(
     lower, upper = wilson_bounds(k, n, z)
     subject = f"{flag}={treatment} {metric.name}"
     invalid_note = f", {invalid:,} invalid" if invalid else ""
-    common = dict(
-        flag=flag, treatment=treatment, metric=metric.name, kind="rate", n=n, k=k, lower=lower, upper=upper,
-        pass_below=metric.pass_below, fail_at=metric.fail_at, confidence=confidence, final=final, invalid=invalid,
+    make = partial(
+        Judgement, flag=flag, treatment=treatment, metric=metric.name, kind="rate", n=n, k=k, lower=lower,
+        upper=upper, pass_below=metric.pass_below, fail_at=metric.fail_at, confidence=confidence, final=final,
+        invalid=invalid,
     )  # fmt: skip
     if n == 0:
         needed = needed_to_pass(0, 0, metric.pass_below, z, metric.min_samples)
         text = f"NO_DATA {subject}: no events counted{invalid_note} (about {needed or 0:,} needed to pass)"
-        return Judgement(state="NO_DATA", rate=None, needed=needed, explain=text, **common)  # type: ignore[arg-type]
+        return make(state="NO_DATA", rate=None, needed=needed, explain=text)
     rate = k / n
     if k >= metric.min_failures and lower >= metric.fail_at:
         text = (
             f"FAIL {subject} {_pct(rate)} (lower bound {_pct(lower)}, n={n:,}{invalid_note}) "
             f"≥ fail line {_pct(metric.fail_at)}"
         )
-        return Judgement(state="FAIL", rate=rate, needed=None, explain=text, **common)  # type: ignore[arg-type]
+        return make(state="FAIL", rate=rate, needed=None, explain=text)
     if n >= metric.min_samples and upper < metric.pass_below:
         text = (
             f"PASS {subject} {_pct(rate)} (upper bound {_pct(upper)}, n={n:,}{invalid_note}) "
             f"< pass line {_pct(metric.pass_below)}"
         )
-        return Judgement(state="PASS", rate=rate, needed=None, explain=text, **common)  # type: ignore[arg-type]
+        return make(state="PASS", rate=rate, needed=None, explain=text)
     needed = needed_to_pass(k, n, metric.pass_below, z, metric.min_samples)
     if needed is None:
         needed = needed_to_fail(k, n, metric.fail_at, z, metric.min_failures)
     text = (
-        f"INCONCLUSIVE {subject} {_pct(rate)} (bounds {_pct(lower)}–{_pct(upper)}, n={n:,}{invalid_note}): "
+        f"INCONCLUSIVE {subject} {_pct(rate)} (bounds {_pct(lower)} to {_pct(upper)}, n={n:,}{invalid_note}): "
         f"{_needed_text(needed)}"
     )
-    return Judgement(state="INCONCLUSIVE", rate=rate, needed=needed, explain=text, **common)  # type: ignore[arg-type]
+    return make(state="INCONCLUSIVE", rate=rate, needed=needed, explain=text)
 
 
 def judge_percentile(
@@ -151,36 +153,33 @@ def judge_percentile(
     invalid_note = f", {invalid:,} invalid" if invalid else ""
     fail_lower, fail_upper = wilson_bounds(at_fail, n, z)
     pass_lower, pass_upper = wilson_bounds(at_pass, n, z)
-    common = dict(
-        flag=flag, treatment=treatment, metric=metric.name, kind="percentile", n=n, pass_below=metric.pass_below,
-        fail_at=metric.fail_at, confidence=confidence, final=final, invalid=invalid, value=value,
+    make = partial(
+        Judgement, flag=flag, treatment=treatment, metric=metric.name, kind="percentile", n=n,
+        pass_below=metric.pass_below, fail_at=metric.fail_at, confidence=confidence, final=final, invalid=invalid,
+        value=value,
     )  # fmt: skip
     share = f"{100 - metric.percentile:g}%"
     if n == 0:
         needed = needed_to_pass(0, 0, tail, z, metric.min_samples)
         text = f"NO_DATA {subject}: no events counted{invalid_note} (about {needed or 0:,} needed to pass)"
-        return Judgement(
-            state="NO_DATA", k=0, rate=None, lower=0.0, upper=1.0, needed=needed, explain=text, **common
-        )  # type: ignore[arg-type]
+        return make(state="NO_DATA", k=0, rate=None, lower=0.0, upper=1.0, needed=needed, explain=text)
     shown = f"{value:,.4g}"
     if at_fail >= metric.min_failures and fail_lower >= tail:
         text = (
             f"FAIL {subject} {shown} ({_pct(at_fail / n)} of events ≥ {_line(metric.fail_at)}, lower bound "
             f"{_pct(fail_lower)} ≥ {share}, n={n:,}{invalid_note}) ≥ fail line {_line(metric.fail_at)}"
         )
-        return Judgement(
-            state="FAIL", k=at_fail, rate=at_fail / n, lower=fail_lower, upper=fail_upper, needed=None,
-            explain=text, **common,
-        )  # type: ignore[arg-type]  # fmt: skip
+        return make(
+            state="FAIL", k=at_fail, rate=at_fail / n, lower=fail_lower, upper=fail_upper, needed=None, explain=text
+        )
     if n >= metric.min_samples and pass_upper < tail:
         text = (
             f"PASS {subject} {shown} ({_pct(at_pass / n)} of events ≥ {_line(metric.pass_below)}, upper bound "
             f"{_pct(pass_upper)} < {share}, n={n:,}{invalid_note}) < pass line {_line(metric.pass_below)}"
         )
-        return Judgement(
-            state="PASS", k=at_pass, rate=at_pass / n, lower=pass_lower, upper=pass_upper, needed=None,
-            explain=text, **common,
-        )  # type: ignore[arg-type]  # fmt: skip
+        return make(
+            state="PASS", k=at_pass, rate=at_pass / n, lower=pass_lower, upper=pass_upper, needed=None, explain=text
+        )
     needed = needed_to_pass(at_pass, n, tail, z, metric.min_samples)
     if needed is None:
         needed = needed_to_fail(at_fail, n, tail, z, metric.min_failures)
@@ -188,10 +187,15 @@ def judge_percentile(
         f"INCONCLUSIVE {subject} {shown} ({_pct(at_pass / n)} ≥ {_line(metric.pass_below)}, "
         f"{_pct(at_fail / n)} ≥ {_line(metric.fail_at)}, n={n:,}{invalid_note}): {_needed_text(needed)}"
     )
-    return Judgement(
-        state="INCONCLUSIVE", k=at_pass, rate=at_pass / n, lower=pass_lower, upper=pass_upper, needed=needed,
-        explain=text, **common,
-    )  # type: ignore[arg-type]  # fmt: skip
+    return make(
+        state="INCONCLUSIVE",
+        k=at_pass,
+        rate=at_pass / n,
+        lower=pass_lower,
+        upper=pass_upper,
+        needed=needed,
+        explain=text,
+    )
 
 
 def overridden(judgement: Judgement, state: State, reason: str) -> Judgement:

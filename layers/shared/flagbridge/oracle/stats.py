@@ -5,8 +5,8 @@ Everything here is pure and uses only the standard library (no scipy in the laye
 * :func:`wilson_bounds` gives the one-sided Wilson score bounds of a binomial rate ``k / n``. At confidence
   ``c`` the lower bound is below the true rate with probability about ``c`` (and the upper bound above it);
   unlike the normal ("Wald") interval it stays sensible at ``k = 0`` and small ``n``.
-* :func:`needed_to_pass` and :func:`needed_to_fail` answer "about how many more events would decide this?", assuming the observed rate
-  holds.
+* :func:`needed_to_pass` and :func:`needed_to_fail` answer "about how many more events would decide this?",
+  assuming the observed rate holds.
 * :func:`chi_square_sf` is the survival function of the chi-square distribution (the regularised upper
   incomplete gamma function, by its series or its continued fraction); :func:`srm_p_value` uses it for the
   sample-ratio-mismatch check of observed exposures against an intended split.
@@ -62,7 +62,6 @@ def _smallest_n(decides: Callable[[int], bool], start: int, limit: int) -> int |
         else:
             low = middle
     return high
-
 
 
 def needed_to_pass(k: int, n: int, line: float, z: float, min_samples: int, limit: int = 100_000_000) -> int | None:

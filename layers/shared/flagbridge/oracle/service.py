@@ -12,7 +12,7 @@
   for one FAIL), call Split's Admin API (or only record it in dry-run), and record every attempt. Counters that
   cannot be read leave the verdicts as they were, until the 4th evaluation in a row: then ERROR and an alert,
   never a kill.
-* :func:`tests_document` / :func:`test_document`: what ``GET /tests`` and ``GET /tests/{name}`` return.
+* :func:`list_document` / :func:`detail_document`: what ``GET /tests`` and ``GET /tests/{name}`` return.
 """
 
 from __future__ import annotations
@@ -203,12 +203,12 @@ def _summary(test: OracleTest, state: Mapping[str, Any] | None) -> dict[str, Any
     }
 
 
-def tests_document(config: OracleConfig, verdicts: VerdictStore) -> dict[str, Any]:
+def list_document(config: OracleConfig, verdicts: VerdictStore) -> dict[str, Any]:
     """``GET /tests``: every configured test with its current verdicts."""
     return {"tests": [_summary(test, verdicts.load_state(test.name)) for test in config.tests]}
 
 
-def test_document(test: OracleTest, verdicts: VerdictStore, history: int = HISTORY_IN_API) -> dict[str, Any]:
+def detail_document(test: OracleTest, verdicts: VerdictStore, history: int = HISTORY_IN_API) -> dict[str, Any]:
     """``GET /tests/{name}``: the current report in full, its thresholds, the kills and the recent history."""
     state = verdicts.load_state(test.name)
     document = _summary(test, state)
@@ -231,9 +231,6 @@ def test_document(test: OracleTest, verdicts: VerdictStore, history: int = HISTO
         ],
     )
     return document
-
-
-test_document.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def overall_exit_code(states: Iterable[str]) -> int:

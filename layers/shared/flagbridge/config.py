@@ -21,6 +21,7 @@ from flagbridge.errors import ConfigError
 
 if TYPE_CHECKING:
     from flagbridge.cdp.config import CdpConfig
+    from flagbridge.oracle.config import OracleConfig
 
 IdentityType = Literal[
     "mpid",
@@ -262,6 +263,9 @@ class BridgeConfig(StrictModel):
     cdp_document: dict[str, Any] | None = Field(
         default=None, alias="cdp", description="the CDP direction: data plans, destinations, filters"
     )
+    oracle_document: dict[str, Any] | None = Field(
+        default=None, alias="oracle", description="the test oracle: tests judged per flag treatment"
+    )
     _source: str = PrivateAttr(default="<config>")
 
     @cached_property
@@ -277,6 +281,16 @@ class BridgeConfig(StrictModel):
             raise ConfigError(
                 f"{self._source}: invalid configuration at {describe_config_errors(exc, ('cdp',))}"
             ) from exc
+
+
+    @cached_property
+    def oracle(self) -> OracleConfig | None:
+        """The validated ``oracle`` section (None without one); ConfigError naming the key if it is invalid."""
+        if self.oracle_document is None:
+            return None
+        from flagbridge.oracle.config import parse_oracle_config  # only the oracle functions need the models
+
+        return parse_oracle_config(self.oracle_document, self._source)
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:

@@ -20,6 +20,9 @@ from flagbridge.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # imported by the adapters below: only the functions that use them load them
     from flagbridge.forwarding.ledger import DynamoDBLedger
+    from flagbridge.oracle.notify import AwsNotifier
+    from flagbridge.oracle.split_admin import SplitAdminClient
+    from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
     from flagbridge.profiles.store import DynamoDBProfileStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
@@ -132,6 +135,50 @@ def profile_api_token() -> str:
     return load_secret(current.profile_api_token_secret, current.profile_api_token, current.secrets_max_age_seconds)
 
 
+@cache
+def oracle_counters() -> DynamoDBCounterStore:
+    from flagbridge.oracle.store import DynamoDBCounterStore
+
+    return DynamoDBCounterStore(aws_client("dynamodb"), settings().oracle_counters_table)
+
+
+@cache
+def oracle_verdicts() -> DynamoDBVerdictStore:
+    from flagbridge.oracle.store import DynamoDBVerdictStore
+
+    return DynamoDBVerdictStore(aws_client("dynamodb"), settings().oracle_verdicts_table)
+
+
+@cache
+def oracle_notifier() -> AwsNotifier:
+    from flagbridge.oracle.notify import AwsNotifier
+
+    current = settings()
+    return AwsNotifier(
+        aws_client("sns"),
+        aws_client("events"),
+        aws_client("cloudwatch"),
+        current.oracle_alarm_topic_arn,
+        current.oracle_event_bus_name,
+    )
+
+
+@cache
+def split_admin() -> SplitAdminClient:
+    """Split's Admin API client; the key is read from its secret at each kill (rotations apply)."""
+    from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+
+    current = settings()
+    return SplitAdminClient(
+        Urllib3AdminHttp(), current.split_admin_api_url, lambda: secret(current.split_admin_api_key_secret)
+    )
+
+
+def oracle_api_token() -> str:
+    current = settings()
+    return load_secret(current.oracle_api_token_secret, current.oracle_api_token, current.secrets_max_age_seconds)
+
+
 def reset() -> None:
     """Forget every cached client, adapter and setting (tests; never needed in Lambda)."""
     for cached in (
@@ -142,6 +189,10 @@ def reset() -> None:
         delivery_ledger,
         quarantine,
         profile_store,
+        oracle_counters,
+        oracle_verdicts,
+        oracle_notifier,
+        split_admin,
         get_settings,
     ):
         cached.cache_clear()

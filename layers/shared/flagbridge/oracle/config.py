@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -285,6 +286,25 @@ class OracleConfig(_Strict):
 
     def test(self, name: str) -> OracleTest | None:
         return next((t for t in self.tests if t.name == name), None)
+
+
+def lane_problems(oracle: OracleConfig, destinations: Mapping[str, tuple[str, str]]) -> list[str]:
+    """What stops the oracle lane from feeding the tests: ``destinations`` maps names to (type, users mode)."""
+    if not oracle.tests:
+        return []
+    lane = destinations.get(oracle.destination)
+    if lane is None or lane[0] != "oracle":
+        return [f"'oracle.destination': no cdp destination {oracle.destination!r} of type oracle feeds the tests"]
+    problems = []
+    for position, test in enumerate(oracle.tests):
+        if test.cohort == "everyone" and lane[1] != "any":
+            problems.append(
+                f"'oracle.tests.{position}.cohort': everyone needs filter.users: any on the "
+                f"{oracle.destination!r} destination (it is {lane[1]})"
+            )
+        if test.cohort == "testers" and lane[1] == "exclude_test":
+            problems.append(f"'oracle.tests.{position}.cohort': the {oracle.destination!r} lane excludes testers")
+    return problems
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -122,6 +122,16 @@ def assignment_at(state: FlagState, environment: str, at_ms: int) -> tuple[str, 
     return chosen.treatment, chosen.version or 0, chosen.label
 
 
+def traffic_types_by_identity(mappings: Iterable[Any]) -> dict[str, list[str]]:
+    """Identity type -> the traffic types whose profiles hold its keys (from ``identity_mapping``)."""
+    types: dict[str, list[str]] = {}
+    for mapping in mappings:
+        known = types.setdefault(mapping.identity_type, [])
+        if mapping.traffic_type not in known:
+            known.append(mapping.traffic_type)
+    return types
+
+
 def _user_ids(doc: Mapping[str, Any], traffic_types: Mapping[str, Sequence[str]]) -> list[str]:
     """Profile user ids (``traffic_type#key``) of a batch, through the identity mapping."""
     raw = doc.get("user_identities")

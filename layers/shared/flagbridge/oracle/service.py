@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flagbridge.oracle.config import OracleConfig, OracleTest
+from flagbridge.config import BridgeConfig
+from flagbridge.errors import ConfigError
+from flagbridge.oracle.config import OracleConfig, OracleTest, lane_problems
 from flagbridge.oracle.counting import HOUR_MS, Contribution, Counter, LaneMessageError
 from flagbridge.oracle.evaluate import changes, collect, error_report, judge_test, read_range
 from flagbridge.oracle.split_admin import SplitAdminClient
@@ -33,12 +35,27 @@ from flagbridge.queues import QueueRecord, batch_item_failures
 ERROR_LIMIT = 4
 """Evaluations in a row with unreadable counters before the verdict is ERROR (Argo's consecutiveErrorLimit)."""
 HISTORY_IN_API = 20
+DUE_SLACK_MS = 5_000
+"""A test is due this much before its interval has passed, so a 1-minute schedule's jitter never skips a look."""
 
 StateLoader = Callable[[Sequence[tuple[str, str]]], Mapping[tuple[str, str], FlagState]]
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def oracle_config(config: BridgeConfig) -> OracleConfig:
+    """The ``oracle`` section, checked against the lane that feeds it; ConfigError naming the key otherwise."""
+    oracle = config.oracle
+    if oracle is None:
+        raise ConfigError("the configuration has no 'oracle' section: no tests to count or judge")
+    cdp = config.cdp
+    lanes = {d.name: (d.type, d.filter.users) for d in cdp.compiled_destinations} if cdp is not None else {}
+    problems = lane_problems(oracle, lanes)
+    if problems:
+        raise ConfigError("invalid configuration at " + "; ".join(problems))
+    return oracle
 
 
 @dataclass
@@ -117,16 +134,24 @@ class Evaluator:
         self._clock_ms = clock_ms
 
     def run(self, only: str | None = None, force: bool = False) -> list[dict[str, Any]]:
-        """Evaluate every test that is due (all with ``force``); returns their reports."""
-        reports = []
+        """Evaluate every test that is due (all with ``force``); returns their reports.
+
+        A test whose evaluation fails (the verdict store or a notification unreachable) does not stop the others:
+        its report is ``{"test", "state": "ERROR", "failure": <error type>}`` and it is evaluated again next time.
+        """
+        reports: list[dict[str, Any]] = []
         for test in self._config.tests:
             if only is not None and test.name != only:
                 continue
-            now = self._clock_ms()
-            previous = self._verdicts.load_state(test.name)
-            due = previous is None or now >= previous.get("evaluated_at", 0) + test.interval_minutes * 60_000 - 5_000
-            if force or due:
-                reports.append(self.evaluate(test, previous, now))
+            try:
+                now = self._clock_ms()
+                previous = self._verdicts.load_state(test.name)
+                next_due = (previous or {}).get("evaluated_at", 0) + test.interval_minutes * 60_000 - DUE_SLACK_MS
+                due = previous is None or now >= next_due
+                if force or due:
+                    reports.append(self.evaluate(test, previous, now))
+            except Exception as exc:
+                reports.append({"test": test.name, "state": "ERROR", "failure": type(exc).__name__})
         return reports
 
     def evaluate(self, test: OracleTest, previous: Mapping[str, Any] | None, now: int) -> dict[str, Any]:
@@ -147,9 +172,9 @@ class Evaluator:
         report["kill"] = self._act(test, report, previous, now)
         changed = changes(previous, report)
         report["changes"] = changed
-        self._verdicts.save(test.name, report, report)
-        if changed:
+        if changed:  # before the state is saved: an alert that fails is sent again by the next evaluation
             self._notifier.verdict_changed(report, changed)
+        self._verdicts.save(test.name, report, report)
         self._notifier.metrics(report)
         return report
 

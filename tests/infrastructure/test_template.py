@@ -668,7 +668,8 @@ def test_oracle_tables_schedule_and_dashboard() -> None:
     assert titles == ["Rate per treatment (%)", "Bounds per treatment (%)", "Verdict state (5 = FAIL)",
                       "Events counted per treatment"]  # fmt: skip
     rate = widgets[1]["properties"]
-    assert "Treatment" in rate["metrics"][0][0]["expression"] and "Flagbridge/Oracle" in rate["metrics"][0][0]["expression"]
+    expression = rate["metrics"][0][0]["expression"]
+    assert "Treatment" in expression and "Flagbridge/Oracle" in expression
     assert [a["label"] for a in rate["annotations"]["horizontal"]] == ["pass line", "fail line"]
     assert "${PassLine}" in body and "${FailLine}" in body
 

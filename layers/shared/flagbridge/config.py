@@ -282,7 +282,6 @@ class BridgeConfig(StrictModel):
                 f"{self._source}: invalid configuration at {describe_config_errors(exc, ('cdp',))}"
             ) from exc
 
-
     @cached_property
     def oracle(self) -> OracleConfig | None:
         """The validated ``oracle`` section (None without one); ConfigError naming the key if it is invalid."""

@@ -157,7 +157,6 @@ def oracle_notifier() -> AwsNotifier:
     return AwsNotifier(
         aws_client("sns"),
         aws_client("events"),
-        aws_client("cloudwatch"),
         current.oracle_alarm_topic_arn,
         current.oracle_event_bus_name,
     )

@@ -25,8 +25,6 @@ from flagbridge.oracle.store import CounterItem
 
 SRM_P_VALUE = 0.001
 NO_TREATMENT = "(none)"
-LOOKBACK_MS = 7 * 24 * HOUR_MS
-"""Without a configured start, how far before the window the newest flag version is looked for."""
 
 
 @dataclass
@@ -48,11 +46,12 @@ class TestData:
 
 
 def read_range(test: OracleTest, now_ms: int) -> tuple[int, int]:
-    """The hours of counters an evaluation reads."""
+    """The hours of counters an evaluation reads: the configured window, else all of the test's counters (the
+    newest flag version and its window are found among them)."""
     start = test.start_ms
     if start is not None:
         return start - start % HOUR_MS, start + test.window_ms
-    return now_ms - LOOKBACK_MS - test.window_ms, now_ms + HOUR_MS
+    return 0, now_ms + HOUR_MS
 
 
 def collect(test: OracleTest, items: Sequence[CounterItem], users: Mapping[UserSetKey, int], now_ms: int) -> TestData:

@@ -7,13 +7,19 @@ a pipeline). Every evaluation (:meth:`AwsNotifier.metrics`): CloudWatch metrics 
 test, treatment and metric: ``Rate`` (percent; for percentile metrics the share of events at or above the
 pass line), ``LowerBound``, ``UpperBound``, ``Percentile`` (percentile metrics, in the attribute's unit),
 ``EventsCounted`` and ``VerdictState`` (0 PASS, 1 INCONCLUSIVE, 2 NO_DATA, 3 INVALID, 4 ERROR, 5 FAIL), which the
-dashboard in ``template.yaml`` plots against the threshold lines. Nothing personal is sent: counts and rates.
+dashboard in ``template.yaml`` plots against the threshold lines, plus ``PassLine`` and ``FailLine`` (the configured
+lines, percent) for rate metrics. The metrics are written as CloudWatch embedded metric format (EMF) lines on
+stdout, like the handlers' Powertools metrics: CloudWatch extracts them from the function's log, so the evaluator
+needs no ``cloudwatch:PutMetricData`` permission (which cannot be scoped to a resource). Nothing personal is
+sent: counts and rates.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flagbridge.oracle.judge import STATE_CODES
@@ -21,7 +27,7 @@ from flagbridge.oracle.judge import STATE_CODES
 NAMESPACE = "Flagbridge/Oracle"
 SOURCE = "flagbridge.oracle"
 DETAIL_TYPE = "Oracle verdict changed"
-_METRIC_DATA_CHUNK = 500
+DIMENSIONS = ["Test", "Treatment", "Metric"]
 
 
 def alert_message(report: Mapping[str, Any], changed: list[dict[str, str]]) -> tuple[str, str]:
@@ -69,6 +75,9 @@ def metric_data(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             values["Rate"] = (100 * verdict["rate"], "Percent")
             values["LowerBound"] = (100 * verdict.get("lower", 0.0), "Percent")
             values["UpperBound"] = (100 * verdict.get("upper", 1.0), "Percent")
+        if verdict.get("kind") == "rate" and verdict.get("pass_below") is not None:
+            values["PassLine"] = (100 * verdict["pass_below"], "Percent")
+            values["FailLine"] = (100 * verdict["fail_at"], "Percent")
         if verdict.get("value") is not None:
             values["Percentile"] = (verdict["value"], "None")
         for name, (value, unit) in values.items():
@@ -76,12 +85,41 @@ def metric_data(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return data
 
 
-class AwsNotifier:
-    """The notifier on SNS, EventBridge and CloudWatch clients."""
+def emf_lines(report: Mapping[str, Any], now_ms: int) -> list[str]:
+    """One EMF document per (treatment, metric) of the report."""
+    grouped: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for datum in metric_data(report):
+        key = tuple(d["Value"] for d in datum["Dimensions"])
+        grouped.setdefault(key, []).append(datum)
+    lines = []
+    for key, data in grouped.items():
+        document: dict[str, Any] = {
+            "_aws": {
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [DIMENSIONS],
+                        "Metrics": [{"Name": d["MetricName"], "Unit": d["Unit"]} for d in data],
+                    }
+                ],
+            },
+            **dict(zip(DIMENSIONS, key, strict=True)),
+        }
+        document.update({d["MetricName"]: d["Value"] for d in data})
+        lines.append(json.dumps(document, separators=(",", ":")))
+    return lines
 
-    def __init__(self, sns: Any, events: Any, cloudwatch: Any, topic_arn: str, event_bus_name: str) -> None:
-        self._sns, self._events, self._cloudwatch = sns, events, cloudwatch
+
+class AwsNotifier:
+    """The notifier on SNS and EventBridge clients, with metrics as EMF lines."""
+
+    def __init__(
+        self, sns: Any, events: Any, topic_arn: str, event_bus_name: str, write: Callable[[str], Any] | None = None
+    ) -> None:
+        self._sns, self._events = sns, events
         self._topic_arn, self._bus = topic_arn, event_bus_name
+        self._write = write or (lambda line: print(line, file=sys.stdout, flush=True))
 
     def verdict_changed(self, report: Mapping[str, Any], changed: list[dict[str, str]]) -> None:
         subject, body = alert_message(report, changed)
@@ -98,6 +136,5 @@ class AwsNotifier:
             raise RuntimeError(f"EventBridge refused the verdict event: {response['Entries'][0].get('ErrorCode')}")
 
     def metrics(self, report: Mapping[str, Any]) -> None:
-        data = metric_data(report)
-        for start in range(0, len(data), _METRIC_DATA_CHUNK):
-            self._cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[start : start + _METRIC_DATA_CHUNK])
+        for line in emf_lines(report, int(time.time() * 1000)):
+            self._write(line)

@@ -22,10 +22,8 @@ from flagbridge import runtime
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.oracle.counting import Counter, traffic_types_by_identity
 from flagbridge.oracle.service import CounterService, oracle_config
-from flagbridge.quarantine import put_message
+from flagbridge.quarantine import QuarantineSource, put_message
 from flagbridge.queues import batch_item_failures, queue_records
-
-QUARANTINE_SOURCE = "oracle-counter"
 
 
 @cache
@@ -49,7 +47,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     failed = list(result.failed_message_ids)
     for record, reason in result.unreadable:
         try:
-            put_message(runtime.quarantine(), QUARANTINE_SOURCE, record.message_id, reason="unreadable",
+            put_message(runtime.quarantine(), QuarantineSource.ORACLE_COUNTER, record.message_id, reason="unreadable",
                         detail=reason, item=record.body)  # fmt: skip
         except Exception as exc:  # not kept yet: redelivered, and kept next time
             logger.warning("quarantine write failed", extra={"error": type(exc).__name__})

@@ -1,7 +1,10 @@
 """Runtime settings: resource names from the environment plus the YAML configuration, loaded once.
 
-Every handler calls :func:`get_settings`; nothing else in the package reads ``os.environ``.
-In AWS the template sets the variables; locally the runner sets them for the moto resources.
+Every handler reads its resource names and secrets through :func:`get_settings` (via :mod:`flagbridge.runtime`,
+whose factories :meth:`Settings.require` what they use, so a missing variable fails naming it). The only other
+readers of the environment are the configuration file's ``${NAME}`` references (:func:`flagbridge.config.load_config`)
+and Powertools' own ``POWERTOOLS_*`` variables. In AWS the template sets the variables; locally the runner sets
+them for the moto resources.
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ class Settings(BaseModel):
     oracle_api_token: str = Field(default="", alias="FLAGBRIDGE_ORACLE_API_TOKEN", repr=False)
     split_admin_api_url: str = Field(default="https://api.split.io/internal/api/v2", alias="SPLIT_ADMIN_API_URL")
     split_admin_api_key_secret: str = Field(default="", alias="SPLIT_ADMIN_API_KEY_SECRET")
+
+    def require(self, field: str) -> str:
+        """The value of a setting a component cannot work without; ConfigError naming its variable if unset."""
+        value = getattr(self, field)
+        if not value:
+            raise ConfigError(f"{type(self).model_fields[field].alias or field} is not set")
+        return str(value)
 
     @cached_property
     def config(self) -> BridgeConfig:

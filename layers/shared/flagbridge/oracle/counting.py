@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from flagbridge.cdp._values import canonical, to_number
 from flagbridge.cdp.batch import Event
 from flagbridge.cdp.filters import CompiledFilter
+from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle import histogram
 from flagbridge.oracle.config import OracleConfig, OracleTest, PercentileMetric, RateMetric
 from flagbridge.profiles.model import FlagState
@@ -87,7 +88,7 @@ class Contribution:
     events: int = 0
 
 
-class LaneMessageError(ValueError):
+class LaneMessageError(FlagbridgeError, ValueError):
     """The message is not an oracle-lane message."""
 
 

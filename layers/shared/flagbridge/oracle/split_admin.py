@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
+from flagbridge.errors import FlagbridgeError
+
 Outcome = Literal["killed", "retry", "refused", "dry_run"]
 RETRYABLE = frozenset({408, 425, 500, 502, 503, 504})
 RATE_LIMIT_HEADERS = ("x-ratelimit-reset-seconds-org", "x-ratelimit-reset-seconds-ip", "retry-after")
@@ -38,7 +40,7 @@ class HttpAnswer:
     body: str
 
 
-class AdminTransportError(Exception):
+class AdminTransportError(FlagbridgeError):
     """No answer: timeout, refused or dropped connection."""
 
 

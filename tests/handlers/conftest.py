@@ -10,7 +10,7 @@ import pytest
 
 from local.receivers import Receiver
 
-LANES = ("split", "analytics", "warehouse", "reporting", "audit")
+LANES = ("split", "analytics", "warehouse", "reporting", "audit", "oracle")
 SPLIT_SDK_KEY = "local-split-sdk-key"
 
 

@@ -404,6 +404,7 @@ def replay_quarantine(
     whole_batch: bool,
     progress: Progress,
 ) -> dict[str, Any]:
+    """Replay the objects' items (or only plan it, ``dry_run``); returns the report ``--json`` prints."""
     s3, sqs = clients.get("s3"), clients.get("sqs")
     bucket = resources.require_bucket()
     table_name = resources.settings.profiles_table

@@ -274,3 +274,12 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(workdir: Path, monkeypatch
     json_err = Terminal()
     assert main([*args, "--json"], environ={**os.environ, **ENV}, out=io.StringIO(), err=json_err) == 0
     assert json_err.getvalue() == ""
+
+
+def test_the_stop_file_stops_a_run_before_its_next_batch(workdir: Path, service: TrafficTarget) -> None:
+    (workdir / "STOP").write_text("")
+    result = flagbridge([*base_run(service, "--stop-file", "STOP", "--dry-run"), "--json"], workdir)
+    assert result.returncode == 2, result.stderr  # could not finish as asked
+    report = json.loads(result.stdout)
+    assert report["summary"]["stopped"] == "stop switch: STOP exists" and report["summary"]["generated"] == 0
+    assert service.received == []

@@ -140,7 +140,7 @@ def test_a_run_sends_reports_and_a_failing_case_replays_and_shrinks(
         ["--config", "flagbridge.yaml", "traffic", "replay", "--manifest", "run.ndjson", "--case", failing["id"],
          "--shrink", "--json"], workdir,
     )  # fmt: skip
-    assert replay.returncode == 0, replay.stderr
+    assert replay.returncode == 1, replay.stderr  # it still fails
     replayed = json.loads(replay.stdout)
     # Then: the replayed request is byte-identical, and the shrunk case keeps only the SQL probe in the query
     assert replayed["byte_identical"] and replayed["response"]["status"] == 500

@@ -140,7 +140,7 @@ def test_a_run_sends_reports_and_a_failing_case_replays_and_shrinks(
         ["--config", "flagbridge.yaml", "traffic", "replay", "--manifest", "run.ndjson", "--case", failing["id"],
          "--shrink", "--json"], workdir,
     )  # fmt: skip
-    assert replay.returncode == 0, replay.stderr
+    assert replay.returncode == 1, replay.stderr  # it still fails
     replayed = json.loads(replay.stdout)
     # Then: the replayed request is byte-identical, and the shrunk case keeps only the SQL probe in the query
     assert replayed["byte_identical"] and replayed["response"]["status"] == 500
@@ -274,3 +274,12 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(workdir: Path, monkeypatch
     json_err = Terminal()
     assert main([*args, "--json"], environ={**os.environ, **ENV}, out=io.StringIO(), err=json_err) == 0
     assert json_err.getvalue() == ""
+
+
+def test_the_stop_file_stops_a_run_before_its_next_batch(workdir: Path, service: TrafficTarget) -> None:
+    (workdir / "STOP").write_text("")
+    result = flagbridge([*base_run(service, "--stop-file", "STOP", "--dry-run"), "--json"], workdir)
+    assert result.returncode == 2, result.stderr  # could not finish as asked
+    report = json.loads(result.stdout)
+    assert report["summary"]["stopped"] == "stop switch: STOP exists" and report["summary"]["generated"] == 0
+    assert service.received == []

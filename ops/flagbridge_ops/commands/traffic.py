@@ -3,7 +3,8 @@
 The work is in :mod:`flagbridge_ops.traffic` and :mod:`flagbridge.traffic`; this module parses and prints.
 ``traffic run`` exits like ``flagbridge verdict``: 0 when every request was answered without a server error,
 1 when any failed (5xx or no answer), 2 when the run could not finish as asked (stopped by the stop switch or
-a budget, or results the bridge did not take). Refusals (allowlist, testers, plan errors) print one line.
+a budget, or results the bridge did not take). ``traffic replay``: 0 the case passes now, 1 it still fails,
+2 it failed but the shrunk case did not (flaky). Refusals (allowlist, testers, plan errors) print one line.
 """
 
 from __future__ import annotations
@@ -358,8 +359,10 @@ def replay_command(ctx: Context) -> Result:
         sender.close()
     if not ctx.json:
         _print_replay(ctx.out, result)
-    failed = outcome.failed if not args.shrink else not result["shrink"]["confirmed"]
-    result["exit_status"] = EXIT_FAILED if failed else EXIT_OK
+    if args.shrink and result["shrink"]["reproduced"] and not result["shrink"]["confirmed"]:
+        result["exit_status"] = EXIT_INCOMPLETE  # failed, then not on the shrunk case: flaky, nothing proven
+    else:
+        result["exit_status"] = EXIT_FAILED if outcome.failed else EXIT_OK
     return result
 
 

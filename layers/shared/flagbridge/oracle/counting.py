@@ -163,24 +163,27 @@ class _Selector:
     Metrics with the same ``events`` selector share one instance, so an event is matched once per selector.
     """
 
-    __slots__ = ("_memo", "_names", "predicates")
+    __slots__ = ("_memo", "_names", "any_name", "predicates")
 
     def __init__(self, selector: Selector) -> None:
         self._names: CompiledFilter = Filter(
             users="any", event_types=selector.event_types, event_names=selector.event_names
         ).compile()
+        self.any_name = not self._names.has_event_rules
+        """No type or name rules: only the attribute predicates decide."""
         self.predicates = [(attribute, check) for attribute, check, _ in Filter(
             users="any", attributes=selector.attributes).compile().predicates]  # fmt: skip
         self._memo: dict[tuple[Any, str], bool] = {}
 
     def matches(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> bool:
-        named = self._memo.get((event_type, name), _UNSET)
-        if named is _UNSET:
-            named = self._names.event_reason(Event(0, str(event_type), data, {})) is None
-            if len(self._memo) < _MEMO_LIMIT:
-                self._memo[(event_type, name)] = named
-        if not named:
-            return False
+        if not self.any_name:
+            named = self._memo.get((event_type, name), _UNSET)
+            if named is _UNSET:
+                named = self._names.event_reason(Event(0, str(event_type), data, {})) is None
+                if len(self._memo) < _MEMO_LIMIT:
+                    self._memo[(event_type, name)] = named
+            if not named:
+                return False
         for attribute, check in self.predicates:  # noqa: SIM110 - a loop, not all(<genexpr>): the hot path
             if not check(attributes.get(attribute)):
                 return False
@@ -240,16 +243,17 @@ class _CompiledMetric:
 class _CompiledTest:
     """A test's metrics grouped by their ``events`` selector (the default metrics share one)."""
 
-    __slots__ = ("groups", "test")
+    __slots__ = ("groups", "metric_names", "test")
 
     def __init__(self, test: OracleTest) -> None:
         self.test = test
-        groups: dict[str, tuple[_Selector, list[_CompiledMetric]]] = {}
-        for metric in test.metrics:
+        self.metric_names = [metric.name for metric in test.metrics]
+        groups: dict[str, tuple[_Selector, list[tuple[int, _CompiledMetric]]]] = {}
+        for position, metric in enumerate(test.metrics):
             key = metric.events.model_dump_json()
             if key not in groups:
                 groups[key] = (_Selector(metric.events), [])
-            groups[key][1].append(_CompiledMetric(metric))
+            groups[key][1].append((position, _CompiledMetric(metric)))
         self.groups = list(groups.values())
 
 
@@ -379,7 +383,10 @@ class Counter:
         profile = None
         if named_by is None:
             profile = _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
-        cells: dict[tuple[int, int, str, str], Delta] = {}
+        metric_names = compiled.metric_names
+        # (hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)
+        rows: dict[tuple[int, int, str], list[Delta | None]] = {}
+        killed: dict[tuple[int, int], int] = {}
         user_sets: set[tuple[int, str]] = set()
         for event_type, name, data, attributes, at_ms in events:
             if profile is not None:
@@ -389,21 +396,30 @@ class Counter:
                 treatment, version, label = (named, 0, None) if named else (UNATTRIBUTED, 0, None)
             hour = at_ms - at_ms % HOUR_MS
             if label == "killed":
-                cells.setdefault((hour, version, KILLED, ANY_METRIC), Delta()).n += 1
+                killed[(hour, version)] = killed.get((hour, version), 0) + 1
                 continue
+            row = None
             for selector, metrics in compiled.groups:
                 if not selector.matches(event_type, name, data, attributes):
                     continue
-                for metric in metrics:
-                    cell = (hour, version, treatment, metric.name)
-                    delta = cells.get(cell)
+                if row is None:
+                    row = rows.get((hour, version, treatment))
+                    if row is None:
+                        row = rows[(hour, version, treatment)] = [None] * len(metric_names)
+                for position, metric in metrics:
+                    delta = row[position]
                     if delta is None:
-                        delta = cells[cell] = Delta()
+                        delta = row[position] = Delta()
                     metric.count(delta, event_type, name, data, attributes)
             if test.split is not None and treatment != UNATTRIBUTED:
                 user_sets.add((version, treatment))
-        for (hour, version, treatment, metric_name), delta in cells.items():
-            contribution.deltas[CounterKey(test.name, hour, version, treatment, metric_name)] = delta
+        deltas = contribution.deltas
+        for (hour, version, treatment), row in rows.items():
+            for position, delta in enumerate(row):
+                if delta is not None:
+                    deltas[CounterKey(test.name, hour, version, treatment, metric_names[position])] = delta
+        for (hour, version), count in killed.items():
+            deltas[CounterKey(test.name, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
         if users:
             for version, treatment in user_sets:
                 contribution.users.setdefault(UserSetKey(test.name, version, treatment), set()).add(digest(users[0]))

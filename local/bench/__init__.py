@@ -27,6 +27,11 @@ figure                 measured                                                 
 ``split_requests.lane``  the same N events as the router writes them (3 per       that floor summed per SQS batch
                        message), in SQS batches of the Split lane's               (a request cannot span two
                        ``BatchSize`` (template.yaml)                              invocations); = 1.0, < 1 MB
+``oracle_cpu``         ``oracle_counter.lambda_handler`` CPU time per event        ``json.loads`` of the same lane
+                       (lane messages of 5 events, SQS batches of 100)           messages; <= 3x
+``oracle_writes``      DynamoDB write requests per oracle-lane SQS batch         distinct counters touched; = 1.0
+``oracle_eval``        one evaluation over the counters of 1,000,000 events      the same over 10,000 events;
+                       (24 h x 2 treatments x 2 metrics)                         <= 1.5x (cost follows counters)
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no boto3/botocore

@@ -1,7 +1,7 @@
 """Schedule events (EventBridge rules): one thread per ``Schedule`` event fires it on a short local interval.
 
 In AWS the oracle evaluator runs every minute and evaluates each test when its ``interval_minutes`` has passed.
-Locally time is compressed: every ``FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS`` (default 10; 0 turns schedules off) the
+Locally time is compressed: every ``FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS`` (default 15; 0 turns schedules off) the
 function gets a ``Scheduled Event`` as EventBridge sends it, plus ``"force": true`` so every test is evaluated
 at every tick.
 """
@@ -22,7 +22,7 @@ from local.runner.invoke import log
 if TYPE_CHECKING:
     from local.runner.bridge import LocalBridge
 
-DEFAULT_INTERVAL_SECONDS = 10.0
+DEFAULT_INTERVAL_SECONDS = 15.0
 
 
 def schedule_interval() -> float:

@@ -31,6 +31,7 @@ _STACK_OUTPUTS = {
     "QuarantineBucketName": "QUARANTINE_BUCKET",
     "ProfilesTableName": "PROFILES_TABLE",
     "DeliveryLedgerTableName": "DELIVERY_LEDGER_TABLE",
+    "OracleVerdictsTableName": "ORACLE_VERDICTS_TABLE",
 }
 # Flags that override a variable of the functions' environment (attribute of the parsed arguments, variable).
 _FLAG_VARIABLES = (

@@ -24,6 +24,7 @@ digests, for the sample-ratio check, and only for tests that declare a ``split``
 from __future__ import annotations
 
 import json
+import math
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +33,10 @@ from typing import Any, NamedTuple
 
 from flagbridge.cdp._values import canonical, to_number
 from flagbridge.cdp.batch import Event
-from flagbridge.cdp.filters import CompiledFilter
+from flagbridge.cdp.filters import CompiledFilter, Filter
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle import histogram
-from flagbridge.oracle.config import OracleConfig, OracleTest, PercentileMetric, RateMetric
+from flagbridge.oracle.config import OracleConfig, OracleTest, PercentileMetric, RateMetric, Selector
 from flagbridge.profiles.model import FlagState
 
 UNATTRIBUTED = "(unattributed)"
@@ -150,57 +151,178 @@ def _user_ids(doc: Mapping[str, Any], traffic_types: Mapping[str, Sequence[str]]
     return [f"{traffic}#{value}" for kind, value in pairs for traffic in traffic_types.get(kind, ())]
 
 
+_UNSET: Any = object()
+PreparedEvent = tuple[Any, str, dict[str, Any], Mapping[str, Any], int]
+"""(event type, name, data, custom attributes, time) of one event."""
+_MEMO_LIMIT = 4096
+
+
+class _Selector:
+    """A selector for the hot path: the event type and name part memoised, attribute predicates called directly.
+
+    Metrics with the same ``events`` selector share one instance, so an event is matched once per selector.
+    """
+
+    __slots__ = ("_memo", "_names", "any_name", "predicates")
+
+    def __init__(self, selector: Selector) -> None:
+        self._names: CompiledFilter = Filter(
+            users="any", event_types=selector.event_types, event_names=selector.event_names
+        ).compile()
+        self.any_name = not self._names.has_event_rules
+        """No type or name rules: only the attribute predicates decide."""
+        self.predicates = [(attribute, check) for attribute, check, _ in Filter(
+            users="any", attributes=selector.attributes).compile().predicates]  # fmt: skip
+        self._memo: dict[tuple[Any, str], bool] = {}
+
+    def matches(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> bool:
+        if not self.any_name:
+            named = self._memo.get((event_type, name), _UNSET)
+            if named is _UNSET:
+                named = self._names.event_reason(Event(0, str(event_type), data, {})) is None
+                if len(self._memo) < _MEMO_LIMIT:
+                    self._memo[(event_type, name)] = named
+            if not named:
+                return False
+        for attribute, check in self.predicates:  # noqa: SIM110 - a loop, not all(<genexpr>): the hot path
+            if not check(attributes.get(attribute)):
+                return False
+        return True
+
+
+def _number(value: Any) -> float | int | None:
+    kind = type(value)
+    if kind is int or kind is float:
+        return value if kind is int or math.isfinite(value) else None
+    return to_number(value)
+
+
 class _CompiledMetric:
-    __slots__ = ("bad", "events", "metric", "needs")
+    __slots__ = ("bad", "is_rate", "name", "needs")
 
     def __init__(self, metric: RateMetric | PercentileMetric) -> None:
-        self.metric = metric
-        self.events: CompiledFilter = metric.events.compile()
-        self.bad: CompiledFilter | None = None
+        self.name = metric.name
+        self.is_rate = isinstance(metric, RateMetric)
+        self.bad: _Selector | None = None
         self.needs: list[tuple[str, bool]] = []
         """(attribute, must be a number) that must be readable for the event to be judged."""
         if isinstance(metric, RateMetric):
-            self.bad = metric.bad.compile()
+            self.bad = _Selector(metric.bad)
             for predicate in metric.bad.attributes:
                 if predicate.op not in ("exists", "not_exists"):
                     self.needs.append((predicate.attribute, predicate.op in ("gt", "gte", "lt", "lte")))
         else:
             self.needs.append((metric.attribute, True))
 
+    def count(
+        self, delta: Delta, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]
+    ) -> None:
+        number = None
+        for attribute, numeric in self.needs:
+            value = attributes.get(attribute)
+            if value is None:
+                delta.invalid += 1
+                return
+            if numeric:
+                number = _number(value)
+                if number is None:
+                    delta.invalid += 1
+                    return
+            elif canonical(value) is None:
+                delta.invalid += 1
+                return
+        delta.n += 1
+        if self.bad is not None:
+            if self.bad.matches(event_type, name, data, attributes):
+                delta.k += 1
+        else:
+            index = histogram.bucket_of(number)  # type: ignore[arg-type]  # set by the numeric need above
+            delta.buckets[index] = delta.buckets.get(index, 0) + 1
+
 
 class _CompiledTest:
-    __slots__ = ("metrics", "test")
+    """A test's metrics grouped by their ``events`` selector (the default metrics share one)."""
+
+    __slots__ = ("groups", "metric_names", "test")
 
     def __init__(self, test: OracleTest) -> None:
         self.test = test
-        self.metrics = [_CompiledMetric(m) for m in test.metrics]
+        self.metric_names = [metric.name for metric in test.metrics]
+        groups: dict[str, tuple[_Selector, list[tuple[int, _CompiledMetric]]]] = {}
+        for position, metric in enumerate(test.metrics):
+            key = metric.events.model_dump_json()
+            if key not in groups:
+                groups[key] = (_Selector(metric.events), [])
+            groups[key][1].append((position, _CompiledMetric(metric)))
+        self.groups = list(groups.values())
 
 
 def _event_time(data: Mapping[str, Any], fallback: int) -> int:
-    value = to_number(data.get("timestamp_unixtime_ms"))
+    value = data.get("timestamp_unixtime_ms")
+    if type(value) is not int:
+        value = to_number(value)
     return int(value) if value is not None and value > 0 else fallback
 
 
-def _count_event(delta: Delta, compiled: _CompiledMetric, event: Event) -> None:
-    attributes = event.custom_attributes
-    for attribute, numeric in compiled.needs:
-        value = attributes.get(attribute)
-        if value is None or (numeric and to_number(value) is None) or (not numeric and canonical(value) is None):
-            delta.invalid += 1
-            return
-    delta.n += 1
-    if compiled.bad is not None:
-        if compiled.bad.event_reason(event) is None:
-            delta.k += 1
-    else:
-        number = to_number(attributes.get(compiled.needs[0][0]))
-        assert number is not None
-        index = histogram.bucket_of(number)
-        delta.buckets[index] = delta.buckets.get(index, 0) + 1
+def _prepared_events(
+    doc: Mapping[str, Any], batch_time: int
+) -> list[tuple[Any, str, dict[str, Any], Mapping[str, Any], int]]:
+    """(event type, name, data, custom attributes, time) of each well-formed event of a batch document."""
+    prepared = []
+    for envelope in doc.get("events", []):
+        if not isinstance(envelope, dict):
+            continue
+        data = envelope.get("data")
+        if data is None:
+            data = {}
+        elif not isinstance(data, dict):
+            continue
+        event_type = envelope.get("event_type")
+        if event_type == "custom_event":
+            name = str(data.get("event_name", ""))
+        elif event_type == "screen_view":
+            name = str(data.get("screen_name", ""))
+        else:
+            name = str(event_type)
+        attributes = data.get("custom_attributes")
+        prepared.append(
+            (event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES,
+             _event_time(data, batch_time))
+        )  # fmt: skip
+    return prepared
 
 
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+Attribution = tuple[str, int, str | None]
 StateLookup = Callable[[str, str], FlagState | None]
 """``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
+
+
+def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> Callable[[int], Attribution]:
+    """``at_ms -> (treatment, version, label)`` of one user for one test.
+
+    Most events come after the user's newest exposure: those take the newest assignment without a search.
+    """
+    if not user_states:
+        return lambda at_ms: (UNATTRIBUTED, 0, None)
+    state = user_states[0]
+    candidates = [a for a in state.assignments if a.environment == test.environment]
+    if len(user_states) == 1 and candidates and test.environment != state.environment_id:
+        newest = max(candidates, key=lambda a: (a.last_seen, a.version or 0))
+        boundary, answer = newest.last_seen, (newest.treatment, newest.version or 0, newest.label)
+    else:
+        boundary, answer = 2**63, (UNATTRIBUTED, 0, None)
+
+    def attribute(at_ms: int) -> Attribution:
+        if at_ms > boundary:
+            return answer
+        for candidate in user_states:
+            assigned = assignment_at(candidate, test.environment, at_ms)
+            if assigned is not None:
+                return assigned
+        return (UNATTRIBUTED, 0, None)
+
+    return attribute
 
 
 class Counter:
@@ -237,58 +359,70 @@ class Counter:
         batch_key = message.get("batch_key")
         ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
         contribution = Contribution(ledger_id)
-        batch_time = _event_time(doc, now_ms)
+        events = _prepared_events(doc, _event_time(doc, now_ms))
+        contribution.events = len(events)
         users = _user_ids(doc, self._traffic_types)
         is_tester = message.get("test_user") is True
-        events = [
-            Event(index, str(envelope.get("event_type")), envelope.get("data") or {}, envelope)
-            for index, envelope in enumerate(doc.get("events", []))
-            if isinstance(envelope, dict) and isinstance(envelope.get("data", {}), dict)
-        ]
-        contribution.events = len(events)
         for compiled in self._tests:
             test = compiled.test
             if test.cohort == "testers" and not is_tester:
                 continue
-            user_states = (
-                [s for s in (states(user, test.flag) for user in users) if s is not None]
-                if test.treatment_attribute is None
-                else []
-            )
-            for event in events:
-                at_ms = _event_time(event.data, batch_time)
-                treatment, version, label = self._attribute(test, event, user_states, at_ms)
-                hour = at_ms - at_ms % HOUR_MS
-                if label == "killed":
-                    key = CounterKey(test.name, hour, version, KILLED, ANY_METRIC)
-                    contribution.deltas.setdefault(key, Delta()).n += 1
-                    continue
-                for metric in compiled.metrics:
-                    if metric.events.event_reason(event) is not None:
-                        continue
-                    key = CounterKey(test.name, hour, version, treatment, metric.metric.name)
-                    delta = contribution.deltas.get(key)
-                    if delta is None:
-                        delta = contribution.deltas[key] = Delta()
-                    _count_event(delta, metric, event)
-                if test.split is not None and treatment != UNATTRIBUTED and users:
-                    contribution.users.setdefault(UserSetKey(test.name, version, treatment), set()).add(
-                        digest(users[0])
-                    )
+            self._count_test(compiled, events, users, states, contribution)
         return contribution
 
     @staticmethod
-    def _attribute(
-        test: OracleTest, event: Event, user_states: Sequence[FlagState], at_ms: int
-    ) -> tuple[str, int, str | None]:
-        if test.treatment_attribute is not None:
-            named = canonical(event.custom_attributes.get(test.treatment_attribute))
-            return (named, 0, None) if named else (UNATTRIBUTED, 0, None)
-        for state in user_states:
-            found = assignment_at(state, test.environment, at_ms)
-            if found is not None:
-                return found
-        return UNATTRIBUTED, 0, None
+    def _count_test(
+        compiled: _CompiledTest,
+        events: list[PreparedEvent],
+        users: list[str],
+        states: StateLookup,
+        contribution: Contribution,
+    ) -> None:
+        test = compiled.test
+        named_by = test.treatment_attribute
+        profile = None
+        if named_by is None:
+            profile = _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
+        metric_names = compiled.metric_names
+        # (hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)
+        rows: dict[tuple[int, int, str], list[Delta | None]] = {}
+        killed: dict[tuple[int, int], int] = {}
+        user_sets: set[tuple[int, str]] = set()
+        for event_type, name, data, attributes, at_ms in events:
+            if profile is not None:
+                treatment, version, label = profile(at_ms)
+            else:
+                named = canonical(attributes.get(named_by)) if named_by is not None else None
+                treatment, version, label = (named, 0, None) if named else (UNATTRIBUTED, 0, None)
+            hour = at_ms - at_ms % HOUR_MS
+            if label == "killed":
+                killed[(hour, version)] = killed.get((hour, version), 0) + 1
+                continue
+            row = None
+            for selector, metrics in compiled.groups:
+                if not selector.matches(event_type, name, data, attributes):
+                    continue
+                if row is None:
+                    row = rows.get((hour, version, treatment))
+                    if row is None:
+                        row = rows[(hour, version, treatment)] = [None] * len(metric_names)
+                for position, metric in metrics:
+                    delta = row[position]
+                    if delta is None:
+                        delta = row[position] = Delta()
+                    metric.count(delta, event_type, name, data, attributes)
+            if test.split is not None and treatment != UNATTRIBUTED:
+                user_sets.add((version, treatment))
+        deltas = contribution.deltas
+        for (hour, version, treatment), row in rows.items():
+            for position, delta in enumerate(row):
+                if delta is not None:
+                    deltas[CounterKey(test.name, hour, version, treatment, metric_names[position])] = delta
+        for (hour, version), count in killed.items():
+            deltas[CounterKey(test.name, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
+        if users:
+            for version, treatment in user_sets:
+                contribution.users.setdefault(UserSetKey(test.name, version, treatment), set()).add(digest(users[0]))
 
 
 def merge_contributions(contributions: Iterable[Contribution]) -> dict[CounterKey, Delta]:

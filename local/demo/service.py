@@ -13,8 +13,8 @@ with the bridge, it does over HTTP as those clients do:
 * **Its own events**: one ``api_response`` custom event per answered request (``status``, ``latency_ms``,
   ``route``), batched per user, posted to the bridge's mParticle Events API (``/mparticle/v2/bulkevents``, HTTP
   Basic) every :data:`FLUSH_SECONDS`. A request that carries the traffic generator's run tag
-  (``X-Flagbridge-Run``) adds its run id as ``flagbridge_run``, as services echo a correlation id: the oracle
-  then counts that request once, from the generator's own result, not twice.
+  (``X-Flagbridge-Run``) adds its run and case ids as ``flagbridge_run`` and ``flagbridge_case``, as services echo
+  a correlation id: the oracle then counts that request once, from the generator's own result, not twice.
 * **The bug**, in treatment ``on`` only: the new checkout reserves stock *before* it validates the quantity, and
   the inventory client raises on anything but a positive whole number, unhandled: a 500. Treatment ``off``
   validates first and answers the same inputs with a clean 422.
@@ -332,8 +332,10 @@ class CheckoutHandler(BaseHTTPRequestHandler):
                 "route": "checkout" if path == "/checkout" else "product" if path.startswith("/products/") else "other",
             }
             run_tag = self.headers.get(RUN_TAG_HEADER)
-            if run_tag:
-                attributes["flagbridge_run"] = run_tag.split(".", 1)[0][:64]
+            if run_tag:  # <run id>.<case id>.<signature>: echoed as a correlation id, never trusted for anything
+                run, _, rest = run_tag.partition(".")
+                attributes["flagbridge_run"] = run[:64]
+                attributes["flagbridge_case"] = rest.partition(".")[0][:64]
             self.server.reporter.event(key, attributes, int(time.time() * 1000))
         with self.server.answered_lock:
             self.server.answered[(treatment, answer.status)] += 1

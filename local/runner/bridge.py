@@ -35,7 +35,7 @@ from local.resources import (
 )
 from local.runner.http_api import ApiGatewayHandler, HttpApiServer
 from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, log
-from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries
+from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries, speed_up_moto_transactions
 from local.runner.output import HandlerOutput, describe_invocation
 from local.runner.routes import Router
 from local.runner.schedule import SchedulePoller, schedule_interval
@@ -227,6 +227,7 @@ class LocalBridge:
             if os.environ.get("FLAGBRIDGE_LOCAL_MOTO_SPEEDUPS", "1") != "0":
                 speed_up_moto_queries()
                 speed_up_moto_dispatch()
+                speed_up_moto_transactions()
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()

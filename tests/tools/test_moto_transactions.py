@@ -1,6 +1,7 @@
-"""The local runner's moto speed-up for ``TransactWriteItems`` (``speed_up_moto_transactions``) keeps moto's results: a transaction that succeeds writes everything, one that fails a condition leaves every item
-it named as it was (also those it had already written) with the same cancellation reasons; and it no longer
-copies whole tables (the table object survives a rollback). Run in a fresh interpreter: the patch is process-wide.
+"""The local runner's moto speed-up for ``TransactWriteItems`` (``speed_up_moto_transactions``) keeps moto's
+results: a transaction that succeeds writes everything; one that fails a condition leaves every item it named as it
+was (also those it had already written), with the same cancellation reasons; and it no longer copies whole tables
+(the table object survives a rollback). Run in a fresh interpreter: the patch is process-wide.
 """
 
 from __future__ import annotations

@@ -512,7 +512,7 @@ class LocalBridge:
             lines.append(f"  quarantine bucket s3://{bucket}: {counts or 'empty'} (objects per prefix)")
         return lines
 
-    def summary(self, replay: dict[str, Any] | None = None) -> str:
+    def summary(self, replay: dict[str, Any] | None = None, demo: str | None = None) -> str:
         lines = ["", f"flagbridge is running locally at {self.url} (AWS endpoint {self.endpoint_url})", "", "Routes:"]
         for compiled in self.router.routes:
             route = compiled.route
@@ -558,6 +558,8 @@ class LocalBridge:
                 f"Handler logs and metrics (JSON, one line each): {_shown(self.handler_output.path)}",
                 "  (`make run ARGS=--verbose` prints them here instead)",
             ]
+        if demo:
+            lines += ["", demo]
         lines += ["", "Ctrl-C to stop.", ""]
         return "\n".join(lines)
 

@@ -76,6 +76,7 @@ def handler_output(verbose: bool, log_file: Path) -> Iterator[HandlerOutput]:
 
 def run_demo(bridge: LocalBridge) -> str:
     """The demo's summary (:mod:`local.demo.run`), or why it could not complete; the bridge keeps serving."""
+    from local.demo.run import DEFAULT_WORKDIR
     from local.demo.run import run_demo as run_loop
     from local.demo.service import local_secret
 
@@ -85,6 +86,7 @@ def run_demo(bridge: LocalBridge) -> str:
             bridge.url,
             lambda name: bridge.secret_value(name) or local_secret(name),
             bridge_config=Path(os.environ["FLAGBRIDGE_CONFIG"]),
+            workdir=Path(os.environ.get("FLAGBRIDGE_DEMO_DIR") or DEFAULT_WORKDIR),
             log=lambda message: log(f"demo: {message}"),
         )
     except Exception as exc:

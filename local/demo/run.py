@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
+from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 import yaml
@@ -263,11 +264,23 @@ def _run_events(snapshot: Mapping[str, Any], run_id: str) -> list[dict[str, Any]
     ]
 
 
+def analytics_webhook_path() -> str:
+    """The path the local receiver records the analytics destination's batches under (the runner keeps the path
+    of the template's ``AnalyticsWebhookUrl`` and points its host at the receiver)."""
+    from local.resources import PARAM_ENV_PREFIX, TEMPLATE_PATH, load_template_file, url_parameters
+
+    url = os.environ.get(PARAM_ENV_PREFIX + "AnalyticsWebhookUrl") or url_parameters(
+        load_template_file(TEMPLATE_PATH)
+    ).get("AnalyticsWebhookUrl", "")
+    return urlsplit(url).path.rstrip("/")
+
+
 def _analytics_events(snapshot: Mapping[str, Any], run_id: str) -> tuple[int, int]:
     """(events the analytics webhook received in all, events of the run or of the demo's testers)."""
     total = of_run = 0
-    for path, batches in (snapshot.get("webhooks") or {}).items():
-        if "analytics" not in path:
+    path = analytics_webhook_path()
+    for received_path, batches in (snapshot.get("webhooks") or {}).items():
+        if received_path.split("?")[0].rstrip("/") != path:
             continue
         for batch in batches:
             events = batch.get("events") or [] if isinstance(batch, dict) else []

@@ -69,7 +69,8 @@ def test_an_invocation_line_names_function_outcome_counts_and_problems() -> None
 
 def _run_until_summary(*options: str, log_file: Path) -> tuple[str, str]:
     """``python -m local.runner`` with the sample replay; its stdout (through the summary) and stderr."""
-    env = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
+    # The demo that follows the replay has its own test (tests/e2e/test_demo_loop.py); here only the replay.
+    env = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_NO_DEMO": "1"}
     for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG", "FLAGBRIDGE_NO_REPLAY"):
         env.pop(name, None)
     command = [sys.executable, "-m", "local.runner", "--log-file", str(log_file), *options]

@@ -17,6 +17,7 @@ Adding a command
     summary=..., description=..., examples=[...])`` (or ``add_group`` for subcommands), add the command's
     options to the parser it returns, and write ``handler(ctx: Context) -> dict``: print tables to ``ctx.out``
     unless ``ctx.json``, return the result (printed as JSON with ``--json``; an ``"errors"`` list means exit
-    status 1, or set ``"exit_status"`` to exit like ``flagbridge verdict``), raise ``CliError`` for a problem the user can fix. Import heavy modules inside the handler.
+    status 1, or set ``"exit_status"`` to exit like ``flagbridge verdict``), raise ``CliError`` for a problem the
+    user can fix. Import heavy modules inside the handler.
     Every module in ``commands/`` is registered; nothing else needs editing. See ``docs/cli.md``.
 """

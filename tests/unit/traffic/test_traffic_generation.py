@@ -145,6 +145,7 @@ def test_explain_gives_words_and_the_exact_figures(body_plan: TrafficPlan, model
     rate = make_generator(body_plan, model).expected_rates("upload_events")["method"].mutated
     assert f"{rate * 1000:8.1f}" in text
     assert "Give --model" in explain(body_plan)
+    assert "frozen (tester identity, and what contains it): headers.X-Tester, body:/user_identities/customer_id" in text
 
 
 def test_manifest_record_and_curl(body_plan: TrafficPlan, model: RequestModel) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flagbridge.errors import StoreError
 from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
-from flagbridge.profiles.model import TestMark, merge_rows_fast
+from flagbridge.profiles.model import TestMark, merge_rows
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
 from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import QueueRecord, batch_item_failures
@@ -169,7 +169,7 @@ class ImpressionProcessor:
         def apply(item: tuple[tuple[str, str], list[Row]]) -> tuple[int, int, int, bool]:
             pair, rows = item
             mark = mark_of.get(pair) if mark_of else None
-            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, profiles, now_ms)
+            merged, new, duplicates = merge_rows(states.get(pair), rows, profiles, now_ms)
             if new and merged is not None:
                 try:
                     save(merged, mark)  # the usual outcome, without the retry loop
@@ -211,7 +211,7 @@ class ImpressionProcessor:
             states, _ = self._store.load([pair], [])
             if conflicts >= MAX_CONFLICT_RETRIES:
                 raise ConcurrentUpdateError(pair[0])
-            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, self._config.profiles, self._clock_ms())
+            merged, new, duplicates = merge_rows(states.get(pair), rows, self._config.profiles, self._clock_ms())
             if not new or merged is None:
                 if mark is not None:
                     self._store.save_mark(pair[0], mark)

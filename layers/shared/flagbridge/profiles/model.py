@@ -136,7 +136,7 @@ def merge_impressions(
     return _built(MergeOutcome, {"state": merged, "new_impressions": new_impressions, "duplicates": duplicates})
 
 
-def merge_rows(
+def merge_rows(  # noqa: C901 (hot path: the merge, flattened (make bench); hypothesis-tested)
     state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
 ) -> tuple[FlagState | None, int, int]:
     """The merge: fold one (user, flag)'s impressions, as :data:`~flagbridge.impressions.records.Row` tuples, into

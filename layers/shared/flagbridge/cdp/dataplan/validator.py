@@ -135,7 +135,7 @@ class PlanValidator:
             return "drop_event"
         return action
 
-    def validate(self, batch: Batch) -> PlanOutcome:
+    def validate(self, batch: Batch) -> PlanOutcome:  # noqa: C901 (hot path: every batch, flattened (make bench))
         """Validate ``batch`` and apply the configured actions.
 
         Parameters

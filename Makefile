@@ -6,21 +6,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv run test lint typecheck unit validate build bench bench-smoke soak clean format
+TIERS := unit handlers infrastructure tools e2e faults hostile
+
+.PHONY: venv run test pytest lint typecheck $(TIERS) events validate build bench clean format
 
 venv: $(STAMP)
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt
+# The dev dependencies, then the project itself (editable): the `flagbridge` command, both packages importable anywhere.
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP)
 
-## Start the whole bridge locally on moto server (Ctrl-C to stop).
+## Start the whole bridge locally on moto server (Ctrl-C to stop); `make run ARGS=--verbose` shows every log line.
 run: venv
-	$(BIN)/python -m local.runner
+	$(BIN)/python -m local.runner $(ARGS)
 
-## Everything CI checks: lint, types, tests, template lint and a Docker-free sam build.
-test: venv lint typecheck unit validate build
+## Everything CI checks (.ci/run): lint, types, every test tier, template lint and a Docker-free sam build.
+test: venv lint typecheck pytest validate build
 
 lint: venv
 	$(BIN)/ruff check .
@@ -33,8 +37,17 @@ format: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+## Every test tier (docs/testing.md).
+pytest: venv
 	$(BIN)/python -m pytest -q
+
+## One tier: make unit, make handlers, make infrastructure, make tools, make e2e, make faults, make hostile.
+$(TIERS): venv
+	$(BIN)/python -m pytest -q tests/$@
+
+## Regenerate events/ from events/payloads/ (tests/tools/test_make_events.py fails when they are out of date).
+events: venv
+	PYTHONPATH="$(CURDIR)/layers/shared" $(BIN)/python -m local.make_events
 
 validate: venv
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint

@@ -34,7 +34,6 @@ from flagbridge.queues import QueueRecord, batch_item_failures
 if TYPE_CHECKING:
     from flagbridge.config import BridgeConfig
 
-QUARANTINE_SOURCE = QuarantineSource.IMPRESSIONS_PROCESSOR  # (the name the operator CLI imports)
 MAX_CONFLICT_RETRIES = 8
 
 
@@ -264,6 +263,13 @@ class ImpressionProcessor:
             body: Any = json.loads(record.body)
         except ValueError:
             body = record.body
-        put_message(self._quarantine, QUARANTINE_SOURCE, record.message_id, reason=reason, detail=detail, item=body)
+        put_message(
+            self._quarantine,
+            QuarantineSource.IMPRESSIONS_PROCESSOR,
+            record.message_id,
+            reason=reason,
+            detail=detail,
+            item=body,
+        )
         result.quarantined_messages += 1
         return None

@@ -22,15 +22,9 @@ from flagbridge.quarantine import QuarantineSource
 from flagbridge_ops.errors import CliError
 from flagbridge_ops.output import Progress
 
-# The layer's one list of quarantine sources (flagbridge.quarantine.QuarantineSource), by the names replay uses.
-IMPRESSIONS_SOURCE = QuarantineSource.SPLIT_IMPRESSIONS
-BATCHES_SOURCE = QuarantineSource.MPARTICLE_BATCHES
-ROUTER_SOURCE = QuarantineSource.CDP_ROUTER
-PROCESSOR_SOURCE = QuarantineSource.IMPRESSIONS_PROCESSOR
-DELIVERY_SOURCE = QuarantineSource.DESTINATION_DELIVERY
 REPLAYED_PREFIX = "replayed/"
 NOT_QUARANTINE = (REPLAYED_PREFIX.rstrip("/"), DECISION_LOG_SOURCE)
-REPLAYABLE_SOURCES = (IMPRESSIONS_SOURCE, BATCHES_SOURCE, ROUTER_SOURCE, PROCESSOR_SOURCE, DELIVERY_SOURCE)
+REPLAYABLE_SOURCES = tuple(QuarantineSource)
 
 
 @dataclass

@@ -4,9 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# CPython 3.13, the Lambda runtime's version: compiles the layer's bytecode and runs the tests a second time.
+PYTHON313 := $(shell layers/shared/find-python3.13)
+VENV313 := .venv313
+STAMP313 := $(VENV313)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv run test lint typecheck unit validate build bench bench-smoke soak clean format
+.PHONY: venv run test test313 lint typecheck unit validate build bench bench-smoke soak clean format
 
 venv: $(STAMP)
 
@@ -19,8 +23,22 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt
 run: venv
 	$(BIN)/python -m local.runner
 
-## Everything CI checks: lint, types, tests, template lint and a Docker-free sam build.
-test: venv lint typecheck unit validate build
+## Everything CI checks: lint, types, tests (also on 3.13), template lint and a Docker-free sam build.
+test: venv lint typecheck unit test313 validate build
+
+$(STAMP313): requirements-dev.txt layers/shared/requirements.txt
+	test -x $(VENV313)/bin/python || $(PYTHON313) -m venv $(VENV313)
+	$(VENV313)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(STAMP313)
+
+## The unit and handler tiers again on CPython 3.13 (the runtime's version), in .venv313, when a 3.13 exists.
+ifneq ($(PYTHON313),)
+test313: $(STAMP313)
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/handlers
+else
+test313:
+	@echo "test313: SKIPPED, no CPython 3.13 found (python3.13 on PATH or pyenv 3.13.x); see docs/performance.md" >&2
+endif
 
 lint: venv
 	$(BIN)/ruff check .
@@ -46,4 +64,4 @@ bench: venv
 	$(BIN)/python -m local.bench
 
 clean:
-	rm -rf .aws-sam build .pytest_cache .ruff_cache .mypy_cache
+	rm -rf .aws-sam build .pytest_cache .ruff_cache .mypy_cache $(VENV313)

@@ -10,25 +10,31 @@ VENV313 := .venv313
 STAMP313 := $(VENV313)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv run test test313 lint typecheck unit validate build bench bench-smoke soak clean format
+TIERS := unit handlers infrastructure tools e2e faults hostile
+
+.PHONY: venv run test test313 pytest lint typecheck $(TIERS) events validate build bench clean format
 
 venv: $(STAMP)
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt
+# Then the project itself, editable: the `flagbridge` command, and both packages importable from anywhere.
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP)
 
-## Start the whole bridge locally on moto server (Ctrl-C to stop).
+## Start the whole bridge locally on moto server (Ctrl-C to stop); `make run ARGS=--verbose` shows every log line.
 run: venv
-	$(BIN)/python -m local.runner
+	$(BIN)/python -m local.runner $(ARGS)
 
-## Everything CI checks: lint, types, tests (also on 3.13), template lint and a Docker-free sam build.
-test: venv lint typecheck unit test313 validate build
+## Everything CI checks (.ci/run): lint, types, every test tier (unit and handlers on 3.13 too), template lint
+## and a Docker-free sam build.
+test: venv lint typecheck pytest test313 validate build
 
-$(STAMP313): requirements-dev.txt layers/shared/requirements.txt
+$(STAMP313): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(VENV313)/bin/python || $(PYTHON313) -m venv $(VENV313)
 	$(VENV313)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(VENV313)/bin/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP313)
 
 ## The unit and handler tiers again on CPython 3.13 (the runtime's version), in .venv313, when a 3.13 exists.
@@ -51,8 +57,17 @@ format: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+## Every test tier (docs/testing.md).
+pytest: venv
 	$(BIN)/python -m pytest -q
+
+## One tier: make unit, make handlers, make infrastructure, make tools, make e2e, make faults, make hostile.
+$(TIERS): venv
+	$(BIN)/python -m pytest -q tests/$@
+
+## Regenerate events/ from events/payloads/ (tests/tools/test_make_events.py fails when they are out of date).
+events: venv
+	PYTHONPATH="$(CURDIR)/layers/shared" $(BIN)/python -m local.make_events
 
 validate: venv
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint

@@ -1,14 +1,16 @@
 """Regenerate the API Gateway / SQS sample events in ``events/`` from ``events/payloads/``.
 
-Run ``.venv/bin/python -m local.make_events`` after changing a payload. The events are committed:
+Run ``make events`` (``python -m local.make_events``) after changing a payload. The events are committed:
 tests load them, the local runner replays them, and ``sam local invoke -e`` accepts them.
+``tests/tools/test_make_events.py`` regenerates them into a temporary directory (``--output DIR``) and fails
+when the committed files differ.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ SENT_AT_MS = int(FIXED_NOW * 1000)  # the samples' SQS timestamps: regenerating 
 SPLIT_HEADERS = {"Content-Type": "application/json", "User-Agent": "Split-Webhook/1.0", "Host": "bridge.example.com"}
 
 
-def _write(name: str, document: Any) -> None:
-    (EVENTS / name).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+def _write(output: Path, name: str, document: Any) -> None:
+    (output / name).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 def version_1_body(body: str) -> str:
@@ -100,7 +102,7 @@ def _mparticle_event(path: str, body: bytes, authorization: str | None, request_
     )
 
 
-def generate_mparticle() -> None:
+def generate_mparticle(output: Path) -> None:
     from flagbridge.forwarding.ingest import queue_envelope
 
     batches = [json.loads((PAYLOADS / name).read_text(encoding="utf-8")) for name in MPARTICLE_BATCHES]
@@ -109,17 +111,25 @@ def generate_mparticle() -> None:
         short = name.removeprefix("mparticle_batch_").removesuffix(".json")
         body = json.dumps(batch).encode()
         _write(
-            f"mparticle_events_{short}.json", _mparticle_event("/mparticle/v2/events", body, basic, f"req-mp-{short}")
+            output,
+            f"mparticle_events_{short}.json",
+            _mparticle_event("/mparticle/v2/events", body, basic, f"req-mp-{short}"),
         )
     bulk = json.dumps(batches).encode()
-    _write("mparticle_bulkevents.json", _mparticle_event("/mparticle/v2/bulkevents", bulk, basic, "req-mp-bulk"))
-    single = json.dumps(batches[0]).encode()
-    _write("mparticle_events_no_auth.json", _mparticle_event("/mparticle/v2/events", single, None, "req-mp-noauth"))
     _write(
+        output, "mparticle_bulkevents.json", _mparticle_event("/mparticle/v2/bulkevents", bulk, basic, "req-mp-bulk")
+    )
+    single = json.dumps(batches[0]).encode()
+    _write(
+        output, "mparticle_events_no_auth.json", _mparticle_event("/mparticle/v2/events", single, None, "req-mp-noauth")
+    )
+    _write(
+        output,
         "mparticle_events_bad_auth.json",
         _mparticle_event("/mparticle/v2/events", single, _basic(LOCAL_MPARTICLE_KEY, "wrong"), "req-mp-badauth"),
     )
     _write(
+        output,
         "mparticle_events_malformed.json",
         _mparticle_event(
             "/mparticle/v2/events",
@@ -130,6 +140,7 @@ def generate_mparticle() -> None:
     )
     webhook_body = (PAYLOADS / "mparticle_webhook_batch.json").read_bytes()
     _write(
+        output,
         "mparticle_webhook.json",
         _mparticle_event("/mparticle/webhook", webhook_body, LOCAL_MPARTICLE_WEBHOOK_AUTH, "req-mp-webhook"),
     )
@@ -144,7 +155,7 @@ def generate_mparticle() -> None:
         for i, batch in enumerate(batches)
     ]
     messages.append(("b7a1c3e0-0000-4000-8000-0000000000ff", webhook_body.decode(), 1))
-    _write("sqs_batches.json", sqs_event(queue_arn, messages, sent_at_ms=SENT_AT_MS))
+    _write(output, "sqs_batches.json", sqs_event(queue_arn, messages, sent_at_ms=SENT_AT_MS))
 
     # What the delivery function consumes: the router's output for those batches, per destination lane.
     from flagbridge.config import load_config
@@ -165,7 +176,7 @@ def generate_mparticle() -> None:
     for name, sender in sorted(lanes.items()):
         lane_arn = f"arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-{name}-destination"
         lane_messages = [(f"d3f0a9e1-{name}-{i:04d}", body, 1) for i, body in enumerate(sender.bodies)]
-        _write(f"sqs_destination_{name}.json", sqs_event(lane_arn, lane_messages, sent_at_ms=SENT_AT_MS))
+        _write(output, f"sqs_destination_{name}.json", sqs_event(lane_arn, lane_messages, sent_at_ms=SENT_AT_MS))
 
     # A Split-lane batch as its event source hands it over (many small messages at once): ten testers' batches,
     # alternately the test-user and the commerce sample, and one message for a destination no longer configured.
@@ -201,11 +212,12 @@ def generate_mparticle() -> None:
     )
     split_messages.insert(5, ("d3f0a9e1-split-batch-unknown", retired, 1))
     split_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-split-destination"
-    _write("sqs_destination_split_batch.json", sqs_event(split_arn, split_messages, sent_at_ms=SENT_AT_MS))
+    _write(output, "sqs_destination_split_batch.json", sqs_event(split_arn, split_messages, sent_at_ms=SENT_AT_MS))
 
 
-def generate() -> None:
-    sys.path.insert(0, str(ROOT / "layers" / "shared"))
+def generate(output: Path = EVENTS) -> None:
+    """Write every sample event into ``output`` (``events/`` by default)."""
+    output.mkdir(parents=True, exist_ok=True)
     from flagbridge.config import load_config
     from flagbridge.impressions.ingest import ingest_impressions
     from flagbridge.quarantine import InMemoryQuarantine
@@ -217,22 +229,34 @@ def generate() -> None:
     gzipped = gzip.compress(compact, mtime=0)
 
     # As Split sends it: gzipped, token in the URL, and (as the docs allow) no Content-Encoding header.
-    _write("split_impressions_gzip.json", _impressions_event(gzipped, f"token={LOCAL_WEBHOOK_TOKEN}", {}, "req-gzip-1"))
     _write(
+        output,
+        "split_impressions_gzip.json",
+        _impressions_event(gzipped, f"token={LOCAL_WEBHOOK_TOKEN}", {}, "req-gzip-1"),
+    )
+    _write(
+        output,
         "split_impressions_gzip_encoded.json",
         _impressions_event(gzipped, f"token={LOCAL_WEBHOOK_TOKEN}", {"Content-Encoding": "gzip"}, "req-gzip-header-1"),
     )
     _write(
+        output,
         "split_impressions_plain.json",
         _impressions_event(compact, "", {"X-Flagbridge-Token": LOCAL_WEBHOOK_TOKEN}, "req-plain-1"),
     )
-    _write("split_impressions_bad_token.json", _impressions_event(gzipped, "token=wrong-token", {}, "req-bad-token"))
-    _write("split_impressions_no_token.json", _impressions_event(gzipped, "", {}, "req-no-token"))
     _write(
+        output,
+        "split_impressions_bad_token.json",
+        _impressions_event(gzipped, "token=wrong-token", {}, "req-bad-token"),
+    )
+    _write(output, "split_impressions_no_token.json", _impressions_event(gzipped, "", {}, "req-no-token"))
+    _write(
+        output,
         "split_impressions_not_array.json",
         _impressions_event(b'{"key": "u-1"}', f"token={LOCAL_WEBHOOK_TOKEN}", {}, "req-not-array"),
     )
     _write(
+        output,
         "split_impressions_malformed.json",
         _impressions_event(b'[{"key": "u-1",', f"token={LOCAL_WEBHOOK_TOKEN}", {}, "req-malformed"),
     )
@@ -250,23 +274,24 @@ def generate() -> None:
     )
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-impressions"
     messages = [(f"0d5f3c2a-0000-4000-8000-00000000000{i}", body, 1) for i, body in enumerate(sender.bodies)]
-    _write("sqs_impressions.json", sqs_event(queue_arn, messages, sent_at_ms=SENT_AT_MS))
+    _write(output, "sqs_impressions.json", sqs_event(queue_arn, messages, sent_at_ms=SENT_AT_MS))
     # The same impressions as the webhook wrote them before version 2: the processor still reads them.
     v1_messages = [
         (f"0d5f3c2a-0000-4000-8001-00000000000{i}", version_1_body(body), 1) for i, body in enumerate(sender.bodies)
     ]
-    _write("sqs_impressions_v1.json", sqs_event(queue_arn, v1_messages, sent_at_ms=SENT_AT_MS))
+    _write(output, "sqs_impressions_v1.json", sqs_event(queue_arn, v1_messages, sent_at_ms=SENT_AT_MS))
     _write(
+        output,
         "sqs_impressions_poison.json",
         sqs_event(queue_arn, [("poison-0001", "this is not json", 1)], sent_at_ms=SENT_AT_MS),
     )
 
-    _write("profile_api_get.json", _profile_event("user", "u-1001", LOCAL_PROFILE_TOKEN, "req-profile-1"))
-    _write("profile_api_tester.json", _profile_event("user", "qa-bot-01", LOCAL_PROFILE_TOKEN, "req-profile-2"))
-    _write("profile_api_unknown.json", _profile_event("user", "nobody", LOCAL_PROFILE_TOKEN, "req-profile-3"))
-    _write("profile_api_no_token.json", _profile_event("user", "u-1001", None, "req-profile-4"))
+    _write(output, "profile_api_get.json", _profile_event("user", "u-1001", LOCAL_PROFILE_TOKEN, "req-profile-1"))
+    _write(output, "profile_api_tester.json", _profile_event("user", "qa-bot-01", LOCAL_PROFILE_TOKEN, "req-profile-2"))
+    _write(output, "profile_api_unknown.json", _profile_event("user", "nobody", LOCAL_PROFILE_TOKEN, "req-profile-3"))
+    _write(output, "profile_api_no_token.json", _profile_event("user", "u-1001", None, "req-profile-4"))
 
-    generate_mparticle()
+    generate_mparticle(output)
 
     # `sam local invoke --env-vars events/env.json`: local values only, never real secrets.
     shared = {
@@ -275,6 +300,7 @@ def generate() -> None:
         "FLAGBRIDGE_CONFIG": "/opt/config/flagbridge.json",
     }
     _write(
+        output,
         "env.json",
         {
             "ImpressionsWebhookFunction": {
@@ -327,6 +353,14 @@ def generate() -> None:
     )
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.make_events", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=EVENTS, help="directory to write to (default: events/)")
+    args = parser.parse_args(argv)
+    generate(args.output)
+    print(f"events written to {args.output}")
+    return 0
+
+
 if __name__ == "__main__":
-    generate()
-    print(f"events written to {EVENTS}")
+    raise SystemExit(main())

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +34,6 @@ os.environ.update(
 )
 for leaked in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(leaked, None)
-
-sys.path.insert(0, str(ROOT / "layers" / "shared"))
 
 PROFILES_TABLE = "flagbridge-profiles-test"
 QUARANTINE_BUCKET = "flagbridge-quarantine-test"

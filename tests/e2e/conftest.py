@@ -1,7 +1,8 @@
 """Session fixture: the whole bridge started as ``python -m local.runner`` on a free port, and an HTTP client for it.
 
 The runner embeds its own moto server (``AWS_ENDPOINT_URL`` is removed from its environment), skips the sample
-replay, and writes its output to a log file whose tail is shown when it fails to start.
+replay, and writes all its output (``--verbose``: the handlers' JSON logs too) to a log file whose tail is shown
+when it fails to start.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
         env.pop(name, None)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "local.runner"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "local.runner", "--verbose"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     running = Bridge(f"http://127.0.0.1:{port}", process, log_path)
     try:

@@ -1,4 +1,5 @@
-"""The replay CLI (``python -m local.replay``) on moto: quarantine replay with a fixed plan, DLQ redrive."""
+"""``flagbridge dlq ...`` and ``flagbridge quarantine ...`` in process on moto: quarantine replay with a fixed plan,
+DLQ redrive (moved from ``tests/handlers/test_replay_cli.py`` with the command)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from local.replay import main, stack_environment
+from flagbridge_ops.__main__ import main
+from flagbridge_ops.resources import stack_environment
 from tests.conftest import (
     QUARANTINE_BUCKET,
     ROOT,
@@ -28,6 +30,13 @@ PLAN_NOW_ALLOWS = {  # the user "fixed their plan": nothing is blocked any more
     "on_missing_required: drop_event": "on_missing_required: allow",
     "on_invalid_value: drop_event": "on_invalid_value: allow",
 }
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so the progress bar is drawn."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def cli(*argv: str) -> tuple[int, Any]:
@@ -143,7 +152,7 @@ def test_replay_enqueues_each_batch_once_even_when_run_twice(cdp_aws, lambda_con
     assert [len(m["batch"]["events"]) for m in analytics] == [2]
 
 
-def test_impressions_replay_enqueues_what_now_passes_and_keeps_the_rest(cdp_aws, monkeypatch, tmp_path, capsys) -> None:
+def test_impressions_replay_enqueues_what_now_passes_and_keeps_the_rest(cdp_aws, monkeypatch, tmp_path) -> None:
     good = {"key": "u-9", "split": "checkout", "environmentName": "QA", "treatment": "on", "time": NOW_MS}
     bad = {"key": "u-9", "split": "checkout", "environmentName": "QA", "treatment": "on"}  # no time
     key = "split-impressions/2026/01/01/req-1.json"
@@ -164,9 +173,9 @@ def test_impressions_replay_enqueues_what_now_passes_and_keeps_the_rest(cdp_aws,
     staging = "    - environment: Staging\n"
     qa = "    - environment: QA\n      traffic_type: user\n      identity_type: customer_id\n"
     use_config(monkeypatch, tmp_path, {staging: qa + staging})  # the user mapped their QA environment
-    out = io.StringIO()
-    assert main(["quarantine", "replay", "--source", "split-impressions"], out=out) == 0
-    assert "replay: 1/1" in capsys.readouterr().err  # progress on stderr
+    out, terminal = io.StringIO(), Terminal()
+    assert main(["quarantine", "replay", "--source", "split-impressions"], out=out, err=terminal) == 0
+    assert "replay: 1/1" in terminal.getvalue()  # progress on stderr (a terminal)
 
     messages = [json.loads(m["Body"]) for m in drain_queue(cdp_aws["sqs"], cdp_aws["queue_url"])]
     assert [[i["flag"] for i in queued_records(m)] for m in messages] == [["checkout"]]

@@ -1,0 +1,53 @@
+"""Performance benchmark: ``make bench`` (``python -m local.bench``).
+
+Every figure is a ratio against a *floor measured in the same run*, so the noise of a shared machine
+mostly cancels out. Timed figures take the median of several runs after a warm-up, floor and measured
+runs interleaved. Each figure runs in its own subprocess (fresh interpreter, no state shared with the
+others) that also reports its peak memory (``ru_maxrss``).
+
+=====================  ========================================================  =================================
+figure                 measured                                                  floor / target
+=====================  ========================================================  =================================
+``ingest_cpu``         ``impressions_webhook.lambda_handler`` CPU time for a      ``json.loads(gzip.decompress(b))``
+                       gzipped 10,000-impression body (decode, validate, chunk,   of the same bytes; <= 3x
+                       enqueue to an in-memory sender)
+``profile_writes``     DynamoDB write requests per SQS batch (real                distinct (user, flag) pairs of
+                       ``DynamoDBProfileStore`` on a counting fake client)        the batch; = 1.0
+``processor_cpu``      ``impressions_processor.lambda_handler`` CPU time per      the ingest floor, per impression;
+                       impression, store calls faked                              <= 3x
+``cold_start.<fn>``    import time of each function's handler module in a        ``import boto3`` alone; <= 1.5x
+                       fresh interpreter with Lambda's ``sys.path``: only boto3
+                       and the layer's packages (see :class:`ProbeInterpreter`)
+``cold_start.shared``  what every function imports after boto3, stage by stage    report only
+                       (pydantic + config models, Powertools, event handler)
+``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
+                       test-user resolution, filters, 5 destinations)             batches; <= 4x
+``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
+                       Split events delivered together (fake HTTP client)         = 1.0, every body < 1 MB
+``split_requests.lane``  the same N events as the router writes them (3 per       that floor summed per SQS batch
+                       message), in SQS batches of the Split lane's               (a request cannot span two
+                       ``BatchSize`` (template.yaml)                              invocations); = 1.0, < 1 MB
+``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
+                       visible, on the local runner (``LocalBridge``, moto)
+``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no boto3/botocore
+=====================  ========================================================  =================================
+
+Usage::
+
+    python -m local.bench                  # full run: table on stdout, report in build/bench.json
+    python -m local.bench --smoke          # tiny inputs, a few seconds (part of `make test`)
+    python -m local.bench --only ingest_cpu --only router_cpu
+    python -m local.bench --figure ingest_cpu --result out.json   # one figure in this process (internal)
+
+Modules: :mod:`~local.bench.timing` (sizes, the report line, paired timing), :mod:`~local.bench.fakes`
+(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.cold_start`,
+:mod:`~local.bench.orchestration` (one subprocess per figure, the report).
+
+The exit status is 1 when a target is missed (0 in ``--smoke`` mode, where figures are not meaningful).
+"""
+
+from local.bench.cold_start import FUNCTIONS, SHARED_IMPORT_STAGES
+from local.bench.orchestration import FIGURES, main, run, table
+from local.bench.timing import FULL, SMOKE, Figure, Sizes
+
+__all__ = ["FIGURES", "FULL", "FUNCTIONS", "SHARED_IMPORT_STAGES", "SMOKE", "Figure", "Sizes", "main", "run", "table"]

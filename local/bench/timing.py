@@ -1,0 +1,112 @@
+"""The measuring frame of every figure: paths, input sizes, the report line (:class:`Figure`) and paired timing."""
+
+from __future__ import annotations
+
+import gc
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT / "layers" / "shared"
+CONFIG_PATH = SHARED / "config" / "flagbridge.yaml"
+LAYER_DIR = ROOT / ".aws-sam" / "build" / "SharedLayer"
+
+
+# ---- sizes and results -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Input sizes and repetitions of one benchmark run."""
+
+    impressions: int = 10_000
+    users: int = 1_000
+    flags: int = 10
+    runs: int = 15
+    warmup: int = 1
+    router_batches: int = 2_000
+    split_events: int = 12_345
+    e2e_impressions: int = 2_000
+    e2e_runs: int = 3
+    cold_runs: int = 9
+
+
+FULL = Sizes()
+SMOKE = Sizes(
+    impressions=120,
+    users=15,
+    flags=4,
+    runs=2,
+    warmup=0,
+    router_batches=10,
+    split_events=7,
+    e2e_impressions=12,
+    e2e_runs=1,
+    cold_runs=1,
+)
+
+
+@dataclass
+class Figure:
+    """One line of the report."""
+
+    name: str
+    title: str
+    measured: float | None
+    floor: float | None
+    ratio: float | None
+    unit: str
+    target: str
+    passed: bool | None
+    details: dict[str, Any]
+    peak_rss_mb: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pass"] = data.pop("passed")
+        return data
+
+
+def at_most(ratio: float | None, limit: float) -> bool | None:
+    return None if ratio is None else ratio <= limit
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+# ---- timing ------------------------------------------------------------------------------------------------
+
+
+def paired_medians(
+    floor: Callable[[], object],
+    measured: Callable[[], object],
+    runs: int,
+    warmup: int,
+    clock: Callable[[], float] = time.process_time,
+) -> tuple[float, float, list[float], list[float]]:
+    """Median seconds of ``floor`` and ``measured``, run alternately after ``warmup`` rounds of each."""
+    for _ in range(warmup):
+        floor()
+        measured()
+    floors: list[float] = []
+    measures: list[float] = []
+    for _ in range(runs):
+        for fn, samples in ((floor, floors), (measured, measures)):
+            gc.collect()
+            started = clock()
+            fn()
+            samples.append(clock() - started)
+    return statistics.median(floors), statistics.median(measures), floors, measures
+
+
+def _ms(values: Sequence[float]) -> list[float]:
+    return [round(v * 1000, 3) for v in values]

@@ -1,0 +1,113 @@
+"""``python -m local.runner`` (``make run``): starts the bridge, replays the samples, prints the summary, serves.
+
+The terminal is for a person: one line per invocation on stderr and the summary on stdout. The handlers' JSON log
+lines and metric blobs go to ``build/local-run.log`` (``--log-file``), or to stdout with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import local.runner
+from local.resources import ROOT
+from local.runner.bridge import LocalBridge
+from local.runner.invoke import log
+from local.runner.output import HandlerOutput
+
+DEFAULT_LOG_FILE = ROOT / "build" / "local-run.log"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.runner",
+        description=local.runner.__doc__.split("\n\n")[0] if local.runner.__doc__ else None,
+        epilog="Example: make run ARGS='--verbose --port 3001'",
+    )
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="bind address (127.0.0.1)")
+    parser.add_argument("--no-replay", action="store_true", help="skip the sample replay (FLAGBRIDGE_NO_REPLAY=1)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print the handlers' JSON logs and metrics here, not to a file"
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=DEFAULT_LOG_FILE,
+        help="where the handlers' JSON logs and metrics go (default: build/local-run.log, overwritten)",
+    )
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def handler_output(verbose: bool, log_file: Path) -> Iterator[HandlerOutput]:
+    """``sys.stdout`` replaced for the handlers: the log file, or the terminal itself with ``--verbose``."""
+    terminal = sys.stdout
+    with contextlib.ExitStack() as stack:
+        if verbose:
+            output = HandlerOutput(terminal)
+        else:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            sink = stack.enter_context(log_file.open("w", encoding="utf-8", buffering=1))
+            output = HandlerOutput(sink, log_file.resolve())
+        sys.stdout = output
+        try:
+            yield output
+        finally:
+            sys.stdout = terminal
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    terminal = sys.stdout
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log(f"{signal.Signals(signum).name} received, stopping")
+        stopping.set()
+
+    def install_signal_handlers() -> None:
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+    install_signal_handlers()
+    with handler_output(args.verbose, args.log_file) as output:
+        bridge = LocalBridge(port=args.port, host=args.host, handler_output=output)
+        try:
+            bridge.start()
+        except Exception:
+            log("startup failed:")
+            traceback.print_exc(file=sys.stderr)
+            return 1
+        install_signal_handlers()  # again: imported handler code must not leave us without a clean shutdown
+        try:
+            log(f"ready on {bridge.url} in {bridge.startup_seconds:.2f}s")
+            replay = None
+            if not (args.no_replay or _truthy(os.environ.get("FLAGBRIDGE_NO_REPLAY"))) and not stopping.is_set():
+                replay = bridge.replay_samples()
+                replay["mparticle"] = bridge.replay_mparticle_samples()
+            print(bridge.summary(replay), file=terminal, flush=True)
+            while not stopping.wait(0.2):
+                pass
+        finally:
+            stopping_started = time.perf_counter()
+            bridge.stop()
+            log(f"stopped in {time.perf_counter() - stopping_started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

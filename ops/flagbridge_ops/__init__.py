@@ -1,0 +1,22 @@
+"""flagbridge's operator tooling: the ``flagbridge`` command (installed with ``pip install .``).
+
+It operates a *deployed* stack (or the local runner): it never ships in the Lambda layer, and it uses the layer
+package (``flagbridge``) for what a replay must do exactly as the functions do (ingest, routing, envelopes).
+
+Layout
+    ``__main__``     ``main()``: builds the parser, runs a command, one line on stderr per failure, exit status
+    ``cli``          what commands share: ``Context``, the global options, ``add_group`` / ``add_command``
+    ``commands/``    one module per top-level command (``dlq``, ``quarantine``, ...): options and printing
+    ``resources``    where the stack's queues, bucket and tables are (environment, ``--stack``, flags), clients
+    ``output``       tables, the progress bar, short JSON
+    ``errors``       ``CliError`` / ``UsageError`` and the one-line description of any failure
+    ``dlq``, ``quarantine``, ``replay``   the work itself, independent of argparse
+
+Adding a command
+    Add ``commands/<name>.py`` with ``register(commands)``: call ``add_command(commands, "<name>", handler,
+    summary=..., description=..., examples=[...])`` (or ``add_group`` for subcommands), add the command's
+    options to the parser it returns, and write ``handler(ctx: Context) -> dict``: print tables to ``ctx.out``
+    unless ``ctx.json``, return the result (printed as JSON with ``--json``; an ``"errors"`` list means exit
+    status 1), raise ``CliError`` for a problem the user can fix. Import heavy modules inside the handler.
+    Every module in ``commands/`` is registered; nothing else needs editing. See ``docs/cli.md``.
+"""

@@ -1,0 +1,208 @@
+"""``flagbridge`` against the local runner, as an operator runs it against a deployed stack.
+
+The runner (``python -m local.runner``, its own moto server) stands in for the stack; the command runs in a
+fresh process outside the repository with ``AWS_ENDPOINT_URL`` and the functions' variables from
+``GET /_local/aws``. Given: items the bridge really quarantined (a plan violation sent to the Events API, an
+impression from an unmapped environment sent to the webhook).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+from urllib.parse import quote
+from urllib.request import urlopen
+
+import boto3
+import pytest
+
+from tests.conftest import ROOT, load_payload
+from tests.e2e.conftest import Bridge, free_port
+
+pytestmark = pytest.mark.e2e
+
+CHECKOUT_PATH = os.pathsep.join(str(ROOT / part) for part in ("layers/shared", "ops", ""))
+SHIPPED_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
+MPARTICLE_BASIC = base64.b64encode(b"local-mparticle-key:local-mparticle-secret").decode()
+STARTUP_TIMEOUT = 60.0
+FIXED_CONFIG = {  # what an operator changes before replaying: the plan allows more, the QA environment is mapped
+    "on_unplanned: drop_attribute": "on_unplanned: allow",
+    "on_unplanned_event: drop_event": "on_unplanned_event: allow",
+    "on_missing_required: drop_event": "on_missing_required: allow",
+    "on_invalid_value: drop_event": "on_invalid_value: allow",
+    "    - environment: Staging\n": (
+        "    - environment: QA\n      traffic_type: user\n      identity_type: customer_id\n"
+        "    - environment: Staging\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("runner") / "runner.log"
+    env = {**os.environ, "PORT": str(port), "FLAGBRIDGE_NO_REPLAY": "1", "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = CHECKOUT_PATH
+    for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG"):
+        env.pop(name, None)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.runner"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    bridge = Bridge(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not _ready(bridge):
+            assert process.poll() is None, f"the runner exited:\n{bridge.log_tail()}"
+            assert time.monotonic() < deadline, f"the runner did not start:\n{bridge.log_tail()}"
+            time.sleep(0.1)
+        yield bridge
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _ready(bridge: Bridge) -> bool:
+    try:
+        with urlopen(bridge.url + "/_local/health", timeout=2) as reply:
+            return bool(json.loads(reply.read()).get("ready"))
+    except (URLError, OSError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def operator_env(runner: Bridge) -> dict[str, str]:
+    """The environment an operator's shell has for this stack: endpoint, credentials, the functions' variables."""
+    aws = runner.request("GET", "/_local/aws").body
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "FLAGBRIDGE_"))}
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": aws["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PYTHONPATH": CHECKOUT_PATH,
+        }
+    )
+    env.update({name: value for name, value in aws["resources"].items() if value})
+    return env
+
+
+def flagbridge(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flagbridge_ops", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def client(env: dict[str, str], service: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def quarantine_keys(env: dict[str, str]) -> list[str]:
+    listing = client(env, "s3").list_objects_v2(Bucket=env["QUARANTINE_BUCKET"])
+    return sorted(entry["Key"] for entry in listing.get("Contents", []))
+
+
+def fixed_config(tmp_path: Path) -> Path:
+    text = SHIPPED_CONFIG.read_text(encoding="utf-8")
+    for old, new in FIXED_CONFIG.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "flagbridge.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_dlq_list_shows_every_dlq_of_the_stack(operator_env: dict[str, str], tmp_path: Path) -> None:
+    dlqs = json.loads(operator_env["DESTINATION_DLQS"])
+    client(operator_env, "sqs").send_message(QueueUrl=dlqs["audit"], MessageBody=json.dumps({"destination": "audit"}))
+
+    result = flagbridge(operator_env, "dlq", "list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # not a terminal: no progress
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["dlq", "messages", "in", "flight", "delayed", "redrives", "to"]
+    assert [row.split()[:2] for row in rows if row.startswith("audit")] == [["audit", "1"]]
+
+    result = flagbridge(operator_env, "--json", "dlq", "list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = {dlq["name"]: dlq for dlq in json.loads(result.stdout)["dlqs"]}
+    assert set(listed) == {"impressions", "batches", *dlqs}
+    assert listed["audit"]["messages"] == 1 and listed["audit"]["source_url"].endswith("-audit-destination")
+    assert listed["impressions"]["source_url"] == operator_env["IMPRESSIONS_QUEUE_URL"]  # found by redrive policy
+
+
+def test_quarantine_replay_dry_run_reports_per_destination_and_sends_nothing(
+    runner: Bridge, operator_env: dict[str, str], tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    customer = f"u-{run}"
+    batch = load_payload("mparticle_batch_plan_violation.json")  # u-2002's two events break the plan
+    now = int(time.time() * 1000)
+    batch.update(source_request_id=f"req-{run}", user_identities={"customer_id": customer})
+    for offset, event in enumerate(batch["events"]):
+        event["data"].update(timestamp_unixtime_ms=now - 1000 + offset, source_message_id=f"{run}-{offset}")
+    headers = {"Content-Type": "application/json", "Authorization": f"Basic {MPARTICLE_BASIC}"}
+    assert runner.request("POST", "/mparticle/v2/events", json.dumps(batch).encode(), headers).status == 202
+    impression = {"key": customer, "split": "checkout", "environmentName": "QA", "treatment": "on", "time": now}
+    assert runner.post_impressions([impression]).status == 200
+    runner.wait_idle(60)
+    before = quarantine_keys(operator_env)
+    assert {"cdp-router", "split-impressions"} <= {key.split("/", 1)[0] for key in before}
+
+    # With the deployed configuration nothing would get through.
+    result = flagbridge(operator_env, "--json", "quarantine", "replay", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    unchanged = json.loads(result.stdout)
+    assert (unchanged["replayed"], unchanged["still_failing"]) == (0, 2)
+
+    # With the fixed configuration: per destination what the router would send; still nothing sent or moved.
+    config = str(fixed_config(tmp_path))
+    result = flagbridge(operator_env, "--config", config, "--json", "quarantine", "replay", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["replayed"], report["still_failing"], report["not_replayable"]) == (2, 0, 0)
+    assert report["by_source"] == {"cdp-router": {"replayed": 1}, "split-impressions": {"replayed": 1}}
+    assert report["destinations"]["analytics"]["events"] == 2  # a customer: both events now pass the plan
+    assert report["destinations"]["split"]["messages"] == 0  # Split gets testers only
+    assert report["queued"] == {"batches": 1, "impressions": 1} and report["impressions"] == 1
+    assert report["objects_moved"] == {}
+
+    table = flagbridge(operator_env, "--config", config, "quarantine", "replay", "--dry-run", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "dry run: nothing sent, nothing moved" in table.stdout and "analytics" in table.stdout
+
+    runner.wait_idle(60)
+    assert quarantine_keys(operator_env) == before
+    profile = runner.request(
+        "GET", f"/profiles/user/{quote(customer)}", None, {"Authorization": "Bearer local-profile-token"}
+    )
+    assert profile.status == 404  # the impression was not sent
+
+
+def test_a_wrong_stack_name_is_one_line(operator_env: dict[str, str], tmp_path: Path) -> None:
+    result = flagbridge(operator_env, "--stack", "no-such-stack", "dlq", "list", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: no stack named 'no-such-stack' in us-east-1 (check --stack and AWS_DEFAULT_REGION)\n"
+    )
+    assert result.stdout == ""

@@ -190,7 +190,7 @@ def as_deployed(source: Path, destination: Path) -> Path:
         return extract_zip(sam_zip(source, Path(scratch) / "artifact.zip"), destination)
 
 
-def lambda_environment(function: str, layer: Path, task_root: Path) -> dict[str, str]:
+def lambda_environment(function: str, config: Path, task_root: Path) -> dict[str, str]:
     """Environment of a function in Lambda: tracing on (X-Ray), Powertools variables, config from the layer."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -206,7 +206,7 @@ def lambda_environment(function: str, layer: Path, task_root: Path) -> dict[str,
         "POWERTOOLS_SERVICE_NAME": "flagbridge",
         "POWERTOOLS_METRICS_NAMESPACE": "Flagbridge",
         "POWERTOOLS_LOG_LEVEL": "INFO",
-        "FLAGBRIDGE_CONFIG": str(layer / "config" / "flagbridge.json"),
+        "FLAGBRIDGE_CONFIG": str(config),
     }
 
 

@@ -28,7 +28,7 @@ from local.bench.figures import (
 from local.bench.timing import FULL, LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, peak_rss_mb
 
 DEFAULT_OUTPUT = ROOT / "build" / "bench.json"
-CHILD_TIMEOUT_SECONDS = 240
+CHILD_TIMEOUT_SECONDS = 600  # cold_start: a layer build and 130 fresh interpreters on a shared 2-core machine
 
 FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "ingest_cpu": figure_ingest_cpu,

@@ -76,7 +76,7 @@ def test_handler_imports_from_the_deployed_artifact_without_compiling(function: 
         [function],
         roots,
         cwd=task_root,
-        env=artifact.lambda_environment(function, layer, task_root),
+        env=artifact.lambda_environment(function, layer / "config" / "flagbridge.json", task_root),
     )
     assert result.loaded.get("layer", 0) > 100  # flagbridge, pydantic, Powertools
     assert result.loaded.get("runtime", 0) > 0  # botocore comes from the runtime's site, not the layer

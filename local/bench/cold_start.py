@@ -4,7 +4,7 @@ What is measured (full run), with :mod:`local.artifact`:
 
 * the layer built by ``layers/shared/Makefile`` (as ``sam build`` runs it; for this host's platform so that its
   native modules load, every ``.py``/``.pyc`` identical to the arm64 build) and each function directory (as
-  ``sam build`` copies it: SkipBuild), both zipped ``sam package``-style (entries dated 1980-01-01) and
+  SAM packages it: SkipBuild, the source directory), both zipped ``sam package``-style (entries dated 1980-01-01) and
   extracted with those dates;
 * in CPython 3.13 when one exists (3.11 otherwise, said in the title), run as ``python -I -S -B``: no
   ``PYTHON*`` variables, no site, no bytecode written, so nothing is cached between runs, as on Lambda's

@@ -71,6 +71,7 @@ def test_a_layer_built_without_313_is_reported(tmp_path: Path) -> None:
 def test_handler_imports_from_the_deployed_artifact_without_compiling(function: str, deployed: dict[str, Path]) -> None:
     layer, task_root = deployed["layer"], deployed[function]
     roots = {"function": task_root, "layer": layer / "python", "runtime": deployed["runtime"]}
+    files_before = sorted(task_root.rglob("*"))
     result = artifact.probe_imports(
         PYTHON313 or artifact.base_python(),
         [function],
@@ -81,6 +82,6 @@ def test_handler_imports_from_the_deployed_artifact_without_compiling(function: 
     assert result.loaded.get("layer", 0) > 100  # flagbridge, pydantic, Powertools
     assert result.loaded.get("runtime", 0) > 0  # botocore comes from the runtime's site, not the layer
     assert "yaml" not in result.top_level
-    assert not list(task_root.rglob("__pycache__")), "the probe wrote bytecode"
+    assert sorted(task_root.rglob("*")) == files_before, "the probe wrote bytecode"
     assert PYTHON313, NO_313
     assert result.compiled.get("layer", 0) == 0, f"{result.compiled['layer']} layer modules compiled at import"

@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from flagbridge.errors import RequestError
 from flagbridge.observability import logger
 
 # Powertools' route pattern: a dynamic segment is URI-safe characters plus those API Gateway decodes.
@@ -136,8 +137,13 @@ class HttpEvent(dict[str, Any]):
         return raw_path if stage == "$default" else raw_path[len("/" + stage) :]
 
 
-class NotFoundError(Exception):
-    """No route for this method and path."""
+class NotFoundError(RequestError):
+    """No route for this method and path (a 404 refusal; the ``not_found`` handler, if any, answers it)."""
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(404, "not_found", "no such route")
+        self.method = method
+        self.path = path
 
 
 class _Route:
@@ -201,7 +207,7 @@ class HttpRouter:
                 match = route.regex.match(path)
                 if match:
                     return _checked(route.function(**match.groupdict()))
-            raise NotFoundError(f"{method} {path}")
+            raise NotFoundError(method, path)
         except Exception as exc:
             handler = self._handler_for(type(exc))
             if handler is None:

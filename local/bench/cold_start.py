@@ -89,8 +89,11 @@ def source_tree() -> ProbeSite:
     return ProbeSite(executable, version, SHARED, config, task_roots, site, f"source tree, py{version}")
 
 
-def python_files_differing_from_sam_build(layer_python: Path) -> int | None:
-    """Python files (.py, .pyc) that differ between the probed layer and .aws-sam's arm64 one (None: not built)."""
+def python_files_differing_from_sam_build(layer_python: Path) -> list[str] | None:
+    """Python files (.py, .pyc) that differ between the probed layer and .aws-sam's arm64 one (None: not built).
+
+    Expected empty; names here mean .aws-sam is older than the sources (``make build`` refreshes it).
+    """
     deployed = LAYER_DIR / "python"
     if not deployed.is_dir():
         return None
@@ -103,7 +106,7 @@ def python_files_differing_from_sam_build(layer_python: Path) -> int | None:
         }
 
     ours, theirs = digests(layer_python), digests(deployed)
-    return sum(1 for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
+    return sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
 
 
 def figure_cold_start(sizes: Sizes) -> list[Figure]:
@@ -174,7 +177,8 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
                 "imports_from": site.label,
                 "layer_modules_compiled_from_source": layer_compiled,
                 "layer_modules_from_bytecode": min(from_bytecode[function]),
-                "layer_python_files_differing_from_sam_build": differing,
+                "layer_python_files_differing_from_sam_build": None if differing is None else len(differing),
+                "differing_files_first": None if differing is None else differing[:5],
             },
         )
         figure.peak_rss_mb = round(max(rss[function]) / 1024, 1)

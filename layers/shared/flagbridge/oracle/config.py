@@ -71,6 +71,47 @@ def _type_and_name_problem(selector: Selector) -> str | None:
     return None
 
 
+def _allowed_values(attribute: str, checks: list[AttributePredicate]) -> tuple[set[Any] | None, str | None]:
+    """The values equals/in/not_equals/not_in leave for one attribute (None: unrestricted), or why none is left."""
+    equal = {canonical(p.value) for p in checks if p.op == "equals"}
+    allowed: set[Any] | None = set(equal) if equal else None
+    for p in checks:
+        if p.op == "in":
+            values = {canonical(v) for v in p.value}
+            allowed = values if allowed is None else allowed & values
+    if allowed is not None:
+        allowed -= {canonical(p.value) for p in checks if p.op == "not_equals"}
+        allowed -= {canonical(v) for p in checks if p.op == "not_in" for v in p.value}
+    if len(equal) > 1 or (allowed is not None and not allowed):
+        return allowed, f"attributes: no value of {attribute} satisfies its equals/in/not_equals/not_in predicates"
+    return allowed, None
+
+
+Bounds = tuple[float, bool, float, bool]
+"""(low, low is open, high, high is open) of the numbers an attribute may take."""
+
+
+def _numeric_bounds(checks: list[AttributePredicate]) -> Bounds:
+    low, high = -float("inf"), float("inf")
+    low_open = high_open = False
+    for p in checks:
+        bound = to_number(p.value) if p.op in ("gt", "gte", "lt", "lte") else None
+        if bound is None:
+            continue
+        if p.op in ("gt", "gte") and (bound > low or (bound == low and p.op == "gt")):
+            low, low_open = bound, p.op == "gt"
+        if p.op in ("lt", "lte") and (bound < high or (bound == high and p.op == "lt")):
+            high, high_open = bound, p.op == "lt"
+    return low, low_open, high, high_open
+
+
+def _within(number: float | None, bounds: Bounds) -> bool:
+    low, low_open, high, high_open = bounds
+    if number is None:
+        return False
+    return (number > low or (number == low and not low_open)) and (number < high or (number == high and not high_open))
+
+
 def _attribute_problem(predicates: list[AttributePredicate]) -> str | None:
     by_attribute: dict[str, list[AttributePredicate]] = {}
     for predicate in predicates:
@@ -79,40 +120,16 @@ def _attribute_problem(predicates: list[AttributePredicate]) -> str | None:
         ops = {p.op for p in checks}
         if "not_exists" in ops and len(ops) > 1:
             return f"attributes: {attribute} must be absent and also {sorted(ops - {'not_exists'})[0]}"
-        equal = {canonical(p.value) for p in checks if p.op == "equals"}
-        allowed: set[Any] | None = set(equal) if equal else None
-        for p in checks:
-            if p.op == "in":
-                values = {canonical(v) for v in p.value}
-                allowed = values if allowed is None else allowed & values
-        for p in checks:
-            if allowed is not None and p.op == "not_equals":
-                allowed.discard(canonical(p.value))
-            if allowed is not None and p.op == "not_in":
-                allowed -= {canonical(v) for v in p.value}
-        if len(equal) > 1 or (allowed is not None and not allowed):
-            return f"attributes: no value of {attribute} satisfies its equals/in/not_equals/not_in predicates"
-        low, high = -float("inf"), float("inf")
-        low_open = high_open = False
-        for p in checks:
-            bound = to_number(p.value) if p.op in ("gt", "gte", "lt", "lte") else None
-            if bound is None:
-                continue
-            if p.op in ("gt", "gte") and (bound > low or (bound == low and p.op == "gt")):
-                low, low_open = bound, p.op == "gt"
-            if p.op in ("lt", "lte") and (bound < high or (bound == high and p.op == "lt")):
-                high, high_open = bound, p.op == "lt"
+        allowed, problem = _allowed_values(attribute, checks)
+        if problem:
+            return problem
+        bounds = _numeric_bounds(checks)
+        low, low_open, high, high_open = bounds
         if low > high or (low == high and (low_open or high_open)):
             return f"attributes: no number satisfies every bound on {attribute}"
-        if allowed is not None and (low, high) != (-float("inf"), float("inf")):
-            numbers = [to_number(v) for v in allowed]
-            if not any(
-                n is not None
-                and (n > low or (n == low and not low_open))
-                and (n < high or (n == high and not high_open))
-                for n in numbers
-            ):
-                return f"attributes: no allowed value of {attribute} satisfies its numeric bounds"
+        bounded = (low, high) != (-float("inf"), float("inf"))
+        if allowed is not None and bounded and not any(_within(to_number(v), bounds) for v in allowed):
+            return f"attributes: no allowed value of {attribute} satisfies its numeric bounds"
     return None
 
 

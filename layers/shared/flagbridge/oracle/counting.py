@@ -379,21 +379,14 @@ class Counter:
         contribution: Contribution,
     ) -> None:
         test = compiled.test
-        named_by = test.treatment_attribute
-        profile = None
-        if named_by is None:
-            profile = _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
+        attribute = _attribution(test, users, states)
         metric_names = compiled.metric_names
         # (hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)
         rows: dict[tuple[int, int, str], list[Delta | None]] = {}
         killed: dict[tuple[int, int], int] = {}
         user_sets: set[tuple[int, str]] = set()
         for event_type, name, data, attributes, at_ms in events:
-            if profile is not None:
-                treatment, version, label = profile(at_ms)
-            else:
-                named = canonical(attributes.get(named_by)) if named_by is not None else None
-                treatment, version, label = (named, 0, None) if named else (UNATTRIBUTED, 0, None)
+            treatment, version, label = attribute(at_ms, attributes)
             hour = at_ms - at_ms % HOUR_MS
             if label == "killed":
                 killed[(hour, version)] = killed.get((hour, version), 0) + 1
@@ -413,16 +406,42 @@ class Counter:
                     metric.count(delta, event_type, name, data, attributes)
             if test.split is not None and treatment != UNATTRIBUTED:
                 user_sets.add((version, treatment))
-        deltas = contribution.deltas
-        for (hour, version, treatment), row in rows.items():
-            for position, delta in enumerate(row):
-                if delta is not None:
-                    deltas[CounterKey(test.name, hour, version, treatment, metric_names[position])] = delta
-        for (hour, version), count in killed.items():
-            deltas[CounterKey(test.name, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
+        _collect(test.name, metric_names, rows, killed, contribution)
         if users:
             for version, treatment in user_sets:
                 contribution.users.setdefault(UserSetKey(test.name, version, treatment), set()).add(digest(users[0]))
+
+
+def _attribution(
+    test: OracleTest, users: list[str], states: StateLookup
+) -> Callable[[int, Mapping[str, Any]], Attribution]:
+    """``(at_ms, attributes) -> (treatment, version, label)`` for the events of one message and one test."""
+    named_by = test.treatment_attribute
+    if named_by is not None:
+
+        def by_attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
+            named = canonical(attributes.get(named_by))
+            return (named, 0, None) if named else (UNATTRIBUTED, 0, None)
+
+        return by_attribute
+    profile = _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
+    return lambda at_ms, attributes: profile(at_ms)
+
+
+def _collect(
+    test: str,
+    metric_names: list[str],
+    rows: dict[tuple[int, int, str], list[Delta | None]],
+    killed: dict[tuple[int, int], int],
+    contribution: Contribution,
+) -> None:
+    deltas = contribution.deltas
+    for (hour, version, treatment), row in rows.items():
+        for position, delta in enumerate(row):
+            if delta is not None:
+                deltas[CounterKey(test, hour, version, treatment, metric_names[position])] = delta
+    for (hour, version), count in killed.items():
+        deltas[CounterKey(test, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
 
 
 def merge_contributions(contributions: Iterable[Contribution]) -> dict[CounterKey, Delta]:

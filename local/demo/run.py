@@ -43,6 +43,7 @@ RATE = "200/s"
 SEED = 7
 RUN_TAG_KEY = "local-demo-run-tag-key"  # a label's HMAC key for a local run; in AWS a Secrets Manager secret
 DEFAULT_WORKDIR = ROOT / "build" / "demo"
+DEFAULT_TIMEOUT = 300.0  # seconds for the whole loop; about one on an idle laptop
 CHECKOUT_PATH = os.pathsep.join(str(ROOT / part) for part in ("layers/shared", "ops", ""))
 
 Log = Callable[[str], None]
@@ -298,10 +299,13 @@ def run_demo(
     bridge_config: Path,
     workdir: Path = DEFAULT_WORKDIR,
     log: Log = _stderr,
-    timeout: float = 300.0,
+    timeout: float | None = None,
 ) -> DemoResult:
-    """The loop above; raises RuntimeError naming what did not happen within ``timeout`` seconds."""
+    """The loop above; raises RuntimeError naming what did not happen within ``timeout`` seconds (default
+    ``FLAGBRIDGE_DEMO_TIMEOUT``, else 300)."""
     started = time.monotonic()
+    if timeout is None:
+        timeout = float(os.environ.get("FLAGBRIDGE_DEMO_TIMEOUT") or DEFAULT_TIMEOUT)
     workdir.mkdir(parents=True, exist_ok=True)
     client = BridgeClient(bridge_url, secret("OracleApiTokenSecret"))
     credentials = json.loads(secret("MParticleCredentialsSecret"))

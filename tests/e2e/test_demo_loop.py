@@ -53,7 +53,8 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     directory = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_DEMO_DIR": str(directory)}
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_DEMO_DIR": str(directory),
+           "FLAGBRIDGE_DEMO_TIMEOUT": str(SUMMARY_DEADLINE - 120)}  # fmt: skip
     for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG", "FLAGBRIDGE_NO_REPLAY", "FLAGBRIDGE_NO_DEMO",
                  "FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS"):  # fmt: skip
         env.pop(name, None)

@@ -13,6 +13,7 @@ import sys
 from tests.conftest import ROOT
 
 ACCOUNT, REGION, TABLE = "123456789012", "us-east-1", "ledger"
+ITEMS = 50
 
 
 def scenario(patched: bool) -> None:
@@ -33,7 +34,7 @@ def scenario(patched: bool) -> None:
             TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
         )  # fmt: skip
-        for index in range(200):
+        for index in range(ITEMS):
             ddb.put_item(TableName=TABLE, Item={"id": {"S": f"i{index}"}, "v": {"N": str(index)}})
         table = dynamodb_backends[ACCOUNT][REGION].tables[TABLE]
         claim = "attribute_not_exists(id)"
@@ -52,12 +53,12 @@ def scenario(patched: bool) -> None:
             codes = [reason.get("Code") for reason in exc.response["CancellationReasons"]]
         assert codes == ["None", "None", "None", "ConditionalCheckFailed"], codes
         items = {i["id"]["S"]: i["v"]["N"] for i in ddb.scan(TableName=TABLE)["Items"]}
-        assert items == {f"i{index}": str(index) for index in range(200)}, "rollback did not restore every item"
+        assert items == {f"i{index}": str(index) for index in range(ITEMS)}, "rollback did not restore every item"
         same_table = dynamodb_backends[ACCOUNT][REGION].tables[TABLE] is table
         assert same_table is patched, "patched: the table is never copied; moto's own: replaced by its copy"
         ddb.transact_write_items(TransactItems=failing[:3])
         items = {i["id"]["S"]: i["v"]["N"] for i in ddb.scan(TableName=TABLE)["Items"]}
-        assert items["new-1"] == "1" and items["i5"] == "99" and "i6" not in items and len(items) == 200
+        assert items["new-1"] == "1" and items["i5"] == "99" and "i6" not in items and len(items) == ITEMS
 
 
 def _run(patched: bool) -> subprocess.CompletedProcess[str]:

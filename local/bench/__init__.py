@@ -32,6 +32,11 @@ figure                 measured                                                 
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no runtime packages,
                                                                                   hash-based 3.13 bytecode
+``traffic_cpu``        traffic generator CPU per request: build, mutate by the    sending the same request unmutated
+                       published plan, record the manifest line                   with the same client to a local
+                                                                                  server (thread CPU); <= 1.5x
+``traffic_generate``   100,000 cases to a manifest file, nothing sent: cases/s,   memory growth <= 5 MB
+                       resident memory after 10% and at the end
 =====================  ========================================================  =================================
 
 Usage::
@@ -42,7 +47,7 @@ Usage::
     python -m local.bench --figure ingest_cpu --result out.json   # one figure in this process (internal)
 
 Modules: :mod:`~local.bench.timing` (sizes, the report line, paired timing), :mod:`~local.bench.fakes`
-(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.cold_start`,
+(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.cold_start`, :mod:`~local.bench.traffic`,
 :mod:`~local.bench.orchestration` (one subprocess per figure, the report).
 
 The exit status is 1 when a target is missed (0 in ``--smoke`` mode, where figures are not meaningful).

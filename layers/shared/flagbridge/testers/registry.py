@@ -40,6 +40,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_CURSOR_CHARS = 2048
 
 _TRAFFIC_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+_PAGE_SIZE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() also takes other scripts' digits
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 # Control characters (C0, DEL, C1), line/paragraph separators and lone surrogates: never part of a key or reason.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -207,7 +208,10 @@ def _expiry_seconds(value: Any) -> float:
     if isinstance(value, bool) or value is None:
         raise bad
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float (JSON allows 10**400)
+            raise bad from None
     elif isinstance(value, str):
         text = value.strip()
         if not text or len(text) > MAX_EXPIRY_TEXT:
@@ -278,7 +282,7 @@ def parse_page_size(value: Any) -> int:
     if value is None or value == "":
         return DEFAULT_PAGE_SIZE
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE:
+    if not _PAGE_SIZE.fullmatch(text) or not 1 <= int(text) <= MAX_PAGE_SIZE:
         raise InvalidTesterError("invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
     return int(text)
 
@@ -361,14 +365,14 @@ TRANSACTION_REGISTRATIONS = 50  # registrations per TransactWriteItems: 2 items 
 class TesterRegistry:
     """Register, remove, list and look up testers; every change is audited.
 
-    ``clock`` returns epoch seconds (``time.time``); tests pass their own.
+    ``clock`` returns epoch seconds (default :func:`_now`, i.e. ``time.time``); tests pass their own.
     """
 
     __test__ = False  # not a pytest test class despite the name
 
-    def __init__(self, store: TesterStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: TesterStore, clock: Callable[[], float] | None = None) -> None:
         self._store = store
-        self._clock = clock
+        self._clock = clock or (lambda: _now())
 
     def register(self, traffic_type: str, key: str, expires_at: Any, reason: Any, actor: str) -> Registration:
         """Register (or re-register, replacing the expiry and reason) one tester."""
@@ -449,6 +453,11 @@ class TesterRegistry:
 
     def history(self, traffic_type: str, key: str) -> list[AuditEntry]:
         return self._store.history(check_traffic_type(traffic_type), check_key(key))
+
+
+def _now() -> float:
+    """The registry's clock: epoch seconds (looked up on each call, so a test can pin it)."""
+    return time.time()
 
 
 def _audit_of(registration: Registration) -> AuditEntry:

@@ -129,8 +129,8 @@ class DynamoDBTesterStore:
         try:
             self._ddb.transact_write_items(TransactItems=items)
         except self._ddb.exceptions.TransactionCanceledException as exc:
-            reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
-            raise RegistryUnavailableError(f"tester registry write cancelled: {sorted(set(map(str, reasons)))}") from exc
+            reasons = sorted({str(reason.get("Code")) for reason in exc.response.get("CancellationReasons", [])})
+            raise RegistryUnavailableError(f"tester registry write cancelled: {reasons}") from exc
 
     def get_many(self, user_ids: Collection[str]) -> dict[str, Registration]:
         keys = [{"pk": {"S": user}, "sk": {"S": TESTER_SK}} for user in sorted(set(user_ids))]

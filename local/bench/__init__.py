@@ -44,8 +44,7 @@ Usage::
 
 Modules: :mod:`~local.bench.timing` (sizes, the report line, paired timing), :mod:`~local.bench.fakes`
 (inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.registry` (the tester registry),
-:mod:`~local.bench.cold_start`,
-:mod:`~local.bench.orchestration` (one subprocess per figure, the report).
+:mod:`~local.bench.cold_start`, :mod:`~local.bench.orchestration` (one subprocess per figure, the report).
 
 The exit status is 1 when a target is missed (0 in ``--smoke`` mode, where figures are not meaningful).
 """

@@ -12,7 +12,7 @@ TIERS := unit handlers infrastructure tools e2e faults hostile
 
 venv: $(STAMP)
 
-# Then the project itself, editable: the `flagbridge` command, and both packages importable from anywhere.
+# The dev dependencies, then the project itself (editable): the `flagbridge` command, both packages importable anywhere.
 $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt

@@ -117,7 +117,9 @@ def moto_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from moto import mock_aws
 
     from flagbridge import runtime
+    from local.moto_isolation import isolate_dynamodb_operations
 
+    isolate_dynamodb_operations()  # the processor's parallel writers need DynamoDB's isolation (see the module)
     with mock_aws():
         import boto3
 

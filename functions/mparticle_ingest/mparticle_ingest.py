@@ -22,9 +22,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from flagbridge import runtime
 from flagbridge.api import install_error_handlers, json_response
+from flagbridge.auth import require_authorization_value, require_basic_auth
 from flagbridge.body import decode_json_body, raw_body
 from flagbridge.errors import RequestError
-from flagbridge.forwarding.auth import require_authorization_value, require_basic_auth
 from flagbridge.forwarding.ingest import BatchRequestError, IngestSource, ingest_batches
 from flagbridge.observability import logger, metrics, tracer
 

@@ -291,7 +291,7 @@ def figure_split_requests(sizes: Sizes) -> list[Figure]:
         http = CountingHttp()
         dead_letters = InMemorySender()
         service = DeliveryService(
-            config.cdp,  # type: ignore[arg-type]
+            config.cdp,
             AcceptingLedger(),
             lambda d: SplitEventsClient(http, "https://events.split.invalid/api", lambda: "sdk-key", RetryPolicy()),
             no_sink,

@@ -216,7 +216,10 @@ class LocalBridge:
 
             from moto.server import ThreadedMotoServer
 
+            from local.moto_isolation import isolate_dynamodb_operations
+
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            isolate_dynamodb_operations()  # the server is threaded: give transactions DynamoDB's isolation
             if os.environ.get("FLAGBRIDGE_LOCAL_MOTO_SPEEDUPS", "1") != "0":
                 speed_up_moto_queries()
                 speed_up_moto_dispatch()

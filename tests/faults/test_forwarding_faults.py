@@ -21,6 +21,7 @@ import pytest
 import flagbridge.forwarding.ledger
 import flagbridge.quarantine
 import flagbridge.queues
+from flagbridge import runtime
 from local.apigw import http_api_event
 from local.receivers import Receiver, ScriptedResponse
 from tests.conftest import drain_queue, load_handler
@@ -242,7 +243,7 @@ def test_slow_split_answers_past_the_read_timeout_are_retried(bridge: Bridge, mo
     from flagbridge.forwarding.destinations import Urllib3Client
 
     impatient = Urllib3Client(connect_timeout=1.0, read_timeout=0.2)
-    monkeypatch.setattr(bridge.delivery, "http", lambda: impatient)
+    monkeypatch.setattr(runtime, "http_client", lambda: impatient)
     bridge.post("events", batch_of_tester(0))
     bridge.route()
 
@@ -350,7 +351,7 @@ def test_a_delivery_dying_after_its_claim_is_retried_until_delivered(
 ) -> None:
     bridge.post("bulk", [batch_of_tester(0), batch_of_customer(0)])
     bridge.route()
-    http = bridge.delivery.http()
+    http = runtime.http_client()
     real_post = http.post
 
     # When the function dies (Lambda timeout) while its first request is in flight, after claiming in the ledger

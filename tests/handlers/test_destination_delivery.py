@@ -15,6 +15,7 @@ from unittest import mock
 import pytest
 import yaml
 
+from flagbridge import runtime
 from local.receivers import ScriptedResponse, split_event_problems
 from tests.conftest import ROOT, drain_queue, load_event, load_handler, quarantine_objects
 
@@ -191,7 +192,7 @@ def test_split_failing_midway_retries_exactly_the_messages_with_unsent_events(
     records = split_records(event)
     sizes = [len(sent_events(record)) for record in records]  # 2, 3, 2, 3, 2, 3, 2, 3, 2, 3
     # Requests of <= 10 events: messages 0-3 | 4-7 | 8-9 (a message cut across requests: tests/unit/test_delivery.py)
-    http = delivery.http()
+    http = runtime.http_client()
     real_post = http.post
     calls = {"count": 0}
 

@@ -16,7 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flagbridge.cdp.config import CdpConfig, CompiledDestination, parse_cdp_config
-from flagbridge.forwarding.delivery import BatchOutcome, DeliveryInProgress, DeliveryService, UndeliverableMessage
+from flagbridge.forwarding.delivery import (
+    BatchOutcome,
+    DeliveryInProgressError,
+    DeliveryService,
+    UndeliverableMessageError,
+)
 from flagbridge.forwarding.destinations import PermanentDeliveryError, RetryableDeliveryError
 from flagbridge.forwarding.ledger import InMemoryLedger
 from flagbridge.queues import InMemorySender, QueueRecord
@@ -349,7 +354,7 @@ def test_an_id_pending_in_another_delivery_fails_only_its_message() -> None:
     outcome = setup.deliver(records)
 
     assert failed(outcome) == ["rec-1"]
-    assert isinstance(outcome.results[1].error, DeliveryInProgress)
+    assert isinstance(outcome.results[1].error, DeliveryInProgressError)
     assert setup.split.accepted == [["b0e0", "b0e1", "b1e0", "b2e0", "b2e1"]]  # its other events are sent
 
     # Still pending: retried again, nothing sent twice
@@ -404,10 +409,10 @@ def test_deliver_one_message() -> None:
     outcome = setup.service.deliver(split_message("b0", ["e0", "e1"]))
     assert (outcome.destination, outcome.sent, outcome.requests) == ("split", 2, 1)
     assert setup.service.deliver(split_message("b0", ["e0", "e1"])).duplicates == 2
-    with pytest.raises(UndeliverableMessage):
+    with pytest.raises(UndeliverableMessageError):
         setup.service.deliver("{}")
     setup.ledger.claim(["split#e9"])
-    with pytest.raises(DeliveryInProgress):
+    with pytest.raises(DeliveryInProgressError):
         setup.service.deliver(split_message("b9", ["e9"]))
 
 

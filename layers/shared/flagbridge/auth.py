@@ -1,4 +1,9 @@
-"""Shared-secret checks for the HTTP routes, compared in constant time.
+"""Authentication of every HTTP route, with secrets compared in constant time.
+
+Split's webhook: a shared token (``?token=`` or a header); the profile API: a bearer token. mParticle senders
+are authenticated as mParticle's own endpoints do it. Events API: HTTP Basic with the configured key and secret
+(the official SDKs send exactly this), 401 when the header is missing, 403 when it does not match. Outbound
+webhook: the Authorization header value configured in mParticle's webhook connection, compared verbatim.
 
 Secrets come from Secrets Manager through Powertools parameters (cached, ``max_age`` seconds) when a
 secret name is configured; a directly configured value is only meant for local development and tests.
@@ -9,13 +14,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 from collections.abc import Mapping
 
 from flagbridge.errors import ConfigError, RequestError
 
 
-def load_secret(secret_name: str, direct_value: str, max_age: int) -> str:
-    """The secret's value: from Secrets Manager by name, else the direct (local) value."""
+def load_secret(secret_name: str, direct_value: str, max_age: int, variable: str = "the secret name") -> str:
+    """The secret's value: from Secrets Manager by name, else the direct (local) value.
+
+    ``variable`` names the setting of the secret's name in the ConfigError raised when neither is set.
+    """
     if secret_name:
         from aws_lambda_powertools.utilities import parameters  # imported lazily: keeps cold starts small
 
@@ -25,7 +34,7 @@ def load_secret(secret_name: str, direct_value: str, max_age: int) -> str:
         return str(value).strip()
     if direct_value:
         return direct_value
-    raise ConfigError("no secret configured: set the secret name (AWS) or the local value")
+    raise ConfigError(f"{variable} is not set (nor its local value)")
 
 
 def tokens_equal(provided: str, expected: str) -> bool:
@@ -65,3 +74,41 @@ def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
         return ("", "")
     key, _, secret = decoded.partition(":")
     return key, secret
+
+
+# ---- mParticle senders -----------------------------------------------------------------------------------------
+
+
+def parse_credentials(value: str) -> tuple[str, str]:
+    """``{"api_key": .., "api_secret": ..}`` (the Secrets Manager secret) or ``key:secret`` (local)."""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+            return str(document["api_key"]), str(document["api_secret"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError("the mParticle credentials secret must hold api_key and api_secret") from exc
+    key, separator, secret = text.partition(":")
+    if not separator or not key or not secret:
+        raise ConfigError("the mParticle credentials must be 'key:secret' or JSON with api_key/api_secret")
+    return key, secret
+
+
+def require_basic_auth(headers: Mapping[str, str], expected: tuple[str, str]) -> None:
+    """mParticle's Events API: ``Authorization: Basic`` with the API key and secret (401 missing, 403 wrong)."""
+    provided = basic_credentials(headers)
+    if provided is None:
+        raise RequestError(401, "unauthorized", "missing HTTP Basic authorization (API key and secret)")
+    key_ok = tokens_equal(provided[0], expected[0])
+    secret_ok = tokens_equal(provided[1], expected[1])
+    if not (key_ok and secret_ok):
+        raise RequestError(403, "forbidden", "invalid API key or secret")
+
+
+def require_authorization_value(headers: Mapping[str, str], expected: str) -> None:
+    """mParticle's outbound webhook: the configured Authorization header value, verbatim (401 missing, 403 wrong)."""
+    provided = headers.get("authorization")
+    if not provided:
+        raise RequestError(401, "unauthorized", "missing Authorization header")
+    if not tokens_equal(provided, expected):
+        raise RequestError(403, "forbidden", "invalid Authorization header")

@@ -1,4 +1,11 @@
-"""Domain exceptions. Handlers map them to HTTP status codes or batch item failures."""
+"""Domain exceptions. Handlers map them to HTTP status codes or batch item failures.
+
+Every exception flagbridge raises on purpose derives from :class:`FlagbridgeError` and ends in ``Error``. The
+general ones are here; those that belong to one module live beside their code: ``BatchFormatError``
+(cdp.batch), ``PlanDocumentError`` (cdp.dataplan), ``BatchRequestError`` (forwarding.ingest),
+``RetryableDeliveryError`` and ``PermanentDeliveryError`` (forwarding.destinations), ``UndeliverableMessageError``
+and ``DeliveryInProgressError`` (forwarding.delivery), ``ConcurrentUpdateError`` (profiles.store).
+"""
 
 from __future__ import annotations
 

@@ -9,9 +9,25 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from flagbridge.errors import StoreError
+
+
+class QuarantineSource(StrEnum):
+    """Who kept an item: the first part of its object key. Stored objects and the operator CLI depend on the values."""
+
+    SPLIT_IMPRESSIONS = "split-impressions"
+    """The impressions webhook: impressions of an accepted request that cannot be used."""
+    IMPRESSIONS_PROCESSOR = "impressions-processor"
+    """The impressions processor: queue messages it can never read."""
+    MPARTICLE_BATCHES = "mparticle-batches"
+    """The mParticle ingest: batches of an accepted request that cannot be used."""
+    CDP_ROUTER = "cdp-router"
+    """The CDP router: batches it can never route."""
+    DESTINATION_DELIVERY = "destination-delivery"
+    """Destination delivery: destination-queue messages it can never deliver."""
 
 
 class Quarantine(Protocol):

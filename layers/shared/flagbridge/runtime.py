@@ -19,6 +19,9 @@ from flagbridge.queues import SqsSender
 from flagbridge.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # imported by the adapters below: only the functions that use them load them
+    from flagbridge.cdp.config import CompiledDestination
+    from flagbridge.forwarding.delivery import DeliveryService
+    from flagbridge.forwarding.destinations import Sink, SplitEventsClient, Urllib3Client
     from flagbridge.forwarding.ledger import DynamoDBLedger
     from flagbridge.profiles.store import DynamoDBProfileStore
 
@@ -52,33 +55,36 @@ def init_complete() -> None:
 
 @cache
 def impressions_sender() -> SqsSender:
-    return SqsSender(aws_client("sqs"), settings().impressions_queue_url)
+    return SqsSender(aws_client("sqs"), settings().require("impressions_queue_url"))
 
 
 @cache
 def quarantine() -> S3Quarantine:
-    return S3Quarantine(aws_client("s3"), settings().quarantine_bucket)
+    return S3Quarantine(aws_client("s3"), settings().require("quarantine_bucket"))
 
 
 @cache
 def profile_store() -> DynamoDBProfileStore:
     from flagbridge.profiles.store import DynamoDBProfileStore
 
-    return DynamoDBProfileStore(aws_client("dynamodb"), settings().profiles_table)
+    return DynamoDBProfileStore(aws_client("dynamodb"), settings().require("profiles_table"))
 
 
 @cache
 def batches_sender() -> SqsSender:
-    return SqsSender(aws_client("sqs"), settings().batches_queue_url)
+    return SqsSender(aws_client("sqs"), settings().require("batches_queue_url"))
 
 
 def mparticle_credentials() -> tuple[str, str]:
-    from flagbridge.forwarding.auth import parse_credentials
+    from flagbridge.auth import parse_credentials
 
     current = settings()
     return parse_credentials(
         load_secret(
-            current.mparticle_credentials_secret, current.mparticle_credentials, current.secrets_max_age_seconds
+            current.mparticle_credentials_secret,
+            current.mparticle_credentials,
+            current.secrets_max_age_seconds,
+            "MPARTICLE_CREDENTIALS_SECRET",
         )
     )
 
@@ -86,7 +92,10 @@ def mparticle_credentials() -> tuple[str, str]:
 def mparticle_webhook_auth() -> str:
     current = settings()
     return load_secret(
-        current.mparticle_webhook_auth_secret, current.mparticle_webhook_auth, current.secrets_max_age_seconds
+        current.mparticle_webhook_auth_secret,
+        current.mparticle_webhook_auth,
+        current.secrets_max_age_seconds,
+        "MPARTICLE_WEBHOOK_AUTH_SECRET",
     )
 
 
@@ -114,7 +123,53 @@ def destination_dead_letter_sender(destination: str) -> SqsSender:
 def delivery_ledger() -> DynamoDBLedger:
     from flagbridge.forwarding.ledger import DynamoDBLedger
 
-    return DynamoDBLedger(aws_client("dynamodb"), settings().delivery_ledger_table)
+    return DynamoDBLedger(aws_client("dynamodb"), settings().require("delivery_ledger_table"))
+
+
+@cache
+def http_client() -> Urllib3Client:
+    """The outbound HTTP client of the destinations (one connection pool per container)."""
+    from flagbridge.forwarding.destinations import Urllib3Client
+
+    return Urllib3Client()
+
+
+def _destination_adapters() -> Any:
+    from flagbridge.forwarding.destinations import Adapters
+
+    # looked up at call time, so tests can replace http_client
+    return Adapters(http=lambda: http_client(), aws_client=aws_client, secret=secret)
+
+
+def destination_sink(destination: CompiledDestination) -> Sink:
+    """The sink of a (non-Split) destination, built from its options (``forwarding.destinations.SINK_BUILDERS``)."""
+    from flagbridge.forwarding.delivery import UndeliverableMessageError
+    from flagbridge.forwarding.destinations import build_sink
+
+    try:
+        return build_sink(destination.type, destination.spec.options, _destination_adapters())
+    except LookupError as exc:
+        raise UndeliverableMessageError(str(exc)) from exc
+
+
+def split_events_client(destination: CompiledDestination) -> SplitEventsClient:
+    from flagbridge.forwarding.destinations import build_split_client
+
+    return build_split_client(destination.spec.options, _destination_adapters())
+
+
+def delivery_service() -> DeliveryService:
+    """The destination-delivery function's service, wired to this container's adapters."""
+    from flagbridge.forwarding.delivery import DeliveryService
+
+    return DeliveryService(
+        settings().config.cdp,
+        delivery_ledger(),
+        split_events_client,
+        destination_sink,
+        destination_dead_letter_sender,
+        quarantine=quarantine(),
+    )
 
 
 def secret(name: str) -> str:
@@ -124,12 +179,19 @@ def secret(name: str) -> str:
 
 def webhook_token() -> str:
     current = settings()
-    return load_secret(current.webhook_token_secret, current.webhook_token, current.secrets_max_age_seconds)
+    return load_secret(
+        current.webhook_token_secret, current.webhook_token, current.secrets_max_age_seconds, "WEBHOOK_TOKEN_SECRET"
+    )
 
 
 def profile_api_token() -> str:
     current = settings()
-    return load_secret(current.profile_api_token_secret, current.profile_api_token, current.secrets_max_age_seconds)
+    return load_secret(
+        current.profile_api_token_secret,
+        current.profile_api_token,
+        current.secrets_max_age_seconds,
+        "PROFILE_API_TOKEN_SECRET",
+    )
 
 
 def reset() -> None:
@@ -140,11 +202,12 @@ def reset() -> None:
         batches_sender,
         queue_sender,
         delivery_ledger,
+        http_client,
         quarantine,
         profile_store,
         get_settings,
     ):
-        cached.cache_clear()
+        getattr(cached, "cache_clear", lambda: None)()  # a test may have replaced one (http_client)
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()

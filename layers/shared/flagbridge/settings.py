@@ -1,7 +1,10 @@
 """Runtime settings: resource names from the environment plus the YAML configuration, loaded once.
 
-Every handler calls :func:`get_settings`; nothing else in the package reads ``os.environ``.
-In AWS the template sets the variables; locally the runner sets them for the moto resources.
+Every handler reads its resource names and secrets through :func:`get_settings` (via :mod:`flagbridge.runtime`,
+whose factories :meth:`Settings.require` what they use, so a missing variable fails naming it). The only other
+readers of the environment are the configuration file's ``${NAME}`` references (:func:`flagbridge.config.load_config`)
+and Powertools' own ``POWERTOOLS_*`` variables. In AWS the template sets the variables; locally the runner sets
+them for the moto resources.
 """
 
 from __future__ import annotations
@@ -50,6 +53,13 @@ class Settings(BaseModel):
     mparticle_webhook_auth_secret: str = Field(default="", alias="MPARTICLE_WEBHOOK_AUTH_SECRET")
     mparticle_credentials: str = Field(default="", alias="FLAGBRIDGE_MPARTICLE_CREDENTIALS", repr=False)
     mparticle_webhook_auth: str = Field(default="", alias="FLAGBRIDGE_MPARTICLE_WEBHOOK_AUTH", repr=False)
+
+    def require(self, field: str) -> str:
+        """The value of a setting a component cannot work without; ConfigError naming its variable if unset."""
+        value = getattr(self, field)
+        if not value:
+            raise ConfigError(f"{type(self).model_fields[field].alias or field} is not set")
+        return str(value)
 
     @cached_property
     def config(self) -> BridgeConfig:

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from flagbridge.cdp.config import CdpConfig, load_cdp_config, parse_cdp_config
+from flagbridge.cdp.config import CdpConfig, parse_cdp_config
 from flagbridge.errors import ConfigError
+from tests.fixtures import CDP_EXAMPLE, load_cdp_config
 from tests.unit.cdp.samples import PLAN_DOCUMENT
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "layers" / "shared" / "flagbridge" / "cdp" / "example_config.yaml"
+EXAMPLE = CDP_EXAMPLE
 
 
 def minimal(**extra: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +10,14 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from flagbridge.cdp.batch import BatchFormatError
-from flagbridge.cdp.config import load_cdp_config, parse_cdp_config
+from flagbridge.cdp.config import parse_cdp_config
 from flagbridge.cdp.router import route_batch
 from flagbridge.cdp.testusers import TestUserResolver
 from flagbridge.config import TestUserRule
+from tests.fixtures import CDP_EXAMPLE, load_cdp_config
 from tests.unit.cdp.samples import NOW_MS, PLAN_DOCUMENT, TS, WEBHOOK_BATCH, batch, commerce_event, custom_event
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "layers" / "shared" / "flagbridge" / "cdp" / "example_config.yaml"
+EXAMPLE = CDP_EXAMPLE
 RULES = TestUserResolver(
     TypeAdapter(list[TestUserRule]).validate_python(
         [

@@ -12,8 +12,3 @@ Modules, in pipeline order:
 - :mod:`flagbridge.cdp.config`: the ``cdp`` section of the configuration (:class:`CdpConfig`).
 - :mod:`flagbridge.cdp.router`: the orchestration, ``route_batch``.
 """
-
-# ``flagbridge.config`` embeds :class:`flagbridge.cdp.config.CdpConfig`, and the CDP modules use its
-# ``IdentityType`` and test-user rules. Loading it first, whichever module is imported first, keeps
-# that cycle in a safe order (its definitions exist before it imports ``flagbridge.cdp.config``).
-import flagbridge.config  # noqa: F401

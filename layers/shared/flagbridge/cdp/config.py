@@ -2,8 +2,8 @@
 
 :class:`CdpConfig` is validated by pydantic (unknown keys are errors, models are frozen) and compiles
 everything once at load: data plan JSON Schemas (fastjsonschema), filter wildcards and regexes, and
-the Split mapping of each Split destination. See ``example_config.yaml`` next to this module for a
-commented example.
+the Split mapping of each Split destination. See the ``cdp:`` section of
+``layers/shared/config/flagbridge.yaml`` for a commented example.
 
 Destination types and their ``options``:
 
@@ -21,10 +21,9 @@ When a destination's ``filter.users`` is omitted it defaults to ``test_only`` fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from flagbridge.cdp.dataplan import (
     ActivatedEnvironment,
@@ -35,8 +34,8 @@ from flagbridge.cdp.dataplan import (
 )
 from flagbridge.cdp.filters import CompiledFilter, Filter, UsersMode
 from flagbridge.cdp.split_events import IdentityTrafficType, SplitMapper, SplitOptions
-from flagbridge.config import describe_config_errors
 from flagbridge.errors import ConfigError
+from flagbridge.rules import StrictModel, describe_config_errors
 
 __all__ = [
     "CdpConfig",
@@ -52,7 +51,6 @@ __all__ = [
     "SplitOptions",
     "SqsOptions",
     "WebhookOptions",
-    "load_cdp_config",
     "parse_cdp_config",
 ]
 
@@ -60,11 +58,7 @@ DestinationType = Literal["split", "webhook", "sqs", "sns", "eventbridge", "fire
 _SECRET_NAME = r"^[A-Za-z0-9/_+=.@:-]+$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataPlanConfig(_Strict):
+class DataPlanConfig(StrictModel):
     """One data plan version, as exported from mParticle (``version_document``) or written by hand."""
 
     plan_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -73,7 +67,7 @@ class DataPlanConfig(_Strict):
     activated_environment: ActivatedEnvironment
 
 
-class WebhookOptions(_Strict):
+class WebhookOptions(StrictModel):
     """Options of a ``type: webhook`` destination."""
 
     url: str = Field(pattern=r"^https?://\S+$")
@@ -81,19 +75,19 @@ class WebhookOptions(_Strict):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
-class SqsOptions(_Strict):
+class SqsOptions(StrictModel):
     """Options of a ``type: sqs`` destination."""
 
     queue_url: str = Field(pattern=r"^https?://\S+$")
 
 
-class SnsOptions(_Strict):
+class SnsOptions(StrictModel):
     """Options of a ``type: sns`` destination."""
 
     topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")
 
 
-class EventBridgeOptions(_Strict):
+class EventBridgeOptions(StrictModel):
     """Options of a ``type: eventbridge`` destination."""
 
     event_bus_name: str = Field(min_length=1, max_length=1600)
@@ -101,13 +95,13 @@ class EventBridgeOptions(_Strict):
     source: str = Field(default="flagbridge.cdp", min_length=1, max_length=256)
 
 
-class FirehoseOptions(_Strict):
+class FirehoseOptions(StrictModel):
     """Options of a ``type: firehose`` destination."""
 
     stream_name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
 
 
-class _Destination(_Strict):
+class _Destination(StrictModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
     filter: Filter = Field(default_factory=Filter)
 
@@ -154,17 +148,6 @@ class FirehoseDestination(_Destination):
     options: FirehoseOptions
 
 
-Destination = Annotated[
-    SplitDestination
-    | WebhookDestination
-    | SqsDestination
-    | SnsDestination
-    | EventBridgeDestination
-    | FirehoseDestination,
-    Field(discriminator="type"),
-]
-
-
 AnyDestination = (
     SplitDestination
     | WebhookDestination
@@ -173,6 +156,9 @@ AnyDestination = (
     | EventBridgeDestination
     | FirehoseDestination
 )
+"""Every destination model; a new destination type is one more model here (and its sink builder)."""
+
+Destination = Annotated[AnyDestination, Field(discriminator="type")]
 
 
 def default_users_mode(destination_type: str) -> UsersMode:
@@ -191,7 +177,7 @@ class CompiledDestination:
     split: SplitMapper | None
 
 
-class CdpConfig(_Strict):
+class CdpConfig(StrictModel):
     """The CDP -> destinations configuration (the ``cdp`` section of the configuration file)."""
 
     data_plans: list[DataPlanConfig] = Field(default_factory=list)
@@ -277,21 +263,3 @@ def parse_cdp_config(document: Any, source: str = "<cdp config>") -> CdpConfig:
         return CdpConfig.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid cdp configuration at {describe_config_errors(exc)}") from exc
-
-
-def load_cdp_config(path: str | Path) -> CdpConfig:
-    """Read and validate a YAML file holding a ``cdp`` section (e.g. ``example_config.yaml``)."""
-    import yaml  # only this helper reads YAML; the functions load JSON (see flagbridge.config.load_config)
-
-    config_path = Path(path)
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {config_path}: {exc.strerror}") from exc
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
-    if isinstance(document, dict) and set(document) == {"cdp"}:
-        document = document["cdp"]
-    return parse_cdp_config(document, source=str(config_path))

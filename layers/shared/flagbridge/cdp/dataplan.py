@@ -86,6 +86,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from flagbridge.cdp._values import canonical, compact_json, escape_pointer_token, to_bool, to_number
 from flagbridge.cdp.batch import Batch, Event
+from flagbridge.errors import FlagbridgeError
 
 ViolationType = Literal["unplanned", "missing_required", "invalid_value"]
 PlanAction = Literal["allow", "drop_attribute", "drop_event", "drop_batch"]
@@ -106,7 +107,7 @@ NO_DATA_PLAN = "plan.no_data_plan"
 _ACTUAL_MAX = 256
 
 
-class PlanDocumentError(ValueError):
+class PlanDocumentError(FlagbridgeError, ValueError):
     """A data plan document cannot be compiled; the message names the data point and the problem."""
 
 

@@ -45,7 +45,7 @@ from flagbridge.cdp.dataplan import PlanOutcome
 from flagbridge.cdp.filters import SENT, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
 from flagbridge.cdp.testusers import TestUserDecision, TestUserResolver
-from flagbridge.config import TestUserRule, TestUsersConfig
+from flagbridge.rules import TestUserRule, TestUsersConfig
 
 NOT_QUARANTINED_SPLIT_REASONS = frozenset({"split.unsupported_event_type"})
 

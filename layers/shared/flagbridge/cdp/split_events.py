@@ -77,11 +77,11 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from flagbridge.cdp._values import compact_json, to_number
 from flagbridge.cdp.batch import Batch, Event
-from flagbridge.config import IdentityType
+from flagbridge.rules import IdentityType, StrictModel
 
 EVENT_TYPE_ID_RE = re.compile(r"^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$")
 MAX_KEY_LENGTH = 250
@@ -120,10 +120,8 @@ _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 """Exact types :func:`_flat` returns unchanged (checked inline on the hot path)."""
 
 
-class IdentityTrafficType(BaseModel):
+class IdentityTrafficType(StrictModel):
     """One mParticle identity type whose values are keys of one Split traffic type."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     identity_type: IdentityType
     traffic_type: str = Field(min_length=1, max_length=100)
@@ -134,10 +132,8 @@ class IdentityTrafficType(BaseModel):
         return value.lower()
 
 
-class SplitOptions(BaseModel):
+class SplitOptions(StrictModel):
     """Options of a ``type: split`` destination."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     events_url: str = Field(default="https://events.split.io/api", pattern=r"^https?://\S+$")
     sdk_key_secret: str = Field(

@@ -1,6 +1,6 @@
 """Decide whether a batch's user is a tester, from the configured test-user rules.
 
-The rules are the shared ``test_users.rules`` of the configuration (:mod:`flagbridge.config`). On the
+The rules are the shared ``test_users.rules`` of the configuration (:mod:`flagbridge.rules`). On the
 CDP side they are evaluated in order against one batch; the first matching rule wins:
 
 - ``key_allowlist``: any identity value of the batch (any identity type, ``mpid`` included) is in
@@ -30,7 +30,7 @@ from typing import Any
 
 from flagbridge.cdp._values import canonical
 from flagbridge.cdp.batch import Batch
-from flagbridge.config import (
+from flagbridge.rules import (
     EnvironmentRule,
     KeyAllowlistRule,
     KeyPatternRule,

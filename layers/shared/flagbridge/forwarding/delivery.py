@@ -6,8 +6,8 @@
   message per mParticle batch, usually a handful of events, so sending each message on its own would cost a POST
   per message. Instead:
 
-  1. every message is parsed (one that is not a destination message is *undeliverable*: the handler keeps it in
-     the quarantine with the reason, as before);
+  1. every message is parsed (one that is not a destination message is *undeliverable*: :meth:`DeliveryService.process`
+     keeps it in the quarantine with the reason, as before);
   2. all their event ids ``<destination>#<event dedup id>`` (stable across redeliveries and replays) are claimed in
      the delivery ledger in bulk. An id that appears in several messages of the batch (a re-routed mParticle batch)
      is claimed once and sent with the first message that has it;
@@ -28,7 +28,7 @@
     still have an unsent event are reported for redelivery; messages whose events were all sent before the failure
     are acknowledged;
   * one of its ids claimed by another delivery that has not finished -> the message is retried
-    (:class:`DeliveryInProgress`), its other events are sent now.
+    (:class:`DeliveryInProgressError`), its other events are sent now.
 
 * other types: the filtered batch of each message is claimed by ``<destination>#<batch key>`` and delivered on its
   own, as before.
@@ -41,7 +41,7 @@ one is claimed, and sent, by exactly one later delivery.
 
 Ids already claimed are duplicates only when they were sent: a claim still ``pending`` belongs to a delivery in
 progress or to one that died before sending (a Lambda timeout), so the message is retried
-(:class:`DeliveryInProgress`) until that claim is marked sent or goes stale and can be taken over. A new request
+(:class:`DeliveryInProgressError`) until that claim is marked sent or goes stale and can be taken over. A new request
 is not started when less than ``request_reserve_seconds`` of the invocation are left (the retry policy's budget):
 its claims are released and its messages retried, rather than risking a timeout between Split's 202 and the
 ``sent`` mark.
@@ -50,6 +50,7 @@ its claims are released and its messages retried, rather than risking a timeout 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +58,13 @@ from typing import Any
 from flagbridge.cdp.config import CdpConfig, CompiledDestination
 from flagbridge.cdp.split_events import SplitEvent
 from flagbridge.cdp.split_requests import chunk_split_events
+from flagbridge.errors import FlagbridgeError
 from flagbridge.forwarding.destinations import PermanentDeliveryError, RetryableDeliveryError, Sink, SplitEventsClient
 from flagbridge.forwarding.ledger import TRANSACTION_LIMIT, Ledger
+from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import MessageSender, QueueRecord
+
+QUARANTINE_SOURCE = QuarantineSource.DESTINATION_DELIVERY  # (the name the operator CLI imports)
 
 # The retry policy's default budget (RetryPolicy.budget_seconds): do not start a request with less time left.
 REQUEST_RESERVE_SECONDS = 25.0
@@ -69,11 +74,11 @@ _CLAIMED, _SENT, _DEAD_LETTERED, _RELEASED = "claimed", "sent", "dead_lettered",
 _DONE = frozenset({_SENT, _DEAD_LETTERED})
 
 
-class UndeliverableMessage(Exception):
+class UndeliverableMessageError(FlagbridgeError):
     """The message can never be delivered as it is (unknown destination, wrong shape)."""
 
 
-class DeliveryInProgress(RetryableDeliveryError):
+class DeliveryInProgressError(RetryableDeliveryError):
     """Some of the message's ids are claimed by another delivery that has not finished: retry later."""
 
 
@@ -93,16 +98,18 @@ class MessageResult:
     message_id: str
     outcome: DeliveryOutcome | None = None
     error: Exception | None = None
+    quarantine_failed: bool = False
+    """Undeliverable, but the quarantine write failed: redelivered, and kept next time."""
 
     @property
     def undeliverable(self) -> bool:
         """Never deliverable as it is: to be kept in the quarantine with the reason, then acknowledged."""
-        return isinstance(self.error, UndeliverableMessage)
+        return isinstance(self.error, UndeliverableMessageError)
 
     @property
     def failed(self) -> bool:
         """To be redelivered by SQS (a batch item failure)."""
-        return self.error is not None and not self.undeliverable
+        return self.error is not None and (self.quarantine_failed or not self.undeliverable)
 
 
 @dataclass
@@ -132,6 +139,63 @@ class BatchOutcome:
             totals.setdefault(destination, DeliveryOutcome(destination)).requests = count
         return totals
 
+    def report(self) -> None:
+        """Per destination: metrics and one log line (counts only); one warning when the batch is incomplete."""
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        from flagbridge.observability import NAMESPACE, logger
+
+        messages: Counter[str] = Counter()
+        failed_messages: Counter[str] = Counter()
+        for result in self.results:
+            if result.outcome is not None:
+                messages[result.outcome.destination] += 1
+                failed_messages[result.outcome.destination] += result.failed and not result.undeliverable
+        for destination, total in self.totals().items():
+            for name, value in (
+                ("Delivered", total.sent),
+                ("DuplicatesSkipped", total.duplicates),
+                ("DeadLettered", total.dead_lettered),
+            ):
+                if value:
+                    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+                        metric.add_dimension(name="destination", value=destination)
+            logger.info(
+                "delivered",
+                extra={
+                    "destination": destination,
+                    "messages": messages[destination],
+                    "sent": total.sent,
+                    "duplicates": total.duplicates,
+                    "dead_lettered": total.dead_lettered,
+                    "requests": total.requests,
+                    "failed_messages": failed_messages[destination],
+                },
+            )
+        failed = self.failed_message_ids()
+        undeliverable = sum(result.undeliverable for result in self.results)
+        if failed or undeliverable or self.problems:
+            reasons = Counter(
+                failure_reason(result.error)
+                for result in self.results
+                if result.error is not None and not result.undeliverable
+            )
+            logger.warning(
+                "delivery incomplete",
+                extra={
+                    "records": len(self.results),
+                    "failed_records": len(failed),
+                    "undeliverable_records": undeliverable,
+                    "reasons": dict(reasons),
+                    "ledger_problems": self.problems,
+                },
+            )
+
+
+def failure_reason(error: Exception) -> str:
+    """Our delivery errors say what happened (status, counts); of anything else only the type is logged."""
+    return str(error)[:200] if isinstance(error, RetryableDeliveryError) else type(error).__name__
+
 
 @dataclass
 class _SplitMessage:
@@ -149,19 +213,52 @@ class DeliveryService:
 
     def __init__(
         self,
-        cdp: CdpConfig,
+        cdp: CdpConfig | None,
         ledger: Ledger,
         split_client: Callable[[CompiledDestination], SplitEventsClient],
         sink: Callable[[CompiledDestination], Sink],
         dead_letter: Callable[[str], MessageSender],
         request_reserve_seconds: float = REQUEST_RESERVE_SECONDS,
+        quarantine: Quarantine | None = None,
     ) -> None:
-        self._destinations: Mapping[str, CompiledDestination] = {d.name: d for d in cdp.compiled_destinations}
+        self._configured = cdp is not None
+        self._destinations: Mapping[str, CompiledDestination] = (
+            {d.name: d for d in cdp.compiled_destinations} if cdp is not None else {}
+        )
+        self._quarantine = quarantine
         self._ledger = ledger
         self._split_client = split_client
         self._sink = sink
         self._dead_letter = dead_letter
         self._reserve_ms = request_reserve_seconds * 1000
+
+    def process(self, records: Sequence[QueueRecord], remaining_ms: Callable[[], int] | None = None) -> BatchOutcome:
+        """Deliver one SQS batch (:meth:`deliver_batch`), then keep each undeliverable message in the quarantine
+        with the reason instead of cycling it to the DLQ; one whose quarantine write fails is redelivered."""
+        outcome = self.deliver_batch(records, remaining_ms)
+        for record, result in zip(records, outcome.results, strict=True):
+            if result.undeliverable and result.error is not None:
+                result.quarantine_failed = not self._keep(record, result.error)
+        return outcome
+
+    def _keep(self, record: QueueRecord, error: Exception) -> bool:
+        if self._quarantine is None:
+            return False
+        try:
+            put_message(
+                self._quarantine,
+                QUARANTINE_SOURCE,
+                record.message_id,
+                reason="undeliverable",
+                detail=str(error),
+                item=record.body,
+            )
+        except Exception as exc:  # not kept yet: redelivered, and kept next time
+            from flagbridge.observability import logger
+
+            logger.warning("quarantine write failed", extra={"error": type(exc).__name__})
+            return False
+        return True
 
     def deliver(self, body: str) -> DeliveryOutcome:
         """Deliver one message on its own; raises what :meth:`deliver_batch` reports as its error."""
@@ -180,6 +277,10 @@ class DeliveryService:
         invocation is about to time out.
         """
         batch = BatchOutcome([MessageResult(record.message_id) for record in records])
+        if not self._configured:  # no message can be delivered
+            for result in batch.results:
+                result.error = UndeliverableMessageError("the configuration has no 'cdp' section")
+            return batch
         split: dict[str, list[_SplitMessage]] = {}
         others: list[tuple[MessageResult, CompiledDestination, dict[str, Any]]] = []
         for record, result in zip(records, batch.results, strict=True):
@@ -191,7 +292,7 @@ class DeliveryService:
                     )
                 else:
                     others.append((result, destination, message))
-            except UndeliverableMessage as exc:
+            except UndeliverableMessageError as exc:
                 result.error = exc
         for name, messages in split.items():
             self._deliver_split(self._destinations[name], messages, batch, remaining_ms)
@@ -215,14 +316,14 @@ class DeliveryService:
             message = json.loads(body, parse_constant=constant)
             name = message["destination"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise UndeliverableMessage("not a destination message") from exc
+            raise UndeliverableMessageError("not a destination message") from exc
         if not isinstance(message, dict) or not isinstance(name, str):
-            raise UndeliverableMessage("not a destination message")
+            raise UndeliverableMessageError("not a destination message")
         destination = self._destinations.get(name)
         if destination is None:
-            raise UndeliverableMessage(f"destination {name!r} is not configured")
+            raise UndeliverableMessageError(f"destination {name!r} is not configured")
         if constants and destination.type == "split":  # Split bodies are strict JSON: NaN/Infinity cannot be sent
-            raise UndeliverableMessage(f"{constants[0]} is not JSON")
+            raise UndeliverableMessageError(f"{constants[0]} is not JSON")
         return destination, message
 
     @staticmethod
@@ -230,7 +331,7 @@ class DeliveryService:
         """The message's events by ledger id, in order (a repeated id once: its first event)."""
         items = message.get("split_events", [])
         if not isinstance(items, list):
-            raise UndeliverableMessage("split_events is not a list")
+            raise UndeliverableMessageError("split_events is not a list")
         events: dict[str, SplitEvent] = {}
         for item in items:
             try:
@@ -238,9 +339,9 @@ class DeliveryService:
                     item["body"], item["event_index"], item["message_id"], item.get("product_index"), item["dedup_id"]
                 )
             except (KeyError, TypeError, AttributeError) as exc:
-                raise UndeliverableMessage("a Split event lacks its body or ids") from exc
+                raise UndeliverableMessageError("a Split event lacks its body or ids") from exc
             if not isinstance(event.body, dict) or not isinstance(event.dedup_id, str) or not event.dedup_id:
-                raise UndeliverableMessage("a Split event lacks its body or ids")
+                raise UndeliverableMessageError("a Split event lacks its body or ids")
             events.setdefault(f"{destination.name}#{event.dedup_id}", event)
         return events
 
@@ -298,7 +399,7 @@ class DeliveryService:
             if unsent:
                 item.result.error = item.error or failure or RetryableDeliveryError(f"{unsent} event(s) not sent")
             elif pending:
-                item.result.error = DeliveryInProgress(f"{pending} event(s) are claimed by an unfinished delivery")
+                item.result.error = DeliveryInProgressError(f"{pending} event(s) are claimed by an unfinished delivery")
 
     def _send_split(
         self,
@@ -408,7 +509,7 @@ class DeliveryService:
         ledger_id = f"{destination.name}#{message.get('batch_key')}"
         if not self._ledger.claim([ledger_id]):
             if self._ledger.pending([ledger_id]):
-                raise DeliveryInProgress(f"{ledger_id} is claimed by an unfinished delivery")
+                raise DeliveryInProgressError(f"{ledger_id} is claimed by an unfinished delivery")
             outcome.duplicates = 1
             return outcome
         try:

@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from flagbridge.cdp.split_requests import backoff_delay
+from flagbridge.errors import FlagbridgeError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class RetryableDeliveryError(Exception):
+class RetryableDeliveryError(FlagbridgeError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class PermanentDeliveryError(Exception):
+class PermanentDeliveryError(FlagbridgeError):
     def __init__(self, message: str, status: int | None = None, response_body: str = "") -> None:
         super().__init__(message)
         self.status = status
@@ -208,3 +209,48 @@ class FirehoseSink:
 
 class Sink(Protocol):
     def deliver(self, payload: dict[str, Any]) -> None: ...
+
+
+# ---- one builder per destination type ------------------------------------------------------------------------
+
+
+class Adapters(NamedTuple):
+    """What the builders need from the composition root (:mod:`flagbridge.runtime`)."""
+
+    http: Callable[[], HttpClient]
+    aws_client: Callable[[str], Any]
+    secret: Callable[[str], str]
+
+
+def _webhook_sink(options: Any, adapters: Adapters) -> Sink:
+    secret_name = options.authorization_secret
+    return WebhookSink(
+        adapters.http(), options.url, lambda: adapters.secret(secret_name) if secret_name else None, RetryPolicy()
+    )
+
+
+SINK_BUILDERS: dict[str, Callable[[Any, Adapters], Sink]] = {
+    "webhook": _webhook_sink,
+    "sqs": lambda options, adapters: SqsSink(adapters.aws_client("sqs"), options.queue_url),
+    "sns": lambda options, adapters: SnsSink(adapters.aws_client("sns"), options.topic_arn),
+    "eventbridge": lambda options, adapters: EventBridgeSink(
+        adapters.aws_client("events"), options.event_bus_name, options.detail_type, options.source
+    ),
+    "firehose": lambda options, adapters: FirehoseSink(adapters.aws_client("firehose"), options.stream_name),
+}
+"""Destination type -> its sink, from the destination's options. A new destination type is one entry here."""
+
+
+def build_sink(destination_type: str, options: Any, adapters: Adapters) -> Sink:
+    """The sink of a (non-Split) destination; LookupError names a type without one."""
+    builder = SINK_BUILDERS.get(destination_type)
+    if builder is None:
+        raise LookupError(f"no adapter for destination type {destination_type!r}")
+    return builder(options, adapters)
+
+
+def build_split_client(options: Any, adapters: Adapters) -> SplitEventsClient:
+    """The Split events client of a ``split`` destination."""
+    return SplitEventsClient(
+        adapters.http(), options.events_url, lambda: adapters.secret(options.sdk_key_secret), RetryPolicy()
+    )

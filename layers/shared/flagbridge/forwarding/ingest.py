@@ -23,11 +23,11 @@ from typing import Any, Literal
 from flagbridge.cdp._values import escape_pointer_token
 from flagbridge.cdp.batch import BatchFormatError, normalize_batch
 from flagbridge.errors import RequestError
-from flagbridge.quarantine import Quarantine
+from flagbridge.quarantine import Quarantine, QuarantineSource
 from flagbridge.queues import MAX_MESSAGE_BYTES, MessageSender
 
 IngestSource = Literal["events_api", "bulk_events_api", "webhook", "queue"]
-QUARANTINE_SOURCE = "mparticle-batches"
+QUARANTINE_SOURCE = QuarantineSource.MPARTICLE_BATCHES  # (the name the operator CLI imports)
 MAX_BULK_BATCHES = 100
 # mParticle batches nest about ten levels (batch > events > data > product_action > products > attributes).
 MAX_NESTING_DEPTH = 64

@@ -27,10 +27,10 @@ from flagbridge.cdp.testusers import TestUserResolver, profile_lookup_keys
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import ConfigError
 from flagbridge.profiles.model import TestMark
-from flagbridge.quarantine import Quarantine, put_message
+from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import MessageSender, QueueRecord, batch_item_failures
 
-QUARANTINE_SOURCE = "cdp-router"
+QUARANTINE_SOURCE = QuarantineSource.CDP_ROUTER  # (the name the operator CLI imports)
 DECISION_LOG_SOURCE = "decision-log"
 
 MarkLookup = Callable[[Iterable[str]], dict[str, TestMark]]

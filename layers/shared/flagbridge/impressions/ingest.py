@@ -32,10 +32,10 @@ from flagbridge.impressions.models import (
     queued_record_json,
 )
 from flagbridge.impressions.records import FIELD_LIST, MESSAGE_VERSION
-from flagbridge.quarantine import Quarantine
+from flagbridge.quarantine import Quarantine, QuarantineSource
 from flagbridge.queues import MessageSender, envelope_parts, pack_records
 
-QUARANTINE_SOURCE = "split-impressions"
+QUARANTINE_SOURCE = QuarantineSource.SPLIT_IMPRESSIONS  # (the name the operator CLI imports)
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flagbridge.config import FlagTreatmentRule, KeyAllowlistRule, KeyPatternRule, LabelRule, TestUsersConfig
 from flagbridge.impressions.records import Row, row_of
+from flagbridge.rules import FlagTreatmentRule, KeyAllowlistRule, KeyPatternRule, LabelRule, TestUsersConfig
 
 if TYPE_CHECKING:
     from flagbridge.impressions.models import QueuedImpression

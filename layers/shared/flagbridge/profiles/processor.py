@@ -28,13 +28,13 @@ from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
 from flagbridge.profiles.model import TestMark, merge_rows_fast
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
-from flagbridge.quarantine import Quarantine, put_message
+from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import QueueRecord, batch_item_failures
 
 if TYPE_CHECKING:
     from flagbridge.config import BridgeConfig
 
-QUARANTINE_SOURCE = "impressions-processor"
+QUARANTINE_SOURCE = QuarantineSource.IMPRESSIONS_PROCESSOR  # (the name the operator CLI imports)
 MAX_CONFLICT_RETRIES = 8
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from flagbridge.errors import StoreError
+from flagbridge.errors import FlagbridgeError, StoreError
 from flagbridge.profiles.model import Assignment, FlagState, TestMark
 
 META_SK = "META"
@@ -22,7 +22,7 @@ FLAG_PREFIX = "FLAG#"
 BATCH_GET_LIMIT = 100
 
 
-class ConcurrentUpdateError(Exception):
+class ConcurrentUpdateError(FlagbridgeError):
     """The item changed since it was read; re-read and merge again."""
 
 

@@ -27,7 +27,6 @@ from flagbridge.observability import logger, metrics, tracer
 from flagbridge.testers.registry import (
     InvalidTesterError,
     RegistryUnavailableError,
-    check_reason,
     parse_page_size,
     user_hash,
     user_id,
@@ -95,8 +94,6 @@ def delete_tester(traffic_type: str, key: str) -> Response:
     actor = _caller()
     traffic_type, key = _path_ids(traffic_type, key)
     reason = (app.current_event.query_string_parameters or {}).get("reason")
-    if reason is not None:
-        reason = check_reason(reason)
     if not runtime.tester_registry().remove(traffic_type, key, actor, reason):
         return error_response(404, "tester_not_found", "no registered tester with this traffic type and key")
     logger.info("tester removed", extra={"user": user_hash(user_id(traffic_type, key)), "actor_kind": "token"})

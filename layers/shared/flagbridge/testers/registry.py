@@ -118,6 +118,10 @@ class AuditEntry:
         }
 
 
+RegistryLookup = Callable[[Iterable[str]], Mapping[str, Registration]]
+"""What the router and the processor are given: :meth:`TesterRegistry.active` (user ids -> active registrations)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """Active registrations in user id order, and the cursor of the next page (None on the last)."""

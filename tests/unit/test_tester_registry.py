@@ -235,3 +235,22 @@ def test_lookup_is_one_read_per_hundred_users(registry: TesterRegistry, store: I
 def test_user_hash_hides_the_key() -> None:
     assert len(user_hash("user#alice@example.com")) == 16
     assert "alice" not in user_hash("user#alice@example.com")
+
+
+def test_the_cdp_resolver_checks_registered_identities_after_the_rules() -> None:
+    from flagbridge.cdp.batch import normalize_batch
+    from flagbridge.cdp.testusers import TestUserResolver
+    from flagbridge.config import TestUsersConfig
+
+    resolver = TestUserResolver(
+        TestUsersConfig.model_validate({"rules": [{"name": "qa", "type": "key_pattern", "pattern": "qa-.*"}]})
+    )
+    customer = normalize_batch({"user_identities": {"customer_id": "u-7", "email": "u7@example.com"}, "events": []})
+    qa = normalize_batch({"user_identities": {"customer_id": "qa-1"}, "events": []})
+    registered = {("customer_id", "u-7"), ("customer_id", "qa-1")}
+
+    decision = resolver.resolve(customer, (), registered)
+    assert (decision.is_test_user, decision.rule) == (True, "tester-registry")
+    assert "u-7" not in decision.reason and "customer_id" in decision.reason  # reasons reach the logs
+    assert resolver.resolve(qa, (), registered).rule == "qa"  # a configured rule first
+    assert resolver.resolve(customer).is_test_user is False

@@ -49,7 +49,7 @@ def analytics_batches(bridge: Bridge, key: str) -> list[dict[str, Any]]:
     ]
 
 
-def tester_phase(bridge: Bridge, key: str, window: float) -> bool:
+def registered_phase(bridge: Bridge, key: str, window: float) -> bool:
     """Register ``key`` for ``window`` seconds and check it is a tester both ways; False if the window ran out."""
     expires_at = time.time() + window
     response = register(bridge, key, expires_at)
@@ -78,7 +78,7 @@ def test_a_registered_tester_is_a_tester_both_ways_until_it_expires(bridge: Brid
     for attempt in range(ATTEMPTS):
         key = f"reg-{run_id}-{attempt}"
         # Given a customer no configured rule makes a tester, registered through the API
-        if tester_phase(bridge, key, window):
+        if registered_phase(bridge, key, window):
             break
         window *= 2
     else:

@@ -26,6 +26,7 @@ FUNCTIONS = (
     "cdp_router",
     "destination_delivery",
     "profile_api",
+    "tester_registry",
 )
 
 

@@ -15,11 +15,12 @@ figure                 measured                                                 
                        ``DynamoDBProfileStore`` on a counting fake client)        the batch; = 1.0
 ``processor_cpu``      ``impressions_processor.lambda_handler`` CPU time per      the ingest floor, per impression;
                        impression, store calls faked                              <= 3x
-``cold_start.<fn>``    import time of each function's handler module in a        ``import boto3`` alone; <= 1.5x
-                       fresh interpreter with Lambda's ``sys.path``: only boto3
-                       and the layer's packages (see :class:`ProbeInterpreter`)
+``cold_start.<fn>``    import time of each handler from the built artifact (layer  ``import boto3`` alone; <= 1.5x,
+                       and function zipped as ``sam package`` does), CPython      0 layer modules compiled
+                       3.13 ``-I -S -B``, Lambda's ``sys.path`` with the
+                       runtime's boto3 (see :mod:`~local.bench.cold_start`)
 ``cold_start.shared``  what every function imports after boto3, stage by stage    report only
-                       (pydantic + config models, Powertools, event handler)
+                       (pydantic + config models, Powertools, HTTP routing)
 ``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
                        test-user resolution, filters, 5 destinations)             batches; <= 4x
 ``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
@@ -32,7 +33,8 @@ figure                 measured                                                 
                        counting fake client, half the users registered)           event)
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
-``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no boto3/botocore
+``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no runtime packages,
+                                                                                  hash-based 3.13 bytecode
 =====================  ========================================================  =================================
 
 Usage::

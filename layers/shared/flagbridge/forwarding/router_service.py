@@ -32,7 +32,6 @@ from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import MessageSender, QueueRecord, batch_item_failures
 from flagbridge.testers.registry import REGISTRY_RULE, RegistryLookup
 
-QUARANTINE_SOURCE = QuarantineSource.CDP_ROUTER  # (the name the operator CLI imports)
 DECISION_LOG_SOURCE = "decision-log"
 
 MarkLookup = Callable[[Iterable[str]], dict[str, TestMark]]
@@ -186,7 +185,7 @@ class RouterService:
                 reason, detail = "invalid_batch", "; ".join(exc.errors[:20])
         put_message(
             self._quarantine,
-            QUARANTINE_SOURCE,
+            QuarantineSource.CDP_ROUTER,
             record.message_id,
             reason=reason,
             detail=detail,
@@ -204,10 +203,10 @@ class RouterService:
         object_id = _object_id(routed.batch_key)
         if routed.quarantine:
             self._quarantine.put(
-                QUARANTINE_SOURCE,
+                QuarantineSource.CDP_ROUTER,
                 object_id,
                 {
-                    "source": QUARANTINE_SOURCE,
+                    "source": QuarantineSource.CDP_ROUTER,
                     "batch_key": routed.batch_key,
                     "ingest": meta,
                     "items": [

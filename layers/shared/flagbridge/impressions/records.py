@@ -12,7 +12,7 @@ The impressions queue carries what :mod:`flagbridge.impressions.ingest` enqueued
 
 In both, every value is a string, an integer or null (:data:`Row` gives the types field by field), and
 ``chunk`` (an integer, 0 when absent) is read but not written. Version 1 must stay readable while such
-messages can exist: the impressions DLQ keeps them for up to 14 days, and ``local.replay quarantine replay``
+messages can exist: the impressions DLQ keeps them for up to 14 days, and ``flagbridge quarantine replay``
 re-enqueues quarantined processor messages as they were. Any other version is refused (quarantined).
 
 :func:`decode_message` reads such a message with ``json.loads`` and a tight check of the envelope, of every
@@ -71,7 +71,7 @@ _RECORD_SIZE = len(FIELDS)
 _LIST = frozenset((list,))
 
 
-def decode_message(body: str) -> list[Row] | None:
+def decode_message(body: str) -> list[Row] | None:  # noqa: C901 (hot path: fast decoder, equivalence-tested against the models)
     """The rows of a well-formed impressions message (version 1 or 2), or None when it needs the full validation.
 
     None is returned for anything :class:`~flagbridge.impressions.models.ImpressionMessage` might read

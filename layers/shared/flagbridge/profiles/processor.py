@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flagbridge.errors import StoreError
 from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
-from flagbridge.profiles.model import TestMark, merge_rows_fast
+from flagbridge.profiles.model import TestMark, merge_rows
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
 from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import QueueRecord, batch_item_failures
@@ -37,7 +37,6 @@ from flagbridge.testers.registry import REGISTRY_RULE, RegistryLookup
 if TYPE_CHECKING:
     from flagbridge.config import BridgeConfig
 
-QUARANTINE_SOURCE = QuarantineSource.IMPRESSIONS_PROCESSOR  # (the name the operator CLI imports)
 MAX_CONFLICT_RETRIES = 8
 
 
@@ -97,6 +96,29 @@ def _run_concurrently(
     return outcomes
 
 
+def _failed_messages(
+    items: list[tuple[tuple[str, str], list[Row]]],
+    outcomes: list[Any],
+    mark_of: dict[tuple[str, str], TestMark],
+    decoded: list[tuple[str, list[Row]]],
+    result: ProcessResult,
+) -> set[str]:
+    """Every message that contributed to a pair not written (counting the users marked on the way)."""
+    failed_pairs: set[tuple[str, str]] = set()
+    for (pair, _), outcome in zip(items, outcomes, strict=True):
+        if type(outcome) is not tuple:
+            failed_pairs.add(pair)
+        elif outcome[3] and pair in mark_of:
+            result.users_marked += 1
+    if not failed_pairs:
+        return set()
+    return {
+        message_id
+        for message_id, rows in decoded
+        if any((f"{row[10]}#{row[0]}", row[1]) in failed_pairs for row in rows)
+    }
+
+
 class ImpressionProcessor:
     """Applies batches of queued impressions to the profile store."""
 
@@ -125,30 +147,7 @@ class ImpressionProcessor:
 
     def process(self, records: Sequence[QueueRecord]) -> ProcessResult:
         result = ProcessResult()
-        groups: defaultdict[tuple[str, str], list[Row]] = defaultdict(list)  # (user, flag) -> its impressions
-        decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
-        wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
-        undecodable_failed: set[str] = set()
-        match = RuleMatcher(self._config.test_users).match_row
-        for record in records:
-            try:
-                rows = self._decode(record, result)
-            except StoreError:
-                undecodable_failed.add(record.message_id)  # quarantine unavailable: let SQS redeliver
-                continue
-            if rows is None:
-                continue
-            decoded.append((record.message_id, rows))
-            result.impressions += len(rows)
-            for row in rows:
-                user_id = f"{row[10]}#{row[0]}"  # traffic type, key: QueuedImpression.user_id
-                groups[user_id, row[1]].append(row)  # in batch order
-                rule = match(row)
-                if rule is not None:
-                    candidate = (row[3], rule)
-                    current = wanted_marks.get(user_id)
-                    if current is None or candidate < current:
-                        wanted_marks[user_id] = candidate
+        groups, decoded, wanted_marks, undecodable_failed = self._read(records, result)
         result.pairs = len(groups)
         if not groups:
             result.failed_message_ids = [r.message_id for r in records if r.message_id in undecodable_failed]
@@ -179,7 +178,7 @@ class ImpressionProcessor:
         def apply(item: tuple[tuple[str, str], list[Row]]) -> tuple[int, int, int, bool]:
             pair, rows = item
             mark = mark_of.get(pair) if mark_of else None
-            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, profiles, now_ms)
+            merged, new, duplicates = merge_rows(states.get(pair), rows, profiles, now_ms)
             if new and merged is not None:
                 try:
                     save(merged, mark)  # the usual outcome, without the retry loop
@@ -198,18 +197,9 @@ class ImpressionProcessor:
             news, duplicates, conflicts, wrote = zip(*applied, strict=True)
             result.new_impressions, result.duplicates, result.conflicts = sum(news), sum(duplicates), sum(conflicts)
             result.writes = sum(wrote) + result.conflicts
-        failed_pairs: set[tuple[str, str]] = set()
-        if len(applied) != len(outcomes) or mark_of:
-            for (pair, _), outcome in zip(items, outcomes, strict=True):
-                if type(outcome) is not tuple:
-                    failed_pairs.add(pair)
-                elif outcome[3] and pair in mark_of:
-                    result.users_marked += 1
         failed = set(undecodable_failed)
-        if failed_pairs:  # every message that contributed to a pair not written
-            for message_id, rows in decoded:
-                if any((f"{row[10]}#{row[0]}", row[1]) in failed_pairs for row in rows):
-                    failed.add(message_id)
+        if len(applied) != len(outcomes) or mark_of:
+            failed |= _failed_messages(items, outcomes, mark_of, decoded, result)
         result.failed_message_ids = [r.message_id for r in records if r.message_id in failed]
         return result
 
@@ -220,6 +210,39 @@ class ImpressionProcessor:
         found = self._lookup_registered(users)
         return {user: registration.expires_at * 1000 for user, registration in found.items() if user not in ruled}
 
+    def _read(
+        self, records: Sequence[QueueRecord], result: ProcessResult
+    ) -> tuple[
+        defaultdict[tuple[str, str], list[Row]], list[tuple[str, list[Row]]], dict[str, tuple[int, str]], set[str]
+    ]:
+        """Decode the batch: impressions grouped by (user, flag) in batch order, each readable message's impressions,
+        the test-user mark each user's earliest matching impression asks for, and the messages to retry."""
+        groups: defaultdict[tuple[str, str], list[Row]] = defaultdict(list)  # (user, flag) -> its impressions
+        decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
+        wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
+        undecodable_failed: set[str] = set()
+        match = RuleMatcher(self._config.test_users).match_row
+        for record in records:
+            try:
+                rows = self._decode(record, result)
+            except StoreError:
+                undecodable_failed.add(record.message_id)  # quarantine unavailable: let SQS redeliver
+                continue
+            if rows is None:
+                continue
+            decoded.append((record.message_id, rows))
+            result.impressions += len(rows)
+            for row in rows:
+                user_id = f"{row[10]}#{row[0]}"  # traffic type, key: QueuedImpression.user_id
+                groups[user_id, row[1]].append(row)  # in batch order
+                rule = match(row)
+                if rule is not None:
+                    candidate = (row[3], rule)
+                    current = wanted_marks.get(user_id)
+                    if current is None or candidate < current:
+                        wanted_marks[user_id] = candidate
+        return groups, decoded, wanted_marks, undecodable_failed
+
     def _apply_group(
         self, pair: tuple[str, str], rows: list[Row], mark: TestMark | None, conflicts: int
     ) -> tuple[int, int, int, bool]:
@@ -228,7 +251,7 @@ class ImpressionProcessor:
             states, _ = self._store.load([pair], [])
             if conflicts >= MAX_CONFLICT_RETRIES:
                 raise ConcurrentUpdateError(pair[0])
-            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, self._config.profiles, self._clock_ms())
+            merged, new, duplicates = merge_rows(states.get(pair), rows, self._config.profiles, self._clock_ms())
             if not new or merged is None:
                 if mark is not None:
                     self._store.save_mark(pair[0], mark)
@@ -257,6 +280,13 @@ class ImpressionProcessor:
             body: Any = json.loads(record.body)
         except ValueError:
             body = record.body
-        put_message(self._quarantine, QUARANTINE_SOURCE, record.message_id, reason=reason, detail=detail, item=body)
+        put_message(
+            self._quarantine,
+            QuarantineSource.IMPRESSIONS_PROCESSOR,
+            record.message_id,
+            reason=reason,
+            detail=detail,
+            item=body,
+        )
         result.quarantined_messages += 1
         return None

@@ -15,7 +15,6 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from flagbridge import runtime
@@ -24,8 +23,9 @@ from flagbridge.auth import require_bearer
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.oracle.config import OracleConfig
 from flagbridge.oracle.service import detail_document, list_document, oracle_config
+from flagbridge.routing import HttpRouter, Response
 
-app = APIGatewayHttpResolver()
+app = HttpRouter()
 install_error_handlers(app)
 
 

@@ -559,6 +559,11 @@ class LocalBridge:
                 f" {self.url}/testers/user/u-1001"
             )
         lines += [f"  curl -sS {self.url}/_local/idle"]
+        return "\n".join(lines + self._closing_lines(demo))
+
+    def _closing_lines(self, demo: str | None) -> list[str]:
+        """Where the handlers' logs went, the demo's summary when it ran, and how to stop."""
+        lines = []
         if self.handler_output is not None and self.handler_output.path is not None:
             lines += [
                 "",
@@ -567,8 +572,7 @@ class LocalBridge:
             ]
         if demo:
             lines += ["", demo]
-        lines += ["", "Ctrl-C to stop.", ""]
-        return "\n".join(lines)
+        return [*lines, "", "Ctrl-C to stop.", ""]
 
 
 def _shown(path: Path) -> str:

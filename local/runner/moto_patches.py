@@ -86,6 +86,64 @@ def speed_up_moto_queries() -> bool:
     return True
 
 
+_backing_up = threading.local()
+"""Set while a transaction runs under :func:`speed_up_moto_transactions`: moto's table copy is skipped then."""
+
+
+class _TablesNotCopied:
+    """Stands in for the ``copy`` module inside moto's DynamoDB models: a Table is not copied during a transaction
+    that backs up its items itself; everything else is the real ``copy``."""
+
+    def __init__(self, real_copy: Any) -> None:
+        self._real_copy = real_copy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real_copy, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        if getattr(_backing_up, "active", False) and isinstance(value, Table):
+            return value
+        return self._real_copy.deepcopy(value, memo)
+
+
+def _saved_items(backend: Any, transact_items: Any, real_copy: Any) -> list[tuple[Any, Any, Any, Any]] | None:
+    """(table, hash key, range key, a copy of the item or None) for every item the transaction names; None when a
+    key cannot be read (moto then reports the malformed request itself)."""
+    saved = []
+    try:
+        for entry in transact_items:
+            op_type, op = next(iter(entry.items()))
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op["Key"] if op_type != "Put" else _key_of(table, op["Item"])
+            hash_key, range_key = backend.get_keys_value(table, key)
+            item = table.get_item(hash_key, range_key)
+            saved.append((table, hash_key, range_key, None if item is None else real_copy.deepcopy(item)))
+    except Exception:
+        return None
+    return saved
+
+
+def _key_of(table: Any, item: dict[str, Any]) -> dict[str, Any]:
+    key = {table.hash_key_attr: item[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = item[table.range_key_attr]
+    return key
+
+
+def _restore(saved: list[tuple[Any, Any, Any, Any]]) -> None:
+    for table, hash_key, range_key, item in reversed(saved):
+        if item is None:
+            table.delete_item(hash_key, range_key)
+        elif range_key is not None:
+            table.items[hash_key][range_key] = item
+        else:
+            table.items[hash_key] = item
+
+
 def speed_up_moto_transactions() -> bool:
     """Make moto's DynamoDB ``TransactWriteItems`` back up the items it names instead of whole tables.
 
@@ -100,77 +158,31 @@ def speed_up_moto_transactions() -> bool:
     try:
         import moto.dynamodb.models as dynamodb_models
         from moto.dynamodb.models import DynamoDBBackend
-        from moto.dynamodb.models.table import Table
     except ImportError:
         return False
     if getattr(DynamoDBBackend, "_flagbridge_item_backup", False):
         return True
-    found_copy = getattr(dynamodb_models, "copy", None)
+    real_copy = getattr(dynamodb_models, "copy", None)
     original = getattr(DynamoDBBackend, "transact_write_items", None)
-    if found_copy is None or original is None or not hasattr(DynamoDBBackend, "get_keys_value"):
+    if real_copy is None or original is None or not hasattr(DynamoDBBackend, "get_keys_value"):
         return False
-    real_copy: Any = found_copy
     from local.moto_isolation import LOCK
-
-    backing_up = threading.local()
-
-    class _TablesNotCopied:
-        """Stands in for the ``copy`` module inside moto's DynamoDB models while a transaction backs up by item."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real_copy, name)
-
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            if getattr(backing_up, "active", False) and isinstance(value, Table):
-                return value
-            return real_copy.deepcopy(value, memo)
-
-    def saved_items(backend: Any, transact_items: Any) -> list[tuple[Any, Any, Any, Any]] | None:
-        saved = []
-        try:
-            for entry in transact_items:
-                op_type, op = next(iter(entry.items()))
-                table = backend.tables.get(op.get("TableName"))
-                if table is None:
-                    continue
-                if op_type == "Put":
-                    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
-                    if table.range_key_attr is not None:
-                        key[table.range_key_attr] = op["Item"][table.range_key_attr]
-                else:
-                    key = op["Key"]
-                hash_key, range_key = backend.get_keys_value(table, key)
-                item = table.get_item(hash_key, range_key)
-                saved.append((table, hash_key, range_key, None if item is None else real_copy.deepcopy(item)))
-        except Exception:
-            return None
-        return saved
-
-    def restore(saved: list[tuple[Any, Any, Any, Any]]) -> None:
-        for table, hash_key, range_key, item in reversed(saved):
-            if item is None:
-                table.delete_item(hash_key, range_key)
-            elif range_key is not None:
-                table.items[hash_key][range_key] = item
-            else:
-                table.items[hash_key] = item
 
     def transact_write_items(self: Any, transact_items: Any) -> Any:
         with LOCK:
-            saved = saved_items(self, transact_items)
+            saved = _saved_items(self, transact_items, real_copy)
             if saved is None:
                 return original(self, transact_items)
-            backing_up.active = True
+            _backing_up.active = True
             try:
                 return original(self, transact_items)
             except BaseException:
-                restore(saved)
+                _restore(saved)
                 raise
             finally:
-                backing_up.active = False
+                _backing_up.active = False
 
-    dynamodb_models.copy = _TablesNotCopied()  # type: ignore[assignment]
+    dynamodb_models.copy = _TablesNotCopied(real_copy)  # type: ignore[assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     DynamoDBBackend._flagbridge_item_backup = True  # type: ignore[attr-defined]
     return True

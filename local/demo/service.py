@@ -7,9 +7,9 @@ with the bridge, it does over HTTP as those clients do:
 * **The flag** ``new_checkout``: each user key gets a treatment by hash bucket, deterministically (50% ``on``,
   50% ``off``; Split buckets with murmur3 and the flag's seed, this uses SHA-256: what matters is that a key
   always gets the same treatment). Each evaluation is an **impression**, sent to the bridge's Split webhook as
-  Split sends them: a gzipped JSON array, the token in the URL. Like Split's *optimized* impressions mode, a
-  (key, treatment, flag version) is reported once; a key's first impression is posted before the request is
-  answered, so the bridge knows the exposure before any result of it can reach the oracle.
+  Split sends them: a gzipped JSON array, the token in the URL, every evaluation (Split's *debug* impressions
+  mode), batched every :data:`FLUSH_SECONDS`. A key's first impression is posted before its request is answered,
+  so the bridge knows the exposure before any result of it can reach the oracle.
 * **Its own events**: one ``api_response`` custom event per answered request (``status``, ``latency_ms``,
   ``route``), batched per user, posted to the bridge's mParticle Events API (``/mparticle/v2/bulkevents``, HTTP
   Basic) every :data:`FLUSH_SECONDS`. A request that carries the traffic generator's run tag
@@ -173,8 +173,7 @@ class BridgeReporter:
         """Record one evaluation; True when it is the key's first (then :meth:`flush_impressions` right away)."""
         identity = (key, treatment, self.flag_version)
         with self._lock:
-            if identity in self._seen:
-                return False
+            first = identity not in self._seen
             self._seen.add(identity)
             self._impressions.append(
                 {
@@ -194,7 +193,7 @@ class BridgeReporter:
                     "properties": None,
                 }
             )
-            return True
+            return first
 
     def event(self, key: str, attributes: dict[str, Any], at_ms: int) -> None:
         with self._lock:

@@ -14,7 +14,6 @@ gc.disable()  # while importing; runtime.init_complete(), at the bottom, explain
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -24,6 +23,7 @@ from flagbridge.auth import require_named_bearer
 from flagbridge.body import decode_json_body, raw_body
 from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
+from flagbridge.routing import HttpRouter, Response
 from flagbridge.testers.registry import (
     InvalidTesterError,
     RegistryUnavailableError,
@@ -35,7 +35,7 @@ from flagbridge.testers.registry import (
 MAX_BODY_BYTES = 4096  # {"expiresAt": ..., "reason": <200 characters>} fits many times over
 TOKEN_ACTOR = "token:"
 
-app = APIGatewayHttpResolver()
+app = HttpRouter()
 install_error_handlers(app)
 
 
@@ -65,7 +65,7 @@ def _path_ids(traffic_type: str, key: str) -> tuple[str, str]:
 def _json_object() -> dict[str, Any]:
     event = app.current_event
     document = decode_json_body(
-        raw_body(event.get("body"), bool(event.get("isBase64Encoded"))),
+        raw_body(event.body, bool(event.is_base64_encoded)),
         content_type=event.headers.get("content-type"),
         content_encoding=event.headers.get("content-encoding"),
         max_body_bytes=MAX_BODY_BYTES,

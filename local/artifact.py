@@ -37,6 +37,7 @@ FUNCTIONS = (
     "cdp_router",
     "destination_delivery",
     "profile_api",
+    "tester_registry",
 )
 CACHE = ROOT / "build" / "artifact"
 # Top-level import names of what the Lambda python runtime provides (boto3 and its dependencies).

@@ -28,6 +28,9 @@ figure                 measured                                                 
 ``split_requests.lane``  the same N events as the router writes them (3 per       that floor summed per SQS batch
                        message), in SQS batches of the Split lane's               (a request cannot span two
                        ``BatchSize`` (template.yaml)                              invocations); = 1.0, < 1 MB
+``registry_requests``  testers-table requests per SQS batch of the router and     ceil(distinct users / 100) per
+                       (``.processor``) the processor (real adapters on a         batch; = 1.0 (no request per
+                       counting fake client, half the users registered)           event)
 ``oracle_cpu``         ``oracle_counter.lambda_handler`` CPU time per event        ``json.loads`` of the same lane
                        (lane messages of 5 events, SQS batches of 100)           messages; <= 3x
 ``oracle_writes``      DynamoDB write requests per oracle-lane SQS batch         distinct counters touched; = 1.0
@@ -37,6 +40,11 @@ figure                 measured                                                 
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no runtime packages,
                                                                                   hash-based 3.13 bytecode
+``traffic_cpu``        traffic generator CPU per request: build, mutate by the    sending the same request unmutated
+                       published plan, record the manifest line                   with the same client to a local
+                                                                                  server (thread CPU); <= 1.5x
+``traffic_generate``   100,000 cases to a manifest file, nothing sent: cases/s,   memory growth <= 5 MB
+                       resident memory after 10% and at the end
 =====================  ========================================================  =================================
 
 Usage::
@@ -47,8 +55,9 @@ Usage::
     python -m local.bench --figure ingest_cpu --result out.json   # one figure in this process (internal)
 
 Modules: :mod:`~local.bench.timing` (sizes, the report line, paired timing), :mod:`~local.bench.fakes`
-(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.cold_start`,
-:mod:`~local.bench.orchestration` (one subprocess per figure, the report).
+(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.registry` (the tester registry),
+:mod:`~local.bench.cold_start`, :mod:`~local.bench.traffic`, :mod:`~local.bench.orchestration` (one subprocess per
+figure, the report).
 
 The exit status is 1 when a target is missed (0 in ``--smoke`` mode, where figures are not meaningful).
 """

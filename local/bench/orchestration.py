@@ -26,7 +26,9 @@ from local.bench.figures import (
     figure_split_requests,
 )
 from local.bench.oracle import figure_oracle_cpu, figure_oracle_eval, figure_oracle_writes
+from local.bench.registry import figure_registry_requests
 from local.bench.timing import FULL, LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, peak_rss_mb
+from local.bench.traffic import figure_traffic_cpu, figure_traffic_generate
 
 DEFAULT_OUTPUT = ROOT / "build" / "bench.json"
 CHILD_TIMEOUT_SECONDS = 600  # cold_start: a layer build and 130 fresh interpreters on a shared 2-core machine
@@ -38,11 +40,14 @@ FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "cold_start": figure_cold_start,
     "router_cpu": figure_router_cpu,
     "split_requests": figure_split_requests,
+    "registry_requests": figure_registry_requests,
     "oracle_cpu": figure_oracle_cpu,
     "oracle_writes": figure_oracle_writes,
     "oracle_eval": figure_oracle_eval,
     "local_e2e": figure_local_e2e,
     "layer_size": figure_layer_size,
+    "traffic_cpu": figure_traffic_cpu,
+    "traffic_generate": figure_traffic_generate,
 }
 
 

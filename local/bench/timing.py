@@ -35,6 +35,8 @@ class Sizes:
     e2e_impressions: int = 2_000
     e2e_runs: int = 3
     cold_runs: int = 9
+    traffic_requests: int = 2_000
+    traffic_cases: int = 100_000
     oracle_events: int = 20_000
     oracle_eval_events: tuple[int, int] = (10_000, 1_000_000)
 
@@ -51,6 +53,8 @@ SMOKE = Sizes(
     e2e_impressions=12,
     e2e_runs=1,
     cold_runs=1,
+    traffic_requests=50,
+    traffic_cases=500,
     oracle_events=100,
     oracle_eval_events=(480, 4_800),
 )

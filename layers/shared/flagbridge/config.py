@@ -144,6 +144,9 @@ class BridgeConfig(StrictModel):
     cdp_document: dict[str, Any] | None = Field(
         default=None, alias="cdp", description="the CDP direction: data plans, destinations, filters"
     )
+    traffic_document: dict[str, Any] | None = Field(
+        default=None, alias="traffic", description="traffic plans: allowlist, tester pool (flagbridge.traffic.config)"
+    )
     oracle_document: dict[str, Any] | None = Field(
         default=None, alias="oracle", description="the test oracle: tests judged per flag treatment"
     )

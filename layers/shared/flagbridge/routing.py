@@ -175,6 +175,12 @@ class HttpRouter:
     def post(self, rule: str) -> Callable[[F], F]:
         return self.route("POST", rule)
 
+    def put(self, rule: str) -> Callable[[F], F]:
+        return self.route("PUT", rule)
+
+    def delete(self, rule: str) -> Callable[[F], F]:
+        return self.route("DELETE", rule)
+
     def exception_handler(self, classes: type[Exception] | Iterable[type[Exception]]) -> Callable[[F], F]:
         """Register a function that turns these exceptions (and their subclasses) into a response."""
         registered = [classes] if isinstance(classes, type) else list(classes)

@@ -7,6 +7,7 @@ runner points every function at moto server. Tests call :func:`reset` between mo
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.oracle.split_admin import SplitAdminClient
     from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
     from flagbridge.profiles.store import DynamoDBProfileStore
+    from flagbridge.testers.registry import TesterRegistry
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
@@ -198,6 +200,35 @@ def profile_api_token() -> str:
 
 
 @cache
+def tester_registry() -> TesterRegistry:
+    """The tester registry (testers API, CLI, test runs write it; the router and the processor read it)."""
+    from flagbridge.testers.registry import TesterRegistry
+    from flagbridge.testers.store import DynamoDBTesterStore
+
+    return TesterRegistry(DynamoDBTesterStore(aws_client("dynamodb"), settings().require("testers_table")))
+
+
+def registered_testers() -> Callable[[Iterable[str]], Mapping[str, Any]] | None:
+    """The bulk lookup of active registrations for the router and the processor; None without TESTERS_TABLE."""
+    return tester_registry().active if settings().testers_table else None
+
+
+def testers_api_tokens() -> dict[str, str]:
+    """The testers API's named bearer tokens (one unnamed token is called ``testers-api-token``)."""
+    from flagbridge.auth import named_tokens
+
+    current = settings()
+    return named_tokens(
+        load_secret(
+            current.testers_api_token_secret,
+            current.testers_api_token,
+            current.secrets_max_age_seconds,
+            "TESTERS_API_TOKEN_SECRET",
+        )
+    )
+
+
+@cache
 def oracle_counters() -> DynamoDBCounterStore:
     from flagbridge.oracle.store import DynamoDBCounterStore
 
@@ -251,6 +282,7 @@ def reset() -> None:
         http_client,
         quarantine,
         profile_store,
+        tester_registry,
         oracle_counters,
         oracle_verdicts,
         oracle_notifier,

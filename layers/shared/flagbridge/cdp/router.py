@@ -170,6 +170,7 @@ def route_batch(
     marked_identities: Container[tuple[str, str]] = (),
     now_ms: int = 0,
     test_users: TestUserResolver | Sequence[TestUserRule] | TestUsersConfig | None = None,
+    registered_identities: Container[tuple[str, str]] = (),
 ) -> RoutingResult:
     """Validate, classify, filter and fan out one mParticle batch.
 
@@ -187,6 +188,8 @@ def route_batch(
         The shared test-user rules (``BridgeConfig.test_users``), or a prebuilt
         :class:`TestUserResolver` (preferred: build it once per configuration). None means no rules:
         nobody is a tester.
+    registered_identities
+        ``(identity_type, value)`` pairs the tester registry holds (testers after the rules).
 
     Returns
     -------
@@ -201,7 +204,7 @@ def route_batch(
     validator, destinations = config.route_plan
     outcome = validator.validate(normalised)
     resolver = test_users if isinstance(test_users, TestUserResolver) else _resolver(test_users)
-    test_user = resolver.resolve(normalised, marked_identities)
+    test_user = resolver.resolve(normalised, marked_identities, registered_identities)
     is_test = test_user.is_test_user
     surviving: Batch | None = outcome.batch
     all_events = normalised.events  # all_events[i].index == i: malformed batches never get here

@@ -320,7 +320,12 @@ def _prune(seen: dict[str, int], floor: int, newest: int, config: ProfilesConfig
 
 @dataclass(frozen=True)
 class TestMark:
-    """A user's test-user status: which rule marked them and when."""
+    """A user's test-user status: which rule marked them and when (epoch ms), and until when for a mark that
+    came from the tester registry (``expires_at``, epoch ms; None: a configured rule's mark, for good)."""
 
     rule: str
     marked_at: int
+    expires_at: int | None = None
+
+    def active(self, now_ms: int) -> bool:
+        return self.expires_at is None or self.expires_at > now_ms

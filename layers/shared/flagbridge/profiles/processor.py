@@ -3,7 +3,9 @@
 Per SQS batch: decode every message (version 2, what the webhook writes, or version 1 from before: see
 :mod:`flagbridge.impressions.records`), group impressions by (user, flag), bulk-read the current states
 and test-user marks, merge in memory, then write each changed (user, flag) once, in parallel. So the
-number of DynamoDB write requests never exceeds the distinct (user, flag) pairs of the batch.
+number of DynamoDB write requests never exceeds the distinct (user, flag) pairs of the batch. The batch's
+users are looked up in the tester registry in one bulk read too: a registered tester no rule marks gets a
+mark that expires with the registration (:mod:`flagbridge.testers.registry`).
 
 Partial failures: if a pair cannot be written, every message that contributed to it is reported as a
 batch item failure and redelivered; pairs already written recognise the redelivered impressions as
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
@@ -30,6 +32,7 @@ from flagbridge.profiles.model import TestMark, merge_rows
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
 from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import QueueRecord, batch_item_failures
+from flagbridge.testers.registry import REGISTRY_RULE, RegistryLookup
 
 if TYPE_CHECKING:
     from flagbridge.config import BridgeConfig
@@ -126,12 +129,14 @@ class ImpressionProcessor:
         config: BridgeConfig,
         clock_ms: Callable[[], int] | None = None,
         max_workers: int = 16,
+        lookup_registered: RegistryLookup | None = None,
     ) -> None:
         self._store = store
         self._quarantine = quarantine
         self._config = config
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._max_workers = max_workers
+        self._lookup_registered = lookup_registered
         self._pool: ThreadPoolExecutor | None = None
 
     def _threads(self) -> ThreadPoolExecutor:
@@ -148,12 +153,17 @@ class ImpressionProcessor:
             result.failed_message_ids = [r.message_id for r in records if r.message_id in undecodable_failed]
             return result
 
-        states, marks = self._store.load(list(groups), sorted(wanted_marks))
+        registered = self._registered({user for user, _ in groups}, wanted_marks)
+        states, marks = self._store.load(list(groups), sorted({*wanted_marks, *registered}))
         new_marks = {
             user: TestMark(rule=rule, marked_at=self._clock_ms())
             for user, (_, rule) in wanted_marks.items()
-            if user not in marks
+            if user not in marks or marks[user].expires_at is not None  # a rule's mark outlasts a registry's
         }
+        for user, expires_ms in registered.items():
+            existing = marks.get(user)
+            if existing is None or (existing.expires_at is not None and existing.expires_at != expires_ms):
+                new_marks[user] = TestMark(rule=REGISTRY_RULE, marked_at=self._clock_ms(), expires_at=expires_ms)
         # Attach each new mark to exactly one of its user's pair writes.
         mark_of: dict[tuple[str, str], TestMark] = {}
         marked_users: set[str] = set()
@@ -192,6 +202,13 @@ class ImpressionProcessor:
             failed |= _failed_messages(items, outcomes, mark_of, decoded, result)
         result.failed_message_ids = [r.message_id for r in records if r.message_id in failed]
         return result
+
+    def _registered(self, users: set[str], ruled: Mapping[str, object]) -> dict[str, int]:
+        """Users of the batch the tester registry holds (one bulk read) and no rule marks: user -> expiry, epoch ms."""
+        if self._lookup_registered is None or not users:
+            return {}
+        found = self._lookup_registered(users)
+        return {user: registration.expires_at * 1000 for user, registration in found.items() if user not in ruled}
 
     def _read(
         self, records: Sequence[QueueRecord], result: ProcessResult

@@ -82,13 +82,14 @@ def run_demo(bridge: LocalBridge) -> str:
 
     log("demo: the sample service under test, a traffic plan as testers, the oracle's verdicts (docs/demo.md)")
     try:
-        result = run_loop(
-            bridge.url,
-            lambda name: bridge.secret_value(name) or local_secret(name),
-            bridge_config=Path(os.environ["FLAGBRIDGE_CONFIG"]),
-            workdir=Path(os.environ.get("FLAGBRIDGE_DEMO_DIR") or DEFAULT_WORKDIR),
-            log=lambda message: log(f"demo: {message}"),
-        )
+        with bridge.invocation_tally():
+            result = run_loop(
+                bridge.url,
+                lambda name: bridge.secret_value(name) or local_secret(name),
+                bridge_config=Path(os.environ["FLAGBRIDGE_CONFIG"]),
+                workdir=Path(os.environ.get("FLAGBRIDGE_DEMO_DIR") or DEFAULT_WORKDIR),
+                log=lambda message: log(f"demo: {message}"),
+            )
     except Exception as exc:
         log(f"demo: could not complete: {exc}")
         return f"The demo could not complete: {exc} (`make demo` runs it again against this bridge)"

@@ -36,7 +36,7 @@ from local.resources import (
 from local.runner.http_api import ApiGatewayHandler, HttpApiServer
 from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, log
 from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries, speed_up_moto_transactions
-from local.runner.output import HandlerOutput, describe_invocation
+from local.runner.output import HandlerOutput, InvocationTally, describe_invocation
 from local.runner.routes import Router
 from local.runner.schedule import SchedulePoller, schedule_interval
 from local.runner.sqs import SqsPoller
@@ -118,6 +118,7 @@ class LocalBridge:
         # Set (by ``python -m local.runner``) when handlers write through a HandlerOutput: each invocation then
         # gets one readable line on stderr.
         self.handler_output = handler_output
+        self._tally: InvocationTally | None = None
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
 
@@ -375,7 +376,23 @@ class LocalBridge:
             return
         records = self.handler_output.records_for(context.aws_request_id)
         function = spec.handler.rpartition(".")[0] or spec.logical_id
+        if error is None and self._tally is not None:
+            self._tally.count(function)
+            return
         log(describe_invocation(function, event, result, error, seconds, records))
+
+    @contextlib.contextmanager
+    def invocation_tally(self, every_seconds: float = 5.0) -> Iterator[None]:
+        """Collapse the per-invocation lines into one line per function every few seconds (errors still show).
+
+        The demo makes hundreds of invocations in a minute; a person reads their totals, not each one.
+        """
+        self._tally = InvocationTally(every_seconds)
+        try:
+            yield
+        finally:
+            tally, self._tally = self._tally, None
+            tally.flush()
 
     def is_idle(self) -> bool:
         """No invocation running and every consumed queue empty (nothing visible, in flight or delayed)."""

@@ -143,6 +143,9 @@ class BridgeConfig(StrictModel):
     cdp_document: dict[str, Any] | None = Field(
         default=None, alias="cdp", description="the CDP direction: data plans, destinations, filters"
     )
+    traffic_document: dict[str, Any] | None = Field(
+        default=None, alias="traffic", description="traffic plans: allowlist, tester pool (flagbridge.traffic.config)"
+    )
     _source: str = PrivateAttr(default="<config>")
 
     @cached_property

@@ -1,0 +1,195 @@
+"""The run loop: generate, pace, send, record, report; with a budget and a stop switch.
+
+:func:`run_traffic` is the one loop the CLI (and later a Lambda worker) drives; all I/O is injected:
+
+- ``send``: a :class:`flagbridge.traffic.sender.HttpSender` (or a fake in tests);
+- ``reporter``: a :class:`flagbridge.traffic.results.ResultReporter`, flushed after every batch, so
+  results reach the bridge while the run goes on;
+- ``manifest``: the NDJSON writer (streams; memory does not grow with the run);
+- ``stop``: checked **between batches**; returns a reason to stop (a stop file exists locally, an SSM
+  parameter says stop in AWS, the oracle said FAIL for the run's test) or None;
+- ``progress``: called after every case with the running :class:`RunSummary`.
+
+Budget: at most ``requests`` cases and ``max_duration_s`` seconds; ``max_failures`` stops early.
+Pace: a token bucket at ``rate`` requests/s; a 429 pauses the bucket for its ``Retry-After`` (else 5 s)
+and re-sends the same case, up to ``max_429_retries`` times. ``count_only`` generates and counts,
+``dry_run`` also writes the manifest; neither sends anything nor reports anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flagbridge.traffic.generator import Case, TrafficGenerator, WireRequest
+from flagbridge.traffic.manifest import ManifestWriter, Outcome, case_record
+from flagbridge.traffic.results import ResultReporter, outcome_class
+from flagbridge.traffic.safety import TokenBucket
+from flagbridge.traffic.sender import retry_after_seconds
+
+MAX_FAILURES_KEPT = 1000
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    requests: int
+    rate: float = 50.0
+    max_duration_s: float | None = 3600.0
+    batch_size: int = 50
+    dry_run: bool = False
+    count_only: bool = False
+    max_failures: int | None = None
+    max_429_retries: int = 3
+    default_retry_after: float = 5.0
+    first_index: int = 0
+
+
+@dataclass
+class RunSummary:
+    """What happened so far: counts, the status histogram, failures (case ids) and why it stopped."""
+
+    planned: int
+    generated: int = 0
+    sent: int = 0
+    mutations: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    failure_count: int = 0
+    retried_429: int = 0
+    started: float = 0.0
+    elapsed: float = 0.0
+    stopped: str | None = None
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    def latency_p95(self) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "type": "summary",
+            "planned": self.planned,
+            "generated": self.generated,
+            "sent": self.sent,
+            "mutations": self.mutations,
+            "statuses": dict(sorted(self.statuses.items())),
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "failures": self.failure_count,
+            "retried_429": self.retried_429,
+            "elapsed_s": round(self.elapsed, 3),
+            "rate_per_s": round(self.rate, 2),
+            "latency_p95_ms": self.latency_p95(),
+            "stopped": self.stopped,
+        }
+
+
+def stop_file_check(path: Path | None) -> Callable[[], str | None]:
+    """The local stop switch: the run stops before its next batch once ``path`` exists."""
+
+    def check() -> str | None:
+        if path is not None and path.exists():
+            return f"stop switch: {path} exists"
+        return None
+
+    return check
+
+
+def _send_with_backoff(
+    request: WireRequest,
+    send: Callable[[WireRequest], Outcome],
+    bucket: TokenBucket | None,
+    settings: RunSettings,
+    summary: RunSummary,
+) -> Outcome:
+    outcome = send(request)
+    retries = 0
+    while outcome.status == 429 and retries < settings.max_429_retries:
+        retries += 1
+        summary.retried_429 += 1
+        delay = retry_after_seconds(outcome, settings.default_retry_after)
+        if bucket is not None:
+            bucket.pause(delay)
+            bucket.acquire()
+        else:
+            time.sleep(delay)
+        outcome = send(request)
+    return outcome
+
+
+def run_traffic(
+    generator: TrafficGenerator,
+    settings: RunSettings,
+    send: Callable[[WireRequest], Outcome] | None,
+    reporter: ResultReporter | None = None,
+    manifest: ManifestWriter | None = None,
+    stop: Callable[[], str | None] = lambda: None,
+    progress: Callable[[RunSummary, Case], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    bucket: TokenBucket | None = None,
+) -> RunSummary:
+    """Run ``settings.requests`` cases (see the module docstring); returns the summary."""
+    summary = RunSummary(settings.requests, started=clock())
+    sending = not (settings.dry_run or settings.count_only)
+    if sending and send is None:
+        raise ValueError("a run that sends needs a send function")
+    if sending and bucket is None:
+        bucket = TokenBucket(settings.rate, clock=clock)
+    next_index = settings.first_index
+    end = settings.first_index + settings.requests
+    while next_index < end:
+        reason = stop()
+        if (
+            reason is None
+            and settings.max_duration_s is not None
+            and clock() - summary.started >= settings.max_duration_s
+        ):
+            reason = f"duration budget of {settings.max_duration_s:g}s spent"
+        if reason is not None:
+            summary.stopped = reason
+            break
+        batch_end = min(next_index + settings.batch_size, end)
+        for index in range(next_index, batch_end):
+            case = generator.case(index)
+            summary.generated += 1
+            summary.mutations += len(case.mutations)
+            outcome: Outcome | None = None
+            if sending:
+                assert bucket is not None and send is not None
+                bucket.acquire()
+                outcome = _send_with_backoff(case.request, send, bucket, settings, summary)
+                summary.sent += 1
+                summary.statuses[str(outcome.status) if outcome.status is not None else "error"] += 1
+                summary.outcomes[outcome_class(outcome)] += 1
+                summary.latencies.append(outcome.latency_ms)
+                if outcome.failed:
+                    summary.failure_count += 1
+                    if len(summary.failures) < MAX_FAILURES_KEPT:
+                        summary.failures.append(case.case_id)
+                if reporter is not None:
+                    reporter.add(case, outcome, generator.run_id, generator.plan.plan_hash)
+            if manifest is not None and not settings.count_only:
+                manifest.write(case_record(case, outcome))
+            summary.elapsed = clock() - summary.started
+            if progress is not None:
+                progress(summary, case)
+        next_index = batch_end
+        if reporter is not None and sending:
+            reporter.flush(generator.run_id)
+        if settings.max_failures is not None and summary.failure_count >= settings.max_failures:
+            summary.stopped = f"{summary.failure_count} failures reached --max-failures"
+            break
+    summary.elapsed = clock() - summary.started
+    if manifest is not None:
+        manifest.write(summary.record())
+    return summary

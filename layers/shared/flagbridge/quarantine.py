@@ -28,6 +28,8 @@ class QuarantineSource(StrEnum):
     """The CDP router: batches it can never route."""
     DESTINATION_DELIVERY = "destination-delivery"
     """Destination delivery: destination-queue messages it can never deliver."""
+    TRAFFIC_SHARDS = "traffic-shards"
+    """The test-run worker: shard messages it can never send (garbage, unknown run, a range not the run's)."""
 
 
 class Quarantine(Protocol):

@@ -18,10 +18,10 @@ For each shard message (:class:`ShardWorker.process`):
    assembled from its parts; cases recorded as sent whose line was lost in a crash get a line saying their
    response was not recorded. Then the shard is marked ``done``/``stopped`` and its parts deleted.
 
-**The remaining window.** A case is recorded *after* it is sent. A worker that dies between sending a case
-and recording it (the process killed, not an exception: exceptions release the claim after recording what was
-sent) re-sends up to ``checkpoint_every`` cases on resume: with the default of 1, at most one duplicate per
-crash. The bridge drops the duplicate result event (same ``source_message_id``); the target sees it twice.
+**The remaining window.** A case is recorded *after* it is sent. An exception mid-shard records what was sent
+and releases the claim: nothing is sent twice. A worker *killed* between sending a case and recording it (out of
+memory, the sandbox gone) re-sends up to ``checkpoint_every`` cases on resume, once its lease has run out: with
+the default of 1, at most one duplicate per kill. The bridge drops the duplicate result event (same ``source_message_id``); the target sees it twice.
 """
 
 from __future__ import annotations
@@ -117,8 +117,10 @@ class _Checkpointer:
         self._statuses: Counter[str] = Counter()
         self._failures = 0
         self._latencies = 0
+        self.summary: RunSummary | None = None
 
     def __call__(self, summary: RunSummary, case: Case) -> None:
+        self.summary = summary
         self.next_index = case.index + 1
         self.pending += 1
         self.lines += 1
@@ -244,8 +246,14 @@ class ShardWorker:
                     progress=checkpointer,
                 )
                 checkpointer.record(summary)
+            except BaseException:
+                # a crash mid-shard (an exception): record what was sent before handing the shard back
+                if checkpointer.summary is not None:
+                    with contextlib.suppress(Exception):
+                        checkpointer.record(checkpointer.summary)
+                raise
             finally:
-                # also on a crash mid-shard: the lines and results of what was sent are kept, not lost
+                # also on a crash: the lines and results of what was sent are kept, not lost
                 with contextlib.suppress(Exception):
                     checkpointer.write_part()
                 if reporter is not None:

@@ -89,9 +89,9 @@ def scheduled_run(request: Any) -> dict[str, Any]:
         status, body = service().start(request)
     except RequestError as exc:
         logger.error("scheduled run refused", extra={"code": exc.code, "detail": exc.message})
-        return {"status": exc.status, "error": exc.code, "message": exc.message}
+        return {"http_status": exc.status, "error": exc.code, "message": exc.message}
     logger.info("scheduled run started", extra={"run_id": body.get("run_id"), "shards": body.get("shards")})
-    return {"status": status, **body}
+    return {**body, "http_status": status}
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -26,6 +26,7 @@ from local.bench.figures import (
     figure_split_requests,
 )
 from local.bench.timing import FULL, LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, peak_rss_mb
+from local.bench.traffic import figure_traffic_cpu, figure_traffic_generate
 
 DEFAULT_OUTPUT = ROOT / "build" / "bench.json"
 CHILD_TIMEOUT_SECONDS = 240
@@ -39,6 +40,8 @@ FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "split_requests": figure_split_requests,
     "local_e2e": figure_local_e2e,
     "layer_size": figure_layer_size,
+    "traffic_cpu": figure_traffic_cpu,
+    "traffic_generate": figure_traffic_generate,
 }
 
 

@@ -35,6 +35,8 @@ class Sizes:
     e2e_impressions: int = 2_000
     e2e_runs: int = 3
     cold_runs: int = 9
+    traffic_requests: int = 2_000
+    traffic_cases: int = 100_000
 
 
 FULL = Sizes()
@@ -49,6 +51,8 @@ SMOKE = Sizes(
     e2e_impressions=12,
     e2e_runs=1,
     cold_runs=1,
+    traffic_requests=50,
+    traffic_cases=500,
 )
 
 

@@ -100,6 +100,8 @@ def main(
         return EXIT_FAILED
     if ctx.json:
         ctx.out.write(json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n")
+    if isinstance(result.get("exit_status"), int):  # commands that exit like `flagbridge verdict` (0/1/2)
+        return int(result["exit_status"])
     return EXIT_FAILED if result.get("errors") else EXIT_OK
 
 

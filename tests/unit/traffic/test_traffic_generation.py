@@ -201,6 +201,21 @@ def test_an_attack_set_that_cannot_travel_in_an_element_is_a_plan_error() -> Non
         TrafficGenerator(plan, tiny_model(headers={"A": "1"}), [Tester("qa-1")], seed=1, run_id="r", clock_ms=0)
 
 
+def test_header_name_attacks_never_produce_framing_headers_or_the_run_tag() -> None:
+    sets = {"Names": ["Content-Length", "transfer-encoding", "Host", "X-Flagbridge-Run", "X-Run-Tag", "X-Ok"]}
+    plan = parse_plan({"headers": {"key_chance": 1, "key_attacks": "Names"}, "attack_sets": sets})
+    generator = TrafficGenerator(
+        plan, tiny_model(headers={"A": "1"}), [Tester("qa-1")], seed=1, run_id="r", clock_ms=0,
+        run_tag=RunTag(b"k", "X-Run-Tag"),
+    )  # fmt: skip
+    assert {generator.case(i).mutations[0].value for i in range(200)} == {"X-Ok"}
+    only_reserved = parse_plan({"headers": {"key_chance": 1, "key_attacks": "Bad"}, "attack_sets": {"Bad": ["Host"]}})
+    with pytest.raises(PlanError, match="header name"):
+        TrafficGenerator(
+            only_reserved, tiny_model(headers={"A": "1"}), [Tester("qa-1")], seed=1, run_id="r", clock_ms=0
+        )
+
+
 def test_explain_gives_words_and_the_exact_figures(body_plan: TrafficPlan, model: RequestModel) -> None:
     text = explain(body_plan, make_generator(body_plan, model))
     assert "Method: mutated in 5% of requests" in text

@@ -28,6 +28,8 @@ Built-in sets (``flagbridge traffic plan explain`` lists them too):
 
 Where a payload may go is decided by the element's *context*: a header name must be an RFC 9110 token and
 a header value may not contain CR, LF or NUL (the HTTP client refuses them: "where the transport allows"),
+a header-name attack never produces a framing header (``Content-Length``, ``Transfer-Encoding``, ``Host``...)
+or the run tag,
 a method must be a token, *missing* makes no sense for a method. Payloads a context cannot carry are left
 out of that context's choices; a set with nothing left for an element is a plan error.
 """
@@ -74,6 +76,12 @@ CONTEXTS: Final = (
 """Where a payload can be placed; each has its own transport rule (:func:`fits`)."""
 
 DEFAULT_DESTRUCTIVE_METHODS: Final = frozenset({"DELETE"})
+
+RESERVED_HEADER_NAMES: Final = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "x-flagbridge-run"}
+)
+"""Names a header-name attack never produces: framing headers (request smuggling could hurt other users of a
+shared proxy, which is destructive) and the run tag (frozen)."""
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HEADER_FORBIDDEN = re.compile(r"[\r\n\x00]")
@@ -204,6 +212,8 @@ def fits(context: str, value: Any, destructive: frozenset[str] = frozenset()) ->
     text = payload_text(value)
     if context == "method":
         return bool(_TOKEN.match(text)) and text.upper() not in destructive
+    if context == "header_name" and text.lower() in RESERVED_HEADER_NAMES:
+        return False
     if context in ("header_name", "cookie_name"):
         return bool(_TOKEN.match(text)) and len(text) <= 1024
     if context == "header_value":

@@ -154,18 +154,22 @@ class WireRequest:
     def curl(self) -> str:
         """A ``curl`` command that sends these bytes (``--path-as-is``, body from a here-string)."""
 
-        def sh(text: str) -> str:
-            return "'" + text.replace("'", "'\\''") + "'"
-
-        parts = ["curl", "-sS", "--path-as-is", "-X", sh(self.method), sh(self.url)]
+        parts = ["curl", "-sS", "--path-as-is", "-X", _shell(self.method.encode()), _shell(self.url.encode())]
         for name, value in self.headers:
             if name.lower() == "content-length":
                 continue
-            text = value.decode("utf-8", "surrogateescape")
-            parts += ["-H", sh(f"{name}: {text}") if text else sh(f"{name};")]
+            parts += ["-H", _shell(name.encode() + b": " + value) if value else _shell(name.encode() + b";")]
         if self.body:
-            parts += ["--data-binary", sh(self.body.decode("utf-8", "surrogateescape"))]
+            parts += ["--data-binary", _shell(self.body)]
         return " ".join(parts)
+
+
+def _shell(data: bytes) -> str:
+    """One shell word for ``data``: '...' when it is printable ASCII, else $'...' with \\xHH escapes."""
+    if all(32 <= byte < 127 for byte in data):
+        return "'" + data.decode("ascii").replace("'", "'\\''") + "'"
+    escaped = "".join(chr(byte) if 32 <= byte < 127 and byte not in (39, 92) else f"\\x{byte:02x}" for byte in data)
+    return "$'" + escaped + "'"
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,7 @@ class _Draft:
     body: Any
     has_body: bool
     body_text: str | None
+    body_missing: bool = False  # a MISSING was written into the body: strip it when serialising
 
 
 @dataclass
@@ -282,7 +287,13 @@ class TrafficGenerator:
         cached = self._payload_cache.get(key)
         if cached is None:
             blocked = self.plan.blocked_methods
-            cached = tuple(item for item in self.plan.attack_sets[set_name] if fits(context, item.value, blocked))
+            tag = self.run_tag.header.lower() if self.run_tag is not None else None
+            cached = tuple(
+                item
+                for item in self.plan.attack_sets[set_name]
+                if fits(context, item.value, blocked)
+                and not (context == "header_name" and tag is not None and payload_text(item.value).lower() == tag)
+            )
             if not cached:
                 raise PlanError(
                     f"attack set {set_name!r} has no value that can be sent as {context.replace('_', ' ')} "
@@ -533,9 +544,12 @@ class TrafficGenerator:
         if self.run_tag is not None:
             headers.append((self.run_tag.header, self.run_tag.value(self.run_id, case_id).encode("ascii")))
         if draft.has_body:
-            body = json.dumps(
-                _strip_missing(draft.body), ensure_ascii=True, separators=(",", ":"), allow_nan=False
-            ).encode("ascii")
+            document = _strip_missing(draft.body) if draft.body_missing else draft.body
+            body = (
+                b""  # the whole body was attacked with *missing*
+                if document is MISSING
+                else json.dumps(document, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+            )
         else:
             body = (draft.body_text or "").encode("utf-8")
         if body or draft.method.upper() in ("POST", "PUT", "PATCH"):
@@ -580,6 +594,7 @@ def _write(draft: _Draft, unit: tuple[Any, ...], value: Any) -> None:
 
 
 def _write_body(draft: _Draft, path: tuple[Any, ...], side: str, value: Any) -> None:
+    draft.body_missing = draft.body_missing or value is MISSING
     if not path:
         draft.body = value
         return

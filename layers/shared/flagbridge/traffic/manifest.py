@@ -39,8 +39,10 @@ def short(value: Any) -> Any:
         return value
     text = payload_text(value)
     if len(text) > SHORT:
-        return text[:SHORT] + f"…(+{len(text) - SHORT} chars)"
-    return value
+        text = text[:SHORT] + f"…(+{len(text) - SHORT} chars)"
+    elif not isinstance(value, str):
+        return value
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate is shown as \ud800
 
 
 def mutation_record(mutation: Mutation) -> dict[str, Any]:
@@ -108,7 +110,7 @@ class ManifestWriter:
         self.stream = stream
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self.stream.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.stream.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n")
         self.stream.flush()
 
 

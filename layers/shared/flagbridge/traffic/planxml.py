@@ -27,6 +27,7 @@ Element and attribute names map to plan keys: ``<Request MaxAttacks>`` → ``max
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,11 @@ _STRAIGHT = {'"', "'"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 _ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});)([^;\s<>]{0,40};?)")
 _RUNAWAY = re.compile(r"\s+[A-Za-z_][A-Za-z0-9_.:-]*\s*=\s*$")
+_DECLARATION = re.compile(r"<!(?!--)")
+_DECLARATION_REFUSED = (
+    "DOCTYPE, ENTITY and other <! declarations are refused: entity expansion and external entities are never "
+    "processed in a traffic plan"
+)
 _PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 _REFERENCE = re.compile(r"&(amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});")
 
@@ -85,10 +91,6 @@ class XmlElement:
     children: list[XmlElement] = field(default_factory=list)
 
 
-def _line_of(text: str, position: int) -> int:
-    return text.count("\n", 0, position) + 1
-
-
 def _unescape(value: str) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -109,15 +111,23 @@ class _Tokenizer:
         self.root: XmlElement | None = None
         self.stack: list[XmlElement] = []
         self.count = 0
+        self._newlines = [match.start() for match in re.finditer("\n", text)]
+
+    def line(self, position: int) -> int:
+        """1-based line of ``position`` (a bisection: warnings on a large file stay linear)."""
+        return bisect.bisect_right(self._newlines, position - 1) + 1
 
     def error(self, position: int, message: str) -> PlanError:
-        return PlanError(f"{self.source}: line {_line_of(self.text, position)}: {message}")
+        return PlanError(f"{self.source}: line {self.line(position)}: {message}")
 
     def warn(self, position: int, message: str) -> None:
-        self.warnings.append(f"{self.source}: line {_line_of(self.text, position)}: {message}")
+        self.warnings.append(f"{self.source}: line {self.line(position)}: {message}")
 
     def run(self) -> XmlElement:
         text = self.text
+        declaration = _DECLARATION.search(text)
+        if declaration is not None:
+            raise self.error(declaration.start(), _DECLARATION_REFUSED)
         entity = _ENTITY.search(text)
         if entity is not None:
             raise self.error(
@@ -137,11 +147,7 @@ class _Tokenizer:
                     raise self.error(start, "comment never closed (missing -->)")
                 self.pos = end + 3
             elif text.startswith("<!", start):
-                raise self.error(
-                    start,
-                    "DOCTYPE, ENTITY and other <! declarations are refused: entity expansion and external "
-                    "entities are never processed in a traffic plan",
-                )
+                raise self.error(start, _DECLARATION_REFUSED)
             elif text.startswith("<?", start):
                 end = text.find("?>", start + 2)
                 if end < 0:
@@ -252,7 +258,7 @@ class _Tokenizer:
         self.count += 1
         if self.count > MAX_ELEMENTS:
             raise self.error(position, f"more than {MAX_ELEMENTS} elements")
-        element = XmlElement(name, attributes, _line_of(self.text, position))
+        element = XmlElement(name, attributes, self.line(position))
         if name in REQUEST_LEVEL and self.stack and self.stack[-1].name in MAPS:
             closed = self.stack.pop()
             self.warn(

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import time
 from email.utils import parsedate_to_datetime
@@ -80,7 +79,7 @@ class HttpSender:
                 if reused and attempt == 0:
                     continue
                 return Outcome(None, (time.perf_counter() - started) * 1000, 0, "", f"{type(exc).__name__}: {exc}")
-            except (OSError, http.client.HTTPException, socket.timeout) as exc:
+            except (TimeoutError, OSError, http.client.HTTPException) as exc:
                 self._drop(request)
                 return Outcome(None, (time.perf_counter() - started) * 1000, 0, "", f"{type(exc).__name__}: {exc}")
         raise AssertionError("unreachable")

@@ -1,0 +1,422 @@
+"""``flagbridge traffic run|replay|import-har`` and ``traffic plan explain``: traffic plans from the command line.
+
+The work is in :mod:`flagbridge_ops.traffic` and :mod:`flagbridge.traffic`; this module parses and prints.
+``traffic run`` exits like ``flagbridge verdict``: 0 when every request was answered without a server error,
+1 when any failed (5xx or no answer), 2 when the run could not finish as asked (stopped by the stop switch or
+a budget, or results the bridge did not take). ``traffic replay``: 0 the case passes now, 1 it still fails,
+2 it failed but the shrunk case did not (flaky). Refusals (allowlist, testers, plan errors) print one line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from flagbridge_ops.cli import Context, Result, Subcommands, add_command, add_group
+
+EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 2
+FAILURES_SHOWN = 5
+
+
+def register(commands: Subcommands) -> None:
+    actions = add_group(
+        commands,
+        "traffic",
+        summary="traffic plans: mutated tester traffic, reproducible",
+        description=(
+            "Send a request model, mutated by a traffic plan, to an allowlisted target as the bridge's testers;\n"
+            "every response goes back through the bridge as a tester event (flagbridge_test_request).\n"
+            "Same plan, model, seed and run: the same bytes, so any case can be replayed and shrunk."
+        ),
+        examples=[
+            "flagbridge traffic plan explain plan.xml --model model.yaml",
+            "flagbridge traffic run plan.yaml --model model.yaml --target http://127.0.0.1:8080 --seed 7 "
+            "--requests 1000 --rate 50/s --bridge http://127.0.0.1:3000",
+            "flagbridge traffic replay --manifest traffic-tr-1.ndjson --case c42 --shrink",
+        ],
+    )
+    run = add_command(
+        actions,
+        "run",
+        run_command,
+        summary="generate, send and report a run",
+        description=(
+            "Generate --requests cases from PLAN and --model, send them to --target at --rate, write the NDJSON\n"
+            "manifest (--report) and post each result to the bridge as a tester event. Nothing is sent when a host\n"
+            "is outside traffic.allowlist or a tester is not a tester by test_users.rules. The run stops before\n"
+            "its next batch when the stop file exists (--stop-file or traffic.stop.file)."
+        ),
+        examples=[
+            "flagbridge traffic run plan.yaml --model model.yaml --target http://127.0.0.1:8080 --seed 7 "
+            "--requests 1000 --rate 50/s --bridge http://127.0.0.1:3000",
+            "flagbridge traffic run plan.xml --model model.yaml --target http://127.0.0.1:8080 --requests 100000 "
+            "--count-only",
+        ],
+    )
+    run.add_argument("plan", help="the traffic plan (.yaml, .json or the published .xml form)")
+    run.add_argument("--model", required=True, help="the request model (.yaml/.json)")
+    run.add_argument("--target", help="send here instead of the model's hosts (scheme://host:port[/prefix])")
+    run.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
+    run.add_argument("--requests", type=int, default=100, help="number of cases (default 100)")
+    run.add_argument("--rate", default="50/s", help="requests per second, e.g. 50/s or 600/m (default 50/s)")
+    run.add_argument("--report", help="the NDJSON manifest to write (default traffic-<run id>.ndjson)")
+    run.add_argument("--dry-run", action="store_true", help="generate and write the manifest; send nothing")
+    run.add_argument("--count-only", action="store_true", help="count cases and mutations; send and write nothing")
+    run.add_argument("--bridge", help="the bridge's base URL for results (default traffic.results.events_api)")
+    run.add_argument("--testers", help="tester keys, comma-separated (default traffic.testers)")
+    run.add_argument("--attack-sets", action="append", default=[], help="a file of attack sets (repeatable)")
+    run.add_argument("--max-duration", type=float, default=3600.0, help="seconds budget (default 3600)")
+    run.add_argument("--max-failures", type=int, help="stop after this many failed requests")
+    run.add_argument("--stop-file", help="stop before the next batch once this file exists")
+    run.add_argument("--run-id", help="the run's id (default: generated)")
+    run.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (default 10)")
+
+    plan = add_group(
+        actions,
+        "plan",
+        summary="inspect a traffic plan",
+        description="Inspect a traffic plan without sending anything.",
+        examples=["flagbridge traffic plan explain plan.xml --model model.yaml"],
+    )
+    explain = add_command(
+        plan,
+        "explain",
+        explain_command,
+        summary="what a plan means, and its expected mutations per 1,000 requests",
+        description=(
+            "Print what the plan means in words, its repair warnings (XML) and, with --model, the exact\n"
+            "expected mutations per 1,000 requests for each element under the caps."
+        ),
+        examples=["flagbridge traffic plan explain plan.xml --model model.yaml"],
+    )
+    explain.add_argument("file", help="the traffic plan")
+    explain.add_argument("--model", help="a request model, for the exact figures")
+    explain.add_argument("--attack-sets", action="append", default=[], help="a file of attack sets (repeatable)")
+
+    replay = add_command(
+        actions,
+        "replay",
+        replay_command,
+        summary="re-send one case, optionally shrink it",
+        description=(
+            "Regenerate one case of a run from its manifest (byte-identical: its hash is checked), send it again\n"
+            "and print a curl command that reproduces it. --shrink drops its mutations one at a time, keeping only\n"
+            "those the failure needs, and re-checks the failure on the shrunk case."
+        ),
+        examples=["flagbridge traffic replay --manifest traffic-tr-1.ndjson --case c42 --shrink"],
+    )
+    replay.add_argument("--manifest", required=True, help="the run's NDJSON manifest (--report of the run)")
+    replay.add_argument("--case", required=True, help="the case id (c42 or 42)")
+    replay.add_argument("--shrink", action="store_true", help="minimise the failing case's mutations")
+    replay.add_argument("--target", help="send to another target than the run's")
+
+    har = add_command(
+        actions,
+        "import-har",
+        import_har_command,
+        summary="a request model from a HAR file",
+        description=(
+            "Write a request model from a HAR file (browser dev tools), keeping the requests to allowlisted hosts\n"
+            "(traffic.allowlist). Authorization headers and cookie values are redacted unless --keep-secrets."
+        ),
+        examples=["flagbridge traffic import-har session.har --out model.yaml"],
+    )
+    har.add_argument("file", help="the HAR file")
+    har.add_argument("--out", required=True, help="the model file to write (.yaml or .json)")
+    har.add_argument("--keep-secrets", action="store_true", help="keep credentials in the model (not recommended)")
+
+
+class _Bar:
+    """``traffic: 120/1000 [#####.....] 200=110 500=2 errors=0 49.8/s`` redrawn on stderr (a terminal only)."""
+
+    def __init__(self, stream: TextIO | None, total: int) -> None:
+        self.stream = stream
+        self.total = total
+        self.last = 0.0
+
+    def __call__(self, summary: Any, case: Any) -> None:
+        now = time.monotonic()
+        if self.stream is None or (now - self.last < 0.1 and summary.generated < self.total):
+            return
+        self.last = now
+        done = summary.generated
+        filled = 24 * done // max(1, self.total)
+        statuses = " ".join(f"{status}={count}" for status, count in sorted(summary.statuses.items()))
+        line = (
+            f"traffic: {done}/{self.total} [{'#' * filled}{'.' * (24 - filled)}] {statuses} "
+            f"failures={summary.failure_count} {summary.rate:.1f}/s"
+        )
+        self.stream.write(f"\r{line}\x1b[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_command(ctx: Context) -> Result:
+    import json
+
+    from flagbridge.traffic.manifest import ManifestWriter
+    from flagbridge.traffic.run import RunSettings, run_traffic
+    from flagbridge.traffic.safety import parse_rate
+    from flagbridge.traffic.sender import HttpSender
+    from flagbridge_ops.errors import UsageError
+    from flagbridge_ops.traffic import new_report_path, prepare_run, reporter_for, stop_check
+
+    args = ctx.args
+    if args.requests < 1:
+        raise UsageError("--requests must be at least 1")
+    rate = parse_rate(args.rate)
+    sending = not (args.dry_run or args.count_only)
+    prepared = prepare_run(
+        plan_path=args.plan,
+        model_path=args.model,
+        target=args.target,
+        seed=args.seed,
+        run_id=args.run_id,
+        clock_ms=None,
+        testers_option=args.testers,
+        attack_set_files=args.attack_sets,
+        args=args,
+        environ=ctx.environ,
+        clients=ctx.clients,
+    )
+    if not ctx.json:
+        for warning in prepared.warnings:
+            ctx.err.write(f"warning: {warning}\n")
+    reporter = reporter_for(prepared, args.bridge, ctx.environ, ctx.clients) if sending else None
+    settings = RunSettings(
+        requests=args.requests,
+        rate=rate,
+        max_duration_s=args.max_duration,
+        dry_run=args.dry_run,
+        count_only=args.count_only,
+        max_failures=args.max_failures,
+    )
+    sender = HttpSender(prepared.traffic.allowlist, timeout=args.timeout)
+    shown = not ctx.json and not args.no_progress and ctx.err.isatty()
+    bar = _Bar(ctx.err if shown else None, args.requests)
+    report = Path(args.report) if args.report else new_report_path(prepared.generator.run_id)
+    stop = stop_check(prepared.traffic, args.stop_file, ctx.clients, use_ssm=bool(args.stack))
+    try:
+        if args.count_only:
+            summary = run_traffic(prepared.generator, settings, None, stop=stop, progress=bar)
+        else:
+            with report.open("w", encoding="utf-8") as stream:
+                writer = ManifestWriter(stream)
+                writer.write(prepared.header)
+                summary = run_traffic(
+                    prepared.generator,
+                    settings,
+                    sender.send if sending else None,
+                    reporter,
+                    writer,
+                    stop=stop,
+                    progress=bar,
+                )
+    finally:
+        bar.close()
+        sender.close()
+    undelivered = reporter.undelivered if reporter is not None else []
+    undelivered_path = None
+    if undelivered:
+        undelivered_path = report.with_suffix(".undelivered.json")
+        undelivered_path.write_text(json.dumps(undelivered), encoding="utf-8")
+    failures = [
+        {"case": case_id, "curl": prepared.generator.case(int(case_id[1:])).request.curl()}
+        for case_id in summary.failures[:FAILURES_SHOWN]
+    ]
+    exit_status = EXIT_OK
+    if summary.failure_count:
+        exit_status = EXIT_FAILED
+    elif summary.stopped or undelivered:
+        exit_status = EXIT_INCOMPLETE
+    result: Result = {
+        "run_id": prepared.generator.run_id,
+        "plan_hash": prepared.plan.plan_hash,
+        "seed": args.seed,
+        "report": None if args.count_only else str(report),
+        "testers": {tester.key: rule for tester, rule in zip(prepared.testers, prepared.tester_rules, strict=True)},
+        "summary": summary.record(),
+        "results": dict(reporter.counts()) if reporter is not None else None,
+        "undelivered_file": str(undelivered_path) if undelivered_path else None,
+        "failures": failures,
+        "oracle_test": prepared.plan.oracle.get("test"),
+        "exit_status": exit_status,
+    }
+    if not ctx.json:
+        _print_run(ctx.out, result, summary)
+    return result
+
+
+def _print_run(out: TextIO, result: Result, summary: Any) -> None:
+    record = result["summary"]
+    mode = "count only" if record["sent"] == 0 and result["report"] is None else None
+    out.write(f"run {result['run_id']}  plan {result['plan_hash']}  seed {result['seed']}\n")
+    out.write(
+        f"  cases {record['generated']}/{record['planned']}  mutations {record['mutations']}  sent {record['sent']}"
+        f"  {record['rate_per_s']}/s  {record['elapsed_s']}s{'  (' + mode + ')' if mode else ''}\n"
+    )
+    if record["statuses"]:
+        statuses = "  ".join(f"{status}: {count}" for status, count in record["statuses"].items())
+        out.write(f"  statuses  {statuses}\n")
+        out.write(f"  latency p95 {record['latency_p95_ms']:.1f} ms  failures {record['failures']}\n")
+    if result["results"]:
+        out.write(
+            f"  results to the bridge: {result['results']['delivered_events']} delivered, "
+            f"{result['results']['undelivered_events']} undelivered\n"
+        )
+    if result["undelivered_file"]:
+        out.write(f"  undelivered results kept in {result['undelivered_file']}\n")
+    if record["stopped"]:
+        out.write(f"  stopped: {record['stopped']}\n")
+    if result["report"]:
+        out.write(f"  manifest {result['report']}\n")
+    if result["oracle_test"]:
+        out.write(f"  feeds oracle test {result['oracle_test']}: see `flagbridge verdict`\n")
+    for failure in result["failures"]:
+        out.write(f"  failed {failure['case']}: {failure['curl']}\n")
+    if summary.failure_count > len(result["failures"]):
+        out.write(f"  ... {summary.failure_count - len(result['failures'])} more failures in the manifest\n")
+
+
+def explain_command(ctx: Context) -> Result:
+    from flagbridge.traffic.generator import TrafficGenerator
+    from flagbridge.traffic.manifest import explain
+    from flagbridge.traffic.model import Tester, load_model
+    from flagbridge.traffic.plan import load_plan
+
+    args = ctx.args
+    plan, warnings = load_plan(args.file, tuple(Path(item) for item in args.attack_sets))
+    generator = None
+    if args.model:
+        model = load_model(args.model)
+        generator = TrafficGenerator(
+            plan, model, [Tester("explain", "explain@example.invalid")], seed=0, run_id="explain", clock_ms=0
+        )
+    text = explain(plan, generator, warnings)
+    result: Result = {"plan_hash": plan.plan_hash, "explanation": text, "warnings": warnings}
+    if generator is not None:
+        result["expected_per_1000"] = {
+            request.name: {
+                element: round(rate.mutated * 1000, 3)
+                for element, rate in generator.expected_rates(request.name).items()
+            }
+            for request in generator.model.requests
+        }
+    if not ctx.json:
+        ctx.out.write(text + "\n")
+    return result
+
+
+def replay_command(ctx: Context) -> Result:
+    import hashlib
+
+    from flagbridge.traffic.manifest import mutation_record
+    from flagbridge.traffic.sender import HttpSender
+    from flagbridge_ops.errors import CliError
+    from flagbridge_ops.traffic import prepare_replay, read_case, shrink_case
+
+    args = ctx.args
+    header, record = read_case(Path(args.manifest), args.case)
+    if record is None:
+        raise CliError(f"no case {args.case} in {args.manifest}")
+    prepared = prepare_replay(header, args, ctx.environ, ctx.clients)
+    generator = prepared.generator
+    index = int(record["index"])
+    case = generator.case(index)
+    identical = hashlib.sha256(case.request.to_bytes()).hexdigest()[:16] == record["request"]
+    if not identical and not args.target:
+        raise CliError(
+            f"case {case.case_id} does not regenerate byte for byte (request hash differs from the manifest)"
+        )
+    sender = HttpSender(prepared.traffic.allowlist)
+    try:
+        outcome = sender.send(case.request)
+        result: Result = {
+            "case": case.case_id,
+            "byte_identical": identical,
+            "recorded": record.get("response"),
+            "response": outcome.record(),
+            "mutations": [mutation_record(mutation) for mutation in case.mutations],
+            "curl": case.request.curl(),
+        }
+        if args.shrink:
+            shrunk = shrink_case(generator, index, sender)
+            kept = generator.case(index, keep=shrunk.kept)
+            result["shrink"] = {
+                "reproduced": shrunk.reproduced,
+                "confirmed": shrunk.confirmed,
+                "attempts": shrunk.attempts,
+                "kept": [mutation_record(case.mutations[position]) for position in shrunk.kept],
+                "response": shrunk.outcome.record() if shrunk.outcome else None,
+                "curl": kept.request.curl(),
+            }
+    finally:
+        sender.close()
+    if not ctx.json:
+        _print_replay(ctx.out, result)
+    if args.shrink and result["shrink"]["reproduced"] and not result["shrink"]["confirmed"]:
+        result["exit_status"] = EXIT_INCOMPLETE  # failed, then not on the shrunk case: flaky, nothing proven
+    else:
+        result["exit_status"] = EXIT_FAILED if outcome.failed else EXIT_OK
+    return result
+
+
+def _print_replay(out: TextIO, result: Result) -> None:
+    identical = "byte-identical to the run" if result["byte_identical"] else "sent to another target"
+    out.write(f"case {result['case']} ({identical}): {result['response']} (recorded: {result['recorded']})\n")
+    for mutation in result["mutations"]:
+        out.write(f"  {mutation['element']} [{mutation['attack']}]: {mutation['original']!r} -> {mutation['new']!r}\n")
+    out.write(f"  {result['curl']}\n")
+    shrunk = result.get("shrink")
+    if shrunk:
+        if not shrunk["reproduced"]:
+            out.write("shrink: the failure did not reproduce; nothing to shrink\n")
+            return
+        state = "confirmed" if shrunk["confirmed"] else "NOT confirmed on re-send"
+        out.write(f"shrunk to {len(shrunk['kept'])} mutation(s) in {shrunk['attempts']} sends ({state}):\n")
+        for mutation in shrunk["kept"]:
+            out.write(
+                f"  {mutation['element']} [{mutation['attack']}]: {mutation['original']!r} -> {mutation['new']!r}\n"
+            )
+        out.write(f"  {shrunk['curl']}\n")
+
+
+def import_har_command(ctx: Context) -> Result:
+    import json
+
+    from flagbridge.traffic.har import import_har
+    from flagbridge.traffic.model import parse_model
+    from flagbridge_ops.errors import CliError
+    from flagbridge_ops.traffic import load_bridge
+
+    args = ctx.args
+    _, traffic, _ = load_bridge(args, ctx.environ)
+    try:
+        document = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the HAR file {args.file}: {exc}") from exc
+    imported = import_har(document, traffic.allowlist, keep_secrets=args.keep_secrets, source=args.file)
+    parse_model(imported.model, args.out)  # what we write must load
+    out = Path(args.out)
+    if out.suffix == ".json":
+        out.write_text(json.dumps(imported.model, indent=2) + "\n", encoding="utf-8")
+    else:
+        import yaml
+
+        out.write_text(yaml.safe_dump(imported.model, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    result: Result = {
+        "model": str(out),
+        "requests": imported.kept,
+        "skipped_hosts": imported.skipped_hosts,
+        "warnings": list(imported.warnings),
+    }
+    if not ctx.json:
+        for warning in imported.warnings:
+            ctx.err.write(f"warning: {warning}\n")
+        ctx.out.write(f"wrote {out}: {imported.kept} request(s)\n")
+    return result

@@ -1,0 +1,251 @@
+"""The work behind ``flagbridge traffic``: set a run up safely, run it, replay and shrink a case.
+
+Everything that can refuse a run does so in :func:`prepare_run`, before a single request is sent: the
+plan and model are validated, every host the model and the target name is checked against
+``traffic.allowlist``, every tester of the pool against ``test_users.rules``, and the run tag key and the
+bridge's credentials must be available. :mod:`flagbridge_ops.commands.traffic` parses and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flagbridge.config import BridgeConfig, load_config
+from flagbridge.traffic.config import TrafficConfig
+from flagbridge.traffic.generator import Target, TrafficGenerator
+from flagbridge.traffic.manifest import Outcome
+from flagbridge.traffic.model import RequestModel, Tester, load_model, model_hosts, pool_from_document
+from flagbridge.traffic.plan import TrafficPlan, load_plan
+from flagbridge.traffic.results import ResultReporter
+from flagbridge.traffic.safety import RunTag, check_testers
+from flagbridge.traffic.sender import HttpSender
+from flagbridge.traffic.shrink import ShrinkResult, shrink
+from flagbridge_ops.errors import CliError, UsageError
+
+
+def config_path(args: Any, environ: Mapping[str, str]) -> Path:
+    path = getattr(args, "config", None) or environ.get("FLAGBRIDGE_CONFIG")
+    if not path:
+        raise UsageError("pass --config (the flagbridge.yaml with test_users and traffic) or set FLAGBRIDGE_CONFIG")
+    return Path(path)
+
+
+def load_bridge(args: Any, environ: Mapping[str, str]) -> tuple[BridgeConfig, TrafficConfig, Path]:
+    path = config_path(args, environ)
+    config = load_config(path, environ)
+    return config, TrafficConfig.from_document(config.traffic_document), path
+
+
+@dataclass
+class PreparedRun:
+    """A run that passed every check: ready to send."""
+
+    plan: TrafficPlan
+    warnings: list[str]
+    model: RequestModel
+    generator: TrafficGenerator
+    traffic: TrafficConfig
+    testers: list[Tester]
+    tester_rules: list[str]
+    header: dict[str, Any] = field(default_factory=dict)
+
+
+def run_tag_key(traffic: TrafficConfig, environ: Mapping[str, str], clients: Any) -> bytes:
+    """The HMAC key of the run tag: the variable named by ``run_tag.key_env``, else the Secrets Manager secret."""
+    value = environ.get(traffic.run_tag_key_env)
+    if value:
+        return value.encode()
+    if traffic.run_tag_key_secret:
+        secret = clients.get("secretsmanager").get_secret_value(SecretId=traffic.run_tag_key_secret)["SecretString"]
+        return str(secret).encode()
+    raise CliError(
+        f"no run tag key: set {traffic.run_tag_key_env} or traffic.run_tag.key_secret (a Secrets Manager secret)"
+    )
+
+
+def bridge_credentials(traffic: TrafficConfig, environ: Mapping[str, str], clients: Any) -> tuple[str, str]:
+    key_var, secret_var = traffic.credentials_env
+    if environ.get(key_var) and environ.get(secret_var):
+        return environ[key_var], environ[secret_var]
+    if traffic.credentials_secret:
+        document = json.loads(
+            clients.get("secretsmanager").get_secret_value(SecretId=traffic.credentials_secret)["SecretString"]
+        )
+        return str(document["api_key"]), str(document["api_secret"])
+    raise CliError(
+        f"no credentials for the bridge's Events API: set {key_var} and {secret_var}, "
+        "or traffic.results.credentials_secret"
+    )
+
+
+def pool(option: str | None, traffic: TrafficConfig) -> list[Tester]:
+    if option:
+        return [Tester(key.strip()) for key in option.split(",") if key.strip()]
+    if traffic.testers:
+        return list(traffic.testers)
+    raise CliError("no tester pool: pass --testers KEY,KEY or set traffic.testers in the configuration")
+
+
+def prepare_run(
+    *,
+    plan_path: str,
+    model_path: str,
+    target: str | None,
+    seed: int,
+    run_id: str | None,
+    clock_ms: int | None,
+    testers_option: str | None,
+    attack_set_files: Sequence[str],
+    testers: Sequence[Tester] | None = None,
+    args: Any,
+    environ: Mapping[str, str],
+    clients: Any,
+    needs_key: bool = True,
+) -> PreparedRun:
+    """Validate everything a run needs; raise one clear error (and send nothing) otherwise."""
+    config, traffic, path = load_bridge(args, environ)
+    plan, warnings = load_plan(plan_path, tuple(Path(item) for item in attack_set_files))
+    model = load_model(model_path)
+    parsed_target = Target.parse(target) if target else None
+    for host in model_hosts(model):
+        traffic.allowlist.check(host, None, "model host")
+    if parsed_target is not None:
+        for request in model.requests:
+            traffic.allowlist.check(parsed_target.host, parsed_target.base_path + request.path_text, "target")
+    else:
+        for request in model.requests:
+            traffic.allowlist.check(request.hostname, request.path_text, "model host")
+    testers = list(testers) if testers else pool(testers_option, traffic)
+    rules = check_testers(testers, config.test_users)
+    key = run_tag_key(traffic, environ, clients) if needs_key else b""
+    run = run_id or f"tr-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+    clock = clock_ms if clock_ms is not None else int(time.time() * 1000)
+    generator = TrafficGenerator(
+        plan,
+        model,
+        testers,
+        seed=seed,
+        run_id=run,
+        clock_ms=clock,
+        target=parsed_target,
+        run_tag=RunTag(key, traffic.run_tag_header) if needs_key else None,
+    )
+    header = {
+        "type": "run",
+        "run_id": run,
+        "plan": str(Path(plan_path).resolve()),
+        "plan_hash": plan.plan_hash,
+        "attack_set_files": [str(Path(item).resolve()) for item in attack_set_files],
+        "model": str(Path(model_path).resolve()),
+        "config": str(path.resolve()),
+        "seed": seed,
+        "clock_ms": clock,
+        "target": target,
+        "testers": [{"key": tester.key, "email": tester.email} for tester in testers],
+        "run_tag_header": traffic.run_tag_header,
+        "oracle": dict(plan.oracle),
+    }
+    return PreparedRun(plan, warnings, model, generator, traffic, testers, rules, header)
+
+
+def reporter_for(prepared: PreparedRun, bridge: str | None, environ: Mapping[str, str], clients: Any) -> ResultReporter:
+    """Where results go: ``--bridge URL`` (its ``/mparticle/v2``), else ``traffic.results.events_api``."""
+    events_api = f"{bridge.rstrip('/')}/mparticle/v2" if bridge else prepared.traffic.events_api
+    if not events_api:
+        raise CliError("no bridge to report results to: pass --bridge URL or set traffic.results.events_api")
+    parts = urlsplit(events_api)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"the bridge's Events API must be an http(s) URL, got {events_api!r}")
+    key, secret = bridge_credentials(prepared.traffic, environ, clients)
+    sender = HttpSender(timeout=30.0)
+    oracle_test = prepared.plan.oracle.get("test")
+    return ResultReporter(
+        events_api,
+        key,
+        secret,
+        post=sender.send,
+        environment=prepared.traffic.environment,
+        oracle_test=str(oracle_test) if oracle_test else None,
+    )
+
+
+def stop_check(traffic: TrafficConfig, stop_file: str | None, clients: Any, use_ssm: bool) -> Any:
+    """The stop switch, checked between batches: the stop file, else (in AWS) the SSM parameter."""
+    named = stop_file or traffic.stop_file
+    path = Path(named) if named else None
+
+    def check() -> str | None:
+        if path is not None and path.exists():
+            return f"stop switch: {path} exists"
+        if use_ssm and traffic.stop_ssm_parameter:
+            value = clients.get("ssm").get_parameter(Name=traffic.stop_ssm_parameter)["Parameter"]["Value"]
+            if str(value).strip().lower() == "stop":
+                return f"stop switch: SSM parameter {traffic.stop_ssm_parameter} says stop"
+        return None
+
+    return check
+
+
+# --- replay ---------------------------------------------------------------------------------------
+
+
+def read_case(manifest: Path, case_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The manifest's run header and the record of ``case_id`` (``c12`` or ``12``)."""
+    from flagbridge.traffic.manifest import read_manifest
+
+    wanted = case_id if case_id.startswith("c") else f"c{case_id}"
+    try:
+        header, cases = read_manifest(manifest)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the manifest {manifest}: {exc}") from exc
+    for record in cases:
+        if record.get("id") == wanted:
+            return header, record
+    return header, None
+
+
+def prepare_replay(header: Mapping[str, Any], args: Any, environ: Mapping[str, str], clients: Any) -> PreparedRun:
+    """Rebuild the run's generator from its manifest header (same plan, model, pool, seed, run id, clock)."""
+    if getattr(args, "config", None) is None and not environ.get("FLAGBRIDGE_CONFIG"):
+        args.config = header.get("config")
+    prepared = prepare_run(
+        plan_path=str(header["plan"]),
+        model_path=str(header["model"]),
+        target=getattr(args, "target", None) or header.get("target"),
+        seed=int(header["seed"]),
+        run_id=str(header["run_id"]),
+        clock_ms=int(header["clock_ms"]),
+        testers_option=None,
+        testers=pool_from_document(header.get("testers"), "the manifest's testers"),
+        attack_set_files=list(header.get("attack_set_files") or []),
+        args=args,
+        environ=environ,
+        clients=clients,
+    )
+    if prepared.plan.plan_hash != header.get("plan_hash"):
+        raise CliError(
+            f"the plan changed since the run (hash {prepared.plan.plan_hash}, the run used {header.get('plan_hash')}):"
+            " the case cannot be regenerated byte for byte"
+        )
+    return prepared
+
+
+def shrink_case(generator: TrafficGenerator, index: int, sender: HttpSender) -> ShrinkResult:
+    mutations = len(generator.case(index).mutations)
+
+    def send(keep: Sequence[int]) -> Outcome:
+        return sender.send(generator.case(index, keep=keep).request)
+
+    return shrink(mutations, send)
+
+
+def new_report_path(run_id: str) -> Path:
+    return Path(os.getcwd()) / f"traffic-{run_id}.ndjson"

@@ -423,7 +423,9 @@ def generate_runs(output: Path) -> None:
     }
     _write(output, "traffic_runs_start.json", _runs_event("POST", "/runs", request, LOCAL_TRAFFIC_TOKEN, "req-run-1"))
     _write(
-        output, "traffic_runs_status.json", _runs_event("GET", "/runs/run-sample-1", None, LOCAL_TRAFFIC_TOKEN, "req-run-2")
+        output,
+        "traffic_runs_status.json",
+        _runs_event("GET", "/runs/run-sample-1", None, LOCAL_TRAFFIC_TOKEN, "req-run-2"),
     )
     _write(output, "traffic_runs_no_token.json", _runs_event("GET", "/runs/run-sample-1", None, None, "req-run-3"))
     schedule = {

@@ -72,8 +72,13 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             continue
         logger.info(
             "shard",
-            extra={"outcome": result.outcome, "run_id": result.run_id, "shard": result.shard, "sent": result.sent,
-                   "detail": result.detail},
+            extra={
+                "outcome": result.outcome,
+                "run_id": result.run_id,
+                "shard": result.shard,
+                "sent": result.sent,
+                "detail": result.detail,
+            },
         )
         metrics.add_metric(name="TestRequestsSent", unit=MetricUnit.Count, value=result.sent)
         if not result.acknowledged:

@@ -137,3 +137,63 @@ def test_a_run_of_20000_requests_is_sent_exactly_once_through_a_crash_and_a_rede
     assert sorted(indexes) == list(range(REQUESTS))
     # results: one tester event per case reached the Events API
     assert len(target.bulk_events) == REQUESTS and max(target.bulk_events.values()) == 1
+
+
+def test_the_cli_runs_watches_replays_and_stops_a_run_in_the_stack(
+    bridge: LocalBridge, target: CountingTarget, tmp_path: Path
+) -> None:
+    """``flagbridge traffic run --stack``, ``status --watch``, ``replay --run`` and ``stop``, against the runner."""
+    import io
+
+    from flagbridge_ops.__main__ import main
+
+    plan, model = tmp_path / "plan.yaml", tmp_path / "model.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    model.write_text(MODEL, encoding="utf-8")
+    environ = {
+        **os.environ,
+        "FLAGBRIDGE_TRAFFIC_API": bridge.url,
+        "FLAGBRIDGE_TRAFFIC_API_TOKEN": TOKEN,
+    }
+
+    def cli(*argv: str) -> tuple[int, Any]:
+        out = io.StringIO()
+        err = io.StringIO()
+        code = main([*argv, "--json"], environ=environ, out=out, err=err)
+        assert "Traceback" not in err.getvalue()
+        return code, json.loads(out.getvalue()) if out.getvalue() else None
+
+    before = target.total
+    code, started = cli(
+        "traffic",
+        "run",
+        str(plan),
+        "--model",
+        str(model),
+        "--target",
+        target.url,
+        "--requests",
+        "300",
+        "--rate",
+        "3000/s",
+        "--seed",
+        "5",
+        "--run-id",
+        "cli-run",
+        "--stack",
+        "flagbridge-local",
+    )
+    assert code == 0, started
+    assert started["run_id"] == "cli-run" and started["shards"] == 8
+    code, status = cli("traffic", "status", "cli-run", "--watch", "--interval", "0.3", "--stack", "flagbridge-local")
+    assert code == 0, status
+    assert (status["state"], status["sent"], status["verdict"]) == ("completed", 300, "no test")
+    assert target.total - before == 300
+    code, replayed = cli("traffic", "replay", "--run", "cli-run", "--case", "c123", "--stack", "flagbridge-local")
+    assert code == 0, replayed
+    assert replayed["case"]["index"] == 123 and replayed["case"]["response"]["status"] == 200
+    assert replayed["curl"].startswith("curl")
+    code, stopped = cli("traffic", "stop", "cli-run", "--stack", "flagbridge-local")
+    assert code == 0 and stopped["value"] == "cli-run"
+    code, _ = cli("traffic", "status", "no-such-run", "--stack", "flagbridge-local")
+    assert code == 1

@@ -99,7 +99,7 @@ def test_sqs_failing_while_sharding_loses_no_shard_and_the_repeat_enqueues_the_r
         assert getattr(refused.value, "status", None) == 503 and "10 of 25" in str(refused.value)
         status = wired.service.status("sqs")
         assert status is not None and status["state"] == "enqueue_failed"
-        code, body = wired.service.start(request)  # the operator repeats the same request
+        code, _ = wired.service.start(request)  # the operator repeats the same request
         assert code == 202 and len(queue) == 25
         drain(wired)
         _exactly_once(target, 250)

@@ -120,15 +120,25 @@ def work(runs_aws: dict[str, Any], context: Any) -> list[dict[str, Any]]:
         if not messages:
             return responses
         message = messages[0]
-        event = {"Records": [{"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
-                              "body": message["Body"], "eventSource": "aws:sqs"}]}
+        event = {
+            "Records": [
+                {
+                    "messageId": message["MessageId"],
+                    "receiptHandle": message["ReceiptHandle"],
+                    "body": message["Body"],
+                    "eventSource": "aws:sqs",
+                }
+            ]
+        }
         result = worker.lambda_handler(event, context)
         responses.append(result)
         if not result["batchItemFailures"]:
             sqs.delete_message(QueueUrl=runs_aws["queue_url"], ReceiptHandle=message["ReceiptHandle"])
 
 
-def test_sample_events_drive_the_handlers(runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget) -> None:
+def test_sample_events_drive_the_handlers(
+    runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget
+) -> None:
     handler = load_handler("traffic_runs")
     start = load_event("traffic_runs_start.json")
     start["body"] = json.dumps({**json.loads(start["body"]), "target": target.url})
@@ -178,8 +188,10 @@ def test_the_oracle_fail_stops_the_run_and_is_its_verdict(
     handler = load_handler("traffic_runs")
     body = run_body(target, run_id="r-fail", plan=PLAN_WITH_TEST)
     assert api(handler, lambda_context, "POST", "/runs", body)[0] == 202
-    state = {"state": "FAIL", "verdicts": [{"treatment": "on", "metric": "server_error_rate", "state": "FAIL",
-                                            "explain": "5xx 8% > 5%"}]}
+    state = {
+        "state": "FAIL",
+        "verdicts": [{"treatment": "on", "metric": "server_error_rate", "state": "FAIL", "explain": "5xx 8% > 5%"}],
+    }
     runs_aws["ddb"].put_item(
         TableName=VERDICTS,
         Item={"pk": {"S": "TEST#checkout-errors"}, "sk": {"S": "STATE"}, "doc": {"S": json.dumps(state)}},
@@ -290,7 +302,7 @@ def test_hostile_run_requests_get_a_4xx_json_answer(
     runs_aws = shared_runs_aws
     name, body, expected = _start_cases("http://127.0.0.1:9")[index]
     handler = load_handler("traffic_runs")
-    status, answer = api(handler, lambda_context, "POST", "/runs", body if isinstance(body, bytes) else body)
+    status, answer = api(handler, lambda_context, "POST", "/runs", body)
     assert status == expected, (name, answer)
     assert set(answer) == {"error", "message"}, name
     assert runs_aws["sqs"].receive_message(QueueUrl=runs_aws["queue_url"]).get("Messages") is None, name
@@ -301,10 +313,57 @@ def test_the_hostile_start_corpus_has_at_least_50_cases() -> None:
 
 
 STATUS_IDS = [
-    "nope", "a" * 65, "..", "%2e%2e", "a/b", "<script>", "' OR 1=1", "\u00e9", "run-1;rm", "x" * 64, "-", "_",
-    ".", "a.b", "RUN#x", "SHARD#1", "null", "undefined", "0", "-1", "%00", "a%20b", "\\", "{}", "[]",
-    "a" * 1000, "run-" + "9" * 40, "CON", "con.txt", "..%2f", "%2f", "a\tb", "a\nb", "\u202e", "\ud83d\ude00",
-    "run-1 ", " run-1", "run\x00", "r" * 63, "$(id)", "`id`", "*", "?", "#", "&", "=", "+", "~", "!", "@", "^",
+    "nope",
+    "a" * 65,
+    "..",
+    "%2e%2e",
+    "a/b",
+    "<script>",
+    "' OR 1=1",
+    "\u00e9",
+    "run-1;rm",
+    "x" * 64,
+    "-",
+    "_",
+    ".",
+    "a.b",
+    "RUN#x",
+    "SHARD#1",
+    "null",
+    "undefined",
+    "0",
+    "-1",
+    "%00",
+    "a%20b",
+    "\\",
+    "{}",
+    "[]",
+    "a" * 1000,
+    "run-" + "9" * 40,
+    "CON",
+    "con.txt",
+    "..%2f",
+    "%2f",
+    "a\tb",
+    "a\nb",
+    "\u202e",
+    "\ud83d\ude00",
+    "run-1 ",
+    " run-1",
+    "run\x00",
+    "r" * 63,
+    "$(id)",
+    "`id`",
+    "*",
+    "?",
+    "#",
+    "&",
+    "=",
+    "+",
+    "~",
+    "!",
+    "@",
+    "^",
 ]
 
 

@@ -24,12 +24,12 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.forwarding.destinations import Sink, SplitEventsClient, Urllib3Client
     from flagbridge.forwarding.ledger import DynamoDBLedger
     from flagbridge.profiles.store import DynamoDBProfileStore
-    from flagbridge.runs.stop import DynamoDBVerdictReader
     from flagbridge.runs.spec import RunSpec
+    from flagbridge.runs.stop import DynamoDBVerdictReader
     from flagbridge.runs.store import ManifestStore, RunStore
     from flagbridge.runs.worker import ShardWorker
-    from flagbridge.traffic.generator import TrafficGenerator
     from flagbridge.traffic.config import TrafficConfig
+    from flagbridge.traffic.generator import TrafficGenerator
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 

@@ -162,7 +162,9 @@ class RunService:
 
     def _repeat(self, spec: RunSpec, fingerprint: str, record: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         if record.get("fingerprint") != fingerprint:
-            raise RequestError(409, "run_exists", f"run {spec.run_id!r} exists with a different plan, model or settings")
+            raise RequestError(
+                409, "run_exists", f"run {spec.run_id!r} exists with a different plan, model or settings"
+            )
         stored = self.manifests.get(spec_key(spec.run_id))
         if stored is None:  # the first attempt died before writing its spec: write it now
             self.manifests.put(spec_key(spec.run_id), json.dumps(spec.document(), separators=(",", ":")).encode())
@@ -282,7 +284,11 @@ class RunService:
         try:
             document = self.verdicts.document(str(test))
         except Exception as exc:
-            return {"test": test, "state": "unknown", "detail": f"the verdicts table could not be read ({type(exc).__name__})"}
+            return {
+                "test": test,
+                "state": "unknown",
+                "detail": f"the verdicts table could not be read ({type(exc).__name__})",
+            }
         if document is None:
             return {"test": test, "state": "NO_DATA", "detail": "the oracle has not evaluated this test yet"}
         return {

@@ -112,8 +112,10 @@ class StopSwitch:
                 self._on_error("stop parameter", exc)
             else:
                 if every or self.run_id in runs:
-                    return "stop switch: the stack's stop parameter names this run" if not every else (
-                        "stop switch: the stack's stop parameter stops every run"
+                    return (
+                        "stop switch: the stack's stop parameter names this run"
+                        if not every
+                        else ("stop switch: the stack's stop parameter stops every run")
                     )
         if self._test and self._verdicts is not None:
             try:

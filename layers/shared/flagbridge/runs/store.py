@@ -23,6 +23,7 @@ retried with back-off on top of botocore's own retries; what still fails raises 
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -130,9 +131,7 @@ def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
 class DynamoDBRunStore:
     """:class:`RunStore` on the runs table."""
 
-    def __init__(
-        self, client: Any, table: str, attempts: int = 8, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
+    def __init__(self, client: Any, table: str, attempts: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
         self._ddb = client
         self._table = table
         self._attempts = attempts
@@ -157,9 +156,9 @@ class DynamoDBRunStore:
         return True
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        item = self._call(
-            "reading the run", "get_item", Key={"id": {"S": run_key(run_id)}}, ConsistentRead=True
-        ).get("Item")
+        item = self._call("reading the run", "get_item", Key={"id": {"S": run_key(run_id)}}, ConsistentRead=True).get(
+            "Item"
+        )
         return None if item is None else dict(json.loads(item["doc"]["S"]))
 
     def update_run(self, run_id: str, changes: Mapping[str, Any]) -> None:
@@ -285,8 +284,9 @@ class DynamoDBRunStore:
         for start in range(0, len(keys), 100):
             pending: Any = {self._table: {"Keys": [{"id": {"S": key}} for key in keys[start : start + 100]]}}
             for attempt in range(self._attempts):
+                request = functools.partial(self._ddb.batch_get_item, RequestItems=pending)
                 response = _with_retries(
-                    lambda pending=pending: self._ddb.batch_get_item(RequestItems=pending),
+                    request,
                     self._attempts,
                     self._sleep,
                     "reading the shards",
@@ -383,7 +383,9 @@ class ManifestStore(Protocol):
 class S3ManifestStore:
     """:class:`ManifestStore` on an S3 bucket."""
 
-    def __init__(self, client: Any, bucket: str, attempts: int = 4, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, client: Any, bucket: str, attempts: int = 4, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._s3 = client
         self.bucket = bucket
         self._attempts = attempts
@@ -428,10 +430,10 @@ class S3ManifestStore:
         listed = list(keys)
         for start in range(0, len(listed), 1000):
             chunk = [{"Key": key} for key in listed[start : start + 1000]]
-            self._retry(
-                "deleting manifest parts",
-                lambda chunk=chunk: self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}),
+            delete = functools.partial(
+                self._s3.delete_objects, Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
             )
+            self._retry("deleting manifest parts", delete)
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"

@@ -21,7 +21,8 @@ For each shard message (:class:`ShardWorker.process`):
 **The remaining window.** A case is recorded *after* it is sent. An exception mid-shard records what was sent
 and releases the claim: nothing is sent twice. A worker *killed* between sending a case and recording it (out of
 memory, the sandbox gone) re-sends up to ``checkpoint_every`` cases on resume, once its lease has run out: with
-the default of 1, at most one duplicate per kill. The bridge drops the duplicate result event (same ``source_message_id``); the target sees it twice.
+the default of 1, at most one duplicate per kill. The bridge drops the duplicate result event (same
+``source_message_id``); the target sees it twice.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from flagbridge.runs.shards import ShardMessage, ShardMessageError, check_against, parse_shard_message
 from flagbridge.runs.spec import RunSpec
@@ -137,7 +137,7 @@ class _Checkpointer:
                 counts[counter_name(None if status == "error" else int(status))] = delta
         counts["failures"] = summary.failure_count - self._failures
         new_latencies = summary.latencies[self._latencies :]
-        counts["latency_ms"] = int(round(sum(new_latencies)))
+        counts["latency_ms"] = round(sum(new_latencies))
         self._statuses = Counter(summary.statuses)
         self._failures = summary.failure_count
         self._latencies = len(summary.latencies)
@@ -201,7 +201,9 @@ class ShardWorker:
             return ShardResult("skipped", spec.run_id, message.shard, detail=f"already {exc.state}")
         except ShardBusyError as exc:
             wait = max(1, (exc.lease_until_ms - runtime.clock_ms()) // 1000 + 1)
-            return ShardResult("busy", spec.run_id, message.shard, detail="claimed by another worker", retry_in_seconds=wait)
+            return ShardResult(
+                "busy", spec.run_id, message.shard, detail="claimed by another worker", retry_in_seconds=wait
+            )
         try:
             return self._send(message, spec, claim, remaining_ms)
         except ClaimLostError:

@@ -122,7 +122,9 @@ def figure_runs_worker(sizes: Sizes) -> list[Figure]:
             return queue.pop()
 
         first = json.loads(new_run())  # the floor sends this run's cases, generated beforehand
-        generator = build_generator(worker.spec(first["run_id"]), RunTag(b"bench-key", "X-Flagbridge-Run"))
+        spec = worker.spec(first["run_id"])
+        assert spec is not None
+        generator = build_generator(spec, RunTag(b"bench-key", spec.run_tag_header))
         requests = [generator.case(index).request for index in range(count)]
 
         def floor() -> None:  # the plain loop: build each case of the run and send it, nothing else

@@ -308,7 +308,17 @@ def shard_worker() -> ShardWorker:
         def on_error(what: str, exc: Exception) -> None:
             logger.warning("stop switch unreadable", extra={"what": what, "error_type": type(exc).__name__})
 
-        return StopSwitch(spec.run_id, stop_parameter_value, spec.oracle_test, run_verdicts(), on_error=on_error)
+        # SSM's standard throughput is 40 GetParameter/s per account and region: all workers together stay well
+        # under it (one read per worker every parallelism/20 s, at least every second; docs/runs.md)
+        refresh = max(1.0, spec.parallelism / 20)
+        return StopSwitch(
+            spec.run_id,
+            stop_parameter_value,
+            spec.oracle_test,
+            run_verdicts(),
+            refresh_seconds=refresh,
+            on_error=on_error,
+        )
 
     return ShardWorker(
         Runtime(

@@ -6,9 +6,10 @@ The parameter (``/flagbridge/<stage>/traffic/stop``, one per stack) holds ``none
 The oracle's verdicts table is read as the oracle writes it (``pk`` = ``TEST#<test>``, ``sk`` = ``STATE``, the
 JSON ``doc`` with the test's overall ``state``); a run whose plan names a test stops once that state is ``FAIL``.
 
-Each worker reads both at most once per ``refresh_seconds`` (1 s by default) and before its first case, so
-every worker stops within one shard of the switch; an unreadable switch is logged and does not stop a run (the
-next read decides), but it is never mistaken for "go" when a stop was already seen.
+Each worker reads both before its first case and then at most once per ``refresh_seconds`` (the runtime uses
+max(1 s, parallelism / 20 s): all workers together stay under SSM's standard 40 reads/s), always far less than
+a shard lasts (about 60 s), so every worker stops within one shard of the switch. An unreadable switch is
+logged and does not stop a run (the next read decides); once a stop was seen it stays seen.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ figure                 measured                                                 
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no boto3/botocore
+``runs_worker``        requests/s one test-run shard worker sustains (claim,      the same HttpSender's plain loop
+                       progress per case, manifest) against a local server        over the same cases; >= 0.7x
+``runs_sqs_requests``  SendMessageBatch calls to enqueue a run of N shards        ceil(N / 10); = 1.0
 =====================  ========================================================  =================================
 
 Usage::

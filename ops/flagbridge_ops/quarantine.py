@@ -17,20 +17,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from flagbridge.forwarding.ingest import QUARANTINE_SOURCE as BATCHES_SOURCE
 from flagbridge.forwarding.router_service import DECISION_LOG_SOURCE
-from flagbridge.forwarding.router_service import QUARANTINE_SOURCE as ROUTER_SOURCE
-from flagbridge.impressions.ingest import QUARANTINE_SOURCE as IMPRESSIONS_SOURCE
-from flagbridge.profiles.processor import QUARANTINE_SOURCE as PROCESSOR_SOURCE
+from flagbridge.quarantine import QuarantineSource
 from flagbridge_ops.errors import CliError
 from flagbridge_ops.output import Progress
 
-# The delivery function's handler owns this name and a handler cannot be imported: the layer's list of
-# quarantine sources replaces this copy.
-DELIVERY_SOURCE = "destination-delivery"
 REPLAYED_PREFIX = "replayed/"
 NOT_QUARANTINE = (REPLAYED_PREFIX.rstrip("/"), DECISION_LOG_SOURCE)
-REPLAYABLE_SOURCES = (IMPRESSIONS_SOURCE, BATCHES_SOURCE, ROUTER_SOURCE, PROCESSOR_SOURCE, DELIVERY_SOURCE)
+REPLAYABLE_SOURCES = tuple(QuarantineSource)
 
 
 @dataclass

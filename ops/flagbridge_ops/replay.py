@@ -30,21 +30,11 @@ from flagbridge.forwarding.router_service import RouterService
 from flagbridge.impressions.ingest import ingest_impressions
 from flagbridge.impressions.models import ImpressionMessage
 from flagbridge.profiles.store import DynamoDBProfileStore
-from flagbridge.quarantine import InMemoryQuarantine
+from flagbridge.quarantine import InMemoryQuarantine, QuarantineSource
 from flagbridge.queues import MAX_MESSAGE_BYTES, InMemorySender, QueueRecord, SqsSender
 from flagbridge_ops.errors import CliError
 from flagbridge_ops.output import Progress, as_dict, as_list, compact_json, histogram_text, short
-from flagbridge_ops.quarantine import (
-    BATCHES_SOURCE,
-    DELIVERY_SOURCE,
-    IMPRESSIONS_SOURCE,
-    PROCESSOR_SOURCE,
-    REPLAYED_PREFIX,
-    ROUTER_SOURCE,
-    QuarantineObject,
-    item_reason,
-    load_documents,
-)
+from flagbridge_ops.quarantine import REPLAYED_PREFIX, QuarantineObject, item_reason, load_documents
 from flagbridge_ops.resources import Clients, Resources
 
 REPLAY_SOURCE = "replay"
@@ -172,7 +162,7 @@ class Replayer:
     def plan(self, key: str, source: str, document: dict[str, Any]) -> ObjectPlan:
         items = as_list(document.get("items"))
         plan = ObjectPlan()
-        if source == IMPRESSIONS_SOURCE:
+        if source == QuarantineSource.SPLIT_IMPRESSIONS:
             self._plan_impressions(key, document, items, plan)
             return plan
         for position, item in enumerate(items):
@@ -181,11 +171,11 @@ class Replayer:
             )
             outcome.reason = item_reason(item, document)
             payload = item.get("item") if isinstance(item, dict) else None
-            if source in (BATCHES_SOURCE, ROUTER_SOURCE):
+            if source in (QuarantineSource.MPARTICLE_BATCHES, QuarantineSource.CDP_ROUTER):
                 self._plan_batch_item(key, document, item if isinstance(item, dict) else {}, payload, outcome, plan)
-            elif source == PROCESSOR_SOURCE:
+            elif source == QuarantineSource.IMPRESSIONS_PROCESSOR:
                 self._plan_processor_item(payload, outcome, plan)
-            elif source == DELIVERY_SOURCE:
+            elif source == QuarantineSource.DESTINATION_DELIVERY:
                 self._plan_delivery_item(payload, outcome, plan)
             else:
                 outcome.status, outcome.detail = "not_replayable", f"unknown quarantine source {source!r}"
@@ -214,7 +204,12 @@ class Replayer:
                 failed[item["index"]] = (item["reason"], str(item["detail"]))
         for position, item in enumerate(items):
             outcome = ItemOutcome(
-                key, position, item.get("index") if isinstance(item, dict) else position, IMPRESSIONS_SOURCE, "", ""
+                key,
+                position,
+                item.get("index") if isinstance(item, dict) else position,
+                QuarantineSource.SPLIT_IMPRESSIONS,
+                "",
+                "",
             )
             outcome.reason = item_reason(item, document)
             if position in failed:
@@ -317,7 +312,7 @@ class Replayer:
         blocked = [
             entry
             for doc in self._routed.objects.values()
-            if doc.get("source") == ROUTER_SOURCE
+            if doc.get("source") == QuarantineSource.CDP_ROUTER
             for entry in doc.get("items", [])
             if entry.get("kind") == "plan_blocked"
         ]
@@ -404,6 +399,7 @@ def replay_quarantine(
     whole_batch: bool,
     progress: Progress,
 ) -> dict[str, Any]:
+    """Replay the objects' items (or only plan it, ``dry_run``); returns the report ``--json`` prints."""
     s3, sqs = clients.get("s3"), clients.get("sqs")
     bucket = resources.require_bucket()
     table_name = resources.settings.profiles_table

@@ -12,7 +12,7 @@ The impressions queue carries what :mod:`flagbridge.impressions.ingest` enqueued
 
 In both, every value is a string, an integer or null (:data:`Row` gives the types field by field), and
 ``chunk`` (an integer, 0 when absent) is read but not written. Version 1 must stay readable while such
-messages can exist: the impressions DLQ keeps them for up to 14 days, and ``local.replay quarantine replay``
+messages can exist: the impressions DLQ keeps them for up to 14 days, and ``flagbridge quarantine replay``
 re-enqueues quarantined processor messages as they were. Any other version is refused (quarantined).
 
 :func:`decode_message` reads such a message with ``json.loads`` and a tight check of the envelope, of every

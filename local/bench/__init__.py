@@ -30,6 +30,11 @@ figure                 measured                                                 
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no boto3/botocore
+``traffic_cpu``        traffic generator CPU per request: build, mutate by the    sending the same request unmutated
+                       published plan, record the manifest line                   with the same client to a local
+                                                                                  server (thread CPU); <= 1.5x
+``traffic_generate``   100,000 cases to a manifest file, nothing sent: cases/s,   memory growth <= 5 MB
+                       resident memory after 10% and at the end
 ``runs_worker``        requests/s one test-run shard worker sustains (claim,      the same HttpSender's plain loop
                        progress per case, manifest) against a local server        over the same cases; >= 0.7x
 ``runs_sqs_requests``  SendMessageBatch calls to enqueue a run of N shards        ceil(N / 10); = 1.0
@@ -43,7 +48,7 @@ Usage::
     python -m local.bench --figure ingest_cpu --result out.json   # one figure in this process (internal)
 
 Modules: :mod:`~local.bench.timing` (sizes, the report line, paired timing), :mod:`~local.bench.fakes`
-(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.cold_start`,
+(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.cold_start`, :mod:`~local.bench.traffic`,
 :mod:`~local.bench.orchestration` (one subprocess per figure, the report).
 
 The exit status is 1 when a target is missed (0 in ``--smoke`` mode, where figures are not meaningful).

@@ -10,13 +10,14 @@ Layout
     ``resources``    where the stack's queues, bucket and tables are (environment, ``--stack``, flags), clients
     ``output``       tables, the progress bar, short JSON
     ``errors``       ``CliError`` / ``UsageError`` and the one-line description of any failure
-    ``dlq``, ``quarantine``, ``replay``   the work itself, independent of argparse
+    ``dlq``, ``quarantine``, ``replay``, ``traffic``   the work itself, independent of argparse
 
 Adding a command
     Add ``commands/<name>.py`` with ``register(commands)``: call ``add_command(commands, "<name>", handler,
     summary=..., description=..., examples=[...])`` (or ``add_group`` for subcommands), add the command's
     options to the parser it returns, and write ``handler(ctx: Context) -> dict``: print tables to ``ctx.out``
     unless ``ctx.json``, return the result (printed as JSON with ``--json``; an ``"errors"`` list means exit
-    status 1), raise ``CliError`` for a problem the user can fix. Import heavy modules inside the handler.
+    status 1, or set ``"exit_status"`` to exit like ``flagbridge verdict``), raise ``CliError`` for a problem the
+    user can fix. Import heavy modules inside the handler.
     Every module in ``commands/`` is registered; nothing else needs editing. See ``docs/cli.md``.
 """

@@ -5,8 +5,18 @@ from __future__ import annotations
 from flagbridge.errors import FlagbridgeError
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\ud800``): an error is always one line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 class TrafficError(FlagbridgeError, ValueError):
     """Base class: a traffic plan, request model or run setting was refused before anything was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 class PlanError(TrafficError):

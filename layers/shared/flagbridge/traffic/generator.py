@@ -439,6 +439,19 @@ class TrafficGenerator:
     def sites(self, route: str) -> tuple[Site, ...]:
         return self._compiled[route].sites
 
+    def tester_frozen(self, route: str) -> list[str]:
+        """The parts of ``route`` frozen because they carry the tester identity (for ``explain``)."""
+        request = self._compiled[route].template
+
+        def tester(value: Any) -> bool:
+            return isinstance(value, Template) and value.uses_tester
+
+        frozen = [f"path[{index}]" for index, segment in enumerate(request.path) if tester(segment)]
+        for kind, pairs in (("query", request.query), ("headers", request.headers), ("cookies", request.cookies)):
+            frozen += [f"{kind}.{key}" for key, value in pairs if tester(key) or tester(value)]
+        frozen += [unit_label(("body", path, "value")) for path in request.tester_body_paths]
+        return frozen
+
     def expected_rates(self, route: str) -> dict[str, SiteRate]:
         """Per element of ``route``: the exact frequency of being mutated and the expected attacks per request."""
         compiled = self._compiled[route]

@@ -250,4 +250,7 @@ def _expected_lines(generator: TrafficGenerator) -> list[str]:
         lines.append(
             f"    requests with a mutation: {(1 - any_mutation) * 1000:.1f}; attacks in all: {total_attacks * 1000:.1f}"
         )
+        frozen = generator.tester_frozen(request.name)
+        if frozen:
+            lines.append(f"    frozen (tester identity, and what contains it): {', '.join(frozen)}")
     return lines

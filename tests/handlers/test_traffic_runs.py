@@ -145,6 +145,10 @@ def test_sample_events_drive_the_handlers(
     response = handler.lambda_handler(start, lambda_context)
     assert response["statusCode"] == 202, response["body"]
     run_id = json.loads(response["body"])["run_id"]
+    # the sample shard message (shard 0 of the sample run) first, then the queue (whose shard 0 is then a duplicate)
+    worker = load_handler("traffic_worker")
+    assert worker.lambda_handler(load_event("sqs_traffic_shard.json"), lambda_context) == {"batchItemFailures": []}
+    assert target.total == 10
     work(runs_aws, lambda_context)
     status = handler.lambda_handler(load_event("traffic_runs_status.json"), lambda_context)
     document = json.loads(status["body"])

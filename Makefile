@@ -4,11 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# CPython 3.13, the Lambda runtime's version: compiles the layer's bytecode and runs the tests a second time.
+PYTHON313 := $(shell layers/shared/find-python3.13)
+VENV313 := .venv313
+STAMP313 := $(VENV313)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
 TIERS := unit handlers infrastructure tools e2e faults hostile
 
-.PHONY: venv run test pytest lint typecheck $(TIERS) events validate build bench clean format
+.PHONY: venv run test test313 pytest lint typecheck $(TIERS) events validate build bench clean format
 
 venv: $(STAMP)
 
@@ -23,8 +27,24 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 run: venv
 	$(BIN)/python -m local.runner $(ARGS)
 
-## Everything CI checks (.ci/run): lint, types, every test tier, template lint and a Docker-free sam build.
-test: venv lint typecheck pytest validate build
+## Everything CI checks (.ci/run): lint, types, every test tier (unit and handlers on 3.13 too), template lint
+## and a Docker-free sam build.
+test: venv lint typecheck pytest test313 validate build
+
+$(STAMP313): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+	test -x $(VENV313)/bin/python || $(PYTHON313) -m venv $(VENV313)
+	$(VENV313)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(VENV313)/bin/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(STAMP313)
+
+## The unit and handler tiers again on CPython 3.13 (the runtime's version), in .venv313, when a 3.13 exists.
+ifneq ($(PYTHON313),)
+test313: $(STAMP313)
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/handlers
+else
+test313:
+	@echo "test313: SKIPPED, no CPython 3.13 found (python3.13 on PATH or pyenv 3.13.x); see docs/performance.md" >&2
+endif
 
 lint: venv
 	$(BIN)/ruff check .
@@ -59,4 +79,4 @@ bench: venv
 	$(BIN)/python -m local.bench
 
 clean:
-	rm -rf .aws-sam build .pytest_cache .ruff_cache .mypy_cache
+	rm -rf .aws-sam build .pytest_cache .ruff_cache .mypy_cache $(VENV313)

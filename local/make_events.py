@@ -21,6 +21,8 @@ EVENTS = ROOT / "events"
 PAYLOADS = EVENTS / "payloads"
 LOCAL_WEBHOOK_TOKEN = "local-webhook-token"
 LOCAL_PROFILE_TOKEN = "local-profile-token"
+LOCAL_TESTERS_TOKEN = "local-testers-token"
+TESTER_EXPIRES_AT = "2026-01-08T00:00:00Z"  # a week after FIXED_NOW: handler tests run the registry at FIXED_NOW
 LOCAL_MPARTICLE_KEY, LOCAL_MPARTICLE_SECRET = "local-mparticle-key", "local-mparticle-secret"
 LOCAL_MPARTICLE_WEBHOOK_AUTH = "Bearer local-mparticle-webhook"
 LANES = ("split", "analytics", "warehouse", "reporting", "audit")
@@ -74,6 +76,55 @@ def _profile_event(traffic_type: str, key: str, token: str | None, request_id: s
         request_id=request_id,
         now=FIXED_NOW,
     )
+
+
+def _testers_event(
+    method: str, path: str, token: str | None, request_id: str, body: Any = None, query: str = ""
+) -> dict[str, Any]:
+    headers = {"Host": "bridge.example.com", "User-Agent": "curl/8.5.0"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    parameters = None
+    route_key = f"{method} {path}"
+    if path.count("/") == 3:
+        _, _, traffic_type, key = path.split("/")
+        parameters = {"trafficType": traffic_type, "key": key}
+        route_key = f"{method} /testers/{{trafficType}}/{{key}}"
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return http_api_event(
+        method=method,
+        path=path,
+        route_key=route_key,
+        raw_query=query,
+        headers=headers,
+        body=b"" if body is None else json.dumps(body).encode(),
+        path_parameters=parameters,
+        request_id=request_id,
+        now=FIXED_NOW,
+    )
+
+
+def generate_testers(output: Path) -> None:
+    """The tester registry's routes: register, refusals, remove, list."""
+    registration = {"expiresAt": TESTER_EXPIRES_AT, "reason": "checkout load test, ticket QA-142"}
+    token = LOCAL_TESTERS_TOKEN
+    _write(output, "testers_put.json", _testers_event("PUT", "/testers/user/qa-run-7", token, "req-t-1", registration))
+    _write(
+        output,
+        "testers_put_no_token.json",
+        _testers_event("PUT", "/testers/user/qa-run-7", None, "req-t-2", registration),
+    )
+    expired = {"expiresAt": "2025-12-31T00:00:00Z", "reason": "too late"}
+    _write(
+        output, "testers_put_expired.json", _testers_event("PUT", "/testers/user/qa-run-7", token, "req-t-3", expired)
+    )
+    _write(
+        output,
+        "testers_delete.json",
+        _testers_event("DELETE", "/testers/user/qa-run-7", token, "req-t-4", query="reason=load%20test%20finished"),
+    )
+    _write(output, "testers_list.json", _testers_event("GET", "/testers", token, "req-t-5", query="limit=2"))
 
 
 def _basic(key: str, secret: str) -> str:
@@ -293,6 +344,7 @@ def generate(output: Path = EVENTS) -> None:
 
     generate_mparticle(output)
     generate_runs(output)
+    generate_testers(output)
 
     # `sam local invoke --env-vars events/env.json`: local values only, never real secrets.
     shared = {
@@ -314,6 +366,7 @@ def generate(output: Path = EVENTS) -> None:
             "ImpressionsProcessorFunction": {
                 **shared,
                 "PROFILES_TABLE": "flagbridge-profiles",
+                "TESTERS_TABLE": "flagbridge-testers",
                 "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
             },
             "MParticleIngestFunction": {
@@ -326,6 +379,7 @@ def generate(output: Path = EVENTS) -> None:
             "CdpRouterFunction": {
                 **shared,
                 "PROFILES_TABLE": "flagbridge-profiles",
+                "TESTERS_TABLE": "flagbridge-testers",
                 "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
                 "DESTINATION_QUEUES": json.dumps(
                     {name: f"http://localhost:5000/123456789012/flagbridge-dev-{name}-destination" for name in LANES}
@@ -369,6 +423,12 @@ def generate(output: Path = EVENTS) -> None:
                 "PROFILES_TABLE": "flagbridge-profiles",
                 "PROFILE_API_TOKEN_SECRET": "",
                 "FLAGBRIDGE_PROFILE_API_TOKEN": LOCAL_PROFILE_TOKEN,
+            },
+            "TesterRegistryFunction": {
+                **shared,
+                "TESTERS_TABLE": "flagbridge-testers",
+                "TESTERS_API_TOKEN_SECRET": "",
+                "FLAGBRIDGE_TESTERS_API_TOKEN": LOCAL_TESTERS_TOKEN,
             },
         },
     )

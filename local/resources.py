@@ -42,6 +42,7 @@ DEFAULT_REGION = "us-east-1"
 SECRET_DEFAULTS = {
     "WebhookTokenSecret": "local-webhook-token",
     "ProfileApiTokenSecret": "local-profile-token",
+    "TestersApiTokenSecret": "local-testers-token",
     "MParticleCredentialsSecret": '{"api_key": "local-mparticle-key", "api_secret": "local-mparticle-secret"}',
     "MParticleWebhookAuthSecret": "Bearer local-mparticle-webhook",
     "SplitSdkKeySecret": "local-split-sdk-key",

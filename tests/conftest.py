@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,6 +41,8 @@ QUARANTINE_BUCKET = "flagbridge-quarantine-test"
 IMPRESSIONS_QUEUE = "flagbridge-impressions-test"
 WEBHOOK_TOKEN = "local-webhook-token"
 PROFILE_TOKEN = "local-profile-token"
+TESTERS_TABLE = "flagbridge-testers-test"
+TESTERS_TOKEN = "local-testers-token"
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -142,12 +145,16 @@ def moto_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         secrets = boto3.client("secretsmanager")
         webhook_arn = secrets.create_secret(Name="flagbridge/webhook-token", SecretString=WEBHOOK_TOKEN)["ARN"]
         profile_arn = secrets.create_secret(Name="flagbridge/profile-api-token", SecretString=PROFILE_TOKEN)["ARN"]
+        testers_arn = secrets.create_secret(Name="flagbridge/testers-api-token", SecretString=TESTERS_TOKEN)["ARN"]
+        create_testers_table(ddb, TESTERS_TABLE)
         env = {
             "PROFILES_TABLE": PROFILES_TABLE,
             "IMPRESSIONS_QUEUE_URL": queue_url,
             "QUARANTINE_BUCKET": QUARANTINE_BUCKET,
             "WEBHOOK_TOKEN_SECRET": webhook_arn,
             "PROFILE_API_TOKEN_SECRET": profile_arn,
+            "TESTERS_TABLE": TESTERS_TABLE,
+            "TESTERS_API_TOKEN_SECRET": testers_arn,
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -156,6 +163,26 @@ def moto_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             yield {"ddb": ddb, "sqs": sqs, "s3": s3, "queue_url": queue_url, "dlq_url": dlq_url, **env}
         finally:
             runtime.reset()
+
+
+@cache
+def _testers_table_properties() -> dict[str, Any]:
+    from local.resources import Template
+
+    template = Template.load()
+    return dict(template.resolve(template.resources["TestersTable"]["Properties"]))
+
+
+def create_testers_table(ddb: Any, name: str) -> None:
+    """The tester registry's table exactly as template.yaml declares it (keys, listing index, TTL)."""
+    from local.resources import table_request
+
+    properties = _testers_table_properties()
+    ddb.create_table(**table_request(name, properties))
+    ttl = properties["TimeToLiveSpecification"]
+    ddb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+    )
 
 
 def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:

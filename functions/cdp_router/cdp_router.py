@@ -30,6 +30,7 @@ def router() -> RouterService:
         runtime.profile_store().load_marks,
         runtime.destination_sender,
         runtime.quarantine(),
+        lookup_registered=runtime.registered_testers(),
     )
 
 

@@ -24,7 +24,12 @@ from flagbridge.queues import queue_records
 
 @cache
 def processor() -> ImpressionProcessor:
-    return ImpressionProcessor(runtime.profile_store(), runtime.quarantine(), runtime.settings().config)
+    return ImpressionProcessor(
+        runtime.profile_store(),
+        runtime.quarantine(),
+        runtime.settings().config,
+        lookup_registered=runtime.registered_testers(),
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

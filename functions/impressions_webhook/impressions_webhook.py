@@ -13,7 +13,6 @@ gc.disable()  # while importing; runtime.init_complete(), at the bottom, explain
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -23,8 +22,9 @@ from flagbridge.auth import require_shared_token
 from flagbridge.body import decode_body, parse_json, raw_body
 from flagbridge.impressions.ingest import ingest_impressions, ingest_valid_body
 from flagbridge.observability import logger, metrics, tracer
+from flagbridge.routing import HttpRouter, Response
 
-app = APIGatewayHttpResolver()
+app = HttpRouter()
 install_error_handlers(app)
 
 

@@ -16,7 +16,6 @@ gc.disable()  # while importing; runtime.init_complete(), at the bottom, explain
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -27,8 +26,9 @@ from flagbridge.body import decode_json_body, raw_body
 from flagbridge.errors import RequestError
 from flagbridge.forwarding.ingest import BatchRequestError, IngestSource, ingest_batches
 from flagbridge.observability import logger, metrics, tracer
+from flagbridge.routing import HttpRouter, Response
 
-app = APIGatewayHttpResolver()
+app = HttpRouter()
 install_error_handlers(app)
 
 ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 413: "PAYLOAD_TOO_LARGE", 415: "BAD_REQUEST"}

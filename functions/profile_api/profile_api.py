@@ -12,7 +12,6 @@ gc.disable()  # while importing; runtime.init_complete(), at the bottom, explain
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from flagbridge import runtime
@@ -22,10 +21,11 @@ from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.profiles.store import DynamoDBProfileStore  # every request reads it: loaded at init
 from flagbridge.profiles.view import profile_document
+from flagbridge.routing import HttpRouter, Response
 
 MAX_PARTITION_KEY_BYTES = 2048
 
-app = APIGatewayHttpResolver()
+app = HttpRouter()
 install_error_handlers(app)
 
 

@@ -13,12 +13,12 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
+import base64
 import json
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from flagbridge import runtime
@@ -26,12 +26,13 @@ from flagbridge.api import error_response, install_error_handlers, json_response
 from flagbridge.auth import require_bearer
 from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
+from flagbridge.routing import HttpRouter, Response
 from flagbridge.runs.service import RunService
 from flagbridge.runs.spec import RUN_ID
 
 MAX_BODY_BYTES = 2_500_000
 
-app = APIGatewayHttpResolver()
+app = HttpRouter()
 install_error_handlers(app)
 
 
@@ -52,7 +53,12 @@ def service() -> RunService:
 
 def _json_body() -> Any:
     event = app.current_event
-    raw = event.decoded_body if event.is_base64_encoded else event.body
+    raw: str | bytes | None = event.body
+    if raw and event.is_base64_encoded:
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except ValueError:
+            raise RequestError(400, "invalid_body", "the body is not valid base64") from None
     if not raw:
         raise RequestError(400, "invalid_body", "the body must be a JSON object (the run request)")
     if len(raw) > MAX_BODY_BYTES:

@@ -15,11 +15,12 @@ figure                 measured                                                 
                        ``DynamoDBProfileStore`` on a counting fake client)        the batch; = 1.0
 ``processor_cpu``      ``impressions_processor.lambda_handler`` CPU time per      the ingest floor, per impression;
                        impression, store calls faked                              <= 3x
-``cold_start.<fn>``    import time of each function's handler module in a        ``import boto3`` alone; <= 1.5x
-                       fresh interpreter with Lambda's ``sys.path``: only boto3
-                       and the layer's packages (see :class:`ProbeInterpreter`)
+``cold_start.<fn>``    import time of each handler from the built artifact (layer  ``import boto3`` alone; <= 1.5x,
+                       and function zipped as ``sam package`` does), CPython      0 layer modules compiled
+                       3.13 ``-I -S -B``, Lambda's ``sys.path`` with the
+                       runtime's boto3 (see :mod:`~local.bench.cold_start`)
 ``cold_start.shared``  what every function imports after boto3, stage by stage    report only
-                       (pydantic + config models, Powertools, event handler)
+                       (pydantic + config models, Powertools, HTTP routing)
 ``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
                        test-user resolution, filters, 5 destinations)             batches; <= 4x
 ``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
@@ -27,9 +28,13 @@ figure                 measured                                                 
 ``split_requests.lane``  the same N events as the router writes them (3 per       that floor summed per SQS batch
                        message), in SQS batches of the Split lane's               (a request cannot span two
                        ``BatchSize`` (template.yaml)                              invocations); = 1.0, < 1 MB
+``registry_requests``  testers-table requests per SQS batch of the router and     ceil(distinct users / 100) per
+                       (``.processor``) the processor (real adapters on a         batch; = 1.0 (no request per
+                       counting fake client, half the users registered)           event)
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
-``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no boto3/botocore
+``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no runtime packages,
+                                                                                  hash-based 3.13 bytecode
 ``traffic_cpu``        traffic generator CPU per request: build, mutate by the    sending the same request unmutated
                        published plan, record the manifest line                   with the same client to a local
                                                                                   server (thread CPU); <= 1.5x
@@ -48,8 +53,9 @@ Usage::
     python -m local.bench --figure ingest_cpu --result out.json   # one figure in this process (internal)
 
 Modules: :mod:`~local.bench.timing` (sizes, the report line, paired timing), :mod:`~local.bench.fakes`
-(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.cold_start`, :mod:`~local.bench.traffic`,
-:mod:`~local.bench.orchestration` (one subprocess per figure, the report).
+(inputs and in-memory fakes), :mod:`~local.bench.figures`, :mod:`~local.bench.registry` (the tester registry),
+:mod:`~local.bench.cold_start`, :mod:`~local.bench.traffic`, :mod:`~local.bench.orchestration` (one subprocess per
+figure, the report).
 
 The exit status is 1 when a target is missed (0 in ``--smoke`` mode, where figures are not meaningful).
 """

@@ -25,12 +25,13 @@ from local.bench.figures import (
     figure_router_cpu,
     figure_split_requests,
 )
+from local.bench.registry import figure_registry_requests
 from local.bench.runs import figure_runs_sqs_requests, figure_runs_worker
 from local.bench.timing import FULL, LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, peak_rss_mb
 from local.bench.traffic import figure_traffic_cpu, figure_traffic_generate
 
 DEFAULT_OUTPUT = ROOT / "build" / "bench.json"
-CHILD_TIMEOUT_SECONDS = 240
+CHILD_TIMEOUT_SECONDS = 600  # cold_start: a layer build and 130 fresh interpreters on a shared 2-core machine
 
 FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "ingest_cpu": figure_ingest_cpu,
@@ -39,6 +40,7 @@ FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "cold_start": figure_cold_start,
     "router_cpu": figure_router_cpu,
     "split_requests": figure_split_requests,
+    "registry_requests": figure_registry_requests,
     "local_e2e": figure_local_e2e,
     "layer_size": figure_layer_size,
     "traffic_cpu": figure_traffic_cpu,
@@ -105,12 +107,13 @@ def run_figure(name: str, smoke: bool, build_layer_first: bool) -> list[dict[str
 
 
 def layer_needs_build() -> bool:
-    """The layer is missing or older than what it is built from."""
+    """The layer is missing or older than what it is built from (its Makefile, pins, package and configuration)."""
     marker = LAYER_DIR / "python"
     if not marker.is_dir():
         return True
     built = marker.stat().st_mtime
-    sources = [SHARED / "requirements.txt", SHARED / "Makefile"]
+    sources = [SHARED / "requirements.txt", SHARED / "Makefile", SHARED / "find-python3.13"]
+    sources += [*(SHARED / "flagbridge").rglob("*.py"), *(SHARED / "config").iterdir()]
     return any(source.stat().st_mtime > built for source in sources)
 
 

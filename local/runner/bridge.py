@@ -539,6 +539,13 @@ class LocalBridge:
             )
         if profile_token is not None and self.has_route("GET", "/profiles/{trafficType}/{key}"):
             lines.append(f"  curl -sS -H 'Authorization: Bearer {profile_token}' {self.url}/profiles/user/u-1001")
+        testers_token = self.secret_value("TestersApiTokenSecret")
+        if testers_token is not None and self.has_route("PUT", "/testers/{trafficType}/{key}"):
+            lines.append(
+                f"  curl -sS -X PUT -H 'Authorization: Bearer {testers_token}' -H 'Content-Type: application/json'"
+                f' -d \'{{"expiresAt": \'$(($(date +%s) + 3600))\', "reason": "trying the registry"}}\''
+                f" {self.url}/testers/user/u-1001"
+            )
         lines += [f"  curl -sS {self.url}/_local/idle"]
         if self.handler_output is not None and self.handler_output.path is not None:
             lines += [

@@ -194,6 +194,7 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
                 "DESTINATION_DLQS",
                 "DELIVERY_LEDGER_TABLE",
                 "REPORTING_QUEUE_URL",
+                "TESTERS_TABLE",
             )
             resources = {name: os.environ.get(name) for name in names}
             self._send(200, json.dumps({"endpoint_url": bridge.endpoint_url, "resources": resources}).encode())

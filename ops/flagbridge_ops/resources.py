@@ -2,8 +2,8 @@
 
 Resources come from the same environment variables the functions read (``IMPRESSIONS_QUEUE_URL``,
 ``BATCHES_QUEUE_URL``, ``DESTINATION_QUEUES`` / ``DESTINATION_DLQS`` JSON maps, ``QUARANTINE_BUCKET``,
-``PROFILES_TABLE``, ``DELIVERY_LEDGER_TABLE``, ``FLAGBRIDGE_CONFIG``), from a deployed stack's outputs
-(``--stack NAME``) or from flags: flags win over the stack, the stack over the environment. boto3 honours
+``PROFILES_TABLE``, ``DELIVERY_LEDGER_TABLE``, ``TESTERS_TABLE``, ``FLAGBRIDGE_CONFIG``), from a deployed stack's
+outputs (``--stack NAME``) or from flags: flags win over the stack, the stack over the environment. boto3 honours
 ``AWS_ENDPOINT_URL``, so the same commands work against the local runner's moto server.
 """
 
@@ -31,6 +31,7 @@ _STACK_OUTPUTS = {
     "QuarantineBucketName": "QUARANTINE_BUCKET",
     "ProfilesTableName": "PROFILES_TABLE",
     "DeliveryLedgerTableName": "DELIVERY_LEDGER_TABLE",
+    "TestersTableName": "TESTERS_TABLE",
 }
 # Flags that override a variable of the functions' environment (attribute of the parsed arguments, variable).
 _FLAG_VARIABLES = (

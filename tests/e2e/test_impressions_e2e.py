@@ -119,6 +119,7 @@ def test_batch_builds_profiles_with_treatments_counts_and_test_users(bridge: Bri
         "isTestUser": True,
         "rule": "targeted-by-whitelist",
         "markedAt": vip_profile["testUser"]["markedAt"],
+        "expiresAt": None,  # a configured rule's mark does not expire
     }
 
     anon_profile = profile(bridge, "anonymous", anon)

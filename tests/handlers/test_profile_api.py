@@ -22,7 +22,7 @@ def test_profile_of_a_real_customer(profile_api, lambda_context) -> None:
     profile = json.loads(response["body"])
     assert profile["trafficType"] == "user" and profile["key"] == "u-1001"
     assert profile["identityType"] == "customer_id"
-    assert profile["testUser"] == {"isTestUser": False, "rule": None, "markedAt": None}
+    assert profile["testUser"] == {"isTestUser": False, "rule": None, "markedAt": None, "expiresAt": None}
     checkout = profile["flags"]["new_checkout"]
     assert checkout["treatment"] == "off"
     assert checkout["label"] == "default rule"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from local.apigw import http_api_event
-from tests.conftest import ROOT, load_event, load_handler
+from tests.conftest import ROOT, create_testers_table, load_event, load_handler
 from tests.fixtures.runs import MODEL, PLAN, PLAN_WITH_TEST, TESTERS, CountingTarget
 
 TOKEN = "local-traffic-token"
@@ -227,6 +227,43 @@ def test_the_schedule_starts_a_run_from_plans_in_the_bucket(
     assert result["http_status"] == 202 and result["shards"] >= 1
     work(runs_aws, lambda_context)
     assert target.total == event["schedule"]["requests"]
+
+
+def test_a_run_registers_its_pool_in_the_tester_registry_before_it_starts(
+    runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from flagbridge import runtime
+
+    create_testers_table(runs_aws["ddb"], "testers-runs")
+    monkeypatch.setenv("TESTERS_TABLE", "testers-runs")
+    runtime.reset()
+    handler = load_handler("traffic_runs")
+    # "customer-9" is no tester by the rules: registering it for the run's duration makes it one
+    body = run_body(target, run_id="r-reg", testers=["customer-9", "qa-bot-01"])
+    status, started = api(handler, lambda_context, "POST", "/runs", body)
+    assert status == 202, started
+    active = runtime.tester_registry().active(["user#customer-9", "user#qa-bot-01"])
+    assert set(active) == {"user#customer-9", "user#qa-bot-01"}
+    until = {registration.expires_at for registration in active.values()}
+    assert len(until) == 1 and until.pop() >= time.time() + 600  # the run's duration plus at least 10 minutes
+    _, run = api(handler, lambda_context, "GET", "/runs/r-reg")
+    assert run["testers_until"] is not None
+
+
+def test_a_run_refuses_to_start_when_the_registry_cannot_register_its_pool(
+    runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flagbridge import runtime
+
+    monkeypatch.setenv("TESTERS_TABLE", "no-such-table")
+    runtime.reset()
+    handler = load_handler("traffic_runs")
+    status, body = api(handler, lambda_context, "POST", "/runs", run_body(target, run_id="r-noreg"))
+    assert (status, body["error"]) == (503, "registry_unavailable")
+    assert api(handler, lambda_context, "GET", "/runs/r-noreg")[0] == 404
+    assert runs_aws["sqs"].receive_message(QueueUrl=runs_aws["queue_url"]).get("Messages") is None
 
 
 # ---- hostile: >= 50 cases per route, never a 5xx ---------------------------------------------------------------

@@ -31,6 +31,7 @@ FUNCTIONS = {
     "MParticleIngestFunction": ("functions/mparticle_ingest/", "mparticle_ingest.lambda_handler"),
     "CdpRouterFunction": ("functions/cdp_router/", "cdp_router.lambda_handler"),
     "DestinationDeliveryFunction": ("functions/destination_delivery/", "destination_delivery.lambda_handler"),
+    "TesterRegistryFunction": ("functions/tester_registry/", "tester_registry.lambda_handler"),
     "TrafficRunsFunction": ("functions/traffic_runs/", "traffic_runs.lambda_handler"),
     "TrafficWorkerFunction": ("functions/traffic_worker/", "traffic_worker.lambda_handler"),
 }
@@ -40,6 +41,9 @@ ROUTES = {
     ("POST", "/mparticle/v2/events"): "MParticleIngestFunction",
     ("POST", "/mparticle/v2/bulkevents"): "MParticleIngestFunction",
     ("POST", "/mparticle/webhook"): "MParticleIngestFunction",
+    ("PUT", "/testers/{trafficType}/{key}"): "TesterRegistryFunction",
+    ("DELETE", "/testers/{trafficType}/{key}"): "TesterRegistryFunction",
+    ("GET", "/testers"): "TesterRegistryFunction",
     ("POST", "/runs"): "TrafficRunsFunction",
     ("GET", "/runs/{id}"): "TrafficRunsFunction",
 }
@@ -358,7 +362,12 @@ def test_queues_are_encrypted_and_tls_only() -> None:
 
 
 def test_tables_are_durable_and_encrypted() -> None:
-    assert set(of_type("AWS::DynamoDB::Table")) == {"ProfilesTable", "DeliveryLedgerTable", "TrafficRunsTable"}
+    assert set(of_type("AWS::DynamoDB::Table")) == {
+        "ProfilesTable",
+        "DeliveryLedgerTable",
+        "TestersTable",
+        "TrafficRunsTable",
+    }
     for name, table in of_type("AWS::DynamoDB::Table").items():
         assert table["DeletionPolicy"] == "Retain", name
         assert table["UpdateReplacePolicy"] == "Retain", name
@@ -379,6 +388,25 @@ def test_delivery_ledger_table_keys_and_ttl() -> None:
     p = props("DeliveryLedgerTable")
     assert p["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert p["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_testers_table_keys_listing_index_and_ttl() -> None:
+    # flagbridge.testers.store.DynamoDBTesterStore: pk/sk strings, the sparse index "by-listing" (listed, pk),
+    # TTL on expires_at (registrations: their expiry; audit entries: their retention).
+    from flagbridge.testers.store import LISTING_INDEX
+
+    p = props("TestersTable")
+    assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    definitions = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
+    assert definitions == {"pk": "S", "sk": "S", "listed": "S"}
+    (index,) = p["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == LISTING_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "listed", "KeyType": "HASH"},
+        {"AttributeName": "pk", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
     assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
@@ -581,13 +609,37 @@ def _get_secret(secret: str) -> tuple[str, str, Any]:
     return ("AWSSecretsManagerGetSecretValuePolicy", "SecretArn", ref(secret))
 
 
+def _inline(name: str) -> list[dict[str, Any]]:
+    """A function's inline policy statements (the SAM templates are checked by ``_templates``)."""
+    return [s for policy in props(name)["Policies"] if "Statement" in policy for s in as_list(policy["Statement"])]
+
+
+def _sam_templates(name: str) -> list[str]:
+    return sorted(json.dumps(policy, sort_keys=True) for policy in props(name)["Policies"] if "Statement" not in policy)
+
+
+TESTERS_LOOKUP = {"Effect": "Allow", "Action": ["dynamodb:BatchGetItem"], "Resource": get_att("TestersTable", "Arn")}
+
+
 def test_expected_function_permissions() -> None:
     assert _templates("ImpressionsWebhookFunction") == _expected(
         _send("ImpressionsQueue"), QUARANTINE_WRITE, _get_secret("WebhookTokenSecret")
     )
-    assert _templates("ImpressionsProcessorFunction") == _expected(
+    assert _sam_templates("ImpressionsProcessorFunction") == _expected(
         ("DynamoDBCrudPolicy", "TableName", ref("ProfilesTable")), QUARANTINE_WRITE
     )
+    # The registry lookups of the processor and the router: BatchGetItem on the testers table, nothing more.
+    assert _inline("ImpressionsProcessorFunction") == [TESTERS_LOOKUP]
+    assert _inline("CdpRouterFunction") == [TESTERS_LOOKUP]
+    # The registry API: registrations and audit entries (a transaction: PutItem, DeleteItem) and the listing index.
+    assert _sam_templates("TesterRegistryFunction") == _expected(_get_secret("TestersApiTokenSecret"))
+    assert _inline("TesterRegistryFunction") == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"],
+            "Resource": [get_att("TestersTable", "Arn"), {"Fn::Sub": "${TestersTable.Arn}/index/by-listing"}],
+        }
+    ]
     assert _templates("ProfileApiFunction") == _expected(
         ("DynamoDBReadPolicy", "TableName", ref("ProfilesTable")), _get_secret("ProfileApiTokenSecret")
     )
@@ -598,7 +650,7 @@ def test_expected_function_permissions() -> None:
         _get_secret("MParticleWebhookAuthSecret"),
     )
     # The router only reads the profiles (tester marks) and may send to every lane, nothing else.
-    assert _templates("CdpRouterFunction") == _expected(
+    assert _sam_templates("CdpRouterFunction") == _expected(
         ("DynamoDBReadPolicy", "TableName", ref("ProfilesTable")),
         QUARANTINE_WRITE,
         *(_send(f"{lane}DestinationQueue") for lane in LANES.values()),
@@ -622,6 +674,7 @@ SECRETS = {
     "MParticleCredentialsSecret": "mparticle-credentials",
     "MParticleWebhookAuthSecret": "mparticle-webhook-auth",
     "SplitSdkKeySecret": "split-sdk-key",
+    "TestersApiTokenSecret": "testers-api-token",
     "TrafficApiTokenSecret": "traffic-api-token",
     "TrafficRunTagKeySecret": "traffic-run-tag-key",
 }
@@ -675,7 +728,12 @@ def test_function_environment() -> None:
     }
     assert env("ImpressionsProcessorFunction") == {
         "PROFILES_TABLE": ref("ProfilesTable"),
+        "TESTERS_TABLE": ref("TestersTable"),
         "QUARANTINE_BUCKET": ref("QuarantineBucket"),
+    }
+    assert env("TesterRegistryFunction") == {
+        "TESTERS_TABLE": ref("TestersTable"),
+        "TESTERS_API_TOKEN_SECRET": ref("TestersApiTokenSecret"),
     }
     assert env("ProfileApiFunction") == {
         "PROFILES_TABLE": ref("ProfilesTable"),
@@ -689,7 +747,11 @@ def test_function_environment() -> None:
     }
     router = env("CdpRouterFunction")
     assert sub_json_map(router.pop("DESTINATION_QUEUES"))  # contents: test_destination_maps_name_exactly_...
-    assert router == {"PROFILES_TABLE": ref("ProfilesTable"), "QUARANTINE_BUCKET": ref("QuarantineBucket")}
+    assert router == {
+        "PROFILES_TABLE": ref("ProfilesTable"),
+        "TESTERS_TABLE": ref("TestersTable"),
+        "QUARANTINE_BUCKET": ref("QuarantineBucket"),
+    }
     delivery = env("DestinationDeliveryFunction")
     assert sub_json_map(delivery.pop("DESTINATION_DLQS"))
     assert delivery == {
@@ -875,11 +937,16 @@ def test_outputs() -> None:
         "AuditEventBusName",
         "WarehouseBucketName",
         "WarehouseDeliveryStreamName",
+        "TestersApiUrl",
+        "TestersTableName",
+        "TestersApiTokenSecretArn",
     } <= set(outputs)
     base = "https://${FlagbridgeHttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
     assert outputs["HttpApiUrl"]["Value"] == {"Fn::Sub": base}
     assert outputs["ImpressionsWebhookUrl"]["Value"] == {"Fn::Sub": f"{base}/split/impressions"}
     assert outputs["ProfileApiUrl"]["Value"] == {"Fn::Sub": f"{base}/profiles"}
+    assert outputs["TestersApiUrl"]["Value"] == {"Fn::Sub": f"{base}/testers"}
+    assert outputs["TestersTableName"]["Value"] == ref("TestersTable")
     # SDKs append /events and /bulkevents to the host they are pointed at.
     assert outputs["MParticleEventsApiHost"]["Value"] == {"Fn::Sub": f"{base}/mparticle/v2"}
     assert outputs["MParticleWebhookUrl"]["Value"] == {"Fn::Sub": f"{base}/mparticle/webhook"}

@@ -206,3 +206,57 @@ def test_a_wrong_stack_name_is_one_line(operator_env: dict[str, str], tmp_path: 
         "error: no stack named 'no-such-stack' in us-east-1 (check --stack and AWS_DEFAULT_REGION)\n"
     )
     assert result.stdout == ""
+
+
+def test_testers_add_list_remove_through_the_same_audited_registry_as_the_api(
+    runner: Bridge, operator_env: dict[str, str], tmp_path: Path
+) -> None:
+    key = f"cli-tester-{uuid.uuid4().hex[:8]}"
+    token = {"Authorization": "Bearer local-testers-token"}
+
+    # add: registered until an hour from now, by the caller's IAM principal
+    result = flagbridge(
+        operator_env, "testers", "add", "user", key, "--for", "1h", "--reason", "cli check", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"registered user {key} as a tester until ")
+    listed = json.loads(flagbridge(operator_env, "--json", "testers", "list", cwd=tmp_path).stdout)["testers"]
+    (mine,) = [tester for tester in listed if tester["key"] == key]
+    assert mine["registeredBy"].startswith("iam:arn:aws:") and mine["reason"] == "cli check"
+    assert 3500 < mine["expiresAtEpoch"] - time.time() <= 3600
+    # the API sees the same registry
+    api = runner.request("GET", "/testers?limit=100", None, token).body["testers"]
+    assert key in [tester["key"] for tester in api]
+
+    # refusals are one line and exit status 2; nothing is written
+    late = flagbridge(
+        operator_env,
+        "testers",
+        "add",
+        "user",
+        key,
+        "--expires-at",
+        "2001-01-01T00:00:00Z",
+        "--reason",
+        "x",
+        cwd=tmp_path,
+    )
+    assert (late.returncode, late.stderr.strip()) == (2, "flagbridge: error: expiresAt must be in the future")
+    bad = flagbridge(operator_env, "testers", "add", "user", key, "--for", "soon", "--reason", "x", cwd=tmp_path)
+    assert bad.returncode == 2 and "--for must be a duration" in bad.stderr
+
+    # remove, then remove again: nothing to remove
+    removed = flagbridge(operator_env, "testers", "remove", "user", key, "--reason", "done", cwd=tmp_path)
+    assert removed.returncode == 0, removed.stderr
+    again = flagbridge(operator_env, "testers", "remove", "user", key, cwd=tmp_path)
+    assert again.returncode == 1 and f"user {key} is not a registered tester" in again.stderr
+
+    # the audit trail: who, when, why of both changes (the refusals wrote nothing)
+    items = client(operator_env, "dynamodb").query(
+        TableName=operator_env["TESTERS_TABLE"],
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"user#{key}"}},
+    )["Items"]
+    audits = sorted((item["at"]["N"], item["action"]["S"], item["reason"]["S"], item["actor"]["S"]) for item in items)
+    assert [(action, reason) for _, action, reason, _ in audits] == [("register", "cli check"), ("remove", "done")]
+    assert all(actor == mine["registeredBy"] for *_, actor in audits)

@@ -54,13 +54,13 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
     paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     modules = set(paths)
-    # importing a.b.c runs a/__init__ and a/b/__init__ first: an edge to every parent package
+    # importing a.b.c runs a/__init__ and a/b/__init__ first: an edge to every parent package, except the
+    # importer's own ancestors (already in sys.modules while it runs: a package's modules may import each other)
     graph = {name: _imports(path, modules) for name, path in paths.items()}
     for name in list(graph):
-        graph[name] = {
-            parent for target in graph[name] for parent in _parents(target) if parent in modules and parent != name
-        } | graph[name]
-        graph[name].discard(name)
+        own = set(_parents(name))
+        parents = {parent for target in graph[name] for parent in _parents(target) if parent in modules}
+        graph[name] = (graph[name] | parents) - own
     return graph
 
 

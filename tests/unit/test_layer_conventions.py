@@ -46,10 +46,10 @@ def test_the_quarantine_sources_keep_their_stored_values() -> None:
     assert f"{QuarantineSource.CDP_ROUTER}/2026" == "cdp-router/2026"
 
 
-def test_every_quarantine_writer_names_its_source_from_the_enum() -> None:
+def test_every_quarantine_writer_and_the_cli_name_sources_from_the_enum() -> None:
     literal_sources = [
-        str(path.relative_to(PACKAGE))
-        for path in PACKAGE.rglob("*.py")
+        str(path.relative_to(ROOT))
+        for path in [*PACKAGE.rglob("*.py"), *(ROOT / "ops").rglob("*.py")]
         for value in QuarantineSource
         if path.name != "quarantine.py" and f'"{value.value}"' in Path(path).read_text(encoding="utf-8")
     ]

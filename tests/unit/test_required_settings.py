@@ -25,6 +25,9 @@ VARIABLES = (
     "FLAGBRIDGE_MPARTICLE_CREDENTIALS",
     "MPARTICLE_WEBHOOK_AUTH_SECRET",
     "FLAGBRIDGE_MPARTICLE_WEBHOOK_AUTH",
+    "TESTERS_TABLE",
+    "TESTERS_API_TOKEN_SECRET",
+    "FLAGBRIDGE_TESTERS_API_TOKEN",
 )
 
 
@@ -47,6 +50,8 @@ FACTORIES: list[tuple[Callable[[], Any], str]] = [
     (runtime.profile_api_token, "PROFILE_API_TOKEN_SECRET is not set"),
     (runtime.mparticle_credentials, "MPARTICLE_CREDENTIALS_SECRET is not set"),
     (runtime.mparticle_webhook_auth, "MPARTICLE_WEBHOOK_AUTH_SECRET is not set"),
+    (runtime.tester_registry, "TESTERS_TABLE is not set"),
+    (runtime.testers_api_tokens, "TESTERS_API_TOKEN_SECRET is not set"),
 ]
 
 
@@ -63,3 +68,9 @@ def test_require_returns_a_set_value() -> None:
     assert Settings.from_environ({"PROFILES_TABLE": "profiles"}).require("profiles_table") == "profiles"
     with pytest.raises(ConfigError, match=r"^PROFILES_TABLE is not set$"):
         Settings.from_environ({}).require("profiles_table")
+
+
+@pytest.mark.usefixtures("bare_environment")
+def test_without_a_testers_table_the_consumers_skip_the_registry() -> None:
+    # the router and the processor run without the registry (nobody is a registered tester), never fail
+    assert runtime.registered_testers() is None

@@ -10,10 +10,9 @@ import json
 import traceback
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
 from flagbridge.errors import ConfigError, EnqueueError, RequestError, StoreError
 from flagbridge.observability import logger
+from flagbridge.routing import HttpRouter, Response
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -29,8 +28,8 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(status, {"error": code, "message": message})
 
 
-def install_error_handlers(app: APIGatewayHttpResolver) -> None:
-    """Map domain exceptions to JSON responses on a Powertools resolver."""
+def install_error_handlers(app: HttpRouter) -> None:
+    """Map domain exceptions to JSON responses on a function's router."""
 
     @app.exception_handler(RequestError)
     def _request_error(exc: RequestError) -> Response:

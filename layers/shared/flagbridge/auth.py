@@ -1,6 +1,7 @@
 """Authentication of every HTTP route, with secrets compared in constant time.
 
-Split's webhook: a shared token (``?token=`` or a header); the profile API: a bearer token. mParticle senders
+Split's webhook: a shared token (``?token=`` or a header); the profile API: a bearer token; the testers API: one
+of several named bearer tokens (the name is the caller in the audit trail). mParticle senders
 are authenticated as mParticle's own endpoints do it. Events API: HTTP Basic with the configured key and secret
 (the official SDKs send exactly this), 401 when the header is missing, 403 when it does not match. Outbound
 webhook: the Authorization header value configured in mParticle's webhook connection, compared verbatim.
@@ -60,6 +61,49 @@ def require_bearer(headers: Mapping[str, str], expected: str) -> None:
         raise RequestError(401, "unauthorized", "missing bearer token: send Authorization: Bearer <token>")
     if not tokens_equal(token.strip(), expected):
         raise RequestError(401, "unauthorized", "invalid bearer token")
+
+
+DEFAULT_TOKEN_NAME = "testers-api-token"
+
+
+def named_tokens(secret_value: str, default_name: str = DEFAULT_TOKEN_NAME) -> dict[str, str]:
+    """The tokens of a secret: a JSON object ``{"<caller name>": "<token>", ...}``, or one token (``default_name``).
+
+    A JSON object with an empty name or a token that is empty or not a string is a ConfigError (never a token).
+    """
+    text = secret_value.strip()
+    if not text.startswith("{"):
+        if not text:
+            raise ConfigError("the token secret is empty")
+        return {default_name: text}
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError("the token secret starts with '{' but is not a JSON object") from exc
+    if not isinstance(document, dict) or not document:
+        raise ConfigError("the token secret must be a non-empty JSON object of caller names to tokens")
+    tokens: dict[str, str] = {}
+    for name, token in document.items():
+        if not name.strip() or not isinstance(token, str) or not token.strip():
+            raise ConfigError("every entry of the token secret needs a caller name and a non-empty string token")
+        tokens[name.strip()] = token.strip()
+    return tokens
+
+
+def require_named_bearer(headers: Mapping[str, str], tokens: Mapping[str, str]) -> str:
+    """``Authorization: Bearer <token>`` against every named token; the name of the one that matched.
+
+    Every token is compared (in constant time), whichever matches, so the time taken does not tell which
+    name, or whether any, was close.
+    """
+    header = headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise RequestError(401, "unauthorized", "missing bearer token: send Authorization: Bearer <token>")
+    matched = [name for name, expected in sorted(tokens.items()) if tokens_equal(token.strip(), expected)]
+    if not matched:
+        raise RequestError(401, "unauthorized", "invalid bearer token")
+    return matched[0]
 
 
 def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:

@@ -4,7 +4,8 @@ Every exception flagbridge raises on purpose derives from :class:`FlagbridgeErro
 general ones are here; those that belong to one module live beside their code: ``BatchFormatError``
 (cdp.batch), ``PlanDocumentError`` (cdp.dataplan), ``BatchRequestError`` (forwarding.ingest),
 ``RetryableDeliveryError`` and ``PermanentDeliveryError`` (forwarding.destinations), ``UndeliverableMessageError``
-and ``DeliveryInProgressError`` (forwarding.delivery), ``ConcurrentUpdateError`` (profiles.store).
+and ``DeliveryInProgressError`` (forwarding.delivery), ``ConcurrentUpdateError`` (profiles.store), ``NotFoundError``
+(routing).
 """
 
 from __future__ import annotations

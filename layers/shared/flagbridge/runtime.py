@@ -7,6 +7,7 @@ runner points every function at moto server. Tests call :func:`reset` between mo
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.runs.stop import DynamoDBVerdictReader
     from flagbridge.runs.store import ManifestStore, RunStore
     from flagbridge.runs.worker import ShardWorker
+    from flagbridge.testers.registry import TesterRegistry
     from flagbridge.traffic.config import TrafficConfig
     from flagbridge.traffic.generator import TrafficGenerator
 
@@ -200,6 +202,35 @@ def profile_api_token() -> str:
     )
 
 
+@cache
+def tester_registry() -> TesterRegistry:
+    """The tester registry (testers API, CLI, test runs write it; the router and the processor read it)."""
+    from flagbridge.testers.registry import TesterRegistry
+    from flagbridge.testers.store import DynamoDBTesterStore
+
+    return TesterRegistry(DynamoDBTesterStore(aws_client("dynamodb"), settings().require("testers_table")))
+
+
+def registered_testers() -> Callable[[Iterable[str]], Mapping[str, Any]] | None:
+    """The bulk lookup of active registrations for the router and the processor; None without TESTERS_TABLE."""
+    return tester_registry().active if settings().testers_table else None
+
+
+def testers_api_tokens() -> dict[str, str]:
+    """The testers API's named bearer tokens (one unnamed token is called ``testers-api-token``)."""
+    from flagbridge.auth import named_tokens
+
+    current = settings()
+    return named_tokens(
+        load_secret(
+            current.testers_api_token_secret,
+            current.testers_api_token,
+            current.secrets_max_age_seconds,
+            "TESTERS_API_TOKEN_SECRET",
+        )
+    )
+
+
 # ---- test runs in AWS (flagbridge.runs) -------------------------------------------------------------------------
 
 
@@ -247,17 +278,9 @@ def run_verdicts() -> DynamoDBVerdictReader | None:
     return DynamoDBVerdictReader(aws_client("dynamodb"), table) if table else None
 
 
-def pool_registrar() -> Any:
-    """The tester registry's ``register_pool`` when this stack has the registry (TESTERS_TABLE), else None."""
-    table = settings().runs_testers_table
-    if not table:
-        return None
-    try:
-        from flagbridge.testers.registry import TesterRegistry  # type: ignore[import-not-found,unused-ignore]
-        from flagbridge.testers.store import DynamoDBTesterStore  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return TesterRegistry(DynamoDBTesterStore(aws_client("dynamodb"), table))
+def pool_registrar() -> TesterRegistry | None:
+    """The tester registry (its ``register_pool``) when this stack has it (TESTERS_TABLE), else None."""
+    return tester_registry() if settings().testers_table else None
 
 
 def stop_parameter_value() -> str:
@@ -344,6 +367,7 @@ def reset() -> None:
         http_client,
         quarantine,
         profile_store,
+        tester_registry,
         get_settings,
         run_store,
         manifest_store,

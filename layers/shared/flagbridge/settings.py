@@ -36,10 +36,14 @@ class Settings(BaseModel):
     # Secrets: the name/ARN of a Secrets Manager secret (AWS) ...
     webhook_token_secret: str = Field(default="", alias="WEBHOOK_TOKEN_SECRET")
     profile_api_token_secret: str = Field(default="", alias="PROFILE_API_TOKEN_SECRET")
+    testers_api_token_secret: str = Field(default="", alias="TESTERS_API_TOKEN_SECRET")
     # ... or, for local development only, the value itself.
     webhook_token: str = Field(default="", alias="FLAGBRIDGE_WEBHOOK_TOKEN", repr=False)
     profile_api_token: str = Field(default="", alias="FLAGBRIDGE_PROFILE_API_TOKEN", repr=False)
+    testers_api_token: str = Field(default="", alias="FLAGBRIDGE_TESTERS_API_TOKEN", repr=False)
     secrets_max_age_seconds: int = Field(default=300, alias="FLAGBRIDGE_SECRETS_MAX_AGE")
+    # The tester registry (both directions read it; empty: no registry, nobody is a registered tester).
+    testers_table: str = Field(default="", alias="TESTERS_TABLE")
     # The CDP direction.
     batches_queue_url: str = Field(default="", alias="BATCHES_QUEUE_URL")
     delivery_ledger_table: str = Field(default="", alias="DELIVERY_LEDGER_TABLE")
@@ -62,7 +66,6 @@ class Settings(BaseModel):
     traffic_api_token: str = Field(default="", alias="FLAGBRIDGE_TRAFFIC_API_TOKEN", repr=False)
     traffic_run_tag_key_secret: str = Field(default="", alias="TRAFFIC_RUN_TAG_KEY_SECRET")
     runs_verdicts_table: str = Field(default="", alias="ORACLE_VERDICTS_TABLE")
-    runs_testers_table: str = Field(default="", alias="TESTERS_TABLE")
 
     def require(self, field: str) -> str:
         """The value of a setting a component cannot work without; ConfigError naming its variable if unset."""

@@ -57,10 +57,11 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from flagbridge.cdp._values import canonical, to_number
 from flagbridge.cdp.batch import EVENT_TYPES, Batch, Event
+from flagbridge.rules import StrictModel
 
 UsersMode = Literal["test_only", "exclude_test", "any"]
 AttributeOp = Literal["equals", "not_equals", "in", "not_in", "exists", "not_exists", "regex", "gt", "gte", "lt", "lte"]
@@ -70,11 +71,7 @@ _MEMO_LIMIT = 4096  # distinct (event type, name) decisions remembered per filte
 _UNKNOWN: Any = object()
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EventTypeRule(_Strict):
+class EventTypeRule(StrictModel):
     """Exact event-type include/exclude lists."""
 
     include: list[str] | None = None
@@ -89,14 +86,14 @@ class EventTypeRule(_Strict):
         return value
 
 
-class EventNameRule(_Strict):
+class EventNameRule(StrictModel):
     """Wildcard (fnmatch, case-sensitive) event-name include/exclude lists."""
 
     include: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
 
 
-class AttributePredicate(_Strict):
+class AttributePredicate(StrictModel):
     """One condition on an event custom attribute."""
 
     attribute: str = Field(min_length=1)
@@ -127,7 +124,7 @@ class AttributePredicate(_Strict):
         return self
 
 
-class Filter(_Strict):
+class Filter(StrictModel):
     """A destination's filter; see the module docstring for the exact semantics."""
 
     users: UsersMode | None = Field(

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
-from flagbridge.cdp.config import CdpConfig, DestinationType
+from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationType
 from flagbridge.cdp.dataplan import PlanOutcome
 from flagbridge.cdp.filters import SENT, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
@@ -170,6 +170,7 @@ def route_batch(
     marked_identities: Container[tuple[str, str]] = (),
     now_ms: int = 0,
     test_users: TestUserResolver | Sequence[TestUserRule] | TestUsersConfig | None = None,
+    registered_identities: Container[tuple[str, str]] = (),
 ) -> RoutingResult:
     """Validate, classify, filter and fan out one mParticle batch.
 
@@ -187,6 +188,8 @@ def route_batch(
         The shared test-user rules (``BridgeConfig.test_users``), or a prebuilt
         :class:`TestUserResolver` (preferred: build it once per configuration). None means no rules:
         nobody is a tester.
+    registered_identities
+        ``(identity_type, value)`` pairs the tester registry holds (testers after the rules).
 
     Returns
     -------
@@ -201,7 +204,7 @@ def route_batch(
     validator, destinations = config.route_plan
     outcome = validator.validate(normalised)
     resolver = test_users if isinstance(test_users, TestUserResolver) else _resolver(test_users)
-    test_user = resolver.resolve(normalised, marked_identities)
+    test_user = resolver.resolve(normalised, marked_identities, registered_identities)
     is_test = test_user.is_test_user
     surviving: Batch | None = outcome.batch
     all_events = normalised.events  # all_events[i].index == i: malformed batches never get here
@@ -245,58 +248,15 @@ def route_batch(
             counts=counts,
         )
 
-    surviving_events = surviving.events
     for destination in destinations:
-        name = destination.name
-        compiled = destination.filter
-        batch_reason = compiled.batch_reason(environment, is_test)
-        passing: list[Event] = []
-        uniform: str | None = None  # the reason of every event, when they all share one
-        if batch_reason is not None and not dropped_events:
-            dest_reasons = [batch_reason] * n_events
-            uniform = batch_reason
-        elif not dropped_events and not compiled.has_event_rules:
-            passing = list(surviving_events)
-            dest_reasons = [SENT] * n_events
-            uniform = SENT
-        else:
-            dest_reasons = []
-            event_reason = compiled.event_reason
-            for event in surviving_events:
-                while len(dest_reasons) < event.index:  # events the plan dropped
-                    dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
-                if batch_reason is not None:
-                    dest_reasons.append(batch_reason)
-                    continue
-                filtered = event_reason(event)
-                if filtered is None:
-                    passing.append(event)
-                    dest_reasons.append(SENT)
-                else:
-                    dest_reasons.append(filtered)
-            while len(dest_reasons) < n_events:
-                dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
-
-        mapper = destination.split
-        if mapper is not None:
-            if passing:
-                uniform = None  # Split rejections may rewrite reasons
-                _route_split(name, mapper, surviving, passing, now_ms, dest_reasons, payloads, split_rejections)
-                for rejection in split_rejections.get(name, ()):
-                    if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
-                        quarantine.append(_split_quarantine(name, surviving, rejection))
-        elif passing or (not all_events and batch_reason is None):
-            payloads[name] = DestinationPayload(
-                name, destination.type, [e.index for e in passing], batch=surviving.to_dict(passing)
-            )
-        reasons[name] = dest_reasons
-        if uniform is not None:
-            counts[name] = {uniform: n_events} if n_events else {}
-        else:
-            tally: dict[str, int] = {}
-            for reason in dest_reasons:
-                tally[reason] = tally.get(reason, 0) + 1
-            counts[name] = tally
+        reasons[destination.name], counts[destination.name] = _route_destination(
+            destination,
+            surviving,
+            n_events,
+            dropped_events,
+            (environment, is_test, now_ms),
+            (payloads, quarantine, split_rejections),
+        )
 
     return RoutingResult(
         batch=normalised,
@@ -308,6 +268,72 @@ def route_batch(
         split_rejections=split_rejections,
         counts=counts,
     )
+
+
+def _route_destination(
+    destination: CompiledDestination,
+    surviving: Batch,
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    context: tuple[str, bool, int],
+    out: tuple[dict[str, DestinationPayload], list[QuarantineRecord], dict[str, list[SplitRejection]]],
+) -> tuple[list[str], dict[str, int]]:
+    """Filter one destination's events of the batch the plan left; its payload, quarantine and Split rejections
+    go to ``out``. Returns the reason of every event (by index) and their counts.
+
+    ``context`` is the batch's ``(environment, is_test, now_ms)``.
+    """
+    environment, is_test, now_ms = context
+    payloads, quarantine, split_rejections = out
+    name = destination.name
+    compiled = destination.filter
+    surviving_events = surviving.events
+    batch_reason = compiled.batch_reason(environment, is_test)
+    passing: list[Event] = []
+    uniform: str | None = None  # the reason of every event, when they all share one
+    if batch_reason is not None and not dropped_events:
+        dest_reasons = [batch_reason] * n_events
+        uniform = batch_reason
+    elif not dropped_events and not compiled.has_event_rules:
+        passing = list(surviving_events)
+        dest_reasons = [SENT] * n_events
+        uniform = SENT
+    else:
+        dest_reasons = []
+        event_reason = compiled.event_reason
+        for event in surviving_events:
+            while len(dest_reasons) < event.index:  # events the plan dropped
+                dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+            if batch_reason is not None:
+                dest_reasons.append(batch_reason)
+                continue
+            filtered = event_reason(event)
+            if filtered is None:
+                passing.append(event)
+                dest_reasons.append(SENT)
+            else:
+                dest_reasons.append(filtered)
+        while len(dest_reasons) < n_events:
+            dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+
+    mapper = destination.split
+    if mapper is not None:
+        if passing:
+            uniform = None  # Split rejections may rewrite reasons
+            _route_split(name, mapper, surviving, passing, now_ms, dest_reasons, payloads, split_rejections)
+            for rejection in split_rejections.get(name, ()):
+                if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
+                    quarantine.append(_split_quarantine(name, surviving, rejection))
+    elif passing or (not n_events and batch_reason is None):
+        payloads[name] = DestinationPayload(
+            name, destination.type, [e.index for e in passing], batch=surviving.to_dict(passing)
+        )
+    if uniform is not None:
+        return dest_reasons, ({uniform: n_events} if n_events else {})
+    tally: dict[str, int] = {}
+    for reason in dest_reasons:
+        tally[reason] = tally.get(reason, 0) + 1
+    return dest_reasons, tally
 
 
 def _route_split(

@@ -18,6 +18,10 @@ CDP side they are evaluated in order against one batch; the first matching rule 
 - ``label`` and ``flag_treatment`` are Split-side rules (they need an impression); they never match a
   CDP batch.
 
+After the configured rules, the tester registry: one of the batch's ``(identity_type, value)`` pairs is in
+``registered_identities`` (looked up by the caller in bulk, like the profile marks; see
+:mod:`flagbridge.testers.registry`). The decision names the rule ``tester-registry``.
+
 Reasons never contain identity values (they end up in logs): they name the rule and identity type.
 """
 
@@ -39,6 +43,7 @@ from flagbridge.rules import (
     TestUsersConfig,
     UserAttributeRule,
 )
+from flagbridge.testers.registry import REGISTRY_RULE
 
 _TRUTHY_TEXT = frozenset({"true", "yes", "1"})
 
@@ -98,7 +103,12 @@ class TestUserResolver:
         """Whether any rule needs the profile-mark lookup (callers can skip the DynamoDB read otherwise)."""
         return any(kind == "profile_mark" for kind, _, _ in self._checks)
 
-    def resolve(self, batch: Batch, marked_identities: Container[tuple[str, str]] = ()) -> TestUserDecision:
+    def resolve(
+        self,
+        batch: Batch,
+        marked_identities: Container[tuple[str, str]] = (),
+        registered_identities: Container[tuple[str, str]] = (),
+    ) -> TestUserDecision:
         """Decide whether ``batch``'s user is a tester.
 
         Parameters
@@ -108,6 +118,8 @@ class TestUserResolver:
         marked_identities
             ``(identity_type, value)`` pairs the profile store marks as testers (only the batch's own
             identities need to be present; see :func:`profile_lookup_keys`).
+        registered_identities
+            ``(identity_type, value)`` pairs the tester registry holds (not expired), checked after the rules.
 
         Returns
         -------
@@ -118,6 +130,10 @@ class TestUserResolver:
             reason = _MATCHERS[kind](batch, spec, marked_identities)
             if reason is not None:
                 return TestUserDecision(True, name, f"{kind} rule '{name}' matched {reason}")
+        if registered_identities:
+            for pair in batch.identities:
+                if pair in registered_identities:
+                    return TestUserDecision(True, REGISTRY_RULE, f"tester registry matched identity {pair[0]}")
         return _NOT_TEST
 
 

@@ -64,8 +64,6 @@ from flagbridge.forwarding.ledger import TRANSACTION_LIMIT, Ledger
 from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import MessageSender, QueueRecord
 
-QUARANTINE_SOURCE = QuarantineSource.DESTINATION_DELIVERY  # (the name the operator CLI imports)
-
 # The retry policy's default budget (RetryPolicy.budget_seconds): do not start a request with less time left.
 REQUEST_RESERVE_SECONDS = 25.0
 
@@ -247,7 +245,7 @@ class DeliveryService:
         try:
             put_message(
                 self._quarantine,
-                QUARANTINE_SOURCE,
+                QuarantineSource.DESTINATION_DELIVERY,
                 record.message_id,
                 reason="undeliverable",
                 detail=str(error),

@@ -27,7 +27,6 @@ from flagbridge.quarantine import Quarantine, QuarantineSource
 from flagbridge.queues import MAX_MESSAGE_BYTES, MessageSender
 
 IngestSource = Literal["events_api", "bulk_events_api", "webhook", "queue"]
-QUARANTINE_SOURCE = QuarantineSource.MPARTICLE_BATCHES  # (the name the operator CLI imports)
 MAX_BULK_BATCHES = 100
 # mParticle batches nest about ten levels (batch > events > data > product_action > products > attributes).
 MAX_NESTING_DEPTH = 64
@@ -150,10 +149,10 @@ def ingest_batches(
         result.accepted = len(bodies)
     if rejected:
         quarantine.put(
-            QUARANTINE_SOURCE,
+            QuarantineSource.MPARTICLE_BATCHES,
             request_id,
             {
-                "source": QUARANTINE_SOURCE,
+                "source": QuarantineSource.MPARTICLE_BATCHES,
                 "ingest": source,
                 "request_id": request_id,
                 "received_at": received_at,

@@ -1,7 +1,8 @@
 """The router consumer: batches queue -> plan, testers, filters -> per-destination queues.
 
 For each SQS batch: decode every message (our ingest envelope, or a raw mParticle batch sent straight
-to the queue), look up profile test-user marks for all identities at once, route each batch with
+to the queue), look up profile test-user marks and the tester registry for all identities at once (one
+bulk read each per SQS batch), route each batch with
 :func:`flagbridge.cdp.router.route_batch`, then make the outcome durable: one message per destination
 on that destination's own queue (so a slow or failing destination never holds up another), blocked or
 unsendable data in the quarantine with its reasons, and the decision log (every event x destination,
@@ -29,8 +30,8 @@ from flagbridge.errors import ConfigError
 from flagbridge.profiles.model import TestMark
 from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import MessageSender, QueueRecord, batch_item_failures
+from flagbridge.testers.registry import REGISTRY_RULE, RegistryLookup
 
-QUARANTINE_SOURCE = QuarantineSource.CDP_ROUTER  # (the name the operator CLI imports)
 DECISION_LOG_SOURCE = "decision-log"
 
 MarkLookup = Callable[[Iterable[str]], dict[str, TestMark]]
@@ -94,6 +95,7 @@ class RouterService:
         destination_sender: Callable[[str], MessageSender],
         quarantine: Quarantine,
         clock_ms: Callable[[], int] | None = None,
+        lookup_registered: RegistryLookup | None = None,
     ) -> None:
         if config.cdp is None:
             raise ConfigError("the configuration has no 'cdp' section: nothing to route")
@@ -101,6 +103,8 @@ class RouterService:
         self._cdp = config.cdp
         self._resolver = TestUserResolver(config.test_users)
         self._lookup_marks = lookup_marks
+        self._lookup_registered = lookup_registered
+        self._uses_marks = any(rule.type == "profile_mark" for rule in config.test_users.rules)
         self._destination_sender = destination_sender
         self._quarantine = quarantine
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
@@ -124,11 +128,11 @@ class RouterService:
                 decoded.append((record, *item))
         if not decoded:
             return result
-        marked = self._marked_identities([batch for _, batch, _ in decoded])
+        marked, registered = self._testers([batch for _, batch, _ in decoded])
         now_ms = self._clock_ms()
         for record, batch, meta in decoded:
             try:
-                routed = route_batch(batch, self._cdp, marked, now_ms, self._resolver)
+                routed = route_batch(batch, self._cdp, marked, now_ms, self._resolver, registered)
                 self._persist(routed, meta, result)
             except Exception:
                 result.failed_message_ids.append(record.message_id)
@@ -137,18 +141,29 @@ class RouterService:
             result.add_counts(routed.counts)
         return result
 
-    def _marked_identities(self, batches: list[Batch]) -> set[tuple[str, str]]:
-        if not any(rule.type == "profile_mark" for rule in self._config.test_users.rules):
-            return set()
-        pairs = profile_lookup_keys(batches)
+    def _testers(self, batches: list[Batch]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """The identities of the SQS batch with a profile mark, and those the tester registry holds.
+
+        One bulk read each for all the batch's identities (mapped to profile user ids through the identity
+        mapping), never one per event. Marks that came from the registry are left to the registry itself, so
+        removing a tester takes effect at once on this side.
+        """
+        if not self._uses_marks and self._lookup_registered is None:
+            return set(), set()
         by_user: dict[str, tuple[str, str]] = {}
-        for identity_type, value in pairs:
+        for identity_type, value in profile_lookup_keys(batches):
             for traffic_type in self._traffic_types.get(identity_type, ()):
                 by_user[f"{traffic_type}#{value}"] = (identity_type, value)
         if not by_user:
-            return set()
-        marks = self._lookup_marks(by_user)
-        return {by_user[user] for user in marks}
+            return set(), set()
+        marked: set[tuple[str, str]] = set()
+        if self._uses_marks:
+            marks = self._lookup_marks(by_user)
+            marked = {by_user[user] for user, mark in marks.items() if mark.rule != REGISTRY_RULE}
+        registered: set[tuple[str, str]] = set()
+        if self._lookup_registered is not None:
+            registered = {by_user[user] for user in self._lookup_registered(by_user)}
+        return marked, registered
 
     def _decode(self, record: QueueRecord, result: RouterResult) -> tuple[Batch, dict[str, Any]] | None:
         reason, detail = "", ""
@@ -170,7 +185,7 @@ class RouterService:
                 reason, detail = "invalid_batch", "; ".join(exc.errors[:20])
         put_message(
             self._quarantine,
-            QUARANTINE_SOURCE,
+            QuarantineSource.CDP_ROUTER,
             record.message_id,
             reason=reason,
             detail=detail,
@@ -188,10 +203,10 @@ class RouterService:
         object_id = _object_id(routed.batch_key)
         if routed.quarantine:
             self._quarantine.put(
-                QUARANTINE_SOURCE,
+                QuarantineSource.CDP_ROUTER,
                 object_id,
                 {
-                    "source": QUARANTINE_SOURCE,
+                    "source": QuarantineSource.CDP_ROUTER,
                     "batch_key": routed.batch_key,
                     "ingest": meta,
                     "items": [

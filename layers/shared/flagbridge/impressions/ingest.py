@@ -35,8 +35,6 @@ from flagbridge.impressions.records import FIELD_LIST, MESSAGE_VERSION
 from flagbridge.quarantine import Quarantine, QuarantineSource
 from flagbridge.queues import MessageSender, envelope_parts, pack_records
 
-QUARANTINE_SOURCE = QuarantineSource.SPLIT_IMPRESSIONS  # (the name the operator CLI imports)
-
 
 @dataclass
 class IngestResult:
@@ -213,10 +211,10 @@ def _store(
         for rejection in rejected:
             result.reasons[rejection["reason"]] = result.reasons.get(rejection["reason"], 0) + 1
         result.quarantine_key = quarantine.put(
-            QUARANTINE_SOURCE,
+            QuarantineSource.SPLIT_IMPRESSIONS,
             request_id,
             {
-                "source": QUARANTINE_SOURCE,
+                "source": QuarantineSource.SPLIT_IMPRESSIONS,
                 "request_id": request_id,
                 "received_at": received_at,
                 "items": rejected,

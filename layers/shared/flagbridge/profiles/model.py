@@ -129,20 +129,18 @@ def merge_impressions(
     config: ProfilesConfig,
     now_ms: int,
 ) -> MergeOutcome:
-    """Fold impressions of a single (user, flag) into ``state``; pure and idempotent."""
-    return merge_rows(state, [row_of(impression) for impression in impressions], config, now_ms)
-
-
-def merge_rows(state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int) -> MergeOutcome:
-    """:func:`merge_impressions` of impressions given as :data:`~flagbridge.impressions.records.Row` tuples."""
-    merged, new_impressions, duplicates = merge_rows_fast(state, rows, config, now_ms)
+    """Fold impressions of a single (user, flag) into ``state``; pure and idempotent (:func:`merge_rows`)."""
+    merged, new_impressions, duplicates = merge_rows(
+        state, [row_of(impression) for impression in impressions], config, now_ms
+    )
     return _built(MergeOutcome, {"state": merged, "new_impressions": new_impressions, "duplicates": duplicates})
 
 
-def merge_rows_fast(
+def merge_rows(  # noqa: C901 (hot path: the merge, flattened (make bench); hypothesis-tested)
     state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
 ) -> tuple[FlagState | None, int, int]:
-    """:func:`merge_rows` as ``(state, new_impressions, duplicates)``, for the processor's loop."""
+    """The merge: fold one (user, flag)'s impressions, as :data:`~flagbridge.impressions.records.Row` tuples, into
+    ``state``; returns ``(state, new_impressions, duplicates)`` (a plain tuple: the processor's loop unpacks it)."""
     if state is None and len(rows) == 1:
         return _first_impression(rows[0], now_ms)  # the common case, without the general bookkeeping
     seen = dict(state.seen) if state else {}
@@ -259,7 +257,7 @@ def merge_rows_fast(
 
 
 def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:
-    """``merge_rows_fast(None, [row], ...)``: a new state holding one exposure (see :func:`_built`)."""
+    """``merge_rows(None, [row], ...)``: a new state holding one exposure (see :func:`_built`)."""
     key, flag, treatment, time, label, version, environment, environment_id, bucketing_key, _, traffic_type, _ = row
     material = (
         f"{environment_id or environment}\x1f{treatment}\x1f{time}"
@@ -322,7 +320,12 @@ def _prune(seen: dict[str, int], floor: int, newest: int, config: ProfilesConfig
 
 @dataclass(frozen=True)
 class TestMark:
-    """A user's test-user status: which rule marked them and when."""
+    """A user's test-user status: which rule marked them and when (epoch ms), and until when for a mark that
+    came from the tester registry (``expires_at``, epoch ms; None: a configured rule's mark, for good)."""
 
     rule: str
     marked_at: int
+    expires_at: int | None = None
+
+    def active(self, now_ms: int) -> bool:
+        return self.expires_at is None or self.expires_at > now_ms

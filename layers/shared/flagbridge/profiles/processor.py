@@ -3,7 +3,9 @@
 Per SQS batch: decode every message (version 2, what the webhook writes, or version 1 from before: see
 :mod:`flagbridge.impressions.records`), group impressions by (user, flag), bulk-read the current states
 and test-user marks, merge in memory, then write each changed (user, flag) once, in parallel. So the
-number of DynamoDB write requests never exceeds the distinct (user, flag) pairs of the batch.
+number of DynamoDB write requests never exceeds the distinct (user, flag) pairs of the batch. The batch's
+users are looked up in the tester registry in one bulk read too: a registered tester no rule marks gets a
+mark that expires with the registration (:mod:`flagbridge.testers.registry`).
 
 Partial failures: if a pair cannot be written, every message that contributed to it is reported as a
 batch item failure and redelivered; pairs already written recognise the redelivered impressions as
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
@@ -26,15 +28,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flagbridge.errors import StoreError
 from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
-from flagbridge.profiles.model import TestMark, merge_rows_fast
+from flagbridge.profiles.model import TestMark, merge_rows
 from flagbridge.profiles.store import ConcurrentUpdateError, ProfileStore
 from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import QueueRecord, batch_item_failures
+from flagbridge.testers.registry import REGISTRY_RULE, RegistryLookup
 
 if TYPE_CHECKING:
     from flagbridge.config import BridgeConfig
 
-QUARANTINE_SOURCE = QuarantineSource.IMPRESSIONS_PROCESSOR  # (the name the operator CLI imports)
 MAX_CONFLICT_RETRIES = 8
 
 
@@ -94,6 +96,29 @@ def _run_concurrently(
     return outcomes
 
 
+def _failed_messages(
+    items: list[tuple[tuple[str, str], list[Row]]],
+    outcomes: list[Any],
+    mark_of: dict[tuple[str, str], TestMark],
+    decoded: list[tuple[str, list[Row]]],
+    result: ProcessResult,
+) -> set[str]:
+    """Every message that contributed to a pair not written (counting the users marked on the way)."""
+    failed_pairs: set[tuple[str, str]] = set()
+    for (pair, _), outcome in zip(items, outcomes, strict=True):
+        if type(outcome) is not tuple:
+            failed_pairs.add(pair)
+        elif outcome[3] and pair in mark_of:
+            result.users_marked += 1
+    if not failed_pairs:
+        return set()
+    return {
+        message_id
+        for message_id, rows in decoded
+        if any((f"{row[10]}#{row[0]}", row[1]) in failed_pairs for row in rows)
+    }
+
+
 class ImpressionProcessor:
     """Applies batches of queued impressions to the profile store."""
 
@@ -104,12 +129,14 @@ class ImpressionProcessor:
         config: BridgeConfig,
         clock_ms: Callable[[], int] | None = None,
         max_workers: int = 16,
+        lookup_registered: RegistryLookup | None = None,
     ) -> None:
         self._store = store
         self._quarantine = quarantine
         self._config = config
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._max_workers = max_workers
+        self._lookup_registered = lookup_registered
         self._pool: ThreadPoolExecutor | None = None
 
     def _threads(self) -> ThreadPoolExecutor:
@@ -120,6 +147,76 @@ class ImpressionProcessor:
 
     def process(self, records: Sequence[QueueRecord]) -> ProcessResult:
         result = ProcessResult()
+        groups, decoded, wanted_marks, undecodable_failed = self._read(records, result)
+        result.pairs = len(groups)
+        if not groups:
+            result.failed_message_ids = [r.message_id for r in records if r.message_id in undecodable_failed]
+            return result
+
+        registered = self._registered({user for user, _ in groups}, wanted_marks)
+        states, marks = self._store.load(list(groups), sorted({*wanted_marks, *registered}))
+        new_marks = {
+            user: TestMark(rule=rule, marked_at=self._clock_ms())
+            for user, (_, rule) in wanted_marks.items()
+            if user not in marks or marks[user].expires_at is not None  # a rule's mark outlasts a registry's
+        }
+        for user, expires_ms in registered.items():
+            existing = marks.get(user)
+            if existing is None or (existing.expires_at is not None and existing.expires_at != expires_ms):
+                new_marks[user] = TestMark(rule=REGISTRY_RULE, marked_at=self._clock_ms(), expires_at=expires_ms)
+        # Attach each new mark to exactly one of its user's pair writes.
+        mark_of: dict[tuple[str, str], TestMark] = {}
+        marked_users: set[str] = set()
+        if new_marks:
+            for pair in groups:
+                if pair[0] in new_marks and pair[0] not in marked_users:
+                    marked_users.add(pair[0])
+                    mark_of[pair] = new_marks[pair[0]]
+        profiles, save = self._config.profiles, self._store.save
+        now_ms = self._clock_ms()  # the batch's merge time (each retry after a conflict reads the clock again)
+
+        def apply(item: tuple[tuple[str, str], list[Row]]) -> tuple[int, int, int, bool]:
+            pair, rows = item
+            mark = mark_of.get(pair) if mark_of else None
+            merged, new, duplicates = merge_rows(states.get(pair), rows, profiles, now_ms)
+            if new and merged is not None:
+                try:
+                    save(merged, mark)  # the usual outcome, without the retry loop
+                    return new, duplicates, 0, True
+                except ConcurrentUpdateError:
+                    return self._apply_group(pair, rows, mark, conflicts=1)
+            if mark is not None:
+                self._store.save_mark(pair[0], mark)
+                return 0, duplicates, 0, True
+            return 0, duplicates, 0, False
+
+        items = list(groups.items())
+        outcomes = _run_concurrently(apply, items, self._max_workers, self._threads)
+        applied = [outcome for outcome in outcomes if type(outcome) is tuple]  # the others are exceptions
+        if applied:  # summed field by field
+            news, duplicates, conflicts, wrote = zip(*applied, strict=True)
+            result.new_impressions, result.duplicates, result.conflicts = sum(news), sum(duplicates), sum(conflicts)
+            result.writes = sum(wrote) + result.conflicts
+        failed = set(undecodable_failed)
+        if len(applied) != len(outcomes) or mark_of:
+            failed |= _failed_messages(items, outcomes, mark_of, decoded, result)
+        result.failed_message_ids = [r.message_id for r in records if r.message_id in failed]
+        return result
+
+    def _registered(self, users: set[str], ruled: Mapping[str, object]) -> dict[str, int]:
+        """Users of the batch the tester registry holds (one bulk read) and no rule marks: user -> expiry, epoch ms."""
+        if self._lookup_registered is None or not users:
+            return {}
+        found = self._lookup_registered(users)
+        return {user: registration.expires_at * 1000 for user, registration in found.items() if user not in ruled}
+
+    def _read(
+        self, records: Sequence[QueueRecord], result: ProcessResult
+    ) -> tuple[
+        defaultdict[tuple[str, str], list[Row]], list[tuple[str, list[Row]]], dict[str, tuple[int, str]], set[str]
+    ]:
+        """Decode the batch: impressions grouped by (user, flag) in batch order, each readable message's impressions,
+        the test-user mark each user's earliest matching impression asks for, and the messages to retry."""
         groups: defaultdict[tuple[str, str], list[Row]] = defaultdict(list)  # (user, flag) -> its impressions
         decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
         wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
@@ -144,64 +241,7 @@ class ImpressionProcessor:
                     current = wanted_marks.get(user_id)
                     if current is None or candidate < current:
                         wanted_marks[user_id] = candidate
-        result.pairs = len(groups)
-        if not groups:
-            result.failed_message_ids = [r.message_id for r in records if r.message_id in undecodable_failed]
-            return result
-
-        states, marks = self._store.load(list(groups), sorted(wanted_marks))
-        new_marks = {
-            user: TestMark(rule=rule, marked_at=self._clock_ms())
-            for user, (_, rule) in wanted_marks.items()
-            if user not in marks
-        }
-        # Attach each new mark to exactly one of its user's pair writes.
-        mark_of: dict[tuple[str, str], TestMark] = {}
-        marked_users: set[str] = set()
-        if new_marks:
-            for pair in groups:
-                if pair[0] in new_marks and pair[0] not in marked_users:
-                    marked_users.add(pair[0])
-                    mark_of[pair] = new_marks[pair[0]]
-        profiles, save = self._config.profiles, self._store.save
-        now_ms = self._clock_ms()  # the batch's merge time (each retry after a conflict reads the clock again)
-
-        def apply(item: tuple[tuple[str, str], list[Row]]) -> tuple[int, int, int, bool]:
-            pair, rows = item
-            mark = mark_of.get(pair) if mark_of else None
-            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, profiles, now_ms)
-            if new and merged is not None:
-                try:
-                    save(merged, mark)  # the usual outcome, without the retry loop
-                    return new, duplicates, 0, True
-                except ConcurrentUpdateError:
-                    return self._apply_group(pair, rows, mark, conflicts=1)
-            if mark is not None:
-                self._store.save_mark(pair[0], mark)
-                return 0, duplicates, 0, True
-            return 0, duplicates, 0, False
-
-        items = list(groups.items())
-        outcomes = _run_concurrently(apply, items, self._max_workers, self._threads)
-        applied = [outcome for outcome in outcomes if type(outcome) is tuple]  # the others are exceptions
-        if applied:  # summed field by field
-            news, duplicates, conflicts, wrote = zip(*applied, strict=True)
-            result.new_impressions, result.duplicates, result.conflicts = sum(news), sum(duplicates), sum(conflicts)
-            result.writes = sum(wrote) + result.conflicts
-        failed_pairs: set[tuple[str, str]] = set()
-        if len(applied) != len(outcomes) or mark_of:
-            for (pair, _), outcome in zip(items, outcomes, strict=True):
-                if type(outcome) is not tuple:
-                    failed_pairs.add(pair)
-                elif outcome[3] and pair in mark_of:
-                    result.users_marked += 1
-        failed = set(undecodable_failed)
-        if failed_pairs:  # every message that contributed to a pair not written
-            for message_id, rows in decoded:
-                if any((f"{row[10]}#{row[0]}", row[1]) in failed_pairs for row in rows):
-                    failed.add(message_id)
-        result.failed_message_ids = [r.message_id for r in records if r.message_id in failed]
-        return result
+        return groups, decoded, wanted_marks, undecodable_failed
 
     def _apply_group(
         self, pair: tuple[str, str], rows: list[Row], mark: TestMark | None, conflicts: int
@@ -211,7 +251,7 @@ class ImpressionProcessor:
             states, _ = self._store.load([pair], [])
             if conflicts >= MAX_CONFLICT_RETRIES:
                 raise ConcurrentUpdateError(pair[0])
-            merged, new, duplicates = merge_rows_fast(states.get(pair), rows, self._config.profiles, self._clock_ms())
+            merged, new, duplicates = merge_rows(states.get(pair), rows, self._config.profiles, self._clock_ms())
             if not new or merged is None:
                 if mark is not None:
                     self._store.save_mark(pair[0], mark)
@@ -240,6 +280,13 @@ class ImpressionProcessor:
             body: Any = json.loads(record.body)
         except ValueError:
             body = record.body
-        put_message(self._quarantine, QUARANTINE_SOURCE, record.message_id, reason=reason, detail=detail, item=body)
+        put_message(
+            self._quarantine,
+            QuarantineSource.IMPRESSIONS_PROCESSOR,
+            record.message_id,
+            reason=reason,
+            detail=detail,
+            item=body,
+        )
         result.quarantined_messages += 1
         return None

@@ -1,7 +1,8 @@
 """DynamoDB persistence of profiles (single table, low-level client for speed).
 
 Layout: partition ``pk = "{traffic_type}#{key}"``; sort key ``FLAG#{flag}`` for each flag's exposure
-state and ``META`` for the user's test-user mark. Writes are conditional on the revision read
+state and ``META`` for the user's test-user mark (with ``mark_expires_at`` when it came from the tester registry:
+an expired mark reads as none). Writes are conditional on the revision read
 (optimistic concurrency) so concurrent processors never lose an update: a loser re-reads and re-merges.
 A new test-user mark is written in the same transaction as one of that user's flag writes, so a batch
 never issues more write requests than it has distinct (user, flag) pairs.
@@ -157,19 +158,32 @@ def item_to_state(item: dict[str, Any]) -> FlagState:
 
 
 def mark_to_item(user_id: str, mark: TestMark) -> dict[str, Any]:
-    return {
+    item = {
         "pk": _s(user_id),
         "sk": _s(META_SK),
         "test_user": {"BOOL": True},
         "test_rule": _s(mark.rule),
         "marked_at": _n(mark.marked_at),
     }
+    if mark.expires_at is not None:
+        item["mark_expires_at"] = _n(mark.expires_at)
+    return item
 
 
-def item_to_mark(item: dict[str, Any]) -> TestMark | None:
+def item_to_mark(item: dict[str, Any], now_ms: int | None = None) -> TestMark | None:
+    """The item's mark; None without one, or when it has expired (a mark from the tester registry) at ``now_ms``."""
     if not item.get("test_user", {}).get("BOOL"):
         return None
-    return TestMark(rule=_get_s(item, "test_rule") or "", marked_at=_get_n(item, "marked_at") or 0)
+    mark = TestMark(
+        rule=_get_s(item, "test_rule") or "",
+        marked_at=_get_n(item, "marked_at") or 0,
+        expires_at=_get_n(item, "mark_expires_at"),
+    )
+    return mark if now_ms is None or mark.active(now_ms) else None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 # ---- the store -----------------------------------------------------------------------------------
@@ -191,10 +205,11 @@ class DynamoDBProfileStore:
         keys += [{"pk": _s(user), "sk": _s(META_SK)} for user in users]
         states: dict[tuple[str, str], FlagState] = {}
         marks: dict[str, TestMark] = {}
+        now_ms = _now_ms()
         for item in self._batch_get(keys):
             sk = item["sk"]["S"]
             if sk == META_SK:
-                mark = item_to_mark(item)
+                mark = item_to_mark(item, now_ms)  # an expired mark is no mark
                 if mark is not None:
                     marks[item["pk"]["S"]] = mark
             else:
@@ -276,5 +291,5 @@ class DynamoDBProfileStore:
         if not items:
             return None
         flags = [item_to_state(item) for item in items if item["sk"]["S"].startswith(FLAG_PREFIX)]
-        mark = next((item_to_mark(item) for item in items if item["sk"]["S"] == META_SK), None)
+        mark = next((item_to_mark(item, _now_ms()) for item in items if item["sk"]["S"] == META_SK), None)
         return flags, mark

@@ -16,6 +16,7 @@ def profile_document(traffic_type: str, key: str, flags: list[FlagState], mark: 
             "isTestUser": mark is not None,
             "rule": mark.rule if mark else None,
             "markedAt": mark.marked_at if mark else None,
+            "expiresAt": mark.expires_at if mark else None,
         },
         "flags": {
             state.flag: {

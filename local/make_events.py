@@ -25,6 +25,7 @@ LOCAL_TESTERS_TOKEN = "local-testers-token"
 TESTER_EXPIRES_AT = "2026-01-08T00:00:00Z"  # a week after FIXED_NOW: handler tests run the registry at FIXED_NOW
 LOCAL_MPARTICLE_KEY, LOCAL_MPARTICLE_SECRET = "local-mparticle-key", "local-mparticle-secret"
 LOCAL_MPARTICLE_WEBHOOK_AUTH = "Bearer local-mparticle-webhook"
+LOCAL_ORACLE_TOKEN = "local-oracle-token"
 LANES = ("split", "analytics", "warehouse", "reporting", "audit")
 MPARTICLE_BATCHES = (
     "mparticle_batch_test_user.json",
@@ -266,6 +267,118 @@ def generate_mparticle(output: Path) -> None:
     _write(output, "sqs_destination_split_batch.json", sqs_event(split_arn, split_messages, sent_at_ms=SENT_AT_MS))
 
 
+def _oracle_api_event(path: str, route_key: str, token: str | None, request_id: str, **params: str) -> dict[str, Any]:
+    headers = {"Host": "bridge.example.com", "User-Agent": "curl/8.5.0"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return http_api_event(
+        method="GET",
+        path=path,
+        route_key=route_key,
+        headers=headers,
+        path_parameters=params or None,
+        request_id=request_id,
+        now=FIXED_NOW,
+    )
+
+
+def _test_request_batch(index: int, key: str, status: int, latency_ms: int) -> dict[str, Any]:
+    """A traffic-plan result as the generator reports it: a ``flagbridge_test_request`` custom event."""
+    at = int(FIXED_NOW * 1000) - 60_000 + index * 1000
+    return {
+        "environment": "production",
+        "source_request_id": f"req-oracle-{index:04d}",
+        "timestamp_unixtime_ms": at,
+        "user_identities": {"customer_id": key},
+        "events": [
+            {
+                "event_type": "custom_event",
+                "data": {
+                    "event_name": "flagbridge_test_request",
+                    "custom_event_type": "other",
+                    "source_message_id": f"msg-oracle-{index:04d}",
+                    "timestamp_unixtime_ms": at,
+                    "custom_attributes": {
+                        "run_id": "run-0001",
+                        "case_id": f"case-{index:04d}",
+                        "route": "/checkout",
+                        "method": "POST",
+                        "status": status,
+                        "latency_ms": latency_ms,
+                    },
+                },
+            }
+        ],
+    }
+
+
+def generate_oracle(output: Path) -> None:
+    """The oracle's triggers: its lane (routed testers' results), its schedule, and its API routes."""
+    from flagbridge.config import load_config
+    from flagbridge.forwarding.ingest import queue_envelope
+    from flagbridge.forwarding.router_service import RouterService
+    from flagbridge.quarantine import InMemoryQuarantine
+    from flagbridge.queues import InMemorySender, QueueRecord
+
+    config = load_config(ROOT / "layers" / "shared" / "config" / "flagbridge.yaml", environ={})
+    lanes: dict[str, InMemorySender] = {}
+    router = RouterService(
+        config,
+        lambda users: {},
+        lambda name: lanes.setdefault(name, InMemorySender()),
+        InMemoryQuarantine(),
+        clock_ms=lambda: int(FIXED_NOW * 1000),
+    )
+    # Two testers (qa-bot-01 and qa-bot-02 are on the allowlist) and a customer whose events never reach the lane;
+    # one result has no latency (counted as invalid by the latency metric).
+    results = [
+        ("qa-bot-01", 200, 120),
+        ("qa-bot-01", 503, 950),
+        ("qa-bot-02", 200, 80),
+        ("qa-bot-02", 500, 1400),
+        ("u-1001", 200, 90),
+        ("qa-bot-01", 200, 110),
+    ]
+    batches = [_test_request_batch(i, key, status, latency) for i, (key, status, latency) in enumerate(results)]
+    del batches[5]["events"][0]["data"]["custom_attributes"]["latency_ms"]
+    records = [
+        QueueRecord(f"oracle-{i}", queue_envelope(batch, "events_api", f"req-oracle-{i}", 1767225700000))
+        for i, batch in enumerate(batches)
+    ]
+    router.process(records)
+    oracle_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-oracle-destination"
+    oracle_messages = [(f"0a1c0000-oracle-{i:04d}", body, 1) for i, body in enumerate(lanes["oracle"].bodies)]
+    _write(output, "sqs_oracle_lane.json", sqs_event(oracle_arn, oracle_messages, sent_at_ms=SENT_AT_MS))
+    _write(
+        output,
+        "oracle_schedule.json",
+        {
+            "version": "0",
+            "id": "5e0c0e7a-0000-4000-8000-000000000001",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-01-01T00:01:40Z",
+            "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/flagbridge-dev-oracle-evaluator-EveryMinute"],
+            "detail": {},
+        },
+    )
+    _write(output, "oracle_api_list.json", _oracle_api_event("/tests", "GET /tests", LOCAL_ORACLE_TOKEN, "req-o-1"))
+    _write(
+        output,
+        "oracle_api_get.json",
+        _oracle_api_event("/tests/new-checkout-health", "GET /tests/{name}", LOCAL_ORACLE_TOKEN, "req-o-2",
+                          name="new-checkout-health"),
+    )  # fmt: skip
+    _write(
+        output,
+        "oracle_api_unknown.json",
+        _oracle_api_event("/tests/nope", "GET /tests/{name}", LOCAL_ORACLE_TOKEN, "req-o-3", name="nope"),
+    )
+    _write(output, "oracle_api_no_token.json", _oracle_api_event("/tests", "GET /tests", None, "req-o-4"))
+
+
 def generate(output: Path = EVENTS) -> None:
     """Write every sample event into ``output`` (``events/`` by default)."""
     output.mkdir(parents=True, exist_ok=True)
@@ -345,6 +458,7 @@ def generate(output: Path = EVENTS) -> None:
     generate_mparticle(output)
     generate_runs(output)
     generate_testers(output)
+    generate_oracle(output)
 
     # `sam local invoke --env-vars events/env.json`: local values only, never real secrets.
     shared = {
@@ -382,7 +496,10 @@ def generate(output: Path = EVENTS) -> None:
                 "TESTERS_TABLE": "flagbridge-testers",
                 "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
                 "DESTINATION_QUEUES": json.dumps(
-                    {name: f"http://localhost:5000/123456789012/flagbridge-dev-{name}-destination" for name in LANES}
+                    {
+                        name: f"http://localhost:5000/123456789012/flagbridge-dev-{name}-destination"
+                        for name in (*LANES, "oracle")
+                    }
                 ),
             },
             "DestinationDeliveryFunction": {
@@ -429,6 +546,27 @@ def generate(output: Path = EVENTS) -> None:
                 "TESTERS_TABLE": "flagbridge-testers",
                 "TESTERS_API_TOKEN_SECRET": "",
                 "FLAGBRIDGE_TESTERS_API_TOKEN": LOCAL_TESTERS_TOKEN,
+            },
+            "OracleCounterFunction": {
+                **shared,
+                "ORACLE_COUNTERS_TABLE": "flagbridge-dev-oracle-counters",
+                "PROFILES_TABLE": "flagbridge-profiles",
+                "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+            },
+            "OracleEvaluatorFunction": {
+                **shared,
+                "ORACLE_COUNTERS_TABLE": "flagbridge-dev-oracle-counters",
+                "ORACLE_VERDICTS_TABLE": "flagbridge-dev-oracle-verdicts",
+                "ORACLE_ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:flagbridge-dev-alarms",
+                "ORACLE_EVENT_BUS_NAME": "flagbridge-dev-oracle",
+                "SPLIT_ADMIN_API_URL": "http://host.docker.internal:3001/internal/api/v2",
+                "SPLIT_ADMIN_API_KEY_SECRET": "flagbridge/dev/split-admin-api-key",
+            },
+            "OracleApiFunction": {
+                **shared,
+                "ORACLE_VERDICTS_TABLE": "flagbridge-dev-oracle-verdicts",
+                "ORACLE_API_TOKEN_SECRET": "",
+                "FLAGBRIDGE_ORACLE_API_TOKEN": LOCAL_ORACLE_TOKEN,
             },
         },
     )

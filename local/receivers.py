@@ -1,10 +1,12 @@
-"""Local stand-ins for the outside world: a Split-compatible events receiver and a webhook receiver.
+"""Local stand-ins for the outside world: Split-compatible events and Admin API receivers, and a webhook receiver.
 
 Used by ``make run`` (so the Split and webhook destinations are visible locally) and by tests. The
 Split receiver checks every request the way Split's events API would: ``POST .../events/bulk``,
 ``Authorization: Bearer <SDK key>``, a JSON array of events that each follow Split's rules (strict
 ``eventTypeId`` pattern, key <= 250 chars, lowercase-able traffic type, epoch-ms timestamp, flat
 properties, <= 300 of them, body < 1 MB). Valid requests get 202, invalid ones 400 with the reasons.
+The Split Admin API receiver takes ``PUT .../splits/ws/{workspace}/{flag}/environments/{environment}/kill``
+with ``Authorization: Bearer <Admin API key>`` and records each kill (``kills`` in the snapshot).
 Faults can be scripted for tests: a queue of responses (status, headers, delay) served before normal
 behaviour, to simulate 429 with Retry-After, 500s, slow answers and dropped connections.
 """
@@ -19,7 +21,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
+KILL_PATH = re.compile(r"/splits/ws/(?P<workspace>[^/]+)/(?P<flag>[^/]+)/environments/(?P<environment>[^/]+)/kill$")
 EVENT_TYPE_ID = re.compile(r"^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$")
 MAX_BODY_BYTES = 1_000_000
 
@@ -78,6 +82,8 @@ class Receiver:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, split_sdk_key: str | None = None) -> None:
         self.split_sdk_key = split_sdk_key
+        self.split_admin_key: str | None = None
+        self.kills: list[dict[str, Any]] = []
         self.requests: list[ReceivedRequest] = []
         self.split_events: list[dict[str, Any]] = []
         self.webhooks: dict[str, list[Any]] = {}
@@ -90,6 +96,9 @@ class Receiver:
                 return
 
             def do_POST(self) -> None:
+                receiver._handle(self)
+
+            def do_PUT(self) -> None:
                 receiver._handle(self)
 
         self._server = ThreadingHTTPServer((host, port), Handler)
@@ -141,7 +150,10 @@ class Receiver:
             self._record(handler.path, headers, raw, scripted.status)
             self._reply(handler, scripted.status, scripted.body, scripted.headers)
             return
-        if handler.path.rstrip("/").endswith("/events/bulk"):
+        kill = KILL_PATH.search(handler.path.split("?")[0])
+        if handler.command == "PUT" and kill is not None:
+            status, body = self._split_kill(headers, raw, kill)
+        elif handler.path.rstrip("/").endswith("/events/bulk"):
             status, body = self._split(headers, raw)
         else:
             status, body = 200, {"ok": True}
@@ -175,6 +187,19 @@ class Receiver:
             self.split_events.extend(events)
         return 202, ""
 
+    def _split_kill(self, headers: dict[str, str], raw: bytes, match: re.Match[str]) -> tuple[int, Any]:
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or (self.split_admin_key and auth != f"Bearer {self.split_admin_key}"):
+            return 401, {"code": 401, "message": "missing or wrong Admin API key"}
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            return 400, {"code": 400, "message": "invalid JSON"}
+        kill = {**{name: unquote(value) for name, value in match.groupdict().items()}, "body": body}
+        with self._lock:
+            self.kills.append(kill)
+        return 200, {"killed": True, "split": kill["flag"], "environment": kill["environment"]}
+
     def _record(self, path: str, headers: dict[str, str], raw: bytes, status: int) -> None:
         try:
             body: Any = json.loads(raw)
@@ -190,4 +215,5 @@ class Receiver:
                 "split_events": list(self.split_events),
                 "webhooks": {path: list(items) for path, items in self.webhooks.items()},
                 "requests": len(self.requests),
+                "kills": list(self.kills),
             }

@@ -46,6 +46,8 @@ SECRET_DEFAULTS = {
     "MParticleCredentialsSecret": '{"api_key": "local-mparticle-key", "api_secret": "local-mparticle-secret"}',
     "MParticleWebhookAuthSecret": "Bearer local-mparticle-webhook",
     "SplitSdkKeySecret": "local-split-sdk-key",
+    "SplitAdminApiKeySecret": "local-split-admin-key",
+    "OracleApiTokenSecret": "local-oracle-token",
     "TrafficApiTokenSecret": "local-traffic-token",
     "TrafficRunTagKeySecret": "local-traffic-run-tag-key",
 }
@@ -686,6 +688,16 @@ class SqsSource:
     batching_window_seconds: int = 0
 
 
+@dataclass(frozen=True)
+class ScheduleSource:
+    """One ``Schedule`` event (an EventBridge rule): the runner fires it on a short local interval."""
+
+    function: str
+    event_name: str
+    expression: str
+    enabled: bool = True
+
+
 @dataclass
 class FunctionSpec:
     """An ``AWS::Serverless::Function`` with everything the runner needs to invoke it in process."""
@@ -700,6 +712,7 @@ class FunctionSpec:
     layer_dirs: list[Path]
     routes: list[HttpRoute]
     sqs_sources: list[SqsSource]
+    schedules: list[ScheduleSource] = field(default_factory=list)
 
     @property
     def arn(self) -> str:
@@ -761,6 +774,7 @@ def functions(template: Template, root: Path = ROOT) -> list[FunctionSpec]:
             raise TemplateError(f"{logical_id}: CodeUri must be a local directory")
         routes: list[HttpRoute] = []
         sqs_sources: list[SqsSource] = []
+        schedules: list[ScheduleSource] = []
         for event_name, event in (properties.get("Events") or {}).items():
             event_properties = event.get("Properties") or {}
             if event.get("Type") == "HttpApi":
@@ -786,6 +800,17 @@ def functions(template: Template, root: Path = ROOT) -> list[FunctionSpec]:
                         ),
                     )
                 )
+            elif event.get("Type") in ("Schedule", "ScheduleV2"):
+                expression = event_properties.get("Schedule") or event_properties.get("ScheduleExpression", "")
+                enabled = event_properties.get("Enabled", event_properties.get("State", True) != "DISABLED")
+                schedules.append(
+                    ScheduleSource(
+                        logical_id,
+                        event_name,
+                        str(template.resolve(expression)),
+                        _bool_text(template.resolve(enabled)) == "true",
+                    )
+                )
             else:
                 _log(f"{logical_id}: event {event_name} of type {event.get('Type')} is not emulated locally")
         specs.append(
@@ -800,6 +825,7 @@ def functions(template: Template, root: Path = ROOT) -> list[FunctionSpec]:
                 layer_dirs=layer_dirs,
                 routes=routes,
                 sqs_sources=sqs_sources,
+                schedules=schedules,
             )
         )
     return specs

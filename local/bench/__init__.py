@@ -31,6 +31,11 @@ figure                 measured                                                 
 ``registry_requests``  testers-table requests per SQS batch of the router and     ceil(distinct users / 100) per
                        (``.processor``) the processor (real adapters on a         batch; = 1.0 (no request per
                        counting fake client, half the users registered)           event)
+``oracle_cpu``         ``oracle_counter.lambda_handler`` CPU time per event        ``json.loads`` of the same lane
+                       (lane messages of 5 events, SQS batches of 100)           messages; <= 3x
+``oracle_writes``      DynamoDB write requests per oracle-lane SQS batch         distinct counters touched; = 1.0
+``oracle_eval``        one evaluation over the counters of 1,000,000 events      the same over 10,000 events;
+                       (24 h x 2 treatments x 2 metrics)                         <= 1.5x (cost follows counters)
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no runtime packages,

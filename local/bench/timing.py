@@ -37,6 +37,8 @@ class Sizes:
     cold_runs: int = 9
     traffic_requests: int = 2_000
     traffic_cases: int = 100_000
+    oracle_events: int = 20_000
+    oracle_eval_events: tuple[int, int] = (10_000, 1_000_000)
 
 
 FULL = Sizes()
@@ -53,6 +55,8 @@ SMOKE = Sizes(
     cold_runs=1,
     traffic_requests=50,
     traffic_cases=500,
+    oracle_events=100,
+    oracle_eval_events=(480, 4_800),
 )
 
 

@@ -38,6 +38,7 @@ from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, l
 from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries
 from local.runner.output import HandlerOutput, describe_invocation
 from local.runner.routes import Router
+from local.runner.schedule import SchedulePoller, schedule_interval
 from local.runner.sqs import SqsPoller
 
 DEFAULT_PORT = 3000
@@ -97,6 +98,7 @@ class LocalBridge:
         self.router = Router([])
         self.provisioned: Provisioned | None = None
         self.pollers: list[SqsPoller] = []
+        self.schedules: list[SchedulePoller] = []
         self.receiver: Receiver | None = None
         self.receiver_urls: dict[str, str] = {}
         self.startup_seconds = 0.0
@@ -138,6 +140,7 @@ class LocalBridge:
             self.provisioned = provision(template, self.client)
             if self.receiver is not None:
                 self.receiver.split_sdk_key = self.secret_value("SplitSdkKeySecret")
+                self.receiver.split_admin_key = self.secret_value("SplitAdminApiKeySecret")
             specs = functions(template)
             self._configure_environment(specs)
             for spec in specs:
@@ -161,8 +164,8 @@ class LocalBridge:
 
     def stop(self) -> None:
         self.ready = False
-        for poller in self.pollers:
-            poller.stopping.set()  # they finish their current long poll (<= 1 s) while the servers shut down
+        for stopping in [poller.stopping for poller in self.pollers] + [ticker.stopping for ticker in self.schedules]:
+            stopping.set()  # they finish their current long poll (<= 1 s) while the servers shut down
         stoppers = []
         if self._server is not None:
             stoppers.append(threading.Thread(target=self._stop_http, args=(self._server,), daemon=True))
@@ -172,9 +175,10 @@ class LocalBridge:
             self.receiver = None
         for stopper in stoppers:
             stopper.start()
-        for thread in [*self.pollers, *stoppers]:
+        for thread in [*self.pollers, *self.schedules, *stoppers]:
             thread.join(timeout=10)
         self.pollers = []
+        self.schedules = []
         if self._moto is not None:
             with contextlib.suppress(Exception):
                 self._moto.stop()
@@ -312,6 +316,13 @@ class LocalBridge:
                     poller = SqsPoller(self, source, self.queue_url(source.queue_arn))
                     self.pollers.append(poller)
                     poller.start()
+        interval = schedule_interval()
+        for spec in specs:
+            for schedule in spec.schedules:
+                if schedule.enabled and interval > 0:
+                    ticker = SchedulePoller(self, schedule, interval)
+                    self.schedules.append(ticker)
+                    ticker.start()
 
     def queue_url(self, queue_arn: str) -> str:
         assert self.provisioned is not None

@@ -35,13 +35,14 @@ examples:
   flagbridge --stack flagbridge-dev dlq list
   flagbridge --stack flagbridge-dev quarantine replay --source cdp-router --dry-run
   flagbridge dlq list --json                   (AWS_ENDPOINT_URL and the variables set: the local runner)
+  flagbridge --stack flagbridge-dev verdict --junit verdict.xml
 
 Every command has --help, with its own examples.
 
 exit status:
   0  ok
   1  something failed (one line on stderr), or the result lists errors
-  2  usage error (wrong or missing arguments)"""
+  2  usage error (wrong or missing arguments); `verdict`: some verdict is neither PASS nor FAIL"""
 
 
 def build_parser() -> argparse.ArgumentParser:

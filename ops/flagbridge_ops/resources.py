@@ -32,6 +32,7 @@ _STACK_OUTPUTS = {
     "ProfilesTableName": "PROFILES_TABLE",
     "DeliveryLedgerTableName": "DELIVERY_LEDGER_TABLE",
     "TestersTableName": "TESTERS_TABLE",
+    "OracleVerdictsTableName": "ORACLE_VERDICTS_TABLE",
 }
 # Flags that override a variable of the functions' environment (attribute of the parsed arguments, variable).
 _FLAG_VARIABLES = (

@@ -11,6 +11,9 @@ import pytest
 from local.receivers import Receiver
 
 LANES = ("split", "analytics", "warehouse", "reporting", "audit")
+"""The lanes the delivery function consumes."""
+ROUTED_LANES = (*LANES, "oracle")
+"""Every lane the router fans out to (the oracle's lane is consumed by the oracle's counter)."""
 SPLIT_SDK_KEY = "local-split-sdk-key"
 
 
@@ -32,7 +35,7 @@ def cdp_aws(aws: dict[str, Any], receiver: Receiver, monkeypatch: pytest.MonkeyP
     def queue(name: str) -> str:
         return str(sqs.create_queue(QueueName=name)["QueueUrl"])
 
-    lanes = {name: queue(f"flagbridge-test-{name}-destination") for name in LANES}
+    lanes = {name: queue(f"flagbridge-test-{name}-destination") for name in ROUTED_LANES}
     dlqs = {name: queue(f"flagbridge-test-{name}-destination-dlq") for name in LANES}
     batches = queue("flagbridge-test-batches")
     reporting = queue("flagbridge-test-reporting")

@@ -32,6 +32,9 @@ FUNCTIONS = {
     "CdpRouterFunction": ("functions/cdp_router/", "cdp_router.lambda_handler"),
     "DestinationDeliveryFunction": ("functions/destination_delivery/", "destination_delivery.lambda_handler"),
     "TesterRegistryFunction": ("functions/tester_registry/", "tester_registry.lambda_handler"),
+    "OracleCounterFunction": ("functions/oracle_counter/", "oracle_counter.lambda_handler"),
+    "OracleEvaluatorFunction": ("functions/oracle_evaluator/", "oracle_evaluator.lambda_handler"),
+    "OracleApiFunction": ("functions/oracle_api/", "oracle_api.lambda_handler"),
     "TrafficRunsFunction": ("functions/traffic_runs/", "traffic_runs.lambda_handler"),
     "TrafficWorkerFunction": ("functions/traffic_worker/", "traffic_worker.lambda_handler"),
 }
@@ -44,6 +47,8 @@ ROUTES = {
     ("PUT", "/testers/{trafficType}/{key}"): "TesterRegistryFunction",
     ("DELETE", "/testers/{trafficType}/{key}"): "TesterRegistryFunction",
     ("GET", "/testers"): "TesterRegistryFunction",
+    ("GET", "/tests"): "OracleApiFunction",
+    ("GET", "/tests/{name}"): "OracleApiFunction",
     ("POST", "/runs"): "TrafficRunsFunction",
     ("GET", "/runs/{id}"): "TrafficRunsFunction",
 }
@@ -55,6 +60,9 @@ LANES = {
     "reporting": "Reporting",
     "audit": "Audit",
 }
+# The oracle's lane: routed like the others, consumed by the oracle's counter instead of the delivery function.
+ORACLE_LANES = {"oracle": "Oracle"}
+ALL_LANES = {**LANES, **ORACLE_LANES}
 # The configuration the layer ships (plain YAML: its ${NAME:-default} placeholders are just strings here).
 CONFIG_PATH = ROOT / "layers/shared/config/flagbridge.yaml"
 CONFIG: dict[str, Any] = yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))
@@ -64,8 +72,11 @@ SQS_CONSUMERS = {
     "ImpressionsQueue": "ImpressionsProcessorFunction",
     "BatchesQueue": "CdpRouterFunction",
     **{f"{lane}DestinationQueue": "DestinationDeliveryFunction" for lane in LANES.values()},
+    "OracleDestinationQueue": "OracleCounterFunction",
     "TrafficShardQueue": "TrafficWorkerFunction",
 }
+# Lanes whose messages are summed over big batches (a batching window of a few seconds).
+BIG_BATCH_LANES = {"SplitDestinationQueue": 1000, "OracleDestinationQueue": 100}
 MAX_RETENTION = 14 * 24 * 3600  # SQS's maximum MessageRetentionPeriod
 # SAM policy templates we allow in function Policies: each expands to actions scoped to the named resource.
 SAM_POLICY_TEMPLATES = {
@@ -78,6 +89,7 @@ SAM_POLICY_TEMPLATES = {
     "DynamoDBWritePolicy",
     "FirehoseWritePolicy",
     "EventBridgePutEventsPolicy",
+    "SNSPublishMessagePolicy",
 }
 
 
@@ -242,8 +254,11 @@ def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout_plu
 def test_sqs_events_report_batch_item_failures() -> None:
     for name, event in _sqs_consumers():
         assert "ReportBatchItemFailures" in event["FunctionResponseTypes"], name
-        # Only the Split lane takes bigger batches: its messages share Split requests (next test).
-        expected_batch = {"SplitDestinationQueue": 1000, "TrafficShardQueue": 1}.get(_event_queue(event), 10)
+        # Only the Split lane (its messages share Split requests) and the oracle lane (its counters are summed per
+        # batch) take bigger batches (next test); the shard queue takes one shard per invocation.
+        expected_batch = (
+            1 if _event_queue(event) == "TrafficShardQueue" else BIG_BATCH_LANES.get(_event_queue(event), 10)
+        )
         assert event["BatchSize"] == expected_batch, name
         concurrency = event["ScalingConfig"]["MaximumConcurrency"]
         if concurrency == ref("TrafficParallelism"):  # a parameter: its bounds are SQS's
@@ -267,16 +282,19 @@ def test_batches_over_ten_messages_have_a_batching_window_the_visibility_timeout
     # AWS: above 10 an SQS event source needs MaximumBatchingWindowInSeconds >= 1 (standard queues: BatchSize up to
     # 10,000); the visibility timeout should cover 6x the function timeout plus the batching window.
     big = [(name, event) for name, event in _sqs_consumers() if event["BatchSize"] > 10]
-    assert [_event_queue(event) for _, event in big] == ["SplitDestinationQueue"]
+    assert sorted(_event_queue(event) for _, event in big) == sorted(BIG_BATCH_LANES)
     for name, event in big:
         queue, window = _event_queue(event), event["MaximumBatchingWindowInSeconds"]
         assert event["BatchSize"] <= 10_000 and not props(queue).get("FifoQueue"), queue  # FIFO: at most 10
         assert 1 <= window <= 10, queue  # a few seconds: Split sees the events at most that much later
         assert props(queue)["VisibilityTimeout"] >= 6 * function_setting(name, "Timeout") + window, queue
-    (split,) = [event for _, event in big]
+    (split,) = [event for _, event in big if _event_queue(event) == "SplitDestinationQueue"]
     assert (split["BatchSize"], split["MaximumBatchingWindowInSeconds"]) == (1000, 5)
     # Split rate-limits: the bigger batches do not come with more concurrent senders.
     assert split["ScalingConfig"]["MaximumConcurrency"] == 2
+    (oracle,) = events("OracleCounterFunction", "SQS")
+    # 100 router messages: the ledger condition of one counter write stays under DynamoDB's 4 KB expression limit.
+    assert (oracle["BatchSize"], oracle["MaximumBatchingWindowInSeconds"]) == (100, 5)
 
 
 def test_every_consumed_queue_redrives_to_its_own_dead_letter_queue() -> None:
@@ -302,11 +320,11 @@ def test_impressions_queue_redrives_to_the_dead_letter_queue() -> None:
 
 
 def test_the_configured_destinations_are_the_lanes() -> None:
-    assert sorted(CDP_DESTINATIONS) == sorted(LANES)
+    assert sorted(CDP_DESTINATIONS) == sorted(ALL_LANES)
     assert len(set(CDP_DESTINATIONS)) == len(CDP_DESTINATIONS)
 
 
-@pytest.mark.parametrize(("destination", "lane"), list(LANES.items()))
+@pytest.mark.parametrize(("destination", "lane"), list(ALL_LANES.items()))
 def test_each_lane_has_its_queue_and_dead_letter_queue(destination: str, lane: str) -> None:
     queue, dlq = f"{lane}DestinationQueue", f"{lane}DestinationDeadLetterQueue"
     assert RESOURCES[queue]["Type"] == RESOURCES[dlq]["Type"] == "AWS::SQS::Queue"
@@ -315,18 +333,22 @@ def test_each_lane_has_its_queue_and_dead_letter_queue(destination: str, lane: s
     assert props(queue)["MessageRetentionPeriod"] == MAX_RETENTION
     assert props(queue)["QueueName"] == {"Fn::Sub": f"flagbridge-${{Stage}}-{destination}-destination"}
     assert props(dlq)["QueueName"] == {"Fn::Sub": f"flagbridge-${{Stage}}-{destination}-destination-dlq"}
-    assert [e for e in events("DestinationDeliveryFunction", "SQS") if _event_queue(e) == queue] != []
+    assert [e for e in events(SQS_CONSUMERS[queue], "SQS") if _event_queue(e) == queue] != []
 
 
 def test_destination_maps_name_exactly_the_configured_destinations() -> None:
     queues = sub_json_map(props("CdpRouterFunction")["Environment"]["Variables"]["DESTINATION_QUEUES"])
     dlqs = sub_json_map(props("DestinationDeliveryFunction")["Environment"]["Variables"]["DESTINATION_DLQS"])
-    assert sorted(queues) == sorted(dlqs) == sorted(CDP_DESTINATIONS)
+    assert sorted(queues) == sorted(CDP_DESTINATIONS)
+    assert sorted(dlqs) == sorted(LANES)  # the oracle's counter never dead-letters by hand: SQS redrives its lane
     for destination in CDP_DESTINATIONS:
-        assert queues[destination] == f"{LANES[destination]}DestinationQueue"
+        assert queues[destination] == f"{ALL_LANES[destination]}DestinationQueue"
+    for destination in LANES:
         assert dlqs[destination] == _dead_letter_queue(queues[destination])
-    # The delivery function consumes exactly the lanes the router fans out to.
-    assert sorted(_event_queue(e) for e in events("DestinationDeliveryFunction", "SQS")) == sorted(queues.values())
+    # The delivery function consumes exactly the delivery lanes the router fans out to, the oracle's counter the rest.
+    delivered = sorted(_event_queue(e) for e in events("DestinationDeliveryFunction", "SQS"))
+    assert delivered == sorted(queues[name] for name in LANES)
+    assert [_event_queue(e) for e in events("OracleCounterFunction", "SQS")] == [queues["oracle"]]
 
 
 def test_queues_have_explicit_stage_scoped_names() -> None:
@@ -341,7 +363,7 @@ def test_queues_have_explicit_stage_scoped_names() -> None:
 
 def test_queues_are_encrypted_and_tls_only() -> None:
     queues = of_type("AWS::SQS::Queue")
-    lanes = {f"{lane}Destination{kind}" for lane in LANES.values() for kind in ("Queue", "DeadLetterQueue")}
+    lanes = {f"{lane}Destination{kind}" for lane in ALL_LANES.values() for kind in ("Queue", "DeadLetterQueue")}
     expected = {"ImpressionsQueue", "ImpressionsDeadLetterQueue", "BatchesQueue", "BatchesDeadLetterQueue"}
     runs = {"TrafficShardQueue", "TrafficShardDeadLetterQueue"}
     assert set(queues) == expected | lanes | runs | {"ReportingQueue"}
@@ -366,6 +388,8 @@ def test_tables_are_durable_and_encrypted() -> None:
         "ProfilesTable",
         "DeliveryLedgerTable",
         "TestersTable",
+        "OracleCountersTable",
+        "OracleVerdictsTable",
         "TrafficRunsTable",
     }
     for name, table in of_type("AWS::DynamoDB::Table").items():
@@ -653,7 +677,7 @@ def test_expected_function_permissions() -> None:
     assert _sam_templates("CdpRouterFunction") == _expected(
         ("DynamoDBReadPolicy", "TableName", ref("ProfilesTable")),
         QUARANTINE_WRITE,
-        *(_send(f"{lane}DestinationQueue") for lane in LANES.values()),
+        *(_send(f"{lane}DestinationQueue") for lane in ALL_LANES.values()),
     )
     # Delivery: the ledger (TransactWriteItems is authorised as PutItem; BatchWriteItem, DeleteItem), the lanes'
     # DLQs, and one permission per example sink. It cannot send to the lanes themselves.
@@ -666,6 +690,58 @@ def test_expected_function_permissions() -> None:
         ("FirehoseWritePolicy", "DeliveryStreamName", ref("WarehouseDeliveryStream")),
         ("EventBridgePutEventsPolicy", "EventBusName", ref("AuditEventBus")),
     )
+    # The oracle: the counter writes its counters and reads profiles (attribution); the evaluator reads counters,
+    # writes verdicts, publishes to the alarm topic (and its key: inline statement) and the oracle bus, and reads
+    # the Split Admin API key; the API reads verdicts only.
+    assert _templates("OracleCounterFunction") == _expected(
+        ("DynamoDBCrudPolicy", "TableName", ref("OracleCountersTable")),
+        ("DynamoDBReadPolicy", "TableName", ref("ProfilesTable")),
+        QUARANTINE_WRITE,
+    )
+    evaluator = [p for p in props("OracleEvaluatorFunction")["Policies"] if "Statement" not in p]
+    assert sorted(json.dumps(p, sort_keys=True) for p in evaluator) == _expected(
+        ("DynamoDBReadPolicy", "TableName", ref("OracleCountersTable")),
+        ("DynamoDBCrudPolicy", "TableName", ref("OracleVerdictsTable")),
+        ("SNSPublishMessagePolicy", "TopicName", get_att("AlarmTopic", "TopicName")),
+        ("EventBridgePutEventsPolicy", "EventBusName", ref("OracleEventBus")),
+        _get_secret("SplitAdminApiKeySecret"),
+    )
+    (inline,) = [p["Statement"] for p in props("OracleEvaluatorFunction")["Policies"] if "Statement" in p]
+    assert inline == [
+        {
+            "Sid": "PublishToTheEncryptedAlarmTopic",
+            "Effect": "Allow",
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": get_att("AlarmTopicKey", "Arn"),
+        }
+    ]
+    assert _templates("OracleApiFunction") == _expected(
+        ("DynamoDBReadPolicy", "TableName", ref("OracleVerdictsTable")), _get_secret("OracleApiTokenSecret")
+    )
+
+
+def test_oracle_tables_schedule_and_dashboard() -> None:
+    for table in ("OracleCountersTable", "OracleVerdictsTable"):
+        p = props(table)
+        assert p["KeySchema"] == [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ]
+    assert props("OracleVerdictsTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    (schedule,) = events("OracleEvaluatorFunction", "Schedule")
+    assert schedule["Schedule"] == "rate(1 minute)" and schedule["Enabled"] is True
+    assert props("OracleEvaluatorFunction")["ReservedConcurrentExecutions"] == 1  # one evaluation at a time
+    body, variables = props("OracleDashboard")["DashboardBody"]["Fn::Sub"]
+    assert variables == {"PassLine": ref("OracleDashboardPassLine"), "FailLine": ref("OracleDashboardFailLine")}
+    widgets = json.loads(re.sub(r"\$\{[A-Za-z:]+\}", "1", body))["widgets"]
+    titles = [w["properties"].get("title") for w in widgets if w["type"] == "metric"]
+    assert titles == ["Rate per treatment (%)", "Bounds per treatment (%)", "Verdict state (5 = FAIL)",
+                      "Events counted per treatment"]  # fmt: skip
+    rate = widgets[1]["properties"]
+    expression = rate["metrics"][0][0]["expression"]
+    assert "Treatment" in expression and "Flagbridge/Oracle" in expression
+    assert [a["label"] for a in rate["annotations"]["horizontal"]] == ["pass line", "fail line"]
+    assert "${PassLine}" in body and "${FailLine}" in body
 
 
 SECRETS = {
@@ -675,6 +751,8 @@ SECRETS = {
     "MParticleWebhookAuthSecret": "mparticle-webhook-auth",
     "SplitSdkKeySecret": "split-sdk-key",
     "TestersApiTokenSecret": "testers-api-token",
+    "SplitAdminApiKeySecret": "split-admin-api-key",
+    "OracleApiTokenSecret": "oracle-api-token",
     "TrafficApiTokenSecret": "traffic-api-token",
     "TrafficRunTagKeySecret": "traffic-run-tag-key",
 }
@@ -712,6 +790,7 @@ def test_secret_descriptions_say_what_to_do_after_deploy() -> None:
     assert "Authorization" in props("MParticleWebhookAuthSecret")["Description"]
     assert "after deploy" in props("MParticleWebhookAuthSecret")["Description"]
     assert "after deploy" in props("SplitSdkKeySecret")["Description"]
+    assert "after deploy" in props("SplitAdminApiKeySecret")["Description"]
 
 
 def _env(name: str) -> dict[str, Any]:
@@ -763,6 +842,23 @@ def test_function_environment() -> None:
         "WAREHOUSE_STREAM_NAME": ref("WarehouseDeliveryStream"),
         "REPORTING_QUEUE_URL": ref("ReportingQueue"),
         "AUDIT_EVENT_BUS_NAME": ref("AuditEventBus"),
+    }
+    assert env("OracleCounterFunction") == {
+        "ORACLE_COUNTERS_TABLE": ref("OracleCountersTable"),
+        "PROFILES_TABLE": ref("ProfilesTable"),
+        "QUARANTINE_BUCKET": ref("QuarantineBucket"),
+    }
+    assert env("OracleEvaluatorFunction") == {
+        "ORACLE_COUNTERS_TABLE": ref("OracleCountersTable"),
+        "ORACLE_VERDICTS_TABLE": ref("OracleVerdictsTable"),
+        "ORACLE_ALARM_TOPIC_ARN": ref("AlarmTopic"),
+        "ORACLE_EVENT_BUS_NAME": ref("OracleEventBus"),
+        "SPLIT_ADMIN_API_URL": ref("SplitAdminApiUrl"),
+        "SPLIT_ADMIN_API_KEY_SECRET": ref("SplitAdminApiKeySecret"),
+    }
+    assert env("OracleApiFunction") == {
+        "ORACLE_VERDICTS_TABLE": ref("OracleVerdictsTable"),
+        "ORACLE_API_TOKEN_SECRET": ref("OracleApiTokenSecret"),
     }
 
 
@@ -900,13 +996,16 @@ def test_parameters() -> None:
         "QuarantineRetentionDays",
         "SplitEventsUrl",
         "AnalyticsWebhookUrl",
+        "SplitAdminApiUrl",
+        "OracleDashboardPassLine",
+        "OracleDashboardFailLine",
         "TrafficParallelism",
         "TrafficShardLeaseSeconds",
         "TrafficResultsUrl",
         "TrafficScheduleExpression",
         "TrafficScheduledRun",
     }
-    for name in ("SplitEventsUrl", "AnalyticsWebhookUrl"):
+    for name in ("SplitEventsUrl", "AnalyticsWebhookUrl", "SplitAdminApiUrl"):
         assert TEMPLATE["Parameters"][name]["Default"].startswith("https://"), name
         assert re.fullmatch(TEMPLATE["Parameters"][name]["AllowedPattern"], TEMPLATE["Parameters"][name]["Default"])
         assert not re.fullmatch(TEMPLATE["Parameters"][name]["AllowedPattern"], "http://insecure.example.com")
@@ -950,7 +1049,8 @@ def test_outputs() -> None:
     # SDKs append /events and /bulkevents to the host they are pointed at.
     assert outputs["MParticleEventsApiHost"]["Value"] == {"Fn::Sub": f"{base}/mparticle/v2"}
     assert outputs["MParticleWebhookUrl"]["Value"] == {"Fn::Sub": f"{base}/mparticle/webhook"}
-    for lane in LANES.values():
+    assert outputs["OracleApiUrl"]["Value"] == {"Fn::Sub": f"{base}/tests"}
+    for lane in ALL_LANES.values():
         for kind in ("Queue", "DeadLetterQueue"):
             assert outputs[f"{lane}Destination{kind}Url"]["Value"] == ref(f"{lane}Destination{kind}")
     for name, output in outputs.items():

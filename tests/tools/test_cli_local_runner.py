@@ -146,7 +146,8 @@ def test_dlq_list_shows_every_dlq_of_the_stack(operator_env: dict[str, str], tmp
     result = flagbridge(operator_env, "--json", "dlq", "list", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     listed = {dlq["name"]: dlq for dlq in json.loads(result.stdout)["dlqs"]}
-    assert set(listed) == {"impressions", "batches", *dlqs}
+    lanes = json.loads(operator_env["DESTINATION_QUEUES"])  # the oracle lane's DLQ is found by its redrive policy
+    assert set(listed) == {"impressions", "batches", *dlqs, *lanes}
     assert listed["audit"]["messages"] == 1 and listed["audit"]["source_url"].endswith("-audit-destination")
     assert listed["impressions"]["source_url"] == operator_env["IMPRESSIONS_QUEUE_URL"]  # found by redrive policy
 

@@ -49,6 +49,7 @@ __all__ = [  # the rule models are re-exported for the callers that read the who
 
 if TYPE_CHECKING:
     from flagbridge.cdp.config import CdpConfig
+    from flagbridge.oracle.config import OracleConfig
 
 # --------------------------------------------------------------------------------------------------
 # Identity mapping
@@ -146,6 +147,9 @@ class BridgeConfig(StrictModel):
     traffic_document: dict[str, Any] | None = Field(
         default=None, alias="traffic", description="traffic plans: allowlist, tester pool (flagbridge.traffic.config)"
     )
+    oracle_document: dict[str, Any] | None = Field(
+        default=None, alias="oracle", description="the test oracle: tests judged per flag treatment"
+    )
     _source: str = PrivateAttr(default="<config>")
 
     @cached_property
@@ -161,6 +165,15 @@ class BridgeConfig(StrictModel):
             raise ConfigError(
                 f"{self._source}: invalid configuration at {describe_config_errors(exc, ('cdp',))}"
             ) from exc
+
+    @cached_property
+    def oracle(self) -> OracleConfig | None:
+        """The validated ``oracle`` section (None without one); ConfigError naming the key if it is invalid."""
+        if self.oracle_document is None:
+            return None
+        from flagbridge.oracle.config import parse_oracle_config  # only the oracle functions need the models
+
+        return parse_oracle_config(self.oracle_document, self._source)
 
 
 def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.forwarding.delivery import DeliveryService
     from flagbridge.forwarding.destinations import Sink, SplitEventsClient, Urllib3Client
     from flagbridge.forwarding.ledger import DynamoDBLedger
+    from flagbridge.oracle.notify import AwsNotifier
+    from flagbridge.oracle.split_admin import SplitAdminClient
+    from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
     from flagbridge.profiles.store import DynamoDBProfileStore
     from flagbridge.runs.spec import RunSpec
     from flagbridge.runs.stop import DynamoDBVerdictReader
@@ -231,6 +234,49 @@ def testers_api_tokens() -> dict[str, str]:
     )
 
 
+@cache
+def oracle_counters() -> DynamoDBCounterStore:
+    from flagbridge.oracle.store import DynamoDBCounterStore
+
+    return DynamoDBCounterStore(aws_client("dynamodb"), settings().require("oracle_counters_table"))
+
+
+@cache
+def oracle_verdicts() -> DynamoDBVerdictStore:
+    from flagbridge.oracle.store import DynamoDBVerdictStore
+
+    return DynamoDBVerdictStore(aws_client("dynamodb"), settings().require("oracle_verdicts_table"))
+
+
+@cache
+def oracle_notifier() -> AwsNotifier:
+    from flagbridge.oracle.notify import AwsNotifier
+
+    current = settings()
+    return AwsNotifier(
+        aws_client("sns"),
+        aws_client("events"),
+        current.require("oracle_alarm_topic_arn"),
+        current.oracle_event_bus_name,
+    )
+
+
+@cache
+def split_admin() -> SplitAdminClient:
+    """Split's Admin API client; the key is read from its secret at each kill (rotations apply)."""
+    from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+
+    current = settings()
+    return SplitAdminClient(
+        Urllib3AdminHttp(), current.split_admin_api_url, lambda: secret(current.require("split_admin_api_key_secret"))
+    )
+
+
+def oracle_api_token() -> str:
+    current = settings()
+    return load_secret(current.oracle_api_token_secret, current.oracle_api_token, current.secrets_max_age_seconds)
+
+
 # ---- test runs in AWS (flagbridge.runs) -------------------------------------------------------------------------
 
 
@@ -274,7 +320,7 @@ def run_verdicts() -> DynamoDBVerdictReader | None:
     """The oracle's verdicts table, when this stack has the oracle (ORACLE_VERDICTS_TABLE)."""
     from flagbridge.runs.stop import DynamoDBVerdictReader
 
-    table = settings().runs_verdicts_table
+    table = settings().oracle_verdicts_table
     return DynamoDBVerdictReader(aws_client("dynamodb"), table) if table else None
 
 
@@ -368,6 +414,10 @@ def reset() -> None:
         quarantine,
         profile_store,
         tester_registry,
+        oracle_counters,
+        oracle_verdicts,
+        oracle_notifier,
+        split_admin,
         get_settings,
         run_store,
         manifest_store,

@@ -53,6 +53,15 @@ class Settings(BaseModel):
     mparticle_webhook_auth_secret: str = Field(default="", alias="MPARTICLE_WEBHOOK_AUTH_SECRET")
     mparticle_credentials: str = Field(default="", alias="FLAGBRIDGE_MPARTICLE_CREDENTIALS", repr=False)
     mparticle_webhook_auth: str = Field(default="", alias="FLAGBRIDGE_MPARTICLE_WEBHOOK_AUTH", repr=False)
+    # The test oracle.
+    oracle_counters_table: str = Field(default="", alias="ORACLE_COUNTERS_TABLE")
+    oracle_verdicts_table: str = Field(default="", alias="ORACLE_VERDICTS_TABLE")
+    oracle_alarm_topic_arn: str = Field(default="", alias="ORACLE_ALARM_TOPIC_ARN")
+    oracle_event_bus_name: str = Field(default="default", alias="ORACLE_EVENT_BUS_NAME")
+    oracle_api_token_secret: str = Field(default="", alias="ORACLE_API_TOKEN_SECRET")
+    oracle_api_token: str = Field(default="", alias="FLAGBRIDGE_ORACLE_API_TOKEN", repr=False)
+    split_admin_api_url: str = Field(default="https://api.split.io/internal/api/v2", alias="SPLIT_ADMIN_API_URL")
+    split_admin_api_key_secret: str = Field(default="", alias="SPLIT_ADMIN_API_KEY_SECRET")
 
     # Test runs in AWS (flagbridge.runs).
     runs_table: str = Field(default="", alias="RUNS_TABLE")
@@ -65,7 +74,6 @@ class Settings(BaseModel):
     traffic_api_token_secret: str = Field(default="", alias="TRAFFIC_API_TOKEN_SECRET")
     traffic_api_token: str = Field(default="", alias="FLAGBRIDGE_TRAFFIC_API_TOKEN", repr=False)
     traffic_run_tag_key_secret: str = Field(default="", alias="TRAFFIC_RUN_TAG_KEY_SECRET")
-    runs_verdicts_table: str = Field(default="", alias="ORACLE_VERDICTS_TABLE")
 
     def require(self, field: str) -> str:
         """The value of a setting a component cannot work without; ConfigError naming its variable if unset."""

@@ -12,9 +12,11 @@ Destination types and their ``options``:
 - ``webhook``: ``url``, optional ``authorization_secret`` (a secret name whose value is sent as the
   ``Authorization`` header);
 - ``sqs``: ``queue_url``; ``sns``: ``topic_arn``; ``eventbridge``: ``event_bus_name``, ``detail_type``,
-  ``source``; ``firehose``: ``stream_name``.
+  ``source``; ``firehose``: ``stream_name``;
+- ``oracle``: no options. Its lane feeds the test oracle's counters (:mod:`flagbridge.oracle`), so the oracle
+  judges exactly what the router decided.
 
-When a destination's ``filter.users`` is omitted it defaults to ``test_only`` for ``split`` and to
+When a destination's ``filter.users`` is omitted it defaults to ``test_only`` for ``split`` and ``oracle`` and to
 ``exclude_test`` for every other type (see :mod:`flagbridge.cdp.filters`).
 """
 
@@ -54,7 +56,7 @@ __all__ = [
     "parse_cdp_config",
 ]
 
-DestinationType = Literal["split", "webhook", "sqs", "sns", "eventbridge", "firehose"]
+DestinationType = Literal["split", "webhook", "sqs", "sns", "eventbridge", "firehose", "oracle"]
 _SECRET_NAME = r"^[A-Za-z0-9/_+=.@:-]+$"
 
 
@@ -148,6 +150,13 @@ class FirehoseDestination(_Destination):
     options: FirehoseOptions
 
 
+class OracleDestination(_Destination):
+    """Feed the test oracle's counters (consumed by the oracle counter function, not by delivery)."""
+
+    type: Literal["oracle"]
+    options: dict[str, Any] = Field(default_factory=dict, max_length=0)
+
+
 AnyDestination = (
     SplitDestination
     | WebhookDestination
@@ -155,6 +164,7 @@ AnyDestination = (
     | SnsDestination
     | EventBridgeDestination
     | FirehoseDestination
+    | OracleDestination
 )
 """Every destination model; a new destination type is one more model here (and its sink builder)."""
 
@@ -163,7 +173,7 @@ Destination = Annotated[AnyDestination, Field(discriminator="type")]
 
 def default_users_mode(destination_type: str) -> UsersMode:
     """The ``filter.users`` used when a destination does not set it."""
-    return "test_only" if destination_type == "split" else "exclude_test"
+    return "test_only" if destination_type in ("split", "oracle") else "exclude_test"
 
 
 @dataclass(slots=True, frozen=True)

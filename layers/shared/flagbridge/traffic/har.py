@@ -59,6 +59,48 @@ def _name(method: str, path: str, taken: set[str]) -> str:
     return name
 
 
+def _har_request(
+    request: Mapping[str, Any],
+    method: str,
+    url: str,
+    path: str,
+    keep_secrets: bool,
+    redacted: set[str],
+    names: set[str],
+) -> dict[str, Any]:
+    """One model request from a HAR ``request`` (credentials redacted unless ``keep_secrets``)."""
+    headers: dict[str, str] = {}
+    for name, value in _pairs(request.get("headers")):
+        lowered = name.lower()
+        if lowered in _SKIPPED_HEADERS or name.startswith(":"):
+            continue
+        if lowered in _SECRET_HEADERS and not keep_secrets:
+            redacted.add(f"header {name}")
+            value = REDACTED
+        headers[name] = value
+    cookies = {}
+    for name, value in _pairs(request.get("cookies")):
+        if not keep_secrets:
+            redacted.add(f"cookie {name}")
+            value = REDACTED
+        cookies[name] = value
+    item: dict[str, Any] = {"name": _name(method, path, names), "weight": 1, "method": method, "url": url}
+    query = _pairs(request.get("queryString"))
+    if query:
+        item["query"] = [list(pair) for pair in query]
+    if headers:
+        item["headers"] = headers
+    if cookies:
+        item["cookies"] = cookies
+    post = request.get("postData")
+    if isinstance(post, Mapping) and isinstance(post.get("text"), str) and post["text"]:
+        try:
+            item["body"] = json.loads(post["text"])
+        except ValueError:
+            item["body_text"] = post["text"]
+    return item
+
+
 def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, source: str = "<har>") -> HarImport:
     """Build a request model document from a parsed HAR."""
     entries = document.get("log", {}).get("entries") if isinstance(document, Mapping) else None
@@ -81,40 +123,10 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
             continue
         method = str(request.get("method") or "GET").upper()
         url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
-        key = (method, url)
-        if key in merged:
-            merged[key]["weight"] += 1
-            continue
-        headers: dict[str, str] = {}
-        for name, value in _pairs(request.get("headers")):
-            lowered = name.lower()
-            if lowered in _SKIPPED_HEADERS or name.startswith(":"):
-                continue
-            if lowered in _SECRET_HEADERS and not keep_secrets:
-                redacted.add(f"header {name}")
-                value = REDACTED
-            headers[name] = value
-        cookies = {}
-        for name, value in _pairs(request.get("cookies")):
-            if not keep_secrets:
-                redacted.add(f"cookie {name}")
-                value = REDACTED
-            cookies[name] = value
-        item: dict[str, Any] = {"name": _name(method, parts.path, names), "weight": 1, "method": method, "url": url}
-        query = _pairs(request.get("queryString"))
-        if query:
-            item["query"] = [list(pair) for pair in query]
-        if headers:
-            item["headers"] = headers
-        if cookies:
-            item["cookies"] = cookies
-        post = request.get("postData")
-        if isinstance(post, Mapping) and isinstance(post.get("text"), str) and post["text"]:
-            try:
-                item["body"] = json.loads(post["text"])
-            except ValueError:
-                item["body_text"] = post["text"]
-        merged[key] = item
+        if (method, url) in merged:
+            merged[(method, url)]["weight"] += 1
+        else:
+            merged[(method, url)] = _har_request(request, method, url, parts.path, keep_secrets, redacted, names)
     if not merged:
         hosts = ", ".join(sorted(skipped)) or "none"
         raise SafetyError(

@@ -320,20 +320,8 @@ def _scalar_text(value: Any, where: str) -> str | Template:
     return compile_text(value, where)
 
 
-def compile_request(document: Any, index: int, source: str) -> RequestTemplate:
-    if not isinstance(document, dict):
-        raise ModelError(f"{source}: requests[{index}] must be a mapping")
-    name = str(document.get("name") or f"request{index}")
-    where = f"{source}: request {name!r}"
-    unknown = sorted(str(key) for key in document if key not in _REQUEST_KEYS)
-    if unknown:
-        raise ModelError(f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(sorted(_REQUEST_KEYS))}")
-    weight = document.get("weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-        raise ModelError(f"{where}: 'weight' must be a whole number of at least 1, got {weight!r}")
-    method = document.get("method", "GET")
-    if not isinstance(method, str) or not _TOKEN.match(method):
-        raise ModelError(f"{where}: 'method' must be an HTTP method, got {method!r}")
+def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[str | Template, ...]]:
+    """Scheme, ``host[:port]`` and the path segments (``{params}`` filled from ``path_params``)."""
     url = document.get("url")
     if not isinstance(url, str):
         raise ModelError(f"{where}: 'url' is required (scheme://host/path)")
@@ -362,44 +350,71 @@ def compile_request(document: Any, index: int, source: str) -> RequestTemplate:
     extra = sorted(set(params) - used)
     if extra:
         raise ModelError(f"{where}: path_params.{extra[0]} is not used by the url")
+    return parts.scheme, parts.netloc, tuple(segments)
+
+
+def _compile_named(
+    document: dict[str, Any], field_name: str, where: str, reserved: frozenset[str] = frozenset()
+) -> tuple[tuple[str, str | Template], ...]:
+    """Headers or cookies: token names, values that may be templates; ``reserved`` names are refused."""
+    pairs = []
+    for key, value in _pairs(document.get(field_name), f"{where}: '{field_name}'"):
+        if not _TOKEN.match(key):
+            raise ModelError(f"{where}: {field_name[:-1]} name {key!r} is not a valid HTTP token")
+        if key.lower() in reserved:
+            raise ModelError(f"{where}: header {key!r} is set by the generator (use 'url' and 'cookies')")
+        pairs.append((key, _scalar_text(value, f"{where}: {field_name}.{key}")))
+    return tuple(pairs)
+
+
+def _compile_payload(document: dict[str, Any], where: str) -> tuple[BodyNode | None, str | None, tuple[Any, ...]]:
+    """The JSON body (with the paths of its tester values) or the raw ``body_text``."""
+    if "body" in document and "body_text" in document:
+        raise ModelError(f"{where}: give 'body' (JSON) or 'body_text', not both")
+    tester_paths: list[tuple[Any, ...]] = []
+    body = compile_body(document["body"], f"{where}: body", tester_paths) if "body" in document else None
+    body_text = document.get("body_text")
+    if body_text is not None and not isinstance(body_text, str):
+        raise ModelError(f"{where}: 'body_text' must be text")
+    return body, body_text, tuple(tester_paths)
+
+
+_GENERATED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "cookie"})
+
+
+def compile_request(document: Any, index: int, source: str) -> RequestTemplate:
+    if not isinstance(document, dict):
+        raise ModelError(f"{source}: requests[{index}] must be a mapping")
+    name = str(document.get("name") or f"request{index}")
+    where = f"{source}: request {name!r}"
+    unknown = sorted(str(key) for key in document if key not in _REQUEST_KEYS)
+    if unknown:
+        raise ModelError(f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(sorted(_REQUEST_KEYS))}")
+    weight = document.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+        raise ModelError(f"{where}: 'weight' must be a whole number of at least 1, got {weight!r}")
+    method = document.get("method", "GET")
+    if not isinstance(method, str) or not _TOKEN.match(method):
+        raise ModelError(f"{where}: 'method' must be an HTTP method, got {method!r}")
+    scheme, host, path = _compile_url(document, where)
     query = tuple(
         (compile_text(key, f"{where}: query"), _scalar_text(value, f"{where}: query.{key}"))
         for key, value in _pairs(document.get("query"), f"{where}: 'query'")
     )
-    headers = []
-    for key, value in _pairs(document.get("headers"), f"{where}: 'headers'"):
-        if not _TOKEN.match(key):
-            raise ModelError(f"{where}: header name {key!r} is not a valid HTTP token")
-        if key.lower() in ("host", "content-length", "transfer-encoding", "cookie"):
-            raise ModelError(f"{where}: header {key!r} is set by the generator (use 'url' and 'cookies')")
-        headers.append((key, _scalar_text(value, f"{where}: headers.{key}")))
-    cookies = []
-    for key, value in _pairs(document.get("cookies"), f"{where}: 'cookies'"):
-        if not _TOKEN.match(key):
-            raise ModelError(f"{where}: cookie name {key!r} is not a valid token")
-        cookies.append((key, _scalar_text(value, f"{where}: cookies.{key}")))
-    body = None
-    tester_paths: list[tuple[Any, ...]] = []
-    if "body" in document and "body_text" in document:
-        raise ModelError(f"{where}: give 'body' (JSON) or 'body_text', not both")
-    if "body" in document:
-        body = compile_body(document["body"], f"{where}: body", tester_paths)
-    body_text = document.get("body_text")
-    if body_text is not None and not isinstance(body_text, str):
-        raise ModelError(f"{where}: 'body_text' must be text")
+    body, body_text, tester_paths = _compile_payload(document, where)
     return RequestTemplate(
         name=name,
         weight=weight,
         method=method,
-        scheme=parts.scheme,
-        host=parts.netloc,
-        path=tuple(segments),
+        scheme=scheme,
+        host=host,
+        path=path,
         query=query,
-        headers=tuple(headers),
-        cookies=tuple(cookies),
+        headers=_compile_named(document, "headers", where, _GENERATED_HEADERS),
+        cookies=_compile_named(document, "cookies", where),
         body=body,
         body_text=body_text,
-        tester_body_paths=tuple(tester_paths),
+        tester_body_paths=tester_paths,
     )
 
 

@@ -76,6 +76,17 @@ class RunSummary:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
+    def count(self, case_id: str, outcome: Outcome) -> None:
+        """Count one sent case's outcome."""
+        self.sent += 1
+        self.statuses[str(outcome.status) if outcome.status is not None else "error"] += 1
+        self.outcomes[outcome_class(outcome)] += 1
+        self.latencies.append(outcome.latency_ms)
+        if outcome.failed:
+            self.failure_count += 1
+            if len(self.failures) < MAX_FAILURES_KEPT:
+                self.failures.append(case_id)
+
     def record(self) -> dict[str, Any]:
         return {
             "type": "summary",
@@ -103,6 +114,12 @@ def stop_file_check(path: Path | None) -> Callable[[], str | None]:
         return None
 
     return check
+
+
+def _over_budget(settings: RunSettings, summary: RunSummary, clock: Callable[[], float]) -> str | None:
+    if settings.max_duration_s is not None and clock() - summary.started >= settings.max_duration_s:
+        return f"duration budget of {settings.max_duration_s:g}s spent"
+    return None
 
 
 def _send_with_backoff(
@@ -148,13 +165,7 @@ def run_traffic(
     next_index = settings.first_index
     end = settings.first_index + settings.requests
     while next_index < end:
-        reason = stop()
-        if (
-            reason is None
-            and settings.max_duration_s is not None
-            and clock() - summary.started >= settings.max_duration_s
-        ):
-            reason = f"duration budget of {settings.max_duration_s:g}s spent"
+        reason = stop() or _over_budget(settings, summary, clock)
         if reason is not None:
             summary.stopped = reason
             break
@@ -168,14 +179,7 @@ def run_traffic(
                 assert bucket is not None and send is not None
                 bucket.acquire()
                 outcome = _send_with_backoff(case.request, send, bucket, settings, summary)
-                summary.sent += 1
-                summary.statuses[str(outcome.status) if outcome.status is not None else "error"] += 1
-                summary.outcomes[outcome_class(outcome)] += 1
-                summary.latencies.append(outcome.latency_ms)
-                if outcome.failed:
-                    summary.failure_count += 1
-                    if len(summary.failures) < MAX_FAILURES_KEPT:
-                        summary.failures.append(case.case_id)
+                summary.count(case.case_id, outcome)
                 if reporter is not None:
                     reporter.add(case, outcome, generator.run_id, generator.plan.plan_hash)
             if manifest is not None and not settings.count_only:

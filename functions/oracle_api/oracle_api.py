@@ -1,0 +1,60 @@
+"""Lambda handler for ``GET /tests`` and ``GET /tests/{name}``: the oracle's verdicts as JSON.
+
+Bearer-token protected (the token is a Secrets Manager secret). ``/tests`` lists every configured test with its
+current verdict per treatment and metric; ``/tests/{name}`` adds the full report (counts, rates, bounds,
+thresholds, reasons), the test's configuration, its kills and the recent history. 404 for a test not configured.
+"""
+
+from __future__ import annotations
+
+import gc
+
+gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
+
+from functools import cache
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from flagbridge import runtime
+from flagbridge.api import error_response, install_error_handlers, json_response
+from flagbridge.auth import require_bearer
+from flagbridge.observability import logger, metrics, tracer
+from flagbridge.oracle.config import OracleConfig
+from flagbridge.oracle.service import detail_document, list_document, oracle_config
+from flagbridge.routing import HttpRouter, Response
+
+app = HttpRouter()
+install_error_handlers(app)
+
+
+@cache
+def config() -> OracleConfig:
+    return oracle_config(runtime.settings().config)
+
+
+@app.get("/tests")
+def list_tests() -> Response:
+    require_bearer(app.current_event.headers, runtime.oracle_api_token())
+    return json_response(200, list_document(config(), runtime.oracle_verdicts()))
+
+
+@app.get("/tests/<name>")
+def get_test(name: str) -> Response:
+    require_bearer(app.current_event.headers, runtime.oracle_api_token())
+    name = (app.current_event.path_parameters or {}).get("name") or unquote(name)
+    test = config().test(name)
+    if test is None:
+        return error_response(404, "test_not_found", "no test of that name in the oracle configuration")
+    return json_response(200, detail_document(test, runtime.oracle_verdicts()))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+runtime.init_complete()

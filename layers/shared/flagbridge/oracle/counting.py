@@ -1,0 +1,453 @@
+"""Oracle-lane messages -> counter deltas: which events count, for which treatment, as good, bad or invalid.
+
+The router puts one message per routed mParticle batch on the oracle lane (``{"destination", "batch_key",
+"test_user", "batch"}``), after the data plan, tester resolution and the lane's filter. For every configured
+test and every event of the batch:
+
+1. **cohort**: ``testers`` counts only batches the router resolved as a tester's; ``everyone`` counts all;
+2. **attribution** to a treatment: the event attribute named by ``treatment_attribute`` if the test sets one;
+   otherwise the user's treatment of the flag *at the event's time*, from the profile the impression feed keeps
+   (:func:`assignment_at` over its assignment history). An event of a user never exposed to the flag (in the
+   test's environment, before the event) counts under :data:`UNATTRIBUTED`: shown, never judged. An event of a
+   user served the flag with label ``killed`` counts once under :data:`KILLED`: the evidence a kill landed;
+3. **metrics**: an event the metric's ``events`` selector picks is counted (``n``); for a rate metric it is bad
+   (``k``) when the ``bad`` selector also picks it; for a percentile metric its attribute goes into the
+   histogram. An event whose deciding attribute is missing or not a number is counted as ``invalid`` instead.
+
+Counters are keyed by (test, hour, flag version, treatment, metric): the hour places the window, the flag version
+lets the evaluator start at the newest version by default. Each message contributes once: its ``ledger_id`` (a
+digest of the router's batch key, which is stable across redelivery, replay and a sender's duplicate) is what
+the store records on every counter it touches (:mod:`flagbridge.oracle.store`). Users are kept only as 64-bit
+digests, for the sample-ratio check, and only for tests that declare a ``split``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from binascii import b2a_base64
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any, NamedTuple
+
+from flagbridge.cdp._values import canonical, to_number
+from flagbridge.cdp.batch import Event
+from flagbridge.cdp.filters import CompiledFilter, Filter
+from flagbridge.errors import FlagbridgeError
+from flagbridge.oracle import histogram
+from flagbridge.oracle.config import OracleConfig, OracleTest, PercentileMetric, RateMetric, Selector
+from flagbridge.profiles.model import FlagState
+
+UNATTRIBUTED = "(unattributed)"
+KILLED = "(killed)"
+ANY_METRIC = "*"
+HOUR_MS = 3_600_000
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+class CounterKey(NamedTuple):
+    test: str
+    hour: int
+    """Start of the hour (epoch ms) of the events counted."""
+    version: int
+    """Flag version of the assignment (0: unknown, e.g. attributed by an event attribute)."""
+    treatment: str
+    metric: str
+
+
+class UserSetKey(NamedTuple):
+    test: str
+    version: int
+    treatment: str
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one or more messages add to one counter."""
+
+    n: int = 0
+    k: int = 0
+    invalid: int = 0
+    buckets: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: Delta) -> None:
+        self.n += other.n
+        self.k += other.k
+        self.invalid += other.invalid
+        for index, count in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + count
+
+
+@dataclass(slots=True)
+class Contribution:
+    """Everything one lane message adds: counter deltas and user digests per treatment."""
+
+    ledger_id: str
+    deltas: dict[CounterKey, Delta] = field(default_factory=dict)
+    users: dict[UserSetKey, set[str]] = field(default_factory=dict)
+    events: int = 0
+
+
+class LaneMessageError(FlagbridgeError, ValueError):
+    """The message is not an oracle-lane message."""
+
+
+def digest(text: str) -> str:
+    """A 64-bit digest in 11 URL-safe characters (ledger ids, user digests: never the key itself)."""
+    raw = blake2b(text.encode(), digest_size=8).digest()
+    return b2a_base64(raw, newline=False).translate(_URLSAFE).decode().rstrip("=")
+
+
+def assignment_at(state: FlagState, environment: str, at_ms: int) -> tuple[str, int, str | None] | None:
+    """The (treatment, version, label) a user was served at ``at_ms`` in ``environment``, per the profile.
+
+    The assignment whose [first seen, last seen] holds the time (the latest to start, if several); else the
+    one seen last before it; None when the user was not exposed in that environment before ``at_ms``.
+    """
+    everywhere = environment == state.environment_id
+    candidates = [a for a in state.assignments if everywhere or a.environment == environment]
+    if not candidates:
+        if state.environment != environment and not everywhere:
+            return None
+        if state.first_seen > at_ms:
+            return None
+        return state.treatment, state.version or 0, state.label
+    holding = [a for a in candidates if a.first_seen <= at_ms <= a.last_seen]
+    if holding:
+        chosen = max(holding, key=lambda a: (a.first_seen, a.version or 0))
+    else:
+        before = [a for a in candidates if a.last_seen < at_ms]
+        if not before:
+            return None
+        chosen = max(before, key=lambda a: (a.last_seen, a.version or 0))
+    return chosen.treatment, chosen.version or 0, chosen.label
+
+
+def traffic_types_by_identity(mappings: Iterable[Any]) -> dict[str, list[str]]:
+    """Identity type -> the traffic types whose profiles hold its keys (from ``identity_mapping``)."""
+    types: dict[str, list[str]] = {}
+    for mapping in mappings:
+        known = types.setdefault(mapping.identity_type, [])
+        if mapping.traffic_type not in known:
+            known.append(mapping.traffic_type)
+    return types
+
+
+def _user_ids(doc: Mapping[str, Any], traffic_types: Mapping[str, Sequence[str]]) -> list[str]:
+    """Profile user ids (``traffic_type#key``) of a batch, through the identity mapping."""
+    raw = doc.get("user_identities")
+    pairs: list[tuple[str, str]] = []
+    if isinstance(raw, dict):
+        pairs = [("customer_id" if k == "customerid" else str(k), str(v)) for k, v in raw.items() if v is not None]
+    elif isinstance(raw, list):
+        pairs = [
+            (str(item.get("identity_type")), str(item.get("identity")))
+            for item in raw
+            if isinstance(item, dict) and item.get("identity") is not None
+        ]
+    if doc.get("mpid") is not None:
+        pairs.append(("mpid", str(doc["mpid"])))
+    return [f"{traffic}#{value}" for kind, value in pairs for traffic in traffic_types.get(kind, ())]
+
+
+_UNSET: Any = object()
+PreparedEvent = tuple[Any, str, dict[str, Any], Mapping[str, Any], int]
+"""(event type, name, data, custom attributes, time) of one event."""
+_MEMO_LIMIT = 4096
+
+
+class _Selector:
+    """A selector for the hot path: the event type and name part memoised, attribute predicates called directly.
+
+    Metrics with the same ``events`` selector share one instance, so an event is matched once per selector.
+    """
+
+    __slots__ = ("_memo", "_names", "any_name", "predicates")
+
+    def __init__(self, selector: Selector) -> None:
+        self._names: CompiledFilter = Filter(
+            users="any", event_types=selector.event_types, event_names=selector.event_names
+        ).compile()
+        self.any_name = not self._names.has_event_rules
+        """No type or name rules: only the attribute predicates decide."""
+        self.predicates = [(attribute, check) for attribute, check, _ in Filter(
+            users="any", attributes=selector.attributes).compile().predicates]  # fmt: skip
+        self._memo: dict[tuple[Any, str], bool] = {}
+
+    def matches(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> bool:
+        if not self.any_name:
+            named = self._memo.get((event_type, name), _UNSET)
+            if named is _UNSET:
+                named = self._names.event_reason(Event(0, str(event_type), data, {})) is None
+                if len(self._memo) < _MEMO_LIMIT:
+                    self._memo[(event_type, name)] = named
+            if not named:
+                return False
+        for attribute, check in self.predicates:  # noqa: SIM110 - a loop, not all(<genexpr>): the hot path
+            if not check(attributes.get(attribute)):
+                return False
+        return True
+
+
+def _number(value: Any) -> float | int | None:
+    kind = type(value)
+    if kind is int or kind is float:
+        return value if kind is int or math.isfinite(value) else None
+    return to_number(value)
+
+
+class _CompiledMetric:
+    __slots__ = ("bad", "is_rate", "name", "needs")
+
+    def __init__(self, metric: RateMetric | PercentileMetric) -> None:
+        self.name = metric.name
+        self.is_rate = isinstance(metric, RateMetric)
+        self.bad: _Selector | None = None
+        self.needs: list[tuple[str, bool]] = []
+        """(attribute, must be a number) that must be readable for the event to be judged."""
+        if isinstance(metric, RateMetric):
+            self.bad = _Selector(metric.bad)
+            for predicate in metric.bad.attributes:
+                if predicate.op not in ("exists", "not_exists"):
+                    self.needs.append((predicate.attribute, predicate.op in ("gt", "gte", "lt", "lte")))
+        else:
+            self.needs.append((metric.attribute, True))
+
+    def count(
+        self, delta: Delta, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]
+    ) -> None:
+        number = None
+        for attribute, numeric in self.needs:
+            value = attributes.get(attribute)
+            if value is None:
+                delta.invalid += 1
+                return
+            if numeric:
+                number = _number(value)
+                if number is None:
+                    delta.invalid += 1
+                    return
+            elif canonical(value) is None:
+                delta.invalid += 1
+                return
+        delta.n += 1
+        if self.bad is not None:
+            if self.bad.matches(event_type, name, data, attributes):
+                delta.k += 1
+        else:
+            index = histogram.bucket_of(number)  # type: ignore[arg-type]  # set by the numeric need above
+            delta.buckets[index] = delta.buckets.get(index, 0) + 1
+
+
+class _CompiledTest:
+    """A test's metrics grouped by their ``events`` selector (the default metrics share one)."""
+
+    __slots__ = ("groups", "metric_names", "test")
+
+    def __init__(self, test: OracleTest) -> None:
+        self.test = test
+        self.metric_names = [metric.name for metric in test.metrics]
+        groups: dict[str, tuple[_Selector, list[tuple[int, _CompiledMetric]]]] = {}
+        for position, metric in enumerate(test.metrics):
+            key = metric.events.model_dump_json()
+            if key not in groups:
+                groups[key] = (_Selector(metric.events), [])
+            groups[key][1].append((position, _CompiledMetric(metric)))
+        self.groups = list(groups.values())
+
+
+def _event_time(data: Mapping[str, Any], fallback: int) -> int:
+    value = data.get("timestamp_unixtime_ms")
+    if type(value) is not int:
+        value = to_number(value)
+    return int(value) if value is not None and value > 0 else fallback
+
+
+def _prepared_events(
+    doc: Mapping[str, Any], batch_time: int
+) -> list[tuple[Any, str, dict[str, Any], Mapping[str, Any], int]]:
+    """(event type, name, data, custom attributes, time) of each well-formed event of a batch document."""
+    prepared = []
+    for envelope in doc.get("events", []):
+        if not isinstance(envelope, dict):
+            continue
+        data = envelope.get("data")
+        if data is None:
+            data = {}
+        elif not isinstance(data, dict):
+            continue
+        event_type = envelope.get("event_type")
+        if event_type == "custom_event":
+            name = str(data.get("event_name", ""))
+        elif event_type == "screen_view":
+            name = str(data.get("screen_name", ""))
+        else:
+            name = str(event_type)
+        attributes = data.get("custom_attributes")
+        prepared.append(
+            (event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES,
+             _event_time(data, batch_time))
+        )  # fmt: skip
+    return prepared
+
+
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+Attribution = tuple[str, int, str | None]
+StateLookup = Callable[[str, str], FlagState | None]
+"""``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
+
+
+def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> Callable[[int], Attribution]:
+    """``at_ms -> (treatment, version, label)`` of one user for one test.
+
+    Most events come after the user's newest exposure: those take the newest assignment without a search.
+    """
+    if not user_states:
+        return lambda at_ms: (UNATTRIBUTED, 0, None)
+    state = user_states[0]
+    candidates = [a for a in state.assignments if a.environment == test.environment]
+    if len(user_states) == 1 and candidates and test.environment != state.environment_id:
+        newest = max(candidates, key=lambda a: (a.last_seen, a.version or 0))
+        boundary, answer = newest.last_seen, (newest.treatment, newest.version or 0, newest.label)
+    else:
+        boundary, answer = 2**63, (UNATTRIBUTED, 0, None)
+
+    def attribute(at_ms: int) -> Attribution:
+        if at_ms > boundary:
+            return answer
+        for candidate in user_states:
+            assigned = assignment_at(candidate, test.environment, at_ms)
+            if assigned is not None:
+                return assigned
+        return (UNATTRIBUTED, 0, None)
+
+    return attribute
+
+
+class Counter:
+    """Counts lane messages for the configured tests (compiled once per container)."""
+
+    def __init__(self, config: OracleConfig, traffic_types: Mapping[str, Sequence[str]]) -> None:
+        self._tests = [_CompiledTest(t) for t in config.tests]
+        self._traffic_types = traffic_types
+
+    @property
+    def profile_flags(self) -> list[str]:
+        """Flags whose profiles attribution reads (tests without a treatment attribute)."""
+        return sorted({t.test.flag for t in self._tests if t.test.treatment_attribute is None})
+
+    def parse(self, body: str) -> dict[str, Any]:
+        """A lane message as a dict; LaneMessageError when it is not one."""
+        try:
+            message = json.loads(body)
+        except ValueError as exc:
+            raise LaneMessageError("not JSON") from exc
+        if not isinstance(message, dict) or not isinstance(message.get("batch"), dict):
+            raise LaneMessageError("not an oracle-lane message (no batch)")
+        events = message["batch"].get("events", [])
+        if not isinstance(events, list):
+            raise LaneMessageError("batch.events is not a list")
+        return message
+
+    def user_ids(self, message: Mapping[str, Any]) -> list[str]:
+        return _user_ids(message["batch"], self._traffic_types)
+
+    def count(self, message: Mapping[str, Any], states: StateLookup, now_ms: int) -> Contribution:
+        """The contribution of one parsed lane message."""
+        doc: Mapping[str, Any] = message["batch"]
+        batch_key = message.get("batch_key")
+        ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
+        contribution = Contribution(ledger_id)
+        events = _prepared_events(doc, _event_time(doc, now_ms))
+        contribution.events = len(events)
+        users = _user_ids(doc, self._traffic_types)
+        is_tester = message.get("test_user") is True
+        for compiled in self._tests:
+            test = compiled.test
+            if test.cohort == "testers" and not is_tester:
+                continue
+            self._count_test(compiled, events, users, states, contribution)
+        return contribution
+
+    @staticmethod
+    def _count_test(
+        compiled: _CompiledTest,
+        events: list[PreparedEvent],
+        users: list[str],
+        states: StateLookup,
+        contribution: Contribution,
+    ) -> None:
+        test = compiled.test
+        attribute = _attribution(test, users, states)
+        metric_names = compiled.metric_names
+        # (hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)
+        rows: dict[tuple[int, int, str], list[Delta | None]] = {}
+        killed: dict[tuple[int, int], int] = {}
+        user_sets: set[tuple[int, str]] = set()
+        for event_type, name, data, attributes, at_ms in events:
+            treatment, version, label = attribute(at_ms, attributes)
+            hour = at_ms - at_ms % HOUR_MS
+            if label == "killed":
+                killed[(hour, version)] = killed.get((hour, version), 0) + 1
+                continue
+            row = None
+            for selector, metrics in compiled.groups:
+                if not selector.matches(event_type, name, data, attributes):
+                    continue
+                if row is None:
+                    row = rows.get((hour, version, treatment))
+                    if row is None:
+                        row = rows[(hour, version, treatment)] = [None] * len(metric_names)
+                for position, metric in metrics:
+                    delta = row[position]
+                    if delta is None:
+                        delta = row[position] = Delta()
+                    metric.count(delta, event_type, name, data, attributes)
+            if test.split is not None and treatment != UNATTRIBUTED:
+                user_sets.add((version, treatment))
+        _collect(test.name, metric_names, rows, killed, contribution)
+        if users:
+            for version, treatment in user_sets:
+                contribution.users.setdefault(UserSetKey(test.name, version, treatment), set()).add(digest(users[0]))
+
+
+def _attribution(
+    test: OracleTest, users: list[str], states: StateLookup
+) -> Callable[[int, Mapping[str, Any]], Attribution]:
+    """``(at_ms, attributes) -> (treatment, version, label)`` for the events of one message and one test."""
+    named_by = test.treatment_attribute
+    if named_by is not None:
+
+        def by_attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
+            named = canonical(attributes.get(named_by))
+            return (named, 0, None) if named else (UNATTRIBUTED, 0, None)
+
+        return by_attribute
+    profile = _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
+    return lambda at_ms, attributes: profile(at_ms)
+
+
+def _collect(
+    test: str,
+    metric_names: list[str],
+    rows: dict[tuple[int, int, str], list[Delta | None]],
+    killed: dict[tuple[int, int], int],
+    contribution: Contribution,
+) -> None:
+    deltas = contribution.deltas
+    for (hour, version, treatment), row in rows.items():
+        for position, delta in enumerate(row):
+            if delta is not None:
+                deltas[CounterKey(test, hour, version, treatment, metric_names[position])] = delta
+    for (hour, version), count in killed.items():
+        deltas[CounterKey(test, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
+
+
+def merge_contributions(contributions: Iterable[Contribution]) -> dict[CounterKey, Delta]:
+    """The summed deltas of several contributions (what one SQS batch adds, counter by counter)."""
+    merged: dict[CounterKey, Delta] = {}
+    for contribution in contributions:
+        for key, delta in contribution.deltas.items():
+            merged.setdefault(key, Delta()).add(delta)
+    return merged

@@ -1,0 +1,232 @@
+"""The test oracle's figures: counting CPU per event, DynamoDB writes per SQS batch, and the cost of an evaluation.
+
+* ``oracle_cpu``: ``oracle_counter.lambda_handler`` CPU time per event for oracle-lane messages (testers' results,
+  one mParticle batch of 5 events per message, SQS batches of the lane's 100 messages), with profile attribution
+  from an in-memory store and the real ``DynamoDBCounterStore`` on a counting fake client; against
+  ``json.loads`` of the same lane messages. Target <= 3x.
+* ``oracle_writes``: DynamoDB write requests per SQS batch against the distinct counters the batch touched.
+  Target = 1.0.
+* ``oracle_eval``: one evaluation (read the counters, sum the window, judge every treatment x metric) over the
+  counters that 1,000,000 events leave against those of 10,000 events: the same 24 hours x 2 treatments x 2
+  metrics, so the cost must not grow with the events. Target <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+from local.bench.fakes import BenchContext, CountingDynamoDB, bench_environment, load_handler, replace_runtime
+from local.bench.timing import Figure, Sizes, _ms, at_most, paired_medians
+
+NOW_MS = 1_767_225_600_000
+HOUR_MS = 3_600_000
+LANE_BATCH = 100  # the oracle lane's BatchSize in template.yaml
+EVENTS_PER_MESSAGE = 5
+TESTERS = 40
+
+
+class _OracleDynamoDB(CountingDynamoDB):
+    """The counting fake plus the UpdateItem the counter store makes (never a conflict: first deliveries)."""
+
+    def update_item(self, **update: Any) -> dict[str, Any]:
+        self._count("update_item")
+        key = (update["Key"]["pk"]["S"], update["Key"]["sk"]["S"])
+        self.items.setdefault(key, {})
+        return {}
+
+    def get_item(self, **_: Any) -> dict[str, Any]:
+        self._count("get_item")
+        return {}
+
+
+def _config() -> Any:
+    from flagbridge.oracle.config import parse_oracle_config
+
+    return parse_oracle_config({"tests": [{"name": "checkout", "flag": "new_checkout", "environment": "Production"}]})
+
+
+def _states() -> dict[tuple[str, str], Any]:
+    from flagbridge.profiles.model import Assignment, FlagState
+
+    states = {}
+    for index in range(TESTERS):
+        treatment = "on" if index % 2 else "off"
+        assignment = Assignment(treatment, "whitelisted", 7, "Production", NOW_MS - HOUR_MS, NOW_MS - HOUR_MS, 1)
+        states[(f"user#qa-{index}", "new_checkout")] = FlagState(
+            traffic_type="user", key=f"qa-{index}", identity_type="customer_id", flag="new_checkout",
+            treatment=treatment, label="whitelisted", version=7, environment="Production", environment_id="env-1",
+            current_time=NOW_MS - HOUR_MS, first_seen=NOW_MS - HOUR_MS, last_seen=NOW_MS - HOUR_MS, exposures=1,
+            assignments=(assignment,),
+        )  # fmt: skip
+    return states
+
+
+def lane_messages(events: int, seed: int = 11) -> list[str]:
+    """Oracle-lane message bodies as the router writes them: testers' ``flagbridge_test_request`` results."""
+    rng = random.Random(seed)
+    bodies = []
+    for message in range(max(1, events // EVENTS_PER_MESSAGE)):
+        user = f"qa-{message % TESTERS}"
+        batch_events = [
+            {"event_type": "custom_event",
+             "data": {"event_name": "flagbridge_test_request", "custom_event_type": "other",
+                      "timestamp_unixtime_ms": NOW_MS + message * 100 + i, "source_message_id": f"m{message}-{i}",
+                      "custom_attributes": {"run_id": "bench", "case_id": f"c{message}-{i}", "route": "/checkout",
+                                            "method": "POST", "status": 500 if rng.random() < 0.02 else 200,
+                                            "latency_ms": round(rng.lognormvariate(5, 0.5), 1)}}}
+            for i in range(EVENTS_PER_MESSAGE)
+        ]  # fmt: skip
+        batch = {"environment": "production", "source_request_id": f"bench-{message}",
+                 "user_identities": {"customer_id": user}, "events": batch_events}  # fmt: skip
+        message_body = {"v": 1, "destination": "oracle", "type": "oracle", "batch_key": f"srid:bench-{message}",
+                        "test_user": True, "batch": batch}  # fmt: skip
+        bodies.append(json.dumps(message_body))
+    return bodies
+
+
+def _sqs_events(bodies: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"Records": [{"messageId": f"m-{start + i}", "body": body, "attributes": {}}
+                     for i, body in enumerate(bodies[start : start + LANE_BATCH])]}
+        for start in range(0, len(bodies), LANE_BATCH)
+    ]  # fmt: skip
+
+
+def _counter_handler(client: CountingDynamoDB) -> Any:
+    """The counter handler with the shipped configuration, its store on ``client``, profiles in memory."""
+    bench_environment()
+    from flagbridge.oracle.store import DynamoDBCounterStore
+
+    states = _states()
+
+    class Profiles:
+        def load(self, pairs: Any, users: Any) -> tuple[dict[Any, Any], dict[str, Any]]:
+            return {pair: states[pair] for pair in pairs if pair in states}, {}
+
+    store = DynamoDBCounterStore(client, "oracle-counters")
+    replace_runtime(oracle_counters=lambda: store, profile_store=lambda: Profiles())
+    return load_handler("oracle_counter")
+
+
+def figure_oracle_cpu(sizes: Sizes) -> list[Figure]:
+    """Counter handler CPU per event against json.loads of the lane messages."""
+    client = _OracleDynamoDB()
+    handler = _counter_handler(client)
+    bodies = lane_messages(sizes.oracle_events)
+    events = _sqs_events(bodies)
+    context = BenchContext()
+    counted = sum(len(json.loads(b)["batch"]["events"]) for b in bodies)
+
+    def floor() -> None:
+        for body in bodies:
+            json.loads(body)
+
+    def measured() -> None:
+        for event in events:
+            response = handler.lambda_handler(event, context)
+            if response["batchItemFailures"]:
+                raise RuntimeError(f"the counter failed records: {response['batchItemFailures']}")
+
+    floor_s, measured_s, floors, measures = paired_medians(floor, measured, sizes.runs, sizes.warmup)
+    ratio = measured_s / floor_s
+    return [
+        Figure(
+            "oracle_cpu", "oracle counter CPU per event", round(measured_s / counted * 1e6, 2),
+            round(floor_s / counted * 1e6, 2), round(ratio, 2), "µs/event", "<= 3x", at_most(ratio, 3.0),
+            {"events": counted, "messages": len(bodies), "sqs_batches": len(events), "floor_runs_ms": _ms(floors),
+             "measured_runs_ms": _ms(measures)},
+        )
+    ]  # fmt: skip
+
+
+def figure_oracle_writes(sizes: Sizes) -> list[Figure]:
+    """DynamoDB write requests per oracle-lane SQS batch against the distinct counters it touched."""
+    client = _OracleDynamoDB()
+    handler = _counter_handler(client)
+    from flagbridge.oracle.counting import Counter
+
+    counter = Counter(_config(), {"customer_id": ["user"]})
+    states = _states()
+    per_batch = []
+    for event in _sqs_events(lane_messages(sizes.oracle_events)):
+        touched: set[Any] = set()
+        for record in event["Records"]:
+            message = counter.parse(record["body"])
+            touched |= set(counter.count(message, lambda user, flag: states.get((user, flag)), NOW_MS).deltas)
+        before = client.write_requests
+        handler.lambda_handler(event, BenchContext())
+        per_batch.append({"counters": len(touched), "writes": client.write_requests - before})
+    writes = sum(b["writes"] for b in per_batch)
+    counters = sum(b["counters"] for b in per_batch)
+    ratio = writes / counters
+    return [
+        Figure(
+            "oracle_writes", "oracle counter writes per SQS batch", round(writes / len(per_batch), 2),
+            round(counters / len(per_batch), 2), round(ratio, 3), "writes/batch", "= 1.0", ratio == 1.0,
+            {"batches": per_batch[:20], "sqs_batches": len(per_batch), "messages_per_batch": LANE_BATCH},
+        )
+    ]  # fmt: skip
+
+
+def _counters_for(events: int, seed: int) -> Any:
+    """The counters ``events`` results over 24 hours leave (2 treatments x 2 metrics x 24 hours), built directly."""
+    from flagbridge.oracle import histogram
+    from flagbridge.oracle.counting import CounterKey, Delta
+    from flagbridge.oracle.store import InMemoryCounterStore
+
+    rng = random.Random(seed)
+    store = InMemoryCounterStore()
+    per_cell = events // (24 * 2)
+    for hour in range(24):
+        for treatment, error_rate in (("on", 0.03), ("off", 0.002)):
+            key_hour = NOW_MS + hour * HOUR_MS
+            rate = Delta(n=per_cell, k=round(per_cell * error_rate))
+            buckets: dict[int, int] = {}
+            for _ in range(min(per_cell, 2000)):  # the histogram's shape; its bucket count does not grow with n
+                index = histogram.bucket_of(rng.lognormvariate(5, 0.5))
+                buckets[index] = buckets.get(index, 0) + max(1, per_cell // 2000)
+            latency = Delta(n=sum(buckets.values()), buckets=buckets)
+            store.counters[CounterKey("checkout", key_hour, 7, treatment, "5xx rate")] = rate
+            store.counters[CounterKey("checkout", key_hour, 7, treatment, "latency p95")] = latency
+    return store
+
+
+def figure_oracle_eval(sizes: Sizes) -> list[Figure]:
+    """One evaluation over the counters of many events against one over the counters of few."""
+    bench_environment()
+    from flagbridge.oracle.service import Evaluator
+    from flagbridge.oracle.store import InMemoryVerdictStore
+
+    class Silent:
+        def verdict_changed(self, report: Any, changed: Any) -> None:
+            return None
+
+        def metrics(self, report: Any) -> None:
+            return None
+
+    config = _config()
+    small_events, large_events = sizes.oracle_eval_events
+    small, large = _counters_for(small_events, 1), _counters_for(large_events, 2)
+    now = NOW_MS + 25 * HOUR_MS
+
+    def evaluation(store: Any) -> Any:
+        return lambda: Evaluator(config, store, InMemoryVerdictStore(), Silent(), None, lambda: now).run(force=True)
+
+    floor_s, measured_s, floors, measures = paired_medians(
+        evaluation(small), evaluation(large), sizes.runs, sizes.warmup, clock=time.process_time
+    )
+    ratio = measured_s / floor_s
+    [report] = evaluation(large)()
+    return [
+        Figure(
+            "oracle_eval", f"oracle evaluation, {large_events:,} vs {small_events:,} events",
+            round(measured_s * 1000, 3), round(floor_s * 1000, 3), round(ratio, 2), "ms/evaluation", "<= 1.5x",
+            at_most(ratio, 1.5),
+            {"events": {"floor": small_events, "measured": large_events},
+             "counters": {"floor": len(small.counters), "measured": len(large.counters)},
+             "state": report["state"], "floor_runs_ms": _ms(floors), "measured_runs_ms": _ms(measures)},
+        )
+    ]  # fmt: skip

@@ -251,6 +251,12 @@ class LocalBridge:
 
         ``FLAGBRIDGE_LOCAL_PARAM_<Name>`` still wins (see :mod:`local.resources`), e.g. to reach a real service.
         """
+        own = "TrafficResultsUrl"  # the test runs' results go to this bridge's own mParticle ingest, as deployed
+        if own in template.document.get("Parameters", {}) and PARAM_ENV_PREFIX + own not in os.environ and self.port:
+            template.parameter_overrides = {
+                **template.parameter_overrides,
+                own: f"http://{self.host}:{self.port}/mparticle/v2",
+            }
         defaults = url_parameters(template.document)
         if not defaults:
             return

@@ -185,4 +185,6 @@ def speed_up_moto_transactions() -> bool:
     dynamodb_models.copy = _TablesNotCopied(real_copy)  # type: ignore[assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     DynamoDBBackend._flagbridge_item_backup = True  # type: ignore[attr-defined]
+    DynamoDBBackend._flagbridge_moto_transact = original  # type: ignore[attr-defined]  # tests of moto's own path
+    dynamodb_models._flagbridge_moto_copy = real_copy  # type: ignore[attr-defined]
     return True

@@ -3,7 +3,8 @@
 Building moto resources and boto3 clients per case would dominate the suite's run time (hundreds of
 cases), so each module shares one environment; ``hostile_aws`` drains the queues and empties the
 quarantine after every case so that each case sees only what it caused. The environment also has what
-the mParticle ingest routes need (batches queue, credentials and webhook Authorization secrets).
+the mParticle ingest routes need (batches queue, credentials and webhook Authorization secrets) and what the
+oracle's API needs (verdicts table, bearer token secret).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import drain_queue, moto_resources
-from tests.hostile.support import add_mparticle_ingest_resources, clear_quarantine
+from tests.hostile.support import add_mparticle_ingest_resources, add_oracle_api_resources, clear_quarantine
 
 # DynamoDB's key size limits, which moto enforces on writes only.
 PARTITION_KEY_MAX_BYTES = 2048
@@ -48,6 +49,7 @@ def shared_aws() -> Iterator[dict[str, Any]]:
 
     with pytest.MonkeyPatch.context() as monkeypatch, moto_resources(monkeypatch) as resources:
         add_mparticle_ingest_resources(resources, monkeypatch)
+        add_oracle_api_resources(resources, monkeypatch)
         client = runtime.aws_client("dynamodb")
         for operation in ("Query", "GetItem", "BatchGetItem"):
             client.meta.events.register(f"before-parameter-build.dynamodb.{operation}", _enforce_key_sizes)

@@ -180,6 +180,29 @@ def add_mparticle_ingest_resources(aws: dict[str, Any], monkeypatch: Any) -> Non
     runtime.reset()
 
 
+ORACLE_TOKEN = "local-oracle-token"
+ORACLE_VERDICTS_TABLE = "flagbridge-hostile-oracle-verdicts"
+
+
+def add_oracle_api_resources(aws: dict[str, Any], monkeypatch: Any) -> None:
+    """Add what ``GET /tests`` needs: the verdicts table, the bearer token secret, their variables."""
+    from flagbridge import runtime
+
+    aws["ddb"].create_table(
+        TableName=ORACLE_VERDICTS_TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    secret = boto3_client("secretsmanager").create_secret(Name="flagbridge/hostile/oracle", SecretString=ORACLE_TOKEN)
+    monkeypatch.setenv("ORACLE_VERDICTS_TABLE", ORACLE_VERDICTS_TABLE)
+    monkeypatch.setenv("ORACLE_API_TOKEN_SECRET", secret["ARN"])
+    runtime.reset()
+
+
 def boto3_client(service: str) -> Any:
     import boto3
 

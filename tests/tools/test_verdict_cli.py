@@ -178,3 +178,21 @@ def test_the_html_report_renders_in_headless_chromium(verdicts: dict[str, Any], 
 def test_rows_of_a_test_never_evaluated() -> None:
     rows = verdict_rows([{"name": "t", "state": "PENDING", "report": None}])
     assert rows == [{"test": "t", "treatment": "-", "metric": "-", "state": "PENDING", "explain": "not evaluated yet"}]
+
+
+def test_watch_refreshes_until_decided_or_timeout(
+    verdicts: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"FLAGBRIDGE_CONFIG": str(verdicts["config"]), "ORACLE_VERDICTS_TABLE": TABLE}
+    sleeps: list[float] = []
+    monkeypatch.setattr("flagbridge_ops.commands.verdict.time.sleep", sleeps.append)
+    # every verdict of `checkout` is decided (FAIL and PASS): one look, no refresh
+    status, out, _ = run(["verdict", "checkout", "--watch", "--interval", "5"], env)
+    assert (status, sleeps) == (1, [])
+    # `small` stays INCONCLUSIVE: refreshed until the timeout
+    status, out, _ = run(["verdict", "small", "--watch", "--interval", "5", "--timeout", "0"], env)
+    assert status == 2 and sleeps == [] and out.count("INCONCLUSIVE small_flag=on 5xx rate") == 1
+    clock = iter(range(0, 1000, 6))
+    monkeypatch.setattr("flagbridge_ops.commands.verdict.time.monotonic", lambda: float(next(clock)))
+    status, out, _ = run(["verdict", "small", "--watch", "--interval", "5", "--timeout", "13"], env)
+    assert status == 2 and sleeps == [5.0, 5.0] and out.count("refreshing in 5s") == 2

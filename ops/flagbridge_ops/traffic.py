@@ -113,11 +113,12 @@ def prepare_run(
     environ: Mapping[str, str],
     clients: Any,
     needs_key: bool = True,
+    feeds_oracle: bool = True,
 ) -> PreparedRun:
     """Validate everything a run needs; raise one clear error (and send nothing) otherwise."""
     config, traffic, path = load_bridge(args, environ)
     plan, warnings = load_plan(plan_path, tuple(Path(item) for item in attack_set_files))
-    feed = traffic_feed(plan.oracle, config.oracle, plan_path)
+    feed = traffic_feed(plan.oracle, config.oracle, plan_path) if feeds_oracle else None
     if feed is not None:
         warnings = [*warnings, *feed.warnings]
     model = load_model(model_path)
@@ -342,6 +343,7 @@ def prepare_replay(header: Mapping[str, Any], args: Any, environ: Mapping[str, s
         args=args,
         environ=environ,
         clients=clients,
+        feeds_oracle=False,  # a replay reports nothing to the bridge: the plan's oracle test is not checked
     )
     if prepared.plan.plan_hash != header.get("plan_hash"):
         raise CliError(

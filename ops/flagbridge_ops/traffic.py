@@ -29,7 +29,7 @@ from flagbridge.traffic.results import ResultReporter
 from flagbridge.traffic.safety import RunTag, check_testers
 from flagbridge.traffic.sender import HttpSender
 from flagbridge.traffic.shrink import ShrinkResult, shrink
-from flagbridge.traffic.stop import OracleStop, VerdictUnavailable
+from flagbridge.traffic.stop import OracleStop, VerdictReadError
 from flagbridge_ops.errors import CliError, UsageError
 
 
@@ -260,7 +260,7 @@ def oracle_stop_for(
     )
     try:
         stop.read()
-    except VerdictUnavailable as exc:
+    except VerdictReadError as exc:
         raise CliError(f"cannot read the verdict of oracle test {feed.test!r} before the run: {exc}") from exc
     return stop
 
@@ -284,7 +284,7 @@ def verdict_after_run(
         try:
             document = stop.read()
             error = None
-        except VerdictUnavailable as exc:
+        except VerdictReadError as exc:
             document, error = stop.last, str(exc)
         if document is not None and verdict_decided(document, stop.metrics, results_end_ms):
             return document, None

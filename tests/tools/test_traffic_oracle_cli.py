@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from flagbridge.traffic.stop import HttpVerdicts, VerdictUnavailable, fail_reason
+from flagbridge.traffic.stop import HttpVerdicts, VerdictReadError, fail_reason
 from local.traffic_target import TrafficTarget
 from tests.tools.test_traffic_cli import EXAMPLES, flagbridge, one_line, sql_probe_in_query, write_config
 
@@ -291,17 +291,17 @@ def test_the_bridge_s_oracle_api_is_a_source(oracle_api: str) -> None:
     assert read is not None and fail_reason("checkout", read, ["5xx rate"]) is not None
     assert OracleApi.seen[-1] == ("/tests/checkout", "Bearer right")
     assert source.verdict("quiet") is None  # never evaluated
-    with pytest.raises(VerdictUnavailable, match="has no oracle test 'nope'") as unknown:
+    with pytest.raises(VerdictReadError, match="has no oracle test 'nope'") as unknown:
         source.verdict("nope")
     assert unknown.value.permanent
-    with pytest.raises(VerdictUnavailable, match="refused the token") as refused:
+    with pytest.raises(VerdictReadError, match="refused the token") as refused:
         HttpVerdicts(oracle_api, "wrong").verdict("checkout")
     assert refused.value.permanent
-    with pytest.raises(VerdictUnavailable, match="answered HTTP 503") as unavailable:
+    with pytest.raises(VerdictReadError, match="answered HTTP 503") as unavailable:
         source.verdict("broken")
     assert not unavailable.value.permanent
     # A redirect is not followed: the token never leaves for another host
-    with pytest.raises(VerdictUnavailable, match="answered HTTP 302"):
+    with pytest.raises(VerdictReadError, match="answered HTTP 302"):
         HttpVerdicts(oracle_api + "/moved", "right").verdict("checkout")
-    with pytest.raises(VerdictUnavailable, match="did not answer"):
+    with pytest.raises(VerdictReadError, match="did not answer"):
         HttpVerdicts("http://127.0.0.1:9", "right", timeout=2.0).verdict("checkout")

@@ -21,7 +21,7 @@ from flagbridge.traffic.stop import (
     InMemoryVerdicts,
     OracleStop,
     StoreVerdicts,
-    VerdictUnavailable,
+    VerdictReadError,
     fail_reason,
     first_reason,
 )
@@ -91,7 +91,7 @@ def test_the_oracle_s_verdict_store_is_a_source() -> None:
         def load_state(self, test: str) -> dict[str, Any] | None:
             raise ConnectionError("no route")
 
-    with pytest.raises(VerdictUnavailable, match=r"could not be read \(ConnectionError\)"):
+    with pytest.raises(VerdictReadError, match=r"could not be read \(ConnectionError\)"):
         StoreVerdicts(Broken()).verdict("checkout")
 
 

@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from flagbridge.errors import FlagbridgeError
+
 Check = Callable[[], str | None]
 VerdictDocument = Mapping[str, Any]
 
 
-class VerdictUnavailable(Exception):
+class VerdictReadError(FlagbridgeError):
     """The verdict could not be read. ``permanent``: asking again will not help (unknown test, refused token)."""
 
     def __init__(self, message: str, permanent: bool = False) -> None:
@@ -48,7 +50,7 @@ class VerdictUnavailable(Exception):
 
 class VerdictSource(Protocol):
     def verdict(self, test: str) -> VerdictDocument | None:
-        """The test's current verdict document, None when never evaluated; VerdictUnavailable when unreadable."""
+        """The test's current verdict document, None when never evaluated; VerdictReadError when unreadable."""
         ...
 
 
@@ -66,7 +68,7 @@ class StoreVerdicts:
         try:
             return self.store.load_state(test)
         except Exception as exc:  # the store's client errors are many; the type is enough to report
-            raise VerdictUnavailable(f"the verdict store could not be read ({type(exc).__name__})") from exc
+            raise VerdictReadError(f"the verdict store could not be read ({type(exc).__name__})") from exc
 
 
 @dataclass
@@ -81,7 +83,7 @@ class InMemoryVerdicts:
         self.reads += 1
         if self.fail_reads > 0:
             self.fail_reads -= 1
-            raise VerdictUnavailable("the verdict could not be read (simulated)")
+            raise VerdictReadError("the verdict could not be read (simulated)")
         return self.documents.get(test)
 
 
@@ -96,7 +98,7 @@ class HttpVerdicts:
     def verdict(self, test: str) -> VerdictDocument | None:
         parts = urlsplit(self.bridge.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise VerdictUnavailable(f"the bridge must be an http(s) URL, got {self.bridge!r}", permanent=True)
+            raise VerdictReadError(f"the bridge must be an http(s) URL, got {self.bridge!r}", permanent=True)
         path = f"{parts.path}/tests/{quote(test, safe='')}"
         connection: http.client.HTTPConnection
         if parts.scheme == "https":
@@ -112,7 +114,7 @@ class HttpVerdicts:
             response = connection.getresponse()
             body = response.read(1 << 22)
         except (OSError, http.client.HTTPException) as exc:
-            raise VerdictUnavailable(f"the oracle API at {self.bridge} did not answer ({type(exc).__name__})") from exc
+            raise VerdictReadError(f"the oracle API at {self.bridge} did not answer ({type(exc).__name__})") from exc
         finally:
             connection.close()
         return _document(self.bridge, test, response.status, body)
@@ -120,17 +122,17 @@ class HttpVerdicts:
 
 def _document(bridge: str, test: str, status: int, body: bytes) -> VerdictDocument | None:
     if status in (401, 403):
-        raise VerdictUnavailable(f"the oracle API at {bridge} refused the token (HTTP {status})", permanent=True)
+        raise VerdictReadError(f"the oracle API at {bridge} refused the token (HTTP {status})", permanent=True)
     if status == 404:
-        raise VerdictUnavailable(f"the bridge at {bridge} has no oracle test {test!r} (HTTP 404)", permanent=True)
+        raise VerdictReadError(f"the bridge at {bridge} has no oracle test {test!r} (HTTP 404)", permanent=True)
     if status != 200:
-        raise VerdictUnavailable(f"the oracle API at {bridge} answered HTTP {status}")
+        raise VerdictReadError(f"the oracle API at {bridge} answered HTTP {status}")
     try:
         document = json.loads(body)
     except ValueError as exc:
-        raise VerdictUnavailable(f"the oracle API at {bridge} answered something that is not JSON") from exc
+        raise VerdictReadError(f"the oracle API at {bridge} answered something that is not JSON") from exc
     if not isinstance(document, dict):
-        raise VerdictUnavailable(f"the oracle API at {bridge} answered a JSON {type(document).__name__}")
+        raise VerdictReadError(f"the oracle API at {bridge} answered a JSON {type(document).__name__}")
     return None if document.get("state") in (None, "PENDING") and not document.get("verdicts") else document
 
 
@@ -165,7 +167,7 @@ class OracleStop:
         refresh_seconds: float = 1.0,
         max_errors: int = 5,
         clock: Callable[[], float] = time.monotonic,
-        on_error: Callable[[VerdictUnavailable], None] = lambda _error: None,
+        on_error: Callable[[VerdictReadError], None] = lambda _error: None,
     ) -> None:
         self.test = test
         self.metrics = tuple(metrics) if metrics is not None else None
@@ -182,7 +184,7 @@ class OracleStop:
         self.errors = 0
 
     def read(self) -> VerdictDocument | None:
-        """Read the verdict now (VerdictUnavailable propagates): the check before a run, and after it."""
+        """Read the verdict now (VerdictReadError propagates): the check before a run, and after it."""
         self.reads += 1
         self.last = self._source.verdict(self.test)
         return self.last
@@ -196,7 +198,7 @@ class OracleStop:
         self._read_at = now
         try:
             document = self.read()
-        except VerdictUnavailable as exc:
+        except VerdictReadError as exc:
             self.errors += 1
             self._in_a_row += 1
             self._on_error(exc)

@@ -124,7 +124,10 @@ def register(commands: Subcommands) -> None:
         ),
         examples=["flagbridge traffic replay --manifest traffic-tr-1.ndjson --case c42 --shrink"],
     )
-    replay.add_argument("--manifest", required=True, help="the run's NDJSON manifest (--report of the run)")
+    replay.add_argument("--manifest", help="the run's NDJSON manifest (--report of the run)")
+    replay.add_argument(
+        "--run", dest="run_id", metavar="RUN", help="a run in AWS (--stack): the case is read from its S3 manifest"
+    )
     replay.add_argument("--case", required=True, help="the case id (c42 or 42)")
     replay.add_argument("--shrink", action="store_true", help="minimise the failing case's mutations")
     replay.add_argument("--target", help="send to another target than the run's")
@@ -190,6 +193,10 @@ def run_command(ctx: Context) -> Result:
         raise UsageError("--requests must be at least 1")
     rate = parse_rate(args.rate)
     sending = not (args.dry_run or args.count_only)
+    if args.stack and sending:  # the run goes to the stack: its workers send it (flagbridge_ops.commands.traffic_aws)
+        from flagbridge_ops.commands.traffic_aws import run_in_aws
+
+        return run_in_aws(ctx, rate)
     prepared = prepare_run(
         plan_path=args.plan,
         model_path=args.model,
@@ -415,6 +422,12 @@ def replay_command(ctx: Context) -> Result:
     from flagbridge_ops.traffic import prepare_replay, read_case, shrink_case
 
     args = ctx.args
+    if args.run_id:
+        from flagbridge_ops.commands.traffic_aws import replay_from_s3
+
+        return replay_from_s3(ctx)
+    if not args.manifest:
+        raise CliError("give --manifest (a local run's manifest) or --run RUN --stack NAME (a run in AWS)")
     header, record = read_case(Path(args.manifest), args.case)
     if record is None:
         raise CliError(f"no case {args.case} in {args.manifest}")

@@ -248,6 +248,9 @@ def run_traffic(
         sys.executable, "-m", "flagbridge_ops", "--config", str(config), "traffic", "run", str(PLAN),
         "--model", str(MODEL), "--target", service_url, "--seed", str(SEED), "--requests", str(REQUESTS),
         "--rate", RATE, "--bridge", bridge_url, "--run-id", run_id, "--report", str(manifest), "--json",
+        # The demo reads the oracle's verdict itself once the bridge is idle. Without --no-oracle the run would
+        # stop on `on`'s FAIL (the stop switch) before `off` has the samples its PASS needs.
+        "--no-oracle",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=600)
     if done.returncode not in (0, 1):  # 1: some requests failed, which is the point of the demo

@@ -389,7 +389,7 @@ def _start_cases(target_url: str) -> list[tuple[str, Any, int]]:
         ("max duration 0", {**good, "max_duration_s": 0}, 400),
         ("lone surrogate in plan", b'{"plan": "\\ud800", "model": "x", "requests": 1, "rate": 1}', 400),
         ("oracle test unknown", {**good, "plan": PLAN + "oracle: {test: checkout-errors}\n"}, 400),
-        ("oracle test injection", {**good, "plan": PLAN + "oracle: {test: \"x' OR 1=1; <script>\"}\n"}, 400),
+        ("oracle test injection", {**good, "plan": PLAN + 'oracle: {test: "x\' OR 1=1; <script>"}\n'}, 400),
         ("oracle metric unknown", {**good, "plan": PLAN + f"oracle: {{test: {ORACLE_TEST}, metrics: [x]}}\n"}, 400),
     ]
     return cases

@@ -183,7 +183,8 @@ def shipped_oracle() -> Any:
 @pytest.mark.parametrize(
     ("oracle_section", "message"),
     [
-        ("{test: nope}", "plan: 'oracle.test': no oracle test 'nope' in the configuration (known: new-checkout-health)"),
+        ("{test: nope}",
+         "plan: 'oracle.test': no oracle test 'nope' in the configuration (known: new-checkout-health)"),
         ("{test: new-checkout-health, metrics: [error budget]}",
          "plan: 'oracle.metrics.0': test 'new-checkout-health' has no metric 'error budget'"),
     ],

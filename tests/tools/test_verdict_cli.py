@@ -48,7 +48,8 @@ def record(user: str, index: int, status: int, key: str) -> Any:
     from flagbridge.queues import QueueRecord
     from tests.unit.oracle.test_counting import request
 
-    batch = {"user_identities": {"customer_id": user}, "events": [request(status, 100 + index % 50)]}
+    outcome = "server_error" if status >= 500 else "ok"  # as the traffic plan reports its results
+    batch = {"user_identities": {"customer_id": user}, "events": [request(status, 100 + index % 50, outcome=outcome)]}
     body = {"destination": "oracle", "batch_key": f"{key}-{index}", "test_user": True, "batch": batch}
     return QueueRecord(f"{key}-{index}", json.dumps(body))
 
@@ -118,11 +119,17 @@ def test_exit_codes_table_junit_and_html(verdicts: dict[str, Any], tmp_path: Pat
     assert status == 2 and err.startswith("flagbridge: error: no test named 'nope'")
 
     suites = ET.parse(junit).getroot()
-    assert (suites.get("tests"), suites.get("failures")) == ("8", "1")
+    assert (suites.get("tests"), suites.get("failures")) == ("12", "1")  # 4 treatments x 3 metrics
     failed = [case.get("name") for case in suites.iter("testcase") if case.find("failure") is not None]
     assert failed == ["on 5xx rate"]
     passed = [case.get("name") for case in suites.iter("testcase") if len(case) == 1]
-    assert sorted(passed) == ["off 5xx rate", "off latency p95", "on latency p95"]
+    assert sorted(passed) == [
+        "off 5xx rate",
+        "off latency p95",
+        "off transport errors",
+        "on latency p95",
+        "on transport errors",
+    ]
 
     page = report.read_text(encoding="utf-8")
     assert "<svg" in page and "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page

@@ -11,7 +11,8 @@ A test names a flag, its environment and cohort, the treatments to judge, and me
 ``pass_below`` is the budget and ``fail_at`` the line that fails (rates as fractions: ``0.01`` is 1%).
 A test without metrics gets :data:`DEFAULT_METRICS`: the 5xx rate and p95 latency of ``api_response`` events
 (a service's own) and ``flagbridge_test_request`` events (the traffic generator's results), both carrying
-``status`` and ``latency_ms``.
+``status`` and ``latency_ms``, and the rate of the traffic plan's requests nothing answered (``outcome``
+``transport_error``, status 0).
 
 Everything is validated at load and errors name the key, e.g.
 ``'oracle.tests.0.metrics.0': pass_below (0.05) must be below fail_at (0.01)``. A selector that can never
@@ -207,6 +208,16 @@ DEFAULT_METRICS: tuple[dict[str, Any], ...] = (
         "type": "rate",
         "events": _HTTP_EVENTS,
         "bad": {"attributes": [{"attribute": "status", "op": "gte", "value": 500}]},
+        "pass_below": 0.01,
+        "fail_at": 0.05,
+    },
+    {
+        # The traffic plan reports a request nothing answered (timeout, refused) with status 0 and outcome
+        # transport_error: a rate of its own, since the 5xx rate cannot see it.
+        "name": "transport errors",
+        "type": "rate",
+        "events": {**_HTTP_EVENTS, "attributes": [{"attribute": "outcome", "op": "exists"}]},
+        "bad": {"attributes": [{"attribute": "outcome", "op": "equals", "value": "transport_error"}]},
         "pass_below": 0.01,
         "fail_at": 0.05,
     },

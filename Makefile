@@ -12,7 +12,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 TIERS := unit handlers infrastructure tools e2e faults hostile
 
-.PHONY: venv run test test313 pytest lint typecheck $(TIERS) events validate build bench clean format
+.PHONY: venv run demo test test313 pytest lint typecheck $(TIERS) events validate build bench clean format
 
 venv: $(STAMP)
 
@@ -23,9 +23,14 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP)
 
-## Start the whole bridge locally on moto server (Ctrl-C to stop); `make run ARGS=--verbose` shows every log line.
+## Start the whole bridge locally on moto server, replay the samples and run the demo once (docs/demo.md), then serve
+## (Ctrl-C to stop); `make run ARGS=--verbose` shows every log line, `ARGS=--no-demo` skips the demo.
 run: venv
 	$(BIN)/python -m local.runner $(ARGS)
+
+## The demo again, against the bridge `make run` is serving (PORT=3000): a sample service, a traffic plan, verdicts.
+demo: venv
+	$(BIN)/python -m local.demo $(ARGS)
 
 ## Everything CI checks (.ci/run): lint, types, every test tier (unit and handlers on 3.13 too), template lint
 ## and a Docker-free sam build.

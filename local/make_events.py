@@ -456,6 +456,7 @@ def generate(output: Path = EVENTS) -> None:
     _write(output, "profile_api_no_token.json", _profile_event("user", "u-1001", None, "req-profile-4"))
 
     generate_mparticle(output)
+    generate_runs(output)
     generate_testers(output)
     generate_oracle(output)
 
@@ -514,6 +515,26 @@ def generate(output: Path = EVENTS) -> None:
                 "SPLIT_EVENTS_URL": "http://host.docker.internal:3001/api",
                 "ANALYTICS_WEBHOOK_URL": "http://host.docker.internal:3001/analytics",
             },
+            "TrafficRunsFunction": {
+                **shared,
+                "RUNS_TABLE": "flagbridge-dev-traffic-runs",
+                "SHARD_QUEUE_URL": "http://localhost:5000/123456789012/flagbridge-dev-traffic-shards",
+                "MANIFEST_BUCKET": "flagbridge-manifests-local",
+                "TRAFFIC_PARALLELISM": "10",
+                "TRAFFIC_API_TOKEN_SECRET": "",
+                "FLAGBRIDGE_TRAFFIC_API_TOKEN": LOCAL_TRAFFIC_TOKEN,
+            },
+            "TrafficWorkerFunction": {
+                **shared,
+                "RUNS_TABLE": "flagbridge-dev-traffic-runs",
+                "SHARD_QUEUE_URL": "http://localhost:5000/123456789012/flagbridge-dev-traffic-shards",
+                "MANIFEST_BUCKET": "flagbridge-manifests-local",
+                "QUARANTINE_BUCKET": "flagbridge-quarantine-local",
+                "TRAFFIC_STOP_PARAMETER": "/flagbridge/dev/traffic/stop",
+                "TRAFFIC_RESULTS_URL": "http://host.docker.internal:3000/mparticle/v2",
+                "TRAFFIC_RUN_TAG_KEY_SECRET": "flagbridge/dev/traffic-run-tag-key",
+                "FLAGBRIDGE_MPARTICLE_CREDENTIALS": f"{LOCAL_MPARTICLE_KEY}:{LOCAL_MPARTICLE_SECRET}",
+            },
             "ProfileApiFunction": {
                 **shared,
                 "PROFILES_TABLE": "flagbridge-profiles",
@@ -548,6 +569,83 @@ def generate(output: Path = EVENTS) -> None:
                 "FLAGBRIDGE_ORACLE_API_TOKEN": LOCAL_ORACLE_TOKEN,
             },
         },
+    )
+
+
+LOCAL_TRAFFIC_TOKEN = "local-traffic-token"
+SAMPLE_MODEL = """name: checkout
+requests:
+  - name: checkout
+    method: POST
+    url: http://localhost/checkout
+    headers: {Content-Type: application/json}
+    body: {user: "{{tester.key}}", sku: "{{choice:A1,B2,C3}}"}
+"""
+SAMPLE_PLAN = """name: checkout-robustness
+body:
+  - pointer: /sku
+    probability: 10%
+    attack_set: Values
+attack_sets:
+  Values: ["", "0", "<script>"]
+"""
+
+
+def _runs_event(method: str, path: str, body: Any, token: str | None, request_id: str) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "Host": "bridge.example.com"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return http_api_event(
+        method=method,
+        path=path,
+        route_key="POST /runs" if method == "POST" else "GET /runs/{id}",
+        headers=headers,
+        body=b"" if body is None else json.dumps(body, indent=1).encode(),
+        path_parameters={"id": path.rsplit("/", 1)[1]} if method == "GET" else None,
+        request_id=request_id,
+        now=FIXED_NOW,
+    )
+
+
+def generate_runs(output: Path) -> None:
+    """Test runs: the run API (start, status, no token), the schedule's input and shard messages."""
+    request = {
+        "plan": SAMPLE_PLAN,
+        "model": SAMPLE_MODEL,
+        "requests": 40,
+        "rate": 400,
+        "target": "http://127.0.0.1:8080",
+        "seed": 42,
+        "run_id": "run-sample-1",
+        "testers": ["qa-bot-01", "qa-bot-02"],
+    }
+    _write(output, "traffic_runs_start.json", _runs_event("POST", "/runs", request, LOCAL_TRAFFIC_TOKEN, "req-run-1"))
+    _write(
+        output,
+        "traffic_runs_status.json",
+        _runs_event("GET", "/runs/run-sample-1", None, LOCAL_TRAFFIC_TOKEN, "req-run-2"),
+    )
+    _write(output, "traffic_runs_no_token.json", _runs_event("GET", "/runs/run-sample-1", None, None, "req-run-3"))
+    schedule = {
+        "plan_key": "plans/scheduled/plan.yaml",
+        "model_key": "plans/scheduled/model.yaml",
+        "requests": 20,
+        "rate": 200,
+        "target": "http://127.0.0.1:8080",
+        "testers": ["qa-bot-01"],
+    }
+    _write(output, "traffic_runs_schedule.json", {"schedule": schedule})
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:flagbridge-dev-traffic-shards"
+    shard = {"v": 1, "run_id": "run-sample-1", "shard": 0, "first": 0, "count": 10, "seed": 42}
+    _write(
+        output,
+        "sqs_traffic_shard.json",
+        sqs_event(queue_arn, [("shard-0001", json.dumps(shard, separators=(",", ":")), 1)], sent_at_ms=SENT_AT_MS),
+    )
+    _write(
+        output,
+        "sqs_traffic_shard_garbage.json",
+        sqs_event(queue_arn, [("shard-garbage-0001", "{not a shard", 1)], sent_at_ms=SENT_AT_MS),
     )
 
 

@@ -6,7 +6,8 @@ The local runner never keeps a second list of resources: everything comes from t
   intrinsic functions (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::Join``, ``Fn::If``, ``Fn::Select``...)
   against the physical resources created so far.
 - :func:`provision` creates, idempotently, every ``AWS::DynamoDB::Table``, ``AWS::SQS::Queue`` (dead-letter
-  queues first), ``AWS::S3::Bucket``, ``AWS::SecretsManager::Secret`` (with a local value) and ``AWS::SNS::Topic``.
+  queues first), ``AWS::S3::Bucket``, ``AWS::SecretsManager::Secret`` (with a local value), ``AWS::SSM::Parameter`` and
+  ``AWS::SNS::Topic``.
   Other resource types (alarms, log groups, IAM, KMS, policies...) are not needed locally and are skipped.
 - :func:`functions` describes each ``AWS::Serverless::Function``: code directory, handler, resolved environment,
   HTTP API routes and SQS event sources.
@@ -47,6 +48,8 @@ SECRET_DEFAULTS = {
     "SplitSdkKeySecret": "local-split-sdk-key",
     "SplitAdminApiKeySecret": "local-split-admin-key",
     "OracleApiTokenSecret": "local-oracle-token",
+    "TrafficApiTokenSecret": "local-traffic-token",
+    "TrafficRunTagKeySecret": "local-traffic-run-tag-key",
 }
 SECRET_ENV_PREFIX = "FLAGBRIDGE_LOCAL_SECRET_"
 PARAM_ENV_PREFIX = "FLAGBRIDGE_LOCAL_PARAM_"
@@ -66,6 +69,7 @@ NAME_PROPERTIES = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Logs::LogStream": "LogStreamName",
     "AWS::IAM::Role": "RoleName",
+    "AWS::SSM::Parameter": "Name",
 }
 CREATED_TYPES = (
     "AWS::SNS::Topic",
@@ -73,6 +77,7 @@ CREATED_TYPES = (
     "AWS::S3::Bucket",
     "AWS::SQS::Queue",
     "AWS::DynamoDB::Table",
+    "AWS::SSM::Parameter",
     "AWS::Events::EventBus",
     "AWS::KinesisFirehose::DeliveryStream",
 )
@@ -381,6 +386,7 @@ def provision(template: Template, client: Callable[[str], Any]) -> Provisioned:
         "AWS::S3::Bucket": _create_bucket,
         "AWS::SQS::Queue": _create_queue,
         "AWS::DynamoDB::Table": _create_table,
+        "AWS::SSM::Parameter": _create_parameter,
         "AWS::Events::EventBus": _create_event_bus,
         "AWS::KinesisFirehose::DeliveryStream": _create_delivery_stream,
     }
@@ -509,6 +515,20 @@ def _create_bucket(
             "WebsiteURL": f"http://{name}.s3-website-{template.region}.amazonaws.com",
         },
     )
+
+
+def _create_parameter(
+    template: Template, logical_id: str, properties: dict[str, Any], client: Callable[[str], Any], _r: Provisioned
+) -> Physical:
+    """An SSM String parameter with its template value; one that exists keeps its value (an operator set it)."""
+    ssm = client("ssm")
+    name = template.physical_name(logical_id)
+    try:
+        ssm.put_parameter(Name=name, Value=str(properties.get("Value", "")), Type=properties.get("Type", "String"))
+    except Exception as exc:
+        if _error_code(exc) != "ParameterAlreadyExists":
+            raise
+    return Physical(name, {"Type": properties.get("Type", "String"), "Value": str(properties.get("Value", ""))})
 
 
 def queue_attributes(properties: dict[str, Any]) -> dict[str, str]:

@@ -4,7 +4,8 @@ Used by the traffic tests and the bench (127.0.0.1 only). A tiny HTTP/1.1 server
 ``http.server``, which re-parses and re-encodes headers), so the bytes a case was sent with can be
 compared with a replay byte for byte. Each request is answered and the connection kept open for the next;
 the answer comes from ``respond(raw, target)`` (default: 400 when the body is not JSON, else 202).
-``throttle_first`` answers the first N requests 429 with ``Retry-After: 0``.
+``throttle_first`` answers the first N requests 429 with ``Retry-After: 0``. A ``respond`` that returns
+:data:`DROP` (0) closes the connection without an answer: what a crashed or hung service looks like to a client.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_HEAD = 1 << 20
+DROP = 0
 
 Respond = Callable[[bytes, str], int]
 
@@ -125,6 +127,8 @@ class TrafficTarget:
             if self.record:
                 with self._lock:
                     self.received.append(Received(raw, request_target, status, run_tag))
+            if status == DROP:
+                return  # the handler returns and the server closes the connection, unanswered
             reply = json.dumps({"status": status}).encode()
             extra = b"Retry-After: 0\r\n" if status == 429 else b""
             connection.sendall(

@@ -65,7 +65,7 @@ def _path_ids(traffic_type: str, key: str) -> tuple[str, str]:
 def _json_object() -> dict[str, Any]:
     event = app.current_event
     document = decode_json_body(
-        raw_body(event.get("body"), bool(event.get("isBase64Encoded"))),
+        raw_body(event.body, bool(event.is_base64_encoded)),
         content_type=event.headers.get("content-type"),
         content_encoding=event.headers.get("content-encoding"),
         max_body_bytes=MAX_BODY_BYTES,

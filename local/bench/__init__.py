@@ -45,6 +45,9 @@ figure                 measured                                                 
                                                                                   server (thread CPU); <= 1.5x
 ``traffic_generate``   100,000 cases to a manifest file, nothing sent: cases/s,   memory growth <= 5 MB
                        resident memory after 10% and at the end
+``runs_worker``        requests/s one test-run shard worker sustains (claim,      the same HttpSender's plain loop
+                       progress per case, manifest) against a local server        over the same cases; >= 0.7x
+``runs_sqs_requests``  SendMessageBatch calls to enqueue a run of N shards        ceil(N / 10); = 1.0
 =====================  ========================================================  =================================
 
 Usage::

@@ -27,6 +27,7 @@ from local.bench.figures import (
 )
 from local.bench.oracle import figure_oracle_cpu, figure_oracle_eval, figure_oracle_writes
 from local.bench.registry import figure_registry_requests
+from local.bench.runs import figure_runs_sqs_requests, figure_runs_worker
 from local.bench.timing import FULL, LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, peak_rss_mb
 from local.bench.traffic import figure_traffic_cpu, figure_traffic_generate
 
@@ -48,6 +49,8 @@ FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "layer_size": figure_layer_size,
     "traffic_cpu": figure_traffic_cpu,
     "traffic_generate": figure_traffic_generate,
+    "runs_worker": figure_runs_worker,
+    "runs_sqs_requests": figure_runs_sqs_requests,
 }
 
 

@@ -1,4 +1,5 @@
-"""``python -m local.runner`` (``make run``): starts the bridge, replays the samples, prints the summary, serves.
+"""``python -m local.runner`` (``make run``): starts the bridge, replays the samples, runs the demo (the whole test
+loop: :mod:`local.demo`), prints the summary, serves.
 
 The terminal is for a person: one line per invocation on stderr and the summary on stdout. The handlers' JSON log
 lines and metric blobs go to ``build/local-run.log`` (``--log-file``), or to stdout with ``--verbose``.
@@ -39,7 +40,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="bind address (127.0.0.1)")
-    parser.add_argument("--no-replay", action="store_true", help="skip the sample replay (FLAGBRIDGE_NO_REPLAY=1)")
+    parser.add_argument(
+        "--no-replay", action="store_true", help="skip the sample replay and the demo (FLAGBRIDGE_NO_REPLAY=1)"
+    )
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo (FLAGBRIDGE_NO_DEMO=1)")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="print the handlers' JSON logs and metrics here, not to a file"
     )
@@ -70,9 +74,35 @@ def handler_output(verbose: bool, log_file: Path) -> Iterator[HandlerOutput]:
             sys.stdout = terminal
 
 
+def run_demo(bridge: LocalBridge) -> str:
+    """The demo's summary (:mod:`local.demo.run`), or why it could not complete; the bridge keeps serving."""
+    from local.demo.run import DEFAULT_WORKDIR
+    from local.demo.run import run_demo as run_loop
+    from local.demo.service import local_secret
+
+    log("demo: the sample service under test, a traffic plan as testers, the oracle's verdicts (docs/demo.md)")
+    try:
+        with bridge.invocation_tally():
+            result = run_loop(
+                bridge.url,
+                lambda name: bridge.secret_value(name) or local_secret(name),
+                bridge_config=Path(os.environ["FLAGBRIDGE_CONFIG"]),
+                workdir=Path(os.environ.get("FLAGBRIDGE_DEMO_DIR") or DEFAULT_WORKDIR),
+                log=lambda message: log(f"demo: {message}"),
+            )
+    except Exception as exc:
+        log(f"demo: could not complete: {exc}")
+        return f"The demo could not complete: {exc} (`make demo` runs it again against this bridge)"
+    return result.summary() + "\n  (`make demo` runs it again: a new flag version, a new verdict)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     terminal = sys.stdout
+    replaying = not (args.no_replay or _truthy(os.environ.get("FLAGBRIDGE_NO_REPLAY")))
+    demo = replaying and not (args.no_demo or _truthy(os.environ.get("FLAGBRIDGE_NO_DEMO")))
+    if demo:  # the oracle evaluates every 5 s instead of 15, so the demo's verdicts come within its minute
+        os.environ.setdefault("FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS", "5")
     stopping = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -96,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             log(f"ready on {bridge.url} in {bridge.startup_seconds:.2f}s")
             replay = None
-            if not (args.no_replay or _truthy(os.environ.get("FLAGBRIDGE_NO_REPLAY"))) and not stopping.is_set():
+            if replaying and not stopping.is_set():
                 replay = bridge.replay_samples()
                 replay["mparticle"] = bridge.replay_mparticle_samples()
-            print(bridge.summary(replay), file=terminal, flush=True)
+            demo_summary = run_demo(bridge) if demo and not stopping.is_set() else None
+            print(bridge.summary(replay, demo_summary), file=terminal, flush=True)
             while not stopping.wait(0.2):
                 pass
         finally:

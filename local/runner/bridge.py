@@ -35,8 +35,8 @@ from local.resources import (
 )
 from local.runner.http_api import ApiGatewayHandler, HttpApiServer
 from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, log
-from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries
-from local.runner.output import HandlerOutput, describe_invocation
+from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries, speed_up_moto_transactions
+from local.runner.output import HandlerOutput, InvocationTally, describe_invocation
 from local.runner.routes import Router
 from local.runner.schedule import SchedulePoller, schedule_interval
 from local.runner.sqs import SqsPoller
@@ -118,6 +118,7 @@ class LocalBridge:
         # Set (by ``python -m local.runner``) when handlers write through a HandlerOutput: each invocation then
         # gets one readable line on stderr.
         self.handler_output = handler_output
+        self._tally: InvocationTally | None = None
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
 
@@ -227,6 +228,7 @@ class LocalBridge:
             if os.environ.get("FLAGBRIDGE_LOCAL_MOTO_SPEEDUPS", "1") != "0":
                 speed_up_moto_queries()
                 speed_up_moto_dispatch()
+                speed_up_moto_transactions()
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()
@@ -249,6 +251,12 @@ class LocalBridge:
 
         ``FLAGBRIDGE_LOCAL_PARAM_<Name>`` still wins (see :mod:`local.resources`), e.g. to reach a real service.
         """
+        own = "TrafficResultsUrl"  # the test runs' results go to this bridge's own mParticle ingest, as deployed
+        if own in template.document.get("Parameters", {}) and PARAM_ENV_PREFIX + own not in os.environ and self.port:
+            template.parameter_overrides = {
+                **template.parameter_overrides,
+                own: f"http://{self.host}:{self.port}/mparticle/v2",
+            }
         defaults = url_parameters(template.document)
         if not defaults:
             return
@@ -374,7 +382,23 @@ class LocalBridge:
             return
         records = self.handler_output.records_for(context.aws_request_id)
         function = spec.handler.rpartition(".")[0] or spec.logical_id
+        if error is None and self._tally is not None:
+            self._tally.count(function)
+            return
         log(describe_invocation(function, event, result, error, seconds, records))
+
+    @contextlib.contextmanager
+    def invocation_tally(self, every_seconds: float = 5.0) -> Iterator[None]:
+        """Collapse the per-invocation lines into one line per function every few seconds (errors still show).
+
+        The demo makes hundreds of invocations in a minute; a person reads their totals, not each one.
+        """
+        self._tally = InvocationTally(every_seconds)
+        try:
+            yield
+        finally:
+            tally, self._tally = self._tally, None
+            tally.flush()
 
     def is_idle(self) -> bool:
         """No invocation running and every consumed queue empty (nothing visible, in flight or delayed)."""
@@ -511,7 +535,7 @@ class LocalBridge:
             lines.append(f"  quarantine bucket s3://{bucket}: {counts or 'empty'} (objects per prefix)")
         return lines
 
-    def summary(self, replay: dict[str, Any] | None = None) -> str:
+    def summary(self, replay: dict[str, Any] | None = None, demo: str | None = None) -> str:
         lines = ["", f"flagbridge is running locally at {self.url} (AWS endpoint {self.endpoint_url})", "", "Routes:"]
         for compiled in self.router.routes:
             route = compiled.route
@@ -558,14 +582,20 @@ class LocalBridge:
                 f" {self.url}/testers/user/u-1001"
             )
         lines += [f"  curl -sS {self.url}/_local/idle"]
+        return "\n".join(lines + self._closing_lines(demo))
+
+    def _closing_lines(self, demo: str | None) -> list[str]:
+        """Where the handlers' logs went, the demo's summary when it ran, and how to stop."""
+        lines = []
         if self.handler_output is not None and self.handler_output.path is not None:
             lines += [
                 "",
                 f"Handler logs and metrics (JSON, one line each): {_shown(self.handler_output.path)}",
                 "  (`make run ARGS=--verbose` prints them here instead)",
             ]
-        lines += ["", "Ctrl-C to stop.", ""]
-        return "\n".join(lines)
+        if demo:
+            lines += ["", demo]
+        return [*lines, "", "Ctrl-C to stop.", ""]
 
 
 def _shown(path: Path) -> str:

@@ -13,9 +13,13 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+from local.runner.invoke import log
 
 # Keys the Logger adds to every record: context, not counts.
 CONTEXT_KEYS = frozenset(
@@ -149,3 +153,28 @@ def describe_invocation(
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         line += f" | {str(first.get('level')).lower()}: {counts(first)}{more}"
     return line
+
+
+class InvocationTally:
+    """Counts successful invocations per function and logs one line per function every ``every_seconds``."""
+
+    def __init__(self, every_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_seconds = every_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._since = clock()
+
+    def count(self, function: str) -> None:
+        with self._lock:
+            self._counts[function] = self._counts.get(function, 0) + 1
+            due = self._clock() - self._since >= self.every_seconds
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            elapsed, self._since = self._clock() - self._since, self._clock()
+        for function, invocations in sorted(counts.items()):
+            log(f"{function}: {invocations} invocations ok in {elapsed:.0f} s")

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flagbridge.config import BridgeConfig, load_config
+from flagbridge.oracle.feeds import TrafficFeed, traffic_feed
 from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.manifest import Outcome
@@ -28,6 +29,7 @@ from flagbridge.traffic.results import ResultReporter
 from flagbridge.traffic.safety import RunTag, check_testers
 from flagbridge.traffic.sender import HttpSender
 from flagbridge.traffic.shrink import ShrinkResult, shrink
+from flagbridge.traffic.stop import OracleStop, VerdictReadError
 from flagbridge_ops.errors import CliError, UsageError
 
 
@@ -56,6 +58,8 @@ class PreparedRun:
     testers: list[Tester]
     tester_rules: list[str]
     header: dict[str, Any] = field(default_factory=dict)
+    feed: TrafficFeed | None = None
+    """The oracle test (and metrics) the run's results feed, checked against the configuration."""
 
 
 def run_tag_key(traffic: TrafficConfig, environ: Mapping[str, str], clients: Any) -> bytes:
@@ -109,10 +113,14 @@ def prepare_run(
     environ: Mapping[str, str],
     clients: Any,
     needs_key: bool = True,
+    feeds_oracle: bool = True,
 ) -> PreparedRun:
     """Validate everything a run needs; raise one clear error (and send nothing) otherwise."""
     config, traffic, path = load_bridge(args, environ)
     plan, warnings = load_plan(plan_path, tuple(Path(item) for item in attack_set_files))
+    feed = traffic_feed(plan.oracle, config.oracle, plan_path) if feeds_oracle else None
+    if feed is not None:
+        warnings = [*warnings, *feed.warnings]
     model = load_model(model_path)
     parsed_target = Target.parse(target) if target else None
     for host in model_hosts(model):
@@ -151,9 +159,9 @@ def prepare_run(
         "target": target,
         "testers": [{"key": tester.key, "email": tester.email} for tester in testers],
         "run_tag_header": traffic.run_tag_header,
-        "oracle": dict(plan.oracle),
+        "oracle": {"test": feed.test, "metrics": list(feed.metrics)} if feed is not None else {},
     }
-    return PreparedRun(plan, warnings, model, generator, traffic, testers, rules, header)
+    return PreparedRun(plan, warnings, model, generator, traffic, testers, rules, header, feed)
 
 
 def reporter_for(prepared: PreparedRun, bridge: str | None, environ: Mapping[str, str], clients: Any) -> ResultReporter:
@@ -194,6 +202,112 @@ def stop_check(traffic: TrafficConfig, stop_file: str | None, clients: Any, use_
     return check
 
 
+# --- the oracle ------------------------------------------------------------------------------------
+
+ORACLE_TOKEN_ENV = "FLAGBRIDGE_ORACLE_API_TOKEN"
+ORACLE_TOKEN_SECRET_ENV = "ORACLE_API_TOKEN_SECRET"
+
+
+def bridge_base(prepared: PreparedRun, bridge: str | None) -> str:
+    """The bridge's base URL: ``--bridge``, else ``traffic.results.events_api`` without its ``/mparticle/v2``."""
+    base = bridge or (prepared.traffic.events_api or "").rstrip("/").removesuffix("/mparticle/v2")
+    if not base:
+        raise CliError(
+            "no bridge to read the oracle's verdict from: pass --bridge URL or set traffic.results.events_api"
+        )
+    return base.rstrip("/")
+
+
+def oracle_token(environ: Mapping[str, str], clients: Any, test: str) -> str:
+    """The oracle API's bearer token: ``FLAGBRIDGE_ORACLE_API_TOKEN``, else the secret ``ORACLE_API_TOKEN_SECRET``."""
+    if environ.get(ORACLE_TOKEN_ENV):
+        return environ[ORACLE_TOKEN_ENV]
+    if environ.get(ORACLE_TOKEN_SECRET_ENV):
+        secret = clients.get("secretsmanager").get_secret_value(SecretId=environ[ORACLE_TOKEN_SECRET_ENV])
+        return str(secret["SecretString"])
+    raise CliError(
+        f"the plan feeds oracle test {test!r}: set {ORACLE_TOKEN_ENV} (or {ORACLE_TOKEN_SECRET_ENV}, a Secrets Manager "
+        "secret) so the run can stop on its FAIL and show its verdict, or pass --no-oracle"
+    )
+
+
+def oracle_stop_for(
+    prepared: PreparedRun,
+    bridge: str | None,
+    environ: Mapping[str, str],
+    clients: Any,
+    warn: Any,
+    refresh_seconds: float = 1.0,
+) -> OracleStop | None:
+    """The oracle-FAIL stop switch of a run that feeds a test, after one read of its verdict.
+
+    That first read happens before anything is sent: an unknown test on the bridge, a refused token or an
+    unreachable oracle API is one clear error and the run does not start. A FAIL already standing stops the run
+    before its first batch.
+    """
+    from flagbridge.traffic.stop import HttpVerdicts
+
+    feed = prepared.feed
+    if feed is None:
+        return None
+    source = HttpVerdicts(bridge_base(prepared, bridge), oracle_token(environ, clients, feed.test))
+    stop = OracleStop(
+        feed.test,
+        source,
+        feed.metrics,
+        refresh_seconds=refresh_seconds,
+        on_error=lambda exc: warn(f"warning: {exc}; the run goes on and reads it again"),
+    )
+    try:
+        stop.read()
+    except VerdictReadError as exc:
+        raise CliError(f"cannot read the verdict of oracle test {feed.test!r} before the run: {exc}") from exc
+    return stop
+
+
+def verdict_after_run(
+    stop: OracleStop,
+    results_end_ms: int,
+    wait_seconds: float,
+    sleep: Any = time.sleep,
+    clock: Any = time.monotonic,
+    poll_seconds: float = 1.0,
+) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The verdict to show after a run: (document, error). Waits up to ``wait_seconds`` for a decided one.
+
+    Decided: a fed verdict is FAIL (whenever it was evaluated), or an evaluation that started after the run's last
+    result was taken by the bridge judged every fed verdict PASS or FAIL.
+    """
+    deadline = clock() + wait_seconds
+    error = None
+    while True:
+        try:
+            document = stop.read()
+            error = None
+        except VerdictReadError as exc:
+            document, error = stop.last, str(exc)
+        if document is not None and verdict_decided(document, stop.metrics, results_end_ms):
+            return document, None
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return document, error
+        sleep(min(poll_seconds, remaining))
+
+
+def verdict_fresh(document: Mapping[str, Any] | None, results_end_ms: int) -> bool:
+    """Whether the verdict comes from an evaluation that started after the run's last result was taken."""
+    return int((document or {}).get("evaluated_at") or 0) >= results_end_ms
+
+
+def verdict_decided(document: Mapping[str, Any], metrics: Sequence[str] | None, results_end_ms: int) -> bool:
+    from flagbridge.traffic.stop import fed_verdicts
+
+    rows = fed_verdicts(document, metrics)
+    if any(row.get("state") == "FAIL" for row in rows):
+        return True
+    return bool(rows) and verdict_fresh(document, results_end_ms) and all(row.get("state") == "PASS" for row in rows)
+
+
 # --- replay ---------------------------------------------------------------------------------------
 
 
@@ -229,6 +343,7 @@ def prepare_replay(header: Mapping[str, Any], args: Any, environ: Mapping[str, s
         args=args,
         environ=environ,
         clients=clients,
+        feeds_oracle=False,  # a replay reports nothing to the bridge: the plan's oracle test is not checked
     )
     if prepared.plan.plan_hash != header.get("plan_hash"):
         raise CliError(

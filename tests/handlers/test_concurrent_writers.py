@@ -43,9 +43,22 @@ def _state(key: str) -> FlagState:
     )
 
 
+def _moto_own_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo the runner's transaction speed-up (local.runner.moto_patches) if an earlier test in this process
+    installed it: these tests hook the whole-table snapshot moto itself takes."""
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_flagbridge_item_backup", False):
+        monkeypatch.setattr(DynamoDBBackend, "transact_write_items", DynamoDBBackend._flagbridge_moto_transact)
+        monkeypatch.setattr(dynamodb_models, "copy", dynamodb_models._flagbridge_moto_copy)
+
+
 def _race(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[list[BaseException], set[str]]:
     """The tester's transaction pauses mid-snapshot while a customer's put runs on another thread."""
     from moto.dynamodb.models.dynamo_type import Item
+
+    _moto_own_transactions(monkeypatch)
 
     store = DynamoDBProfileStore(aws["ddb"], PROFILES_TABLE)
     store.save(_state("someone"))  # so the snapshot has an item to pause at

@@ -35,6 +35,8 @@ FUNCTIONS = {
     "OracleCounterFunction": ("functions/oracle_counter/", "oracle_counter.lambda_handler"),
     "OracleEvaluatorFunction": ("functions/oracle_evaluator/", "oracle_evaluator.lambda_handler"),
     "OracleApiFunction": ("functions/oracle_api/", "oracle_api.lambda_handler"),
+    "TrafficRunsFunction": ("functions/traffic_runs/", "traffic_runs.lambda_handler"),
+    "TrafficWorkerFunction": ("functions/traffic_worker/", "traffic_worker.lambda_handler"),
 }
 ROUTES = {
     ("POST", "/split/impressions"): "ImpressionsWebhookFunction",
@@ -47,6 +49,8 @@ ROUTES = {
     ("GET", "/testers"): "TesterRegistryFunction",
     ("GET", "/tests"): "OracleApiFunction",
     ("GET", "/tests/{name}"): "OracleApiFunction",
+    ("POST", "/runs"): "TrafficRunsFunction",
+    ("GET", "/runs/{id}"): "TrafficRunsFunction",
 }
 # CDP destination name -> the logical id prefix of its lane (<Lane>DestinationQueue, <Lane>DestinationDeadLetterQueue).
 LANES = {
@@ -69,6 +73,7 @@ SQS_CONSUMERS = {
     "BatchesQueue": "CdpRouterFunction",
     **{f"{lane}DestinationQueue": "DestinationDeliveryFunction" for lane in LANES.values()},
     "OracleDestinationQueue": "OracleCounterFunction",
+    "TrafficShardQueue": "TrafficWorkerFunction",
 }
 # Lanes whose messages are summed over big batches (a batching window of a few seconds).
 BIG_BATCH_LANES = {"SplitDestinationQueue": 1000, "OracleDestinationQueue": 100}
@@ -240,23 +245,37 @@ def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout_plu
         queue = _event_queue(event)
         timeout, window = function_setting(name, "Timeout"), event.get("MaximumBatchingWindowInSeconds", 0)
         assert props(queue)["VisibilityTimeout"] >= 6 * timeout + window, (queue, name)
-    for name in set(SQS_CONSUMERS.values()):
+    for name in set(SQS_CONSUMERS.values()) - {"TrafficWorkerFunction"}:
         assert function_setting(name, "Timeout") == 60, name
+    # a shard lasts at most 600 s (flagbridge.runs.spec.MAX_SHARD_SECONDS), well inside the worker's timeout
+    assert function_setting("TrafficWorkerFunction", "Timeout") == 300
 
 
 def test_sqs_events_report_batch_item_failures() -> None:
     for name, event in _sqs_consumers():
         assert "ReportBatchItemFailures" in event["FunctionResponseTypes"], name
         # Only the Split lane (its messages share Split requests) and the oracle lane (its counters are summed per
-        # batch) take bigger batches (next test).
-        assert event["BatchSize"] == BIG_BATCH_LANES.get(_event_queue(event), 10), name
-        assert 2 <= event["ScalingConfig"]["MaximumConcurrency"] <= 1000, name
+        # batch) take bigger batches (next test); the shard queue takes one shard per invocation.
+        expected_batch = (
+            1 if _event_queue(event) == "TrafficShardQueue" else BIG_BATCH_LANES.get(_event_queue(event), 10)
+        )
+        assert event["BatchSize"] == expected_batch, name
+        concurrency = event["ScalingConfig"]["MaximumConcurrency"]
+        if concurrency == ref("TrafficParallelism"):  # a parameter: its bounds are SQS's
+            parallelism = TEMPLATE["Parameters"]["TrafficParallelism"]
+            concurrency = parallelism["MinValue"]
+            assert parallelism["MaxValue"] <= 1000
+        assert 2 <= concurrency <= 1000, name
     (processor,) = events("ImpressionsProcessorFunction", "SQS")
     assert (processor["MaximumBatchingWindowInSeconds"], processor["ScalingConfig"]["MaximumConcurrency"]) == (5, 5)
     (router,) = events("CdpRouterFunction", "SQS")
     assert (router["MaximumBatchingWindowInSeconds"], router["ScalingConfig"]["MaximumConcurrency"]) == (2, 5)
     for lane in events("DestinationDeliveryFunction", "SQS"):
         assert lane["ScalingConfig"]["MaximumConcurrency"] == 2
+    # test runs: one shard per invocation, as many at once as the parallelism (also the reserved concurrency)
+    (shards,) = events("TrafficWorkerFunction", "SQS")
+    assert shards["ScalingConfig"]["MaximumConcurrency"] == ref("TrafficParallelism")
+    assert function_setting("TrafficWorkerFunction", "ReservedConcurrentExecutions") == ref("TrafficParallelism")
 
 
 def test_batches_over_ten_messages_have_a_batching_window_the_visibility_timeout_allows_for() -> None:
@@ -282,7 +301,8 @@ def test_every_consumed_queue_redrives_to_its_own_dead_letter_queue() -> None:
     dead_letter_queues = [_dead_letter_queue(queue) for queue in SQS_CONSUMERS]
     assert len(set(dead_letter_queues)) == len(SQS_CONSUMERS)  # one DLQ per queue, never shared
     for queue, dlq in zip(SQS_CONSUMERS, dead_letter_queues, strict=True):
-        assert props(queue)["RedrivePolicy"]["maxReceiveCount"] == 5, queue
+        # shards: "busy" and hand-back receives count too (the claim makes every receive safe)
+        assert props(queue)["RedrivePolicy"]["maxReceiveCount"] == (20 if queue == "TrafficShardQueue" else 5), queue
         assert RESOURCES[dlq]["Type"] == "AWS::SQS::Queue", queue
         assert dlq not in SQS_CONSUMERS, dlq  # nothing consumes a DLQ: messages wait there for a redrive
         assert "RedrivePolicy" not in props(dlq), dlq
@@ -345,7 +365,8 @@ def test_queues_are_encrypted_and_tls_only() -> None:
     queues = of_type("AWS::SQS::Queue")
     lanes = {f"{lane}Destination{kind}" for lane in ALL_LANES.values() for kind in ("Queue", "DeadLetterQueue")}
     expected = {"ImpressionsQueue", "ImpressionsDeadLetterQueue", "BatchesQueue", "BatchesDeadLetterQueue"}
-    assert set(queues) == expected | lanes | {"ReportingQueue"}
+    runs = {"TrafficShardQueue", "TrafficShardDeadLetterQueue"}
+    assert set(queues) == expected | lanes | runs | {"ReportingQueue"}
     for name in queues:
         assert props(name)["SqsManagedSseEnabled"] is True, name
     policies = of_type("AWS::SQS::QueuePolicy").values()
@@ -369,6 +390,7 @@ def test_tables_are_durable_and_encrypted() -> None:
         "TestersTable",
         "OracleCountersTable",
         "OracleVerdictsTable",
+        "TrafficRunsTable",
     }
     for name, table in of_type("AWS::DynamoDB::Table").items():
         assert table["DeletionPolicy"] == "Retain", name
@@ -420,9 +442,9 @@ def _denies_insecure_transport(policy: dict[str, Any]) -> bool:
     )
 
 
-@pytest.mark.parametrize("name", ["QuarantineBucket", "WarehouseBucket"])
+@pytest.mark.parametrize("name", ["QuarantineBucket", "WarehouseBucket", "TrafficManifestBucket"])
 def test_buckets_are_private_encrypted_versioned_and_retained(name: str) -> None:
-    assert set(of_type("AWS::S3::Bucket")) == {"QuarantineBucket", "WarehouseBucket"}
+    assert set(of_type("AWS::S3::Bucket")) == {"QuarantineBucket", "WarehouseBucket", "TrafficManifestBucket"}
     bucket = RESOURCES[name]
     assert bucket["DeletionPolicy"] == "Retain"
     assert bucket["UpdateReplacePolicy"] == "Retain"
@@ -444,7 +466,7 @@ def test_quarantined_payloads_expire() -> None:
     assert any(r["Status"] == "Enabled" and r["ExpirationInDays"] == ref("QuarantineRetentionDays") for r in rules)
 
 
-@pytest.mark.parametrize("name", ["QuarantineBucket", "WarehouseBucket"])
+@pytest.mark.parametrize("name", ["QuarantineBucket", "WarehouseBucket", "TrafficManifestBucket"])
 def test_bucket_policy_denies_insecure_transport_on_bucket_and_objects(name: str) -> None:
     (policy,) = [p for p in of_type("AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == ref(name)]
     assert _denies_insecure_transport(policy)
@@ -731,6 +753,8 @@ SECRETS = {
     "TestersApiTokenSecret": "testers-api-token",
     "SplitAdminApiKeySecret": "split-admin-api-key",
     "OracleApiTokenSecret": "oracle-api-token",
+    "TrafficApiTokenSecret": "traffic-api-token",
+    "TrafficRunTagKeySecret": "traffic-run-tag-key",
 }
 
 
@@ -929,7 +953,9 @@ def test_alarms_cover_the_dlqs_the_backlogs_and_every_function() -> None:
     age = _alarms("ApproximateAgeOfOldestMessage")
     assert _alarmed_queues(age) == sorted(SQS_CONSUMERS)  # incl. every lane: its destination is down
     for alarm in age.values():
-        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 900)
+        # a shard lasts up to 600 s: its queue's backlog alarm allows for runs beyond the parallelism
+        threshold = 1800 if alarm["Dimensions"][0]["Value"] == get_att("TrafficShardQueue", "QueueName") else 900
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", threshold)
     errors = _alarms("Errors").values()
     assert sorted(a["Dimensions"][0]["Value"]["Ref"] for a in errors) == sorted(FUNCTIONS)
     for alarm in errors:
@@ -973,6 +999,11 @@ def test_parameters() -> None:
         "SplitAdminApiUrl",
         "OracleDashboardPassLine",
         "OracleDashboardFailLine",
+        "TrafficParallelism",
+        "TrafficShardLeaseSeconds",
+        "TrafficResultsUrl",
+        "TrafficScheduleExpression",
+        "TrafficScheduledRun",
     }
     for name in ("SplitEventsUrl", "AnalyticsWebhookUrl", "SplitAdminApiUrl"):
         assert TEMPLATE["Parameters"][name]["Default"].startswith("https://"), name
@@ -1024,7 +1055,10 @@ def test_outputs() -> None:
             assert outputs[f"{lane}Destination{kind}Url"]["Value"] == ref(f"{lane}Destination{kind}")
     for name, output in outputs.items():
         for reference in [v for _, k, v in walk(output) if k == "Ref"]:
-            assert reference in RESOURCES or reference.startswith("AWS::"), (name, reference)
+            assert reference in RESOURCES or reference in TEMPLATE["Parameters"] or reference.startswith("AWS::"), (
+                name,
+                reference,
+            )
 
 
 # --------------------------------------------------------------------------------------------------------------

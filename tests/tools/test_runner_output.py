@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from local.runner.output import HandlerOutput, describe_invocation
+from local.runner.output import HandlerOutput, InvocationTally, describe_invocation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,8 @@ def test_an_invocation_line_names_function_outcome_counts_and_problems() -> None
 
 def _run_until_summary(*options: str, log_file: Path) -> tuple[str, str]:
     """``python -m local.runner`` with the sample replay; its stdout (through the summary) and stderr."""
-    env = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
+    # The demo that follows the replay has its own test (tests/e2e/test_demo_loop.py); here only the replay.
+    env = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_NO_DEMO": "1"}
     for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG", "FLAGBRIDGE_NO_REPLAY"):
         env.pop(name, None)
     command = [sys.executable, "-m", "local.runner", "--log-file", str(log_file), *options]
@@ -121,3 +122,22 @@ def test_verbose_prints_the_json_logs_on_the_terminal(tmp_path: Path) -> None:
     assert "Ctrl-C to stop." in stdout, stderr[-3000:]
     assert not log_file.exists()
     assert "Handler logs and metrics" not in stdout
+
+
+def test_the_tally_prints_one_line_per_function_per_period_and_the_rest_when_flushed(capsys) -> None:  # type: ignore[no-untyped-def]
+    now = [0.0]
+    tally = InvocationTally(5.0, clock=lambda: now[0])
+    for _ in range(3):
+        tally.count("cdp_router")
+    tally.count("oracle_counter")
+    assert capsys.readouterr().err == ""
+    now[0] = 5.0
+    tally.count("cdp_router")  # the period is over: every count so far goes out, one line per function
+    assert capsys.readouterr().err.splitlines() == [
+        "[flagbridge-local] cdp_router: 4 invocations ok in 5 s",
+        "[flagbridge-local] oracle_counter: 1 invocations ok in 5 s",
+    ]
+    now[0] = 7.0
+    tally.count("oracle_counter")
+    tally.flush()
+    assert capsys.readouterr().err.splitlines() == ["[flagbridge-local] oracle_counter: 1 invocations ok in 2 s"]

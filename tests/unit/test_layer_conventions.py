@@ -42,6 +42,7 @@ def test_the_quarantine_sources_keep_their_stored_values() -> None:
         "cdp-router",
         "destination-delivery",
         "oracle-counter",
+        "traffic-shards",
     }
     assert f"{QuarantineSource.CDP_ROUTER}/2026" == "cdp-router/2026"
 

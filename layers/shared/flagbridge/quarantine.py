@@ -30,6 +30,8 @@ class QuarantineSource(StrEnum):
     """Destination delivery: destination-queue messages it can never deliver."""
     ORACLE_COUNTER = "oracle-counter"
     """The oracle's counter: oracle-lane messages it can never read."""
+    TRAFFIC_SHARDS = "traffic-shards"
+    """The test-run worker: shard messages it can never send (garbage, unknown run, a range not the run's)."""
 
 
 class Quarantine(Protocol):

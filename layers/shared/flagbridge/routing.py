@@ -6,7 +6,7 @@ OpenAPI models) and every event data class; measured on CPython 3.13 with the la
 ``import boto3`` of each HTTP function's cold start, for three routes (docs/performance.md). This module keeps
 the parts the functions use, with the same behaviour and response shape:
 
-* ``@router.get(rule)`` / ``@router.post(rule)``; ``<name>`` in a rule matches one path segment of URI-safe
+* ``@router.get(rule)`` / ``post`` / ``put`` / ``delete``; ``<name>`` in a rule matches one path segment of URI-safe
   characters (Powertools' pattern) and is passed to the route function as a keyword argument;
 * the path is ``rawPath`` less the stage prefix (unless the stage is ``$default``); no match: the ``not_found``
   handler (404);

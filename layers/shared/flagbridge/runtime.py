@@ -28,7 +28,13 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.oracle.split_admin import SplitAdminClient
     from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
     from flagbridge.profiles.store import DynamoDBProfileStore
+    from flagbridge.runs.spec import RunSpec
+    from flagbridge.runs.stop import DynamoDBVerdictReader
+    from flagbridge.runs.store import ManifestStore, RunStore
+    from flagbridge.runs.worker import ShardWorker
     from flagbridge.testers.registry import TesterRegistry
+    from flagbridge.traffic.config import TrafficConfig
+    from flagbridge.traffic.generator import TrafficGenerator
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
@@ -271,6 +277,131 @@ def oracle_api_token() -> str:
     return load_secret(current.oracle_api_token_secret, current.oracle_api_token, current.secrets_max_age_seconds)
 
 
+# ---- test runs in AWS (flagbridge.runs) -------------------------------------------------------------------------
+
+
+@cache
+def run_store() -> RunStore:
+    from flagbridge.runs.store import DynamoDBRunStore
+
+    return DynamoDBRunStore(aws_client("dynamodb"), settings().require("runs_table"))
+
+
+@cache
+def manifest_store() -> ManifestStore:
+    from flagbridge.runs.store import S3ManifestStore
+
+    return S3ManifestStore(aws_client("s3"), settings().require("manifest_bucket"))
+
+
+@cache
+def shard_sender() -> SqsSender:
+    return SqsSender(aws_client("sqs"), settings().require("shard_queue_url"))
+
+
+def traffic_api_token() -> str:
+    current = settings()
+    return load_secret(
+        current.traffic_api_token_secret,
+        current.traffic_api_token,
+        current.secrets_max_age_seconds,
+        "TRAFFIC_API_TOKEN_SECRET",
+    )
+
+
+def traffic_config() -> TrafficConfig:
+    from flagbridge.traffic.config import TrafficConfig
+
+    return TrafficConfig.from_document(settings().config.traffic_document)
+
+
+@cache
+def run_verdicts() -> DynamoDBVerdictReader | None:
+    """The oracle's verdicts table, when this stack has the oracle (ORACLE_VERDICTS_TABLE)."""
+    from flagbridge.runs.stop import DynamoDBVerdictReader
+
+    table = settings().oracle_verdicts_table
+    return DynamoDBVerdictReader(aws_client("dynamodb"), table) if table else None
+
+
+def pool_registrar() -> TesterRegistry | None:
+    """The tester registry (its ``register_pool``) when this stack has it (TESTERS_TABLE), else None."""
+    return tester_registry() if settings().testers_table else None
+
+
+def stop_parameter_value() -> str:
+    """The stack's stop parameter, read fresh (at most once a second per worker: flagbridge.runs.stop)."""
+    name = settings().traffic_stop_parameter
+    if not name:
+        return "none"
+    return str(aws_client("ssm").get_parameter(Name=name)["Parameter"]["Value"])
+
+
+@cache
+def shard_worker() -> ShardWorker:
+    """The worker's service: the runs table, the manifest bucket and, per run, its generator, sender and switch."""
+    from flagbridge.runs.stop import StopSwitch
+    from flagbridge.runs.worker import Runtime, ShardWorker
+    from flagbridge.traffic.results import ResultReporter
+    from flagbridge.traffic.safety import RunTag
+    from flagbridge.traffic.sender import HttpSender
+
+    current = settings()
+    traffic = traffic_config()
+
+    def generator(spec: RunSpec) -> TrafficGenerator:
+        from flagbridge.runs.spec import build_generator
+
+        key = secret(current.require("traffic_run_tag_key_secret")).encode()
+        return build_generator(spec, RunTag(key, spec.run_tag_header))
+
+    def send() -> Any:
+        return HttpSender(traffic.allowlist).send  # every destination checked against the allowlist
+
+    def reporter(spec: RunSpec) -> ResultReporter | None:
+        if not current.traffic_results_url:
+            return None
+        key, api_secret = mparticle_credentials()
+        return ResultReporter(
+            current.traffic_results_url,
+            key,
+            api_secret,
+            post=HttpSender(timeout=30.0).send,
+            environment=traffic.environment,
+            oracle_test=spec.oracle_test,
+        )
+
+    def stop(spec: RunSpec) -> StopSwitch:
+        from flagbridge.observability import logger
+
+        def on_error(what: str, exc: Exception) -> None:
+            logger.warning("stop switch unreadable", extra={"what": what, "error_type": type(exc).__name__})
+
+        # SSM's standard throughput is 40 GetParameter/s per account and region: all workers together stay well
+        # under it (one read per worker every parallelism/20 s, at least every second; docs/runs.md)
+        refresh = max(1.0, spec.parallelism / 20)
+        return StopSwitch(
+            spec.run_id,
+            stop_parameter_value,
+            spec.oracle_test,
+            run_verdicts(),
+            refresh_seconds=refresh,
+            on_error=on_error,
+        )
+
+    return ShardWorker(
+        Runtime(
+            run_store(),
+            manifest_store(),
+            generator,
+            send,
+            reporter,
+            stop,
+            lease_ms=current.traffic_shard_lease_seconds * 1000,
+        )
+    )
+
+
 def reset() -> None:
     """Forget every cached client, adapter and setting (tests; never needed in Lambda)."""
     for cached in (
@@ -288,6 +419,11 @@ def reset() -> None:
         oracle_notifier,
         split_admin,
         get_settings,
+        run_store,
+        manifest_store,
+        shard_sender,
+        run_verdicts,
+        shard_worker,
     ):
         getattr(cached, "cache_clear", lambda: None)()  # a test may have replaced one (http_client)
     from aws_lambda_powertools.utilities import parameters

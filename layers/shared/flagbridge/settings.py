@@ -63,6 +63,18 @@ class Settings(BaseModel):
     split_admin_api_url: str = Field(default="https://api.split.io/internal/api/v2", alias="SPLIT_ADMIN_API_URL")
     split_admin_api_key_secret: str = Field(default="", alias="SPLIT_ADMIN_API_KEY_SECRET")
 
+    # Test runs in AWS (flagbridge.runs).
+    runs_table: str = Field(default="", alias="RUNS_TABLE")
+    shard_queue_url: str = Field(default="", alias="SHARD_QUEUE_URL")
+    manifest_bucket: str = Field(default="", alias="MANIFEST_BUCKET")
+    traffic_stop_parameter: str = Field(default="", alias="TRAFFIC_STOP_PARAMETER")
+    traffic_parallelism: int = Field(default=10, ge=1, le=10_000, alias="TRAFFIC_PARALLELISM")
+    traffic_shard_lease_seconds: int = Field(default=60, ge=1, le=900, alias="TRAFFIC_SHARD_LEASE_SECONDS")
+    traffic_results_url: str = Field(default="", alias="TRAFFIC_RESULTS_URL")
+    traffic_api_token_secret: str = Field(default="", alias="TRAFFIC_API_TOKEN_SECRET")
+    traffic_api_token: str = Field(default="", alias="FLAGBRIDGE_TRAFFIC_API_TOKEN", repr=False)
+    traffic_run_tag_key_secret: str = Field(default="", alias="TRAFFIC_RUN_TAG_KEY_SECRET")
+
     def require(self, field: str) -> str:
         """The value of a setting a component cannot work without; ConfigError naming its variable if unset."""
         value = getattr(self, field)

@@ -1,10 +1,13 @@
 """``flagbridge traffic run|replay|import-har`` and ``traffic plan explain``: traffic plans from the command line.
 
 The work is in :mod:`flagbridge_ops.traffic` and :mod:`flagbridge.traffic`; this module parses and prints.
-``traffic run`` exits like ``flagbridge verdict``: 0 when every request was answered without a server error,
-1 when any failed (5xx or no answer), 2 when the run could not finish as asked (stopped by the stop switch or
-a budget, or results the bridge did not take). ``traffic replay``: 0 the case passes now, 1 it still fails,
-2 it failed but the shrunk case did not (flaky). Refusals (allowlist, testers, plan errors) print one line.
+``traffic run`` exits like ``flagbridge verdict``. When the plan feeds an oracle test (``oracle.test``), the exit
+status *is* the oracle's verdict of the metrics the run feeds, read from the bridge after the run: 0 every one
+PASS (from an evaluation after the run's last result, and the run finished as asked), 1 any FAIL (also when that
+FAIL stopped the run), 2 otherwise. Without a test: 0 when every request was answered without a server error, 1 when
+any failed (5xx or no answer), 2 when the run could not finish as asked (stopped by the stop switch or a budget, or
+results the bridge did not take). ``traffic replay``: 0 the case passes now, 1 it still fails, 2 it failed but the
+shrunk case did not (flaky). Refusals (allowlist, testers, plan errors, an unknown oracle test) print one line.
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ def register(commands: Subcommands) -> None:
             "Generate --requests cases from PLAN and --model, send them to --target at --rate, write the NDJSON\n"
             "manifest (--report) and post each result to the bridge as a tester event. Nothing is sent when a host\n"
             "is outside traffic.allowlist or a tester is not a tester by test_users.rules. The run stops before\n"
-            "its next batch when the stop file exists (--stop-file or traffic.stop.file)."
+            "its next batch when the stop file exists (--stop-file or traffic.stop.file).\n\n"
+            "When the plan feeds an oracle test (oracle: {test: NAME}), the run reads the test's verdict from the\n"
+            "bridge's oracle API (GET /tests/NAME, bearer token FLAGBRIDGE_ORACLE_API_TOKEN) before it starts and\n"
+            "between batches, stops on its FAIL, prints the verdict at the end (waiting up to --verdict-wait seconds\n"
+            "for a decided one) and exits like `flagbridge verdict`: 0 all PASS, 1 any FAIL, 2 otherwise."
         ),
         examples=[
             "flagbridge traffic run plan.yaml --model model.yaml --target http://127.0.0.1:8080 --seed 7 "
@@ -71,6 +78,17 @@ def register(commands: Subcommands) -> None:
     run.add_argument("--stop-file", help="stop before the next batch once this file exists")
     run.add_argument("--run-id", help="the run's id (default: generated)")
     run.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (default 10)")
+    run.add_argument(
+        "--verdict-wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait after the run for the oracle to decide its test's verdict (default 0: read it once)",
+    )
+    run.add_argument(
+        "--no-oracle",
+        action="store_true",
+        help="do not read the oracle's verdict (no FAIL stop, no verdict; the results still feed the test)",
+    )
 
     plan = add_group(
         actions,
@@ -106,7 +124,10 @@ def register(commands: Subcommands) -> None:
         ),
         examples=["flagbridge traffic replay --manifest traffic-tr-1.ndjson --case c42 --shrink"],
     )
-    replay.add_argument("--manifest", required=True, help="the run's NDJSON manifest (--report of the run)")
+    replay.add_argument("--manifest", help="the run's NDJSON manifest (--report of the run)")
+    replay.add_argument(
+        "--run", dest="run_id", metavar="RUN", help="a run in AWS (--stack): the case is read from its S3 manifest"
+    )
     replay.add_argument("--case", required=True, help="the case id (c42 or 42)")
     replay.add_argument("--shrink", action="store_true", help="minimise the failing case's mutations")
     replay.add_argument("--target", help="send to another target than the run's")
@@ -163,14 +184,19 @@ def run_command(ctx: Context) -> Result:
     from flagbridge.traffic.run import RunSettings, run_traffic
     from flagbridge.traffic.safety import parse_rate
     from flagbridge.traffic.sender import HttpSender
+    from flagbridge.traffic.stop import first_reason
     from flagbridge_ops.errors import UsageError
-    from flagbridge_ops.traffic import new_report_path, prepare_run, reporter_for, stop_check
+    from flagbridge_ops.traffic import new_report_path, oracle_stop_for, prepare_run, reporter_for, stop_check
 
     args = ctx.args
     if args.requests < 1:
         raise UsageError("--requests must be at least 1")
     rate = parse_rate(args.rate)
     sending = not (args.dry_run or args.count_only)
+    if args.stack and sending:  # the run goes to the stack: its workers send it (flagbridge_ops.commands.traffic_aws)
+        from flagbridge_ops.commands.traffic_aws import run_in_aws
+
+        return run_in_aws(ctx, rate)
     prepared = prepare_run(
         plan_path=args.plan,
         model_path=args.model,
@@ -188,6 +214,9 @@ def run_command(ctx: Context) -> Result:
         for warning in prepared.warnings:
             ctx.err.write(f"warning: {warning}\n")
     reporter = reporter_for(prepared, args.bridge, ctx.environ, ctx.clients) if sending else None
+    oracle = None
+    if sending and not args.no_oracle:
+        oracle = oracle_stop_for(prepared, args.bridge, ctx.environ, ctx.clients, _warner(ctx))
     settings = RunSettings(
         requests=args.requests,
         rate=rate,
@@ -201,6 +230,8 @@ def run_command(ctx: Context) -> Result:
     bar = _Bar(ctx.err if shown else None, args.requests)
     report = Path(args.report) if args.report else new_report_path(prepared.generator.run_id)
     stop = stop_check(prepared.traffic, args.stop_file, ctx.clients, use_ssm=bool(args.stack))
+    if oracle is not None:
+        stop = first_reason(stop, oracle)
     try:
         if args.count_only:
             summary = run_traffic(prepared.generator, settings, None, stop=stop, progress=bar)
@@ -220,6 +251,7 @@ def run_command(ctx: Context) -> Result:
     finally:
         bar.close()
         sender.close()
+    results_end_ms = int(time.time() * 1000)
     undelivered = reporter.undelivered if reporter is not None else []
     undelivered_path = None
     if undelivered:
@@ -234,6 +266,10 @@ def run_command(ctx: Context) -> Result:
         exit_status = EXIT_FAILED
     elif summary.stopped or undelivered:
         exit_status = EXIT_INCOMPLETE
+    verdict = None
+    if oracle is not None:
+        verdict = _verdict(oracle, results_end_ms, args.verdict_wait, ctx)
+        exit_status = _verdict_exit(verdict, finished=not (summary.stopped or undelivered))
     result: Result = {
         "run_id": prepared.generator.run_id,
         "plan_hash": prepared.plan.plan_hash,
@@ -244,7 +280,8 @@ def run_command(ctx: Context) -> Result:
         "results": dict(reporter.counts()) if reporter is not None else None,
         "undelivered_file": str(undelivered_path) if undelivered_path else None,
         "failures": failures,
-        "oracle_test": prepared.plan.oracle.get("test"),
+        "oracle_test": prepared.feed.test if prepared.feed is not None else None,
+        "oracle": verdict,
         "exit_status": exit_status,
     }
     if not ctx.json:
@@ -275,12 +312,76 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
         out.write(f"  stopped: {record['stopped']}\n")
     if result["report"]:
         out.write(f"  manifest {result['report']}\n")
-    if result["oracle_test"]:
-        out.write(f"  feeds oracle test {result['oracle_test']}: see `flagbridge verdict`\n")
+    if result["oracle"]:
+        _print_verdict(out, result["oracle"])
+    elif result["oracle_test"]:
+        out.write(f"  feeds oracle test {result['oracle_test']}: see `flagbridge verdict {result['oracle_test']}`\n")
     for failure in result["failures"]:
         out.write(f"  failed {failure['case']}: {failure['curl']}\n")
     if summary.failure_count > len(result["failures"]):
         out.write(f"  ... {summary.failure_count - len(result['failures'])} more failures in the manifest\n")
+
+
+def _warner(ctx: Context) -> Any:
+    def warn(line: str) -> None:
+        ctx.err.write(f"\n{line}\n" if ctx.err.isatty() else f"{line}\n")
+
+    return warn
+
+
+def _verdict(oracle: Any, results_end_ms: int, wait: float, ctx: Context) -> dict[str, Any]:
+    """The oracle's verdict of the run's test after the run, as shown and returned (rows of the fed metrics)."""
+    from flagbridge_ops.traffic import verdict_after_run, verdict_fresh
+    from flagbridge_ops.verdict import verdict_rows
+
+    if wait > 0 and not oracle.reason and not ctx.json:
+        ctx.err.write(f"waiting up to {wait:g}s for the oracle's verdict of {oracle.test} ...\n")
+    document, error = verdict_after_run(oracle, results_end_ms, wait)
+    report = (document or {}).get("report")  # GET /tests/{name} nests the full report; the store's is the report
+    report = report if isinstance(report, dict) else document
+    detail = {"name": oracle.test, "state": (document or {}).get("state") or "PENDING", "report": report}
+    rows = [row for row in verdict_rows([detail]) if row["metric"] == "-" or row["metric"] in oracle.metrics]
+    return {
+        "test": oracle.test,
+        "metrics": list(oracle.metrics),
+        "state": detail["state"],
+        "evaluated_at": (document or {}).get("evaluated_at"),
+        "after_run": verdict_fresh(document, results_end_ms),
+        "stopped_the_run": oracle.reason is not None and oracle.reason.startswith("oracle FAIL"),
+        "read_errors": oracle.errors,
+        "error": error,
+        "verdicts": rows,
+    }
+
+
+def _verdict_exit(verdict: dict[str, Any], finished: bool) -> int:
+    """Like `flagbridge verdict` over the fed metrics; a PASS counts only from an evaluation after the run, and only
+    when the run finished as asked (a run cut short did not test what it was asked to)."""
+    from flagbridge_ops.verdict import exit_status
+
+    status = exit_status(verdict["verdicts"])
+    if status == EXIT_OK and not (verdict["after_run"] and finished):
+        return EXIT_INCOMPLETE
+    return status
+
+
+def _print_verdict(out: TextIO, verdict: dict[str, Any]) -> None:
+    from flagbridge_ops.output import table
+    from flagbridge_ops.verdict import table_rows
+
+    when = "not evaluated yet"
+    if verdict["evaluated_at"]:
+        stamp = time.strftime("%H:%M:%SZ", time.gmtime(verdict["evaluated_at"] / 1000))
+        when = f"evaluated {stamp}, " + (
+            "after the run's last result" if verdict["after_run"] else "before the run's last result was counted"
+        )
+    out.write(f"  oracle test {verdict['test']} ({', '.join(verdict['metrics'])}): {verdict['state']} ({when})\n")
+    if verdict["error"]:
+        out.write(f"  the verdict could not be read again: {verdict['error']}\n")
+    rendered = table(table_rows(verdict["verdicts"]), ("test", "treatment", "metric", "verdict", "n", "rate", "bounds"))
+    out.write("".join(f"    {line}\n" for line in rendered.splitlines()))
+    for row in verdict["verdicts"]:
+        out.write(f"    {row.get('explain') or row['state']}\n")
 
 
 def explain_command(ctx: Context) -> Result:
@@ -321,6 +422,12 @@ def replay_command(ctx: Context) -> Result:
     from flagbridge_ops.traffic import prepare_replay, read_case, shrink_case
 
     args = ctx.args
+    if args.run_id:
+        from flagbridge_ops.commands.traffic_aws import replay_from_s3
+
+        return replay_from_s3(ctx)
+    if not args.manifest:
+        raise CliError("give --manifest (a local run's manifest) or --run RUN --stack NAME (a run in AWS)")
     header, record = read_case(Path(args.manifest), args.case)
     if record is None:
         raise CliError(f"no case {args.case} in {args.manifest}")

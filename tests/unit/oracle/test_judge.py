@@ -13,7 +13,7 @@ from flagbridge.oracle.judge import judge_percentile, judge_rate, overridden
 
 [TEST] = parse_oracle_config({"tests": [{"name": "t", "flag": "new_checkout", "environment": "Production"}]}).tests
 RATE = TEST.metrics[0]
-LATENCY = TEST.metrics[2]
+LATENCY = TEST.metrics[1]
 assert isinstance(RATE, RateMetric) and isinstance(LATENCY, PercentileMetric)
 
 

@@ -37,8 +37,7 @@ def test_defaults() -> None:
     config = parse_oracle_config(config_doc())
     [test] = config.tests
     assert (test.cohort, test.interval_minutes, test.window_hours, test.actions) == ("testers", 1, 24, ["alert"])
-    rate_metric, transport, latency = test.metrics
-    assert isinstance(transport, RateMetric) and transport.bad.attributes[0].value == "transport_error"
+    rate_metric, latency = test.metrics
     assert isinstance(rate_metric, RateMetric) and isinstance(latency, PercentileMetric)
     assert (rate_metric.confidence, rate_metric.interim_confidence) == (0.95, 0.99)
     assert (rate_metric.min_samples, rate_metric.min_failures) == (300, 3)

@@ -5,10 +5,25 @@ The merge is built for at-least-once, out-of-order delivery:
 * Every impression has a fingerprint (its environment, treatment, time, flag version, label and
   bucketing key). Fingerprints seen within ``dedup_window_days`` of the newest exposure are kept on
   the state, so a redelivered impression is recognised and changes nothing (not even ``updated_at``).
-* The current treatment is the one of the newest impression, ordered by (time, flag version,
-  treatment, label): an older impression arriving late never overwrites a newer treatment.
-* Counts, first/last seen and the assignment history are min/max/sum aggregates, so the result does
-  not depend on arrival order.
+  The fingerprint does not tell an empty label from none, so neither does the merge: a label ``""``
+  is stored as no label (None).
+* The current treatment (with its label, version, environment and identity type) is the one of the
+  greatest impression in a total order (:func:`rank`): time, then flag version (no version before any
+  version), then treatment, then label (no label before any label), and only for impressions equal
+  in all of those, environment id, environment and identity type. An older
+  impression arriving late never overwrites a newer treatment, and ties are decided the same way
+  whatever the arrival order or batching.
+* Counts, first/last seen and each assignment's aggregates are min/max/sum (an assignment's environment
+  is the one of its earliest impression, the least on a tie), so the result does not depend on arrival
+  order. The history keeps the ``assignment_history_size`` greatest assignments by (last seen, then the
+  same version, treatment, label order), which is a total order on distinct assignments: which
+  assignments it holds, and their last seen, do not depend on arrival order either. Bounds, as for the
+  fingerprints: an assignment dropped from a full history and served again later comes back with the
+  first seen and count of its exposures since then.
+
+The store adds no ordering of its own: it writes the state this merge returns, conditional on the
+revision it read, and a writer that loses re-reads and merges again (:mod:`flagbridge.profiles.store`),
+so impressions split over SQS batches and processors end in the same state as in one batch.
 """
 
 from __future__ import annotations
@@ -61,8 +76,17 @@ def _built(cls: type[_D], values: dict[str, Any]) -> _D:
     return instance
 
 
-def _order(time: int, version: int | None, treatment: str, label: str | None) -> tuple[int, int, str, str]:
-    return (time, -1 if version is None else version, treatment, label or "")
+# Below every flag version (an int): an impression without a version is older than one with any version.
+NO_VERSION = float("-inf")
+
+
+def rank(time: int, version: int | None, treatment: str, label: str | None) -> tuple[int, float, str, str]:
+    """The order in which the newest impression becomes the current treatment (see the module docstring).
+
+    Total on (time, version, treatment, label): no version is below every version (never conflated with
+    one), no label below every label (``""`` is no label, as in the fingerprint). :func:`merge_rows` inlines it.
+    """
+    return (time, NO_VERSION if version is None else version, treatment, label or "")
 
 
 @dataclass(frozen=True)
@@ -160,45 +184,41 @@ def merge_rows(  # noqa: C901 (hot path: the merge, flattened (make bench); hypo
     first = fresh[0]
     if current is not None:
         exposures, first_seen, last_seen = current.exposures, current.first_seen, current.last_seen
-        best = _order(current.current_time, current.version, current.treatment, current.label)
+        best = rank(current.current_time, current.version, current.treatment, current.label)
+        tail = (current.environment_id, current.environment, current.identity_type)
         head: Row | None = None
         known = {a.identity: a for a in current.assignments}
     else:
         exposures, first_seen, last_seen = 0, first[3], first[3]
-        best = _order(first[3], first[5], first[2], first[4])
+        best = rank(first[3], first[5], first[2], first[4])
+        tail = (first[7], first[6], first[11])
         head = first
         known = {}
     # identity -> [first_seen, last_seen, count, environment] of assignments this merge touches
     touched: dict[tuple[str, str | None, int | None], list[Any]] = {}
     for row in fresh:
-        treatment, time, label, version = row[2], row[3], row[4], row[5]
+        treatment, time, label, version = row[2], row[3], row[4] or None, row[5]
         exposures += 1
         if time < first_seen:
             first_seen = time
         if time > last_seen:
             last_seen = time
-        rank = (time, -1 if version is None else version, treatment, label or "")
-        if rank >= best:
-            best, head = rank, row
+        order = (time, NO_VERSION if version is None else version, treatment, label or "")
+        if order >= best and (order > best or (row[7], row[6], row[11]) > tail):  # rank(), then the rest
+            best, head, tail = order, row, (row[7], row[6], row[11])
         identity = (treatment, label, version)
         entry = touched.get(identity)
-        if entry is not None:
-            if time < entry[0]:
-                entry[0] = time
-            if time > entry[1]:
-                entry[1] = time
-            entry[2] += 1
-            continue
-        previous = known.get(identity)
-        if previous is None:
-            touched[identity] = [time, time, 1, row[6]]
-        else:
-            touched[identity] = [
-                min(previous.first_seen, time),
-                max(previous.last_seen, time),
-                previous.count + 1,
-                previous.environment,
-            ]
+        if entry is None:
+            previous = known.get(identity)
+            if previous is None:
+                touched[identity] = [time, time, 1, row[6]]
+                continue
+            entry = touched[identity] = [previous.first_seen, previous.last_seen, previous.count, previous.environment]
+        if time < entry[0] or (time == entry[0] and row[6] < entry[3]):
+            entry[0], entry[3] = time, row[6]  # the environment of the earliest exposure (the least on a tie)
+        if time > entry[1]:
+            entry[1] = time
+        entry[2] += 1
     assignments = dict(known)
     for identity, (a_first, a_last, count, environment) in touched.items():
         assignments[identity] = _built(
@@ -221,7 +241,7 @@ def merge_rows(  # noqa: C901 (hot path: the merge, flattened (make bench); hypo
     seen, seen_floor = _prune(seen, state.seen_floor if state else 0, last_seen, config)
 
     if head is not None:
-        treatment, label, version = head[2], head[4], head[5]
+        treatment, label, version = head[2], head[4] or None, head[5]
         environment, environment_id, current_time = head[6], head[7], head[3]
         identity_type = head[11]
     else:
@@ -259,6 +279,7 @@ def merge_rows(  # noqa: C901 (hot path: the merge, flattened (make bench); hypo
 def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:
     """``merge_rows(None, [row], ...)``: a new state holding one exposure (see :func:`_built`)."""
     key, flag, treatment, time, label, version, environment, environment_id, bucketing_key, _, traffic_type, _ = row
+    label = label or None  # "" is no label, as in the fingerprint
     material = (
         f"{environment_id or environment}\x1f{treatment}\x1f{time}"
         f"\x1f{'' if version is None else version}\x1f{label or ''}\x1f{bucketing_key or ''}"
@@ -298,8 +319,18 @@ def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:
     return state, 1, 0
 
 
-def _history_order(assignment: Assignment) -> tuple[int, int, str]:
-    return (assignment.last_seen, assignment.first_seen, assignment.treatment)
+def _history_order(assignment: Assignment) -> tuple[int, float, str, bool, str]:
+    """Last seen, then :func:`rank`'s order of the identity: total on an assignment history (identities are distinct).
+
+    Not first seen or count: they can only be told exactly while an assignment stays in the history."""
+    version, label = assignment.version, assignment.label
+    return (
+        assignment.last_seen,
+        NO_VERSION if version is None else version,
+        assignment.treatment,
+        label is not None,
+        label or "",
+    )
 
 
 def _prune(seen: dict[str, int], floor: int, newest: int, config: ProfilesConfig) -> tuple[dict[str, int], int]:

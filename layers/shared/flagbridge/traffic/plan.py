@@ -23,7 +23,7 @@ A plan is a YAML/JSON document (or the published XML form, :mod:`flagbridge.traf
       Values: {include: [boundary_numbers, type_confusion], values: ["x", {"$missing": true}]}
     attack_set_files: [more-sets.yaml]      # sets from files (paths relative to the plan)
     safety: {allow_destructive: false, destructive_methods: [PURGE]}
-    oracle: {test: checkout-v2, metrics: [server_error_rate, latency_p95]}
+    oracle: {test: new-checkout-health, metrics: [5xx rate, latency p95]}   # the oracle test the results feed
 
 ``probability`` (and the chances) are ``"5%"`` or a number from 0 to 1. An element (map) with neither
 a probability nor chances is never mutated. Whatever the plan says, the tester identity (every value
@@ -31,6 +31,10 @@ rendered from ``{{tester.*}}``, and the JSON nodes that contain one) and the run
 
 Every problem is reported as one line naming the key: ``plan.yaml: 'headers.keys.Authorization.value_chance':
 probability must be between 0% and 100%, got '150%'``.
+
+``oracle`` names the oracle test the run's results feed and, optionally, which of its metrics (default: those of
+its metrics that count ``flagbridge_test_request`` events: with the default metrics, the 5xx rate and the p95
+latency); the test's FAIL stops the run (:mod:`flagbridge.traffic.stop`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,6 +345,32 @@ def _canonical_map(rule: MapRule | None) -> Any:
     }
 
 
+_ORACLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # the oracle's test names
+
+
+def _oracle_section(reader: _Reader, value: Any) -> dict[str, Any]:
+    """``{test, metrics?}``: the oracle test the run's results feed and, optionally, which of its metrics.
+
+    Only the shape is checked here; that the test and its metrics exist, and take the run's results, is checked
+    against the bridge's configuration before a run (:func:`flagbridge.oracle.feeds.traffic_feed`).
+    """
+    if value is None:
+        return {}
+    section = reader.mapping(value, "oracle", frozenset({"test", "metrics"}))
+    test = section.get("test")
+    if not isinstance(test, str) or not _ORACLE_NAME.match(test):
+        raise reader.fail("oracle.test", f"must name an oracle test (letters, digits, '_.-'), got {test!r}")
+    if "metrics" not in section:
+        return {"test": test}
+    metrics = section["metrics"]
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m.strip() for m in metrics):
+        raise reader.fail("oracle.metrics", f"must be a non-empty list of the test's metric names, got {metrics!r}")
+    repeated = sorted({m for m in metrics if metrics.count(m) > 1})
+    if repeated:
+        raise reader.fail("oracle.metrics", f"names {repeated[0]!r} twice")
+    return {"test": test, "metrics": [str(m) for m in metrics]}
+
+
 def parse_plan(
     document: Any,
     source: str = "<plan>",
@@ -392,7 +423,7 @@ def parse_plan(
     if not isinstance(extra_methods, list) or not all(isinstance(item, str) for item in extra_methods):
         raise reader.fail("safety.destructive_methods", "must be a list of HTTP methods")
     destructive = DEFAULT_DESTRUCTIVE_METHODS | {item.upper() for item in extra_methods}
-    oracle = reader.mapping(top.get("oracle") or {}, "oracle", frozenset({"test", "metrics"}))
+    oracle = _oracle_section(reader, top.get("oracle"))
     name = top.get("name") or Path(source).stem
 
     canonical = {

@@ -1,0 +1,302 @@
+"""Starting a run and reporting its status (the run function: ``POST /runs``, ``GET /runs/{id}``, the schedule).
+
+Starting (:meth:`RunService.start`):
+
+1. validate the request (:func:`flagbridge.runs.spec.validate_run_request`: the CLI's checks);
+2. make the tester pool testers for the run's duration plus a margin: register it in the tester registry
+   (:class:`PoolRegistrar`, the registry's ``register_pool``) or, in a stack without the registry, check every
+   key against the static test-user rules. Either failure refuses the run; nothing is recorded or sent;
+3. write the spec to S3 (``runs/<id>/run.json``) and record the run;
+4. enqueue its shards, ten to a ``SendMessageBatch`` (SQS requests = ceil(shards / 10)). When SQS keeps
+   failing, the run is recorded as ``enqueue_failed`` with how many shards made it and the answer is 503:
+   repeating the same request (same ``run_id``, ``seed`` and sources) enqueues the rest (a shard enqueued twice
+   is sent once: the worker's claim). A different request under an existing run id is a 409.
+
+Status (:meth:`RunService.status`): planned, sent, the status histogram, errors, the rate achieved, shards by
+state, why it stopped, where the manifest is and the oracle's verdict for the run's test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flagbridge.errors import EnqueueError, RequestError
+from flagbridge.queues import MessageSender
+from flagbridge.runs.shards import shard_messages, sqs_requests
+from flagbridge.runs.spec import RunSpec, spec_fingerprint, validate_run_request
+from flagbridge.runs.store import ManifestStore, RunStore
+from flagbridge.runs.worker import manifest_key, spec_key
+from flagbridge.traffic.config import TrafficConfig
+from flagbridge.traffic.errors import SafetyError
+from flagbridge.traffic.model import Tester
+
+REGISTRATION_MARGIN_SECONDS = 600
+ACTOR = "flagbridge-runs"
+
+
+class PoolRegistrar(Protocol):
+    """The tester registry's pool registration (``flagbridge.testers.registry.TesterRegistry.register_pool``)."""
+
+    def register_pool(
+        self,
+        traffic_type: str,
+        keys: Iterable[str],
+        duration_seconds: float,
+        reason: str,
+        actor: str,
+        margin_seconds: float = 600,
+    ) -> int: ...
+
+
+class VerdictDocuments(Protocol):
+    def document(self, test: str) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class RunService:
+    store: RunStore
+    manifests: ManifestStore
+    sender: MessageSender
+    traffic: TrafficConfig
+    test_users: Any
+    parallelism: int
+    registrar: PoolRegistrar | None = None
+    verdicts: VerdictDocuments | None = None
+    clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+
+    # ---- start --------------------------------------------------------------------------------------------
+
+    def sources(self, body: Any) -> dict[str, str]:
+        """``plan_key`` / ``model_key``: files under ``plans/`` in the manifest bucket (the schedule uses them)."""
+        from flagbridge.runs.spec import PLAN_KEY
+
+        found: dict[str, str] = {}
+        if not isinstance(body, dict):
+            return found
+        for name in ("plan", "model"):
+            key = body.get(f"{name}_key")
+            if key is None:
+                continue
+            if body.get(name) is not None:
+                raise RequestError(400, f"invalid_{name}", f"give '{name}' or '{name}_key', not both")
+            if not isinstance(key, str) or not PLAN_KEY.match(key) or ".." in key:
+                raise RequestError(400, f"invalid_{name}_key", f"'{name}_key' must be a key under plans/")
+            raw = self.manifests.get(key)
+            if raw is None:
+                raise RequestError(400, f"unknown_{name}", f"no object {key!r} in the manifest bucket")
+            try:
+                found[name] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError(400, f"invalid_{name}", f"{key!r} is not UTF-8 text") from None
+        return found
+
+    def start(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """``(HTTP status, body)``: 202 started, 200 an identical repeat, 503 enqueueing failed part-way."""
+        now = self.clock_ms()
+        spec, warnings = validate_run_request(
+            body, self.traffic, parallelism=self.parallelism, now_ms=now, sources=self.sources(body)
+        )
+        fingerprint = spec_fingerprint(spec)
+        record = self.store.get_run(spec.run_id)
+        if record is not None:
+            return self._repeat(spec, fingerprint, record)
+        registered_until = self._make_testers(spec)
+        self.manifests.put(spec_key(spec.run_id), json.dumps(spec.document(), separators=(",", ":")).encode())
+        record = {
+            "run_id": spec.run_id,
+            "state": "enqueuing",
+            "created_ms": now,
+            "requests": spec.requests,
+            "rate": spec.rate,
+            "parallelism": spec.parallelism,
+            "shards": spec.shards,
+            "shard_size": spec.shard_size,
+            "checkpoint_every": spec.checkpoint_every,
+            "enqueued": 0,
+            "fingerprint": fingerprint,
+            "plan_hash": spec.plan_hash,
+            "plan_name": spec.plan_name,
+            "oracle_test": spec.oracle_test,
+            "testers": len(spec.testers),
+            "testers_until": registered_until,
+            "target": spec.target,
+        }
+        if not self.store.create_run(spec.run_id, record):
+            existing = self.store.get_run(spec.run_id) or {}
+            return self._repeat(spec, fingerprint, existing)
+        return self._enqueue(spec, 0, warnings)
+
+    def _make_testers(self, spec: RunSpec) -> int | None:
+        expected = spec.requests / spec.rate
+        if self.registrar is None:
+            from flagbridge.traffic.safety import check_testers
+
+            try:
+                check_testers([Tester(key, email) for key, email in spec.testers], self.test_users)
+            except SafetyError as exc:
+                raise RequestError(400, "not_testers", str(exc)) from None
+            return None
+        try:
+            return int(
+                self.registrar.register_pool(
+                    spec.traffic_type,
+                    [key for key, _ in spec.testers],
+                    expected,
+                    f"test run {spec.run_id}",
+                    ACTOR,
+                    margin_seconds=max(REGISTRATION_MARGIN_SECONDS, expected),
+                )
+            )
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code is not None and getattr(exc, "status", 400) < 500:
+                raise RequestError(400, "invalid_testers", str(exc)) from None
+            raise RequestError(
+                503, "registry_unavailable", "the tester pool could not be registered; the run was not started"
+            ) from None
+
+    def _repeat(self, spec: RunSpec, fingerprint: str, record: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        if record.get("fingerprint") != fingerprint:
+            raise RequestError(
+                409, "run_exists", f"run {spec.run_id!r} exists with a different plan, model or settings"
+            )
+        stored = self.manifests.get(spec_key(spec.run_id))
+        if stored is None:  # the first attempt died before writing its spec: write it now
+            self.manifests.put(spec_key(spec.run_id), json.dumps(spec.document(), separators=(",", ":")).encode())
+        else:
+            spec = RunSpec.from_document(json.loads(stored))
+        enqueued = int(record.get("enqueued", 0))
+        if enqueued >= spec.shards:
+            return 200, self._started_body(spec, 0, [], "already started")
+        return self._enqueue(spec, enqueued, [])
+
+    def _enqueue(self, spec: RunSpec, already: int, warnings: list[str]) -> tuple[int, dict[str, Any]]:
+        messages = shard_messages(spec, range(already, spec.shards))
+        enqueued = already
+        requests = 0
+        try:
+            for start in range(0, len(messages), 10):
+                chunk = messages[start : start + 10]
+                requests += 1
+                self.sender.send_bodies([message.body() for message in chunk])
+                enqueued += len(chunk)
+        except EnqueueError as exc:
+            self.store.update_run(spec.run_id, {"state": "enqueue_failed", "enqueued": enqueued})
+            raise RequestError(
+                503,
+                "enqueue_failed",
+                f"{enqueued} of {spec.shards} shards enqueued ({exc}); repeat the same request to enqueue the rest",
+            ) from None
+        self.store.update_run(spec.run_id, {"state": "enqueued", "enqueued": enqueued})
+        return 202, self._started_body(spec, requests, warnings, "started")
+
+    def _started_body(self, spec: RunSpec, requests: int, warnings: list[str], state: str) -> dict[str, Any]:
+        return {
+            "run_id": spec.run_id,
+            "state": state,
+            "requests": spec.requests,
+            "rate": spec.rate,
+            "parallelism": spec.parallelism,
+            "rate_per_worker": round(spec.rate_per_worker, 3),
+            "shards": spec.shards,
+            "shard_size": spec.shard_size,
+            "sqs_requests": requests,
+            "expected_sqs_requests": sqs_requests(spec.shards),
+            "seed": spec.seed,
+            "plan_hash": spec.plan_hash,
+            "manifest": self.manifests.location(f"runs/{spec.run_id}/manifest/"),
+            "status": f"/runs/{spec.run_id}",
+            "warnings": warnings,
+        }
+
+    # ---- status -------------------------------------------------------------------------------------------
+
+    def status(self, run_id: str) -> dict[str, Any] | None:
+        record = self.store.get_run(run_id)
+        if record is None:
+            return None
+        shards = self.store.shards(run_id, int(record.get("shards", 0)))
+        histogram: Counter[str] = Counter()
+        states: Counter[str] = Counter()
+        sent = failures = latency = 0
+        reasons: set[str] = set()
+        started = [s["started"] for s in shards if "started" in s]
+        updated = [s.get("finished") or s.get("updated") for s in shards if "started" in s]
+        for shard in shards:
+            sent += shard.get("sent", 0)
+            failures += shard.get("failures", 0)
+            latency += shard.get("latency_ms", 0)
+            for name, value in shard.items():
+                if name.startswith("st_"):
+                    histogram[name[3:]] += value
+            state = shard.get("state") or ("sending" if "started" in shard else "pending")
+            states[state] += 1
+            if shard.get("reason"):
+                reasons.add(str(shard["reason"]))
+        elapsed = (max(u for u in updated if u) - min(started)) / 1000 if started and any(updated) else 0.0
+        return {
+            "run_id": run_id,
+            "state": self._run_state(record, states, int(record.get("shards", 0))),
+            "planned": record.get("requests"),
+            "sent": sent,
+            "statuses": dict(sorted(histogram.items())),
+            "errors": histogram.get("error", 0),
+            "failures": failures,
+            "latency_avg_ms": round(latency / sent, 3) if sent else None,
+            "rate": record.get("rate"),
+            "rate_achieved": round(sent / elapsed, 2) if elapsed > 0 else None,
+            "elapsed_s": round(elapsed, 3),
+            "parallelism": record.get("parallelism"),
+            "shards": {"total": record.get("shards"), "enqueued": record.get("enqueued"), **dict(states)},
+            "stopped": sorted(reasons),
+            "manifest": {
+                "location": self.manifests.location(f"runs/{run_id}/manifest/"),
+                "objects": [
+                    self.manifests.location(manifest_key(run_id, s["shard"])) for s in shards if s.get("manifest")
+                ],
+            },
+            "verdict": self._verdict(record.get("oracle_test")),
+            "created_ms": record.get("created_ms"),
+            "testers_until": record.get("testers_until"),
+        }
+
+    @staticmethod
+    def _run_state(record: Mapping[str, Any], states: Counter[str], total: int) -> str:
+        if record.get("state") == "enqueue_failed":
+            return "enqueue_failed"
+        finished = states["done"] + states["stopped"]
+        if total and finished == total:
+            return "stopped" if states["stopped"] else "completed"
+        if states["sending"] or finished:
+            return "running"
+        return "queued"
+
+    def _verdict(self, test: Any) -> Any:
+        if not test:
+            return "no test"
+        if self.verdicts is None:
+            return {"test": test, "state": "unknown", "detail": "this stack has no oracle verdicts table"}
+        try:
+            document = self.verdicts.document(str(test))
+        except Exception as exc:
+            return {
+                "test": test,
+                "state": "unknown",
+                "detail": f"the verdicts table could not be read ({type(exc).__name__})",
+            }
+        if document is None:
+            return {"test": test, "state": "NO_DATA", "detail": "the oracle has not evaluated this test yet"}
+        return {
+            "test": test,
+            "state": document.get("state"),
+            "verdicts": [
+                {k: v for k, v in verdict.items() if k in ("treatment", "metric", "state", "explain")}
+                for verdict in document.get("verdicts", [])
+                if isinstance(verdict, dict)
+            ],
+        }

@@ -1,0 +1,378 @@
+"""The whole loop against a running local bridge: ``make demo`` (and once at ``make run``'s start-up).
+
+1. starts the sample service under test (:mod:`local.demo.service`) in its own process, next to the bridge;
+2. runs the shipped traffic plan against it as the bridge's testers, with the real command
+   (``flagbridge traffic run local/demo/checkout_plan.yaml --model local/demo/checkout_model.yaml ...``), whose
+   results go back through the bridge's mParticle ingest, as the service's own events and impressions do;
+3. waits until the bridge has processed everything (``/_local/idle``) and the oracle evaluated after that
+   (``GET /tests/new-checkout-health``), writes the oracle's HTML report (:func:`flagbridge_ops.verdict.html_report`);
+4. reads what the outside world received (``/_local/receivers``): the Split events of the run, the analytics
+   webhook, the kills recorded by the local Split Admin receiver; and prints the summary.
+
+Nothing here decides a verdict: they are the oracle's, read from its API. Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
+
+import yaml
+
+from local.resources import ROOT
+
+DEMO_DIR = Path(__file__).resolve().parent
+PLAN = DEMO_DIR / "checkout_plan.yaml"
+MODEL = DEMO_DIR / "checkout_model.yaml"
+TEST = "new-checkout-health"
+FLAG = "new_checkout"
+TESTERS = tuple(f"qa-demo-{n:02d}" for n in range(1, 9))  # testers by the shipped rule qa-key-prefix (qa-.*)
+REQUESTS = 1400
+RATE = "200/s"
+SEED = 7
+RUN_TAG_KEY = "local-demo-run-tag-key"  # a label's HMAC key for a local run; in AWS a Secrets Manager secret
+DEFAULT_WORKDIR = ROOT / "build" / "demo"
+DEFAULT_TIMEOUT = 300.0  # seconds for the whole loop; about one on an idle laptop
+CHECKOUT_PATH = os.pathsep.join(str(ROOT / part) for part in ("layers/shared", "ops", ""))
+
+Log = Callable[[str], None]
+Secret = Callable[[str], str]
+
+
+def _stderr(message: str) -> None:
+    print(f"[demo] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class DemoResult:
+    """What the demo saw; :meth:`summary` is what ``make run`` prints."""
+
+    run_id: str
+    service_url: str
+    flag_version: int
+    run: dict[str, Any]
+    service: dict[str, Any]
+    split_events: dict[str, int]
+    split_keys: list[str]
+    split_duplicates: int
+    analytics_events: int
+    analytics_events_of_run: int
+    test: dict[str, Any]
+    kills: list[dict[str, Any]]
+    html_report: Path
+    manifest: Path
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    def verdicts(self) -> dict[tuple[str, str], dict[str, Any]]:
+        report = self.test.get("report") or {}
+        return {(v["treatment"], v["metric"]): v for v in report.get("verdicts") or []}
+
+    def treatment_states(self) -> dict[str, str]:
+        """Each treatment's overall state: FAIL if any metric fails, PASS if all pass, else the first other."""
+        states: dict[str, list[str]] = {}
+        for (treatment, _metric), verdict in sorted(self.verdicts().items()):
+            states.setdefault(treatment, []).append(verdict["state"])
+        overall = {}
+        for treatment, found in states.items():
+            if "FAIL" in found:
+                overall[treatment] = "FAIL"
+            elif all(state == "PASS" for state in found):
+                overall[treatment] = "PASS"
+            else:
+                overall[treatment] = next(state for state in found if state != "PASS")
+        return overall
+
+    def summary(self) -> str:
+        record = self.run.get("summary") or {}
+        statuses = ", ".join(f"{status}: {count}" for status, count in (record.get("statuses") or {}).items())
+        results = self.run.get("results") or {}
+        lines = [
+            f"The loop, end to end (docs/demo.md): flag {FLAG} version {self.flag_version}, in {self.seconds:.0f} s",
+            f"  sample service under test: {self.service_url} (local/demo/service.py; `on` has a bug)",
+            f"  traffic run {self.run_id}: {record.get('sent', 0)} requests sent as {len(TESTERS)} testers "
+            f"({statuses}); manifest {_shown(self.manifest)}",
+            f"    results to the bridge: {results.get('delivered_events', 0)} delivered, "
+            f"{results.get('undelivered_events', 0)} undelivered",
+            f"  service: {self.service.get('events_sent', 0)} api_response events and "
+            f"{self.service.get('impressions_sent', 0)} impressions sent to the bridge "
+            f"({self.service.get('undelivered_events', 0) + self.service.get('undelivered_impressions', 0)} "
+            "undelivered)",
+            f"  Split receiver: {sum(self.split_events.values())} events of the run "
+            f"({', '.join(f'{name} {count}' for name, count in sorted(self.split_events.items()))}), "
+            f"from {len(self.split_keys)} tester keys only, {self.split_duplicates} duplicates",
+            f"  analytics webhook: {self.analytics_events_of_run} events of the run "
+            f"({self.analytics_events} in all, from other traffic)",
+            f"  oracle test {TEST}: {self.test.get('state')}",
+        ]
+        for treatment, state in sorted(self.treatment_states().items(), key=lambda item: item[0] != "on"):
+            lines.append(f"    {FLAG}={treatment}: {state}")
+            for (verdict_treatment, _metric), verdict in sorted(self.verdicts().items()):
+                if verdict_treatment == treatment:
+                    lines.append(f"      {verdict.get('explain') or verdict['state']}")
+        lines.append(f"  HTML report (the oracle's `flagbridge verdict --html`): {_shown(self.html_report)}")
+        if self.kills:
+            for kill in self.kills:
+                lines.append(
+                    f"  kill recorded by the local Split Admin receiver: {kill['flag']} in {kill['environment']} "
+                    f"(workspace {kill['workspace']}): {json.dumps(kill.get('body'))}"
+                )
+        else:
+            lines.append("  kill: none recorded by the local Split Admin receiver")
+        lines += [f"  problem: {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+class BridgeClient:
+    """The few local-bridge calls the demo makes, over HTTP."""
+
+    def __init__(self, url: str, oracle_token: str) -> None:
+        self.url = url.rstrip("/")
+        self.oracle_token = oracle_token
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        try:
+            with urlopen(Request(self.url + path, headers=dict(headers or {})), timeout=60) as reply:
+                return int(reply.status), json.loads(reply.read())
+        except HTTPError as exc:
+            return int(exc.code), exc.read().decode(errors="replace")
+
+    def idle(self) -> bool:
+        status, body = self.get("/_local/idle")
+        return status == 200 and bool(body.get("idle"))
+
+    def receivers(self) -> dict[str, Any]:
+        status, body = self.get("/_local/receivers")
+        if status != 200:
+            raise RuntimeError(f"GET /_local/receivers answered {status}: {body}")
+        return dict(body)
+
+    def test(self) -> dict[str, Any]:
+        status, body = self.get(f"/tests/{TEST}", {"Authorization": f"Bearer {self.oracle_token}"})
+        if status != 200:
+            raise RuntimeError(f"GET /tests/{TEST} answered {status}: {body}")
+        return dict(body)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    """Poll ``check`` until it returns something truthy; RuntimeError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_idle(client: BridgeClient, timeout: float) -> int:
+    """Until the bridge is idle three polls in a row; returns the time (epoch ms) it was first seen idle."""
+    confirmations = [0]
+    first_idle = [0]
+
+    def settled() -> bool:
+        if client.idle():
+            if confirmations[0] == 0:
+                first_idle[0] = int(time.time() * 1000)
+            confirmations[0] += 1
+        else:
+            confirmations[0] = 0
+        return confirmations[0] >= 3
+
+    wait_for("the bridge to process everything (/_local/idle)", settled, timeout, interval=0.2)
+    return first_idle[0]
+
+
+def cli_config(workdir: Path, bridge_config: Path) -> Path:
+    """The bridge's configuration plus the demo's ``traffic`` section (allowlist: this machine; the tester pool)."""
+    document = yaml.safe_load(bridge_config.read_text(encoding="utf-8"))
+    document["traffic"] = {
+        "allowlist": ["localhost", "127.0.0.1"],
+        "testers": [{"key": key, "email": f"{key}@qa.example.com"} for key in TESTERS],
+    }
+    path = workdir / "flagbridge.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def start_service(
+    bridge_url: str, env: Mapping[str, str], timeout: float
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.demo.service", "--bridge", bridge_url],
+        cwd=ROOT,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    started = time.monotonic()
+    line = process.stdout.readline()  # the service's first line; it exits on its own if it cannot start
+    if not line:
+        process.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
+        raise RuntimeError(f"the sample service exited with {process.returncode} before it started")
+    return process, json.loads(line)
+
+
+def stop_service(process: subprocess.Popen[str]) -> dict[str, Any]:
+    process.terminate()
+    try:
+        out, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return dict(json.loads(lines[-1])) if lines else {}
+
+
+def run_traffic(
+    config: Path, service_url: str, bridge_url: str, run_id: str, manifest: Path, env: Mapping[str, str]
+) -> dict[str, Any]:
+    command = [
+        sys.executable, "-m", "flagbridge_ops", "--config", str(config), "traffic", "run", str(PLAN),
+        "--model", str(MODEL), "--target", service_url, "--seed", str(SEED), "--requests", str(REQUESTS),
+        "--rate", RATE, "--bridge", bridge_url, "--run-id", run_id, "--report", str(manifest), "--json",
+        # The demo reads the oracle's verdict itself once the bridge is idle. Without --no-oracle the run would
+        # stop on `on`'s FAIL (the stop switch) before `off` has the samples its PASS needs.
+        "--no-oracle",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=600)
+    if done.returncode not in (0, 1):  # 1: some requests failed, which is the point of the demo
+        raise RuntimeError(f"flagbridge traffic run exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+    return dict(json.loads(done.stdout))
+
+
+def _run_events(snapshot: Mapping[str, Any], run_id: str) -> list[dict[str, Any]]:
+    """The Split events of one run: its results (``run_id``) and the service's events of it (``flagbridge_run``)."""
+    return [
+        event
+        for event in snapshot.get("split_events") or []
+        if (event.get("properties") or {}).get("run_id") == run_id
+        or (event.get("properties") or {}).get("flagbridge_run") == run_id
+    ]
+
+
+def analytics_webhook_path() -> str:
+    """The path the local receiver records the analytics destination's batches under (the runner keeps the path
+    of the template's ``AnalyticsWebhookUrl`` and points its host at the receiver)."""
+    from local.resources import PARAM_ENV_PREFIX, TEMPLATE_PATH, load_template_file, url_parameters
+
+    url = os.environ.get(PARAM_ENV_PREFIX + "AnalyticsWebhookUrl") or url_parameters(
+        load_template_file(TEMPLATE_PATH)
+    ).get("AnalyticsWebhookUrl", "")
+    return urlsplit(url).path.rstrip("/")
+
+
+def _analytics_events(snapshot: Mapping[str, Any], run_id: str) -> tuple[int, int]:
+    """(events the analytics webhook received in all, events of the run or of the demo's testers)."""
+    total = of_run = 0
+    path = analytics_webhook_path()
+    for received_path, batches in (snapshot.get("webhooks") or {}).items():
+        if received_path.split("?")[0].rstrip("/") != path:
+            continue
+        for batch in batches:
+            events = batch.get("events") or [] if isinstance(batch, dict) else []
+            total += len(events)
+            text = json.dumps(batch)
+            if run_id in text or any(key in text for key in TESTERS):
+                of_run += len(events)
+    return total, of_run
+
+
+def run_demo(
+    bridge_url: str,
+    secret: Secret,
+    *,
+    bridge_config: Path,
+    workdir: Path = DEFAULT_WORKDIR,
+    log: Log = _stderr,
+    timeout: float | None = None,
+) -> DemoResult:
+    """The loop above; raises RuntimeError naming what did not happen within ``timeout`` seconds (default
+    ``FLAGBRIDGE_DEMO_TIMEOUT``, else 300)."""
+    started = time.monotonic()
+    if timeout is None:
+        timeout = float(os.environ.get("FLAGBRIDGE_DEMO_TIMEOUT") or DEFAULT_TIMEOUT)
+    workdir.mkdir(parents=True, exist_ok=True)
+    client = BridgeClient(bridge_url, secret("OracleApiTokenSecret"))
+    credentials = json.loads(secret("MParticleCredentialsSecret"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": CHECKOUT_PATH,
+        "FLAGBRIDGE_RUN_TAG_KEY": os.environ.get("FLAGBRIDGE_RUN_TAG_KEY") or RUN_TAG_KEY,
+        "FLAGBRIDGE_MPARTICLE_KEY": credentials["api_key"],
+        "FLAGBRIDGE_MPARTICLE_SECRET": credentials["api_secret"],
+        "FLAGBRIDGE_LOCAL_SECRET_WebhookTokenSecret": secret("WebhookTokenSecret"),
+    }
+    env.pop("FLAGBRIDGE_CONFIG", None)
+    config = cli_config(workdir, bridge_config)
+    kills_before = len(client.receivers().get("kills") or [])
+    process, service = start_service(bridge_url, env, timeout)
+    run_id = f"demo-{service['flag_version']}"
+    manifest = workdir / f"{run_id}.ndjson"
+    try:
+        log(f"sample service {service['url']} (flag {FLAG} version {service['flag_version']}); sending {REQUESTS} "
+            f"requests at {RATE} as testers {TESTERS[0]}..{TESTERS[-1]}")  # fmt: skip
+        run = run_traffic(config, service["url"], bridge_url, run_id, manifest, env)
+        log(f"traffic run {run_id}: {run['summary']['sent']} sent, statuses {run['summary']['statuses']}")
+    finally:
+        service_stats = stop_service(process)  # flushes its last events and impressions
+    remaining = max(30.0, timeout - (time.monotonic() - started))
+    log("waiting for the bridge to route everything and the oracle to evaluate")
+    idle_at = wait_idle(client, remaining)
+
+    def evaluated() -> dict[str, Any] | None:
+        document = client.test()
+        return document if (document.get("evaluated_at") or 0) > idle_at else None
+
+    test = wait_for(f"an evaluation of {TEST} after the bridge was idle", evaluated, remaining)
+    html = workdir / f"{TEST}.html"
+    from flagbridge_ops.verdict import html_report
+
+    html.write_text(html_report([test]), encoding="utf-8")
+    snapshot = client.receivers()
+    events = _run_events(snapshot, run_id)
+    ids = [
+        (event.get("eventTypeId"), (event.get("properties") or {}).get("case_id"))
+        if event.get("eventTypeId") == "flagbridge_test_request"
+        else (event.get("eventTypeId"), (event.get("properties") or {}).get("flagbridge_case"))
+        for event in events
+    ]
+    total, of_run = _analytics_events(snapshot, run_id)
+    result = DemoResult(
+        run_id=run_id,
+        service_url=service["url"],
+        flag_version=int(service["flag_version"]),
+        run=run,
+        service=service_stats,
+        split_events=dict(Counter(str(event.get("eventTypeId")) for event in events)),
+        split_keys=sorted({str(event.get("key")) for event in events}),
+        split_duplicates=len(ids) - len(set(ids)),
+        analytics_events=total,
+        analytics_events_of_run=of_run,
+        test=test,
+        kills=[kill for kill in (snapshot.get("kills") or [])[kills_before:] if kill.get("flag") == FLAG],
+        html_report=html,
+        manifest=manifest,
+        seconds=time.monotonic() - started,
+    )
+    unknown = set(result.split_keys) - set(TESTERS)
+    if unknown:
+        result.problems.append(f"Split received events of keys outside the tester pool: {sorted(unknown)}")
+    return result

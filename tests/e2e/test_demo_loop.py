@@ -1,0 +1,159 @@
+"""``make run`` shows the whole loop: the demo at start-up, end to end over HTTP (issue 11's acceptance).
+
+``python -m local.runner`` as ``make run`` starts it (sample replay, then the demo): the sample service under test
+(:mod:`local.demo.service`) next to the bridge, ``flagbridge traffic run`` of the shipped plan as testers, results
+and the service's own events and impressions through the bridge, the oracle's scheduled evaluation, its HTML
+report, and the local Split Admin receiver. The summary is read from the runner's stdout; every claim is then
+checked against the bridge itself (``GET /tests/...``, ``/_local/receivers``) and the run's manifest:
+
+* the oracle judged ``on`` FAIL and ``off`` PASS, counting every request of the run exactly once;
+* the Split receiver got each case's result and the service's event of it exactly once, from testers only;
+* the analytics webhook got no event of the run (while it did get the sample replay's customer events);
+* the flag was killed once.
+
+Deterministic: fixed seed, and every wait is a poll with a deadline (the demo's own, then this test's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.demo.run import FLAG, TEST, TESTERS, analytics_webhook_path
+from local.demo.service import treatment_for
+from local.receivers import split_event_problems
+from tests.e2e.conftest import ROOT, Bridge, free_port
+
+pytestmark = pytest.mark.e2e
+
+ORACLE_TOKEN = "local-oracle-token"
+SUMMARY_DEADLINE = 900.0  # seconds; about one on an idle laptop, more on 2 busy CI cores
+
+
+@dataclass
+class Demo:
+    bridge: Bridge
+    stdout: str
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    directory = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_DEMO_DIR": str(directory),
+           "FLAGBRIDGE_DEMO_TIMEOUT": str(SUMMARY_DEADLINE - 120)}  # fmt: skip
+    for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG", "FLAGBRIDGE_NO_REPLAY", "FLAGBRIDGE_NO_DEMO",
+                 "FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS"):  # fmt: skip
+        env.pop(name, None)
+    log_path = directory / "runner.stderr"
+    with log_path.open("w", encoding="utf-8") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.runner", "--log-file", str(directory / "local-run.log")],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )  # fmt: skip
+    bridge = Bridge(f"http://127.0.0.1:{port}", process, log_path)  # type: ignore[arg-type]
+    watchdog = threading.Timer(SUMMARY_DEADLINE, process.send_signal, [signal.SIGINT])  # a hung runner still ends
+    watchdog.start()
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.strip() == "Ctrl-C to stop.":
+                break
+        watchdog.cancel()
+        assert "Ctrl-C to stop." in "".join(lines), f"no summary:\n{''.join(lines)}\n{bridge.log_tail()}"
+        yield Demo(bridge, "".join(lines), directory)
+    finally:
+        watchdog.cancel()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def manifest_cases(workdir: Path) -> tuple[str, list[dict[str, Any]]]:
+    [path] = workdir.glob("demo-*.ndjson")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return str(records[0]["run_id"]), [record for record in records if record["type"] == "case"]
+
+
+def test_make_run_shows_the_loop_and_the_bridge_agrees(demo: Demo) -> None:
+    bridge, stdout = demo.bridge, demo.stdout
+    run_id, cases = manifest_cases(demo.workdir)
+    assert len(cases) == 1400 and len({case["id"] for case in cases}) == 1400
+
+    # The summary, as a person reads it
+    assert "The loop, end to end" in stdout, stdout[-4000:]
+    assert f"traffic run {run_id}: 1400 requests sent as {len(TESTERS)} testers" in stdout
+    assert re.search(rf"{FLAG}=on: FAIL\n\s+FAIL {FLAG}=on 5xx rate", stdout), stdout[-4000:]
+    assert f"{FLAG}=off: PASS" in stdout and f"PASS {FLAG}=off 5xx rate 0%" in stdout
+    assert re.search(r"analytics webhook: 0 events of the run \([1-9]\d* in all, from other traffic\)", stdout)
+    assert "kill recorded by the local Split Admin receiver: new_checkout in Production" in stdout
+    html = demo.workdir / f"{TEST}.html"
+    assert f"HTML report (the oracle's `flagbridge verdict --html`): {html}" in stdout
+    assert "<svg" in html.read_text(encoding="utf-8") and TEST in html.read_text(encoding="utf-8")
+
+    # The oracle's own answer: on FAILs, off PASSes, every request of the run counted once (its result only)
+    reply = bridge.request("GET", f"/tests/{TEST}", None, {"Authorization": f"Bearer {ORACLE_TOKEN}"})
+    assert reply.status == 200, reply.body
+    report = reply.body["report"]
+    verdicts = {(v["treatment"], v["metric"]): v for v in report["verdicts"]}
+    assert reply.body["state"] == "FAIL"
+    assert verdicts[("on", "5xx rate")]["state"] == "FAIL"
+    assert {v["state"] for (treatment, _), v in verdicts.items() if treatment == "off"} == {"PASS"}
+    failures = sum(1 for case in cases if case["response"].get("status", 0) >= 500)
+    on_failures = sum(
+        1 for case in cases if case["response"].get("status", 0) >= 500 and treatment_for(case["tester"]) == "on"
+    )
+    assert failures == on_failures > 0  # the bug is in `on` only
+    unattributed = report.get("unattributed", {}).get("5xx rate", {"n": 0, "k": 0})
+    counted = verdicts[("on", "5xx rate")]["n"] + verdicts[("off", "5xx rate")]["n"] + unattributed["n"]
+    bad = verdicts[("on", "5xx rate")]["k"] + verdicts[("off", "5xx rate")]["k"] + unattributed["k"]
+    assert (counted, bad) == (len(cases), failures)  # not 2,800: the service's api_response of a run is left out
+
+    # Split: each case's result and the service's event of it, exactly once, testers only, as Split accepts them
+    received = bridge.request("GET", "/_local/receivers").body
+    results = Counter(
+        e["properties"]["case_id"]
+        for e in received["split_events"]
+        if e["eventTypeId"] == "flagbridge_test_request" and e["properties"].get("run_id") == run_id
+    )
+    responses = Counter(
+        e["properties"]["flagbridge_case"]
+        for e in received["split_events"]
+        if e["eventTypeId"] == "api_response" and e["properties"].get("flagbridge_run") == run_id
+    )
+    expected = Counter(case["id"] for case in cases)
+    assert results == expected and responses == expected
+    of_run = [e for e in received["split_events"] if run_id in json.dumps(e)]
+    assert {e["key"] for e in of_run} <= set(TESTERS) and {e["trafficTypeName"] for e in of_run} == {"user"}
+    assert all(split_event_problems(event) == [] for event in of_run)
+    assert all(re.fullmatch(r"qa-.*", key) for key in TESTERS)  # testers by the shipped rule qa-key-prefix
+
+    # Analytics: nothing of the run, while customers' events did arrive (so "none" is not an empty receiver)
+    analytics = {path: batches for path, batches in received["webhooks"].items() if path == analytics_webhook_path()}
+    assert sum(len(batch.get("events") or []) for batches in analytics.values() for batch in batches) > 0
+    text = json.dumps(analytics)
+    assert run_id not in text and not any(key in text for key in TESTERS)
+
+    # The kill: once, for the flag, in the workspace the shipped test names
+    kills = [kill for kill in received["kills"] if kill["flag"] == FLAG]
+    assert kills == [{"workspace": "demo-workspace", "flag": FLAG, "environment": "Production",
+                      "body": {"comment": "flagbridge oracle: FAIL verdict"}}]  # fmt: skip
+    assert report["kill"]["status"] == "killed"

@@ -30,15 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT / "layers" / "shared"
 FUNCTIONS_DIR = ROOT / "functions"
-FUNCTIONS = (
-    "impressions_webhook",
-    "impressions_processor",
-    "mparticle_ingest",
-    "cdp_router",
-    "destination_delivery",
-    "profile_api",
-    "tester_registry",
-)
+# Every handler (functions/<name>/<name>.py): each must import from the built layer, compiling nothing.
+FUNCTIONS = tuple(sorted(p.name for p in FUNCTIONS_DIR.iterdir() if (p / f"{p.name}.py").is_file()))
 CACHE = ROOT / "build" / "artifact"
 # Top-level import names of what the Lambda python runtime provides (boto3 and its dependencies).
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six")

@@ -137,10 +137,17 @@ def run_request(args: Any, rate: float) -> dict[str, Any]:
         model_text = model.read_text(encoding="utf-8")
     except OSError as exc:
         raise CliError(f"{model}: cannot read the request model: {exc.strerror}") from exc
+    import yaml
+
+    try:  # sent as a JSON object: the deployed layer ships no YAML parser
+        model_document = json.loads(model_text) if model.suffix == ".json" else yaml.safe_load(model_text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CliError(f"{model}: not a valid request model file: {type(exc).__name__}") from None
+    if not isinstance(model_document, dict):
+        raise CliError(f"{model}: a request model must be a mapping")
     request: dict[str, Any] = {
         "plan": plan_document(args.plan, list(args.attack_sets or [])),
-        "model": model_text,
-        "model_format": "json" if model.suffix == ".json" else "yaml",
+        "model": model_document,
         "requests": args.requests,
         "rate": rate,
         "seed": args.seed,

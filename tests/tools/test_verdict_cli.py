@@ -48,7 +48,8 @@ def record(user: str, index: int, status: int, key: str) -> Any:
     from flagbridge.queues import QueueRecord
     from tests.unit.oracle.test_counting import request
 
-    batch = {"user_identities": {"customer_id": user}, "events": [request(status, 100 + index % 50)]}
+    outcome = "server_error" if status >= 500 else "ok"  # as the traffic plan reports its results
+    batch = {"user_identities": {"customer_id": user}, "events": [request(status, 100 + index % 50, outcome=outcome)]}
     body = {"destination": "oracle", "batch_key": f"{key}-{index}", "test_user": True, "batch": batch}
     return QueueRecord(f"{key}-{index}", json.dumps(body))
 
@@ -118,7 +119,7 @@ def test_exit_codes_table_junit_and_html(verdicts: dict[str, Any], tmp_path: Pat
     assert status == 2 and err.startswith("flagbridge: error: no test named 'nope'")
 
     suites = ET.parse(junit).getroot()
-    assert (suites.get("tests"), suites.get("failures")) == ("8", "1")
+    assert (suites.get("tests"), suites.get("failures")) == ("8", "1")  # 4 treatments x 2 metrics
     failed = [case.get("name") for case in suites.iter("testcase") if case.find("failure") is not None]
     assert failed == ["on 5xx rate"]
     passed = [case.get("name") for case in suites.iter("testcase") if len(case) == 1]

@@ -155,9 +155,16 @@ def _document(text: str, fmt: str, source: str, error: type[TrafficError]) -> An
     try:
         if fmt == "json":
             return json.loads(text)
-        import yaml
-
+        try:
+            import yaml
+        except ImportError:  # the layer ships no YAML parser (cold start, size): docs/runs.md
+            raise error(
+                f"{source}: this stack reads plans and models as JSON (text or an object) or XML, not YAML text; "
+                "`flagbridge traffic run --stack` converts YAML files"
+            ) from None
         return yaml.safe_load(text)
+    except TrafficError:
+        raise
     except Exception as exc:
         raise error(f"{source}: not valid {fmt.upper()}: {type(exc).__name__}") from None
 

@@ -7,6 +7,7 @@ when it fails to start.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,21 +117,26 @@ def _wait_ready(bridge: Bridge) -> None:
     raise RuntimeError(f"the runner was not ready within {STARTUP_TIMEOUT}s:\n{bridge.log_tail()}")
 
 
-@pytest.fixture(scope="session")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+@contextlib.contextmanager
+def started_runner(
+    directory: Path, environment: Mapping[str, str] | None = None, arguments: tuple[str, ...] = ("--verbose",)
+) -> Iterator[Bridge]:
+    """``python -m local.runner`` in a subprocess on a free port, without the sample replay, ready; stopped after.
+
+    ``environment`` adds to (or overrides) the runner's environment, e.g. ``FLAGBRIDGE_CONFIG`` or ``PYTHONPATH``;
+    its output goes to ``directory/runner.log``.
+    """
     port = free_port()
-    log_path = tmp_path_factory.mktemp("runner") / "runner.log"
+    log_path = directory / "runner.log"
     env = {**os.environ, "PORT": str(port), "FLAGBRIDGE_NO_REPLAY": "1", "PYTHONUNBUFFERED": "1"}
     for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG"):
         env.pop(name, None)
+    env.update(environment or {})
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "local.runner", "--verbose"],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
+            [sys.executable, "-m", "local.runner", *arguments], cwd=ROOT, env=env, stdout=log_file,
             stderr=subprocess.STDOUT,
-        )
+        )  # fmt: skip
     running = Bridge(f"http://127.0.0.1:{port}", process, log_path)
     try:
         started = time.perf_counter()
@@ -144,6 +150,12 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+    with started_runner(tmp_path_factory.mktemp("runner")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

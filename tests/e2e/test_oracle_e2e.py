@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, WEBHOOK_TOKEN, Bridge, _wait_ready, free_port
+from tests.e2e.conftest import ROOT, WEBHOOK_TOKEN, Bridge, started_runner
 
 pytestmark = pytest.mark.e2e
 
@@ -55,34 +52,9 @@ def e2e_config(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def oracle_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
     directory = tmp_path_factory.mktemp("oracle-runner")
-    port = free_port()
-    log_path = directory / "runner.log"
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "FLAGBRIDGE_NO_REPLAY": "1",
-        "PYTHONUNBUFFERED": "1",
-        "FLAGBRIDGE_CONFIG": str(e2e_config(directory)),
-        "FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS": "1",
-    }
-    for name in ("AWS_ENDPOINT_URL", "MOTO_PORT"):
-        env.pop(name, None)
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.runner", "--verbose"], cwd=ROOT, env=env, stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = Bridge(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        _wait_ready(running)
+    settings = {"FLAGBRIDGE_CONFIG": str(e2e_config(directory)), "FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS": "1"}
+    with started_runner(directory, settings) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def impression(

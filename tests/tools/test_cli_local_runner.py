@@ -18,22 +18,19 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
 from urllib.parse import quote
-from urllib.request import urlopen
 
 import boto3
 import pytest
 
 from tests.conftest import ROOT, load_payload
-from tests.e2e.conftest import Bridge, free_port
+from tests.e2e.conftest import Bridge, started_runner
 
 pytestmark = pytest.mark.e2e
 
 CHECKOUT_PATH = os.pathsep.join(str(ROOT / part) for part in ("layers/shared", "ops", ""))
 SHIPPED_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
 MPARTICLE_BASIC = base64.b64encode(b"local-mparticle-key:local-mparticle-secret").decode()
-STARTUP_TIMEOUT = 60.0
 FIXED_CONFIG = {  # what an operator changes before replaying: the plan allows more, the QA environment is mapped
     "on_unplanned: drop_attribute": "on_unplanned: allow",
     "on_unplanned_event: drop_event": "on_unplanned_event: allow",
@@ -48,39 +45,8 @@ FIXED_CONFIG = {  # what an operator changes before replaying: the plan allows m
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("runner") / "runner.log"
-    env = {**os.environ, "PORT": str(port), "FLAGBRIDGE_NO_REPLAY": "1", "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = CHECKOUT_PATH
-    for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG"):
-        env.pop(name, None)
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.runner"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    bridge = Bridge(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _ready(bridge):
-            assert process.poll() is None, f"the runner exited:\n{bridge.log_tail()}"
-            assert time.monotonic() < deadline, f"the runner did not start:\n{bridge.log_tail()}"
-            time.sleep(0.1)
-        yield bridge
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-def _ready(bridge: Bridge) -> bool:
-    try:
-        with urlopen(bridge.url + "/_local/health", timeout=2) as reply:
-            return bool(json.loads(reply.read()).get("ready"))
-    except (URLError, OSError, ValueError):
-        return False
+    with started_runner(tmp_path_factory.mktemp("runner"), {"PYTHONPATH": CHECKOUT_PATH}, arguments=()) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,6 @@ unanswered requests (status 0 counts as bad). Deterministic: fixed seed, and eve
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +26,7 @@ import pytest
 import yaml
 
 from local.traffic_target import DROP, TrafficTarget
-from tests.e2e.conftest import ROOT, Bridge, _wait_ready, free_port
+from tests.e2e.conftest import ROOT, Bridge, started_runner
 from tests.e2e.test_oracle_e2e import ORACLE_TOKEN, evaluated_after, impression, settle, verdicts
 from tests.tools.test_traffic_cli import flagbridge
 
@@ -99,27 +96,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def link_bridge(workdir: Path) -> Iterator[Bridge]:
-    port = free_port()
-    log_path = workdir / "runner.log"
-    env = {**os.environ, "PORT": str(port), "FLAGBRIDGE_NO_REPLAY": "1", "FLAGBRIDGE_NO_DEMO": "1",
-           "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_CONFIG": str(workdir / "flagbridge.yaml"),
-           "FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS": "1"}  # fmt: skip
-    for name in ("AWS_ENDPOINT_URL", "MOTO_PORT"):
-        env.pop(name, None)
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "local.runner", "--verbose"], cwd=ROOT, env=env,
-                                   stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
-    running = Bridge(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        _wait_ready(running)
+    settings = {
+        "FLAGBRIDGE_NO_DEMO": "1",
+        "FLAGBRIDGE_CONFIG": str(workdir / "flagbridge.yaml"),
+        "FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS": "1",
+    }
+    with started_runner(workdir, settings) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")

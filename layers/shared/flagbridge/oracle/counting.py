@@ -327,13 +327,15 @@ StateLookup = Callable[[str, str], FlagState | None]
 """``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
 
 
-def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> Callable[[int], Attribution]:
-    """``at_ms -> (treatment, version, label)`` of one user for one test.
+def _profile_attribution(
+    test: OracleTest, user_states: Sequence[FlagState]
+) -> Callable[[int, Mapping[str, Any]], Attribution]:
+    """``(at_ms, attributes) -> (treatment, version, label)`` of one user for one test (attributes unused).
 
     Most events come after the user's newest exposure: those take the newest assignment without a search.
     """
     if not user_states:
-        return lambda at_ms: (UNATTRIBUTED, 0, None)
+        return lambda at_ms, attributes: (UNATTRIBUTED, 0, None)
     state = user_states[0]
     candidates = [a for a in state.assignments if a.environment == test.environment]
     if len(user_states) == 1 and candidates and test.environment != state.environment_id:
@@ -342,7 +344,7 @@ def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> 
     else:
         boundary, answer = 2**63, (UNATTRIBUTED, 0, None)
 
-    def attribute(at_ms: int) -> Attribution:
+    def attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
         if at_ms > boundary:
             return answer
         for candidate in user_states:
@@ -453,8 +455,7 @@ def _attribution(
             return (named, 0, None) if named else (UNATTRIBUTED, 0, None)
 
         return by_attribute
-    profile = _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
-    return lambda at_ms, attributes: profile(at_ms)
+    return _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
 
 
 def _collect(

@@ -2,9 +2,11 @@
 
 Bearer-token protected (the token is a Secrets Manager secret). A started run answers 202 with its shards and
 where its manifest goes; a refused one 400/409 with a JSON reason; 503 when its tester pool could not be
-registered or its shards could not all be enqueued (repeat the same request). The EventBridge schedule (disabled
-by default) invokes this function with ``{"schedule": <a run request>}``; its plan and model are then keys under
-``plans/`` in the manifest bucket. :mod:`flagbridge.runs.service` does the work.
+registered or its shards could not all be enqueued (repeat the same request). A plan naming an oracle test the
+stack's configuration does not have, or a metric that does not count the run's results, is a 400
+``invalid_oracle``. The EventBridge schedule (disabled by default) invokes this function with
+``{"schedule": <a run request>}``; its plan and model are then keys under ``plans/`` in the manifest bucket.
+:mod:`flagbridge.runs.service` does the work.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def service() -> RunService:
         current.traffic_parallelism,
         registrar=runtime.pool_registrar(),
         verdicts=runtime.run_verdicts(),
+        oracle=current.config.oracle,  # a plan's oracle test is checked against it (flagbridge.oracle.feeds)
     )
 
 

@@ -84,7 +84,7 @@ class _TargetProcess:
 def figure_runs_worker(sizes: Sizes) -> list[Figure]:
     from flagbridge.runs.service import RunService
     from flagbridge.runs.spec import build_generator
-    from flagbridge.runs.stop import StopSwitch
+    from flagbridge.runs.stop import run_stop
     from flagbridge.runs.store import InMemoryManifestStore, InMemoryRunStore
     from flagbridge.runs.worker import Runtime, ShardWorker
     from flagbridge.traffic.safety import RunTag
@@ -110,7 +110,7 @@ def figure_runs_worker(sizes: Sizes) -> list[Figure]:
             lambda spec: build_generator(spec, RunTag(b"bench-key", spec.run_tag_header)),
             lambda: sender.send,
             lambda _spec: None,
-            lambda spec: StopSwitch(spec.run_id, lambda: "none", None, None),
+            lambda spec: run_stop(spec.run_id, lambda: "none", None, None, None),
         )
         worker = ShardWorker(runtime)
 

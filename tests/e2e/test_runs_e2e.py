@@ -197,3 +197,17 @@ def test_the_cli_runs_watches_replays_and_stops_a_run_in_the_stack(
     assert code == 0 and stopped["value"] == "cli-run"
     code, _ = cli("traffic", "status", "no-such-run", "--stack", "flagbridge-local")
     assert code == 1
+
+    # a plan naming an oracle test the stack does not have: one line, and nothing is recorded or sent
+    unknown = tmp_path / "unknown-test.yaml"
+    unknown.write_text(PLAN + "oracle: {test: checkout-errors}\n", encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    before = target.total
+    argv = ["traffic", "run", str(unknown), "--model", str(model), "--target", target.url, "--requests", "50",
+            "--rate", "500/s", "--run-id", "cli-no-test", "--stack", "flagbridge-local"]  # fmt: skip
+    code = main(argv, environ=environ, out=out, err=err)
+    assert code != 0 and out.getvalue() == ""
+    assert err.getvalue().count("\n") == 1 and "Traceback" not in err.getvalue()
+    assert "(400 invalid_oracle)" in err.getvalue() and "no oracle test 'checkout-errors'" in err.getvalue()
+    code, _ = cli("traffic", "status", "cli-no-test", "--stack", "flagbridge-local")
+    assert code == 1 and target.total == before

@@ -16,7 +16,7 @@ import yaml
 
 from local.apigw import http_api_event
 from tests.conftest import ROOT, create_testers_table, load_event, load_handler
-from tests.fixtures.runs import MODEL, PLAN, PLAN_WITH_TEST, TESTERS, CountingTarget
+from tests.fixtures.runs import MODEL, ORACLE_TEST, PLAN, PLAN_WITH_TEST, TESTERS, CountingTarget
 
 TOKEN = "local-traffic-token"
 RUNS_TABLE = "flagbridge-runs-test"
@@ -186,24 +186,80 @@ def test_the_stop_parameter_stops_the_run_within_a_shard(
     assert run["stopped"] == ["stop switch: the stack's stop parameter names this run"]
 
 
-def test_the_oracle_fail_stops_the_run_and_is_its_verdict(
+def _put_verdict(runs_aws: dict[str, Any], *verdicts: tuple[str, str]) -> None:
+    """The oracle's STATE item of the shipped test, as its evaluator writes it: ``(metric, state)`` of treatment on."""
+    rows = [{"treatment": "on", "metric": metric, "state": state, "explain": "..."} for metric, state in verdicts]
+    state = {"state": "FAIL" if any(s == "FAIL" for _, s in verdicts) else "PASS", "verdicts": rows}
+    runs_aws["ddb"].put_item(
+        TableName=VERDICTS,
+        Item={"pk": {"S": f"TEST#{ORACLE_TEST}"}, "sk": {"S": "STATE"}, "doc": {"S": json.dumps(state)}},
+    )
+
+
+def test_the_oracle_fail_stops_the_run_as_a_local_run_says_it_and_is_its_verdict(
     runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget
 ) -> None:
     handler = load_handler("traffic_runs")
-    body = run_body(target, run_id="r-fail", plan=PLAN_WITH_TEST)
-    assert api(handler, lambda_context, "POST", "/runs", body)[0] == 202
-    state = {
-        "state": "FAIL",
-        "verdicts": [{"treatment": "on", "metric": "server_error_rate", "state": "FAIL", "explain": "5xx 8% > 5%"}],
-    }
-    runs_aws["ddb"].put_item(
-        TableName=VERDICTS,
-        Item={"pk": {"S": "TEST#checkout-errors"}, "sk": {"S": "STATE"}, "doc": {"S": json.dumps(state)}},
-    )
+    body = run_body(target, run_id="r-fail", plan=PLAN_WITH_TEST)  # feeds the 5xx rate of the shipped test
+    status, started = api(handler, lambda_context, "POST", "/runs", body)
+    assert status == 202, started
+    _put_verdict(runs_aws, ("5xx rate", "FAIL"), ("latency p95", "PASS"))
     work(runs_aws, lambda_context)
     _, run = api(handler, lambda_context, "GET", "/runs/r-fail")
     assert run["state"] == "stopped" and target.total == 0
+    # the message of flagbridge traffic run on a laptop (flagbridge.traffic.stop.OracleStop), not one of its own
+    assert run["stopped"] == [f"oracle FAIL for test {ORACLE_TEST} treatment on (5xx rate)"]
     assert run["verdict"]["state"] == "FAIL" and run["verdict"]["verdicts"][0]["treatment"] == "on"
+
+
+def test_the_fail_of_a_metric_the_run_does_not_feed_does_not_stop_it(
+    runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget
+) -> None:
+    handler = load_handler("traffic_runs")
+    body = run_body(target, run_id="r-other-metric", plan=PLAN_WITH_TEST)  # feeds the 5xx rate only
+    assert api(handler, lambda_context, "POST", "/runs", body)[0] == 202
+    _put_verdict(runs_aws, ("5xx rate", "PASS"), ("latency p95", "FAIL"))
+    work(runs_aws, lambda_context)
+    _, run = api(handler, lambda_context, "GET", "/runs/r-other-metric")
+    assert (run["state"], run["sent"], run["stopped"]) == ("completed", 120, [])
+    assert target.total == 120 and run["verdict"]["state"] == "FAIL"
+
+
+@pytest.mark.parametrize(
+    ("oracle_section", "message"),
+    [
+        ("{test: checkout-errors}",
+         f"plan: 'oracle.test': no oracle test 'checkout-errors' in the configuration (known: {ORACLE_TEST})"),
+        (f"{{test: {ORACLE_TEST}, metrics: [error budget]}}",
+         f"plan: 'oracle.metrics.0': test '{ORACLE_TEST}' has no metric 'error budget'"),
+    ],
+)  # fmt: skip
+def test_a_run_feeding_a_test_the_stack_cannot_move_is_refused_and_nothing_recorded(
+    runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget, oracle_section: str, message: str
+) -> None:
+    handler = load_handler("traffic_runs")
+    body = run_body(target, run_id="r-no-test", plan=PLAN + f"oracle: {oracle_section}\n")
+    status, answer = api(handler, lambda_context, "POST", "/runs", body)
+    assert (status, answer["error"]) == (400, "invalid_oracle")
+    assert answer["message"].startswith(message) and set(answer) == {"error", "message"}
+    assert api(handler, lambda_context, "GET", "/runs/r-no-test")[0] == 404
+    assert runs_aws["s3"].list_objects_v2(Bucket=MANIFESTS, Prefix="runs/").get("KeyCount") == 0
+    assert runs_aws["sqs"].receive_message(QueueUrl=runs_aws["queue_url"]).get("Messages") is None
+
+
+def test_the_schedule_refuses_a_plan_naming_an_unknown_oracle_test(
+    runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget
+) -> None:
+    runs_aws["s3"].put_object(
+        Bucket=MANIFESTS, Key="plans/scheduled/plan.yaml", Body=(PLAN + "oracle: {test: nope}\n").encode()
+    )
+    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/model.yaml", Body=MODEL.encode())
+    event = load_event("traffic_runs_schedule.json")
+    event["schedule"]["target"] = target.url
+    result = load_handler("traffic_runs").lambda_handler(event, lambda_context)
+    assert (result["http_status"], result["error"]) == (400, "invalid_oracle")
+    assert "no oracle test 'nope'" in result["message"]
+    assert runs_aws["sqs"].receive_message(QueueUrl=runs_aws["queue_url"]).get("Messages") is None
 
 
 def test_a_garbage_shard_message_is_quarantined_with_its_reason(runs_aws: dict[str, Any], lambda_context: Any) -> None:
@@ -332,11 +388,14 @@ def _start_cases(target_url: str) -> list[tuple[str, Any, int]]:
         ("destructive method", {**good, "model": MODEL.replace("method: GET", "method: DELETE")}, 400),
         ("max duration 0", {**good, "max_duration_s": 0}, 400),
         ("lone surrogate in plan", b'{"plan": "\\ud800", "model": "x", "requests": 1, "rate": 1}', 400),
+        ("oracle test unknown", {**good, "plan": PLAN + "oracle: {test: checkout-errors}\n"}, 400),
+        ("oracle test injection", {**good, "plan": PLAN + 'oracle: {test: "x\' OR 1=1; <script>"}\n'}, 400),
+        ("oracle metric unknown", {**good, "plan": PLAN + f"oracle: {{test: {ORACLE_TEST}, metrics: [x]}}\n"}, 400),
     ]
     return cases
 
 
-@pytest.mark.parametrize("index", range(58))
+@pytest.mark.parametrize("index", range(61))
 def test_hostile_run_requests_get_a_4xx_json_answer(
     shared_runs_aws: dict[str, Any], lambda_context: Any, index: int
 ) -> None:
@@ -350,7 +409,7 @@ def test_hostile_run_requests_get_a_4xx_json_answer(
 
 
 def test_the_hostile_start_corpus_has_at_least_50_cases() -> None:
-    assert len(_start_cases("http://127.0.0.1:9")) == 58
+    assert len(_start_cases("http://127.0.0.1:9")) == 61
 
 
 STATUS_IDS = [

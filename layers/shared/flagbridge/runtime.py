@@ -29,12 +29,12 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
     from flagbridge.profiles.store import DynamoDBProfileStore
     from flagbridge.runs.spec import RunSpec
-    from flagbridge.runs.stop import DynamoDBVerdictReader
     from flagbridge.runs.store import ManifestStore, RunStore
     from flagbridge.runs.worker import ShardWorker
     from flagbridge.testers.registry import TesterRegistry
     from flagbridge.traffic.config import TrafficConfig
     from flagbridge.traffic.generator import TrafficGenerator
+    from flagbridge.traffic.stop import Check, StoreVerdicts
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
@@ -315,13 +315,11 @@ def traffic_config() -> TrafficConfig:
     return TrafficConfig.from_document(settings().config.traffic_document)
 
 
-@cache
-def run_verdicts() -> DynamoDBVerdictReader | None:
-    """The oracle's verdicts table, when this stack has the oracle (ORACLE_VERDICTS_TABLE)."""
-    from flagbridge.runs.stop import DynamoDBVerdictReader
+def run_verdicts() -> StoreVerdicts | None:
+    """The oracle's verdict store as a run reads it, when this stack has the oracle (ORACLE_VERDICTS_TABLE)."""
+    from flagbridge.traffic.stop import StoreVerdicts
 
-    table = settings().oracle_verdicts_table
-    return DynamoDBVerdictReader(aws_client("dynamodb"), table) if table else None
+    return StoreVerdicts(oracle_verdicts()) if settings().oracle_verdicts_table else None
 
 
 def pool_registrar() -> TesterRegistry | None:
@@ -340,7 +338,7 @@ def stop_parameter_value() -> str:
 @cache
 def shard_worker() -> ShardWorker:
     """The worker's service: the runs table, the manifest bucket and, per run, its generator, sender and switch."""
-    from flagbridge.runs.stop import StopSwitch
+    from flagbridge.runs.stop import run_stop
     from flagbridge.runs.worker import Runtime, ShardWorker
     from flagbridge.traffic.results import ResultReporter
     from flagbridge.traffic.safety import RunTag
@@ -371,19 +369,21 @@ def shard_worker() -> ShardWorker:
             oracle_test=spec.oracle_test,
         )
 
-    def stop(spec: RunSpec) -> StopSwitch:
+    def stop(spec: RunSpec) -> Check:
         from flagbridge.observability import logger
 
         def on_error(what: str, exc: Exception) -> None:
             logger.warning("stop switch unreadable", extra={"what": what, "error_type": type(exc).__name__})
 
         # SSM's standard throughput is 40 GetParameter/s per account and region: all workers together stay well
-        # under it (one read per worker every parallelism/20 s, at least every second; docs/runs.md)
+        # under it (one read per worker every parallelism/20 s, at least every second; docs/runs.md). The oracle's
+        # verdict item is read as often.
         refresh = max(1.0, spec.parallelism / 20)
-        return StopSwitch(
+        return run_stop(
             spec.run_id,
             stop_parameter_value,
             spec.oracle_test,
+            spec.oracle_metrics,
             run_verdicts(),
             refresh_seconds=refresh,
             on_error=on_error,
@@ -422,7 +422,6 @@ def reset() -> None:
         run_store,
         manifest_store,
         shard_sender,
-        run_verdicts,
         shard_worker,
     ):
         getattr(cached, "cache_clear", lambda: None)()  # a test may have replaced one (http_client)

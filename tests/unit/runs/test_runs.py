@@ -19,9 +19,10 @@ from flagbridge.runs.shards import (
     sqs_requests,
 )
 from flagbridge.runs.spec import MAX_RATE_PER_WORKER, RunSpec, shard_size_for, validate_run_request
-from flagbridge.runs.stop import StopSwitch, stopped_runs, with_run
+from flagbridge.runs.stop import ParameterStop, run_stop, stopped_runs, with_run
 from flagbridge.runs.store import InMemoryManifestStore, InMemoryRunStore
-from tests.fixtures.runs import MODEL, PLAN, ListSender, qa_rules, run_request, traffic_config
+from flagbridge.traffic.stop import InMemoryVerdicts
+from tests.fixtures.runs import MODEL, PLAN, PLAN_WITH_TEST, ListSender, qa_rules, run_request, traffic_config
 
 NOW = 1_767_225_600_000
 
@@ -110,16 +111,16 @@ def test_the_stop_parameter_names_runs_or_all() -> None:
 def test_the_stop_switch_reads_at_most_once_per_interval_and_remembers_a_stop() -> None:
     now = [0.0]
     value = ["none"]
-    switch = StopSwitch("r1", lambda: value[0], None, None, refresh_seconds=5, clock=lambda: now[0])
-    assert switch.check() is None and switch.reads == 1
+    switch = ParameterStop("r1", lambda: value[0], refresh_seconds=5, clock=lambda: now[0])
+    assert switch() is None and switch.reads == 1
     value[0] = "r1"
     now[0] = 4.9
-    assert switch.check() is None and switch.reads == 1
+    assert switch() is None and switch.reads == 1
     now[0] = 5.0
-    assert switch.check() is not None and switch.reads == 2
+    assert switch() == "stop switch: the stack's stop parameter names this run" and switch.reads == 2
     value[0] = "none"
     now[0] = 100
-    assert switch.check() is not None  # once stopped, stopped
+    assert switch() is not None and switch.reads == 2  # once stopped, stopped (and never read again)
 
 
 def test_an_unreadable_switch_does_not_stop_the_run() -> None:
@@ -128,8 +129,101 @@ def test_an_unreadable_switch_does_not_stop_the_run() -> None:
     def broken() -> str:
         raise TimeoutError
 
-    switch = StopSwitch("r1", broken, None, None, refresh_seconds=0, on_error=lambda what, _e: errors.append(what))
-    assert switch.check() is None and errors == ["stop parameter"]
+    check = run_stop("r1", broken, None, None, None, refresh_seconds=0, on_error=lambda what, _e: errors.append(what))
+    assert check() is None and errors == ["stop parameter"]
+
+
+def _verdicts(*verdicts: tuple[str, str, str]) -> dict[str, Any]:
+    rows = [{"treatment": t, "metric": m, "state": state, "explain": "..."} for t, m, state in verdicts]
+    return {"state": "FAIL" if any(v[2] == "FAIL" for v in verdicts) else "PASS", "verdicts": rows}
+
+
+def test_a_run_stops_on_the_oracle_fail_of_a_metric_it_feeds_with_the_local_message() -> None:
+    # Given a run feeding the 5xx rate of its test, its parameter and verdict read at most every 5 s
+    now = [0.0]
+    source = InMemoryVerdicts({"checkout": _verdicts(("on", "latency p95", "FAIL"), ("on", "5xx rate", "PASS"))})
+    parameter = ["none"]
+    check = run_stop("r1", lambda: parameter[0], "checkout", ["5xx rate"], source, refresh_seconds=5,
+                     clock=lambda: now[0])  # fmt: skip
+
+    # Then a FAIL of a metric the run does not feed does not stop it
+    assert check() is None and source.reads == 1
+    # and a FAIL of the fed metric does, at the next read (not before), as a local run says it
+    source.documents["checkout"] = _verdicts(("on", "5xx rate", "FAIL"))
+    now[0] = 4.0
+    assert check() is None and source.reads == 1
+    now[0] = 5.0
+    assert check() == "oracle FAIL for test checkout treatment on (5xx rate)" and source.reads == 2
+    # the stack's parameter is asked first: a stopped run says so
+    fresh = run_stop("r1", lambda: "all", "checkout", ["5xx rate"], source, refresh_seconds=5, clock=lambda: now[0])
+    assert fresh() == "stop switch: the stack's stop parameter stops every run" and source.reads == 2
+
+
+def test_a_run_that_cannot_hear_its_oracle_stops_after_five_failed_reads() -> None:
+    errors: list[str] = []
+    source = InMemoryVerdicts({}, fail_reads=5)
+    check = run_stop("r1", lambda: "none", "checkout", None, source, refresh_seconds=0,
+                     on_error=lambda what, _e: errors.append(what))  # fmt: skip
+    assert [check() for _ in range(4)] == [None] * 4
+    reason = check()
+    assert reason is not None and reason.startswith("the oracle's verdict for test checkout could not be read 5 times")
+    assert errors == ["oracle verdict"] * 5
+
+
+def shipped_oracle() -> Any:
+    import yaml
+
+    from flagbridge.oracle.config import parse_oracle_config
+    from tests.conftest import ROOT
+
+    document = yaml.safe_load((ROOT / "layers/shared/config/flagbridge.yaml").read_text(encoding="utf-8"))
+    return parse_oracle_config(document["oracle"])
+
+
+@pytest.mark.parametrize(
+    ("oracle_section", "message"),
+    [
+        ("{test: nope}",
+         "plan: 'oracle.test': no oracle test 'nope' in the configuration (known: new-checkout-health)"),
+        ("{test: new-checkout-health, metrics: [error budget]}",
+         "plan: 'oracle.metrics.0': test 'new-checkout-health' has no metric 'error budget'"),
+    ],
+)  # fmt: skip
+def test_a_plan_feeding_a_test_the_stack_cannot_move_is_refused(oracle_section: str, message: str) -> None:
+    body = {**run_request("http://127.0.0.1:9"), "plan": PLAN + f"oracle: {oracle_section}\n"}
+    with pytest.raises(RequestError) as refused:
+        validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=shipped_oracle())
+    assert (refused.value.status, refused.value.code) == (400, "invalid_oracle")
+    assert refused.value.message.startswith(message)
+    with pytest.raises(RequestError, match="the configuration has no oracle tests"):
+        validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=None)
+
+
+def test_the_spec_keeps_the_metrics_the_run_feeds() -> None:
+    oracle = shipped_oracle()
+    body = {**run_request("http://127.0.0.1:9"), "plan": PLAN_WITH_TEST}
+    spec, _ = validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=oracle)
+    assert (spec.oracle_test, spec.oracle_metrics) == ("new-checkout-health", ("5xx rate",))
+    assert spec.manifest_header()["oracle"] == {"test": "new-checkout-health", "metrics": ["5xx rate"]}
+    assert RunSpec.from_document(json.loads(json.dumps(spec.document()))) == spec
+    # without metrics: every metric of the test that counts the results
+    body["plan"] = PLAN + "oracle: {test: new-checkout-health}\n"
+    every, _ = validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=oracle)
+    assert every.oracle_metrics == ("5xx rate", "latency p95")
+    # a run.json written before the metrics were kept still loads: the run feeds every metric
+    old = spec.document()
+    del old["oracle_metrics"]
+    assert RunSpec.from_document(old).oracle_metrics is None
+
+
+def test_a_refused_oracle_test_records_and_enqueues_nothing() -> None:
+    store, manifests, queue = InMemoryRunStore(), InMemoryManifestStore("m"), []
+    service = RunService(store, manifests, ListSender(queue), traffic_config(), qa_rules(), 4, oracle=shipped_oracle())
+    body = {**run_request("http://127.0.0.1:9", run_id="r-bad"), "plan": PLAN + "oracle: {test: nope}\n"}
+    with pytest.raises(RequestError) as refused:
+        service.start(body)
+    assert refused.value.code == "invalid_oracle"
+    assert store.get_run("r-bad") is None and manifests.keys("runs/") == [] and queue == []
 
 
 class Registrar:

@@ -5,7 +5,7 @@
 - :mod:`.shards` — a run split into shards (case ranges with the run's seed) and the shard queue messages.
 - :mod:`.store` — the runs table (run records, per-shard claims and progress) and the manifest bucket,
   each with an in-memory twin.
-- :mod:`.stop` — the stop switch: the stack's SSM parameter and the oracle's FAIL for the run's test.
+- :mod:`.stop` — the stop switch: the stack's SSM parameter, then the oracle's FAIL of a metric the run feeds.
 - :mod:`.service` — starting a run (record, register the tester pool, enqueue shards) and its status.
 - :mod:`.worker` — sending one shard exactly once in effect (claim, progress, resume, manifest).
 

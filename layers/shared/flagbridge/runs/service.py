@@ -2,7 +2,8 @@
 
 Starting (:meth:`RunService.start`):
 
-1. validate the request (:func:`flagbridge.runs.spec.validate_run_request`: the CLI's checks);
+1. validate the request (:func:`flagbridge.runs.spec.validate_run_request`: the CLI's checks, including the
+   plan's oracle test against the stack's oracle configuration);
 2. make the tester pool testers for the run's duration plus a margin: register it in the tester registry
    (:class:`PoolRegistrar`, the registry's ``register_pool``) or, in a stack without the registry, check every
    key against the static test-user rules. Either failure refuses the run; nothing is recorded or sent;
@@ -23,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flagbridge.errors import EnqueueError, RequestError
 from flagbridge.queues import MessageSender
@@ -34,6 +35,10 @@ from flagbridge.runs.worker import manifest_key, spec_key
 from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
+from flagbridge.traffic.stop import VerdictReadError, VerdictSource
+
+if TYPE_CHECKING:
+    from flagbridge.oracle.config import OracleConfig
 
 REGISTRATION_MARGIN_SECONDS = 600
 ACTOR = "flagbridge-runs"
@@ -53,10 +58,6 @@ class PoolRegistrar(Protocol):
     ) -> int: ...
 
 
-class VerdictDocuments(Protocol):
-    def document(self, test: str) -> dict[str, Any] | None: ...
-
-
 @dataclass
 class RunService:
     store: RunStore
@@ -66,7 +67,8 @@ class RunService:
     test_users: Any
     parallelism: int
     registrar: PoolRegistrar | None = None
-    verdicts: VerdictDocuments | None = None
+    verdicts: VerdictSource | None = None
+    oracle: OracleConfig | None = None
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
     # ---- start --------------------------------------------------------------------------------------------
@@ -99,7 +101,12 @@ class RunService:
         """``(HTTP status, body)``: 202 started, 200 an identical repeat, 503 enqueueing failed part-way."""
         now = self.clock_ms()
         spec, warnings = validate_run_request(
-            body, self.traffic, parallelism=self.parallelism, now_ms=now, sources=self.sources(body)
+            body,
+            self.traffic,
+            parallelism=self.parallelism,
+            now_ms=now,
+            sources=self.sources(body),
+            oracle=self.oracle,
         )
         fingerprint = spec_fingerprint(spec)
         record = self.store.get_run(spec.run_id)
@@ -282,13 +289,9 @@ class RunService:
         if self.verdicts is None:
             return {"test": test, "state": "unknown", "detail": "this stack has no oracle verdicts table"}
         try:
-            document = self.verdicts.document(str(test))
-        except Exception as exc:
-            return {
-                "test": test,
-                "state": "unknown",
-                "detail": f"the verdicts table could not be read ({type(exc).__name__})",
-            }
+            document = self.verdicts.verdict(str(test))
+        except VerdictReadError as exc:
+            return {"test": test, "state": "unknown", "detail": str(exc)}
         if document is None:
             return {"test": test, "state": "NO_DATA", "detail": "the oracle has not evaluated this test yet"}
         return {

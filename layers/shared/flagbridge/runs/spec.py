@@ -21,14 +21,18 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flagbridge.errors import RequestError
+from flagbridge.errors import ConfigError, RequestError
 from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.errors import ModelError, PlanError, SafetyError, TrafficError
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.model import RequestModel, Tester, parse_model, pool_from_document
 from flagbridge.traffic.plan import TrafficPlan, parse_plan
+
+if TYPE_CHECKING:
+    from flagbridge.oracle.config import OracleConfig
+    from flagbridge.oracle.feeds import TrafficFeed
 
 MAX_REQUESTS = 10_000_000
 MAX_RATE_PER_WORKER = 10_000.0  # a ceiling per worker, not a promise (docs/runs.md: what one worker sustains)
@@ -93,6 +97,7 @@ class RunSpec:
     traffic_type: str
     max_duration_s: float
     run_tag_header: str = "X-Flagbridge-Run"
+    oracle_metrics: tuple[str, ...] | None = None  # the metrics of oracle_test the run feeds (None: every one)
 
     @property
     def rate_per_worker(self) -> float:
@@ -115,6 +120,8 @@ class RunSpec:
     def from_document(cls, document: Mapping[str, Any]) -> RunSpec:
         values = dict(document)
         values["testers"] = tuple((str(t["key"]), t.get("email")) for t in values["testers"])
+        if values.get("oracle_metrics") is not None:
+            values["oracle_metrics"] = tuple(str(metric) for metric in values["oracle_metrics"])
         return cls(**values)
 
     def manifest_header(self) -> dict[str, Any]:
@@ -129,9 +136,16 @@ class RunSpec:
             "target": self.target,
             "testers": [{"key": key, "email": email} for key, email in self.testers],
             "run_tag_header": self.run_tag_header,
-            "oracle": {"test": self.oracle_test} if self.oracle_test else {},
+            "oracle": self._oracle_header(),
             "spec": f"runs/{self.run_id}/run.json",
         }
+
+    def _oracle_header(self) -> dict[str, Any]:
+        if not self.oracle_test:
+            return {}
+        if self.oracle_metrics is None:  # a run.json written before the metrics were recorded
+            return {"test": self.oracle_test}
+        return {"test": self.oracle_test, "metrics": list(self.oracle_metrics)}
 
 
 # ---- parsing the plan and the model (the traffic package's parsers) ----------------------------------------
@@ -273,8 +287,14 @@ def validate_run_request(
     parallelism: int,
     now_ms: int,
     sources: Mapping[str, str] | None = None,
+    oracle: OracleConfig | None = None,
 ) -> tuple[RunSpec, list[str]]:
-    """Validate a run request; return the run and the plan's parse warnings, or raise RequestError (400)."""
+    """Validate a run request; return the run and the plan's warnings, or raise RequestError (400).
+
+    A plan naming an oracle test is checked against ``oracle`` (the stack's oracle configuration) as the CLI
+    checks it (:func:`flagbridge.oracle.feeds.traffic_feed`): an unknown test, or a metric that does not count
+    the run's results, is refused.
+    """
     if not isinstance(body, dict):
         raise refuse("invalid_body", "the body must be a JSON object")
     unknown = sorted(str(key) for key in body if key not in _KEYS)
@@ -325,7 +345,9 @@ def validate_run_request(
         _check_hosts(model, target, traffic)
     except SafetyError as exc:
         raise refuse("outside_allowlist", str(exc)[:1000]) from None
-    oracle_test = plan.oracle.get("test")
+    feed = _oracle_feed(plan, oracle)
+    if feed is not None:
+        warnings = [*warnings, *feed.warnings]
     spec = RunSpec(
         run_id=run_id,
         plan_text=plan_text,
@@ -334,7 +356,7 @@ def validate_run_request(
         model_format=model_format,
         plan_hash=plan.plan_hash,
         plan_name=plan.name,
-        oracle_test=str(oracle_test) if oracle_test else None,
+        oracle_test=feed.test if feed is not None else None,
         requests=requests,
         rate=rate,
         parallelism=parallelism,
@@ -348,6 +370,7 @@ def validate_run_request(
         traffic_type=traffic_type,
         max_duration_s=max_duration_s,
         run_tag_header=traffic.run_tag_header,
+        oracle_metrics=feed.metrics if feed is not None else None,
     )
     try:
         build_generator(spec)  # destructive methods, attack sets that fit no element: refused before anything runs
@@ -358,10 +381,22 @@ def validate_run_request(
     return spec, warnings
 
 
+def _oracle_feed(plan: TrafficPlan, oracle: OracleConfig | None) -> TrafficFeed | None:
+    if not plan.oracle.get("test"):
+        return None
+    from flagbridge.oracle.feeds import traffic_feed  # only a plan that feeds a test needs the oracle's selectors
+
+    try:
+        return traffic_feed(plan.oracle, oracle, "plan")
+    except ConfigError as exc:
+        raise refuse("invalid_oracle", str(exc)[:1000]) from None
+
+
 def spec_fingerprint(spec: RunSpec) -> str:
     """What makes two requests for the same run id the same run (an idempotent retry of ``POST /runs``)."""
     import hashlib
 
     document = spec.document()
     document.pop("clock_ms", None)
+    document.pop("oracle_metrics", None)  # follows from the plan and the stack's configuration, not the request
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]

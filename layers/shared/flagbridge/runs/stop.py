@@ -1,24 +1,25 @@
-"""The stop switch of runs in AWS: the stack's SSM parameter, and the oracle's FAIL for the run's test.
+"""The stop switch of runs in AWS: the stack's SSM parameter, then the oracle's FAIL (as a local run stops).
 
 The parameter (``/flagbridge/<stage>/traffic/stop``, one per stack) holds ``none`` (nothing stopped), ``all``
 (every run) or run ids separated by commas or spaces. ``flagbridge traffic stop RUN`` adds a run id.
 
-The oracle's verdicts table is read as the oracle writes it (``pk`` = ``TEST#<test>``, ``sk`` = ``STATE``, the
-JSON ``doc`` with the test's overall ``state``); a run whose plan names a test stops once that state is ``FAIL``.
+A run whose plan feeds an oracle test also stops on the oracle's FAIL of a metric it feeds, with the traffic
+package's own check (:class:`flagbridge.traffic.stop.OracleStop` over the verdict store): the same reason and the
+same message as ``flagbridge traffic run`` on a laptop (``oracle FAIL for test X treatment on (5xx rate)``).
 
 Each worker reads both before its first case and then at most once per ``refresh_seconds`` (the runtime uses
 max(1 s, parallelism / 20 s): all workers together stay under SSM's standard 40 reads/s), always far less than
-a shard lasts (about 60 s), so every worker stops within one shard of the switch. An unreadable switch is
+a shard lasts (about 60 s), so every worker stops within one shard of the switch. An unreadable parameter is
 logged and does not stop a run (the next read decides); once a stop was seen it stays seen.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+
+from flagbridge.traffic.stop import Check, OracleStop, VerdictSource, first_reason
 
 NO_STOP = frozenset({"", "none", "-", "off"})
 EVERY_RUN = frozenset({"all", "stop", "*"})
@@ -42,88 +43,72 @@ def with_run(value: str, run_id: str) -> str:
     return ",".join(sorted(runs | {run_id}))
 
 
-class VerdictReader(Protocol):
-    def state(self, test: str) -> str | None: ...
-
-
-class DynamoDBVerdictReader:
-    """The overall state of an oracle test from the oracle's verdicts table (None when it was never evaluated)."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self._ddb = client
-        self._table = table
-
-    def state(self, test: str) -> str | None:
-        item = self._ddb.get_item(
-            TableName=self._table, Key={"pk": {"S": f"TEST#{test}"}, "sk": {"S": "STATE"}}, ConsistentRead=True
-        ).get("Item")
-        if item is None:
-            return None
-        document = json.loads(item["doc"]["S"])
-        state = document.get("state") if isinstance(document, dict) else None
-        return str(state) if state else None
-
-    def document(self, test: str) -> dict[str, Any] | None:
-        item = self._ddb.get_item(
-            TableName=self._table, Key={"pk": {"S": f"TEST#{test}"}, "sk": {"S": "STATE"}}, ConsistentRead=True
-        ).get("Item")
-        return None if item is None else dict(json.loads(item["doc"]["S"]))
-
-
-class StopSwitch:
-    """``check()`` → the reason to stop the run, or None."""
+class ParameterStop:
+    """``check()`` → the reason to stop when the stack's stop parameter names the run (or every run), else None."""
 
     def __init__(
         self,
         run_id: str,
-        parameter: Callable[[], str] | None,
-        oracle_test: str | None,
-        verdicts: VerdictReader | None,
+        parameter: Callable[[], str],
         refresh_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        on_error: Callable[[str, Exception], None] = lambda _what, _exc: None,
+        on_error: Callable[[Exception], None] = lambda _exc: None,
     ) -> None:
         self.run_id = run_id
         self._parameter = parameter
-        self._test = oracle_test
-        self._verdicts = verdicts
         self._refresh = refresh_seconds
         self._clock = clock
         self._on_error = on_error
         self._checked_at: float | None = None
-        self._reason: str | None = None
+        self.reason: str | None = None
         self.reads = 0
 
+    def __call__(self) -> str | None:
+        return self.check()
+
     def check(self) -> str | None:
-        if self._reason is not None:
-            return self._reason
+        if self.reason is not None:
+            return self.reason
         now = self._clock()
         if self._checked_at is not None and now - self._checked_at < self._refresh:
             return None
         self._checked_at = now
-        self._reason = self._read()
-        return self._reason
-
-    def _read(self) -> str | None:
         self.reads += 1
-        if self._parameter is not None:
-            try:
-                every, runs = stopped_runs(self._parameter())
-            except Exception as exc:
-                self._on_error("stop parameter", exc)
-            else:
-                if every or self.run_id in runs:
-                    return (
-                        "stop switch: the stack's stop parameter names this run"
-                        if not every
-                        else ("stop switch: the stack's stop parameter stops every run")
-                    )
-        if self._test and self._verdicts is not None:
-            try:
-                state = self._verdicts.state(self._test)
-            except Exception as exc:
-                self._on_error("oracle verdict", exc)
-            else:
-                if state == "FAIL":
-                    return f"oracle: test {self._test!r} is FAIL"
-        return None
+        try:
+            every, runs = stopped_runs(self._parameter())
+        except Exception as exc:
+            self._on_error(exc)
+            return None
+        if every:
+            self.reason = "stop switch: the stack's stop parameter stops every run"
+        elif self.run_id in runs:
+            self.reason = "stop switch: the stack's stop parameter names this run"
+        return self.reason
+
+
+def run_stop(
+    run_id: str,
+    parameter: Callable[[], str],
+    oracle_test: str | None,
+    metrics: Sequence[str] | None,
+    verdicts: VerdictSource | None,
+    refresh_seconds: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    on_error: Callable[[str, Exception], None] = lambda _what, _exc: None,
+) -> Check:
+    """A run's stop check: the stack's parameter first, then (when it feeds a test) the oracle's FAIL of ``metrics``.
+
+    Both are read at most once per ``refresh_seconds``; ``on_error(what, exc)`` hears each failed read.
+    """
+    switch = ParameterStop(run_id, parameter, refresh_seconds, clock, lambda exc: on_error("stop parameter", exc))
+    if not oracle_test or verdicts is None:
+        return switch
+    oracle = OracleStop(
+        oracle_test,
+        verdicts,
+        metrics,
+        refresh_seconds=refresh_seconds,
+        clock=clock,
+        on_error=lambda exc: on_error("oracle verdict", exc),
+    )
+    return first_reason(switch, oracle)

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 
 from flagbridge.runs.shards import ShardMessage, ShardMessageError, check_against, parse_shard_message
 from flagbridge.runs.spec import RunSpec
-from flagbridge.runs.stop import StopSwitch
 from flagbridge.runs.store import (
     Claim,
     ClaimLostError,
@@ -52,6 +51,7 @@ from flagbridge.traffic.generator import Case, TrafficGenerator, WireRequest
 from flagbridge.traffic.manifest import ManifestWriter, Outcome, case_record
 from flagbridge.traffic.results import ResultReporter
 from flagbridge.traffic.run import RunSettings, RunSummary, run_traffic
+from flagbridge.traffic.stop import Check
 
 DEADLINE_REASON = "the invocation is about to time out"
 NOT_RECORDED = "response not recorded: the worker stopped between sending this case and writing its line"
@@ -94,7 +94,7 @@ class Runtime:
     generator: Callable[[RunSpec], TrafficGenerator]
     send: Callable[[], Callable[[WireRequest], Outcome]]
     reporter: Callable[[RunSpec], ResultReporter | None]
-    stop: Callable[[RunSpec], StopSwitch]
+    stop: Callable[[RunSpec], Check]  # the run's stop check (flagbridge.runs.stop.run_stop)
     clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     lease_ms: int = 60_000
     part_cases: int = 1000
@@ -216,7 +216,7 @@ class ShardWorker:
         runtime = self.runtime
         end = message.first + message.count
         switch = runtime.stop(spec)
-        reason: str | None = switch.check()
+        reason: str | None = switch()
         sent = 0
         if reason is None and claim.next_index < end:
             generator = self.generator(spec)
@@ -228,7 +228,7 @@ class ShardWorker:
                 if remaining_ms() < runtime.deadline_margin_ms:
                     deadline.append(True)
                     return DEADLINE_REASON
-                return switch.check()
+                return switch()
 
             reporter = runtime.reporter(spec)
             try:

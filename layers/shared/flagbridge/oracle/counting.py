@@ -197,8 +197,13 @@ def _number(value: Any) -> float | int | None:
     return to_number(value)
 
 
+_INVALID, _GOOD, _BAD = 0, 1, 2
+_MEMO_KINDS = (str, int, bool)
+"""Value types whose equal values always have one canonical form and one number (floats: ``-0.0 == 0.0``)."""
+
+
 class _CompiledMetric:
-    __slots__ = ("bad", "is_rate", "name", "needs")
+    __slots__ = ("_memo", "_memo_attribute", "bad", "is_rate", "name", "needs")
 
     def __init__(self, metric: RateMetric | PercentileMetric) -> None:
         self.name = metric.name
@@ -206,38 +211,62 @@ class _CompiledMetric:
         self.bad: _Selector | None = None
         self.needs: list[tuple[str, bool]] = []
         """(attribute, must be a number) that must be readable for the event to be judged."""
+        self._memo_attribute: str | None = None
+        """The one attribute a rate metric's outcome depends on, when it depends on nothing else."""
+        self._memo: dict[tuple[type, Any], int] = {}
         if isinstance(metric, RateMetric):
             self.bad = _Selector(metric.bad)
             for predicate in metric.bad.attributes:
                 if predicate.op not in ("exists", "not_exists"):
                     self.needs.append((predicate.attribute, predicate.op in ("gt", "gte", "lt", "lte")))
+            read = {attribute for attribute, _ in self.needs} | {p.attribute for p in metric.bad.attributes}
+            if self.bad.any_name and len(read) == 1:
+                self._memo_attribute = read.pop()
         else:
             self.needs.append((metric.attribute, True))
+
+    def rate_outcome(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> int:
+        """_INVALID, _GOOD or _BAD for one event a rate metric's ``events`` selector picked."""
+        for attribute, numeric in self.needs:
+            value = attributes.get(attribute)
+            if value is None or (_number(value) is None if numeric else canonical(value) is None):
+                return _INVALID
+        assert self.bad is not None
+        return _BAD if self.bad.matches(event_type, name, data, attributes) else _GOOD
 
     def count(
         self, delta: Delta, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]
     ) -> None:
-        number = None
-        for attribute, numeric in self.needs:
-            value = attributes.get(attribute)
-            if value is None:
+        if self.is_rate:
+            # hot path: the default 5xx rate reads one attribute only, so its outcome is memoised per value
+            outcome = -1
+            if self._memo_attribute is not None:
+                value = attributes.get(self._memo_attribute)
+                kind = type(value)
+                if kind in _MEMO_KINDS:
+                    outcome = self._memo.get((kind, value), -1)
+                    if outcome < 0:
+                        outcome = self.rate_outcome(event_type, name, data, attributes)
+                        if len(self._memo) < _MEMO_LIMIT:
+                            self._memo[(kind, value)] = outcome
+            if outcome < 0:
+                outcome = self.rate_outcome(event_type, name, data, attributes)
+            if outcome == _INVALID:
                 delta.invalid += 1
-                return
-            if numeric:
-                number = _number(value)
-                if number is None:
-                    delta.invalid += 1
-                    return
-            elif canonical(value) is None:
-                delta.invalid += 1
-                return
+            else:
+                delta.n += 1
+                if outcome == _BAD:
+                    delta.k += 1
+            return
+        attribute = self.needs[0][0]
+        value = attributes.get(attribute)
+        number = None if value is None else _number(value)
+        if number is None:
+            delta.invalid += 1
+            return
         delta.n += 1
-        if self.bad is not None:
-            if self.bad.matches(event_type, name, data, attributes):
-                delta.k += 1
-        else:
-            index = histogram.bucket_of(number)  # type: ignore[arg-type]  # set by the numeric need above
-            delta.buckets[index] = delta.buckets.get(index, 0) + 1
+        index = histogram.bucket_of(number)
+        delta.buckets[index] = delta.buckets.get(index, 0) + 1
 
 
 class _CompiledTest:
@@ -298,13 +327,15 @@ StateLookup = Callable[[str, str], FlagState | None]
 """``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
 
 
-def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> Callable[[int], Attribution]:
-    """``at_ms -> (treatment, version, label)`` of one user for one test.
+def _profile_attribution(
+    test: OracleTest, user_states: Sequence[FlagState]
+) -> Callable[[int, Mapping[str, Any]], Attribution]:
+    """``(at_ms, attributes) -> (treatment, version, label)`` of one user for one test (attributes unused).
 
     Most events come after the user's newest exposure: those take the newest assignment without a search.
     """
     if not user_states:
-        return lambda at_ms: (UNATTRIBUTED, 0, None)
+        return lambda at_ms, attributes: (UNATTRIBUTED, 0, None)
     state = user_states[0]
     candidates = [a for a in state.assignments if a.environment == test.environment]
     if len(user_states) == 1 and candidates and test.environment != state.environment_id:
@@ -313,7 +344,7 @@ def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> 
     else:
         boundary, answer = 2**63, (UNATTRIBUTED, 0, None)
 
-    def attribute(at_ms: int) -> Attribution:
+    def attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
         if at_ms > boundary:
             return answer
         for candidate in user_states:
@@ -424,8 +455,7 @@ def _attribution(
             return (named, 0, None) if named else (UNATTRIBUTED, 0, None)
 
         return by_attribute
-    profile = _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
-    return lambda at_ms, attributes: profile(at_ms)
+    return _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
 
 
 def _collect(

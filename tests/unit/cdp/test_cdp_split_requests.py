@@ -8,8 +8,9 @@ from email.utils import formatdate
 
 import pytest
 
+from flagbridge.backoff import backoff_delay, parse_retry_after
 from flagbridge.cdp.split_events import SplitEvent
-from flagbridge.cdp.split_requests import backoff_delay, chunk_split_events, parse_retry_after, request_counts
+from flagbridge.cdp.split_requests import chunk_split_events, request_counts
 
 
 def split_event(i: int, padding: int = 0) -> SplitEvent:

@@ -1,4 +1,4 @@
-"""Chunk Split events into ``POST /api/events/bulk`` bodies, and compute retry delays.
+"""Chunk Split events into ``POST /api/events/bulk`` bodies.
 
 Chunking
 --------
@@ -9,22 +9,14 @@ is serialised once and the body size is tracked incrementally (``[`` + events jo
 ``]``). An event whose own array (``[event]``) would not fit under ``max_bytes`` is rejected with
 reason ``split.event_too_large`` instead of being sent.
 
-Backoff
--------
-:func:`backoff_delay` implements exponential backoff with full jitter
-(``uniform(0, min(cap, base * 2 ** (attempt - 1)))``) and honours ``Retry-After``: given as seconds
-or an HTTP-date, the server's delay is returned as-is (never shortened, not capped: a caller that
-cannot wait that long should give up and requeue).
+Retry delays (backoff with full jitter, ``Retry-After``) are :mod:`flagbridge.backoff`'s.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Protocol
 
 from flagbridge.cdp.split_events import SplitEvent, SplitRejection
 
@@ -119,74 +111,6 @@ def chunk_split_events(
         size += added
     flush()
     return ChunkResult(requests, rejections)
-
-
-class _Random(Protocol):
-    def uniform(self, a: float, b: float) -> float: ...
-
-
-def parse_retry_after(header: str | None, now_s: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header: delay seconds, or an HTTP-date relative to ``now_s``.
-
-    Returns None when the header is absent or unparseable; past dates give 0.
-    """
-    if header is None:
-        return None
-    text = header.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    current = time.time() if now_s is None else now_s
-    return max(0.0, when.timestamp() - current)
-
-
-def backoff_delay(
-    attempt: int,
-    base: float,
-    cap: float,
-    retry_after_header: str | None,
-    rng: _Random,
-    now_s: float | None = None,
-) -> float:
-    """Seconds to wait before retry number ``attempt``.
-
-    Parameters
-    ----------
-    attempt
-        1 for the first retry, 2 for the second...
-    base
-        Base delay in seconds.
-    cap
-        Upper bound of the computed (jittered) backoff.
-    retry_after_header
-        The response's ``Retry-After`` value, if any (seconds or HTTP-date).
-    rng
-        Source of randomness with ``uniform(a, b)`` (e.g. ``random.Random(seed)``).
-    now_s
-        Current epoch seconds for HTTP-date headers (default: ``time.time()``).
-
-    Returns
-    -------
-    float
-        The ``Retry-After`` delay when the header parses, else ``uniform(0, min(cap, base * 2**(attempt-1)))``.
-    """
-    retry_after = parse_retry_after(retry_after_header, now_s)
-    if retry_after is not None:
-        return retry_after
-    exponent = min(max(attempt, 1) - 1, 62)
-    ceiling = min(cap, base * (2.0**exponent))
-    return rng.uniform(0.0, max(0.0, ceiling))
 
 
 def request_counts(requests: Sequence[SplitRequest]) -> list[int]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from flagbridge.cdp.split_requests import backoff_delay
+from flagbridge.backoff import backoff_delay
 from flagbridge.errors import FlagbridgeError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

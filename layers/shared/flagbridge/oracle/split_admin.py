@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
+from flagbridge.backoff import backoff_delay
 from flagbridge.errors import FlagbridgeError
 
 Outcome = Literal["killed", "retry", "refused", "dry_run"]
@@ -162,4 +163,4 @@ class SplitAdminClient:
         return result
 
     def _backoff(self, attempt: int) -> float:
-        return self._rng.uniform(0, min(self._cap, self._base * 2 ** (attempt - 1)))
+        return backoff_delay(attempt, self._base, self._cap, None, self._rng)

@@ -207,6 +207,9 @@ def figure_oracle_eval(sizes: Sizes) -> list[Figure]:
         def metrics(self, report: Any) -> None:
             return None
 
+        def kill_changed(self, report: Any, event: Any) -> None:
+            return None
+
     config = _config()
     small_events, large_events = sizes.oracle_eval_events
     small, large = _counters_for(small_events, 1), _counters_for(large_events, 2)

@@ -57,6 +57,19 @@ def verdict_rows(documents: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     return rows
 
 
+def kill_lines(documents: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Per test with a kill: its status and confirmation, then t0 / t1 / t2 with the latencies."""
+    from flagbridge.oracle.kills import headline, timeline_lines
+
+    lines = []
+    for document in documents:
+        kill = (document.get("report") or {}).get("kill")
+        if kill:
+            lines.append(f"{document['name']}: {headline(kill)}")
+            lines += ["  " + line for line in timeline_lines(kill)]
+    return lines
+
+
 def exit_status(rows: Sequence[Mapping[str, Any]]) -> int:
     """0 all PASS, 1 any FAIL, 2 otherwise."""
     return overall_exit_code(row["state"] for row in rows)

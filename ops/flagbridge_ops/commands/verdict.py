@@ -61,12 +61,14 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
     return load_documents(oracle, store, ctx.args.name)
 
 
-def _print(ctx: Context, rows: list[dict[str, Any]]) -> None:
-    from flagbridge_ops.verdict import table_rows
+def _print(ctx: Context, rows: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
+    from flagbridge_ops.verdict import kill_lines, table_rows
 
     ctx.out.write(table(table_rows(rows), ("test", "treatment", "metric", "verdict", "n", "rate", "bounds")) + "\n")
     for row in rows:
         ctx.out.write(f"  {row.get('explain') or row['state']}\n")
+    for line in kill_lines(documents):
+        ctx.out.write(f"{line}\n")
 
 
 def show_verdicts(ctx: Context) -> Result:
@@ -79,7 +81,7 @@ def show_verdicts(ctx: Context) -> Result:
         rows = verdict_rows(documents)
         decided = all(row["state"] in ("PASS", "FAIL") for row in rows)
         if not ctx.json:
-            _print(ctx, rows)
+            _print(ctx, rows, documents)
         if not args.watch or decided or (args.timeout is not None and time.monotonic() - started >= args.timeout):
             break
         if not ctx.json:
@@ -90,4 +92,5 @@ def show_verdicts(ctx: Context) -> Result:
     if args.html:
         args.html.write_text(html_report(documents), encoding="utf-8")
     status = exit_status(rows)
-    return {"exit_status": status, "verdicts": rows, "tests": [d["name"] for d in documents]}
+    kills = {d["name"]: (d.get("report") or {}).get("kill") for d in documents if (d.get("report") or {}).get("kill")}
+    return {"exit_status": status, "verdicts": rows, "tests": [d["name"] for d in documents], "kills": kills}

@@ -44,6 +44,7 @@ class World:
         self.verdicts = InMemoryVerdictStore()
         self.changes: list[list[dict[str, str]]] = []
         self.metric_reports = 0
+        self.kill_events: list[tuple[str, dict[str, Any]]] = []
         self.answers: list[HttpAnswer | Exception] = []
         self.puts: list[str] = []
         self.sleeps: list[float] = []
@@ -74,6 +75,9 @@ class World:
 
     def metrics(self, report: Mapping[str, Any]) -> None:
         self.metric_reports += 1
+
+    def kill_changed(self, report: Mapping[str, Any], event: str) -> None:
+        self.kill_events.append((event, json.loads(json.dumps(report["kill"]))))
 
     def send(self, user: str, statuses: list[int], key: str) -> list[QueueRecord]:
         records = []

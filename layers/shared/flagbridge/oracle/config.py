@@ -233,6 +233,12 @@ class KillOptions(_Strict):
     dry_run: bool = Field(default=False, description="record what would be sent, send nothing")
     workspace_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
     comment: str = Field(default="flagbridge oracle: FAIL verdict", max_length=500)
+    confirm_within_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=7 * 1440,
+        description="alert `kill not confirmed` when no `killed` impression is counted this long after Split accepted",
+    )
 
 
 class OracleTest(_Strict):

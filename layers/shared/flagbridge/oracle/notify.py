@@ -3,7 +3,11 @@
 On a change of any verdict's state (:meth:`AwsNotifier.verdict_changed`): one SNS message on the alarm topic
 (subject ``flagbridge oracle: <test> <STATE>``, body: the explain lines) and one EventBridge event with
 ``source: flagbridge.oracle`` and detail-type ``Oracle verdict changed`` (rules can route a FAIL to a pager or
-a pipeline). Every evaluation (:meth:`AwsNotifier.metrics`): CloudWatch metrics in ``Flagbridge/Oracle`` per
+a pipeline). A kill's progress (:meth:`AwsNotifier.kill_changed`, each once per kill): Split accepted it, the
+first ``killed`` impression was counted, or none was within ``kill.confirm_within_minutes`` (``kill not
+confirmed``): an SNS message (subject ``flagbridge oracle: <test> kill accepted|confirmed|not confirmed``, body:
+the timeline with its latencies) and an EventBridge event, detail-type ``Oracle kill changed``, whose detail holds
+the kill block (``timeline``, ``confirmation``). Every evaluation (:meth:`AwsNotifier.metrics`): CloudWatch metrics in ``Flagbridge/Oracle`` per
 test, treatment and metric: ``Rate`` (percent; for percentile metrics the share of events at or above the
 pass line), ``LowerBound``, ``UpperBound``, ``Percentile`` (percentile metrics, in the attribute's unit),
 ``EventsCounted`` and ``VerdictState`` (0 PASS, 1 INCONCLUSIVE, 2 NO_DATA, 3 INVALID, 4 ERROR, 5 FAIL), which the
@@ -23,10 +27,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flagbridge.oracle.judge import STATE_CODES
+from flagbridge.oracle.kills import KillEvent, headline, timeline_lines
 
 NAMESPACE = "Flagbridge/Oracle"
 SOURCE = "flagbridge.oracle"
 DETAIL_TYPE = "Oracle verdict changed"
+KILL_DETAIL_TYPE = "Oracle kill changed"
+KILL_SUBJECTS: dict[str, str] = {
+    "accepted": "kill accepted",
+    "confirmed": "kill confirmed",
+    "not_confirmed": "kill not confirmed",
+}
+KILL_FIELDS = ("version", "status", "confirmation", "confirm_within_ms", "comment", "reason", "timeline")
 DIMENSIONS = ["Test", "Treatment", "Metric"]
 
 
@@ -39,7 +51,52 @@ def alert_message(report: Mapping[str, Any], changed: list[dict[str, str]]) -> t
     kill = report.get("kill")
     if kill:
         lines.append(f"Kill: {kill.get('status')}{' (confirmed)' if kill.get('confirmed') else ''}")
+        lines += ["  " + line for line in timeline_lines(kill)]
     return subject, "\n".join(lines)
+
+
+def kill_message(report: Mapping[str, Any], event: KillEvent) -> tuple[str, str]:
+    """The SNS subject and body of a kill's progress: what happened, then the timeline."""
+    kill = report.get("kill") or {}
+    subject = f"flagbridge oracle: {report['test']} {KILL_SUBJECTS[event]}"[:100]
+    what = {
+        "accepted": "Split's Admin API accepted the kill; waiting for the first `killed` impression to be counted.",
+        "confirmed": "The first events of users served the flag `killed` were counted: the kill took effect.",
+        "not_confirmed": (
+            f"No event of a user served the flag `killed` was counted within "
+            f"{int(kill.get('confirm_within_ms') or 0) / 60_000:g} minutes of Split accepting the kill: check "
+            "the flag in Split and that the service's SDK and the impressions webhook still reach the bridge."
+            + (
+                " This test names treatments by an event attribute, whose events carry no label: it cannot see "
+                "`killed` impressions, so check in Split."
+                if kill.get("confirmable") is False
+                else ""
+            )
+        ),
+    }[event]
+    lines = [
+        f"Test {report['test']} (flag {report['flag']}, {report['environment']}): {KILL_SUBJECTS[event]}",
+        "",
+        what,
+        "",
+        headline(kill),
+        *timeline_lines(kill),
+    ]
+    if kill.get("reason"):
+        lines += ["", f"Reason: {kill['reason']}"]
+    return subject, "\n".join(lines)
+
+
+def kill_detail(report: Mapping[str, Any], event: KillEvent) -> dict[str, Any]:
+    kill = report.get("kill") or {}
+    return {
+        "test": report["test"],
+        "flag": report["flag"],
+        "environment": report["environment"],
+        "event": event,
+        "evaluatedAt": report.get("evaluated_at"),
+        "kill": {name: kill.get(name) for name in KILL_FIELDS},
+    }
 
 
 def event_detail(report: Mapping[str, Any], changed: list[dict[str, str]]) -> dict[str, Any]:
@@ -55,6 +112,7 @@ def event_detail(report: Mapping[str, Any], changed: list[dict[str, str]]) -> di
             for v in report.get("verdicts", [])
         ],
         "kill": (report.get("kill") or {}).get("status"),
+        "killTimeline": (report.get("kill") or {}).get("timeline"),
     }
 
 
@@ -125,15 +183,19 @@ class AwsNotifier:
         subject, body = alert_message(report, changed)
         if self._topic_arn:
             self._sns.publish(TopicArn=self._topic_arn, Subject=subject, Message=body)
-        entry = {
-            "Source": SOURCE,
-            "DetailType": DETAIL_TYPE,
-            "Detail": json.dumps(event_detail(report, changed)),
-            "EventBusName": self._bus,
-        }
+        self._put_event(DETAIL_TYPE, event_detail(report, changed))
+
+    def kill_changed(self, report: Mapping[str, Any], event: KillEvent) -> None:
+        subject, body = kill_message(report, event)
+        if self._topic_arn:
+            self._sns.publish(TopicArn=self._topic_arn, Subject=subject, Message=body)
+        self._put_event(KILL_DETAIL_TYPE, kill_detail(report, event))
+
+    def _put_event(self, detail_type: str, detail: Mapping[str, Any]) -> None:
+        entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail), "EventBusName": self._bus}
         response = self._events.put_events(Entries=[entry])
         if response.get("FailedEntryCount"):
-            raise RuntimeError(f"EventBridge refused the verdict event: {response['Entries'][0].get('ErrorCode')}")
+            raise RuntimeError(f"EventBridge refused the {detail_type!r} event: {response['Entries'][0].get('ErrorCode')}")
 
     def metrics(self, report: Mapping[str, Any]) -> None:
         for line in emf_lines(report, int(time.time() * 1000)):

@@ -27,6 +27,7 @@ from flagbridge.errors import ConfigError
 from flagbridge.oracle.config import OracleConfig, OracleTest, lane_problems
 from flagbridge.oracle.counting import HOUR_MS, Contribution, Counter, LaneMessageError
 from flagbridge.oracle.evaluate import changes, collect, error_report, judge_test, read_range
+from flagbridge.oracle.kills import KillEvent, begin, failed_since, follow, killed_by_version, killed_since_version, settle
 from flagbridge.oracle.split_admin import SplitAdminClient
 from flagbridge.oracle.store import CounterStore, VerdictStore
 from flagbridge.profiles.model import FlagState
@@ -113,6 +114,10 @@ class Notifier(Protocol):
 
     def metrics(self, report: Mapping[str, Any]) -> None: ...
 
+    def kill_changed(self, report: Mapping[str, Any], event: KillEvent) -> None:
+        """The kill in ``report["kill"]`` was accepted, confirmed, or not confirmed in time (each sent once)."""
+        ...
+
 
 class Evaluator:
     """Evaluates the configured tests and acts on their verdicts."""
@@ -168,7 +173,9 @@ class Evaluator:
             report = error_report(test, previous, now, errors, type(exc).__name__)
         else:
             report = judge_test(test, collect(test, items, users, now), now)
+            report["killed_versions"] = killed_by_version(items)
         report["consecutive_errors"] = errors
+        report["failed_since"] = failed_since(report, previous, now)
         report["kill"] = self._act(test, report, previous, now)
         changed = changes(previous, report)
         report["changes"] = changed
@@ -188,6 +195,9 @@ class Evaluator:
             claim = self._verdicts.claim_kill(test.name, version, now)
             if claim is not None:
                 record = dict(claim)
+                begin(record, failed_at=report.get("failed_since") or now, claimed_at=now,
+                      comment=test.kill.comment, confirm_within_ms=test.kill.confirm_within_minutes * 60_000,
+                      confirmable=test.treatment_attribute is None)  # fmt: skip
                 try:
                     options = test.kill
                     result = self._split_admin().kill(
@@ -198,6 +208,8 @@ class Evaluator:
                 except Exception as exc:  # e.g. the Admin API key secret cannot be read: try again next time
                     record["status"] = "retry"
                     record["attempts"] = [*claim.get("attempts", []), {"at": now, "outcome": type(exc).__name__}]
+                killed = killed_since_version(report.get("killed_versions"), version)
+                settle(record, record["status"], self._clock_ms(), killed)
                 record["requested_at"] = record.get("requested_at") or now
                 record["reason"] = next((v["explain"] for v in report["verdicts"] if v["state"] == "FAIL"), "")
                 self._verdicts.save_kill(test.name, version, record)
@@ -205,10 +217,28 @@ class Evaluator:
         if not kills:
             return None
         newest = max(kills, key=lambda k: k.get("requested_at") or 0)
-        # Confirmed once events of users served the flag with label "killed" were counted (their impressions
-        # reached the profiles): the kill took effect in the SDKs, not only in Split's UI.
-        newest["confirmed"] = newest.get("status") == "killed" and report.get("killed_events", 0) > 0
+        self._follow_kill(test, report, newest, now)
         return newest
+
+    def _follow_kill(self, test: OracleTest, report: dict[str, Any], kill: dict[str, Any], now: int) -> None:
+        """Confirmed once events of users served the flag with label "killed" were counted after Split accepted
+        the kill (their impressions reached the profiles): it took effect in the SDKs, not only in Split's UI.
+        The record is saved before its messages go out, and again once each is sent: a message that fails is
+        sent by the next evaluation, and t2 stays the evaluation that first saw the events."""
+        assert test.kill is not None
+        before = dict(kill, timeline=dict(kill.get("timeline") or {}))
+        killed = killed_since_version(report.get("killed_versions"), int(kill.get("version") or 0))
+        due = follow(kill, killed, now, test.kill.confirm_within_minutes * 60_000)
+        version = int(kill.get("version") or 0)
+        if kill != before:
+            self._verdicts.save_kill(test.name, version, kill)
+        if not due:
+            return
+        report["kill"] = kill
+        for event in due:
+            self._notifier.kill_changed(report, event)
+            kill["notified"] = [*kill["notified"], event]
+            self._verdicts.save_kill(test.name, version, kill)
 
 
 # ---- API documents ---------------------------------------------------------------------------------------

@@ -216,11 +216,14 @@ def test_evaluator_alerts_on_change_and_kills_once(
     assert kills == [{"workspace": "ws-1", "flag": "new_checkout", "environment": "Production",
                       "body": {"comment": "flagbridge oracle: FAIL verdict"}}]  # fmt: skip
     alarms = drain_queue(oracle_aws["sqs"], oracle_aws["alarms"])
-    assert len(alarms) == 1
+    assert len(alarms) == 2  # the verdict's change, then "kill accepted"
+    alarms.sort(key=lambda message: "kill accepted" in message["Body"])
     assert "FAIL new_checkout=on 5xx rate 10% (lower bound 6.1%, n=100) ≥ fail line 5%" in alarms[0]["Body"]
     assert "PASS new_checkout=off 5xx rate 0% (upper bound 0.89%, n=300) < pass line 1%" in alarms[0]["Body"]
-    [verdict_event] = drain_queue(oracle_aws["sqs"], oracle_aws["verdict_events"])
-    detail = json.loads(verdict_event["Body"])
+    assert alarms[1]["Body"].startswith("Test new-checkout-health (flag new_checkout, Production): kill accepted")
+    events = [json.loads(m["Body"]) for m in drain_queue(oracle_aws["sqs"], oracle_aws["verdict_events"])]
+    [detail] = [e for e in events if e["detail-type"] == "Oracle verdict changed"]
+    assert [e["detail"]["event"] for e in events if e["detail-type"] == "Oracle kill changed"] == ["accepted"]
     assert (detail["source"], detail["detail-type"]) == ("flagbridge.oracle", "Oracle verdict changed")
     assert detail["detail"]["state"] == "FAIL" and detail["detail"]["kill"] == "killed"
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"Flagbridge/Oracle"' in line]
@@ -235,6 +238,72 @@ def test_evaluator_alerts_on_change_and_kills_once(
     assert len(history) == 3
     attempts = history[-1]["kill"]["attempts"]
     assert [a["outcome"] for a in attempts] == ["rate_limited", "killed"]
+
+
+def test_the_kill_timeline_in_get_tests_and_the_messages(oracle_aws: dict[str, Any], lambda_context: Any) -> None:
+    """FAIL -> kill accepted (t1) -> no `killed` event within the wait: `kill not confirmed`, once -> a `killed`
+    impression and the user's next event -> confirmed (t2), each on the alarm topic and EventBridge, and in
+    GET /tests/{name}."""
+    from flagbridge import runtime
+
+    oracle_config(oracle_aws["tmp_path"], oracle_aws["receiver"], actions=["alert", "kill"],
+                  kill={"workspace_id": "ws-1", "confirm_within_minutes": 1})  # fmt: skip
+    runtime.reset()
+    expose("qa-bot-01", "on")
+    counter = load_handler("oracle_counter")
+    counter.lambda_handler(lane_event([503] * 10 + [200] * 90, "qa-bot-01", "on"), lambda_context)
+    evaluate(lambda_context)
+    api = load_handler("oracle_api")
+
+    def shown() -> dict[str, Any]:
+        answer = api.lambda_handler(load_event("oracle_api_get.json"), lambda_context)
+        assert answer["statusCode"] == 200
+        return dict(json.loads(answer["body"]))
+
+    def messages() -> tuple[list[str], list[dict[str, Any]]]:
+        bodies = [m["Body"] for m in drain_queue(oracle_aws["sqs"], oracle_aws["alarms"])]
+        events = [json.loads(m["Body"]) for m in drain_queue(oracle_aws["sqs"], oracle_aws["verdict_events"])]
+        return bodies, [e["detail"] for e in events if e["detail-type"] == "Oracle kill changed"]
+
+    kill = shown()["report"]["kill"]
+    timeline = kill["timeline"]
+    assert kill["status"] == "killed" and kill["confirmation"] == "pending" and kill["confirm_within_ms"] == 60_000
+    assert kill["comment"] == "flagbridge oracle: FAIL verdict"
+    assert timeline["failed_at"] <= timeline["claimed_at"] <= timeline["accepted_at"]
+    assert timeline["accept_ms"] == timeline["accepted_at"] - timeline["failed_at"]
+    assert timeline["confirmed_at"] is None and timeline["confirm_ms"] is None
+    bodies, kill_events = messages()
+    assert [d["event"] for d in kill_events] == ["accepted"]
+    assert kill_events[0]["kill"]["timeline"] == timeline
+    assert any("kill accepted" in b and "t1 Split accepted" in b for b in bodies)
+
+    # Split accepted it two minutes ago (the record moved back: the handler's clock is the real one)
+    store = runtime.oracle_verdicts()
+    [record] = store.kills("new-checkout-health")
+    record["timeline"]["accepted_at"] -= 120_000
+    store.save_kill("new-checkout-health", record["version"], record)
+    for _ in range(2):
+        evaluate(lambda_context, {"force": True})
+    bodies, kill_events = messages()
+    assert [d["event"] for d in kill_events] == ["not_confirmed"]  # once
+    [alert] = [b for b in bodies if "kill not confirmed" in b]
+    assert "within 1 minutes of Split accepting the kill" in alert and "t2 `killed` counted  - (none yet" in alert
+    assert shown()["report"]["kill"]["confirmation"] == "not_confirmed"
+
+    expose("qa-bot-03", "off", version=8, label="killed")  # Split serves the default treatment, label killed
+    counter.lambda_handler(lane_event([200], "qa-bot-03", "after-kill"), lambda_context)
+    evaluate(lambda_context, {"force": True})
+    document = shown()
+    kill = document["report"]["kill"]
+    timeline = kill["timeline"]
+    assert (kill["confirmation"], kill["confirmed"]) == ("confirmed", True)
+    assert timeline["confirm_ms"] == timeline["confirmed_at"] - timeline["accepted_at"] >= 120_000
+    assert document["kills"][0]["timeline"] == timeline
+    bodies, kill_events = messages()
+    assert [d["event"] for d in kill_events] == ["confirmed"]
+    assert kill_events[0]["kill"]["confirmation"] == "confirmed"
+    [confirmed] = [b for b in bodies if "kill confirmed" in b]
+    assert f"(+{timeline['confirm_ms'] / 1000:.1f} s after t1)" in confirmed
 
 
 def test_api_lists_and_shows_verdicts(oracle_aws: dict[str, Any], lambda_context: Any) -> None:

@@ -35,6 +35,9 @@ class Silent:
     def metrics(self, report: Any) -> None:
         return None
 
+    def kill_changed(self, report: Any, event: Any) -> None:
+        return None
+
 
 def config_file(tmp_path: Path, tests: list[dict[str, Any]]) -> Path:
     document = yaml.safe_load((ROOT / "layers/shared/config/flagbridge.yaml").read_text(encoding="utf-8"))
@@ -197,3 +200,53 @@ def test_watch_refreshes_until_decided_or_timeout(
     monkeypatch.setattr("flagbridge_ops.commands.verdict.time.monotonic", lambda: float(next(clock)))
     status, out, _ = run(["verdict", "small", "--watch", "--interval", "5", "--timeout", "13"], env)
     assert status == 2 and sleeps == [5.0, 5.0] and out.count("refreshing in 5s") == 2
+
+
+def test_the_kill_timeline_in_the_text_and_json(aws: dict[str, Any], tmp_path: Path) -> None:
+    """A FAIL killed through the Admin API, then confirmed by a `killed` event: `flagbridge verdict` prints t0, the
+    claim, t1 and t2 with their latencies; `--json` carries the kill block."""
+    from flagbridge.oracle.split_admin import HttpAnswer, SplitAdminClient
+
+    class Admin:
+        def put(self, url: str, body: bytes, headers: Any) -> HttpAnswer:
+            clock["now"] += 2_000  # the call takes two seconds
+            return HttpAnswer(200, {}, "{}")
+
+    aws["ddb"].create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )  # fmt: skip
+    tests = [{"name": "checkout", "flag": "new_checkout", "environment": "Production", "actions": ["alert", "kill"],
+              "kill": {"workspace_id": "ws-1"}}]  # fmt: skip
+    path = config_file(tmp_path, tests)
+    oracle = parse_oracle_config({"tests": tests})
+    states = {("user#qa-on", "new_checkout"): profile("qa-on", "on")}
+    clock = {"now": NOW}
+    counters = InMemoryCounterStore()
+    load = lambda pairs: {p: states[p] for p in pairs if p in states}  # noqa: E731
+    counting = CounterService(Counter(oracle, {"customer_id": ["user"]}), counters, load, lambda: clock["now"])
+    admin = SplitAdminClient(Admin(), "http://admin", lambda: "key", clock_ms=lambda: clock["now"])
+    store = DynamoDBVerdictStore(aws["ddb"], TABLE)
+    evaluator = Evaluator(oracle, counters, store, Silent(), lambda: admin, lambda: clock["now"])
+    counting.process([record("qa-on", i, 500 if i < 48 else 200, "on") for i in range(600)])
+    evaluator.run()
+    env = {"FLAGBRIDGE_CONFIG": str(path), "ORACLE_VERDICTS_TABLE": TABLE}
+    _, out, _ = run(["verdict"], env)
+    assert "checkout: Kill of version 5: killed, pending" in out
+    assert "  t1 Split accepted    2026-" in out and "(+2.0 s after t0)" in out
+    assert "  t2 `killed` counted  - (none yet, expected within 1800.0 s of t1)" in out
+    states[("user#qa-killed", "new_checkout")] = profile("qa-killed", "off", label="killed", version=6)
+    counting.process([record("qa-killed", 0, 200, "after-kill")])
+    clock["now"] += 60_000
+    evaluator.run()
+    _, out, _ = run(["verdict"], env)
+    assert "checkout: Kill of version 5: killed, confirmed" in out
+    assert "  t2 `killed` counted  2026-" in out and "(+60.0 s after t1)" in out
+    _, out, _ = run(["--json", "verdict"], env)
+    kill = json.loads(out)["kills"]["checkout"]
+    assert kill["confirmation"] == "confirmed" and kill["timeline"]["confirm_ms"] == 60_000
+    assert kill["timeline"]["accept_ms"] == 2_000 and kill["timeline"]["claim_ms"] == 0

@@ -6,7 +6,12 @@
    results go back through the bridge's mParticle ingest, as the service's own events and impressions do;
 3. waits until the bridge has processed everything (``/_local/idle``) and the oracle evaluated after that
    (``GET /tests/new-checkout-health``), writes the oracle's HTML report (:func:`flagbridge_ops.verdict.html_report`);
-4. reads what the outside world received (``/_local/receivers``): the Split events of the run, the analytics
+4. proves the kill end to end: relays the kill the local Split Admin receiver recorded to the service as Split's
+   streaming would (a ``SPLIT_KILL`` notification), so the service serves ``off`` with label ``killed`` from then
+   on; sends each tester's next request (:func:`after_kill`), whose impression and event take the real path
+   (impressions webhook -> profiles, mParticle ingest -> oracle lane -> counters), and waits for the evaluation
+   that counts them: the kill's timeline (t0 FAIL, t1 Split accepted, t2 ``killed`` counted) is then complete;
+5. reads what the outside world received (``/_local/receivers``): the Split events of the run, the analytics
    webhook, the kills recorded by the local Split Admin receiver; and prints the summary.
 
 Nothing here decides a verdict: they are the oracle's, read from its API. Every wait polls with a deadline.
@@ -41,6 +46,7 @@ TESTERS = tuple(f"qa-demo-{n:02d}" for n in range(1, 9))  # testers by the shipp
 REQUESTS = 1400
 RATE = "200/s"
 SEED = 7
+DEFAULT_TREATMENT = "off"  # the flag's default treatment in Split: what a killed flag serves
 RUN_TAG_KEY = "local-demo-run-tag-key"  # a label's HMAC key for a local run; in AWS a Secrets Manager secret
 DEFAULT_WORKDIR = ROOT / "build" / "demo"
 DEFAULT_TIMEOUT = 300.0  # seconds for the whole loop; about one on an idle laptop
@@ -122,6 +128,7 @@ class DemoResult:
                 if verdict_treatment == treatment:
                     lines.append(f"      {verdict.get('explain') or verdict['state']}")
         lines.append(f"  HTML report (the oracle's `flagbridge verdict --html`): {_shown(self.html_report)}")
+        lines += kill_summary((self.test.get("report") or {}).get("kill"))
         if self.kills:
             for kill in self.kills:
                 lines.append(
@@ -132,6 +139,15 @@ class DemoResult:
             lines.append("  kill: none recorded by the local Split Admin receiver")
         lines += [f"  problem: {problem}" for problem in self.problems]
         return "\n".join(lines)
+
+
+def kill_summary(kill: Mapping[str, Any] | None) -> list[str]:
+    """The oracle's kill of the flag and its timeline, as ``GET /tests/{name}`` reports it."""
+    if not kill:
+        return []
+    from flagbridge.oracle.kills import headline, timeline_lines
+
+    return [f"  oracle: {headline(kill)}", *(f"    {line}" for line in timeline_lines(kill))]
 
 
 def _shown(path: Path) -> str:
@@ -228,6 +244,60 @@ def start_service(
         process.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
         raise RuntimeError(f"the sample service exited with {process.returncode} before it started")
     return process, json.loads(line)
+
+
+def service_call(url: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """GET (or POST ``body`` to) one of the service's ``/_demo/`` paths; RuntimeError naming a refusal."""
+    data = None if body is None else json.dumps(body).encode()
+    request = Request(url + path, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urlopen(request, timeout=60) as reply:
+            return dict(json.loads(reply.read()))
+    except HTTPError as exc:
+        raise RuntimeError(
+            f"the sample service refused {path}: {exc.code} {exc.read().decode(errors='replace')}"
+        ) from None
+
+
+def after_kill(service_url: str, run_id: str, round_number: int) -> int:
+    """Each tester's next requests after the kill; returns how many were answered.
+
+    They carry a run tag of their own, so the service's events of them never enter the judged counts (whatever
+    order the bridge processes an impression and an event in); the oracle counts an event of a user served the
+    flag ``killed`` under ``(killed)`` before any metric looks at it. The caller waits for the bridge to be idle
+    between rounds: the first round's impressions reach the profiles, so the next round's events are attributed
+    to the killed flag even if the first round's raced ahead of their impressions.
+    """
+    answered = 0
+    for tester in TESTERS:
+        tag = f"{run_id}-after-kill.{tester}-{round_number}.demo"
+        request = Request(f"{service_url}/products/A1", headers={"X-User-Key": tester, "X-Flagbridge-Run": tag})
+        with urlopen(request, timeout=30) as reply:
+            reply.read()
+            answered += 1
+    service_call(service_url, "/_demo/flush")
+    return answered
+
+
+def confirm_kill(client: BridgeClient, service_url: str, run_id: str, kill: Mapping[str, Any], timeout: float) -> Any:
+    """Relay the recorded kill to the service, send the testers' next requests, and wait for the evaluation that
+    counts their ``killed`` events; returns that ``GET /tests/{name}`` document."""
+    service_call(service_url, "/_demo/split-kill", {"splitName": kill["flag"], "defaultTreatment": DEFAULT_TREATMENT,
+                                                    "changeNumber": int(time.time() * 1000)})  # fmt: skip
+    started = time.monotonic()
+    idle_at = 0
+    for round_number in (1, 2):
+        after_kill(service_url, run_id, round_number)
+        idle_at = wait_idle(client, max(30.0, timeout - (time.monotonic() - started)))
+
+    def confirmed() -> dict[str, Any] | None:
+        document = client.test()
+        report = document.get("report") or {}
+        kill = report.get("kill") or {}
+        return document if report.get("evaluated_at", 0) > idle_at and kill.get("confirmation") == "confirmed" else None
+
+    return wait_for(f"the evaluation of {TEST} that counts the `killed` events", confirmed,
+                    max(30.0, timeout - (time.monotonic() - started)))  # fmt: skip
 
 
 def stop_service(process: subprocess.Popen[str]) -> dict[str, Any]:
@@ -331,17 +401,23 @@ def run_demo(
             f"requests at {RATE} as testers {TESTERS[0]}..{TESTERS[-1]}")  # fmt: skip
         run = run_traffic(config, service["url"], bridge_url, run_id, manifest, env)
         log(f"traffic run {run_id}: {run['summary']['sent']} sent, statuses {run['summary']['statuses']}")
+        service_call(service["url"], "/_demo/flush")  # its last events and impressions of the run
+        remaining = max(30.0, timeout - (time.monotonic() - started))
+        log("waiting for the bridge to route everything and the oracle to evaluate")
+        idle_at = wait_idle(client, remaining)
+
+        def evaluated() -> dict[str, Any] | None:
+            document = client.test()
+            return document if (document.get("evaluated_at") or 0) > idle_at else None
+
+        test = wait_for(f"an evaluation of {TEST} after the bridge was idle", evaluated, remaining)
+        recorded = [k for k in (client.receivers().get("kills") or [])[kills_before:] if k.get("flag") == FLAG]
+        if recorded:
+            log("the flag was killed: the service now serves it killed; waiting for the oracle to count that")
+            remaining = max(30.0, timeout - (time.monotonic() - started))
+            test = confirm_kill(client, service["url"], run_id, recorded[0], remaining)
     finally:
         service_stats = stop_service(process)  # flushes its last events and impressions
-    remaining = max(30.0, timeout - (time.monotonic() - started))
-    log("waiting for the bridge to route everything and the oracle to evaluate")
-    idle_at = wait_idle(client, remaining)
-
-    def evaluated() -> dict[str, Any] | None:
-        document = client.test()
-        return document if (document.get("evaluated_at") or 0) > idle_at else None
-
-    test = wait_for(f"an evaluation of {TEST} after the bridge was idle", evaluated, remaining)
     html = workdir / f"{TEST}.html"
     from flagbridge_ops.verdict import html_report
 

@@ -19,6 +19,12 @@ with the bridge, it does over HTTP as those clients do:
   the inventory client raises on anything but a positive whole number, unhandled: a 500. Treatment ``off``
   validates first and answers the same inputs with a clean 422.
 
+* **The kill**: ``POST /_demo/split-kill`` takes what Split's streaming sends SDKs when a flag is killed (a
+  ``SPLIT_KILL`` notification: ``{"splitName", "defaultTreatment", "changeNumber"}``); from then on every key
+  gets the default treatment with label ``killed`` in that change number, as an SDK serves a killed flag, and
+  its first impression of it goes out before the request is answered. ``make run``'s demo relays the kill the
+  local Split Admin receiver recorded.
+
 Nothing accepted is dropped silently: a batch the bridge does not take after retries is counted in
 ``GET /_demo/stats`` (``undelivered``). ``python -m local.demo.service --bridge URL`` runs it alone; the
 first line it prints is ``{"url": ...}``.
@@ -50,6 +56,7 @@ ON_PERCENT = 50
 ENVIRONMENT_ID = "env-prod-0001"
 ENVIRONMENT_NAME = "Production"
 LABEL = "default rule"
+KILLED_LABEL = "killed"
 PRICES = {"A1": 1999, "B2": 4500, "C3": 850}  # cents
 CURRENCIES = ("EUR", "USD")
 MAX_QUANTITY = 99
@@ -169,9 +176,11 @@ class BridgeReporter:
     _events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _sequence: int = 0
 
-    def impression(self, key: str, treatment: str, at_ms: int) -> bool:
-        """Record one evaluation; True when it is the key's first (then :meth:`flush_impressions` right away)."""
-        identity = (key, treatment, self.flag_version)
+    def impression(self, key: str, treatment: str, at_ms: int, label: str = LABEL, version: int | None = None) -> bool:
+        """Record one evaluation; True when it is the key's first of this treatment and flag version (then
+        :meth:`flush_impressions` right away)."""
+        version = self.flag_version if version is None else version
+        identity = (key, treatment, version)
         with self._lock:
             first = identity not in self._seen
             self._seen.add(identity)
@@ -184,10 +193,10 @@ class BridgeReporter:
                     "treatment": treatment,
                     "time": at_ms,
                     "bucketingKey": None,
-                    "label": LABEL,
+                    "label": label,
                     "machineName": "demo-checkout",
                     "machineIp": "127.0.0.1",
-                    "splitVersionNumber": self.flag_version,
+                    "splitVersionNumber": version,
                     "sdk": "python",
                     "sdkVersion": "10.5.1",
                     "properties": None,
@@ -284,12 +293,44 @@ class BridgeReporter:
         }
 
 
+@dataclass(frozen=True)
+class Kill:
+    """A ``SPLIT_KILL`` notification: the flag now serves ``default_treatment``, label killed, in ``change_number``."""
+
+    default_treatment: str
+    change_number: int
+
+
+def parse_split_kill(body: bytes, flag_version: int) -> Kill:
+    """The kill notification's body, or Refused naming what is wrong with it."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise Refused(400, "invalid_json", "the body is not JSON") from exc
+    if not isinstance(document, dict) or document.get("splitName") != FLAG:
+        raise Refused(422, "unknown_split", f"splitName must be {FLAG!r}")
+    treatment, change = document.get("defaultTreatment"), document.get("changeNumber")
+    if not isinstance(treatment, str) or not treatment:
+        raise Refused(422, "invalid_default_treatment", "defaultTreatment must be a non-empty string")
+    if not isinstance(change, int) or isinstance(change, bool) or change <= flag_version:
+        raise Refused(422, "invalid_change_number", f"changeNumber must be a whole number above {flag_version}")
+    return Kill(treatment, change)
+
+
 class CheckoutServer(ThreadingHTTPServer):
     daemon_threads = True
     reporter: BridgeReporter
     answered: Counter[tuple[str, int]]
     """(treatment, status) -> requests answered; treatment ``-`` before a user is known."""
     answered_lock: threading.Lock
+    kill: Kill | None = None
+
+    def flag(self, key: str) -> tuple[str, str, int]:
+        """``(treatment, label, version)`` the key is served: its bucket's, or the default one once killed."""
+        kill = self.kill
+        if kill is not None:
+            return kill.default_treatment, KILLED_LABEL, kill.change_number
+        return treatment_for(key), LABEL, self.reporter.flag_version
 
 
 class CheckoutHandler(BaseHTTPRequestHandler):
@@ -316,9 +357,9 @@ class CheckoutHandler(BaseHTTPRequestHandler):
             self._local(path)
             return
         key = (self.headers.get("X-User-Key") or "").strip()
-        treatment = treatment_for(key) if key else "-"
+        treatment, label, version = self.server.flag(key) if key else ("-", LABEL, 0)
         try:
-            answer = self._answer(path, key, treatment)
+            answer = self._answer(path, key, treatment, label, version)
         except Refused as refused:
             answer = refused.answer
         except Exception as exc:  # the bug surfaces here as in a real framework: a bare 500
@@ -339,11 +380,11 @@ class CheckoutHandler(BaseHTTPRequestHandler):
         with self.server.answered_lock:
             self.server.answered[(treatment, answer.status)] += 1
 
-    def _answer(self, path: str, key: str, treatment: str) -> Answer:
+    def _answer(self, path: str, key: str, treatment: str, label: str, version: int) -> Answer:
         body = self._read_body()
         if not key:
             raise Refused(401, "missing_user", "X-User-Key is required")
-        if self.server.reporter.impression(key, treatment, int(time.time() * 1000)):
+        if self.server.reporter.impression(key, treatment, int(time.time() * 1000), label, version):
             self.server.reporter.flush_impressions()
         if path == "/checkout":
             if self.command != "POST":
@@ -374,6 +415,14 @@ class CheckoutHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _local(self, path: str) -> None:
+        if path == "/_demo/split-kill":
+            try:
+                if self.command != "POST":
+                    raise Refused(405, "method_not_allowed", "POST /_demo/split-kill")
+                self.server.kill = parse_split_kill(self._read_body(), self.server.reporter.flag_version)
+            except Refused as refused:
+                self._send(refused.answer)
+                return
         if path == "/_demo/flush":
             self.server.reporter.flush()
         with self.server.answered_lock:
@@ -383,6 +432,7 @@ class CheckoutHandler(BaseHTTPRequestHandler):
         document = {
             "flag": FLAG,
             "flag_version": self.server.reporter.flag_version,
+            "killed": None if self.server.kill is None else self.server.kill.change_number,
             "answered": sum(sum(statuses.values()) for statuses in by_treatment.values()),
             "statuses": by_treatment,
             **self.server.reporter.stats(),

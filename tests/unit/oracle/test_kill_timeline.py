@@ -10,7 +10,7 @@ import pytest
 from flagbridge.oracle.kills import follow, timeline_lines
 from flagbridge.oracle.notify import kill_detail, kill_message
 from flagbridge.oracle.split_admin import HttpAnswer
-from tests.unit.oracle.test_service import NOW, World, profile
+from tests.unit.oracle.test_service import World, profile
 
 CALL_MS = 1_500  # what each Admin API call takes on the fake clock
 MINUTE = 60_000
@@ -183,5 +183,5 @@ def test_confirm_within_minutes_is_bounded(minutes: int) -> None:
     from flagbridge.oracle.config import parse_oracle_config
 
     base = {"name": "t", "flag": "f", "environment": "Production", "actions": ["kill"]}
-    with pytest.raises(ConfigError, match="'oracle.tests.0.kill.confirm_within_minutes'"):
+    with pytest.raises(ConfigError, match=r"'oracle\.tests\.0\.kill\.confirm_within_minutes'"):
         parse_oracle_config({"tests": [{**base, "kill": {"workspace_id": "w", "confirm_within_minutes": minutes}}]})

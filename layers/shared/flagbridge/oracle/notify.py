@@ -7,9 +7,11 @@ a pipeline). A kill's progress (:meth:`AwsNotifier.kill_changed`, each once per 
 first ``killed`` impression was counted, or none was within ``kill.confirm_within_minutes`` (``kill not
 confirmed``): an SNS message (subject ``flagbridge oracle: <test> kill accepted|confirmed|not confirmed``, body:
 the timeline with its latencies) and an EventBridge event, detail-type ``Oracle kill changed``, whose detail holds
-the kill block (``timeline``, ``confirmation``). Every evaluation (:meth:`AwsNotifier.metrics`): CloudWatch metrics in ``Flagbridge/Oracle`` per
-test, treatment and metric: ``Rate`` (percent; for percentile metrics the share of events at or above the
-pass line), ``LowerBound``, ``UpperBound``, ``Percentile`` (percentile metrics, in the attribute's unit),
+the kill block (``timeline``, ``confirmation``).
+
+Every evaluation (:meth:`AwsNotifier.metrics`): CloudWatch metrics in ``Flagbridge/Oracle`` per test, treatment
+and metric: ``Rate`` (percent; for percentile metrics the share of events at or above the pass line),
+``LowerBound``, ``UpperBound``, ``Percentile`` (percentile metrics, in the attribute's unit),
 ``EventsCounted`` and ``VerdictState`` (0 PASS, 1 INCONCLUSIVE, 2 NO_DATA, 3 INVALID, 4 ERROR, 5 FAIL), which the
 dashboard in ``template.yaml`` plots against the threshold lines, plus ``PassLine`` and ``FailLine`` (the configured
 lines, percent) for rate metrics. The metrics are written as CloudWatch embedded metric format (EMF) lines on
@@ -195,7 +197,8 @@ class AwsNotifier:
         entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail), "EventBusName": self._bus}
         response = self._events.put_events(Entries=[entry])
         if response.get("FailedEntryCount"):
-            raise RuntimeError(f"EventBridge refused the {detail_type!r} event: {response['Entries'][0].get('ErrorCode')}")
+            error = response["Entries"][0].get("ErrorCode")
+            raise RuntimeError(f"EventBridge refused the {detail_type!r} event: {error}")
 
     def metrics(self, report: Mapping[str, Any]) -> None:
         for line in emf_lines(report, int(time.time() * 1000)):

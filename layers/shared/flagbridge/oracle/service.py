@@ -27,7 +27,15 @@ from flagbridge.errors import ConfigError
 from flagbridge.oracle.config import OracleConfig, OracleTest, lane_problems
 from flagbridge.oracle.counting import HOUR_MS, Contribution, Counter, LaneMessageError
 from flagbridge.oracle.evaluate import changes, collect, error_report, judge_test, read_range
-from flagbridge.oracle.kills import KillEvent, begin, failed_since, follow, killed_by_version, killed_since_version, settle
+from flagbridge.oracle.kills import (
+    KillEvent,
+    begin,
+    failed_since,
+    follow,
+    killed_by_version,
+    killed_since_version,
+    settle,
+)
 from flagbridge.oracle.split_admin import SplitAdminClient
 from flagbridge.oracle.store import CounterStore, VerdictStore
 from flagbridge.profiles.model import FlagState

@@ -9,7 +9,8 @@ checked against the bridge itself (``GET /tests/...``, ``/_local/receivers``) an
 * the oracle judged ``on`` FAIL and ``off`` PASS, counting every request of the run exactly once;
 * the Split receiver got each case's result and the service's event of it exactly once, from testers only;
 * the analytics webhook got no event of the run (while it did get the sample replay's customer events);
-* the flag was killed once.
+* the flag was killed once, and the kill confirmed: the service served it killed, and the oracle counted the
+  testers' next events under ``(killed)`` (t0, t1 and t2 in the report and the summary).
 
 Deterministic: fixed seed, and every wait is a poll with a deadline (the demo's own, then this test's).
 """
@@ -157,3 +158,16 @@ def test_make_run_shows_the_loop_and_the_bridge_agrees(demo: Demo) -> None:
     assert kills == [{"workspace": "demo-workspace", "flag": FLAG, "environment": "Production",
                       "body": {"comment": "flagbridge oracle: FAIL verdict"}}]  # fmt: skip
     assert report["kill"]["status"] == "killed"
+
+    # The kill proven end to end: t0 FAIL -> t1 Split accepted -> t2 the testers' `killed` events counted (the
+    # service served the flag killed after the kill, through the impressions webhook, the profiles and the lane)
+    kill = report["kill"]
+    timeline = kill["timeline"]
+    assert (kill["confirmation"], kill["confirmed"]) == ("confirmed", True)
+    assert timeline["failed_at"] <= timeline["claimed_at"] <= timeline["accepted_at"] < timeline["confirmed_at"]
+    assert timeline["accept_ms"] == timeline["accepted_at"] - timeline["failed_at"]
+    assert timeline["confirm_ms"] == timeline["confirmed_at"] - timeline["accepted_at"] > 0
+    assert report["killed_versions"] and kill["comment"] == "flagbridge oracle: FAIL verdict"
+    assert f"oracle: Kill of version {report['version']}: killed, confirmed" in stdout
+    assert re.search(r"t1 Split accepted +\d{4}-\d\d-\d\d .*\(\+\d+\.\d s after t0\)", stdout), stdout[-3000:]
+    assert re.search(r"t2 `killed` counted +\d{4}-\d\d-\d\d .*\(\+\d+\.\d s after t1\)", stdout), stdout[-3000:]

@@ -173,6 +173,10 @@ def test_the_oracle_judges_the_tester_cohort_and_kills_once(oracle_bridge: Bridg
                       "body": {"comment": "flagbridge oracle: FAIL verdict"}}]  # fmt: skip
     assert checkout["report"]["kill"]["status"] == "killed"
     assert checkout["report"]["kill"]["confirmed"] is False
+    assert checkout["report"]["kill"]["confirmation"] == "pending"
+    accepted = checkout["report"]["kill"]["timeline"]
+    assert accepted["failed_at"] <= accepted["claimed_at"] <= accepted["accepted_at"]
+    assert accepted["confirmed_at"] is None
 
     # Split now serves the default treatment with label "killed": its impressions, then the tester's next event.
     killed_at = int(time.time() * 1000) - 1000
@@ -181,5 +185,11 @@ def test_the_oracle_judges_the_tester_cohort_and_kills_once(oracle_bridge: Bridg
     send(bridge, batches(on_user, [200], "api_response", f"{run}-after-kill"))
     confirmed = evaluated_after(bridge, "checkout-health", settle(bridge))
     assert confirmed["report"]["kill"]["confirmed"] is True
+    timeline = confirmed["report"]["kill"]["timeline"]
+    assert {k: timeline[k] for k in ("failed_at", "claimed_at", "accepted_at")} == {
+        k: accepted[k] for k in ("failed_at", "claimed_at", "accepted_at")
+    }
+    assert timeline["confirm_ms"] == timeline["confirmed_at"] - timeline["accepted_at"] > 0
+    assert confirmed["report"]["kill"]["confirmation"] == "confirmed"
     assert confirmed["state"] == "FAIL"  # the version that failed is still the one judged
     assert len(receivers(bridge)["kills"]) == 1  # never twice for one FAIL

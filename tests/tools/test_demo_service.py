@@ -235,3 +235,55 @@ def test_the_service_runs_alone_and_reports_its_url(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=30)
     assert process.returncode == 0
+
+
+def test_after_split_kill_every_key_gets_the_default_treatment_labelled_killed() -> None:
+    """``POST /_demo/split-kill`` (Split's SPLIT_KILL notification): from then on `off`, label killed, in the new
+    change number, each key's first such impression posted before its request is answered; bad bodies refused."""
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    posts = Posts()
+    reporter = BridgeReporter("http://bridge", "tok", "key", "secret", flag_version=17, post=posts)
+    service = CheckoutService(reporter).start()
+
+    def call(path: str, body: Any = None, key: str | None = None) -> tuple[int, dict[str, Any]]:
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        headers = {"Content-Type": "application/json", **({"X-User-Key": key} if key else {})}
+        try:
+            with urlopen(Request(service.url + path, data=data, headers=headers), timeout=10) as reply:
+                return reply.status, json.loads(reply.read())
+        except HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def impressions() -> list[dict[str, Any]]:
+        return [
+            i for url, body, _ in posts.calls if "/split/impressions" in url for i in json.loads(gzip.decompress(body))
+        ]
+
+    try:
+        on_key = next(key for key in POOL if treatment_for(key) == "on")
+        assert call("/products/A1", key=on_key)[0] == 200
+        kill = {"splitName": FLAG, "defaultTreatment": "off", "changeNumber": 18}
+        for wrong, error in [
+            (b"{", "invalid_json"),
+            ({**kill, "splitName": "other"}, "unknown_split"),
+            ({**kill, "defaultTreatment": ""}, "invalid_default_treatment"),
+            ({**kill, "changeNumber": 17}, "invalid_change_number"),
+            ({**kill, "changeNumber": True}, "invalid_change_number"),
+        ]:
+            status, body = call("/_demo/split-kill", wrong)
+            assert (status, body["error"]) == (422 if error != "invalid_json" else 400, error)
+        assert call("/_demo/stats")[1]["killed"] is None
+        status, stats = call("/_demo/split-kill", kill)
+        assert status == 200 and stats["killed"] == 18
+        sent = len(impressions())
+        assert call("/products/A1", key=on_key)[0] == 200
+        # the first impression of the killed flag left before the answer: no flush needed to see it
+        [killed] = impressions()[sent:]
+        assert (killed["key"], killed["treatment"], killed["label"], killed["splitVersionNumber"]) == (
+            on_key, "off", "killed", 18
+        )  # fmt: skip
+        assert call("/_demo/stats")[1]["statuses"]["off"] == {"200": 1}
+    finally:
+        service.stop()

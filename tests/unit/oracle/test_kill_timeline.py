@@ -185,3 +185,13 @@ def test_confirm_within_minutes_is_bounded(minutes: int) -> None:
     base = {"name": "t", "flag": "f", "environment": "Production", "actions": ["kill"]}
     with pytest.raises(ConfigError, match=r"'oracle\.tests\.0\.kill\.confirm_within_minutes'"):
         parse_oracle_config({"tests": [{**base, "kill": {"workspace_id": "w", "confirm_within_minutes": minutes}}]})
+
+
+def test_a_claim_in_progress_elsewhere_is_reported_but_never_written() -> None:
+    world = failing()
+    elsewhere = {"version": 5, "status": "in_progress", "claimed_at": world.now, "requested_at": world.now,
+                 "attempts": []}  # fmt: skip
+    world.verdicts.kill_records[("checkout", 5)] = dict(elsewhere)
+    report = world.evaluate()
+    assert world.puts == [] and report["kill"]["confirmation"] == "pending"
+    assert world.verdicts.kill_records[("checkout", 5)] == elsewhere  # its claimant's write is never overwritten

@@ -44,6 +44,8 @@ from flagbridge.queues import QueueRecord, batch_item_failures
 ERROR_LIMIT = 4
 """Evaluations in a row with unreadable counters before the verdict is ERROR (Argo's consecutiveErrorLimit)."""
 HISTORY_IN_API = 20
+SETTLED = ("killed", "dry_run", "refused")
+"""Kill statuses no claim changes any more: only these records are updated as their confirmation progresses."""
 DUE_SLACK_MS = 5_000
 """A test is due this much before its interval has passed, so a 1-minute schedule's jitter never skips a look."""
 
@@ -238,6 +240,8 @@ class Evaluator:
         killed = killed_since_version(report.get("killed_versions"), int(kill.get("version") or 0))
         due = follow(kill, killed, now, test.kill.confirm_within_minutes * 60_000)
         version = int(kill.get("version") or 0)
+        if kill.get("status") not in SETTLED:
+            return  # a claim in progress or to retry is written only by its claimant
         if kill != before:
             self._verdicts.save_kill(test.name, version, kill)
         if not due:

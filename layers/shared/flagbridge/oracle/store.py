@@ -20,7 +20,8 @@ messages per counter-hour; beyond that the write fails and the messages are rede
 
 **Verdicts table** (``pk`` = ``TEST#<name>``): ``STATE`` (the current verdicts, consecutive read errors, the
 last evaluation), ``H#<time>`` one item per evaluation (the history, expiring after ``history_days``), and
-``KILL#<version>``: the claim that makes a kill happen once per FAIL of a flag version, with every attempt.
+``KILL#<version>``: the claim that makes a kill happen once per FAIL of a flag version, with every attempt, the
+kill's timeline and confirmation, and the messages already sent about it (:mod:`flagbridge.oracle.kills`).
 """
 
 from __future__ import annotations
@@ -419,7 +420,8 @@ class InMemoryVerdictStore:
         return dict(claimed)
 
     def save_kill(self, test: str, version: int, record: dict[str, Any]) -> None:
-        self.kill_records[(test, version)] = dict(record)
+        self.kill_records[(test, version)] = json.loads(json.dumps(record))
 
     def kills(self, test: str) -> list[dict[str, Any]]:
-        return [record for (name, _), record in sorted(self.kill_records.items()) if name == test]
+        """Copies, as DynamoDB returns them: a reader changing one changes nothing stored."""
+        return [json.loads(json.dumps(r)) for (name, _), r in sorted(self.kill_records.items()) if name == test]

@@ -11,6 +11,10 @@
 - ``progress``: called after every case with the running :class:`RunSummary`.
 
 Budget: at most ``requests`` cases and ``max_duration_s`` seconds; ``max_failures`` stops early.
+**A target lost mid-run**: ``max_unanswered`` requests in a row that got no answer at all (refused, timed out,
+dropped; default :data:`MAX_UNANSWERED`) stop the run at once, mid-batch, with ``target stopped answering``: the
+results of those requests are still reported (the oracle's ``unanswered rate`` sees them), but the run does not go
+on flooding the oracle with its own failure. One answer, of any status, resets the count. 0 turns the check off.
 Pace: a token bucket at ``rate`` requests/s; a 429 pauses the bucket for its ``Retry-After`` (else 5 s)
 and re-sends the same case, up to ``max_429_retries`` times. ``count_only`` generates and counts,
 ``dry_run`` also writes the manifest; neither sends anything nor reports anything.
@@ -32,6 +36,8 @@ from flagbridge.traffic.safety import TokenBucket
 from flagbridge.traffic.sender import retry_after_seconds
 
 MAX_FAILURES_KEPT = 1000
+MAX_UNANSWERED = 20
+"""Requests in a row that got no answer before a run stops (enough for the oracle's unanswered rate to see it)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class RunSettings:
     dry_run: bool = False
     count_only: bool = False
     max_failures: int | None = None
+    max_unanswered: int = MAX_UNANSWERED
     max_429_retries: int = 3
     default_retry_after: float = 5.0
     first_index: int = 0
@@ -64,6 +71,8 @@ class RunSummary:
     started: float = 0.0
     elapsed: float = 0.0
     stopped: str | None = None
+    unanswered_in_a_row: int = 0
+    last_error: str | None = None
     latencies: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -82,6 +91,11 @@ class RunSummary:
         self.statuses[str(outcome.status) if outcome.status is not None else "error"] += 1
         self.outcomes[outcome_class(outcome)] += 1
         self.latencies.append(outcome.latency_ms)
+        if outcome.status is None:
+            self.unanswered_in_a_row += 1
+            self.last_error = outcome.error
+        else:
+            self.unanswered_in_a_row = 0
         if outcome.failed:
             self.failure_count += 1
             if len(self.failures) < MAX_FAILURES_KEPT:
@@ -144,6 +158,17 @@ def _send_with_backoff(
     return outcome
 
 
+def target_lost(settings: RunSettings, summary: RunSummary, request: WireRequest) -> str | None:
+    """``target <url> stopped answering: ...`` once ``max_unanswered`` requests in a row got no answer."""
+    if settings.max_unanswered <= 0 or summary.unanswered_in_a_row < settings.max_unanswered:
+        return None
+    base = request.url[: len(request.url) - len(request.target)] if request.target else request.url
+    return (
+        f"target {base} stopped answering: {summary.unanswered_in_a_row} requests in a row got no answer "
+        f"(last: {summary.last_error or 'no answer'})"
+    )
+
+
 def run_traffic(
     generator: TrafficGenerator,
     settings: RunSettings,
@@ -187,9 +212,16 @@ def run_traffic(
             summary.elapsed = clock() - summary.started
             if progress is not None:
                 progress(summary, case)
+            if outcome is not None and summary.stopped is None:
+                summary.stopped = target_lost(settings, summary, case.request)
+            if summary.stopped is not None:
+                batch_end = index + 1
+                break
         next_index = batch_end
         if reporter is not None and sending:
             reporter.flush(generator.run_id)
+        if summary.stopped is not None:
+            break
         if settings.max_failures is not None and summary.failure_count >= settings.max_failures:
             summary.stopped = f"{summary.failure_count} failures reached --max-failures"
             break

@@ -4,8 +4,8 @@ Starting (:meth:`RunService.start`):
 
 1. validate the request (:func:`flagbridge.runs.spec.validate_run_request`: the CLI's checks, including the
    plan's oracle test against the stack's oracle configuration), and ask the target whether it answers at all
-   (``probe``: one ``OPTIONS *``; no answer is a 422 ``target_not_answering`` naming it, and nothing is recorded,
-   registered or sent; each shard asks again before its first case, :mod:`flagbridge.runs.worker`);
+   (``probe``, once the testers are checked: one ``OPTIONS *``; no answer is a 422 ``target_not_answering`` naming
+   it, and nothing is recorded or sent; each shard asks again before its first case, :mod:`flagbridge.runs.worker`);
 2. make the tester pool testers for the run's duration plus a margin: register it in the tester registry
    (:class:`PoolRegistrar`, the registry's ``register_pool``) or, in a stack without the registry, check every
    key against the static test-user rules. Either failure refuses the run; nothing is recorded or sent;
@@ -132,10 +132,10 @@ class RunService:
         record = self.store.get_run(spec.run_id)
         if record is not None:
             return self._repeat(spec, fingerprint, record)
+        registered_until = self._make_testers(spec)
         unanswered = self.probe(spec) if self.probe is not None else None
         if unanswered is not None:
             raise RequestError(422, "target_not_answering", unanswered)
-        registered_until = self._make_testers(spec)
         self.manifests.put(spec_key(spec.run_id), json.dumps(spec.document(), separators=(",", ":")).encode())
         record = {
             "run_id": spec.run_id,

@@ -120,15 +120,16 @@ def test_a_target_lost_mid_run_fails_unanswered_rate_alerts_kills_nothing_and_st
             return 200 if calls["n"] <= ANSWERED else DROP
 
     service = TrafficTarget(respond=vanishing, record=False).start()
+    url = service.url
     try:
-        result = run(workdir, bridge, service.url, "tr-gone", "--verdict-wait", "120", "--json")
+        result = run(workdir, bridge, url, "tr-gone", "--verdict-wait", "120", "--json")
     finally:
         service.stop()
     assert result["code"] == 1, str(result["stderr"])[-3000:] + bridge.log_tail()  # the oracle's FAIL
     outcome = json.loads(str(result["stdout"]))
     summary = outcome["summary"]
     assert summary["stopped"].startswith(
-        f"target {service.url} stopped answering: 20 requests in a row got no answer (last: RemoteDisconnected"
+        f"target {url} stopped answering: 20 requests in a row got no answer (last: RemoteDisconnected"
     ), summary
     assert (summary["sent"], summary["outcomes"]) == (ANSWERED + 20, {"ok": ANSWERED, "transport_error": 20})
     assert outcome["results"] == {"delivered_events": ANSWERED + 20, "undelivered_events": 0}

@@ -115,7 +115,8 @@ def test_a_target_lost_mid_run_stops_it_at_once_and_its_last_requests_are_report
     clock = FakeClock()
     service = Vanishing(clock, answered=12)
     posted: list[WireRequest] = []
-    reporter = ResultReporter("http://bridge/mparticle/v2", "k", "s", post=lambda r: posted.append(r) or Outcome(202, 1.0, 2, "ab"))
+    accepted = Outcome(202, 1.0, 2, "ab")
+    reporter = ResultReporter("http://bridge/mparticle/v2", "k", "s", post=lambda r: posted.append(r) or accepted)
     settings = RunSettings(requests=1000, rate=1000.0, batch_size=50, max_unanswered=20)
     summary = run(body_plan, model, settings, service, clock, reporter=reporter)
     assert (summary.sent, len(service.sent), summary.outcomes["transport_error"]) == (32, 32, 20)

@@ -9,9 +9,9 @@
   (:mod:`flagbridge.oracle.evaluate`), store the evaluation in the history, and on a change of any verdict's
   state notify (SNS alarm topic, EventBridge ``source: flagbridge.oracle``); CloudWatch metrics every
   evaluation. On a FAIL of a metric with ``kill`` among its actions (the metric's own ``actions``, else the
-  test's): claim the kill of the flag version (never twice for one FAIL), call Split's Admin API (or only record it in dry-run), and record every attempt. Counters that
-  cannot be read leave the verdicts as they were, until the 4th evaluation in a row: then ERROR and an alert,
-  never a kill.
+  test's): claim the kill of the flag version (never twice for one FAIL), call Split's Admin API (or only record
+  it in dry-run), and record every attempt. Every FAIL alerts. Counters that cannot be read leave the verdicts as
+  they were, until the 4th evaluation in a row: then ERROR and an alert, never a kill.
 * :func:`list_document` / :func:`detail_document`: what ``GET /tests`` and ``GET /tests/{name}`` return.
 """
 

@@ -169,6 +169,43 @@ def target_lost(settings: RunSettings, summary: RunSummary, request: WireRequest
     )
 
 
+@dataclass
+class _Cases:
+    """What one case needs: the run's collaborators (``send`` is None when nothing is sent)."""
+
+    generator: TrafficGenerator
+    settings: RunSettings
+    summary: RunSummary
+    send: Callable[[WireRequest], Outcome] | None
+    bucket: TokenBucket | None
+    reporter: ResultReporter | None
+    manifest: ManifestWriter | None
+    progress: Callable[[RunSummary, Case], None] | None
+    clock: Callable[[], float]
+
+    def run(self, index: int) -> None:
+        """Generate, send, count, report and record case ``index``; set ``summary.stopped`` if the target is lost."""
+        generator, summary = self.generator, self.summary
+        case = generator.case(index)
+        summary.generated += 1
+        summary.mutations += len(case.mutations)
+        outcome: Outcome | None = None
+        if self.send is not None:
+            assert self.bucket is not None
+            self.bucket.acquire()
+            outcome = _send_with_backoff(case.request, self.send, self.bucket, self.settings, summary)
+            summary.count(case.case_id, outcome)
+            if self.reporter is not None:
+                self.reporter.add(case, outcome, generator.run_id, generator.plan.plan_hash)
+        if self.manifest is not None and not self.settings.count_only:
+            self.manifest.write(case_record(case, outcome))
+        summary.elapsed = self.clock() - summary.started
+        if self.progress is not None:
+            self.progress(summary, case)
+        if outcome is not None:
+            summary.stopped = target_lost(self.settings, summary, case.request)
+
+
 def run_traffic(
     generator: TrafficGenerator,
     settings: RunSettings,
@@ -187,6 +224,7 @@ def run_traffic(
         raise ValueError("a run that sends needs a send function")
     if sending and bucket is None:
         bucket = TokenBucket(settings.rate, clock=clock)
+    cases = _Cases(generator, settings, summary, send if sending else None, bucket, reporter, manifest, progress, clock)
     next_index = settings.first_index
     end = settings.first_index + settings.requests
     while next_index < end:
@@ -195,29 +233,9 @@ def run_traffic(
             summary.stopped = reason
             break
         batch_end = min(next_index + settings.batch_size, end)
-        for index in range(next_index, batch_end):
-            case = generator.case(index)
-            summary.generated += 1
-            summary.mutations += len(case.mutations)
-            outcome: Outcome | None = None
-            if sending:
-                assert bucket is not None and send is not None
-                bucket.acquire()
-                outcome = _send_with_backoff(case.request, send, bucket, settings, summary)
-                summary.count(case.case_id, outcome)
-                if reporter is not None:
-                    reporter.add(case, outcome, generator.run_id, generator.plan.plan_hash)
-            if manifest is not None and not settings.count_only:
-                manifest.write(case_record(case, outcome))
-            summary.elapsed = clock() - summary.started
-            if progress is not None:
-                progress(summary, case)
-            if outcome is not None and summary.stopped is None:
-                summary.stopped = target_lost(settings, summary, case.request)
-            if summary.stopped is not None:
-                batch_end = index + 1
-                break
-        next_index = batch_end
+        while next_index < batch_end and summary.stopped is None:
+            cases.run(next_index)
+            next_index += 1
         if reporter is not None and sending:
             reporter.flush(generator.run_id)
         if summary.stopped is not None:

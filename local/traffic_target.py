@@ -6,6 +6,8 @@ compared with a replay byte for byte. Each request is answered and the connectio
 the answer comes from ``respond(raw, target)`` (default: 400 when the body is not JSON, else 202).
 ``throttle_first`` answers the first N requests 429 with ``Retry-After: 0``. A ``respond`` that returns
 :data:`DROP` (0) closes the connection without an answer: what a crashed or hung service looks like to a client.
+``OPTIONS *`` (a run's preflight, :mod:`flagbridge.traffic.preflight`) is answered 204 by the server itself, as
+HTTP servers do, and counted in :attr:`TrafficTarget.probes`, never in :attr:`TrafficTarget.received`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class TrafficTarget:
     host: str = "127.0.0.1"
     received: list[Received] = field(default_factory=list)
     record: bool = True
+    probes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: socketserver.ThreadingTCPServer | None = None
 
@@ -119,6 +122,11 @@ class TrafficTarget:
             raw = head + b"\r\n\r\n" + body
             parts = lines[0].split(b" ")
             request_target = parts[1].decode("latin-1") if len(parts) > 1 else ""
+            if parts[0] == b"OPTIONS" and request_target == "*":  # a run's preflight: the server answers for itself
+                with self._lock:
+                    self.probes += 1
+                connection.sendall(b"HTTP/1.1 204 No Content\r\nAllow: GET, POST, PUT, PATCH, DELETE, OPTIONS\r\n\r\n")
+                continue
             with self._lock:
                 throttled = self.throttle_first > 0
                 if throttled:

@@ -4,7 +4,8 @@ Bearer-token protected (the token is a Secrets Manager secret). A started run an
 where its manifest goes; a refused one 400/409 with a JSON reason; 503 when its tester pool could not be
 registered or its shards could not all be enqueued (repeat the same request). A plan naming an oracle test the
 stack's configuration does not have, or a metric that does not count the run's results, is a 400
-``invalid_oracle``. The EventBridge schedule (disabled by default) invokes this function with
+``invalid_oracle``; a target that does not answer (no HTTP answer at all to ``OPTIONS *``) a 422
+``target_not_answering``. The EventBridge schedule (disabled by default) invokes this function with
 ``{"schedule": <a run request>}``; its plan and model are then keys under ``plans/`` in the manifest bucket.
 :mod:`flagbridge.runs.service` does the work.
 """
@@ -29,7 +30,7 @@ from flagbridge.auth import require_bearer
 from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.routing import HttpRouter, Response
-from flagbridge.runs.service import RunService
+from flagbridge.runs.service import RunService, http_probe
 from flagbridge.runs.spec import RUN_ID
 
 MAX_BODY_BYTES = 2_500_000
@@ -51,6 +52,7 @@ def service() -> RunService:
         registrar=runtime.pool_registrar(),
         verdicts=runtime.run_verdicts(),
         oracle=current.config.oracle,  # a plan's oracle test is checked against it (flagbridge.oracle.feeds)
+        probe=http_probe(runtime.traffic_config()),  # a target that does not answer: 422, nothing started
     )
 
 

@@ -198,6 +198,7 @@ def test_the_cli_runs_watches_replays_and_stops_a_run_in_the_stack(
     code, _ = cli("traffic", "status", "no-such-run", "--stack", "flagbridge-local")
     assert code == 1
 
+    bulk_before = len(target.bulk_events)
     # a plan naming an oracle test the stack does not have: one line, and nothing is recorded or sent
     unknown = tmp_path / "unknown-test.yaml"
     unknown.write_text(PLAN + "oracle: {test: checkout-errors}\n", encoding="utf-8")
@@ -211,3 +212,17 @@ def test_the_cli_runs_watches_replays_and_stops_a_run_in_the_stack(
     assert "(400 invalid_oracle)" in err.getvalue() and "no oracle test 'checkout-errors'" in err.getvalue()
     code, _ = cli("traffic", "status", "cli-no-test", "--stack", "flagbridge-local")
     assert code == 1 and target.total == before
+
+    # a target that does not answer (nothing listens on the port): one line naming it, and nothing is started
+    from tests.e2e.conftest import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["traffic", "run", str(plan), "--model", str(model), "--target", closed, "--requests", "50",
+            "--rate", "500/s", "--run-id", "cli-closed", "--stack", "flagbridge-local"]  # fmt: skip
+    code = main(argv, environ=environ, out=out, err=err)
+    assert code == 1 and out.getvalue() == ""
+    assert err.getvalue().count("\n") == 1 and "Traceback" not in err.getvalue()
+    assert "(422 target_not_answering)" in err.getvalue() and f"target {closed} does not answer" in err.getvalue()
+    code, _ = cli("traffic", "status", "cli-closed", "--stack", "flagbridge-local")
+    assert code == 1 and target.total == before and len(target.bulk_events) == bulk_before

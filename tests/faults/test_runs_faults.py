@@ -40,16 +40,59 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_target_down_every_case_is_recorded_as_a_transport_error() -> None:
-    wired = wiring()
+def test_a_target_down_before_the_run_is_refused_and_a_shard_whose_target_is_down_sends_nothing() -> None:
+    from flagbridge.errors import RequestError
+    from flagbridge.runs.service import http_probe
+    from tests.fixtures.runs import traffic_config
+
     url = f"http://127.0.0.1:{_closed_port()}"
-    assert wired.service.start(run_request(url, requests=40, run_id="down"))[0] == 202
-    drain(wired)
-    status = wired.service.status("down")
-    assert status is not None
-    assert (status["state"], status["sent"], status["errors"], status["failures"]) == ("completed", 40, 40, 40)
-    assert len(manifest_cases(wired.manifests, "down")) == 40
-    assert all("error" in case["response"] for case in manifest_cases(wired.manifests, "down"))
+    with counting_target() as results:
+        wired = wiring(results_url=f"{results.url}/mparticle/v2")
+        # POST /runs asks the target first: a 422 naming it, nothing recorded, nothing enqueued
+        wired.service.probe = http_probe(traffic_config())
+        with pytest.raises(RequestError) as refused:
+            wired.service.start(run_request(url, requests=40, run_id="down"))
+        assert (refused.value.status, refused.value.code) == (422, "target_not_answering")
+        assert str(refused.value).startswith(f"target {url} does not answer (ConnectionRefusedError")
+        assert wired.service.status("down") is None and wired.queue == []
+        # a target that went down after the start: every shard asks it before its first case and sends nothing
+        wired.service.probe = None
+        assert wired.service.start(run_request(url, requests=40, run_id="down"))[0] == 202
+        shards = len(wired.queue)
+        drain(wired)
+        status = wired.service.status("down")
+        assert status is not None
+        assert (status["state"], status["sent"], status["errors"], status["shards"].get("stopped")) == (
+            "stopped", 0, 0, shards
+        )  # fmt: skip
+        [reason] = status["stopped"]
+        assert reason.startswith(f"target {url} does not answer (ConnectionRefusedError")
+        assert reason.endswith("; nothing was sent")
+        assert manifest_cases(wired.manifests, "down") == [] and results.bulk_events == {}
+
+
+def test_a_target_lost_mid_shard_stops_it_after_twenty_unanswered_in_a_row() -> None:
+    import itertools
+
+    from local.traffic_target import DROP, TrafficTarget
+
+    answers = itertools.count(1)
+    service = TrafficTarget(respond=lambda raw, target: 200 if next(answers) <= 12 else DROP, record=False).start()
+    url = service.url
+    try:
+        with counting_target() as results:
+            wired = wiring(results_url=f"{results.url}/mparticle/v2", parallelism=1)
+            assert wired.service.start(run_request(service.url, requests=200, run_id="gone"))[0] == 202
+            drain(wired)
+    finally:
+        service.stop()
+    status = wired.service.status("gone")
+    assert status is not None and status["state"] == "stopped"
+    assert (status["sent"], status["statuses"], status["errors"]) == (32, {"200": 12, "error": 20}, 20)
+    [reason] = status["stopped"]
+    assert reason.startswith(f"target {url} stopped answering: 20 requests in a row got no answer (last: ")
+    assert len(manifest_cases(wired.manifests, "gone")) == 32
+    assert sum(results.bulk_events.values()) == 32  # what was sent is reported (the oracle's unanswered rate)
 
 
 def test_a_slow_answer_times_out_and_the_run_goes_on() -> None:

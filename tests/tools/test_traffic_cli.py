@@ -225,6 +225,27 @@ def test_refusals_are_one_line_and_send_nothing(
     assert not list(workdir.glob("traffic-*.ndjson"))
 
 
+def test_a_target_that_does_not_answer_is_one_line_naming_it_and_nothing_is_sent_or_reported(
+    workdir: Path, service: TrafficTarget, events_api: TrafficTarget
+) -> None:
+    from tests.e2e.conftest import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there: refused
+    args = ["--config", "flagbridge.yaml", "traffic", "run", "published-plan.yaml", "--model", "mparticle-model.yaml",
+            "--requests", "20", "--bridge", events_api.url]  # fmt: skip
+    result = flagbridge([*args, "--target", closed], workdir)
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert line.startswith(f"error: target {closed} does not answer (ConnectionRefusedError") and line.endswith(
+        "; nothing was sent"
+    ), line
+    assert events_api.received == [] and not list(workdir.glob("traffic-*.ndjson"))
+    # any answer will do: the running service answers the preflight itself and the run goes on
+    answered = flagbridge([*args, "--target", service.url, "--json"], workdir)
+    assert answered.returncode in (0, 1), answered.stderr  # 1: its bug
+    assert service.probes == 1 and len(service.received) == 20 + 1  # + the one 429 re-sent
+
+
 def test_explain_and_import_har(workdir: Path) -> None:
     explained = flagbridge(
         ["traffic", "plan", "explain", "published-plan.xml", "--model", "mparticle-model.yaml"], workdir

@@ -195,13 +195,17 @@ def test_a_fail_standing_before_the_run_sends_nothing_and_the_text_shows_the_ver
     assert result.returncode == 1, result.stderr
     assert service.received == [] and bridge.events == []
     assert f"  stopped: {FAIL_LINE}\n" in result.stdout
-    assert f"  oracle test {TEST} (5xx rate, latency p95): FAIL (evaluated " in result.stdout
+    assert f"  oracle test {TEST} (5xx rate, latency p95, unanswered rate): FAIL (evaluated " in result.stdout
     assert "    FAIL new_checkout=on 5xx rate 10% (n=400)\n" in result.stdout
 
 
 def test_a_pass_counts_only_from_an_evaluation_after_the_run(workdir: Path, service: TrafficTarget) -> None:
     requests = 200
-    passing = (verdict("on", "5xx rate", "PASS", k=0), verdict("on", "latency p95", "PASS", k=0))
+    passing = (
+        verdict("on", "5xx rate", "PASS", k=0),
+        verdict("on", "latency p95", "PASS", k=0),
+        verdict("on", "unanswered rate", "PASS", k=0),
+    )
 
     # Given: the oracle evaluates after every result arrived (PASS), and INCONCLUSIVE before
     def evaluated_once_all_arrived(bridge: FakeBridge) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def test_a_pass_counts_only_from_an_evaluation_after_the_run(workdir: Path, serv
     finally:
         bridge.close()
     assert waited.returncode == 0, waited.stdout + waited.stderr
-    assert f"oracle test {TEST} (5xx rate, latency p95): PASS (evaluated " in waited.stdout
+    assert f"oracle test {TEST} (5xx rate, latency p95, unanswered rate): PASS (evaluated " in waited.stdout
     assert "after the run's last result)" in waited.stdout
 
     # Given: a PASS from before the run, and no waiting: not this run's verdict yet

@@ -122,11 +122,13 @@ def test_exit_codes_table_junit_and_html(verdicts: dict[str, Any], tmp_path: Pat
     assert status == 2 and err.startswith("flagbridge: error: no test named 'nope'")
 
     suites = ET.parse(junit).getroot()
-    assert (suites.get("tests"), suites.get("failures")) == ("8", "1")  # 4 treatments x 2 metrics
+    assert (suites.get("tests"), suites.get("failures")) == ("12", "1")  # 4 treatments x 3 metrics
     failed = [case.get("name") for case in suites.iter("testcase") if case.find("failure") is not None]
     assert failed == ["on 5xx rate"]
     passed = [case.get("name") for case in suites.iter("testcase") if len(case) == 1]
-    assert sorted(passed) == ["off 5xx rate", "off latency p95", "on latency p95"]
+    assert sorted(passed) == [
+        "off 5xx rate", "off latency p95", "off unanswered rate", "on latency p95", "on unanswered rate"
+    ]  # fmt: skip
 
     page = report.read_text(encoding="utf-8")
     assert "<svg" in page and "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page

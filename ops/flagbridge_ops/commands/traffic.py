@@ -7,7 +7,8 @@ PASS (from an evaluation after the run's last result, and the run finished as as
 FAIL stopped the run), 2 otherwise. Without a test: 0 when every request was answered without a server error, 1 when
 any failed (5xx or no answer), 2 when the run could not finish as asked (stopped by the stop switch or a budget, or
 results the bridge did not take). ``traffic replay``: 0 the case passes now, 1 it still fails, 2 it failed but the
-shrunk case did not (flaky). Refusals (allowlist, testers, plan errors, an unknown oracle test) print one line.
+shrunk case did not (flaky). Refusals (allowlist, testers, plan errors, an unknown oracle test, a target that does
+not answer) print one line and exit 1 or 2, before anything is sent or reported.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flagbridge_ops.cli import Context, Result, Subcommands, add_command, add_gr
 
 EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 2
 FAILURES_SHOWN = 5
+MAX_UNANSWERED = 20  # flagbridge.traffic.run.MAX_UNANSWERED (not imported: the command loads lazily)
 
 
 def register(commands: Subcommands) -> None:
@@ -47,8 +49,10 @@ def register(commands: Subcommands) -> None:
         description=(
             "Generate --requests cases from PLAN and --model, send them to --target at --rate, write the NDJSON\n"
             "manifest (--report) and post each result to the bridge as a tester event. Nothing is sent when a host\n"
-            "is outside traffic.allowlist or a tester is not a tester by test_users.rules. The run stops before\n"
-            "its next batch when the stop file exists (--stop-file or traffic.stop.file).\n\n"
+            "is outside traffic.allowlist or a tester is not a tester by test_users.rules, nor when the target does\n"
+            "not answer before the run (one OPTIONS * per destination: any HTTP answer will do; exit 1). The run\n"
+            "stops before its next batch when the stop file exists (--stop-file or traffic.stop.file), and at once\n"
+            "when --max-unanswered requests in a row got no answer (target stopped answering).\n\n"
             "When the plan feeds an oracle test (oracle: {test: NAME}), the run reads the test's verdict from the\n"
             "bridge's oracle API (GET /tests/NAME, bearer token FLAGBRIDGE_ORACLE_API_TOKEN) before it starts and\n"
             "between batches, stops on its FAIL, prints the verdict at the end (waiting up to --verdict-wait seconds\n"
@@ -75,6 +79,12 @@ def register(commands: Subcommands) -> None:
     run.add_argument("--attack-sets", action="append", default=[], help="a file of attack sets (repeatable)")
     run.add_argument("--max-duration", type=float, default=3600.0, help="seconds budget (default 3600)")
     run.add_argument("--max-failures", type=int, help="stop after this many failed requests")
+    run.add_argument(
+        "--max-unanswered",
+        type=int,
+        default=MAX_UNANSWERED,
+        help=f"stop once this many requests in a row got no answer (default {MAX_UNANSWERED}; 0: never)",
+    )
     run.add_argument("--stop-file", help="stop before the next batch once this file exists")
     run.add_argument("--run-id", help="the run's id (default: generated)")
     run.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (default 10)")
@@ -213,6 +223,9 @@ def run_command(ctx: Context) -> Result:
     if not ctx.json:
         for warning in prepared.warnings:
             ctx.err.write(f"warning: {warning}\n")
+    sender = HttpSender(prepared.traffic.allowlist, timeout=args.timeout)
+    if sending:
+        _preflight(prepared.generator, sender)
     reporter = reporter_for(prepared, args.bridge, ctx.environ, ctx.clients) if sending else None
     oracle = None
     if sending and not args.no_oracle:
@@ -224,8 +237,8 @@ def run_command(ctx: Context) -> Result:
         dry_run=args.dry_run,
         count_only=args.count_only,
         max_failures=args.max_failures,
+        max_unanswered=args.max_unanswered,
     )
-    sender = HttpSender(prepared.traffic.allowlist, timeout=args.timeout)
     shown = not ctx.json and not args.no_progress and ctx.err.isatty()
     bar = _Bar(ctx.err if shown else None, args.requests)
     report = Path(args.report) if args.report else new_report_path(prepared.generator.run_id)
@@ -287,6 +300,17 @@ def run_command(ctx: Context) -> Result:
     if not ctx.json:
         _print_run(ctx.out, result, summary)
     return result
+
+
+def _preflight(generator: Any, sender: Any) -> None:
+    """Refuse, before anything is sent or reported, a run whose target does not answer (one line, exit 1)."""
+    from flagbridge.traffic.preflight import preflight
+    from flagbridge_ops.errors import CliError
+
+    reason = preflight(generator, sender.send)
+    if reason is not None:
+        sender.close()
+        raise CliError(reason)
 
 
 def _print_run(out: TextIO, result: Result, summary: Any) -> None:

@@ -85,7 +85,9 @@ def test_missing_attributes_are_invalid_and_other_events_are_ignored() -> None:
     no_status = request(None)
     body = message([other, no_status, {"event_type": "screen_view", "data": "broken"}])
     contribution = counter.count(counter.parse(body), lookup({"user#qa-1": state(("on", 1, T0, T0, None))}), T0)
-    rate = contribution.deltas[CounterKey("checkout", T0, 1, "on", "5xx rate")]
+    # no status: not an answer (the 5xx rate counts answers only), and invalid where the status is read
+    assert CounterKey("checkout", T0, 1, "on", "5xx rate") not in contribution.deltas
+    rate = contribution.deltas[CounterKey("checkout", T0, 1, "on", "unanswered rate")]
     assert (rate.n, rate.k, rate.invalid) == (0, 0, 1)
 
 

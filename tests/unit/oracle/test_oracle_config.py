@@ -37,12 +37,71 @@ def test_defaults() -> None:
     config = parse_oracle_config(config_doc())
     [test] = config.tests
     assert (test.cohort, test.interval_minutes, test.window_hours, test.actions) == ("testers", 1, 24, ["alert"])
-    rate_metric, latency = test.metrics
+    rate_metric, latency, unanswered = test.metrics
     assert isinstance(rate_metric, RateMetric) and isinstance(latency, PercentileMetric)
     assert (rate_metric.confidence, rate_metric.interim_confidence) == (0.95, 0.99)
     assert (rate_metric.min_samples, rate_metric.min_failures) == (300, 3)
     assert (latency.attribute, latency.percentile, latency.tail) == ("latency_ms", 95, 0.05)
     assert rate_metric.events.event_names.include == ["api_response", "flagbridge_test_request"]
+    assert isinstance(unanswered, RateMetric) and unanswered.name == "unanswered rate"
+    assert (unanswered.pass_below, unanswered.fail_at, unanswered.actions) == (0.01, 0.05, ["alert"])
+    assert rate_metric.actions is None and latency.actions is None  # the test's actions
+
+
+def _result(status: int) -> Any:
+    from flagbridge.oracle.feeds import sample_result
+
+    return sample_result("t", status, "transport_error" if status == 0 else "ok")
+
+
+@pytest.mark.parametrize("source", ["defaults", "shipped"])
+def test_no_answer_is_its_own_metric_and_the_5xx_rate_and_latency_count_answers_only(source: str) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    if source == "shipped":
+        shipped = Path(__file__).resolve().parents[3] / "layers/shared/config/flagbridge.yaml"
+        test = parse_oracle_config(yaml.safe_load(shipped.read_text(encoding="utf-8"))["oracle"]).tests[0]
+    else:
+        test = parse_oracle_config(config_doc()).tests[0]
+    metrics = {metric.name: metric for metric in test.metrics}
+
+    def verdict(metric: str, status: int) -> str:
+        event = _result(status)
+        chosen = metrics[metric].events.compile().event_reason(event) is None
+        if not chosen:
+            return "left out"
+        bad = metrics[metric].bad  # type: ignore[union-attr]
+        return "bad" if bad.compile().event_reason(event) is None else "good"
+
+    assert [verdict("5xx rate", status) for status in (0, 200, 404, 500, 503)] == [
+        "left out", "good", "good", "bad", "bad"
+    ]  # fmt: skip
+    assert [verdict("unanswered rate", status) for status in (0, 200, 404, 500)] == ["bad", "good", "good", "good"]
+    latency = metrics["latency p95"].events.compile()
+    assert latency.event_reason(_result(0)) is not None and latency.event_reason(_result(200)) is None
+    assert test.metric_actions("unanswered rate") == ["alert"]  # alerts; kills only where a test opts in
+    if source == "shipped":
+        assert test.metric_actions("5xx rate") == ["alert", "kill"]
+
+
+def test_a_metric_s_actions_override_the_test_s() -> None:
+    latency = {"name": "latency p95", "type": "percentile", "attribute": "latency_ms", "percentile": 95,
+               "pass_below": 500, "fail_at": 1000, "actions": []}  # fmt: skip
+    unanswered = rate(name="unanswered rate", actions=["kill"])
+    config = parse_oracle_config(
+        config_doc(actions=["alert"], kill={"workspace_id": "ws1"}, metrics=[rate(), latency, unanswered])
+    )
+    [test] = config.tests
+    assert test.metric_actions("5xx rate") == ["alert"]  # the test's
+    assert test.metric_actions("latency p95") == ["alert"]  # alert is always an action
+    assert test.metric_actions("unanswered rate") == ["alert", "kill"]  # opted in on the metric
+    killing = parse_oracle_config(
+        config_doc(actions=["kill"], kill={"workspace_id": "ws1"}, metrics=[rate(), dict(latency, actions=["alert"])])
+    ).tests[0]
+    assert killing.metric_actions("5xx rate") == ["alert", "kill"]
+    assert killing.metric_actions("latency p95") == ["alert"]  # kill on 5xx, only alert on latency
 
 
 def test_alert_is_always_an_action() -> None:
@@ -60,6 +119,9 @@ def test_alert_is_always_an_action() -> None:
         (config_doc(metrics=[rate(confidence=0.5)]), "'oracle.tests.0.metrics.0.confidence'"),
         (config_doc(actions=["alert", "page"]), "'oracle.tests.0.actions.1'"),
         (config_doc(actions=["kill"]), "'oracle.tests.0': actions include kill"),
+        (config_doc(metrics=[rate(actions=["kill"])]),
+         "'oracle.tests.0': metrics.0.actions include kill: set the test's kill.workspace_id"),
+        (config_doc(metrics=[rate(actions=["page"])]), "'oracle.tests.0.metrics.0.actions.0'"),
         (config_doc(metrics=[rate(events={"event_types": {"include": ["custom_event"], "exclude": ["custom_event"]}})]),
          "'oracle.tests.0.metrics.0': events can never match: event_types"),
         (config_doc(metrics=[rate(events={"event_names": {"include": ["a"], "exclude": ["a"]}})]),

@@ -111,7 +111,7 @@ def test_the_issue_example_and_exactly_once_counting() -> None:
     [report] = world.evaluator.run()
     assert (state_of(report, "on"), state_of(report, "off"), report["state"]) == ("FAIL", "PASS", "FAIL")
     assert report["version"] == 5 and report["window"]["final"] is False
-    assert world.changes and len(world.changes[0]) == 4  # first evaluation: every verdict is a change
+    assert world.changes and len(world.changes[0]) == 6  # first evaluation: every verdict is a change
     document = detail_document(world.config.tests[0], world.verdicts)
     assert document["state"] == "FAIL" and len(document["history"]) == 1
     assert list_document(world.config, world.verdicts)["tests"][0]["state"] == "FAIL"
@@ -199,6 +199,45 @@ def test_kill_dry_run_refusal_and_retry_next_evaluation() -> None:
     flaky.now += 60_000
     [report] = flaky.evaluator.run()
     assert report["kill"]["status"] == "killed" and len(flaky.puts) == 2
+
+
+def test_a_fail_kills_only_where_its_metric_s_actions_say_kill() -> None:
+    # The test kills on FAIL; its default unanswered rate only alerts: a target gone FAILs it, alerts, kills nothing
+    world = World(actions=["alert", "kill"], kill={"workspace_id": "ws-1"})
+    world.profiles[("user#qa-1", "new_checkout")] = profile("qa-1", "on")
+    world.counting.process(world.send("qa-1", [200] * 12 + [0] * 40, "gone"))
+    [report] = world.evaluator.run()
+    assert state_of(report, "on", "unanswered rate") == "FAIL" and report["state"] == "FAIL"
+    assert state_of(report, "on", "5xx rate") != "FAIL"  # the answers: 12, none a 5xx
+    assert world.puts == [] and report["kill"] is None
+    assert {"verdict": "on/unanswered rate", "from": "NONE", "to": "FAIL"} in world.changes[0]  # alerted
+    # The same test, now with 5xx: its 5xx rate takes the test's actions, and kills
+    world.counting.process(world.cohort("qa-2", "on", 48, 600, "5xx"))
+    world.now += 60_000
+    [report] = world.evaluator.run()
+    assert state_of(report, "on", "5xx rate") == "FAIL" and len(world.puts) == 1
+    assert report["kill"]["status"] == "killed" and report["kill"]["reason"].startswith("FAIL new_checkout=on 5xx rate")
+
+
+def test_a_metric_that_opts_in_kills_where_the_test_only_alerts() -> None:
+    rate = {"name": "5xx rate", "type": "rate", "bad": {"attributes": [{"attribute": "status", "op": "gte",
+            "value": 500}]}, "pass_below": 0.01, "fail_at": 0.05, "actions": ["kill"]}  # fmt: skip
+    latency = {"name": "latency p95", "type": "percentile", "attribute": "latency_ms", "percentile": 95,
+               "pass_below": 500, "fail_at": 1000}  # fmt: skip
+    world = World(actions=["alert"], kill={"workspace_id": "ws-1"}, metrics=[rate, latency])
+    world.profiles[("user#qa-1", "new_checkout")] = profile("qa-1", "on")
+    slow = [{**request(200, 5000, at=T0 + i)} for i in range(400)]
+    batch = {"user_identities": {"customer_id": "qa-1"}, "events": slow}
+    world.counting.process(
+        [QueueRecord("slow", json.dumps({"destination": "oracle", "batch_key": "slow", "test_user": True,
+                                          "batch": batch}))]
+    )  # fmt: skip
+    [report] = world.evaluator.run()
+    assert state_of(report, "on", "latency p95") == "FAIL" and world.puts == []  # latency: the test's alert only
+    world.counting.process(world.cohort("qa-2", "on", 200, 600, "5xx"))
+    world.now += 60_000
+    [report] = world.evaluator.run()
+    assert state_of(report, "on", "5xx rate") == "FAIL" and len(world.puts) == 1  # 5xx: its own kill
 
 
 def test_no_kill_without_fail_and_srm_invalid() -> None:

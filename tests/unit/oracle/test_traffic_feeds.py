@@ -1,12 +1,13 @@
 """The traffic run's results as the oracle judges them, and the plan's oracle section checked against the tests.
 
 * a result whose request got no answer (status 0, outcome ``transport_error``) is bad in the default and the
-  shipped 5xx rate, like a 5xx; a 4xx (the target refusing a mutated request cleanly) is good;
+  shipped ``unanswered rate`` and left out of the 5xx rate and the latency (answers only); a 4xx (the target
+  refusing a mutated request cleanly) is good;
 * the results are attributed to the tester's treatment by the profiles' assignment history (the batch carries the
   tester's ``customer_id`` and ``email``), at the result's time, and at the version of that assignment;
 * :func:`flagbridge.oracle.feeds.traffic_feed`: an unknown test, an unknown metric, a metric that does not count
-  results, a test that reads the treatment from an attribute: one error naming the key; warnings for a 5xx rate
-  that would count no answer as good.
+  results, a test that reads the treatment from an attribute: one error naming the key; a warning when no metric
+  the run feeds counts no answer as bad.
 """
 
 from __future__ import annotations
@@ -104,17 +105,20 @@ def count(config: Any, messages: list[dict[str, Any]], states: dict[str, FlagSta
 
 
 @pytest.mark.parametrize("config", [oracle(), shipped_oracle()], ids=["default metrics", "shipped config"])
-def test_a_request_nothing_answered_is_bad_like_a_5xx(config: Any, body_plan: TrafficPlan, model: RequestModel) -> None:
+def test_a_request_nothing_answered_is_its_own_metric_not_a_5xx(
+    config: Any, body_plan: TrafficPlan, model: RequestModel
+) -> None:
     # Given: results 200, 404 (a clean refusal), 500, and no answer at all; both testers exposed to `on`
     outcomes = [Outcome(200, 5.0, 2, "ab"), Outcome(404, 5.0, 2, "ab"), Outcome(500, 5.0, 2, "ab"), NO_ANSWER] * 5
     states = {f"user#qa-bot-0{n}": exposure(f"qa-bot-0{n}", "on", 3, T0 - 60_000, T0 - 1) for n in (1, 2)}
     name = config.tests[0].name
     # When: the oracle counts the lane messages of the run's results
     counted = count(config, lane_messages(body_plan, model, outcomes, T0 + 1000), states)
-    # Then: 20 judged, the 5 500s and the 5 unanswered ones are bad; nothing invalid, nothing unattributed
-    assert counted[CounterKey(name, T0, 3, "on", "5xx rate")] == (20, 10, 0)
+    # Then: the 5xx rate judges the 15 answers (5 bad); the unanswered rate all 20 (the 5 unanswered bad)
+    assert counted[CounterKey(name, T0, 3, "on", "5xx rate")] == (15, 5, 0)
+    assert counted[CounterKey(name, T0, 3, "on", "unanswered rate")] == (20, 5, 0)
     latency = counted[CounterKey(name, T0, 3, "on", "latency p95")]
-    assert latency == (20, 0, 0)  # a timeout's latency is counted too (10 s: over the fail line)
+    assert latency == (15, 0, 0)  # answers only: a timeout's 10 s is not the service's latency
     assert not [key for key in counted if key.treatment == UNATTRIBUTED]
 
 
@@ -138,24 +142,25 @@ def test_results_take_each_tester_s_treatment_at_the_result_s_time(body_plan: Tr
     assert {key.treatment for key in early} == {UNATTRIBUTED}
 
 
-def test_the_feed_defaults_to_the_metrics_that_count_results_and_warns_about_an_old_5xx_rule() -> None:
+def test_the_feed_defaults_to_the_metrics_that_count_results_and_warns_when_no_answer_would_go_unseen() -> None:
+    every = ("5xx rate", "latency p95", "unanswered rate")
     feed = traffic_feed({"test": "checkout"}, oracle(), "plan.yaml")
-    assert feed is not None and feed.metrics == ("5xx rate", "latency p95") and feed.warnings == ()
+    assert feed is not None and feed.metrics == every and feed.warnings == ()
     assert traffic_feed({}, oracle(), "plan.yaml") is None
     shipped = shipped_oracle()
     shipped_feed = traffic_feed({"test": shipped.tests[0].name}, shipped, "plan.yaml")
-    assert shipped_feed is not None and shipped_feed.metrics == ("5xx rate", "latency p95")
+    assert shipped_feed is not None and shipped_feed.metrics == every
     assert shipped_feed.warnings == ()
-    # A 5xx rate that says `status gte 500`: a timeout would count as a good request
+    # A plan that feeds the 5xx rate only: the test counts no answer, but not from this run
+    partial = traffic_feed({"test": "checkout", "metrics": ["5xx rate"]}, oracle(), "plan.yaml")
+    assert partial is not None and len(partial.warnings) == 1
+    assert "the run does not feed metric 'unanswered rate'" in partial.warnings[0]
+    # A test with no metric counting no answer as bad (an old 5xx rule that leaves it out, or calls it good)
     old = [dict(DEFAULT_METRICS[0], bad={"attributes": [{"attribute": "status", "op": "gte", "value": 500}]})]
-    warned = traffic_feed({"test": "checkout"}, oracle(metrics=old), "plan.yaml")
+    warned = traffic_feed({"test": "checkout"}, oracle(metrics=[*old, DEFAULT_METRICS[1]]), "plan.yaml")
     assert warned is not None and len(warned.warnings) == 1
-    assert "counts a request nothing answered (status 0, outcome transport_error) as good" in warned.warnings[0]
-    answered = {"event_names": {"include": ["flagbridge_test_request"]},
-                "attributes": [{"attribute": "status", "op": "gt", "value": 0}]}  # fmt: skip
-    answered_only = [dict(DEFAULT_METRICS[0], events=answered)]
-    warned = traffic_feed({"test": "checkout"}, oracle(metrics=answered_only), "plan.yaml")
-    assert warned is not None and "leaves out requests nothing answered" in warned.warnings[0]
+    assert "counts a request nothing answered (status 0, outcome transport_error) as bad" in warned.warnings[0]
+    assert "'unanswered rate'" in warned.warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -165,7 +170,7 @@ def test_the_feed_defaults_to_the_metrics_that_count_results_and_warns_about_an_
          "plan.yaml: 'oracle.test': no oracle test 'nope' in the configuration (known: checkout)"),
         ({"test": "checkout", "metrics": ["5xx rate", "error budget"]}, {},
          "plan.yaml: 'oracle.metrics.1': test 'checkout' has no metric 'error budget' (its metrics: 5xx rate, "
-         "latency p95)"),
+         "latency p95, unanswered rate)"),
         ({"test": "checkout", "metrics": ["api 5xx"]},
          {"metrics": [dict(DEFAULT_METRICS[0], name="api 5xx", events={"event_names": {"include": ["api_response"]}})]},
          "plan.yaml: 'oracle.metrics.0': metric 'api 5xx' of test 'checkout' does not count flagbridge_test_request "

@@ -209,7 +209,7 @@ def test_the_spec_keeps_the_metrics_the_run_feeds() -> None:
     # without metrics: every metric of the test that counts the results
     body["plan"] = PLAN + "oracle: {test: new-checkout-health}\n"
     every, _ = validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=oracle)
-    assert every.oracle_metrics == ("5xx rate", "latency p95")
+    assert every.oracle_metrics == ("5xx rate", "latency p95", "unanswered rate")
     # a run.json written before the metrics were kept still loads: the run feeds every metric
     old = spec.document()
     del old["oracle_metrics"]

@@ -95,6 +95,77 @@ def test_duration_budget_and_max_failures(published_plan: TrafficPlan, model: Re
     assert summary.sent == 20 and summary.failure_count == 20 and "max-failures" in (summary.stopped or "")
 
 
+class Vanishing(Service):
+    """Answers ``answered`` requests (by the script), then none: every later request is refused."""
+
+    def __init__(self, clock: FakeClock, answered: int, script: Sequence[int] = ()) -> None:
+        super().__init__(clock, script)
+        self.answered = answered
+
+    def __call__(self, request: WireRequest) -> Outcome:
+        if len(self.sent) < self.answered:
+            return super().__call__(request)
+        self.sent.append(request)
+        return Outcome(None, 0.2, 0, "", "ConnectionRefusedError: [Errno 111] Connection refused")
+
+
+def test_a_target_lost_mid_run_stops_it_at_once_and_its_last_requests_are_reported(
+    body_plan: TrafficPlan, model: RequestModel
+) -> None:
+    clock = FakeClock()
+    service = Vanishing(clock, answered=12)
+    posted: list[WireRequest] = []
+    accepted = Outcome(202, 1.0, 2, "ab")
+    reporter = ResultReporter("http://bridge/mparticle/v2", "k", "s", post=lambda r: posted.append(r) or accepted)
+    settings = RunSettings(requests=1000, rate=1000.0, batch_size=50, max_unanswered=20)
+    summary = run(body_plan, model, settings, service, clock, reporter=reporter)
+    assert (summary.sent, len(service.sent), summary.outcomes["transport_error"]) == (32, 32, 20)
+    assert summary.stopped == (
+        "target http://127.0.0.1:8080 stopped answering: 20 requests in a row got no answer "
+        "(last: ConnectionRefusedError: [Errno 111] Connection refused)"
+    )
+    reported = [e for r in posted for batch in json.loads(r.body) for e in batch["events"]]
+    assert len(reported) == 32  # what was sent is reported (the unanswered rate sees it); nothing more
+    assert sum(1 for e in reported if e["data"]["custom_attributes"]["status"] == 0) == 20
+
+
+def test_any_answer_resets_the_unanswered_count_and_zero_turns_it_off(
+    body_plan: TrafficPlan, model: RequestModel
+) -> None:
+    class Flaky(Service):
+        def __call__(self, request: WireRequest) -> Outcome:
+            self.sent.append(request)
+            if len(self.sent) % 10 == 0:
+                return Outcome(500, 1.0, 2, "ab")  # a 500 is an answer
+            return Outcome(None, 1.0, 0, "", "TimeoutError: timed out")
+
+    clock = FakeClock()
+    summary = run(body_plan, model, RunSettings(requests=200, rate=1000.0, max_unanswered=10), Flaky(clock), clock)
+    assert summary.stopped is None and summary.sent == 200
+    never = run(body_plan, model, RunSettings(requests=200, rate=1000.0, max_unanswered=0), Vanishing(clock, 0), clock)
+    assert never.stopped is None and never.sent == 200
+
+
+def test_preflight_asks_each_destination_once_and_any_answer_will_do(
+    body_plan: TrafficPlan, model: RequestModel
+) -> None:
+    from flagbridge.traffic.preflight import preflight
+
+    generator = make_generator(body_plan, model)
+    for status in (200, 404, 405, 500, 501):
+        asked: list[WireRequest] = []
+        assert preflight(generator, lambda r: asked.append(r) or Outcome(status, 1.0, 0, "")) is None  # noqa: B023
+        assert [(r.method, r.target, r.body, r.header("Host")) for r in asked] == [
+            ("OPTIONS", "*", b"", b"127.0.0.1:8080")
+        ]  # no route, no tester, no run tag, no body
+        assert r"X-Flagbridge-Run" not in asked[0].to_bytes().decode()
+    refused = Outcome(None, 0.1, 0, "", "ConnectionRefusedError: [Errno 111] Connection refused")
+    assert preflight(generator, lambda r: refused) == (
+        "target http://127.0.0.1:8080 does not answer (ConnectionRefusedError: [Errno 111] Connection refused); "
+        "nothing was sent"
+    )
+
+
 def test_dry_run_writes_the_manifest_and_sends_nothing(published_plan: TrafficPlan, model: RequestModel) -> None:
     clock = FakeClock()
     service = Service(clock)

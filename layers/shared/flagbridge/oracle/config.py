@@ -9,9 +9,15 @@ A test names a flag, its environment and cohort, the treatments to judge, and me
   events, in the attribute's unit. Judged as the rate of events above the line (see :mod:`flagbridge.oracle.judge`).
 
 ``pass_below`` is the budget and ``fail_at`` the line that fails (rates as fractions: ``0.01`` is 1%).
-A test without metrics gets :data:`DEFAULT_METRICS`: the 5xx rate and p95 latency of ``api_response`` events
-(a service's own) and ``flagbridge_test_request`` events (the traffic generator's results), both carrying
-``status`` and ``latency_ms``. The 5xx rate counts a request nothing answered (``status`` 0) as bad too.
+A test without metrics gets :data:`DEFAULT_METRICS`: the 5xx rate and p95 latency of the *answers* among
+``api_response`` events (a service's own) and ``flagbridge_test_request`` events (the traffic generator's results),
+both carrying ``status`` and ``latency_ms``, and the ``unanswered rate``: the share of requests nothing answered
+(``status`` 0: refused, timed out, dropped). A run's own mistake (a wrong port, a target gone) then moves only the
+unanswered rate, never the 5xx rate or the latency of the service.
+
+Actions: a test's ``actions`` (``alert`` always, ``kill`` on FAIL) apply to each metric unless the metric has its
+own ``actions``, which override them: kill on the 5xx rate, only alert on latency. The default unanswered rate
+only alerts (``actions: [alert]``): it kills only where a test opts in on that metric.
 
 Everything is validated at load and errors name the key, e.g.
 ``'oracle.tests.0.metrics.0': pass_below (0.05) must be below fail_at (0.01)``. A selector that can never
@@ -142,6 +148,11 @@ def never_matches(*selectors: Selector) -> str | None:
     return _attribute_problem([p for selector in selectors for p in selector.attributes])
 
 
+def _with_alert(actions: list[str]) -> list[str]:
+    """``alert`` first and always, each action once."""
+    return ["alert", *[a for a in dict.fromkeys(actions) if a != "alert"]]
+
+
 class _Metric(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.%-]*$")
     events: Selector = Field(default_factory=Selector)
@@ -153,6 +164,12 @@ class _Metric(_Strict):
     )
     min_samples: int = Field(default=300, ge=1)
     min_failures: int = Field(default=3, ge=1)
+    actions: list[Action] | None = Field(default=None, description="overrides the test's actions for this metric")
+
+    @field_validator("actions")
+    @classmethod
+    def _alert_always(cls, actions: list[str] | None) -> list[str] | None:
+        return None if actions is None else _with_alert(actions)
 
     @model_validator(mode="after")
     def _lines(self) -> _Metric:
@@ -197,32 +214,48 @@ class PercentileMetric(_Metric):
 
 Metric = Annotated[RateMetric | PercentileMetric, Field(discriminator="type")]
 
+SERVER_ERROR = "^5[0-9][0-9]$"
+"""A ``status`` that is a 5xx, matched on the canonical text, so ``500``, ``"500"`` and ``500.0`` all match."""
 SERVER_ERROR_OR_NO_ANSWER = "^(0|5[0-9][0-9])$"
-"""A ``status`` that is a 5xx, or 0: nothing answered (a timeout, a refused or dropped connection). The traffic
-generator's results carry status 0 (outcome ``transport_error``) for those: a service that does not answer fails
-the test, it does not pass it. Matched on the canonical text, so ``500``, ``"500"`` and ``500.0`` all match."""
+"""A 5xx or no answer in one ``bad`` rule, for a test that wants a single metric for both (not the default)."""
+NO_ANSWER = 0
+"""The ``status`` of a request nothing answered (a timeout, a refused or dropped connection): the traffic
+generator's results carry it with outcome ``transport_error``."""
 
 _HTTP_EVENTS: dict[str, Any] = {
     "event_types": {"include": ["custom_event"]},
     "event_names": {"include": ["api_response", "flagbridge_test_request"]},
 }
+_ANSWERS: dict[str, Any] = {
+    **_HTTP_EVENTS,
+    "attributes": [{"attribute": "status", "op": "not_equals", "value": NO_ANSWER}],
+}
 DEFAULT_METRICS: tuple[dict[str, Any], ...] = (
     {
         "name": "5xx rate",
         "type": "rate",
-        "events": _HTTP_EVENTS,
-        "bad": {"attributes": [{"attribute": "status", "op": "regex", "value": SERVER_ERROR_OR_NO_ANSWER}]},
+        "events": _ANSWERS,
+        "bad": {"attributes": [{"attribute": "status", "op": "regex", "value": SERVER_ERROR}]},
         "pass_below": 0.01,
         "fail_at": 0.05,
     },
     {
         "name": "latency p95",
         "type": "percentile",
-        "events": _HTTP_EVENTS,
+        "events": _ANSWERS,
         "attribute": "latency_ms",
         "percentile": 95,
         "pass_below": 500,
         "fail_at": 1000,
+    },
+    {
+        "name": "unanswered rate",
+        "type": "rate",
+        "events": _HTTP_EVENTS,
+        "bad": {"attributes": [{"attribute": "status", "op": "equals", "value": NO_ANSWER}]},
+        "pass_below": 0.01,
+        "fail_at": 0.05,
+        "actions": ["alert"],
     },
 )
 
@@ -267,7 +300,7 @@ class OracleTest(_Strict):
     @field_validator("actions")
     @classmethod
     def _alert_always(cls, actions: list[str]) -> list[str]:
-        return ["alert", *[a for a in dict.fromkeys(actions) if a != "alert"]]
+        return _with_alert(actions)
 
     @field_validator("split")
     @classmethod
@@ -280,6 +313,12 @@ class OracleTest(_Strict):
     def _consistent(self) -> OracleTest:
         if "kill" in self.actions and self.kill is None:
             raise ValueError("actions include kill: set kill.workspace_id (Split workspace of the flag)")
+        for position, metric in enumerate(self.metrics):
+            if metric.actions is not None and "kill" in metric.actions and self.kill is None:
+                raise ValueError(
+                    f"metrics.{position}.actions include kill: set the test's kill.workspace_id (Split workspace of "
+                    "the flag)"
+                )
         names = [m.name for m in self.metrics]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -287,6 +326,13 @@ class OracleTest(_Strict):
         if self.split and self.treatments and set(self.split) - set(self.treatments):
             raise ValueError("split names treatments that treatments does not judge")
         return self
+
+    def metric_actions(self, metric: str) -> list[str]:
+        """The actions a FAIL of ``metric`` takes: the metric's own ``actions``, else the test's."""
+        found = next((m for m in self.metrics if m.name == metric), None)
+        if found is not None and found.actions is not None:
+            return list(found.actions)
+        return list(self.actions)
 
     @property
     def start_ms(self) -> int | None:

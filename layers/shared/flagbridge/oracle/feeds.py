@@ -7,14 +7,15 @@ test at all; each problem is one line naming the plan's key:
 
 * the test is one of the configuration's ``oracle.tests``;
 * each named metric is one of the test's metrics and its ``events`` selector takes the run's results; without
-  ``metrics``, the run feeds every metric of the test that takes them (with the default metrics: the 5xx rate and
-  the p95 latency);
+  ``metrics``, the run feeds every metric of the test that takes them (with the default metrics: the 5xx rate, the
+  unanswered rate and the p95 latency);
 * the test attributes events to a treatment by the profiles' assignment history (no ``treatment_attribute``): a
   result carries the tester's identity, never the treatment the service chose, so a test that reads the treatment
   from an attribute would count every result as unattributed, never judged.
 
-It also returns warnings (the run may go on): a rate metric whose ``bad`` selector counts a request nothing
-answered (``status`` 0, outcome ``transport_error``) as good, or whose ``events`` leave such requests out.
+It also returns a warning (the run may go on) when no metric the run feeds counts a request nothing answered
+(``status`` 0, outcome ``transport_error``) as bad, as the default ``unanswered rate`` does: the 5xx rate and the
+latency count answers only, so such a run could not see its target stop answering.
 """
 
 from __future__ import annotations
@@ -67,23 +68,27 @@ def _feeds(test: OracleTest, metric: Any) -> bool:
     return any(_takes(metric.events, event) for event in _answered_and_not(test.name))
 
 
+def _counts_no_answer(metric: Any, unanswered: Event) -> bool:
+    """Whether a metric counts a request nothing answered as bad (the default ``unanswered rate`` does)."""
+    return isinstance(metric, RateMetric) and _takes(metric.events, unanswered) and _takes(metric.bad, unanswered)
+
+
 def _warnings(test: OracleTest, metrics: tuple[str, ...]) -> list[str]:
-    answered, unanswered = _answered_and_not(test.name)
-    warnings = []
-    for metric in test.metrics:
-        if metric.name not in metrics:
-            continue
-        where = f"metric {metric.name!r} of oracle test {test.name!r}"
-        if _takes(metric.events, answered) and not _takes(metric.events, unanswered):
-            warnings.append(f"{where} leaves out requests nothing answered (status 0): a timeout would go unseen")
-        elif (
-            isinstance(metric, RateMetric) and _takes(metric.events, unanswered) and not _takes(metric.bad, unanswered)
-        ):
-            warnings.append(
-                f"{where} counts a request nothing answered (status 0, outcome transport_error) as good: "
-                'make its bad selector match it, e.g. {attribute: status, op: regex, value: "^(0|5[0-9][0-9])$"}'
-            )
-    return warnings
+    _, unanswered = _answered_and_not(test.name)
+    fed = [metric for metric in test.metrics if metric.name in metrics]
+    if any(_counts_no_answer(metric, unanswered) for metric in fed):
+        return []
+    counting = [metric.name for metric in test.metrics if _counts_no_answer(metric, unanswered)]
+    if counting:
+        return [
+            f"the run does not feed metric {counting[0]!r} of oracle test {test.name!r}, which counts requests "
+            "nothing answered: add it to the plan's oracle.metrics, or a target that stops answering goes unseen"
+        ]
+    return [
+        f"no metric of oracle test {test.name!r} counts a request nothing answered (status 0, outcome "
+        "transport_error) as bad: a target that stops answering would go unseen. Add the default metric "
+        "'unanswered rate' (type rate, bad: {attributes: [{attribute: status, op: equals, value: 0}]})"
+    ]
 
 
 def traffic_feed(oracle_section: Mapping[str, Any], config: OracleConfig | None, source: str) -> TrafficFeed | None:

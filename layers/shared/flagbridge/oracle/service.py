@@ -8,11 +8,11 @@
 * :class:`Evaluator`: for every test due (``interval_minutes``), read its counters, judge
   (:mod:`flagbridge.oracle.evaluate`), store the evaluation in the history, and on a change of any verdict's
   state notify (SNS alarm topic, EventBridge ``source: flagbridge.oracle``); CloudWatch metrics every
-  evaluation. On FAIL with ``kill`` among the test's actions: claim the kill of the flag version (never twice
-  for one FAIL), call Split's Admin API (or only record it in dry-run), and record every attempt; then follow the
-  kill's timeline until ``killed`` events are counted (:mod:`flagbridge.oracle.kills`). Counters that
-  cannot be read leave the verdicts as they were, until the 4th evaluation in a row: then ERROR and an alert,
-  never a kill.
+  evaluation. On a FAIL of a metric with ``kill`` among its actions (the metric's own ``actions``, else the
+  test's): claim the kill of the flag version (never twice for one FAIL), call Split's Admin API (or only record
+  it in dry-run), and record every attempt; then follow the kill's timeline until ``killed`` events are counted
+  (:mod:`flagbridge.oracle.kills`). Every FAIL alerts. Counters that cannot be read leave the verdicts as they
+  were, until the 4th evaluation in a row: then ERROR and an alert, never a kill.
 * :func:`list_document` / :func:`detail_document`: what ``GET /tests`` and ``GET /tests/{name}`` return.
 """
 
@@ -199,9 +199,11 @@ class Evaluator:
     def _act(
         self, test: OracleTest, report: dict[str, Any], previous: Mapping[str, Any] | None, now: int
     ) -> dict[str, Any] | None:
-        """Kill on FAIL when the test asks for it; report the newest kill record (with its confirmation)."""
+        """Kill on a FAIL of a metric whose actions include ``kill`` (its own, else the test's); report the newest
+        kill record (with its confirmation)."""
         version = int(report.get("version") or 0)
-        if "kill" in test.actions and report["state"] == "FAIL" and self._split_admin is not None:
+        killing = killing_fails(test, report)
+        if killing and self._split_admin is not None:
             assert test.kill is not None
             claim = self._verdicts.claim_kill(test.name, version, now)
             if claim is not None:
@@ -222,9 +224,9 @@ class Evaluator:
                 killed = killed_since_version(report.get("killed_versions"), version)
                 settle(record, record["status"], self._clock_ms(), killed)
                 record["requested_at"] = record.get("requested_at") or now
-                record["reason"] = next((v["explain"] for v in report["verdicts"] if v["state"] == "FAIL"), "")
+                record["reason"] = killing[0].get("explain", "")
                 self._verdicts.save_kill(test.name, version, record)
-        kills = self._verdicts.kills(test.name) if "kill" in test.actions else []
+        kills = self._verdicts.kills(test.name) if can_kill(test) else []
         if not kills:
             return None
         newest = max(kills, key=lambda k: k.get("requested_at") or 0)
@@ -252,6 +254,20 @@ class Evaluator:
             self._notifier.kill_changed(report, event)
             kill["notified"] = [*kill["notified"], event]
             self._verdicts.save_kill(test.name, version, kill)
+
+
+def can_kill(test: OracleTest) -> bool:
+    """Whether a FAIL of any of the test's metrics kills the flag."""
+    return any("kill" in test.metric_actions(metric.name) for metric in test.metrics)
+
+
+def killing_fails(test: OracleTest, report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The report's FAIL verdicts whose metric has ``kill`` among its actions (ERROR verdicts never kill)."""
+    return [
+        verdict
+        for verdict in report.get("verdicts", [])
+        if verdict.get("state") == "FAIL" and "kill" in test.metric_actions(str(verdict.get("metric")))
+    ]
 
 
 # ---- API documents ---------------------------------------------------------------------------------------

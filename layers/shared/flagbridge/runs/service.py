@@ -3,7 +3,9 @@
 Starting (:meth:`RunService.start`):
 
 1. validate the request (:func:`flagbridge.runs.spec.validate_run_request`: the CLI's checks, including the
-   plan's oracle test against the stack's oracle configuration);
+   plan's oracle test against the stack's oracle configuration), and ask the target whether it answers at all
+   (``probe``, once the testers are checked: one ``OPTIONS *``; no answer is a 422 ``target_not_answering`` naming
+   it, and nothing is recorded or sent; each shard asks again before its first case, :mod:`flagbridge.runs.worker`);
 2. make the tester pool testers for the run's duration plus a margin: register it in the tester registry
    (:class:`PoolRegistrar`, the registry's ``register_pool``) or, in a stack without the registry, check every
    key against the static test-user rules. Either failure refuses the run; nothing is recorded or sent;
@@ -58,6 +60,22 @@ class PoolRegistrar(Protocol):
     ) -> int: ...
 
 
+def http_probe(traffic: TrafficConfig, timeout: float = 5.0) -> Callable[[RunSpec], str | None]:
+    """The run's targets asked once each (``OPTIONS *``, :mod:`flagbridge.traffic.preflight`) before it starts."""
+    from flagbridge.runs.spec import build_generator
+    from flagbridge.traffic.preflight import preflight
+    from flagbridge.traffic.sender import HttpSender
+
+    def probe(spec: RunSpec) -> str | None:
+        sender = HttpSender(traffic.allowlist, timeout=timeout)
+        try:
+            return preflight(build_generator(spec), sender.send)
+        finally:
+            sender.close()
+
+    return probe
+
+
 @dataclass
 class RunService:
     store: RunStore
@@ -70,6 +88,8 @@ class RunService:
     verdicts: VerdictSource | None = None
     oracle: OracleConfig | None = None
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    probe: Callable[[RunSpec], str | None] | None = None
+    """Why a new run's target does not answer (:func:`http_probe`), None when it does: checked before anything."""
 
     # ---- start --------------------------------------------------------------------------------------------
 
@@ -113,6 +133,9 @@ class RunService:
         if record is not None:
             return self._repeat(spec, fingerprint, record)
         registered_until = self._make_testers(spec)
+        unanswered = self.probe(spec) if self.probe is not None else None
+        if unanswered is not None:
+            raise RequestError(422, "target_not_answering", unanswered)
         self.manifests.put(spec_key(spec.run_id), json.dumps(spec.document(), separators=(",", ":")).encode())
         record = {
             "run_id": spec.run_id,

@@ -29,6 +29,7 @@ from flagbridge.traffic.errors import ModelError, PlanError, SafetyError, Traffi
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.model import RequestModel, Tester, parse_model, pool_from_document
 from flagbridge.traffic.plan import TrafficPlan, parse_plan
+from flagbridge.traffic.run import MAX_UNANSWERED
 
 if TYPE_CHECKING:
     from flagbridge.oracle.config import OracleConfig
@@ -62,6 +63,7 @@ _KEYS = frozenset(
         "shard_size",
         "checkpoint_every",
         "max_duration_s",
+        "max_unanswered",
         "clock_ms",
     }
 )
@@ -98,6 +100,7 @@ class RunSpec:
     max_duration_s: float
     run_tag_header: str = "X-Flagbridge-Run"
     oracle_metrics: tuple[str, ...] | None = None  # the metrics of oracle_test the run feeds (None: every one)
+    max_unanswered: int = MAX_UNANSWERED  # requests in a row with no answer that stop a shard (0: never)
 
     @property
     def rate_per_worker(self) -> float:
@@ -323,6 +326,7 @@ def validate_run_request(
         raise refuse("too_many_shards", f"{shards} shards; at most {MAX_SHARDS} (give a larger shard_size)")
     checkpoint_every = _whole(body, "checkpoint_every", 1, 1000, 1)
     max_duration_s = _number(body, "max_duration_s", MAX_DURATION_S, MAX_DURATION_S)
+    max_unanswered = _whole(body, "max_unanswered", 0, MAX_REQUESTS, MAX_UNANSWERED)
     target_url = body.get("target")
     if target_url is not None and (not isinstance(target_url, str) or len(target_url) > 2048):
         raise refuse("invalid_target", "'target' must be an http(s) URL")
@@ -371,6 +375,7 @@ def validate_run_request(
         max_duration_s=max_duration_s,
         run_tag_header=traffic.run_tag_header,
         oracle_metrics=feed.metrics if feed is not None else None,
+        max_unanswered=max_unanswered,
     )
     try:
         build_generator(spec)  # destructive methods, attack sets that fit no element: refused before anything runs

@@ -13,7 +13,11 @@ For each shard message (:class:`ShardWorker.process`):
    one write conditional on still owning the claim (a worker whose claim was taken over stops there).
    Manifest lines are written to S3 in parts of ``part_cases`` lines, each right after a progress write.
 5. **Stop** between batches when the stop switch says so (the shard ends ``stopped``), or hand the shard back
-   (released claim, message visible again) when the invocation is about to time out.
+   (released claim, message visible again) when the invocation is about to time out. Before its first case the
+   shard asks its target whether it answers at all (:func:`flagbridge.traffic.preflight.preflight`, one
+   ``OPTIONS *``): a target that does not answer ends the shard ``stopped`` with ``target ... does not answer``,
+   having sent and reported nothing. Mid-shard, ``max_unanswered`` requests in a row with no answer (the run's,
+   default 20) end it ``stopped`` with ``target ... stopped answering``.
 6. **Finish**: the shard's manifest (one NDJSON object: the run header, one line per case sent, a summary) is
    assembled from its parts; cases recorded as sent whose line was lost in a crash get a line saying their
    response was not recorded. Then the shard is marked ``done``/``stopped`` and its parts deleted.
@@ -49,6 +53,7 @@ from flagbridge.runs.store import (
 )
 from flagbridge.traffic.generator import Case, TrafficGenerator, WireRequest
 from flagbridge.traffic.manifest import ManifestWriter, Outcome, case_record
+from flagbridge.traffic.preflight import preflight
 from flagbridge.traffic.results import ResultReporter
 from flagbridge.traffic.run import RunSettings, RunSummary, run_traffic
 from flagbridge.traffic.stop import Check
@@ -219,6 +224,8 @@ class ShardWorker:
         reason: str | None = switch()
         sent = 0
         if reason is None and claim.next_index < end:
+            reason = preflight(self.generator(spec), runtime.send())
+        if reason is None and claim.next_index < end:
             generator = self.generator(spec)
             buffer = io.StringIO()
             checkpointer = _Checkpointer(self, claim, spec, buffer)
@@ -240,6 +247,7 @@ class ShardWorker:
                         max_duration_s=None,
                         batch_size=runtime.batch_size,
                         first_index=claim.next_index,
+                        max_unanswered=spec.max_unanswered,
                     ),
                     runtime.send(),
                     reporter=reporter,

@@ -15,7 +15,8 @@ The first two steps of testing in production (the third, the oracle, lives elsew
 - :mod:`.manifest`, :mod:`.shrink`, :mod:`.safety` — the NDJSON manifest, ``explain``, shrinking a
   failing case, allowlist, token bucket, signed run tag.
 - :mod:`.sender`, :mod:`.results`, :mod:`.run` — the real path: send, report each response to the
-  bridge as a tester event, and the run loop with its budget and stop switch.
+  bridge as a tester event, and the run loop with its budget and stop switch; :mod:`.preflight` — a
+  target that does not answer before the run refuses it.
 
 Named *traffic plan* on purpose: "data plan" is mParticle's validation contract in this project.
 Pure modules import only the standard library; nothing here is imported by the Lambda handlers.

@@ -11,6 +11,10 @@
 - ``progress``: called after every case with the running :class:`RunSummary`.
 
 Budget: at most ``requests`` cases and ``max_duration_s`` seconds; ``max_failures`` stops early.
+**A target lost mid-run**: ``max_unanswered`` requests in a row that got no answer at all (refused, timed out,
+dropped; default :data:`MAX_UNANSWERED`) stop the run at once, mid-batch, with ``target stopped answering``: the
+results of those requests are still reported (the oracle's ``unanswered rate`` sees them), but the run does not go
+on flooding the oracle with its own failure. One answer, of any status, resets the count. 0 turns the check off.
 Pace: a token bucket at ``rate`` requests/s; a 429 pauses the bucket for its ``Retry-After`` (else 5 s)
 and re-sends the same case, up to ``max_429_retries`` times. ``count_only`` generates and counts,
 ``dry_run`` also writes the manifest; neither sends anything nor reports anything.
@@ -32,6 +36,8 @@ from flagbridge.traffic.safety import TokenBucket
 from flagbridge.traffic.sender import retry_after_seconds
 
 MAX_FAILURES_KEPT = 1000
+MAX_UNANSWERED = 20
+"""Requests in a row that got no answer before a run stops (enough for the oracle's unanswered rate to see it)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class RunSettings:
     dry_run: bool = False
     count_only: bool = False
     max_failures: int | None = None
+    max_unanswered: int = MAX_UNANSWERED
     max_429_retries: int = 3
     default_retry_after: float = 5.0
     first_index: int = 0
@@ -64,6 +71,8 @@ class RunSummary:
     started: float = 0.0
     elapsed: float = 0.0
     stopped: str | None = None
+    unanswered_in_a_row: int = 0
+    last_error: str | None = None
     latencies: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -82,6 +91,11 @@ class RunSummary:
         self.statuses[str(outcome.status) if outcome.status is not None else "error"] += 1
         self.outcomes[outcome_class(outcome)] += 1
         self.latencies.append(outcome.latency_ms)
+        if outcome.status is None:
+            self.unanswered_in_a_row += 1
+            self.last_error = outcome.error
+        else:
+            self.unanswered_in_a_row = 0
         if outcome.failed:
             self.failure_count += 1
             if len(self.failures) < MAX_FAILURES_KEPT:
@@ -144,6 +158,54 @@ def _send_with_backoff(
     return outcome
 
 
+def target_lost(settings: RunSettings, summary: RunSummary, request: WireRequest) -> str | None:
+    """``target <url> stopped answering: ...`` once ``max_unanswered`` requests in a row got no answer."""
+    if settings.max_unanswered <= 0 or summary.unanswered_in_a_row < settings.max_unanswered:
+        return None
+    base = request.url[: len(request.url) - len(request.target)] if request.target else request.url
+    return (
+        f"target {base} stopped answering: {summary.unanswered_in_a_row} requests in a row got no answer "
+        f"(last: {summary.last_error or 'no answer'})"
+    )
+
+
+@dataclass
+class _Cases:
+    """What one case needs: the run's collaborators (``send`` is None when nothing is sent)."""
+
+    generator: TrafficGenerator
+    settings: RunSettings
+    summary: RunSummary
+    send: Callable[[WireRequest], Outcome] | None
+    bucket: TokenBucket | None
+    reporter: ResultReporter | None
+    manifest: ManifestWriter | None
+    progress: Callable[[RunSummary, Case], None] | None
+    clock: Callable[[], float]
+
+    def run(self, index: int) -> None:
+        """Generate, send, count, report and record case ``index``; set ``summary.stopped`` if the target is lost."""
+        generator, summary = self.generator, self.summary
+        case = generator.case(index)
+        summary.generated += 1
+        summary.mutations += len(case.mutations)
+        outcome: Outcome | None = None
+        if self.send is not None:
+            assert self.bucket is not None
+            self.bucket.acquire()
+            outcome = _send_with_backoff(case.request, self.send, self.bucket, self.settings, summary)
+            summary.count(case.case_id, outcome)
+            if self.reporter is not None:
+                self.reporter.add(case, outcome, generator.run_id, generator.plan.plan_hash)
+        if self.manifest is not None and not self.settings.count_only:
+            self.manifest.write(case_record(case, outcome))
+        summary.elapsed = self.clock() - summary.started
+        if self.progress is not None:
+            self.progress(summary, case)
+        if outcome is not None:
+            summary.stopped = target_lost(self.settings, summary, case.request)
+
+
 def run_traffic(
     generator: TrafficGenerator,
     settings: RunSettings,
@@ -162,6 +224,7 @@ def run_traffic(
         raise ValueError("a run that sends needs a send function")
     if sending and bucket is None:
         bucket = TokenBucket(settings.rate, clock=clock)
+    cases = _Cases(generator, settings, summary, send if sending else None, bucket, reporter, manifest, progress, clock)
     next_index = settings.first_index
     end = settings.first_index + settings.requests
     while next_index < end:
@@ -170,26 +233,13 @@ def run_traffic(
             summary.stopped = reason
             break
         batch_end = min(next_index + settings.batch_size, end)
-        for index in range(next_index, batch_end):
-            case = generator.case(index)
-            summary.generated += 1
-            summary.mutations += len(case.mutations)
-            outcome: Outcome | None = None
-            if sending:
-                assert bucket is not None and send is not None
-                bucket.acquire()
-                outcome = _send_with_backoff(case.request, send, bucket, settings, summary)
-                summary.count(case.case_id, outcome)
-                if reporter is not None:
-                    reporter.add(case, outcome, generator.run_id, generator.plan.plan_hash)
-            if manifest is not None and not settings.count_only:
-                manifest.write(case_record(case, outcome))
-            summary.elapsed = clock() - summary.started
-            if progress is not None:
-                progress(summary, case)
-        next_index = batch_end
+        while next_index < batch_end and summary.stopped is None:
+            cases.run(next_index)
+            next_index += 1
         if reporter is not None and sending:
             reporter.flush(generator.run_id)
+        if summary.stopped is not None:
+            break
         if settings.max_failures is not None and summary.failure_count >= settings.max_failures:
             summary.stopped = f"{summary.failure_count} failures reached --max-failures"
             break

@@ -40,7 +40,9 @@ class HttpSender:
         if connection is not None:
             return connection, True
         if self.allowlist is not None:
-            self.allowlist.check(request.connect_host, request.target.split("?", 1)[0], "target")
+            path = request.target.split("?", 1)[0]
+            # ``*`` (the preflight's OPTIONS *) names the server, no path: only its host is checked
+            self.allowlist.check(request.connect_host, None if path == "*" else path, "target")
         if request.scheme == "https":
             connection = http.client.HTTPSConnection(
                 request.connect_host, request.connect_port, timeout=self.timeout, context=ssl.create_default_context()

@@ -216,7 +216,7 @@ def tester_registry() -> TesterRegistry:
     from flagbridge.testers.store import DynamoDBTesterStore
 
     store = DynamoDBTesterStore(aws_client("dynamodb"), settings().require("testers_table"))
-    return TesterRegistry(store, segment=_segment_sync(store, attempts=3, budget_seconds=5.0))
+    return TesterRegistry(store, segment=_segment_sync(store, request=True))
 
 
 @cache
@@ -229,29 +229,32 @@ def tester_segment_sync() -> SegmentSync:
         raise ConfigError("no tester segment is configured (testers.segments in the configuration)")
     current.require("split_admin_api_key_secret")
     store = DynamoDBTesterStore(aws_client("dynamodb"), current.require("testers_table"))
-    sync = _segment_sync(store, attempts=5, budget_seconds=20.0)
-    assert sync is not None
+    sync = _segment_sync(store, request=False)
+    if sync is None:
+        raise ConfigError("SPLIT_ADMIN_API_KEY_SECRET is not set")
     return sync
 
 
-def _segment_sync(store: Any, *, attempts: int, budget_seconds: float) -> SegmentSync | None:
-    """The segments' sync when configured (``testers.segments``) and the Admin API secret is set, else None."""
+def _segment_sync(store: Any, *, request: bool) -> SegmentSync | None:
+    """The segments' sync when configured (``testers.segments``) and the Admin API secret is set, else None.
+
+    ``request``: the update a registry request makes itself, with short timeouts and a 5 s retry budget so the
+    API answers even when Split hangs (the reconcile repairs what did not fit); else the kill's full budget."""
     current = settings()
     targets = current.config.testers.segments
     if not targets or not current.split_admin_api_key_secret:
         return None
-    import time
-
     from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+    from flagbridge.testers import registry
     from flagbridge.testers.segment import SegmentSync
 
     client = SplitAdminClient(
-        Urllib3AdminHttp(),
+        Urllib3AdminHttp(connect_timeout=2.0, read_timeout=4.0) if request else Urllib3AdminHttp(),
         current.split_admin_api_url,
         lambda: secret(current.require("split_admin_api_key_secret")),
         auth=current.config.split_admin.auth,
-        attempts=attempts,
-        budget_seconds=budget_seconds,
+        attempts=3 if request else 5,
+        budget_seconds=5.0 if request else 20.0,
     )
 
     def on_problem(message: str, extra: dict[str, Any]) -> None:
@@ -259,7 +262,7 @@ def _segment_sync(store: Any, *, attempts: int, budget_seconds: float) -> Segmen
 
         logger.warning(message, extra=extra)
 
-    return SegmentSync(targets, client, store, time.time, on_problem)
+    return SegmentSync(targets, client, store, lambda: registry._now(), on_problem)  # the registry's clock
 
 
 def registered_testers() -> Callable[[Iterable[str]], Mapping[str, Any]] | None:

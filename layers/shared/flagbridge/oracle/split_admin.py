@@ -248,6 +248,11 @@ class SplitAdminClient:
         if dry_run:
             return KillResult("dry_run", [{"at": self._clock_ms(), "outcome": "dry_run", "method": "PUT", "url": url}])
         result = self.call("PUT", url, {"comment": comment})
+        for record in result.attempts:  # the verdict's kill attempts keep their own words
+            if record.get("outcome") == "ok":
+                record["outcome"] = "killed"
+            if "next" in record:
+                record["next"] = "next evaluation"
         return KillResult("killed" if result.outcome == "ok" else result.outcome, result.attempts)
 
     def add_segment_keys(

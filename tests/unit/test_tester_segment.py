@@ -253,3 +253,28 @@ def test_the_configuration_refuses_bad_segments_and_unmarked_labels() -> None:
     with pytest.raises(ConfigError, match="a second segment"):
         twice = [{"environment": "Production", "segment": "flagbridge_testers"}] * 2
         parse_config({**rules, "testers": {"segments": twice}})
+
+
+@pytest.mark.parametrize("auth", ["bearer", "x-api-key"])
+def test_kill_and_segment_clients_with_either_credential_against_the_local_receiver(auth: str) -> None:
+    from flagbridge.oracle.split_admin import Urllib3AdminHttp
+    from local.receivers import Receiver
+
+    receiver = Receiver().start()
+    try:
+        receiver.split_admin_key, receiver.admin_auth = "the-credential", auth
+        url = f"{receiver.url}/internal/api/v2"
+        right = SplitAdminClient(Urllib3AdminHttp(), url, lambda: "the-credential", auth=auth)  # type: ignore[arg-type]
+        assert right.kill("ws-1", "new_checkout", "Production", "FAIL", dry_run=False).outcome == "killed"
+        assert right.add_segment_keys("Production", "flagbridge_testers", ["qa-1", "qa-2"], "c").outcome == "ok"
+        assert right.remove_segment_keys("Production", "flagbridge_testers", ["qa-1"], "c").outcome == "ok"
+        assert right.segment_keys("Production", "flagbridge_testers").keys == ["qa-2"]
+        other = "x-api-key" if auth == "bearer" else "bearer"
+        wrong = SplitAdminClient(Urllib3AdminHttp(), url, lambda: "the-credential", auth=other)  # type: ignore[arg-type]
+        assert wrong.kill("ws-1", "new_checkout", "Production", "FAIL", dry_run=False).outcome == "refused"
+        assert wrong.segment_keys("Production", "flagbridge_testers").outcome == "refused"
+        assert [kill["flag"] for kill in receiver.kills] == ["new_checkout"]
+    finally:
+        receiver.stop()
+    with pytest.raises(ValueError, match="auth must be one of bearer, x-api-key"):
+        SplitAdminClient(FakeSplit(), ADMIN, lambda: "k", auth="basic")  # type: ignore[arg-type]

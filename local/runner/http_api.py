@@ -195,6 +195,7 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
                 "DELIVERY_LEDGER_TABLE",
                 "REPORTING_QUEUE_URL",
                 "TESTERS_TABLE",
+                "ORACLE_VERDICTS_TABLE",
             )
             resources = {name: os.environ.get(name) for name in names}
             self._send(200, json.dumps({"endpoint_url": bridge.endpoint_url, "resources": resources}).encode())

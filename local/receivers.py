@@ -28,7 +28,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 KILL_PATH = re.compile(r"/splits/ws/(?P<workspace>[^/]+)/(?P<flag>[^/]+)/environments/(?P<environment>[^/]+)/kill$")
-SEGMENT_PATH = re.compile(r"/segments/(?P<environment>[^/]+)/(?P<segment>[^/]+)/(?P<action>uploadKeys|removeKeys|keys)$")
+SEGMENT_PATH = re.compile(
+    r"/segments/(?P<environment>[^/]+)/(?P<segment>[^/]+)/(?P<action>uploadKeys|removeKeys|keys)$"
+)
 SEGMENT_KEYS_PER_CALL = 10_000  # Split's limit per add call
 SEGMENT_MAX_KEYS = 100_000  # Split's limit per (standard) segment
 EVENT_TYPE_ID = re.compile(r"^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$")

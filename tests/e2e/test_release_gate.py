@@ -17,7 +17,17 @@ from xml.etree import ElementTree
 
 import pytest
 
-from local.demo.run import CHECKOUT_PATH, MODEL, PLAN, RUN_TAG_KEY, TEST, TESTERS, cli_config, start_service, stop_service
+from local.demo.run import (
+    CHECKOUT_PATH,
+    MODEL,
+    PLAN,
+    RUN_TAG_KEY,
+    TEST,
+    TESTERS,
+    cli_config,
+    start_service,
+    stop_service,
+)
 from tests.e2e.conftest import ROOT, Bridge, started_runner
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +68,8 @@ def test_the_release_gate_fails_the_pipeline_on_fail_with_its_artifacts(runner: 
         "FLAGBRIDGE_CONFIG": str(cli_config(tmp_path, SHIPPED)),
         "DEPLOY_COMMAND": f"echo 'new_checkout=on deployed' > {tmp_path / 'deployed.txt'}",
         "TARGET": service["url"], "PLAN": str(PLAN), "MODEL": str(MODEL), "ORACLE_TEST": TEST,
-        "TESTERS": ",".join(TESTERS), "TESTERS_API": f"{runner.url}/testers", "TESTERS_API_TOKEN": "local-testers-token",
+        "TESTERS": ",".join(TESTERS), "TESTERS_API": f"{runner.url}/testers",
+        "TESTERS_API_TOKEN": "local-testers-token",
         "FLAGBRIDGE_ORACLE_API_TOKEN": "local-oracle-token", "BRIDGE": runner.url,
         "FLAGBRIDGE_RUN_TAG_KEY": RUN_TAG_KEY, "FLAGBRIDGE_MPARTICLE_KEY": secrets["api_key"],
         "FLAGBRIDGE_MPARTICLE_SECRET": secrets["api_secret"],

@@ -99,7 +99,9 @@ def test_an_outage_loses_nothing_and_the_reconcile_repairs_it(bridge: Bridge, ru
 def test_the_segment_label_marks_the_user_as_a_tester(bridge: Bridge, run_id: str) -> None:
     key = f"seg-{run_id}-served"  # no rule, no registration: only the flag's segment targeting
     now = int(time.time() * 1000)
-    posted = bridge.post_impressions([impression(key, "new_checkout", "on", now, label="in segment flagbridge_testers")])
+    posted = bridge.post_impressions(
+        [impression(key, "new_checkout", "on", now, label="in segment flagbridge_testers")]
+    )
     assert posted.status == 200, posted.body
     bridge.wait_idle(90)
     profile = bridge.profile("user", key).body

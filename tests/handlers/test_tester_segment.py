@@ -41,7 +41,9 @@ def segment_aws(
     receiver = Receiver().start()
     receiver.split_admin_key = ADMIN_CREDENTIAL
     receiver.admin_auth = request.param  # the other header is refused: the configuration really chose
-    secret = boto3.client("secretsmanager").create_secret(Name="flagbridge/test/split-admin", SecretString=ADMIN_CREDENTIAL)
+    secret = boto3.client("secretsmanager").create_secret(
+        Name="flagbridge/test/split-admin", SecretString=ADMIN_CREDENTIAL
+    )
     monkeypatch.setenv("SPLIT_ADMIN_API_URL", f"{receiver.url}/internal/api/v2")
     monkeypatch.setenv("SPLIT_ADMIN_API_KEY_SECRET", secret["ARN"])
     monkeypatch.setenv("FLAGBRIDGE_CONFIG", str(_config(tmp_path, request.param)))

@@ -47,10 +47,13 @@ def _value(name: str) -> str:
 
 def test_the_script_is_valid_sh_and_refuses_a_missing_setting_before_anything(tmp_path: Path) -> None:
     assert subprocess.run(["sh", "-n", str(SCRIPT)], capture_output=True).returncode == 0
-    done = subprocess.run(["sh", str(SCRIPT)], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    done = subprocess.run(
+        ["sh", str(SCRIPT)], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
     assert done.returncode == 64
     assert done.stderr.strip() == (
-        "release-gate: set DEPLOY_COMMAND (the command that deploys the treatment, e.g. 'sam deploy --no-confirm-changeset')"
+        "release-gate: set DEPLOY_COMMAND (the command that deploys the treatment, "
+        "e.g. 'sam deploy --no-confirm-changeset')"
     )
     assert list(tmp_path.iterdir()) == []  # nothing deployed, nothing written
 

@@ -244,11 +244,11 @@ def test_the_configuration_refuses_bad_segments_and_unmarked_labels() -> None:
                                                                "segment": "flagbridge_testers"}]}})  # fmt: skip
     assert config.testers.segments[0].label == "in segment flagbridge_testers"
     assert config.split_admin.auth == "bearer"
-    with pytest.raises(ConfigError, match="testers.segments.0.segment"):
+    with pytest.raises(ConfigError, match=r"testers\.segments\.0\.segment"):
         parse_config({**rules, "testers": {"segments": [{"environment": "Production", "segment": "bad name"}]}})
     with pytest.raises(ConfigError, match="no test_users label rule lists 'in segment other'"):
         parse_config({**rules, "testers": {"segments": [{"environment": "Production", "segment": "other"}]}})
-    with pytest.raises(ConfigError, match="split_admin.auth"):
+    with pytest.raises(ConfigError, match=r"split_admin\.auth"):
         parse_config({"split_admin": {"auth": "basic"}})
     with pytest.raises(ConfigError, match="a second segment"):
         twice = [{"environment": "Production", "segment": "flagbridge_testers"}] * 2

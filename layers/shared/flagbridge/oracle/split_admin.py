@@ -272,9 +272,7 @@ class SplitAdminClient:
         listing = SegmentListing("ok")
         offset = 0
         while True:
-            url = segment_url(
-                self._admin_url, environment, segment, f"keys?offset={offset}&limit={SEGMENT_KEYS_PAGE}"
-            )
+            url = segment_url(self._admin_url, environment, segment, f"keys?offset={offset}&limit={SEGMENT_KEYS_PAGE}")
             result = self.call("GET", url, None)
             listing.calls += 1
             page = _keys_page(result)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flagbridge.testers.registry import AuditEntry, Registration, SegmentState, iso
@@ -153,20 +154,16 @@ class SegmentSync:
             why = f"registered until {iso(first.expires_at)}: {first.reason}"
             synced = True
             for target in targets:
-                synced &= self._guarded(
-                    "add", target, lambda t=target: self._add(t, group, first.registered_by, why, dry_run=t.dry_run)
-                )
+                add = partial(self._add, target, group, first.registered_by, why, dry_run=target.dry_run)
+                synced &= self._guarded("add", target, add)
             if synced:
                 self._guarded_mark(group)
 
     def removed(self, audit: AuditEntry) -> None:
         for target in self.targets_of(audit.traffic_type):
+            why = f"removed: {audit.reason}"
             self._guarded(
-                "remove",
-                target,
-                lambda t=target: self._remove(
-                    t, [audit.key], audit.actor, f"removed: {audit.reason}", dry_run=t.dry_run
-                ),
+                "remove", target, partial(self._remove, target, [audit.key], audit.actor, why, dry_run=target.dry_run)
             )
 
     def _guarded(self, what: str, target: TesterSegment, call: Callable[[], bool]) -> bool:

@@ -247,7 +247,9 @@ class DynamoDBTesterStore:
         """Audit entries in batches of :data:`~flagbridge.testers.registry.AUDIT_BATCH_WRITE`."""
         for start in range(0, len(audits), AUDIT_BATCH_WRITE):
             request: dict[str, Any] = {
-                self._table: [{"PutRequest": {"Item": audit_item(a)}} for a in audits[start : start + AUDIT_BATCH_WRITE]]
+                self._table: [
+                    {"PutRequest": {"Item": audit_item(a)}} for a in audits[start : start + AUDIT_BATCH_WRITE]
+                ]
             }
             for attempt in range(self._read_attempts):
                 request = self._ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}

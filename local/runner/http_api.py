@@ -196,6 +196,8 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
                 "REPORTING_QUEUE_URL",
                 "TESTERS_TABLE",
                 "ORACLE_VERDICTS_TABLE",
+                "SPLIT_ADMIN_API_URL",
+                "SPLIT_ADMIN_API_KEY_SECRET",
             )
             resources = {name: os.environ.get(name) for name in names}
             self._send(200, json.dumps({"endpoint_url": bridge.endpoint_url, "resources": resources}).encode())

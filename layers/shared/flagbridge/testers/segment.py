@@ -123,7 +123,7 @@ class SegmentSync:
     def __init__(
         self,
         targets: Sequence[TesterSegment],
-        client: SegmentClient,
+        client: SegmentClient | None,
         store: SegmentStore,
         clock: Callable[[], float],
         on_problem: Problem = _ignore,
@@ -143,6 +143,8 @@ class SegmentSync:
         return "pending" if self.targets_of(traffic_type) else None
 
     def registered(self, registrations: Sequence[Registration]) -> None:
+        if self._client is None:  # no Admin API credential here: stored pending, the reconcile adds them
+            return
         by_type: dict[str, list[Registration]] = {}
         for registration in registrations:
             by_type.setdefault(registration.traffic_type, []).append(registration)
@@ -160,6 +162,8 @@ class SegmentSync:
                 self._guarded_mark(group)
 
     def removed(self, audit: AuditEntry) -> None:
+        if self._client is None:  # the reconcile removes what nobody registered
+            return
         for target in self.targets_of(audit.traffic_type):
             why = f"removed: {audit.reason}"
             self._guarded(
@@ -190,6 +194,7 @@ class SegmentSync:
     def _add(
         self, target: TesterSegment, registrations: Sequence[Registration], actor: str, why: str, *, dry_run: bool
     ) -> bool:
+        assert self._client is not None
         keys = [registration.key for registration in registrations]
         update = self._client.add_segment_keys(
             target.environment, target.segment, keys, _comment(actor, why), dry_run=dry_run
@@ -199,6 +204,7 @@ class SegmentSync:
         return update.outcome == "ok"
 
     def _remove(self, target: TesterSegment, keys: Sequence[str], actor: str, why: str, *, dry_run: bool) -> bool:
+        assert self._client is not None
         update = self._client.remove_segment_keys(
             target.environment, target.segment, keys, _comment(actor, why), dry_run=dry_run
         )
@@ -237,6 +243,8 @@ class SegmentSync:
 
     def reconcile(self, actor: str, *, dry_run: bool = False) -> ReconcileReport:
         """Make every configured segment equal to the active registrations of its traffic type."""
+        if self._client is None:
+            raise ValueError("a reconcile needs the Split Admin API client")
         now = self._clock()
         registrations = self._all_registrations()
         active = [registration for registration in registrations if registration.active(now)]
@@ -269,6 +277,7 @@ class SegmentSync:
         dry_run: bool,
     ) -> TargetReport:
         report = TargetReport(target.environment, target.segment, target.traffic_type)
+        assert self._client is not None
         listing = self._client.segment_keys(target.environment, target.segment)
         report.calls["list"] = listing.calls
         if listing.outcome != "ok":

@@ -60,7 +60,7 @@ def test_what_the_page_names_exists(page: Path, heading: str | None) -> None:
 
 
 def test_the_configuration_keys_and_defaults_it_names() -> None:
-    from flagbridge.config import BridgeConfig, SplitAdminConfig, TesterSegment, TestersConfig
+    from flagbridge.config import BridgeConfig, SplitAdminConfig, TestersConfig, TesterSegment
 
     text = _section(ROOT / "docs" / "testers.md", "The Split segment")
     assert "testers" in BridgeConfig.model_fields and "split_admin" in BridgeConfig.model_fields

@@ -117,3 +117,31 @@ def test_register_outage_reconcile_and_dry_run(segment_aws: dict[str, Any], lamb
     assert receiver.requests and all(
         ("x-api-key" in r.headers) == (segment_aws["auth"] == "x-api-key") for r in receiver.requests
     )
+
+
+def test_off_the_reconcile_does_nothing_and_registrations_carry_no_segment(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lambda_context: Any
+) -> None:
+    from flagbridge import runtime
+    from flagbridge.testers import registry
+
+    receiver = Receiver().start()
+    try:
+        document = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+        del document["testers"]
+        config = tmp_path / "off.yaml"
+        config.write_text(yaml.safe_dump(document), encoding="utf-8")
+        monkeypatch.setenv("FLAGBRIDGE_CONFIG", str(config))
+        monkeypatch.setenv("SPLIT_ADMIN_API_URL", f"{receiver.url}/internal/api/v2")
+        monkeypatch.setenv("SPLIT_ADMIN_API_KEY_SECRET", "flagbridge/test/never-read")
+        monkeypatch.setattr(registry, "_now", lambda: FIXED_NOW)
+        runtime.reset()
+        status, body = _call(load_handler("tester_registry"), _put("qa-off-1"), lambda_context)
+        assert status == 200 and "segment" not in body
+        report = load_handler("tester_segment_reconcile").lambda_handler(
+            load_event("tester_segment_schedule.json"), lambda_context
+        )
+        assert report == {"segments": [], "skipped": "no testers.segments in the configuration"}
+        assert receiver.requests == []
+    finally:
+        receiver.stop()

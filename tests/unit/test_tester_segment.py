@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -278,3 +279,18 @@ def test_kill_and_segment_clients_with_either_credential_against_the_local_recei
         receiver.stop()
     with pytest.raises(ValueError, match="auth must be one of bearer, x-api-key"):
         SplitAdminClient(FakeSplit(), ADMIN, lambda: "k", auth="basic")  # type: ignore[arg-type]
+
+
+def test_a_registered_key_split_would_refuse_is_left_out_and_reported_not_fatal() -> None:
+    world = World()
+    odd = "ok-key"
+    world.registry.register("user", odd, NOW + 3600, "x", "token:ci")
+    # a key the registry took but Split would refuse (the registry's rules may differ from Split's one day)
+    bad = replace(world.store.registrations[f"user#{odd}"], key="tab\tkey", segment="pending")
+    world.store.registrations["user#tab\tkey"] = bad
+    world.sync.registered([bad])
+    report = world.sync.reconcile("schedule:reconcile")
+    (target,) = report.targets
+    assert report.ok and target.refused_keys == 1 and world.segment() == [odd]
+    assert world.state("tab\tkey") == "pending" and world.state(odd) == "synced"
+    assert [p[0] for p in world.problems].count("registered keys Split would refuse are left out of the segment") == 2

@@ -179,16 +179,21 @@ def check_segment_name(name: Any) -> str:
     return name
 
 
+def segment_key_accepted(key: Any) -> bool:
+    """Whether Split would take this segment key (1-250 characters, no control characters or surrounding spaces)."""
+    return (
+        isinstance(key, str)
+        and bool(key.strip())
+        and len(key) <= MAX_SEGMENT_KEY_CHARS
+        and key == key.strip()
+        and not _UNPRINTABLE.search(key)
+    )
+
+
 def check_segment_keys(keys: Sequence[Any]) -> list[str]:
-    """The keys if Split would take every one (1-250 characters, no control characters or surrounding spaces)."""
+    """The keys if Split would take every one; SegmentRequestError naming the first it would refuse."""
     for key in keys:
-        if (
-            not isinstance(key, str)
-            or not key.strip()
-            or len(key) > MAX_SEGMENT_KEY_CHARS
-            or key != key.strip()
-            or _UNPRINTABLE.search(key)
-        ):
+        if not segment_key_accepted(key):
             raise SegmentRequestError(
                 f"segment key {str(key)[:40]!r} is not one Split accepts: 1-{MAX_SEGMENT_KEY_CHARS} characters,"
                 " no control characters or surrounding spaces"

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flagbridge.oracle.split_admin import segment_key_accepted
 from flagbridge.testers.registry import AuditEntry, Registration, SegmentState, iso
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class TargetReport:
     listed: int = 0
     to_add: int = 0
     to_remove: int = 0
+    refused_keys: int = 0  # registered keys Split would refuse: never sent, reported
     added: int = 0
     removed: int = 0
     calls: dict[str, int] = field(default_factory=lambda: {"list": 0, "add": 0, "remove": 0})
@@ -195,7 +197,15 @@ class SegmentSync:
         self, target: TesterSegment, registrations: Sequence[Registration], actor: str, why: str, *, dry_run: bool
     ) -> bool:
         assert self._client is not None
-        keys = [registration.key for registration in registrations]
+        keys = [registration.key for registration in registrations if segment_key_accepted(registration.key)]
+        if len(keys) < len(registrations):
+            self._on_problem(
+                "registered keys Split would refuse are left out of the segment",
+                {"segment": target.segment, "environment": target.environment,
+                 "keys": len(registrations) - len(keys)},
+            )  # fmt: skip
+            if not keys:
+                return False
         update = self._client.add_segment_keys(
             target.environment, target.segment, keys, _comment(actor, why), dry_run=dry_run
         )
@@ -262,6 +272,7 @@ class SegmentSync:
                 r
                 for r in active
                 if r.segment != "synced" and r.traffic_type not in failed_types and self.targets_of(r.traffic_type)
+                and segment_key_accepted(r.key)
                 and not all(t.dry_run for t in self.targets_of(r.traffic_type))
             ]  # fmt: skip
             if to_mark:
@@ -289,7 +300,13 @@ class SegmentSync:
             return report
         present = set(listing.keys)
         report.listed = len(present)
-        to_add = sorted(set(desired) - present)
+        to_add = sorted(key for key in set(desired) - present if segment_key_accepted(key))
+        report.refused_keys = len(set(desired) - present) - len(to_add)
+        if report.refused_keys:
+            self._on_problem(
+                "registered keys Split would refuse are left out of the segment",
+                {"segment": target.segment, "environment": target.environment, "keys": report.refused_keys},
+            )
         to_remove = sorted(present - set(desired))
         report.to_add, report.to_remove = len(to_add), len(to_remove)
         if dry_run:

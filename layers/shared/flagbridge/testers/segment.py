@@ -161,7 +161,7 @@ class SegmentSync:
                 add = partial(self._add, target, group, first.registered_by, why, dry_run=target.dry_run)
                 synced &= self._guarded("add", target, add)
             if synced:
-                self._guarded_mark(group)
+                self._guarded_mark([r for r in group if segment_key_accepted(r.key)])
 
     def removed(self, audit: AuditEntry) -> None:
         if self._client is None:  # the reconcile removes what nobody registered

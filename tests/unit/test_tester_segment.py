@@ -296,6 +296,6 @@ def test_a_registered_key_split_would_refuse_is_left_out_and_reported_not_fatal(
     assert [p[0] for p in world.problems].count("registered keys Split would refuse are left out of the segment") == 2
     pool = World()
     pool.registry.register_pool("user", ["qa-1", "qa-2"], 3600, "run 1", "run:1")
-    pool.sync.registered([replace(pool.store.registrations["user#qa-2"], key=" padded")] + [
-        pool.store.registrations["user#qa-1"]])  # fmt: skip
+    padded = replace(pool.store.registrations["user#qa-2"], key=" padded")
+    pool.sync.registered([padded, pool.store.registrations["user#qa-1"]])
     assert pool.segment() == ["qa-1", "qa-2"]  # the refused key was not sent, the others were

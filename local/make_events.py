@@ -377,6 +377,24 @@ def generate_oracle(output: Path) -> None:
         _oracle_api_event("/tests/nope", "GET /tests/{name}", LOCAL_ORACLE_TOKEN, "req-o-3", name="nope"),
     )
     _write(output, "oracle_api_no_token.json", _oracle_api_event("/tests", "GET /tests", None, "req-o-4"))
+    _write(output, "tester_segment_schedule.json", _segment_schedule({}))
+    _write(output, "tester_segment_dry_run.json", _segment_schedule({"dry_run": True}))
+
+
+def _segment_schedule(extra: dict[str, Any]) -> dict[str, Any]:
+    """The tester segments' reconcile as EventBridge Scheduler delivers it (``dry_run``: the manual form)."""
+    return {
+        "version": "0",
+        "id": "5e0c0e7a-0000-4000-8000-000000000002",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-01-01T00:05:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/flagbridge-dev-tester-segment-reconcile"],
+        "detail": {},
+        **extra,
+    }
 
 
 def generate(output: Path = EVENTS) -> None:
@@ -559,6 +577,12 @@ def generate(output: Path = EVENTS) -> None:
                 "ORACLE_VERDICTS_TABLE": "flagbridge-dev-oracle-verdicts",
                 "ORACLE_ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:flagbridge-dev-alarms",
                 "ORACLE_EVENT_BUS_NAME": "flagbridge-dev-oracle",
+                "SPLIT_ADMIN_API_URL": "http://host.docker.internal:3001/internal/api/v2",
+                "SPLIT_ADMIN_API_KEY_SECRET": "flagbridge/dev/split-admin-api-key",
+            },
+            "TesterSegmentReconcileFunction": {
+                **shared,
+                "TESTERS_TABLE": "flagbridge-testers",
                 "SPLIT_ADMIN_API_URL": "http://host.docker.internal:3001/internal/api/v2",
                 "SPLIT_ADMIN_API_KEY_SECRET": "flagbridge/dev/split-admin-api-key",
             },

@@ -6,7 +6,11 @@ Split receiver checks every request the way Split's events API would: ``POST ...
 ``eventTypeId`` pattern, key <= 250 chars, lowercase-able traffic type, epoch-ms timestamp, flat
 properties, <= 300 of them, body < 1 MB). Valid requests get 202, invalid ones 400 with the reasons.
 The Split Admin API receiver takes ``PUT .../splits/ws/{workspace}/{flag}/environments/{environment}/kill``
-with ``Authorization: Bearer <Admin API key>`` and records each kill (``kills`` in the snapshot).
+and records each kill (``kills`` in the snapshot). It keeps segment state as Split does for segment keys in an
+environment: ``PUT .../segments/{environment}/{segment}/uploadKeys`` (add; at most 10,000 keys a call),
+``PUT .../removeKeys`` and ``GET .../keys?offset=&limit=`` (``segments`` in the snapshot, ``segment_calls`` the
+count of calls by kind). Its credential is presented either as ``Authorization: Bearer <Admin API key>`` or as
+``x-api-key: <Harness token>`` (``admin_auth`` pins one, as a stack would see it).
 Faults can be scripted for tests: a queue of responses (status, headers, delay) served before normal
 behaviour, to simulate 429 with Retry-After, 500s, slow answers and dropped connections.
 """
@@ -21,9 +25,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 KILL_PATH = re.compile(r"/splits/ws/(?P<workspace>[^/]+)/(?P<flag>[^/]+)/environments/(?P<environment>[^/]+)/kill$")
+SEGMENT_PATH = re.compile(
+    r"/segments/(?P<environment>[^/]+)/(?P<segment>[^/]+)/(?P<action>uploadKeys|removeKeys|keys)$"
+)
+SEGMENT_KEYS_PER_CALL = 10_000  # Split's limit per add call
+SEGMENT_MAX_KEYS = 100_000  # Split's limit per (standard) segment
 EVENT_TYPE_ID = re.compile(r"^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$")
 MAX_BODY_BYTES = 1_000_000
 
@@ -83,7 +92,11 @@ class Receiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, split_sdk_key: str | None = None) -> None:
         self.split_sdk_key = split_sdk_key
         self.split_admin_key: str | None = None
+        self.admin_auth: str | None = None  # "bearer" or "x-api-key": only that header is accepted; None: either
         self.kills: list[dict[str, Any]] = []
+        self.segments: dict[tuple[str, str], list[str]] = {}  # (environment, segment) -> keys in insertion order
+        self.segment_calls: dict[str, int] = {"uploadKeys": 0, "removeKeys": 0, "keys": 0}
+        self.segment_outage: int | None = None  # a status (503) every segment call answers while set: an outage
         self.requests: list[ReceivedRequest] = []
         self.split_events: list[dict[str, Any]] = []
         self.webhooks: dict[str, list[Any]] = {}
@@ -99,6 +112,9 @@ class Receiver:
                 receiver._handle(self)
 
             def do_PUT(self) -> None:
+                receiver._handle(self)
+
+            def do_GET(self) -> None:
                 receiver._handle(self)
 
         self._server = ThreadingHTTPServer((host, port), Handler)
@@ -151,8 +167,13 @@ class Receiver:
             self._reply(handler, scripted.status, scripted.body, scripted.headers)
             return
         kill = KILL_PATH.search(handler.path.split("?")[0])
+        segment = SEGMENT_PATH.search(handler.path.split("?")[0])
         if handler.command == "PUT" and kill is not None:
             status, body = self._split_kill(headers, raw, kill)
+        elif segment is not None:
+            status, body = self._split_segment(handler.command, handler.path, headers, raw, segment)
+        elif handler.command == "GET":
+            status, body = 404, {"error": "not found"}
         elif handler.path.rstrip("/").endswith("/events/bulk"):
             status, body = self._split(headers, raw)
         else:
@@ -187,10 +208,68 @@ class Receiver:
             self.split_events.extend(events)
         return 202, ""
 
+    def _admin_refusal(self, headers: dict[str, str]) -> tuple[int, Any] | None:
+        """401 unless the Admin API credential comes as the pinned (or either) header with the expected value."""
+        bearer, api_key = headers.get("authorization", ""), headers.get("x-api-key")
+        presented = "x-api-key" if api_key is not None else "bearer" if bearer.startswith("Bearer ") else None
+        value = api_key if presented == "x-api-key" else bearer.removeprefix("Bearer ")
+        if presented is None or (self.admin_auth is not None and presented != self.admin_auth):
+            return 401, {"code": 401, "message": "missing Admin API credential (Authorization: Bearer or x-api-key)"}
+        if self.split_admin_key and value != self.split_admin_key:
+            return 401, {"code": 401, "message": "wrong Admin API credential"}
+        return None
+
+    def _split_segment(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes, match: re.Match[str]
+    ) -> tuple[int, Any]:
+        refusal = self._admin_refusal(headers)
+        if refusal is not None:
+            return refusal
+        if self.segment_outage is not None:
+            return self.segment_outage, {"code": self.segment_outage, "message": "segment service unavailable"}
+        environment, name, action = (unquote(match.group(g)) for g in ("environment", "segment", "action"))
+        if (method == "GET") != (action == "keys"):
+            return 405, {"code": 405, "message": f"{method} is not allowed on {action}"}
+        with self._lock:
+            self.segment_calls[action] += 1
+            keys = self.segments.setdefault((environment, name), [])
+            if action == "keys":
+                query = parse_qs(urlsplit(path).query)
+                offset = int((query.get("offset") or ["0"])[0])
+                limit = int((query.get("limit") or ["100"])[0])
+                page = [{"key": key} for key in keys[offset : offset + limit]]
+                return 200, {"keys": page, "offset": offset, "limit": limit, "count": len(keys)}
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            return 400, {"code": 400, "message": "invalid JSON"}
+        wanted = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(wanted, list) or not all(isinstance(k, str) and 0 < len(k) <= 250 for k in wanted):
+            return 400, {"code": 400, "message": "keys must be an array of 1-250 character strings"}
+        if len(wanted) > SEGMENT_KEYS_PER_CALL:
+            return 400, {"code": 400, "message": f"at most {SEGMENT_KEYS_PER_CALL} keys per call"}
+        with self._lock:
+            keys = self.segments.setdefault((environment, name), [])
+            if action == "uploadKeys":
+                present = set(keys)
+                new = [key for key in dict.fromkeys(wanted) if key not in present]
+                if len(keys) + len(new) > SEGMENT_MAX_KEYS:
+                    return 400, {"code": 400, "message": f"a segment holds at most {SEGMENT_MAX_KEYS} keys"}
+                keys.extend(new)
+            else:
+                gone = set(wanted)
+                keys[:] = [key for key in keys if key not in gone]
+        return 200, {"name": name, "environment": environment, "count": len(keys)}
+
+    def segment(self, environment: str, name: str) -> list[str]:
+        """The keys of a segment as the receiver holds them."""
+        with self._lock:
+            return list(self.segments.get((environment, name), []))
+
     def _split_kill(self, headers: dict[str, str], raw: bytes, match: re.Match[str]) -> tuple[int, Any]:
-        auth = headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or (self.split_admin_key and auth != f"Bearer {self.split_admin_key}"):
-            return 401, {"code": 401, "message": "missing or wrong Admin API key"}
+        refusal = self._admin_refusal(headers)
+        if refusal is not None:
+            return refusal
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
@@ -216,4 +295,6 @@ class Receiver:
                 "webhooks": {path: list(items) for path, items in self.webhooks.items()},
                 "requests": len(self.requests),
                 "kills": list(self.kills),
+                "segments": {f"{env}/{name}": list(keys) for (env, name), keys in self.segments.items()},
+                "segment_calls": dict(self.segment_calls),
             }

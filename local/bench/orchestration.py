@@ -28,6 +28,7 @@ from local.bench.figures import (
 from local.bench.oracle import figure_oracle_cpu, figure_oracle_eval, figure_oracle_writes
 from local.bench.registry import figure_registry_requests
 from local.bench.runs import figure_runs_sqs_requests, figure_runs_worker
+from local.bench.segment import figure_segment_reconcile
 from local.bench.timing import FULL, LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, peak_rss_mb
 from local.bench.traffic import figure_traffic_cpu, figure_traffic_generate
 
@@ -51,6 +52,7 @@ FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "traffic_generate": figure_traffic_generate,
     "runs_worker": figure_runs_worker,
     "runs_sqs_requests": figure_runs_sqs_requests,
+    "segment_reconcile": figure_segment_reconcile,
 }
 
 

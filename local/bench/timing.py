@@ -39,6 +39,7 @@ class Sizes:
     traffic_cases: int = 100_000
     oracle_events: int = 20_000
     oracle_eval_events: tuple[int, int] = (10_000, 1_000_000)
+    segment_testers: int = 10_000
 
 
 FULL = Sizes()
@@ -57,6 +58,7 @@ SMOKE = Sizes(
     traffic_cases=500,
     oracle_events=100,
     oracle_eval_events=(480, 4_800),
+    segment_testers=300,
 )
 
 

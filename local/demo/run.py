@@ -1,7 +1,9 @@
 """The whole loop against a running local bridge: ``make demo`` (and once at ``make run``'s start-up).
 
 1. starts the sample service under test (:mod:`local.demo.service`) in its own process, next to the bridge;
-2. runs the shipped traffic plan against it as the bridge's testers, with the real command
+2. registers the demo's testers (``PUT /testers``: with the shipped ``testers.segments`` their keys go into the local
+   Split Admin receiver's segment ``flagbridge_testers``), then runs the shipped traffic plan against the service
+   as those testers, with the real command
    (``flagbridge traffic run local/demo/checkout_plan.yaml --model local/demo/checkout_model.yaml ...``), whose
    results go back through the bridge's mParticle ingest, as the service's own events and impressions do;
 3. waits until the bridge has processed everything (``/_local/idle``) and the oracle evaluated after that
@@ -12,7 +14,7 @@
    (impressions webhook -> profiles, mParticle ingest -> oracle lane -> counters), and waits for the evaluation
    that counts them: the kill's timeline (t0 FAIL, t1 Split accepted, t2 ``killed`` counted) is then complete;
 5. reads what the outside world received (``/_local/receivers``): the Split events of the run, the analytics
-   webhook, the kills recorded by the local Split Admin receiver; and prints the summary.
+   webhook, the kills and the segment recorded by the local Split Admin receiver; and prints the summary.
 
 Nothing here decides a verdict: they are the oracle's, read from its API. Every wait polls with a deadline.
 """
@@ -80,6 +82,7 @@ class DemoResult:
     manifest: Path
     seconds: float
     problems: list[str] = field(default_factory=list)
+    segments: dict[str, list[str]] = field(default_factory=dict)  # the receiver's segments holding demo testers
 
     def verdicts(self) -> dict[tuple[str, str], dict[str, Any]]:
         report = self.test.get("report") or {}
@@ -137,6 +140,12 @@ class DemoResult:
                 )
         else:
             lines.append("  kill: none recorded by the local Split Admin receiver")
+        for name, keys in sorted(self.segments.items()):
+            demo = [key for key in keys if key in TESTERS]
+            lines.append(
+                f"  segment {name} (local Split Admin receiver): the demo's {len(demo)} testers added "
+                f"({demo[0]}..{demo[-1]}), {len(keys)} keys in all"
+            )
         lines += [f"  problem: {problem}" for problem in self.problems]
         return "\n".join(lines)
 
@@ -177,6 +186,18 @@ class BridgeClient:
         if status != 200:
             raise RuntimeError(f"GET /_local/receivers answered {status}: {body}")
         return dict(body)
+
+    def register_testers(self, token: str, expires_at: int) -> None:
+        """Register the demo's testers (``PUT /testers/user/{key}``) until ``expires_at`` (epoch seconds)."""
+        body = json.dumps({"expiresAt": expires_at, "reason": "make demo: the loop's tester pool"}).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        for key in TESTERS:
+            request = Request(f"{self.url}/testers/user/{key}", data=body, method="PUT", headers=headers)
+            try:
+                with urlopen(request, timeout=60) as reply:
+                    reply.read()
+            except HTTPError as exc:
+                raise RuntimeError(f"PUT /testers/user/{key} answered {exc.code}: {exc.read()[:300]!r}") from exc
 
     def test(self) -> dict[str, Any]:
         status, body = self.get(f"/tests/{TEST}", {"Authorization": f"Bearer {self.oracle_token}"})
@@ -393,6 +414,7 @@ def run_demo(
     env.pop("FLAGBRIDGE_CONFIG", None)
     config = cli_config(workdir, bridge_config)
     kills_before = len(client.receivers().get("kills") or [])
+    client.register_testers(secret("TestersApiTokenSecret"), int(time.time() + timeout + 3600))
     process, service = start_service(bridge_url, env, timeout)
     run_id = f"demo-{service['flag_version']}"
     manifest = workdir / f"{run_id}.ndjson"
@@ -447,6 +469,11 @@ def run_demo(
         html_report=html,
         manifest=manifest,
         seconds=time.monotonic() - started,
+        segments={
+            name: list(keys)
+            for name, keys in (snapshot.get("segments") or {}).items()
+            if any(key in TESTERS for key in keys)
+        },
     )
     unknown = set(result.split_keys) - set(TESTERS)
     if unknown:

@@ -12,7 +12,7 @@ import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from local.apigw import http_api_event
 from local.resources import HttpRoute
@@ -195,11 +195,20 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
                 "DELIVERY_LEDGER_TABLE",
                 "REPORTING_QUEUE_URL",
                 "TESTERS_TABLE",
+                "ORACLE_VERDICTS_TABLE",
+                "SPLIT_ADMIN_API_URL",
+                "SPLIT_ADMIN_API_KEY_SECRET",
             )
             resources = {name: os.environ.get(name) for name in names}
             self._send(200, json.dumps({"endpoint_url": bridge.endpoint_url, "resources": resources}).encode())
         elif path == "/_local/receivers" and bridge.receiver is not None:
             self._send(200, json.dumps(bridge.receiver.snapshot(), default=str).encode())
+        elif path == "/_local/receivers/segment-outage" and bridge.receiver is not None and self.command == "POST":
+            # ?status=503 makes the local Split Admin receiver's segment calls answer 503 (an outage); no status
+            # ends it. The tester segment's e2e test uses it; the reconcile then repairs the segment.
+            status = (parse_qs(urlsplit(self.path).query).get("status") or [""])[0]
+            bridge.receiver.segment_outage = int(status) if status.isdigit() else None
+            self._send(200, json.dumps({"segment_outage": bridge.receiver.segment_outage}).encode())
         else:
             self._message(404, "Not Found")
 

@@ -33,6 +33,7 @@ _STACK_OUTPUTS = {
     "DeliveryLedgerTableName": "DELIVERY_LEDGER_TABLE",
     "TestersTableName": "TESTERS_TABLE",
     "OracleVerdictsTableName": "ORACLE_VERDICTS_TABLE",
+    "SplitAdminApiKeySecretArn": "SPLIT_ADMIN_API_KEY_SECRET",  # testers add/remove drive the Split segment
 }
 # Flags that override a variable of the functions' environment (attribute of the parsed arguments, variable).
 _FLAG_VARIABLES = (

@@ -106,6 +106,8 @@ def test_make_run_shows_the_loop_and_the_bridge_agrees(demo: Demo) -> None:
     assert f"{FLAG}=off: PASS" in stdout and f"PASS {FLAG}=off 5xx rate 0%" in stdout
     assert re.search(r"analytics webhook: 0 events of the run \([1-9]\d* in all, from other traffic\)", stdout)
     assert "kill recorded by the local Split Admin receiver: new_checkout in Production" in stdout
+    segment_line = f"segment Production/flagbridge_testers (local Split Admin receiver): the demo's {len(TESTERS)}"
+    assert f"{segment_line} testers added ({TESTERS[0]}..{TESTERS[-1]})" in stdout, stdout[-4000:]
     html = demo.workdir / f"{TEST}.html"
     assert f"HTML report (the oracle's `flagbridge verdict --html`): {html}" in stdout
     assert "<svg" in html.read_text(encoding="utf-8") and TEST in html.read_text(encoding="utf-8")
@@ -171,3 +173,6 @@ def test_make_run_shows_the_loop_and_the_bridge_agrees(demo: Demo) -> None:
     assert f"oracle: Kill of version {report['version']}: killed, confirmed" in stdout
     assert re.search(r"t1 Split accepted +\d{4}-\d\d-\d\d .*\(\+\d+\.\d s after t0\)", stdout), stdout[-3000:]
     assert re.search(r"t2 `killed` counted +\d{4}-\d\d-\d\d .*\(\+\d+\.\d s after t1\)", stdout), stdout[-3000:]
+
+    # The segment: the demo's testers, registered through PUT /testers, are in the receiver's segment
+    assert set(TESTERS) <= set(received["segments"]["Production/flagbridge_testers"])

@@ -32,6 +32,10 @@ FUNCTIONS = {
     "CdpRouterFunction": ("functions/cdp_router/", "cdp_router.lambda_handler"),
     "DestinationDeliveryFunction": ("functions/destination_delivery/", "destination_delivery.lambda_handler"),
     "TesterRegistryFunction": ("functions/tester_registry/", "tester_registry.lambda_handler"),
+    "TesterSegmentReconcileFunction": (
+        "functions/tester_segment_reconcile/",
+        "tester_segment_reconcile.lambda_handler",
+    ),
     "OracleCounterFunction": ("functions/oracle_counter/", "oracle_counter.lambda_handler"),
     "OracleEvaluatorFunction": ("functions/oracle_evaluator/", "oracle_evaluator.lambda_handler"),
     "OracleApiFunction": ("functions/oracle_api/", "oracle_api.lambda_handler"),
@@ -655,15 +659,36 @@ def test_expected_function_permissions() -> None:
     # The registry lookups of the processor and the router: BatchGetItem on the testers table, nothing more.
     assert _inline("ImpressionsProcessorFunction") == [TESTERS_LOOKUP]
     assert _inline("CdpRouterFunction") == [TESTERS_LOOKUP]
-    # The registry API: registrations and audit entries (a transaction: PutItem, DeleteItem) and the listing index.
-    assert _sam_templates("TesterRegistryFunction") == _expected(_get_secret("TestersApiTokenSecret"))
+    # The registry API: registrations and audit entries (a transaction: PutItem, DeleteItem), the listing index,
+    # and for the Split segment: its state (UpdateItem), its audit entries (BatchWriteItem), the Admin API secret.
+    assert _sam_templates("TesterRegistryFunction") == _expected(
+        _get_secret("TestersApiTokenSecret"), _get_secret("SplitAdminApiKeySecret")
+    )
+    testers_and_index = [get_att("TestersTable", "Arn"), {"Fn::Sub": "${TestersTable.Arn}/index/by-listing"}]
     assert _inline("TesterRegistryFunction") == [
         {
             "Effect": "Allow",
-            "Action": ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"],
-            "Resource": [get_att("TestersTable", "Arn"), {"Fn::Sub": "${TestersTable.Arn}/index/by-listing"}],
+            "Action": [
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+                "dynamodb:BatchWriteItem",
+            ],
+            "Resource": testers_and_index,
         }
     ]
+    # The segment reconcile: reads the registrations (index), marks their state, audits; the Admin API secret.
+    assert _sam_templates("TesterSegmentReconcileFunction") == _expected(_get_secret("SplitAdminApiKeySecret"))
+    assert _inline("TesterSegmentReconcileFunction") == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"],
+            "Resource": testers_and_index,
+        }
+    ]
+    (schedule,) = events("TesterSegmentReconcileFunction", "Schedule")
+    assert schedule["Schedule"] == "rate(15 minutes)" and schedule["Enabled"] is True
     assert _templates("ProfileApiFunction") == _expected(
         ("DynamoDBReadPolicy", "TableName", ref("ProfilesTable")), _get_secret("ProfileApiTokenSecret")
     )
@@ -813,6 +838,13 @@ def test_function_environment() -> None:
     assert env("TesterRegistryFunction") == {
         "TESTERS_TABLE": ref("TestersTable"),
         "TESTERS_API_TOKEN_SECRET": ref("TestersApiTokenSecret"),
+        "SPLIT_ADMIN_API_URL": ref("SplitAdminApiUrl"),
+        "SPLIT_ADMIN_API_KEY_SECRET": ref("SplitAdminApiKeySecret"),
+    }
+    assert env("TesterSegmentReconcileFunction") == {
+        "TESTERS_TABLE": ref("TestersTable"),
+        "SPLIT_ADMIN_API_URL": ref("SplitAdminApiUrl"),
+        "SPLIT_ADMIN_API_KEY_SECRET": ref("SplitAdminApiKeySecret"),
     }
     assert env("ProfileApiFunction") == {
         "PROFILES_TABLE": ref("ProfilesTable"),

@@ -49,7 +49,7 @@ def test_every_figure_is_reported_with_the_same_fields(report: dict[str, Any]) -
 def test_ratio_figures_are_computed_against_a_positive_floor(report: dict[str, Any]) -> None:
     by_name = {figure["name"]: figure for figure in report["figures"]}
     ratio_figures = ["ingest_cpu", "processor_cpu", "router_cpu", "profile_writes", "split_requests"]
-    ratio_figures += ["split_requests.lane", "registry_requests", "registry_requests.processor"]
+    ratio_figures += ["split_requests.lane", "registry_requests", "registry_requests.processor", "segment_reconcile"]
     ratio_figures += [f"cold_start.{function}" for function in bench.FUNCTIONS]
     for name in ratio_figures:
         figure = by_name[name]

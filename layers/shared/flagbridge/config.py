@@ -16,13 +16,14 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from flagbridge.errors import ConfigError
 from flagbridge.rules import (
     IdentityType,
+    LabelRule,
     StrictModel,
     TestUserRule,
     TestUsersConfig,
@@ -37,10 +38,13 @@ __all__ = [  # the rule models are re-exported for the callers that read the who
     "IdentityType",
     "LimitsConfig",
     "ProfilesConfig",
+    "SplitAdminConfig",
     "SplitEnvironmentMapping",
     "StrictModel",
     "TestUserRule",
     "TestUsersConfig",
+    "TesterSegment",
+    "TestersConfig",
     "describe_config_errors",
     "expand_environment",
     "load_config",
@@ -127,6 +131,67 @@ class LimitsConfig(StrictModel):
     )
 
 
+# --------------------------------------------------------------------------------------------------
+# Split's Admin API and the testers' segment
+# --------------------------------------------------------------------------------------------------
+
+
+class SplitAdminConfig(StrictModel):
+    """How the bridge presents its Split Admin API credential (the secret ``SPLIT_ADMIN_API_KEY_SECRET``)."""
+
+    auth: Literal["bearer", "x-api-key"] = Field(
+        default="bearer",
+        description="bearer: an Admin API key (Authorization: Bearer); x-api-key: a Harness service account or "
+        "personal access token",
+    )
+
+
+class TesterSegment(StrictModel):
+    """A Split segment kept equal to the tester registry's registrations of one traffic type, in one environment."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    environment: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", description="Split environment id (or name)"
+    )
+    segment: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+        description="the segment's name (Split's rule: a letter first, then letters, digits, '_' or '-')",
+    )
+    traffic_type: str = Field(default="user", min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    dry_run: bool = Field(default=False, description="record what would change, change nothing")
+
+    @property
+    def label(self) -> str:
+        """The impression label of a user a flag serves through ``in segment <name>``."""
+        return f"in segment {self.segment}"
+
+
+class TestersConfig(StrictModel):
+    """The tester registry's outward effects: the Split segments it drives (none: the registry stays inside)."""
+
+    __test__ = False
+
+    segments: list[TesterSegment] = Field(default_factory=list)
+    reconcile_actor: str = Field(
+        default="schedule:tester-segment-reconcile", min_length=1, max_length=128, description="the audit's 'who'"
+    )
+
+    @model_validator(mode="after")
+    def _one_segment_per_environment_and_traffic_type(self) -> TestersConfig:
+        seen: set[tuple[str, str]] = set()
+        for index, target in enumerate(self.segments):
+            if (target.environment, target.traffic_type) in seen:
+                raise ValueError(
+                    f"segments.{index}: a second segment for environment {target.environment!r} and traffic type "
+                    f"{target.traffic_type!r}"
+                )
+            seen.add((target.environment, target.traffic_type))
+        return self
+
+
 class BridgeConfig(StrictModel):
     """The whole configuration file.
 
@@ -141,6 +206,8 @@ class BridgeConfig(StrictModel):
     test_users: TestUsersConfig = Field(default_factory=TestUsersConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    split_admin: SplitAdminConfig = Field(default_factory=SplitAdminConfig)
+    testers: TestersConfig = Field(default_factory=TestersConfig)
     cdp_document: dict[str, Any] | None = Field(
         default=None, alias="cdp", description="the CDP direction: data plans, destinations, filters"
     )
@@ -151,6 +218,19 @@ class BridgeConfig(StrictModel):
         default=None, alias="oracle", description="the test oracle: tests judged per flag treatment"
     )
     _source: str = PrivateAttr(default="<config>")
+
+    @model_validator(mode="after")
+    def _segment_labels_mark_testers(self) -> BridgeConfig:
+        """A flag serving testers through the segment must mark them on their profiles: a label rule must list
+        ``in segment <name>``, or the segment's users would be served the treatment as customers."""
+        labels = {label for rule in self.test_users.rules if isinstance(rule, LabelRule) for label in rule.labels}
+        for index, target in enumerate(self.testers.segments):
+            if target.label not in labels:
+                raise ValueError(
+                    f"testers.segments.{index}.segment: no test_users label rule lists {target.label!r}, so users "
+                    "served through the segment would not be marked as testers; add it to a rule's labels"
+                )
+        return self
 
     @cached_property
     def cdp(self) -> CdpConfig | None:

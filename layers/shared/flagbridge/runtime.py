@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.runs.store import ManifestStore, RunStore
     from flagbridge.runs.worker import ShardWorker
     from flagbridge.testers.registry import TesterRegistry
+    from flagbridge.testers.segment import SegmentSync
     from flagbridge.traffic.config import TrafficConfig
     from flagbridge.traffic.generator import TrafficGenerator
     from flagbridge.traffic.stop import Check, StoreVerdicts
@@ -207,11 +208,61 @@ def profile_api_token() -> str:
 
 @cache
 def tester_registry() -> TesterRegistry:
-    """The tester registry (testers API, CLI, test runs write it; the router and the processor read it)."""
+    """The tester registry (testers API, CLI, test runs write it; the router and the processor read it).
+
+    With ``testers.segments`` configured and the Admin API secret set, each change also updates the segments,
+    within a short budget (a request must answer; the reconcile repairs what did not fit)."""
     from flagbridge.testers.registry import TesterRegistry
     from flagbridge.testers.store import DynamoDBTesterStore
 
-    return TesterRegistry(DynamoDBTesterStore(aws_client("dynamodb"), settings().require("testers_table")))
+    store = DynamoDBTesterStore(aws_client("dynamodb"), settings().require("testers_table"))
+    return TesterRegistry(store, segment=_segment_sync(store, request=True))
+
+
+@cache
+def tester_segment_sync() -> SegmentSync:
+    """The reconcile's segment sync (the Admin API client's full retry budget); ConfigError when it cannot run."""
+    from flagbridge.testers.store import DynamoDBTesterStore
+
+    current = settings()
+    if not current.config.testers.segments:
+        raise ConfigError("no tester segment is configured (testers.segments in the configuration)")
+    current.require("split_admin_api_key_secret")
+    store = DynamoDBTesterStore(aws_client("dynamodb"), current.require("testers_table"))
+    sync = _segment_sync(store, request=False)
+    if sync is None:
+        raise ConfigError("SPLIT_ADMIN_API_KEY_SECRET is not set")
+    return sync
+
+
+def _segment_sync(store: Any, *, request: bool) -> SegmentSync | None:
+    """The segments' sync when configured (``testers.segments``) and the Admin API secret is set, else None.
+
+    ``request``: the update a registry request makes itself, with short timeouts and a 5 s retry budget so the
+    API answers even when Split hangs (the reconcile repairs what did not fit); else the kill's full budget."""
+    current = settings()
+    targets = current.config.testers.segments
+    if not targets or not current.split_admin_api_key_secret:
+        return None
+    from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+    from flagbridge.testers import registry
+    from flagbridge.testers.segment import SegmentSync
+
+    client = SplitAdminClient(
+        Urllib3AdminHttp(connect_timeout=2.0, read_timeout=4.0) if request else Urllib3AdminHttp(),
+        current.split_admin_api_url,
+        lambda: secret(current.require("split_admin_api_key_secret")),
+        auth=current.config.split_admin.auth,
+        attempts=3 if request else 5,
+        budget_seconds=5.0 if request else 20.0,
+    )
+
+    def on_problem(message: str, extra: dict[str, Any]) -> None:
+        from flagbridge.observability import logger
+
+        logger.warning(message, extra=extra)
+
+    return SegmentSync(targets, client, store, lambda: registry._now(), on_problem)  # the registry's clock
 
 
 def registered_testers() -> Callable[[Iterable[str]], Mapping[str, Any]] | None:
@@ -268,7 +319,10 @@ def split_admin() -> SplitAdminClient:
 
     current = settings()
     return SplitAdminClient(
-        Urllib3AdminHttp(), current.split_admin_api_url, lambda: secret(current.require("split_admin_api_key_secret"))
+        Urllib3AdminHttp(),
+        current.split_admin_api_url,
+        lambda: secret(current.require("split_admin_api_key_secret")),
+        auth=current.config.split_admin.auth,
     )
 
 
@@ -414,6 +468,7 @@ def reset() -> None:
         quarantine,
         profile_store,
         tester_registry,
+        tester_segment_sync,
         oracle_counters,
         oracle_verdicts,
         oracle_notifier,

@@ -91,7 +91,40 @@ def _registry(ctx: Context) -> TesterRegistry:
     table = ctx.resources.settings.testers_table
     if not table:
         raise CliError("no tester registry table: set TESTERS_TABLE or pass --stack")
-    return TesterRegistry(DynamoDBTesterStore(ctx.clients.get("dynamodb"), table))
+    store = DynamoDBTesterStore(ctx.clients.get("dynamodb"), table)
+    return TesterRegistry(store, segment=_segment_sync(ctx, store))
+
+
+def _segment_sync(ctx: Context, store: Any) -> Any:
+    """With ``testers.segments`` configured: the Split segment follows the change, with the stack's Admin API
+    credential (``SPLIT_ADMIN_API_KEY_SECRET``, or the stack output) when this shell can read it; without it the
+    registration is stored ``pending`` and the stack's reconcile adds it."""
+    from flagbridge.testers import registry
+    from flagbridge.testers.segment import SegmentSync
+
+    settings = ctx.resources.settings
+    targets = ctx.resources.config.testers.segments
+    if not targets:
+        return None
+    client = None
+    if settings.split_admin_api_key_secret:
+        from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+
+        secrets = ctx.clients.get("secretsmanager")
+        secret_id = settings.split_admin_api_key_secret
+        client = SplitAdminClient(
+            Urllib3AdminHttp(),
+            settings.split_admin_api_url,
+            lambda: str(secrets.get_secret_value(SecretId=secret_id)["SecretString"]),
+            auth=ctx.resources.config.split_admin.auth,
+            attempts=3,
+            budget_seconds=5.0,
+        )
+
+    def warn(message: str, extra: dict[str, Any]) -> None:
+        ctx.err.write(f"warning: {message} ({extra.get('environment')}/{extra.get('segment')})\n")
+
+    return SegmentSync(targets, client, store, lambda: registry._now(), warn)
 
 
 def _actor(ctx: Context) -> str:
@@ -127,12 +160,19 @@ def add_tester(ctx: Context) -> Result:
         registration = registry.register(args.traffic_type, args.key, expires, args.reason, _actor(ctx))
     except InvalidTesterError as exc:
         raise _refused(exc) from exc
+    if registration.segment is not None:  # stored pending; the sync may have added the key since
+        stored = registry.active([registration.user_id]).get(registration.user_id)
+        registration = stored or registration
     document = registration.document()
     if not ctx.json:
         ctx.out.write(
             f"registered {args.traffic_type} {args.key} as a tester until {document['expiresAt']}"
             f" (by {registration.registered_by})\n"
         )
+        if registration.segment == "synced":
+            ctx.out.write("its key is in the Split segment (testers.segments)\n")
+        elif registration.segment == "pending":
+            ctx.out.write("its Split segment update is pending: the stack's reconcile adds it (testers.segments)\n")
     return {"tester": document}
 
 

@@ -22,7 +22,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -45,7 +45,8 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 # Control characters (C0, DEL, C1), line/paragraph separators and lone surrogates: never part of a key or reason.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
-Action = Literal["register", "remove"]
+Action = Literal["register", "remove", "segment_add", "segment_remove"]
+SegmentState = Literal["pending", "synced"]
 
 
 class InvalidTesterError(FlagbridgeError):
@@ -71,6 +72,7 @@ class Registration:
     reason: str
     registered_by: str
     registered_at: int
+    segment: SegmentState | None = None  # with a Split segment configured: is the key in it yet (pending, synced)
 
     @property
     def user_id(self) -> str:
@@ -80,8 +82,8 @@ class Registration:
         return self.expires_at > now_seconds
 
     def document(self) -> dict[str, Any]:
-        """The JSON shape of the testers API."""
-        return {
+        """The JSON shape of the testers API (``segment`` only when a Split segment follows the registry)."""
+        document: dict[str, Any] = {
             "trafficType": self.traffic_type,
             "key": self.key,
             "expiresAt": iso(self.expires_at),
@@ -90,6 +92,9 @@ class Registration:
             "registeredBy": self.registered_by,
             "registeredAt": iso(self.registered_at / 1000),
         }
+        if self.segment is not None:
+            document["segment"] = self.segment
+        return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class AuditEntry:
     at: int
     reason: str
     expires_at: int | None = None  # the registration's expiry (register only)
+    detail: str | None = None  # segment changes: "<environment>/<segment>"
 
     @property
     def user_id(self) -> str:
@@ -115,7 +121,23 @@ class AuditEntry:
             "at": iso(self.at / 1000),
             "reason": self.reason,
             "expiresAt": None if self.expires_at is None else iso(self.expires_at),
+            **({"segment": self.detail} if self.detail is not None else {}),
         }
+
+
+class SegmentHook(Protocol):
+    """What the registry tells a Split segment after a change is stored (:mod:`flagbridge.testers.segment`).
+
+    ``registering`` says what state new registrations are stored with (``pending`` while a segment follows
+    their traffic type); ``registered`` and ``removed`` run after the store write and never raise: a failed
+    segment update leaves the registration ``pending`` for the reconcile.
+    """
+
+    def registering(self, traffic_type: str) -> SegmentState | None: ...
+
+    def registered(self, registrations: Sequence[Registration]) -> None: ...
+
+    def removed(self, audit: AuditEntry) -> None: ...
 
 
 RegistryLookup = Callable[[Iterable[str]], Mapping[str, Registration]]
@@ -358,9 +380,26 @@ class InMemoryTesterStore:
         wanted = user_id(traffic_type, key)
         return sorted((a for a in self.audits if a.user_id == wanted), key=lambda a: a.at)
 
+    def mark_segment(self, registrations: Sequence[Registration], state: SegmentState) -> int:
+        """Set the segment state of registrations still as given (same ``registered_at``); how many were."""
+        marked = 0
+        for start in range(0, len(registrations), TRANSACTION_REGISTRATIONS * 2):
+            self.write_requests += 1
+            for registration in registrations[start : start + TRANSACTION_REGISTRATIONS * 2]:
+                current = self.registrations.get(registration.user_id)
+                if current is not None and current.registered_at == registration.registered_at:
+                    self.registrations[registration.user_id] = replace(current, segment=state)
+                    marked += 1
+        return marked
+
+    def write_audits(self, audits: Sequence[AuditEntry]) -> None:
+        self.write_requests += math.ceil(len(audits) / AUDIT_BATCH_WRITE)
+        self.audits.extend(audits)
+
 
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 TRANSACTION_REGISTRATIONS = 50  # registrations per TransactWriteItems: 2 items each, 100 items at most
+AUDIT_BATCH_WRITE = 25  # audit entries per BatchWriteItem
 
 
 # ---- the service ------------------------------------------------------------------------------------------
@@ -374,23 +413,35 @@ class TesterRegistry:
 
     __test__ = False  # not a pytest test class despite the name
 
-    def __init__(self, store: TesterStore, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, store: TesterStore, clock: Callable[[], float] | None = None, segment: SegmentHook | None = None
+    ) -> None:
         self._store = store
         self._clock = clock or (lambda: _now())
+        self._segment = segment
+
+    def _stored(self, registrations: Sequence[Registration]) -> list[Registration]:
+        """Write registrations (each with its audit entry) in the segment state they start in, then tell the
+        segment."""
+        if self._segment is not None:
+            hook = self._segment
+            registrations = [replace(r, segment=hook.registering(r.traffic_type)) for r in registrations]
+        self._store.put(registrations, [_audit_of(r) for r in registrations])
+        if self._segment is not None:
+            self._segment.registered(registrations)
+        return list(registrations)
 
     def register(self, traffic_type: str, key: str, expires_at: Any, reason: Any, actor: str) -> Registration:
         """Register (or re-register, replacing the expiry and reason) one tester."""
         registration = registration_of(
             traffic_type, key, {"expiresAt": expires_at, "reason": reason}, actor, self._clock()
         )
-        self._store.put([registration], [_audit_of(registration)])
-        return registration
+        return self._stored([registration])[0]
 
     def register_body(self, traffic_type: str, key: str, body: Mapping[str, Any], actor: str) -> Registration:
         """:meth:`register` from the testers API's JSON body (unknown fields refused)."""
         registration = registration_of(traffic_type, key, body, actor, self._clock())
-        self._store.put([registration], [_audit_of(registration)])
-        return registration
+        return self._stored([registration])[0]
 
     def register_pool(
         self,
@@ -425,7 +476,7 @@ class TesterRegistry:
             for key in pool
         ]
         try:
-            self._store.put(registrations, [_audit_of(r) for r in registrations])
+            self._stored(registrations)
         except RegistryUnavailableError:
             raise
         except Exception as exc:
@@ -437,7 +488,10 @@ class TesterRegistry:
         traffic_type, key = check_traffic_type(traffic_type), check_key(key)
         why = "removed" if reason is None or (isinstance(reason, str) and not reason.strip()) else check_reason(reason)
         audit = AuditEntry(traffic_type, key, "remove", check_actor(actor), int(self._clock() * 1000), why)
-        return self._store.delete(traffic_type, key, audit)
+        removed = self._store.delete(traffic_type, key, audit)
+        if removed and self._segment is not None:
+            self._segment.removed(audit)
+        return removed
 
     def page(self, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None) -> Page:
         """One page of the active registrations (expired ones are skipped, so a page may be short)."""

@@ -7,7 +7,9 @@ Registrations also carry ``listed = "TESTER"``: the sparse index ``by-listing`` 
 ``pk``) pages through them in user id order without reading the audit entries.
 
 Every write is a transaction of the registration change and its audit entry, so the audit trail never misses
-a change and never records one that did not happen.
+a change and never records one that did not happen. With a Split segment following the registry, registrations
+also carry ``segment_state`` (``pending`` until the key is in the segment, then ``synced``); segment changes are
+audited after Split answered (``segment_add``/``segment_remove`` entries, written in batches).
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
 from flagbridge.testers.registry import (
+    AUDIT_BATCH_WRITE,
     AUDIT_RETENTION_SECONDS,
     BATCH_GET_LIMIT,
     TRANSACTION_REGISTRATIONS,
     AuditEntry,
     Registration,
     RegistryUnavailableError,
+    SegmentState,
     user_id,
 )
+
+_ACTIONS = ("register", "remove", "segment_add", "segment_remove")
+MARKS_PER_TRANSACTION = 100  # TransactWriteItems' limit
 
 TESTER_SK = "TESTER"
 AUDIT_PREFIX = "AUDIT#"
@@ -34,7 +41,7 @@ LISTED = "TESTER"
 
 
 def registration_item(registration: Registration) -> dict[str, Any]:
-    return {
+    item = {
         "pk": {"S": registration.user_id},
         "sk": {"S": TESTER_SK},
         "listed": {"S": LISTED},
@@ -45,6 +52,9 @@ def registration_item(registration: Registration) -> dict[str, Any]:
         "registered_by": {"S": registration.registered_by},
         "registered_at": {"N": str(registration.registered_at)},
     }
+    if registration.segment is not None:
+        item["segment_state"] = {"S": registration.segment}
+    return item
 
 
 def item_registration(item: dict[str, Any]) -> Registration:
@@ -55,7 +65,13 @@ def item_registration(item: dict[str, Any]) -> Registration:
         reason=item.get("reason", {}).get("S", ""),
         registered_by=item.get("registered_by", {}).get("S", ""),
         registered_at=int(item.get("registered_at", {}).get("N", "0")),
+        segment=cast(SegmentState, item["segment_state"]["S"])
+        if item.get("segment_state", {}).get("S") in _STATES
+        else None,
     )
+
+
+_STATES = ("pending", "synced")
 
 
 def audit_item(audit: AuditEntry) -> dict[str, Any]:
@@ -72,6 +88,8 @@ def audit_item(audit: AuditEntry) -> dict[str, Any]:
     }
     if audit.expires_at is not None:
         item["tester_expires_at"] = {"N": str(audit.expires_at)}
+    if audit.detail is not None:
+        item["detail"] = {"S": audit.detail}
     return item
 
 
@@ -80,11 +98,12 @@ def item_audit(item: dict[str, Any]) -> AuditEntry:
     return AuditEntry(
         traffic_type=item["traffic_type"]["S"],
         key=item["key"]["S"],
-        action="remove" if action == "remove" else "register",
+        action=action if action in _ACTIONS else "register",
         actor=item["actor"]["S"],
         at=int(item["at"]["N"]),
         reason=item.get("reason", {}).get("S", ""),
         expires_at=int(item["tester_expires_at"]["N"]) if "tester_expires_at" in item else None,
+        detail=item["detail"]["S"] if "detail" in item else None,
     )
 
 
@@ -139,7 +158,9 @@ class DynamoDBTesterStore:
             request: dict[str, Any] = {
                 self._table: {
                     "Keys": keys[start : start + BATCH_GET_LIMIT],
-                    "ProjectionExpression": "pk, traffic_type, #k, expires_at, reason, registered_by, registered_at",
+                    "ProjectionExpression": (
+                        "pk, traffic_type, #k, expires_at, reason, registered_by, registered_at, segment_state"
+                    ),
                     "ExpressionAttributeNames": {"#k": "key"},
                 }
             }
@@ -184,3 +205,56 @@ class DynamoDBTesterStore:
             if "LastEvaluatedKey" not in response:
                 return entries
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def mark_segment(self, registrations: Sequence[Registration], state: SegmentState) -> int:
+        """Set ``segment`` on registrations still as given (same ``registered_at``: a newer registration of the
+        key keeps its own state), :data:`MARKS_PER_TRANSACTION` a request; how many were marked."""
+        marked = 0
+        for start in range(0, len(registrations), MARKS_PER_TRANSACTION):
+            chunk = registrations[start : start + MARKS_PER_TRANSACTION]
+            try:
+                self._ddb.transact_write_items(TransactItems=[self._mark(r, state) for r in chunk])
+                marked += len(chunk)
+            except self._ddb.exceptions.TransactionCanceledException:
+                marked += self._mark_one_by_one(chunk, state)  # one was re-registered or removed meanwhile
+        return marked
+
+    def _mark(self, registration: Registration, state: SegmentState) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": registration.user_id}, "sk": {"S": TESTER_SK}},
+                "UpdateExpression": "SET segment_state = :state",
+                "ConditionExpression": "registered_at = :at",
+                "ExpressionAttributeValues": {
+                    ":state": {"S": state},
+                    ":at": {"N": str(registration.registered_at)},
+                },
+            }
+        }
+
+    def _mark_one_by_one(self, registrations: Sequence[Registration], state: SegmentState) -> int:
+        marked = 0
+        for registration in registrations:
+            try:
+                self._ddb.update_item(**self._mark(registration, state)["Update"])
+                marked += 1
+            except self._ddb.exceptions.ConditionalCheckFailedException:
+                continue
+        return marked
+
+    def write_audits(self, audits: Sequence[AuditEntry]) -> None:
+        """Audit entries in batches of :data:`~flagbridge.testers.registry.AUDIT_BATCH_WRITE`."""
+        for start in range(0, len(audits), AUDIT_BATCH_WRITE):
+            request: dict[str, Any] = {
+                self._table: [
+                    {"PutRequest": {"Item": audit_item(a)}} for a in audits[start : start + AUDIT_BATCH_WRITE]
+                ]
+            }
+            for attempt in range(self._read_attempts):
+                request = self._ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * (2**attempt)))
+            else:
+                raise RegistryUnavailableError("DynamoDB kept returning unprocessed audit entries")

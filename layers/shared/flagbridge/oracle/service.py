@@ -167,7 +167,7 @@ class Evaluator:
                 return report
             report = error_report(test, previous, now, errors, type(exc).__name__)
         else:
-            report = judge_test(test, collect(test, items, users, now), now)
+            report = judge_test(test, collect(test, items, users, now), now, previous)
         report["consecutive_errors"] = errors
         report["kill"] = self._act(test, report, previous, now)
         changed = changes(previous, report)

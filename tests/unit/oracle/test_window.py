@@ -81,3 +81,21 @@ def test_whole_hour_windows_are_unchanged() -> None:
     assert window(test, T0) == (T0, T0 + 24 * H)
     assert not look(test, 24 * 60 - 1, items(600))["window"]["final"]
     assert look(test, 24 * 60, items(600))["window"]["final"]
+
+
+def test_counters_written_before_the_exact_line_counts_err_toward_inconclusive() -> None:
+    from flagbridge.oracle import histogram
+
+    document = {"tests": [{"name": "t", "flag": "f", "environment": "e"}]}
+    test = parse_oracle_config(document).tests[0]
+    at_500 = {histogram.bucket_of(500.0): 1000}  # an old counter: buckets only (classified 0)
+    old = [CounterItem(CounterKey("t", T0, 1, "on", "latency p95"), Delta(n=1000, buckets=at_500))]
+    data = collect(test, old, {}, T0 + MINUTE)
+    delta = data.per[("on", "latency p95")]
+    assert (delta.at_pass, delta.at_fail, delta.classified) == (1000, 0, 1000)  # may be >= 500: not a PASS
+    report = judge_test(test, data, T0 + MINUTE)
+    [latency] = [v for v in report["verdicts"] if v["metric"] == "latency p95"]
+    assert latency["state"] == "INCONCLUSIVE"
+    new = [CounterItem(CounterKey("t", T0, 1, "on", "latency p95"),
+                       Delta(n=1000, buckets=at_500, at_pass=1000, at_fail=0, classified=1000))]  # fmt: skip
+    assert collect(test, new, {}, T0 + MINUTE).per[("on", "latency p95")].at_pass == 1000

@@ -116,7 +116,7 @@ def _shown(evidence: float) -> str:
 def _needed_text(needed: int | None) -> str:
     if needed is None:
         return "the rate lies between the lines: more events alone will not decide"
-    return f"about {needed:,} more events needed"
+    return f"about {needed:,} more event{'' if needed == 1 else 's'} needed"
 
 
 def _lines(metric: Metric) -> tuple[float, float]:

@@ -4,10 +4,10 @@ Split's impressions webhook exposes testers to a flag -> the testers' events arr
 router (plan, testers, filters) -> oracle lane -> counters -> the scheduled evaluator (every second locally)
 -> ``GET /tests``, the alarm topic, and the local Split Admin receiver for kills.
 
-The acceptance figures: ``on`` with 8% 500s over 800 events fails (600 are not yet enough evidence at alpha 1%; see
-docs/oracle.md), ``off`` with 0.2% over 1,500
-passes, 1 error in 20 is INCONCLUSIVE, a flag nobody sends events for is NO_DATA, sending every batch twice
-changes no count, and the flag is killed exactly once (then confirmed by ``killed`` impressions).
+The acceptance figures: ``on`` with 8% 500s over 800 events fails (600 are not yet enough evidence at alpha 1%;
+see docs/oracle.md), ``off`` with 0.2% over 1,500 passes, 1 error in 20 is INCONCLUSIVE, a flag nobody sends
+events for is NO_DATA, sending every batch twice changes no count, and the flag is killed exactly once (then
+confirmed by ``killed`` impressions).
 """
 
 from __future__ import annotations

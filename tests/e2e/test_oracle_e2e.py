@@ -151,7 +151,7 @@ def test_the_oracle_judges_the_tester_cohort_and_kills_once(oracle_bridge: Bridg
     assert {key: (v["n"], v["k"]) for key, v in judged.items()} == counted
     assert judged[("on", "5xx rate")]["state"] == "FAIL"
     assert judged[("on", "5xx rate")]["explain"] == (
-        "FAIL e2e_checkout=on 5xx rate 8% (evidence 158 ≥ 1/α = 100, n=800) ≥ fail line 5%"
+        "FAIL e2e_checkout=on 5xx rate 8% (evidence 158 ≥ 1/alpha = 100, n=800) ≥ fail line 5%"
     )
     assert judged[("off", "5xx rate")]["state"] == "PASS"
     assert judged[("off", "latency p95")]["state"] == "PASS"

@@ -219,8 +219,9 @@ def test_evaluator_alerts_on_change_and_kills_once(
                       "body": {"comment": "flagbridge oracle: FAIL verdict"}}]  # fmt: skip
     alarms = drain_queue(oracle_aws["sqs"], oracle_aws["alarms"])
     assert len(alarms) == 1
-    assert "FAIL new_checkout=on 5xx rate 20% (evidence 62,813 ≥ 1/α = 100, n=100) ≥ fail line 5%" in alarms[0]["Body"]
-    assert "PASS new_checkout=off 5xx rate 0% (evidence 162 ≥ 1/α = 100, n=700) < pass line 1%" in alarms[0]["Body"]
+    body = alarms[0]["Body"]
+    assert "FAIL new_checkout=on 5xx rate 20% (evidence 62,813 ≥ 1/alpha = 100, n=100) ≥ fail line 5%" in body
+    assert "PASS new_checkout=off 5xx rate 0% (evidence 162 ≥ 1/alpha = 100, n=700) < pass line 1%" in body
     [verdict_event] = drain_queue(oracle_aws["sqs"], oracle_aws["verdict_events"])
     detail = json.loads(verdict_event["Body"])
     assert (detail["source"], detail["detail-type"]) == ("flagbridge.oracle", "Oracle verdict changed")

@@ -107,8 +107,8 @@ def test_exit_codes_table_junit_and_html(verdicts: dict[str, Any], tmp_path: Pat
     junit, report = tmp_path / "verdict.xml", tmp_path / "verdict.html"
     status, out, err = run(["verdict", "--junit", str(junit), "--html", str(report)], env)
     assert (status, err) == (1, "")  # a FAIL gates the release
-    assert "FAIL new_checkout=on 5xx rate 8% (evidence 158 ≥ 1/α = 100, n=800) ≥ fail line 5%" in out
-    assert "PASS new_checkout=off 5xx rate 0.2% (evidence 406 ≥ 1/α = 100, n=1,500) < pass line 1%" in out
+    assert "FAIL new_checkout=on 5xx rate 8% (evidence 158 ≥ 1/alpha = 100, n=800) ≥ fail line 5%" in out
+    assert "PASS new_checkout=off 5xx rate 0.2% (evidence 406 ≥ 1/alpha = 100, n=1,500) < pass line 1%" in out
     header = out.splitlines()[0].split()
     assert header == ["test", "treatment", "metric", "verdict", "n", "rate", "bounds"]
     assert run(["verdict", "small"], env)[0] == 2  # INCONCLUSIVE: neither pass nor fail

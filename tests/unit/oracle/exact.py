@@ -21,12 +21,12 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from flagbridge.oracle.config import PercentileMetric, RateMetric, parse_oracle_config
 from flagbridge.oracle.judge import decides_fail, decides_pass
-from flagbridge.oracle.stats import log_binomial_lower_tail, log_binomial_upper_tail, srm_log_evidence, wilson_bounds
+from flagbridge.oracle.stats import log_binomial_upper_tail, srm_log_evidence, wilson_bounds
 from flagbridge.oracle.stats import z_for as _z_for
 
 LOOKS = 10_000
@@ -71,7 +71,7 @@ def pass_thresholds(judged: Metric, looks: int = LOOKS) -> tuple[int, ...]:
     return _thresholds(judged.model_dump_json(), looks)[1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _thresholds(document: str, looks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     kind = PercentileMetric if '"type":"percentile"' in document else RateMetric
     judged = kind.model_validate_json(document)
@@ -180,9 +180,7 @@ def error_rows() -> list[ErrorRow]:
         ("5xx rate 1% / 5% (shipped)", rate),
         ("latency p95: tail share 5% (shipped)", latency),
     ]
-    judged += [
-        (f"{100 * pl:g}% / {100 * fl:g}%", metric(pl, fl, min_samples=1, min_failures=1)) for pl, fl in GRID
-    ]
+    judged += [(f"{100 * pl:g}% / {100 * fl:g}%", metric(pl, fl, min_samples=1, min_failures=1)) for pl, fl in GRID]
     rows = []
     for label, one in judged:
         pass_line, fail_line = _lines(one)
@@ -298,7 +296,7 @@ def _pct(value: float) -> str:
 
 def error_table() -> str:
     lines = [
-        "| lines (pass / fail) | α | FAIL ever, true rate = fail line | PASS ever, true rate = pass line "
+        "| lines (pass / fail) | alpha | FAIL ever, true rate = fail line | PASS ever, true rate = pass line "
         "| FAIL ever, true rate = budget (pass line) |",
         "|---|---|---|---|---|",
     ]
@@ -312,7 +310,7 @@ def error_table() -> str:
 
 def cost_table() -> str:
     lines = [
-        "| metric | clean cohort to PASS: this rule / before / one planned look | true rate 2× the fail line, "
+        "| metric | clean cohort to PASS: this rule / before / one planned look | true rate twice the fail line, "
         "events to FAIL (median): this rule / before / one planned look |",
         "|---|---|---|",
     ]
@@ -340,8 +338,8 @@ def regenerate(path: Path = DOCS) -> None:
         begin, end = _BEGIN.format(name=name), _END.format(name=name)
         if section(text, name) is None:
             raise SystemExit(f"{path}: no '{begin}' ... '{end}' markers")
-        text = re.sub(re.escape(begin) + r"\n.*?" + re.escape(end), lambda _: f"{begin}\n{table()}\n{end}",
-                      text, flags=re.S)  # fmt: skip
+        generated = f"{begin}\n{table()}\n{end}"
+        text = re.sub(re.escape(begin) + r"\n.*?" + re.escape(end), lambda _, done=generated: done, text, flags=re.S)
     path.write_text(text)
 
 

@@ -1,4 +1,4 @@
-""""About N more events": the first total at which the observed rate decides, found by a correct search.
+""" "About N more events": the first total at which the observed rate decides, found by a correct search.
 
 The rule before bisected a predicate that is not monotone (``round(rate * total)`` bad events): ``3`` bad in
 ``20`` said 11 more where 4 decide, and 98 of 926 states were off, up to 8x. Now the bad count stays real
@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import pytest
 
-from flagbridge.oracle.judge import Metric, decides_fail, decides_pass, events_to_decide, judge_rate
+from flagbridge.oracle.judge import Metric, decides_fail, decides_pass, events_to_decide
 from tests.unit.oracle.exact import fail_thresholds, metric, pass_thresholds, shipped
 
 RATE, LATENCY = shipped()

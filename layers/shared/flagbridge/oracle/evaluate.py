@@ -17,11 +17,10 @@ decision; later looks repeat it (at most one final decision per window).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import math
 
 from flagbridge.oracle import histogram
 from flagbridge.oracle.config import OracleTest, PercentileMetric
@@ -162,7 +161,14 @@ def _judge_all(test: OracleTest, data: TestData, final: bool) -> list[Judgement]
                 value = histogram.percentile(delta.buckets, metric.percentile / 100)
                 verdicts.append(
                     judge_percentile(
-                        metric, test.flag, treatment, delta.n, delta.at_pass, delta.at_fail, value, final=final,
+                        metric,
+                        test.flag,
+                        treatment,
+                        delta.n,
+                        delta.at_pass,
+                        delta.at_fail,
+                        value,
+                        final=final,
                         invalid=delta.invalid,
                     )
                 )
@@ -179,7 +185,9 @@ def _decided(previous: Mapping[str, Any] | None, data: TestData) -> Mapping[str,
         return None
     seen = previous.get("window") or {}
     same = (seen.get("start"), seen.get("end"), previous.get("version")) == (
-        data.window_start, data.window_end, data.version
+        data.window_start,
+        data.window_end,
+        data.version,
     )
     return previous if same and seen.get("final") and previous.get("verdicts") else None
 

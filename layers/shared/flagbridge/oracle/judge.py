@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any, Literal
 
 from flagbridge.oracle.config import PercentileMetric, RateMetric
@@ -216,7 +215,7 @@ def judge_rate(
     state, judged = _judge(metric, flag, treatment, n, k, k, final=final, invalid=invalid)
     subject = f"{flag}={treatment} {metric.name}"
     invalid_note = f", {invalid:,} invalid" if invalid else ""
-    bar = f"1/α = {_shown(1 / metric.alpha)}"
+    bar = f"1/alpha = {_shown(1 / metric.alpha)}"
     if state == "NO_DATA":
         text = f"NO_DATA {subject}: no events counted{invalid_note} (about {judged.needed or 0:,} needed to pass)"
     elif state == "FAIL":
@@ -261,7 +260,7 @@ def judge_percentile(
     subject = f"{flag}={treatment} {metric.name}"
     invalid_note = f", {invalid:,} invalid" if invalid else ""
     share = f"{100 - metric.percentile:g}%"
-    bar = f"1/α = {_shown(1 / metric.alpha)}"
+    bar = f"1/alpha = {_shown(1 / metric.alpha)}"
     shown = "-" if value is None else f"{value:,.4g}"
     if state == "NO_DATA":
         text = f"NO_DATA {subject}: no events counted{invalid_note} (about {judged.needed or 0:,} needed to pass)"

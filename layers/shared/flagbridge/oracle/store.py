@@ -4,8 +4,9 @@
 
 * ``C#<hour>#<version>#<treatment>#<metric>``: numbers ``n``, ``k``, ``inv`` and one ``h<bucket>`` per histogram
   bucket (percentile metrics also ``ap``, ``af``, ``cl``: events at/above ``pass_below``, at/above ``fail_at``,
-  and classified; counters written before those existed lack them and are read from their buckets), and ``applied``: the string set of the ledger ids (64-bit digests of router batch keys) of every lane
-  message already counted in it.
+  and classified; counters written before those existed lack them and are read from their buckets), and
+  ``applied``: the string set of the ledger ids (64-bit digests of router batch keys) of every lane message
+  already counted in it.
 * ``U#<version>#<treatment>``: ``users``, the string set of user digests (sample-ratio check only).
 
 **Exactly once, one write per counter.** :meth:`DynamoDBCounterStore.apply` sums what an SQS batch adds to

@@ -97,3 +97,13 @@ def test_the_documented_tables_are_the_computed_ones(name: str) -> None:
     documented = exact.section(exact.DOCS.read_text(), name)
     assert documented is not None, f"docs/oracle.md lacks the generated {name}"
     assert documented == exact.TABLES[name](), f"docs/oracle.md's {name} is stale: run make oracle-tables"
+
+
+def test_the_documented_cost_of_alpha_is_computed() -> None:
+    def clean_pass(alpha: float) -> int:
+        judged = metric(0.01, 0.05, alpha=alpha, min_samples=1)
+        return next(n for n in range(1, 5_000) if decides_pass(judged, n, 0, final=False))
+
+    figures = clean_pass(0.01), clean_pass(0.05), clean_pass(0.001)
+    sentence = "1% costs a clean cohort {:,} events against\n{:,} at 5%. 0.1% would take {:,}.".format(*figures)
+    assert sentence in exact.DOCS.read_text()

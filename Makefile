@@ -12,7 +12,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 TIERS := unit handlers infrastructure tools e2e faults hostile
 
-.PHONY: venv run demo test test313 pytest lint typecheck $(TIERS) events validate build bench clean format
+.PHONY: venv run demo test test313 pytest lint typecheck $(TIERS) events validate build bench oracle-tables clean format
 
 venv: $(STAMP)
 
@@ -82,6 +82,9 @@ build: venv
 
 bench: venv
 	$(BIN)/python -m local.bench
+
+oracle-tables: venv
+	PYTHONPATH=layers/shared $(BIN)/python -m tests.unit.oracle.exact
 
 clean:
 	rm -rf .aws-sam build .pytest_cache .ruff_cache .mypy_cache $(VENV313)

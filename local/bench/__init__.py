@@ -36,6 +36,8 @@ figure                 measured                                                 
 ``oracle_writes``      DynamoDB write requests per oracle-lane SQS batch         distinct counters touched; = 1.0
 ``oracle_eval``        one evaluation over the counters of 1,000,000 events      the same over 10,000 events;
                        (24 h x 2 treatments x 2 metrics)                         <= 1.5x (cost follows counters)
+``oracle_rule``        the same evaluation (1,000,000 events) with the always-   the rule before (Wilson bounds,
+                       valid rule                                                 kept in the bench); <= 2x
 ``local_e2e``          impressions/s from the HTTP POST to the profile being      report only
                        visible, on the local runner (``LocalBridge``, moto)
 ``layer_size``         unzipped size of the built SharedLayer (arm64)             <= 20 MB, no runtime packages,

@@ -185,10 +185,16 @@ def _counters_for(events: int, seed: int) -> Any:
             key_hour = NOW_MS + hour * HOUR_MS
             rate = Delta(n=per_cell, k=round(per_cell * error_rate))
             buckets: dict[int, int] = {}
+            at_pass = at_fail = 0
             for _ in range(min(per_cell, 2000)):  # the histogram's shape; its bucket count does not grow with n
-                index = histogram.bucket_of(rng.lognormvariate(5, 0.5))
-                buckets[index] = buckets.get(index, 0) + max(1, per_cell // 2000)
-            latency = Delta(n=sum(buckets.values()), buckets=buckets)
+                value = rng.lognormvariate(5, 0.5)
+                index = histogram.bucket_of(value)
+                weight = max(1, per_cell // 2000)
+                buckets[index] = buckets.get(index, 0) + weight
+                at_pass += weight if value >= 500 else 0  # the exact line counts the counter keeps
+                at_fail += weight if value >= 1000 else 0
+            n = sum(buckets.values())
+            latency = Delta(n=n, buckets=buckets, at_pass=at_pass, at_fail=at_fail, classified=n)
             store.counters[CounterKey("checkout", key_hour, 7, treatment, "5xx rate")] = rate
             store.counters[CounterKey("checkout", key_hour, 7, treatment, "latency p95")] = latency
     return store
@@ -231,5 +237,115 @@ def figure_oracle_eval(sizes: Sizes) -> list[Figure]:
             {"events": {"floor": small_events, "measured": large_events},
              "counters": {"floor": len(small.counters), "measured": len(large.counters)},
              "state": report["state"], "floor_runs_ms": _ms(floors), "measured_runs_ms": _ms(measures)},
+        )
+    ]  # fmt: skip
+
+
+def _wilson_rule() -> tuple[Any, Any]:
+    """The rule before the always-valid one (Wilson bounds at the interim 99%, min_samples / min_failures, "about N
+    more" by bisection), with the judge's signatures: the floor of ``oracle_rule`` only, never a verdict."""
+    from flagbridge.oracle.judge import Judgement
+    from flagbridge.oracle.stats import wilson_bounds, z_for
+
+    z = z_for(0.99)
+
+    def smallest(decides: Any, start: int, limit: int = 100_000_000) -> int | None:
+        if decides(start):
+            return start
+        low, high = start, start * 2
+        while not decides(high):
+            if high >= limit:
+                return None
+            low, high = high, min(limit, high * 2)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if decides(middle) else (middle, high)
+        return high
+
+    def needed(metric: Any, n: int, k_pass: int, k_fail: int, pass_line: float, fail_line: float) -> int | None:
+        rate = k_pass / n if n else 0.0
+        if rate < pass_line:
+            total = smallest(lambda t: t >= metric.min_samples and wilson_bounds(round(rate * t), t, z)[1] < pass_line,
+                             max(n, 1))  # fmt: skip
+            return None if total is None else total - n
+        rate = k_fail / n
+        if rate < fail_line:
+            return None
+        total = smallest(lambda t: round(rate * t) >= metric.min_failures and wilson_bounds(round(rate * t), t, z)[0]
+                         >= fail_line, max(n, 1))  # fmt: skip
+        return None if total is None else total - n
+
+    def judge(metric: Any, flag: str, treatment: str, n: int, k_pass: int, k_fail: int, pass_line: float,
+              fail_line: float, invalid: int) -> Judgement:  # fmt: skip
+        lower_fail = wilson_bounds(k_fail, n, z)[0]
+        lower, upper = wilson_bounds(k_pass, n, z)
+        state: Any
+        if n and k_fail >= metric.min_failures and lower_fail >= fail_line:
+            state, more = "FAIL", None
+        elif n >= metric.min_samples and upper < pass_line:
+            state, more = "PASS", None
+        else:
+            state, more = ("NO_DATA" if n == 0 else "INCONCLUSIVE"), needed(metric, n, k_pass, k_fail, pass_line,
+                                                                         fail_line)  # fmt: skip
+        return Judgement(flag=flag, treatment=treatment, metric=metric.name, kind=metric.type, state=state, n=n,
+                         k=k_pass, rate=k_pass / n if n else None, lower=lower, upper=upper,
+                         pass_below=metric.pass_below, fail_at=metric.fail_at, confidence=0.99, final=False,
+                         needed=more, invalid=invalid, explain=f"{state} {flag}={treatment} {metric.name}")  # fmt: skip
+
+    def judge_rate(metric: Any, flag: str, treatment: str, n: int, k: int, *, final: bool, invalid: int = 0) -> Any:
+        return judge(metric, flag, treatment, n, k, k, metric.pass_below, metric.fail_at, invalid)
+
+    def judge_percentile(metric: Any, flag: str, treatment: str, n: int, at_pass: int, at_fail: int, value: Any, *,
+                         final: bool, invalid: int = 0) -> Any:  # fmt: skip
+        return judge(metric, flag, treatment, n, at_pass, at_fail, metric.tail, metric.tail, invalid)
+
+    return judge_rate, judge_percentile
+
+
+def figure_oracle_rule(sizes: Sizes) -> list[Figure]:
+    """One evaluation with the always-valid rule against the same evaluation with the Wilson rule before it."""
+    bench_environment()
+    from flagbridge.oracle import evaluate
+    from flagbridge.oracle.service import Evaluator
+    from flagbridge.oracle.store import InMemoryVerdictStore
+
+    class Silent:
+        def verdict_changed(self, report: Any, changed: Any) -> None:
+            return None
+
+        def metrics(self, report: Any) -> None:
+            return None
+
+    config = _config()
+    store = _counters_for(sizes.oracle_eval_events[1], 2)
+    now = NOW_MS + 25 * HOUR_MS
+    always_valid = (evaluate.judge_rate, evaluate.judge_percentile)
+    wilson = _wilson_rule()
+
+    def evaluation(rule: tuple[Any, Any]) -> Any:
+        def run() -> Any:
+            evaluate.judge_rate, evaluate.judge_percentile = rule
+            try:
+                return Evaluator(config, store, InMemoryVerdictStore(), Silent(), None, lambda: now).run(force=True)
+            finally:
+                evaluate.judge_rate, evaluate.judge_percentile = always_valid
+
+        return run
+
+    floor_s, measured_s, floors, measures = paired_medians(
+        evaluation(wilson), evaluation(always_valid), sizes.runs, sizes.warmup, clock=time.process_time
+    )
+    ratio = measured_s / floor_s
+    [report] = evaluation(always_valid)()
+    [before] = evaluation(wilson)()
+    states = {f"{v['treatment']}/{v['metric']}": v["state"] for v in report["verdicts"]}
+    states_before = {f"{v['treatment']}/{v['metric']}": v["state"] for v in before["verdicts"]}
+    return [
+        Figure(
+            "oracle_rule", f"oracle evaluation, always-valid vs Wilson rule ({sizes.oracle_eval_events[1]:,} events)",
+            round(measured_s * 1000, 3), round(floor_s * 1000, 3), round(ratio, 2), "ms/evaluation", "<= 2x",
+            at_most(ratio, 2.0),
+            {"states": states, "states_wilson": states_before, "floor_runs_ms": _ms(floors),
+             "measured_runs_ms": _ms(measures)},
         )
     ]  # fmt: skip

@@ -25,7 +25,7 @@ from local.bench.figures import (
     figure_router_cpu,
     figure_split_requests,
 )
-from local.bench.oracle import figure_oracle_cpu, figure_oracle_eval, figure_oracle_writes
+from local.bench.oracle import figure_oracle_cpu, figure_oracle_eval, figure_oracle_rule, figure_oracle_writes
 from local.bench.registry import figure_registry_requests
 from local.bench.runs import figure_runs_sqs_requests, figure_runs_worker
 from local.bench.segment import figure_segment_reconcile
@@ -46,6 +46,7 @@ FIGURES: dict[str, Callable[[Sizes], list[Figure]]] = {
     "oracle_cpu": figure_oracle_cpu,
     "oracle_writes": figure_oracle_writes,
     "oracle_eval": figure_oracle_eval,
+    "oracle_rule": figure_oracle_rule,
     "local_e2e": figure_local_e2e,
     "layer_size": figure_layer_size,
     "traffic_cpu": figure_traffic_cpu,

@@ -138,6 +138,9 @@ def test_the_sample_lane_batch_is_counted_exactly_once(oracle_aws: dict[str, Any
     assert (on_rate["n"]["N"], on_rate["k"]["N"], on_rate["inv"]["N"]) == ("3", "1", "0")
     on_latency = first[f"C#{hour:013d}#{7:015d}#on#latency p95"]
     assert (on_latency["n"]["N"], on_latency["inv"]["N"]) == ("2", "1")  # one result had no latency
+    # 120 and 950 ms: exactly one at/above the 500 ms pass line, none at/above 1000, both classified
+    assert (on_latency["ap"]["N"], on_latency["af"]["N"], on_latency["cl"]["N"]) == ("1", "0", "2")
+    assert "ap" not in on_rate  # rate counters carry no line counts
     off_rate = first[f"C#{hour:013d}#{7:015d}#off#5xx rate"]
     assert (off_rate["n"]["N"], off_rate["k"]["N"]) == ("2", "1")
     # Redelivered whole, then in two other batches: nothing changes.
@@ -204,10 +207,9 @@ def test_evaluator_alerts_on_change_and_kills_once(
     expose("qa-bot-01", "on")
     expose("qa-bot-02", "off")
     counter = load_handler("oracle_counter")
-    # The sample hour is long past: the window has ended, so the final look (95%) judges: 10 errors in 100 fail
-    # (lower bound 6.1%), 300 clean requests pass (upper bound 0.89%).
-    counter.lambda_handler(lane_event([503] * 10 + [200] * 90, "qa-bot-01", "on"), lambda_context)
-    for chunk in range(3):
+    # 20 errors in 100 fail (evidence 62,813 against 1/alpha = 100), 700 clean requests pass (evidence 162).
+    counter.lambda_handler(lane_event([503] * 20 + [200] * 80, "qa-bot-01", "on"), lambda_context)
+    for chunk in range(7):
         counter.lambda_handler(lane_event([200] * 100, "qa-bot-02", f"off{chunk}"), lambda_context)
     oracle_aws["receiver"].fail_next(ScriptedResponse(429, {"X-RateLimit-Reset-Seconds-Org": "0.01"}))
     result = evaluate(lambda_context)
@@ -218,8 +220,9 @@ def test_evaluator_alerts_on_change_and_kills_once(
     alarms = drain_queue(oracle_aws["sqs"], oracle_aws["alarms"])
     assert len(alarms) == 2  # the verdict's change, then "kill accepted"
     alarms.sort(key=lambda message: "kill accepted" in message["Body"])
-    assert "FAIL new_checkout=on 5xx rate 10% (lower bound 6.1%, n=100) ≥ fail line 5%" in alarms[0]["Body"]
-    assert "PASS new_checkout=off 5xx rate 0% (upper bound 0.89%, n=300) < pass line 1%" in alarms[0]["Body"]
+    body = alarms[0]["Body"]
+    assert "FAIL new_checkout=on 5xx rate 20% (evidence 62,813 ≥ 1/alpha = 100, n=100) ≥ fail line 5%" in body
+    assert "PASS new_checkout=off 5xx rate 0% (evidence 162 ≥ 1/alpha = 100, n=700) < pass line 1%" in body
     assert alarms[1]["Body"].startswith("Test new-checkout-health (flag new_checkout, Production): kill accepted")
     events = [json.loads(m["Body"]) for m in drain_queue(oracle_aws["sqs"], oracle_aws["verdict_events"])]
     [detail] = [e for e in events if e["detail-type"] == "Oracle verdict changed"]
@@ -228,7 +231,7 @@ def test_evaluator_alerts_on_change_and_kills_once(
     assert detail["detail"]["state"] == "FAIL" and detail["detail"]["kill"] == "killed"
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"Flagbridge/Oracle"' in line]
     on_rate = next(d for d in emf if d["Treatment"] == "on" and d["Metric"] == "5xx rate")
-    assert on_rate["Rate"] == pytest.approx(10.0) and on_rate["VerdictState"] == 5 and on_rate["FailLine"] == 5
+    assert on_rate["Rate"] == pytest.approx(20.0) and on_rate["VerdictState"] == 5 and on_rate["FailLine"] == 5
     # The next evaluations: no change, no alarm, no second kill.
     for _ in range(2):
         assert evaluate(lambda_context, {"force": True})["evaluated"] == {"new-checkout-health": "FAIL"}

@@ -88,11 +88,11 @@ def verdicts(aws: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     store = DynamoDBVerdictStore(aws["ddb"], TABLE)
     evaluator = Evaluator(oracle, counters, store, Silent(), None, lambda: clock["now"])
     evaluator.run()  # all NO_DATA
-    counting.process([record("qa-on", i, 500 if i < 48 else 200, "on") for i in range(200)])
+    counting.process([record("qa-on", i, 500 if i < 64 else 200, "on") for i in range(200)])
     counting.process([record("qa-small", i, 500 if i == 0 else 200, "small") for i in range(20)])
     clock["now"] += 60_000
     evaluator.run()
-    counting.process([record("qa-on", i, 500 if i < 48 else 200, "on") for i in range(200, 600)])
+    counting.process([record("qa-on", i, 200, "on") for i in range(200, 800)])
     counting.process([record("qa-off", i, 500 if i < 3 else 200, "off") for i in range(1500)])
     clock["now"] += 60_000
     evaluator.run()
@@ -110,8 +110,8 @@ def test_exit_codes_table_junit_and_html(verdicts: dict[str, Any], tmp_path: Pat
     junit, report = tmp_path / "verdict.xml", tmp_path / "verdict.html"
     status, out, err = run(["verdict", "--junit", str(junit), "--html", str(report)], env)
     assert (status, err) == (1, "")  # a FAIL gates the release
-    assert "FAIL new_checkout=on 5xx rate 8% (lower bound 5.8%, n=600) ≥ fail line 5%" in out
-    assert "PASS new_checkout=off 5xx rate 0.2% (upper bound 0.7%, n=1,500) < pass line 1%" in out
+    assert "FAIL new_checkout=on 5xx rate 8% (evidence 158 ≥ 1/alpha = 100, n=800) ≥ fail line 5%" in out
+    assert "PASS new_checkout=off 5xx rate 0.2% (evidence 406 ≥ 1/alpha = 100, n=1,500) < pass line 1%" in out
     header = out.splitlines()[0].split()
     assert header == ["test", "treatment", "metric", "verdict", "n", "rate", "bounds"]
     assert run(["verdict", "small"], env)[0] == 2  # INCONCLUSIVE: neither pass nor fail

@@ -137,3 +137,15 @@ def test_split_tests_keep_user_digests_only() -> None:
     [(key, users)] = contribution.users.items()
     assert key.treatment == "on" and len(users) == 1
     assert "example" not in next(iter(users))
+
+
+def test_percentile_lines_are_counted_exactly_beside_the_histogram() -> None:
+    # the audit's defect 2: 500.0 sits in a bucket represented by 497.78, 995.0 in one represented by 1002.43
+    counter = Counter(config(), TRAFFIC_TYPES)
+    values = [499.99, 500.0, 500, "500", 995.0, 999.999, 1000, 1000.0, 2400]
+    body = message([request(200, value) for value in values])
+    contribution = counter.count(counter.parse(body), lookup({"user#qa-1": state(("on", 7, T0, T0, None))}), T0)
+    latency = contribution.deltas[CounterKey("checkout", T0, 7, "on", "latency p95")]
+    assert (latency.n, latency.classified, latency.at_pass, latency.at_fail) == (9, 9, 8, 3)
+    merged = merge_contributions([contribution, contribution])[CounterKey("checkout", T0, 7, "on", "latency p95")]
+    assert (merged.n, merged.classified, merged.at_pass, merged.at_fail) == (18, 18, 16, 6)

@@ -39,7 +39,8 @@ def test_defaults() -> None:
     assert (test.cohort, test.interval_minutes, test.window_hours, test.actions) == ("testers", 1, 24, ["alert"])
     rate_metric, latency, unanswered = test.metrics
     assert isinstance(rate_metric, RateMetric) and isinstance(latency, PercentileMetric)
-    assert (rate_metric.confidence, rate_metric.interim_confidence) == (0.95, 0.99)
+    assert (rate_metric.alpha, rate_metric.decision) == (0.01, "sequential")
+    assert (rate_metric.confidence, rate_metric.interim_confidence) == (None, None)
     assert (rate_metric.min_samples, rate_metric.min_failures) == (300, 3)
     assert (latency.attribute, latency.percentile, latency.tail) == ("latency_ms", 95, 0.05)
     assert rate_metric.events.event_names.include == ["api_response", "flagbridge_test_request"]
@@ -117,6 +118,10 @@ def test_alert_is_always_an_action() -> None:
         (config_doc(metrics=[rate(pass_below=0.05, fail_at=0.05)]), "'oracle.tests.0.metrics.0': pass_below (0.05)"),
         (config_doc(metrics=[rate(confidence=1.0)]), "'oracle.tests.0.metrics.0.confidence'"),
         (config_doc(metrics=[rate(confidence=0.5)]), "'oracle.tests.0.metrics.0.confidence'"),
+        (config_doc(metrics=[rate(alpha=0.5)]), "'oracle.tests.0.metrics.0.alpha'"),
+        (config_doc(metrics=[rate(alpha=0)]), "'oracle.tests.0.metrics.0.alpha'"),
+        (config_doc(metrics=[rate(decision="peek")]), "'oracle.tests.0.metrics.0.decision'"),
+        (config_doc(metrics=[rate(fail_at=1)]), "'oracle.tests.0.metrics.0.fail_at'"),
         (config_doc(actions=["alert", "page"]), "'oracle.tests.0.actions.1'"),
         (config_doc(actions=["kill"]), "'oracle.tests.0': actions include kill"),
         (config_doc(metrics=[rate(actions=["kill"])]),
@@ -156,6 +161,18 @@ def test_errors_name_the_key(document: dict[str, Any], expected: str) -> None:
     message = error_of(document)
     assert message.startswith("flagbridge.yaml: invalid configuration at ")
     assert expected in message
+
+
+def test_deprecated_confidence_keys_still_load_and_are_named(caplog: pytest.LogCaptureFixture) -> None:
+    config = parse_oracle_config(config_doc(metrics=[rate(confidence=0.95, interim_confidence=0.99)]), "f.yaml")
+    assert config.tests[0].metrics[0].alpha == 0.01
+    assert config.deprecations() == [
+        f"'oracle.tests.0.metrics.0.{key}' is deprecated and ignored: verdicts are valid at every look at error "
+        "level alpha (0.01); set alpha, or decision: fixed for one look at the window's end"
+        for key in ("confidence", "interim_confidence")
+    ]
+    assert [r.getMessage() for r in caplog.records] == [f"f.yaml: {line}" for line in config.deprecations()]
+    assert parse_oracle_config(config_doc()).deprecations() == []
 
 
 def test_a_satisfiable_selector_is_accepted() -> None:

@@ -98,7 +98,7 @@ def state_of(report: Mapping[str, Any], treatment: str, metric: str = "5xx rate"
 
 def test_the_issue_example_and_exactly_once_counting() -> None:
     world = World()
-    on = world.cohort("qa-1", "on", 48, 600, "on")
+    on = world.cohort("qa-1", "on", 64, 800, "on")
     off = world.cohort("qa-2", "off", 3, 1500, "off")
     for chunk in range(0, len(on + off), 10):
         result = world.counting.process((on + off)[chunk : chunk + 10])
@@ -125,7 +125,7 @@ def test_no_data_inconclusive_and_notifications_only_on_change() -> None:
     world.now += 60_000
     [small] = world.evaluator.run()
     assert state_of(small, "on") == "INCONCLUSIVE"
-    assert small["verdicts"][0]["explain"].startswith("INCONCLUSIVE new_checkout=on 5xx rate 5% (bounds ")
+    assert small["verdicts"][0]["explain"].startswith("INCONCLUSIVE new_checkout=on 5xx rate 5% (n=20, lines ")
     world.now += 60_000
     before = len(world.changes)
     world.evaluator.run()
@@ -137,7 +137,7 @@ def test_no_data_inconclusive_and_notifications_only_on_change() -> None:
 
 def test_unreadable_counters_become_error_after_four_evaluations() -> None:
     world = World()
-    world.counting.process(world.cohort("qa-1", "on", 48, 600, "on"))
+    world.counting.process(world.cohort("qa-1", "on", 64, 800, "on"))
     world.evaluator.run()
 
     def broken(*_: Any) -> Any:
@@ -161,7 +161,7 @@ def test_kill_once_with_rate_limit_and_retries() -> None:
         AdminTransportError("ReadTimeoutError"),
         HttpAnswer(200, {}, "{}"),
     ]
-    world.counting.process(world.cohort("qa-1", "on", 48, 600, "on"))
+    world.counting.process(world.cohort("qa-1", "on", 64, 800, "on"))
     [report] = world.evaluator.run()
     assert world.puts == ["http://admin/internal/api/v2/splits/ws/ws-1/new_checkout/environments/Production/kill"] * 4
     assert world.sleeps[0] == 2.0  # the longest rate-limit header
@@ -183,17 +183,17 @@ def test_kill_once_with_rate_limit_and_retries() -> None:
 
 def test_kill_dry_run_refusal_and_retry_next_evaluation() -> None:
     dry = World(actions=["kill"], kill={"workspace_id": "ws-1", "dry_run": True})
-    dry.counting.process(dry.cohort("qa-1", "on", 48, 600, "on"))
+    dry.counting.process(dry.cohort("qa-1", "on", 64, 800, "on"))
     [report] = dry.evaluator.run()
     assert dry.puts == [] and report["kill"]["status"] == "dry_run"
     refused = World(actions=["kill"], kill={"workspace_id": "ws-1"})
     refused.answers = [HttpAnswer(401, {}, '{"message": "bad key"}')]
-    refused.counting.process(refused.cohort("qa-1", "on", 48, 600, "on"))
+    refused.counting.process(refused.cohort("qa-1", "on", 64, 800, "on"))
     [report] = refused.evaluator.run()
     assert report["kill"]["status"] == "refused" and len(refused.puts) == 1
     flaky = World(actions=["kill"], kill={"workspace_id": "ws-1"})
     flaky.answers = [HttpAnswer(429, {"retry-after": "60"}, "")]  # beyond the budget: next evaluation
-    flaky.counting.process(flaky.cohort("qa-1", "on", 48, 600, "on"))
+    flaky.counting.process(flaky.cohort("qa-1", "on", 64, 800, "on"))
     [report] = flaky.evaluator.run()
     assert report["kill"]["status"] == "retry" and len(flaky.puts) == 1
     flaky.now += 60_000
@@ -242,13 +242,33 @@ def test_a_metric_that_opts_in_kills_where_the_test_only_alerts() -> None:
 
 def test_no_kill_without_fail_and_srm_invalid() -> None:
     world = World(actions=["kill"], kill={"workspace_id": "ws-1"}, split={"on": 50, "off": 50})
-    for index in range(30):
+    for index in range(50):
         world.counting.process(world.cohort(f"qa-on-{index}", "on", 0, 2, f"on{index}"))
     world.counting.process(world.cohort("qa-off", "off", 0, 2, "off"))
     [report] = world.evaluator.run()
-    assert report["srm"]["users"] == {"off": 1, "on": 30} and report["srm"]["mismatch"]
+    assert report["srm"]["users"] == {"off": 1, "on": 50} and report["srm"]["mismatch"]
+    assert report["srm"]["evidence"] >= 1000 and report["srm"]["alpha"] == 0.001
     assert report["state"] == "INVALID" and "sample ratio mismatch" in report["verdicts"][0]["explain"]
     assert world.puts == []
+
+
+def test_a_fail_with_a_sample_ratio_mismatch_still_fails_and_kills_once() -> None:
+    # the audit's defect 4: INVALID used to replace FAIL, so the kill never happened while the SRM lasted
+    world = World(actions=["kill"], kill={"workspace_id": "ws-1"}, split={"on": 50, "off": 50})
+    world.counting.process(world.cohort("qa-1", "on", 80, 800, "on"))
+    for index in range(50):
+        world.counting.process(world.cohort(f"qa-on-{index}", "on", 0, 2, f"on{index}"))
+    world.counting.process(world.cohort("qa-off", "off", 0, 2, "off"))
+    [report] = world.evaluator.run()
+    assert report["srm"]["mismatch"]
+    assert report["state"] == "FAIL" and state_of(report, "on") == "FAIL" and state_of(report, "off") == "INVALID"
+    fail = next(v for v in report["verdicts"] if v["state"] == "FAIL")
+    assert fail["explain"].startswith("FAIL new_checkout=on 5xx rate")
+    assert "also sample ratio mismatch" in fail["explain"]
+    assert report["kill"]["status"] == "killed" and len(world.puts) == 1
+    world.now += 60_000
+    [again] = world.evaluator.run()
+    assert again["state"] == "FAIL" and len(world.puts) == 1  # killed once
 
 
 def test_rate_limit_headers_and_exit_codes() -> None:

@@ -28,6 +28,7 @@ across ``events`` and ``bad``) is an error too: such a test would report NO_DATA
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -41,6 +42,11 @@ from flagbridge.errors import ConfigError
 
 Action = Literal["alert", "kill"]
 Cohort = Literal["testers", "everyone"]
+Decision = Literal["sequential", "fixed"]
+DEPRECATED_METRIC_KEYS = ("confidence", "interim_confidence")
+"""Keys still accepted (old configurations load) but ignored since verdicts are always valid: ``alpha`` sets the
+error level of every look, and ``decision: fixed`` is the classic single look at ``1 - alpha``."""
+_LOG = logging.getLogger(__name__)
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _NAMED_BY_TYPE = frozenset({"custom_event", "screen_view"})
 
@@ -158,9 +164,15 @@ class _Metric(_Strict):
     events: Selector = Field(default_factory=Selector)
     pass_below: float = Field(gt=0)
     fail_at: float = Field(gt=0)
-    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="one-sided, for the final look and PASS")
-    interim_confidence: float = Field(
-        default=0.99, gt=0.5, lt=1, description="one-sided, for every look before the window ends"
+    alpha: float = Field(
+        default=0.01, gt=0, le=0.2, description="the chance a verdict is ever wrong, over every look (per line)"
+    )
+    decision: Decision = Field(
+        default="sequential", description="sequential: decide at any look; fixed: once, at the window's end"
+    )
+    confidence: float | None = Field(default=None, gt=0.5, lt=1, description="deprecated and ignored: use alpha")
+    interim_confidence: float | None = Field(
+        default=None, gt=0.5, lt=1, description="deprecated and ignored: use alpha"
     )
     min_samples: int = Field(default=300, ge=1)
     min_failures: int = Field(default=3, ge=1)
@@ -175,8 +187,6 @@ class _Metric(_Strict):
     def _lines(self) -> _Metric:
         if self.pass_below >= self.fail_at:
             raise ValueError(f"pass_below ({self.pass_below:g}) must be below fail_at ({self.fail_at:g})")
-        if self.interim_confidence < self.confidence:
-            raise ValueError("interim_confidence must be at least confidence (interim looks are stricter)")
         problem = never_matches(self.events)
         if problem:
             raise ValueError(f"events can never match: {problem}")
@@ -189,7 +199,7 @@ class RateMetric(_Metric):
     type: Literal["rate"] = "rate"
     bad: Selector
     pass_below: float = Field(gt=0, lt=1)
-    fail_at: float = Field(gt=0, le=1)
+    fail_at: float = Field(gt=0, lt=1)
 
     @model_validator(mode="after")
     def _bad_can_match(self) -> RateMetric:
@@ -361,6 +371,17 @@ class OracleConfig(_Strict):
     def test(self, name: str) -> OracleTest | None:
         return next((t for t in self.tests if t.name == name), None)
 
+    def deprecations(self) -> list[str]:
+        """One line per deprecated key the configuration still sets (it loads; the key has no effect)."""
+        return [
+            f"'oracle.tests.{t}.metrics.{m}.{key}' is deprecated and ignored: verdicts are valid at every look at "
+            f"error level alpha ({metric.alpha:g}); set alpha, or decision: fixed for one look at the window's end"
+            for t, test in enumerate(self.tests)
+            for m, metric in enumerate(test.metrics)
+            for key in DEPRECATED_METRIC_KEYS
+            if getattr(metric, key) is not None
+        ]
+
 
 def lane_problems(oracle: OracleConfig, destinations: Mapping[str, tuple[str, str]]) -> list[str]:
     """What stops the oracle lane from feeding the tests: ``destinations`` maps names to (type, users mode)."""
@@ -393,10 +414,13 @@ def parse_oracle_config(document: Any, source: str = "<config>") -> OracleConfig
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: invalid configuration at 'oracle': must be a mapping")
     try:
-        return OracleConfig.model_validate(document)
+        config = OracleConfig.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(
             f"'{_location(('oracle', *error['loc']))}': {error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors(include_url=False)
         )
         raise ConfigError(f"{source}: invalid configuration at {problems}") from exc
+    for line in config.deprecations():
+        _LOG.warning("%s: %s", source, line)
+    return config

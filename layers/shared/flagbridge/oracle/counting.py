@@ -12,7 +12,8 @@ test and every event of the batch:
    user served the flag with label ``killed`` counts once under :data:`KILLED`: the evidence a kill landed;
 3. **metrics**: an event the metric's ``events`` selector picks is counted (``n``); for a rate metric it is bad
    (``k``) when the ``bad`` selector also picks it; for a percentile metric its attribute goes into the
-   histogram. An event whose deciding attribute is missing or not a number is counted as ``invalid`` instead.
+   histogram, and counted as at/above each of its two lines (``at_pass``, ``at_fail``: the verdict's exact
+   shares). An event whose deciding attribute is missing or not a number is counted as ``invalid`` instead.
 
 Counters are keyed by (test, hour, flag version, treatment, metric): the hour places the window, the flag version
 lets the evaluator start at the newest version by default. Each message contributes once: its ``ledger_id`` (a
@@ -70,11 +71,21 @@ class Delta:
     k: int = 0
     invalid: int = 0
     buckets: dict[int, int] = field(default_factory=dict)
+    at_pass: int = 0
+    """Percentile metrics: events whose value is ``>= pass_below`` (exact, not read from the buckets)."""
+    at_fail: int = 0
+    """Percentile metrics: events whose value is ``>= fail_at``."""
+    classified: int = 0
+    """Percentile metrics: events counted into ``at_pass`` / ``at_fail`` (fewer than ``n`` only in counters
+    written before the exact counts existed; those are classified from their buckets)."""
 
     def add(self, other: Delta) -> None:
         self.n += other.n
         self.k += other.k
         self.invalid += other.invalid
+        self.at_pass += other.at_pass
+        self.at_fail += other.at_fail
+        self.classified += other.classified
         for index, count in other.buckets.items():
             self.buckets[index] = self.buckets.get(index, 0) + count
 
@@ -203,11 +214,13 @@ _MEMO_KINDS = (str, int, bool)
 
 
 class _CompiledMetric:
-    __slots__ = ("_memo", "_memo_attribute", "bad", "is_rate", "name", "needs")
+    __slots__ = ("_memo", "_memo_attribute", "bad", "fail_at", "is_rate", "name", "needs", "pass_below")
 
     def __init__(self, metric: RateMetric | PercentileMetric) -> None:
         self.name = metric.name
         self.is_rate = isinstance(metric, RateMetric)
+        self.pass_below = metric.pass_below
+        self.fail_at = metric.fail_at
         self.bad: _Selector | None = None
         self.needs: list[tuple[str, bool]] = []
         """(attribute, must be a number) that must be readable for the event to be judged."""
@@ -267,6 +280,12 @@ class _CompiledMetric:
         delta.n += 1
         index = histogram.bucket_of(number)
         delta.buckets[index] = delta.buckets.get(index, 0) + 1
+        # the lines are known here: the shares the verdict judges are counted exactly, not read from buckets
+        delta.classified += 1
+        if number >= self.pass_below:
+            delta.at_pass += 1
+            if number >= self.fail_at:
+                delta.at_fail += 1
 
 
 class _CompiledTest:

@@ -2,28 +2,35 @@
 
 :func:`collect` picks what the window holds: by default the newest flag version seen in the counters (the
 version change in the impressions starts the test) from the hour it was first counted, for ``window_hours``;
-with a configured ``start``, every version from then. It sums the counters per (treatment, metric): the cost
-grows with the number of counters (hours x versions x treatments x metrics), never with the number of events.
+with a configured ``start``, every version from then. Counters are hourly, so the window is whole hours: from
+the hour holding its start to the first hour boundary at or after ``start + window_hours`` (:func:`window`);
+its events are exactly those of its counters. It sums the counters per (treatment, metric): the cost grows with
+the number of counters (hours x versions x treatments x metrics), never with the number of events.
 
-:func:`judge_test` judges every (treatment, metric) (:mod:`flagbridge.oracle.judge`), applies the
-sample-ratio-mismatch check when the test declares a ``split`` (chi-square on the users seen per treatment,
-p < 0.001 marks every verdict INVALID), and sums it up in one state: FAIL if any verdict fails, else ERROR, else
-INVALID, else PASS when all pass, NO_DATA when nothing was counted, INCONCLUSIVE otherwise.
+:func:`judge_test` judges every (treatment, metric) (:mod:`flagbridge.oracle.judge`), applies the always-valid
+sample-ratio-mismatch check when the test declares a ``split`` (:func:`flagbridge.oracle.stats.srm_log_evidence`
+at or above 1/0.001 marks every verdict INVALID except a FAIL, which stays FAIL with the mismatch beside it), and
+sums it up in one state: FAIL if any verdict fails, else ERROR, else INVALID, else PASS when all pass, NO_DATA
+when nothing was counted, INCONCLUSIVE otherwise. The first look at or after the window's end is its final
+decision; later looks repeat it (at most one final decision per window).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flagbridge.oracle import histogram
 from flagbridge.oracle.config import OracleTest, PercentileMetric
 from flagbridge.oracle.counting import ANY_METRIC, HOUR_MS, KILLED, UNATTRIBUTED, Delta, UserSetKey
 from flagbridge.oracle.judge import Judgement, State, judge_percentile, judge_rate, overridden
-from flagbridge.oracle.stats import srm_p_value
+from flagbridge.oracle.stats import srm_log_evidence, srm_p_value
 from flagbridge.oracle.store import CounterItem
 
-SRM_P_VALUE = 0.001
+SRM_ALPHA = 0.001
+"""The chance a correct split is ever flagged, over every look of the test."""
 NO_TREATMENT = "(none)"
 
 
@@ -45,13 +52,36 @@ class TestData:
     counters: int = 0
 
 
+def window(test: OracleTest, start_ms: int) -> tuple[int, int]:
+    """The window of a test starting at ``start_ms``: whole hours, from the hour holding the start to the first
+    hour boundary at or after ``start + window_hours``."""
+    end = start_ms + test.window_ms
+    return start_ms - start_ms % HOUR_MS, end + (-end) % HOUR_MS
+
+
 def read_range(test: OracleTest, now_ms: int) -> tuple[int, int]:
     """The hours of counters an evaluation reads: the configured window, else all of the test's counters (the
     newest flag version and its window are found among them)."""
     start = test.start_ms
     if start is not None:
-        return start - start % HOUR_MS, start + test.window_ms
+        return window(test, start)
     return 0, now_ms + HOUR_MS
+
+
+def _exact_shares(test: OracleTest, item: CounterItem) -> Delta:
+    """The counter's delta, with the line counts of a percentile counter written before they were counted
+    exactly read from its buckets (erring toward INCONCLUSIVE)."""
+    delta = item.delta
+    if not delta.buckets or delta.classified >= delta.n:
+        return delta
+    metric = next((m for m in test.metrics if m.name == item.key.metric), None)
+    if not isinstance(metric, PercentileMetric):
+        return delta
+    return Delta(
+        n=delta.n, k=delta.k, invalid=delta.invalid, buckets=delta.buckets, classified=delta.n,
+        at_pass=histogram.count_at_or_above(delta.buckets, metric.pass_below, surely=False),
+        at_fail=histogram.count_at_or_above(delta.buckets, metric.fail_at, surely=True),
+    )  # fmt: skip
 
 
 def collect(test: OracleTest, items: Sequence[CounterItem], users: Mapping[UserSetKey, int], now_ms: int) -> TestData:
@@ -65,11 +95,13 @@ def collect(test: OracleTest, items: Sequence[CounterItem], users: Mapping[UserS
             start = min(i.key.hour for i in judged if i.key.version == version)
         else:
             start = min((i.key.hour for i in items), default=None)
-    end = None if start is None else start + test.window_ms
+    end = None
+    if start is not None:
+        start, end = window(test, start)
     data = TestData(version=version, window_start=start, window_end=end)
     for item in items:
         key = item.key
-        if start is not None and not (start - start % HOUR_MS <= key.hour < (end or 0)):
+        if start is not None and not (start <= key.hour < (end or 0)):
             continue
         data.counters += 1
         if key.treatment == KILLED:
@@ -78,7 +110,7 @@ def collect(test: OracleTest, items: Sequence[CounterItem], users: Mapping[UserS
         elif key.treatment == UNATTRIBUTED:
             data.unattributed.setdefault(key.metric, Delta()).add(item.delta)
         elif version is None or key.version == version:
-            data.per.setdefault((key.treatment, key.metric), Delta()).add(item.delta)
+            data.per.setdefault((key.treatment, key.metric), Delta()).add(_exact_shares(test, item))
     for user_key, count in users.items():
         if version is None or user_key.version == version:
             data.users[user_key.treatment] = data.users.get(user_key.treatment, 0) + count
@@ -107,12 +139,14 @@ def _srm(test: OracleTest, data: TestData) -> dict[str, Any] | None:
     if not test.split:
         return None
     observed = {name: data.users.get(name, 0) for name in sorted(set(test.split) | set(data.users))}
-    p_value = srm_p_value(observed, test.split)
+    log_evidence = srm_log_evidence(observed, test.split)
     return {
         "intended": dict(test.split),
         "users": observed,
-        "p_value": p_value,
-        "mismatch": p_value is not None and p_value < SRM_P_VALUE,
+        "p_value": srm_p_value(observed, test.split),
+        "evidence": None if log_evidence is None else math.exp(min(log_evidence, 690.0)),
+        "alpha": SRM_ALPHA,
+        "mismatch": log_evidence is not None and log_evidence >= -math.log(SRM_ALPHA),
     }
 
 
@@ -124,8 +158,19 @@ def _judge_all(test: OracleTest, data: TestData, final: bool) -> list[Judgement]
         for metric in test.metrics:
             delta = data.per.get((treatment, metric.name), Delta())
             if isinstance(metric, PercentileMetric):
+                value = histogram.percentile(delta.buckets, metric.percentile / 100)
                 verdicts.append(
-                    judge_percentile(metric, test.flag, treatment, delta.buckets, final=final, invalid=delta.invalid)
+                    judge_percentile(
+                        metric,
+                        test.flag,
+                        treatment,
+                        delta.n,
+                        delta.at_pass,
+                        delta.at_fail,
+                        value,
+                        final=final,
+                        invalid=delta.invalid,
+                    )
                 )
             else:
                 verdicts.append(
@@ -134,20 +179,54 @@ def _judge_all(test: OracleTest, data: TestData, final: bool) -> list[Judgement]
     return verdicts
 
 
-def judge_test(test: OracleTest, data: TestData, now_ms: int) -> dict[str, Any]:
-    """The report of one evaluation (JSON-ready): verdicts, window, unattributed and invalid counts, SRM."""
+def _decided(previous: Mapping[str, Any] | None, data: TestData) -> Mapping[str, Any] | None:
+    """The previous report when it already holds this window's final decision."""
+    if not previous or previous.get("error") or previous.get("state") == "ERROR":
+        return None
+    seen = previous.get("window") or {}
+    same = (seen.get("start"), seen.get("end"), previous.get("version")) == (
+        data.window_start,
+        data.window_end,
+        data.version,
+    )
+    return previous if same and seen.get("final") and previous.get("verdicts") else None
+
+
+def _srm_applied(verdicts: list[Judgement], srm: Mapping[str, Any]) -> list[Judgement]:
+    """INVALID for every verdict but a FAIL: a FAIL is never hidden (the kill proceeds), the mismatch is beside it."""
+    shares = " / ".join(f"{name} {count:,}" for name, count in srm["users"].items())
+    intended = "/".join(f"{share:g}" for share in srm["intended"].values())
+    reason = (
+        f"sample ratio mismatch: users {shares} vs intended {intended} "
+        f"(evidence {srm['evidence']:.3g} ≥ 1/{SRM_ALPHA:g})"
+    )
+    applied = []
+    for verdict in verdicts:
+        if verdict.state == "FAIL":
+            values = verdict.to_dict()
+            values["explain"] = f"{verdict.explain}; also {reason}"
+            applied.append(Judgement(**values))
+        else:
+            applied.append(overridden(verdict, "INVALID", reason))
+    return applied
+
+
+def judge_test(
+    test: OracleTest, data: TestData, now_ms: int, previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The report of one evaluation (JSON-ready): verdicts, window, unattributed and invalid counts, SRM.
+
+    ``previous`` (the last report): once it holds the window's final decision, that decision is repeated."""
     final = data.window_end is not None and now_ms >= data.window_end
+    decided = _decided(previous, data) if final else None
     verdicts = _judge_all(test, data, final)
     srm = _srm(test, data)
     if srm is not None and srm["mismatch"]:
-        shares = " / ".join(f"{name} {count:,}" for name, count in srm["users"].items())
-        intended = "/".join(f"{share:g}" for share in srm["intended"].values())
-        reason = f"sample ratio mismatch: users {shares} vs intended {intended} (p={srm['p_value']:.2g} < 0.001)"
-        verdicts = [overridden(v, "INVALID", reason) for v in verdicts]
+        verdicts = _srm_applied(verdicts, srm)
     unattributed = {
         metric: {"n": delta.n, "k": delta.k, "invalid": delta.invalid} for metric, delta in data.unattributed.items()
     }
-    return {
+    report = {
         "test": test.name,
         "flag": test.flag,
         "environment": test.environment,
@@ -162,7 +241,14 @@ def judge_test(test: OracleTest, data: TestData, now_ms: int) -> dict[str, Any]:
         "srm": srm,
         "counters": data.counters,
         "killed_events": data.killed_events,
+        "decided_at": now_ms if final else None,
     }
+    if decided is not None:
+        report.update(
+            state=decided["state"], verdicts=decided["verdicts"], srm=decided.get("srm"),
+            decided_at=decided.get("decided_at") or decided.get("evaluated_at"),
+        )  # fmt: skip
+    return report
 
 
 def error_report(

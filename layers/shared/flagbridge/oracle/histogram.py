@@ -9,7 +9,7 @@ values share bucket :data:`ZERO_BUCKET` (latencies are never negative; 0 ms happ
 
 Buckets are plain ``{index: count}`` maps, so histograms merge by adding counts: per SQS batch, per counter
 item in DynamoDB (one number attribute per bucket, updated with ``ADD``), and across hours at evaluation.
-A latency from 1 microsecond to 1 day in milliseconds spans about 1,600 buckets; a real cohort touches a few
+A latency from 1 microsecond to 1 day in milliseconds spans about 1,260 buckets; a real cohort touches a few
 dozen.
 """
 
@@ -65,3 +65,13 @@ def percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
 def count_above(histogram: Mapping[int, int], threshold: float) -> int:
     """How many values exceed ``threshold``, read from the buckets (a bucket counts by its representative)."""
     return sum(count for index, count in histogram.items() if bucket_value(index) > threshold)
+
+
+def count_at_or_above(histogram: Mapping[int, int], line: float, *, surely: bool) -> int:
+    """Values at or above ``line`` as far as the buckets tell: ``surely`` counts only the buckets above the one
+    holding the line (every value in them is), otherwise also that bucket (it may hold some). For counters
+    written before the exact counts existed: each side errs toward INCONCLUSIVE, never toward a verdict."""
+    if line <= 0:
+        return sum(histogram.values())
+    edge = bucket_of(line)  # the bucket holding the line: (GAMMA**(edge-1), GAMMA**edge]
+    return sum(count for index, count in histogram.items() if index > edge or (index == edge and not surely))

@@ -1,46 +1,51 @@
 """One verdict per (test, treatment, metric), and the line that explains it.
 
-The rule (rates as fractions; ``z`` the one-sided normal quantile of the confidence in force):
+The rule (rates as fractions), per metric with error level ``alpha`` (default 1%):
 
 * **NO_DATA**: no event counted. Never PASS, never a kill.
-* **FAIL**: at least ``min_failures`` bad events and the Wilson *lower* bound at or above ``fail_at``.
-* **PASS**: at least ``min_samples`` events and the Wilson *upper* bound below ``pass_below``.
+* **FAIL**: the FAIL martingale ``M_fail`` of ``k`` bad in ``n`` reaches ``1/alpha`` (and ``k >= min_failures``).
+* **PASS**: the PASS martingale ``M_pass`` reaches ``1/alpha`` (and ``n >= min_samples``).
 * **INCONCLUSIVE** otherwise, with about how many more events would decide at the observed rate (none when the
   rate lies between the lines). At the window's end it stays INCONCLUSIVE: never a pass by running out of time.
-* **INVALID** (set by the caller): the exposures do not match the intended split (chi-square p < 0.001).
+* **INVALID** (set by the caller): the exposures do not match the intended split; a FAIL stays FAIL beside it.
 * **ERROR** (set by the caller): the counters could not be read 4 evaluations in a row.
 
-**Repeated looks.** The oracle looks every interval (1 minute by default), so a bound that is right 95% of the
-time at one look is wrong more often at *some* look. Before the window ends, every look uses the stricter
-``interim_confidence`` (default 99%, z = 2.326) for both FAIL and PASS; the look at or after the window's end
-uses ``confidence`` (default 95%, z = 1.645). The error rates this gives, measured over simulated cohorts with
-fixed seeds (``tests/unit/oracle/test_error_rates.py`` asserts them):
+**Always valid.** ``M_pass = E_{θ~U[0, pass_below]}[L(θ) / L(pass_below)]`` and ``M_fail = E_{θ~π}[L(θ) /
+L(fail_at)]`` with ``π = ½ U[fail_at, 2·fail_at] + ½ U[fail_at, 1]`` (:mod:`flagbridge.oracle.stats`, closed
+forms through binomial tails) are mixtures of likelihood ratios: each is a non-negative supermartingale while
+the true rate is on its null side (at or above ``pass_below``; below ``fail_at``), so by Ville's inequality it
+*ever* reaches ``1/alpha`` with probability at most ``alpha``: however often, whenever and for how long the
+oracle looks. ``tests/unit/oracle/test_error_rates.py`` proves the bound exactly (dynamic programming over the
+bad count, a look after every event up to 10,000) and generates the table in docs/oracle.md. ``min_samples`` and
+``min_failures`` only make claims rarer, so they keep the bound.
 
-* one look, the true rate exactly at a line: a wrong PASS or FAIL in at most 7% of cohorts;
-* a look after every 25 events up to 2,000 (79 interim looks, then the final one), the true rate 20% on the
-  wrong side of a line: a wrong verdict ever claimed in at most 8% of cohorts (about 1% with the default lines
-  1% / 5%); the true rate exactly at the line: PASS ever claimed in at most 8%, FAIL in at most 17%.
-
-Looks without new events add no risk (the counts did not change), so the rate depends on how often the counts
-grow between looks, not on the interval. ``min_failures`` (3) keeps a handful of errors from failing a cohort:
-one 500 in 20 requests is INCONCLUSIVE, not FAIL.
+``decision: fixed`` judges once, at the window's end, with the classic one-sided exact binomial test at level
+``alpha`` (PASS when ``P(Bin(n, pass_below) <= k) <= alpha``, FAIL when ``P(Bin(n, fail_at) >= k) <= alpha``);
+every look before the end is INCONCLUSIVE.
 
 A **percentile** metric (e.g. p95 of ``latency_ms`` below 500, at 1000 fails) is judged as a rate: p95 is below
-500 exactly when fewer than 5% of the events are at or above 500. So PASS needs the Wilson upper bound of the
-share of events ``>= pass_below`` to be below 5%, FAIL the lower bound of the share ``>= fail_at`` to reach 5%
-with at least ``min_failures`` such events. The shares are read from the log-scale histogram (1% relative
-resolution, :mod:`flagbridge.oracle.histogram`); the reported percentile is its estimate.
+500 exactly when fewer than 5% of the events are at or above 500. So PASS judges the share of events ``>=
+pass_below`` against 5%, FAIL the share ``>= fail_at``, with the same guarantee. The shares are counted exactly
+when the events are counted (:mod:`flagbridge.oracle.counting`); the reported percentile is the histogram's
+estimate (1% relative resolution, :mod:`flagbridge.oracle.histogram`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any, Literal
 
-from flagbridge.oracle import histogram
 from flagbridge.oracle.config import PercentileMetric, RateMetric
-from flagbridge.oracle.stats import needed_to_fail, needed_to_pass, wilson_bounds, z_for
+from flagbridge.oracle.stats import (
+    first_total,
+    log_binomial_lower_tail,
+    log_binomial_upper_tail,
+    log_fail_evidence,
+    log_pass_evidence,
+    wilson_bounds,
+    z_for,
+)
 
 State = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO_DATA", "ERROR", "INVALID"]
 STATES: tuple[State, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "NO_DATA", "ERROR", "INVALID")
@@ -63,18 +68,30 @@ class Judgement:
     rate: float | None
     lower: float
     upper: float
+    """Single-look Wilson bounds at ``confidence`` (shown for orientation; the verdict is decided by evidence)."""
     pass_below: float
     fail_at: float
     confidence: float
+    """``1 - alpha``."""
     final: bool
     needed: int | None
     invalid: int = 0
     value: float | None = None
     """The percentile estimate (percentile metrics)."""
     explain: str = ""
+    pass_evidence: float = 1.0
+    """``M_pass`` (``decision: fixed``: 1 / the p-value at the window's end); PASS at ``>= 1 / alpha``."""
+    fail_evidence: float = 1.0
+    """``M_fail`` (``decision: fixed``: 1 / the p-value at the window's end); FAIL at ``>= 1 / alpha``."""
+    k_fail: int | None = None
+    """Percentile metrics: the events at or above ``fail_at`` (``k`` counts those at or above ``pass_below``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+Metric = RateMetric | PercentileMetric
+_LOG_CAP = 690.0  # exp(690) is about 1e300: evidence stays a finite JSON number
 
 
 def _pct(fraction: float) -> str:
@@ -87,115 +104,187 @@ def _line(value: float) -> str:
     return f"{value:g}"
 
 
+def _evidence(log_value: float) -> float:
+    return math.exp(min(log_value, _LOG_CAP))
+
+
+def _shown(evidence: float) -> str:
+    return f"{evidence:,.0f}" if evidence < 1e6 else f"{evidence:.2g}"
+
+
 def _needed_text(needed: int | None) -> str:
     if needed is None:
         return "the rate lies between the lines: more events alone will not decide"
-    return f"about {needed:,} more events needed"
+    return f"about {needed:,} more event{'' if needed == 1 else 's'} needed"
 
 
-def _confidence(metric: RateMetric | PercentileMetric, final: bool) -> float:
-    return metric.confidence if final else metric.interim_confidence
+def _lines(metric: Metric) -> tuple[float, float]:
+    """(the PASS line, the FAIL line) of the judged rate: the metric's lines, or its tail share twice."""
+    if isinstance(metric, PercentileMetric):
+        return metric.tail, metric.tail
+    return metric.pass_below, metric.fail_at
+
+
+def log_evidence(metric: Metric, n: float, k_pass: float, k_fail: float, *, final: bool) -> tuple[float, float]:
+    """``(log M_pass, log M_fail)`` of a state (real counts allowed); 0 means no evidence either way.
+
+    ``decision: fixed`` gives ``-log`` of the exact one-sided p-values, and only at the window's end.
+    """
+    if n <= 0:
+        return 0.0, 0.0
+    pass_line, fail_line = _lines(metric)
+    if metric.decision == "fixed":
+        if not final:
+            return 0.0, 0.0
+        return -log_binomial_lower_tail(n, k_pass, pass_line), -log_binomial_upper_tail(n, k_fail, fail_line)
+    return log_pass_evidence(n, k_pass, pass_line), log_fail_evidence(n, k_fail, fail_line)
+
+
+def decides_pass(metric: Metric, n: float, k_pass: float, *, final: bool) -> bool:
+    """PASS at ``k_pass`` events at/above the PASS line out of ``n`` (real counts allowed)."""
+    if n < metric.min_samples or n <= 0:
+        return False
+    return log_evidence(metric, n, k_pass, 0.0, final=final)[0] >= -math.log(metric.alpha)
+
+
+def decides_fail(metric: Metric, n: float, k_fail: float, *, final: bool) -> bool:
+    """FAIL at ``k_fail`` events at/above the FAIL line (bad events) out of ``n`` (real counts allowed)."""
+    if k_fail < metric.min_failures or n <= 0:
+        return False
+    return log_evidence(metric, n, 0.0, k_fail, final=final)[1] >= -math.log(metric.alpha)
+
+
+def events_to_decide(metric: Metric, n: int, k: int, k_fail: int | None = None) -> int | None:
+    """About how many more events decide, if they arrive at the observed rate (0 with no events: a clean
+    cohort); None when the rate lies between the lines (more events alone will not decide) or needs more than
+    a billion events. ``k`` counts the events at/above the PASS line, ``k_fail`` those at/above the FAIL line
+    (the same ``k`` for a rate metric).
+
+    The count ``rate * total`` is kept real, so for ``decision: sequential`` the deciding predicate is a level
+    set of ``log E_π[exp(total · g(θ))]``, a log-Laplace transform and so convex in ``total`` and 0 at 0: once
+    true it stays true, and the bisection finds the first total exactly (tests check every state to n = 500
+    against a linear scan). The judged look is ``final`` for ``decision: fixed``: the look that decides.
+    """
+    k_fail = k if k_fail is None else k_fail
+    pass_line, fail_line = _lines(metric)
+    final = metric.decision == "fixed"
+    pass_rate = k / n if n else 0.0
+    if pass_rate < pass_line:
+        return first_total(lambda total: decides_pass(metric, total, pass_rate * total, final=final), n)
+    fail_rate = k_fail / n if n else 0.0
+    if fail_rate > fail_line:
+        return first_total(lambda total: decides_fail(metric, total, fail_rate * total, final=final), n)
+    return None
+
+
+def _judge(
+    metric: Metric, flag: str, treatment: str, n: int, k_pass: int, k_fail: int, *, final: bool, invalid: int
+) -> tuple[State, Judgement]:
+    """The state and a Judgement whose explain text the callers fill in."""
+    log_pass, log_fail = log_evidence(metric, n, k_pass, k_fail, final=final)
+    threshold = -math.log(metric.alpha)
+    if n > 0 and k_fail >= metric.min_failures and log_fail >= threshold:
+        state: State = "FAIL"
+    elif n > 0 and n >= metric.min_samples and log_pass >= threshold:
+        state = "PASS"
+    else:
+        state = "NO_DATA" if n == 0 else "INCONCLUSIVE"
+    needed = events_to_decide(metric, n, k_pass, k_fail) if state in ("NO_DATA", "INCONCLUSIVE") else None
+    k = k_fail if state == "FAIL" else k_pass
+    lower, upper = wilson_bounds(k, n, z_for(1 - metric.alpha))
+    judgement = Judgement(
+        flag=flag, treatment=treatment, metric=metric.name, kind=metric.type, state=state, n=n, k=k,
+        rate=k / n if n else None, lower=lower, upper=upper, pass_below=metric.pass_below, fail_at=metric.fail_at,
+        confidence=1 - metric.alpha, final=final, needed=needed, invalid=invalid,
+        pass_evidence=_evidence(log_pass), fail_evidence=_evidence(log_fail),
+        k_fail=k_fail if isinstance(metric, PercentileMetric) else None,
+    )  # fmt: skip
+    return state, judgement
+
+
+def _waiting(metric: Metric, final: bool) -> str:
+    if metric.decision == "fixed" and not final:
+        return "decided once at the window's end (decision: fixed); "
+    return ""
 
 
 def judge_rate(
     metric: RateMetric, flag: str, treatment: str, n: int, k: int, *, final: bool, invalid: int = 0
 ) -> Judgement:
     """Judge a rate metric from ``k`` bad events out of ``n``."""
-    confidence = _confidence(metric, final)
-    z = z_for(confidence)
-    lower, upper = wilson_bounds(k, n, z)
+    state, judged = _judge(metric, flag, treatment, n, k, k, final=final, invalid=invalid)
     subject = f"{flag}={treatment} {metric.name}"
     invalid_note = f", {invalid:,} invalid" if invalid else ""
-    make = partial(
-        Judgement, flag=flag, treatment=treatment, metric=metric.name, kind="rate", n=n, k=k, lower=lower,
-        upper=upper, pass_below=metric.pass_below, fail_at=metric.fail_at, confidence=confidence, final=final,
-        invalid=invalid,
-    )  # fmt: skip
-    if n == 0:
-        needed = needed_to_pass(0, 0, metric.pass_below, z, metric.min_samples)
-        text = f"NO_DATA {subject}: no events counted{invalid_note} (about {needed or 0:,} needed to pass)"
-        return make(state="NO_DATA", rate=None, needed=needed, explain=text)
-    rate = k / n
-    if k >= metric.min_failures and lower >= metric.fail_at:
+    bar = f"1/alpha = {_shown(1 / metric.alpha)}"
+    if state == "NO_DATA":
+        text = f"NO_DATA {subject}: no events counted{invalid_note} (about {judged.needed or 0:,} needed to pass)"
+    elif state == "FAIL":
         text = (
-            f"FAIL {subject} {_pct(rate)} (lower bound {_pct(lower)}, n={n:,}{invalid_note}) "
+            f"FAIL {subject} {_pct(k / n)} (evidence {_shown(judged.fail_evidence)} ≥ {bar}, n={n:,}{invalid_note}) "
             f"≥ fail line {_pct(metric.fail_at)}"
         )
-        return make(state="FAIL", rate=rate, needed=None, explain=text)
-    if n >= metric.min_samples and upper < metric.pass_below:
+    elif state == "PASS":
         text = (
-            f"PASS {subject} {_pct(rate)} (upper bound {_pct(upper)}, n={n:,}{invalid_note}) "
+            f"PASS {subject} {_pct(k / n)} (evidence {_shown(judged.pass_evidence)} ≥ {bar}, n={n:,}{invalid_note}) "
             f"< pass line {_pct(metric.pass_below)}"
         )
-        return make(state="PASS", rate=rate, needed=None, explain=text)
-    needed = needed_to_pass(k, n, metric.pass_below, z, metric.min_samples)
-    if needed is None:
-        needed = needed_to_fail(k, n, metric.fail_at, z, metric.min_failures)
-    text = (
-        f"INCONCLUSIVE {subject} {_pct(rate)} (bounds {_pct(lower)} to {_pct(upper)}, n={n:,}{invalid_note}): "
-        f"{_needed_text(needed)}"
-    )
-    return make(state="INCONCLUSIVE", rate=rate, needed=needed, explain=text)
+    else:
+        text = (
+            f"INCONCLUSIVE {subject} {_pct(k / n)} (n={n:,}{invalid_note}, lines {_pct(metric.pass_below)} / "
+            f"{_pct(metric.fail_at)}): {_waiting(metric, final)}{_needed_text(judged.needed)}"
+        )
+    return _with_text(judged, text)
+
+
+def _with_text(judged: Judgement, text: str) -> Judgement:
+    values = judged.to_dict()
+    values["explain"] = text
+    return Judgement(**values)
 
 
 def judge_percentile(
-    metric: PercentileMetric, flag: str, treatment: str, buckets: dict[int, int], *, final: bool, invalid: int = 0
+    metric: PercentileMetric,
+    flag: str,
+    treatment: str,
+    n: int,
+    at_pass: int,
+    at_fail: int,
+    value: float | None,
+    *,
+    final: bool,
+    invalid: int = 0,
 ) -> Judgement:
-    """Judge a percentile metric from its histogram buckets."""
-    confidence = _confidence(metric, final)
-    z = z_for(confidence)
-    tail = metric.tail
-    n = sum(buckets.values())
-    at_fail = sum(c for i, c in buckets.items() if histogram.bucket_value(i) >= metric.fail_at)
-    at_pass = sum(c for i, c in buckets.items() if histogram.bucket_value(i) >= metric.pass_below)
-    value = histogram.percentile(buckets, metric.percentile / 100)
+    """Judge a percentile metric from ``n`` events, ``at_pass`` of them ``>= pass_below`` and ``at_fail`` of them
+    ``>= fail_at`` (``value``: the percentile estimate, shown)."""
+    state, judged = _judge(metric, flag, treatment, n, at_pass, at_fail, final=final, invalid=invalid)
     subject = f"{flag}={treatment} {metric.name}"
     invalid_note = f", {invalid:,} invalid" if invalid else ""
-    fail_lower, fail_upper = wilson_bounds(at_fail, n, z)
-    pass_lower, pass_upper = wilson_bounds(at_pass, n, z)
-    make = partial(
-        Judgement, flag=flag, treatment=treatment, metric=metric.name, kind="percentile", n=n,
-        pass_below=metric.pass_below, fail_at=metric.fail_at, confidence=confidence, final=final, invalid=invalid,
-        value=value,
-    )  # fmt: skip
     share = f"{100 - metric.percentile:g}%"
-    if n == 0:
-        needed = needed_to_pass(0, 0, tail, z, metric.min_samples)
-        text = f"NO_DATA {subject}: no events counted{invalid_note} (about {needed or 0:,} needed to pass)"
-        return make(state="NO_DATA", k=0, rate=None, lower=0.0, upper=1.0, needed=needed, explain=text)
-    shown = f"{value:,.4g}"
-    if at_fail >= metric.min_failures and fail_lower >= tail:
+    bar = f"1/alpha = {_shown(1 / metric.alpha)}"
+    shown = "-" if value is None else f"{value:,.4g}"
+    if state == "NO_DATA":
+        text = f"NO_DATA {subject}: no events counted{invalid_note} (about {judged.needed or 0:,} needed to pass)"
+    elif state == "FAIL":
         text = (
-            f"FAIL {subject} {shown} ({_pct(at_fail / n)} of events ≥ {_line(metric.fail_at)}, lower bound "
-            f"{_pct(fail_lower)} ≥ {share}, n={n:,}{invalid_note}) ≥ fail line {_line(metric.fail_at)}"
+            f"FAIL {subject} {shown} ({_pct(at_fail / n)} of events ≥ {_line(metric.fail_at)} vs {share}, evidence "
+            f"{_shown(judged.fail_evidence)} ≥ {bar}, n={n:,}{invalid_note}) ≥ fail line {_line(metric.fail_at)}"
         )
-        return make(
-            state="FAIL", k=at_fail, rate=at_fail / n, lower=fail_lower, upper=fail_upper, needed=None, explain=text
-        )
-    if n >= metric.min_samples and pass_upper < tail:
+    elif state == "PASS":
         text = (
-            f"PASS {subject} {shown} ({_pct(at_pass / n)} of events ≥ {_line(metric.pass_below)}, upper bound "
-            f"{_pct(pass_upper)} < {share}, n={n:,}{invalid_note}) < pass line {_line(metric.pass_below)}"
+            f"PASS {subject} {shown} ({_pct(at_pass / n)} of events ≥ {_line(metric.pass_below)} vs {share}, "
+            f"evidence {_shown(judged.pass_evidence)} ≥ {bar}, n={n:,}{invalid_note}) < pass line "
+            f"{_line(metric.pass_below)}"
         )
-        return make(
-            state="PASS", k=at_pass, rate=at_pass / n, lower=pass_lower, upper=pass_upper, needed=None, explain=text
+    else:
+        text = (
+            f"INCONCLUSIVE {subject} {shown} ({_pct(at_pass / n)} ≥ {_line(metric.pass_below)}, "
+            f"{_pct(at_fail / n)} ≥ {_line(metric.fail_at)}, n={n:,}{invalid_note}): {_waiting(metric, final)}"
+            f"{_needed_text(judged.needed)}"
         )
-    needed = needed_to_pass(at_pass, n, tail, z, metric.min_samples)
-    if needed is None:
-        needed = needed_to_fail(at_fail, n, tail, z, metric.min_failures)
-    text = (
-        f"INCONCLUSIVE {subject} {shown} ({_pct(at_pass / n)} ≥ {_line(metric.pass_below)}, "
-        f"{_pct(at_fail / n)} ≥ {_line(metric.fail_at)}, n={n:,}{invalid_note}): {_needed_text(needed)}"
-    )
-    return make(
-        state="INCONCLUSIVE",
-        k=at_pass,
-        rate=at_pass / n,
-        lower=pass_lower,
-        upper=pass_upper,
-        needed=needed,
-        explain=text,
-    )
+    judged = _with_text(judged, text)
+    values = judged.to_dict()
+    values["value"] = value
+    return Judgement(**values)
 
 
 def overridden(judgement: Judgement, state: State, reason: str) -> Judgement:

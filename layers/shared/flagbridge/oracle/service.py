@@ -183,7 +183,7 @@ class Evaluator:
                 return report
             report = error_report(test, previous, now, errors, type(exc).__name__)
         else:
-            report = judge_test(test, collect(test, items, users, now), now)
+            report = judge_test(test, collect(test, items, users, now), now, previous)
             report["killed_versions"] = killed_by_version(items)
         report["consecutive_errors"] = errors
         report["failed_since"] = failed_since(report, previous, now)

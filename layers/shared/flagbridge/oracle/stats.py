@@ -5,8 +5,9 @@ Everything here is pure and uses only the standard library (no scipy in the laye
 * :func:`wilson_bounds` gives the one-sided Wilson score bounds of a binomial rate ``k / n``. At confidence
   ``c`` the lower bound is below the true rate with probability about ``c`` (and the upper bound above it);
   unlike the normal ("Wald") interval it stays sensible at ``k = 0`` and small ``n``.
-* :func:`needed_to_pass` and :func:`needed_to_fail` answer "about how many more events would decide this?",
-  assuming the observed rate holds.
+* :func:`log_pass_evidence` and :func:`log_fail_evidence` are the one-sided beta-binomial mixture martingales
+  of the verdicts (Robbins; Howard et al. 2021), in closed form through binomial tails (:func:`log_incomplete_beta`);
+  :func:`srm_log_evidence` is the always-valid sample-ratio test; :func:`first_total` searches a monotone predicate.
 * :func:`chi_square_sf` is the survival function of the chi-square distribution (the regularised upper
   incomplete gamma function, by its series or its continued fraction); :func:`srm_p_value` uses it for the
   sample-ratio-mismatch check of observed exposures against an intended split.
@@ -46,16 +47,15 @@ def wilson_bounds(k: int, n: int, z: float) -> tuple[float, float]:
 
 
 def _smallest_n(decides: Callable[[int], bool], start: int, limit: int) -> int | None:
-    """The smallest ``n >= start`` (up to ``limit``) with ``decides(n)``, assuming it stays true once true."""
+    """The smallest ``n >= start`` (up to ``limit``) with ``decides(n)``; ``decides`` must stay true once true."""
     if decides(start):
         return start
-    high = max(start * 2, start + 1)
+    low, high = start, max(start * 2, start + 1)
     while not decides(high):
         if high >= limit:
             return None
-        high = min(limit, high * 2)
-    low = start  # decides(low) is False, decides(high) is True
-    while high - low > 1:
+        low, high = high, min(limit, high * 2)
+    while high - low > 1:  # decides(low) is False, decides(high) is True
         middle = (low + high) // 2
         if decides(middle):
             high = middle
@@ -64,29 +64,130 @@ def _smallest_n(decides: Callable[[int], bool], start: int, limit: int) -> int |
     return high
 
 
-def needed_to_pass(k: int, n: int, line: float, z: float, min_samples: int, limit: int = 100_000_000) -> int | None:
-    """More events (at the observed rate; 0 with no events) until the upper bound is below ``line``."""
-    rate = k / n if n else 0.0
-    if rate >= line:
-        return None
+# ---- binomial tails and the beta-binomial mixture martingales -------------------------------------------
 
-    def decides(total: int) -> bool:
-        return total >= min_samples and wilson_bounds(round(rate * total), total, z)[1] < line
-
-    total = _smallest_n(decides, max(n, 1), limit)
-    return None if total is None else max(0, total - n)
+_TINY = 1e-300
+_EPSILON = 3e-16
+_MAX_TERMS = 100_000
+NEVER = -math.inf
+"""A log value meaning "no evidence at all" (a mixture with no mass, a tail that is 0)."""
 
 
-def needed_to_fail(k: int, n: int, line: float, z: float, min_failures: int, limit: int = 100_000_000) -> int | None:
-    """More events (at the observed rate) until the lower bound reaches ``line`` with ``min_failures`` bad."""
-    rate = k / n if n else 0.0
-    if rate < line or rate == 0:
-        return None
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta (modified Lentz), for ``x < (a+1)/(a+b+2)``."""
+    qab, qap, qam = a + b, a + 1, a - 1
+    c = 1.0
+    d = 1 - qab * x / qap
+    d = 1 / (_TINY if abs(d) < _TINY else d)
+    h = d
+    for m in range(1, _MAX_TERMS):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1 + aa * d
+        d = 1 / (_TINY if abs(d) < _TINY else d)
+        c = 1 + aa / c
+        c = _TINY if abs(c) < _TINY else c
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1 + aa * d
+        d = 1 / (_TINY if abs(d) < _TINY else d)
+        c = 1 + aa / c
+        c = _TINY if abs(c) < _TINY else c
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < _EPSILON:
+            break
+    return h
 
-    def decides(total: int) -> bool:
-        bad = round(rate * total)
-        return bad >= min_failures and wilson_bounds(bad, total, z)[0] >= line
 
+def _log1mexp(value: float) -> float:
+    """``log(1 - exp(value))`` for ``value <= 0`` (NEVER at 0)."""
+    if value >= 0:
+        return NEVER
+    return math.log(-math.expm1(value)) if value > -0.693 else math.log1p(-math.exp(value))
+
+
+def log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def log_incomplete_beta(a: float, b: float, x: float) -> tuple[float, float]:
+    """``(log I_x(a, b), log(1 - I_x(a, b)))``, each accurate in its own tail (a, b > 0, real)."""
+    if x <= 0:
+        return NEVER, 0.0
+    if x >= 1:
+        return 0.0, NEVER
+    front = a * math.log(x) + b * math.log1p(-x) - log_beta(a, b)
+    if x < (a + 1) / (a + b + 2):
+        small = front - math.log(a) + math.log(_beta_fraction(a, b, x))
+        return small, _log1mexp(min(small, 0.0))
+    small = front - math.log(b) + math.log(_beta_fraction(b, a, 1 - x))
+    return _log1mexp(min(small, 0.0)), small
+
+
+def log_binomial_upper_tail(n: float, k: float, p: float) -> float:
+    """``log P(Bin(n, p) >= k)``, continued to real ``0 <= k <= n`` as the incomplete beta ``I_p(k, n - k + 1)``."""
+    if k <= 0:
+        return 0.0
+    return log_incomplete_beta(k, n - k + 1, p)[0]
+
+
+def log_binomial_lower_tail(n: float, k: float, p: float) -> float:
+    """``log P(Bin(n, p) <= k)`` (``1 - I_p(k + 1, n - k)``), continued to real ``0 <= k <= n``."""
+    if k >= n:
+        return 0.0
+    return log_incomplete_beta(k + 1, n - k, p)[1]
+
+
+def _log_mass_between(a: float, b: float, low: float, high: float) -> float:
+    """``log(I_high(a, b) - I_low(a, b))`` without cancellation in either tail."""
+    low_below, low_above = log_incomplete_beta(a, b, low)
+    high_below, high_above = log_incomplete_beta(a, b, high)
+    if high_below <= -0.693:  # both small: the lower tails
+        return high_below + _log1mexp(min(low_below - high_below, 0.0))
+    if low_above <= -0.693:  # both near 1: the upper tails
+        return low_above + _log1mexp(min(high_above - low_above, 0.0))
+    rest = math.exp(low_below) + math.exp(high_above)
+    return math.log1p(-rest) if rest < 1 else NEVER
+
+
+def log_mixture(n: float, k: float, line: float, low: float, high: float) -> float:
+    """``log E_{θ~U[low, high]}[L(θ) / L(line)]``: the uniform beta-binomial mixture of likelihood ratios of ``k``
+    bad in ``n`` against a rate of exactly ``line`` (real ``k`` allowed; ``0 < line < 1``, ``0 <= low < high <= 1``).
+
+    In closed form ``(line^-k (1-line)^-(n-k) / (high-low)) B(k+1, n-k+1) (I_high - I_low)(k+1, n-k+1)``: only
+    log-gamma and one continued fraction per end, so its cost does not grow with ``n`` away from the line.
+    """
+    a, b = k + 1, n - k + 1
+    mass = _log_mass_between(a, b, low, high)
+    if mass == NEVER:
+        return NEVER
+    return -k * math.log(line) - (n - k) * math.log1p(-line) - math.log(high - low) + log_beta(a, b) + mass
+
+
+def log_pass_evidence(n: float, k: float, line: float) -> float:
+    """log of the PASS martingale: the mixture over U[0, line] (evidence the rate is below ``line``)."""
+    return log_mixture(n, k, line, 0.0, line)
+
+
+def fail_prior(line: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The two uniform halves of the FAIL mixing prior: ½ U[line, 2·line] + ½ U[line, 1]."""
+    return (line, min(1.0, 2 * line)), (line, 1.0)
+
+
+def log_fail_evidence(n: float, k: float, line: float) -> float:
+    """log of the FAIL martingale: ½ U[line, 2·line] + ½ U[line, 1] (evidence the rate is at or above ``line``)."""
+    (low1, high1), (low2, high2) = fail_prior(line)
+    near = log_mixture(n, k, line, low1, high1)
+    far = near if high1 == high2 else log_mixture(n, k, line, low2, high2)
+    top = max(near, far)
+    if top == NEVER:
+        return NEVER
+    return top + math.log(0.5 * math.exp(near - top) + 0.5 * math.exp(far - top))
+
+
+def first_total(decides: Callable[[int], bool], n: int, limit: int = 1_000_000_000) -> int | None:
+    """More events until ``decides(total)`` holds (0 if it holds at ``n``), None beyond ``limit`` events."""
     total = _smallest_n(decides, max(n, 1), limit)
     return None if total is None else max(0, total - n)
 
@@ -160,3 +261,34 @@ def srm_p_value(observed: Mapping[str, int], intended: Mapping[str, float]) -> f
     if cells < 2:
         return None
     return chi_square_sf(statistic, cells - 1)
+
+
+SRM_CONCENTRATION = 100.0
+"""The Dirichlet prior's total weight in :func:`srm_log_evidence` (its mean is the intended split)."""
+
+
+def srm_log_evidence(
+    observed: Mapping[str, int], intended: Mapping[str, float], concentration: float = SRM_CONCENTRATION
+) -> float | None:
+    """log of the always-valid sample-ratio evidence (Lindon & Malek's Dirichlet-multinomial mixture).
+
+    ``E = B(c·p + counts) / B(c·p) / Π p_i^counts_i``, the Dirichlet(c·p) mixture of multinomial likelihood
+    ratios against the intended shares ``p``: a martingale while users arrive on the intended split, so it ever
+    reaches ``1/alpha`` with probability at most ``alpha`` however often it is checked. ``inf`` when a treatment
+    with no intended share was observed; None when nothing was observed or fewer than two shares are positive.
+    """
+    total = sum(observed.values())
+    weight = sum(share for share in intended.values() if share > 0)
+    if total <= 0 or weight <= 0:
+        return None
+    if any(count > 0 and intended.get(name, 0) <= 0 for name, count in observed.items()):
+        return math.inf
+    shares = {name: share / weight for name, share in intended.items() if share > 0}
+    if len(shares) < 2:
+        return None
+    evidence = math.lgamma(concentration) - math.lgamma(concentration + total)
+    for name, share in shares.items():
+        count = observed.get(name, 0)
+        prior = concentration * share
+        evidence += math.lgamma(prior + count) - math.lgamma(prior) - count * math.log(share)
+    return evidence

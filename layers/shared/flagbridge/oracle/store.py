@@ -3,8 +3,10 @@
 **Counters table** (``pk`` = test name, ``sk``):
 
 * ``C#<hour>#<version>#<treatment>#<metric>``: numbers ``n``, ``k``, ``inv`` and one ``h<bucket>`` per histogram
-  bucket, and ``applied``: the string set of the ledger ids (64-bit digests of router batch keys) of every lane
-  message already counted in it.
+  bucket (percentile metrics also ``ap``, ``af``, ``cl``: events at/above ``pass_below``, at/above ``fail_at``,
+  and classified; counters written before those existed lack them and are read from their buckets), and
+  ``applied``: the string set of the ledger ids (64-bit digests of router batch keys) of every lane message
+  already counted in it.
 * ``U#<version>#<treatment>``: ``users``, the string set of user digests (sample-ratio check only).
 
 **Exactly once, one write per counter.** :meth:`DynamoDBCounterStore.apply` sums what an SQS batch adds to
@@ -171,6 +173,10 @@ class DynamoDBCounterStore:
             ":ve": {"N": str(key.version)},
         }
         adds = ["n :n", "k :k", "inv :i", "#a :ids"]
+        if total.classified:
+            values.update({":ap": {"N": str(total.at_pass)}, ":af": {"N": str(total.at_fail)},
+                           ":cl": {"N": str(total.classified)}})  # fmt: skip
+            adds += ["ap :ap", "af :af", "cl :cl"]
         for position, (index, count) in enumerate(sorted(total.buckets.items())):
             names[f"#b{position}"] = _bucket_attribute(index)
             values[f":b{position}"] = {"N": str(count)}
@@ -240,6 +246,9 @@ def _item_delta(item: dict[str, Any]) -> Delta:
         k=int(item.get("k", {}).get("N", 0)),
         invalid=int(item.get("inv", {}).get("N", 0)),
         buckets=buckets,
+        at_pass=int(item.get("ap", {}).get("N", 0)),
+        at_fail=int(item.get("af", {}).get("N", 0)),
+        classified=int(item.get("cl", {}).get("N", 0)),
     )
 
 

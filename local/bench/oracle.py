@@ -42,6 +42,19 @@ class _OracleDynamoDB(CountingDynamoDB):
         return {}
 
 
+class _Silent:
+    """A notifier that sends nothing: the figures time the evaluation, not the messages."""
+
+    def verdict_changed(self, report: Any, changed: Any) -> None:
+        return None
+
+    def metrics(self, report: Any) -> None:
+        return None
+
+    def kill_changed(self, report: Any, event: Any) -> None:
+        return None
+
+
 def _config() -> Any:
     from flagbridge.oracle.config import parse_oracle_config
 
@@ -206,23 +219,13 @@ def figure_oracle_eval(sizes: Sizes) -> list[Figure]:
     from flagbridge.oracle.service import Evaluator
     from flagbridge.oracle.store import InMemoryVerdictStore
 
-    class Silent:
-        def verdict_changed(self, report: Any, changed: Any) -> None:
-            return None
-
-        def metrics(self, report: Any) -> None:
-            return None
-
-        def kill_changed(self, report: Any, event: Any) -> None:
-            return None
-
     config = _config()
     small_events, large_events = sizes.oracle_eval_events
     small, large = _counters_for(small_events, 1), _counters_for(large_events, 2)
     now = NOW_MS + 25 * HOUR_MS
 
     def evaluation(store: Any) -> Any:
-        return lambda: Evaluator(config, store, InMemoryVerdictStore(), Silent(), None, lambda: now).run(force=True)
+        return lambda: Evaluator(config, store, InMemoryVerdictStore(), _Silent(), None, lambda: now).run(force=True)
 
     floor_s, measured_s, floors, measures = paired_medians(
         evaluation(small), evaluation(large), sizes.runs, sizes.warmup, clock=time.process_time
@@ -309,13 +312,6 @@ def figure_oracle_rule(sizes: Sizes) -> list[Figure]:
     from flagbridge.oracle.service import Evaluator
     from flagbridge.oracle.store import InMemoryVerdictStore
 
-    class Silent:
-        def verdict_changed(self, report: Any, changed: Any) -> None:
-            return None
-
-        def metrics(self, report: Any) -> None:
-            return None
-
     config = _config()
     store = _counters_for(sizes.oracle_eval_events[1], 2)
     now = NOW_MS + 25 * HOUR_MS
@@ -326,7 +322,7 @@ def figure_oracle_rule(sizes: Sizes) -> list[Figure]:
         def run() -> Any:
             evaluate.judge_rate, evaluate.judge_percentile = rule
             try:
-                return Evaluator(config, store, InMemoryVerdictStore(), Silent(), None, lambda: now).run(force=True)
+                return Evaluator(config, store, InMemoryVerdictStore(), _Silent(), None, lambda: now).run(force=True)
             finally:
                 evaluate.judge_rate, evaluate.judge_percentile = always_valid
 

@@ -254,7 +254,7 @@ def test_the_kill_timeline_in_get_tests_and_the_messages(oracle_aws: dict[str, A
     runtime.reset()
     expose("qa-bot-01", "on")
     counter = load_handler("oracle_counter")
-    counter.lambda_handler(lane_event([503] * 10 + [200] * 90, "qa-bot-01", "on"), lambda_context)
+    counter.lambda_handler(lane_event([503] * 20 + [200] * 80, "qa-bot-01", "on"), lambda_context)
     evaluate(lambda_context)
     api = load_handler("oracle_api")
 

@@ -234,7 +234,7 @@ def test_the_kill_timeline_in_the_text_and_json(aws: dict[str, Any], tmp_path: P
     admin = SplitAdminClient(Admin(), "http://admin", lambda: "key", clock_ms=lambda: clock["now"])
     store = DynamoDBVerdictStore(aws["ddb"], TABLE)
     evaluator = Evaluator(oracle, counters, store, Silent(), lambda: admin, lambda: clock["now"])
-    counting.process([record("qa-on", i, 500 if i < 48 else 200, "on") for i in range(600)])
+    counting.process([record("qa-on", i, 500 if i < 64 else 200, "on") for i in range(800)])
     evaluator.run()
     env = {"FLAGBRIDGE_CONFIG": str(path), "ORACLE_VERDICTS_TABLE": TABLE}
     _, out, _ = run(["verdict"], env)

@@ -35,7 +35,7 @@ class TimedWorld(World):
 
 def failing(**kill: Any) -> TimedWorld:
     world = TimedWorld(actions=["alert", "kill"], kill={"workspace_id": "ws-1", **kill})
-    world.counting.process(world.cohort("qa-1", "on", 48, 600, "on"))
+    world.counting.process(world.cohort("qa-1", "on", 64, 800, "on"))
     return world
 
 

@@ -212,7 +212,7 @@ def test_a_fail_kills_only_where_its_metric_s_actions_say_kill() -> None:
     assert world.puts == [] and report["kill"] is None
     assert {"verdict": "on/unanswered rate", "from": "NONE", "to": "FAIL"} in world.changes[0]  # alerted
     # The same test, now with 5xx: its 5xx rate takes the test's actions, and kills
-    world.counting.process(world.cohort("qa-2", "on", 48, 600, "5xx"))
+    world.counting.process(world.cohort("qa-2", "on", 64, 800, "5xx"))
     world.now += 60_000
     [report] = world.evaluator.run()
     assert state_of(report, "on", "5xx rate") == "FAIL" and len(world.puts) == 1

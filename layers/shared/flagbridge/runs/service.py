@@ -132,6 +132,7 @@ class RunService:
             "testers": len(spec.testers),
             "testers_until": registered_until,
             "target": spec.target,
+            "until_decided": spec.until_decided,
         }
         if not self.store.create_run(spec.run_id, record):
             existing = self.store.get_run(spec.run_id) or {}
@@ -261,6 +262,7 @@ class RunService:
             "parallelism": record.get("parallelism"),
             "shards": {"total": record.get("shards"), "enqueued": record.get("enqueued"), **dict(states)},
             "stopped": sorted(reasons),
+            "until_decided": bool(record.get("until_decided")),
             "manifest": {
                 "location": self.manifests.location(f"runs/{run_id}/manifest/"),
                 "objects": [

@@ -63,6 +63,7 @@ _KEYS = frozenset(
         "checkpoint_every",
         "max_duration_s",
         "clock_ms",
+        "until_decided",
     }
 )
 FORMATS = ("yaml", "json", "xml")
@@ -98,6 +99,7 @@ class RunSpec:
     max_duration_s: float
     run_tag_header: str = "X-Flagbridge-Run"
     oracle_metrics: tuple[str, ...] | None = None  # the metrics of oracle_test the run feeds (None: every one)
+    until_decided: bool = False  # requests is a budget: workers stop once the verdict is decided (docs/runs.md)
 
     @property
     def rate_per_worker(self) -> float:
@@ -348,6 +350,7 @@ def validate_run_request(
     feed = _oracle_feed(plan, oracle)
     if feed is not None:
         warnings = [*warnings, *feed.warnings]
+    until_decided = _until_decided(body, feed)
     spec = RunSpec(
         run_id=run_id,
         plan_text=plan_text,
@@ -371,6 +374,7 @@ def validate_run_request(
         max_duration_s=max_duration_s,
         run_tag_header=traffic.run_tag_header,
         oracle_metrics=feed.metrics if feed is not None else None,
+        until_decided=until_decided,
     )
     try:
         build_generator(spec)  # destructive methods, attack sets that fit no element: refused before anything runs
@@ -390,6 +394,18 @@ def _oracle_feed(plan: TrafficPlan, oracle: OracleConfig | None) -> TrafficFeed 
         return traffic_feed(plan.oracle, oracle, "plan")
     except ConfigError as exc:
         raise refuse("invalid_oracle", str(exc)[:1000]) from None
+
+
+def _until_decided(body: Mapping[str, Any], feed: TrafficFeed | None) -> bool:
+    value = body.get("until_decided", False)
+    if not isinstance(value, bool):
+        raise refuse("invalid_until_decided", f"'until_decided' must be true or false, got {value!r}"[:300])
+    if value and feed is None:
+        raise refuse(
+            "until_decided_without_test",
+            "'until_decided' runs until the oracle decides: the plan must feed an oracle test (oracle: {test: NAME})",
+        )
+    return value
 
 
 def spec_fingerprint(spec: RunSpec) -> str:

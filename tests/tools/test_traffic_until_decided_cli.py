@@ -100,3 +100,17 @@ def test_a_budget_spent_undecided_says_so_and_exits_2(workdir: Path, service: Tr
     assert outcome["until_decided"]["reason"] == (
         "the budget of 330 requests is spent, undecided (the oracle asks for about 70 more)"
     )
+
+
+def test_a_run_in_the_stack_asks_for_until_decided_in_its_request() -> None:
+    from argparse import Namespace
+
+    from flagbridge_ops.traffic_aws import run_request
+    from tests.tools.test_traffic_cli import EXAMPLES
+
+    args = Namespace(plan=str(EXAMPLES / "mparticle-plan.yaml"), model=str(EXAMPLES / "mparticle-model.yaml"),
+                     attack_sets=[], requests=5000, seed=1, max_duration=600.0, target=None, testers=None,
+                     run_id=None, until_decided=True)  # fmt: skip
+    assert run_request(args, 50.0)["until_decided"] is True
+    args.until_decided = False
+    assert "until_decided" not in run_request(args, 50.0)

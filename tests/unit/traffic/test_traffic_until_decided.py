@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
 from flagbridge.oracle.store import InMemoryVerdictStore
-from flagbridge.traffic.decided import Assessment, UntilDecided, assess, decided_check, fed_rows, round_size
+from flagbridge.traffic.decided import (
+    ENDINGS,
+    Assessment,
+    UntilDecided,
+    assess,
+    decided_check,
+    fed_rows,
+    round_size,
+)
 from flagbridge.traffic.model import RequestModel
 from flagbridge.traffic.plan import TrafficPlan
 from flagbridge.traffic.run import RunSettings, RunSummary, run_traffic
 from flagbridge.traffic.safety import TokenBucket
 from flagbridge.traffic.stop import InMemoryVerdicts, OracleStop, StoreVerdicts, VerdictReadError, first_reason
+from tests.conftest import ROOT
 from tests.unit.traffic.conftest import make_generator
 from tests.unit.traffic.test_traffic_run import FakeClock, Service
 
@@ -321,3 +331,66 @@ def test_the_workers_check_stops_on_a_decision_from_an_evaluation_since_the_run_
     assert "more events alone will not decide" in str(check())
     twin.fail_reads = 3
     assert "more events alone will not decide" in str(check())  # once seen, it stays seen
+
+
+# ---- the docs name what exists ------------------------------------------------------------------------------------
+
+
+def _section(path: str, heading: str) -> str:
+    text = (ROOT / path).read_text(encoding="utf-8")
+    start = text.index(heading)
+    end = text.find("\n#", start + len(heading))
+    return text[start : end if end != -1 else None]
+
+
+@pytest.mark.parametrize(
+    ("path", "heading"),
+    [
+        ("docs/traffic.md", "## Until decided"),
+        ("docs/runs.md", "### Until decided"),
+        ("docs/cli.md", "## `flagbridge traffic`"),
+    ],
+)
+def test_the_docs_of_runs_until_decided_name_files_code_options_and_endings_that_exist(path: str, heading: str) -> None:
+    import importlib
+
+    section = _section(path, heading)
+    names = re.findall(r"`([^`]+)`", section)
+    for name in names:
+        if name.startswith("tests/") and name.endswith(".py"):
+            assert (ROOT / name).is_file(), name
+        elif re.fullmatch(r"flagbridge(\.\w+)+", name):
+            module, _, attribute = name.rpartition(".")
+            while module and not _importable(importlib, module):
+                module, _, attribute = module.rpartition(".")
+            assert module and hasattr(importlib.import_module(module), attribute), name
+        elif re.fullmatch(r"--[a-z-]+", name):
+            assert name in _run_options(), name
+    if path == "docs/traffic.md":  # the endings it lists are the endings there are
+        listed = re.search(r"`ended`: one of\s+(.*?);\s+`reason`", section, re.S)
+        assert listed is not None
+        assert tuple(re.findall(r"`([^`]+)`", listed.group(1))) == ENDINGS
+
+
+def _run_options() -> set[str]:
+    """Every option ``flagbridge traffic run`` takes (its own and the global ones)."""
+    import argparse
+
+    from flagbridge_ops.__main__ import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> argparse.ArgumentParser:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction) and path:
+                return walk(action.choices[path[0]], path[1:])
+        return parser
+
+    parser = walk(build_parser(), ["traffic", "run"])
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+def _importable(importlib: Any, module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True

@@ -66,6 +66,7 @@ def test_the_workers_stop_once_an_evaluation_since_the_run_started_decides_it(
     _, run = api(handler, lambda_context, "GET", "/runs/r-decided")
     assert run["until_decided"] is True and run["state"] == "stopped" and target.total == 0
     assert run["stopped"] == [f"decided: oracle PASS for test {ORACLE_TEST} (on: every fed verdict)"]
+    assert run["ended"] == run["stopped"][0]  # why the run ended, in its status
 
 
 def test_a_rate_between_the_lines_stops_them_and_a_decision_from_before_the_run_does_not(
@@ -78,6 +79,7 @@ def test_a_rate_between_the_lines_stops_them_and_a_decision_from_before_the_run_
     work(runs_aws, lambda_context)
     _, run = api(handler, lambda_context, "GET", "/runs/r-between")
     assert run["state"] == "stopped" and "more events alone will not decide" in run["stopped"][0]
+    assert run["ended"].startswith("undecided: more events alone will not decide: test new-checkout-health")
 
     # a PASS evaluated before the run was created is not this run's decision: it sends its whole budget
     body = run_body(target, run_id="r-standing", plan=PLAN_WITH_TEST, until_decided=True)
@@ -86,4 +88,4 @@ def test_a_rate_between_the_lines_stops_them_and_a_decision_from_before_the_run_
     work(runs_aws, lambda_context)
     _, run = api(handler, lambda_context, "GET", "/runs/r-standing")
     assert (run["state"], run["sent"], run["stopped"]) == ("completed", 120, [])
-    assert target.total == 120
+    assert run["ended"] == "the budget of 120 requests is spent" and target.total == 120

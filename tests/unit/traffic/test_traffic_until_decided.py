@@ -26,6 +26,7 @@ from flagbridge.traffic.decided import (
     decided_check,
     fed_rows,
     round_size,
+    run_ending,
 )
 from flagbridge.traffic.model import RequestModel
 from flagbridge.traffic.plan import TrafficPlan
@@ -331,6 +332,18 @@ def test_the_workers_check_stops_on_a_decision_from_an_evaluation_since_the_run_
     assert "more events alone will not decide" in str(check())
     twin.fail_reads = 3
     assert "more events alone will not decide" in str(check())  # once seen, it stays seen
+
+
+def test_a_run_in_aws_says_why_it_ended_once_it_has() -> None:
+    record = {"until_decided": True, "requests": 20_000}
+    decided = "decided: oracle PASS for test checkout (on: every fed verdict)"
+    assert run_ending(record, "stopped", ["stop switch: the stack's stop parameter names this run", decided]) == decided
+    assert run_ending(record, "stopped", ["stop switch: the stack's stop parameter stops every run"]) == (
+        "stop switch: the stack's stop parameter stops every run"
+    )
+    assert run_ending(record, "completed", []) == "the budget of 20,000 requests is spent"
+    assert run_ending(record, "running", []) is None
+    assert run_ending({"requests": 20_000}, "completed", []) is None  # not a run until decided
 
 
 # ---- the docs name what exists ------------------------------------------------------------------------------------

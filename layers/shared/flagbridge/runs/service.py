@@ -33,6 +33,7 @@ from flagbridge.runs.spec import RunSpec, spec_fingerprint, validate_run_request
 from flagbridge.runs.store import ManifestStore, RunStore
 from flagbridge.runs.worker import manifest_key, spec_key
 from flagbridge.traffic.config import TrafficConfig
+from flagbridge.traffic.decided import run_ending
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
 from flagbridge.traffic.stop import VerdictReadError, VerdictSource
@@ -263,6 +264,7 @@ class RunService:
             "shards": {"total": record.get("shards"), "enqueued": record.get("enqueued"), **dict(states)},
             "stopped": sorted(reasons),
             "until_decided": bool(record.get("until_decided")),
+            "ended": run_ending(record, self._run_state(record, states, int(record.get("shards", 0))), reasons),
             "manifest": {
                 "location": self.manifests.location(f"runs/{run_id}/manifest/"),
                 "objects": [

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -314,6 +314,21 @@ class UntilDecided:
             "not evaluated",
             f"the oracle did not evaluate the round's results within {self.wait_seconds:g}s (test {self.test})",
         )
+
+
+def run_ending(record: Mapping[str, Any], state: str, reasons: Iterable[str]) -> str | None:
+    """Why a run until decided in AWS ended (its status): a shard's decision, else why it stopped, else its spent
+    budget; None while it runs, and for a run that is not until decided."""
+    if not record.get("until_decided"):
+        return None
+    ordered = sorted(reasons)
+    for prefix in ("decided: ", "undecided: "):
+        found = next((reason for reason in ordered if reason.startswith(prefix)), None)
+        if found is not None:
+            return found
+    if state == "completed":
+        return f"the budget of {int(record.get('requests') or 0):,} requests is spent"
+    return ordered[0] if state == "stopped" and ordered else None
 
 
 def decided_check(

@@ -80,7 +80,7 @@ def test_it_sends_what_the_oracle_asks_for_prints_why_it_ended_and_exits_with_th
         bridge.close()
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(bridge.events) == 400  # the estimate, in whole batches, and not one request more
-    assert f"  ended: decided: oracle PASS for test {TEST} (on: every fed verdict) (1 rounds, budget 5,000)\n" in (
+    assert f"  ended: decided: oracle PASS for test {TEST} (on: every fed verdict) (1 round, budget 5,000)\n" in (
         result.stdout
     )
     summary = json.loads((workdir / "run.ndjson").read_text().splitlines()[-1])

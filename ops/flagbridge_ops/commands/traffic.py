@@ -321,7 +321,8 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
         out.write(f"  undelivered results kept in {result['undelivered_file']}\n")
     ended = result.get("until_decided")
     if ended:
-        out.write(f"  ended: {ended['reason']} ({len(ended['rounds'])} rounds, budget {ended['budget']:,})\n")
+        rounds = f"{len(ended['rounds'])} round{'' if len(ended['rounds']) == 1 else 's'}"
+        out.write(f"  ended: {ended['reason']} ({rounds}, budget {ended['budget']:,})\n")
     elif record["stopped"]:
         out.write(f"  stopped: {record['stopped']}\n")
     if result["report"]:

@@ -56,6 +56,7 @@ _KEYS = frozenset(
         "rate",
         "target",
         "seed",
+        "until_decided",
         "testers",
         "traffic_type",
         "run_id",
@@ -63,7 +64,6 @@ _KEYS = frozenset(
         "checkpoint_every",
         "max_duration_s",
         "clock_ms",
-        "until_decided",
     }
 )
 FORMATS = ("yaml", "json", "xml")
@@ -97,9 +97,9 @@ class RunSpec:
     testers: tuple[tuple[str, str | None], ...]
     traffic_type: str
     max_duration_s: float
+    until_decided: bool = False  # requests is a budget: workers stop once the verdict is decided (docs/runs.md)
     run_tag_header: str = "X-Flagbridge-Run"
     oracle_metrics: tuple[str, ...] | None = None  # the metrics of oracle_test the run feeds (None: every one)
-    until_decided: bool = False  # requests is a budget: workers stop once the verdict is decided (docs/runs.md)
 
     @property
     def rate_per_worker(self) -> float:
@@ -371,10 +371,10 @@ def validate_run_request(
         target=target_url,
         testers=tuple((t.key, t.email) for t in pool),
         traffic_type=traffic_type,
+        until_decided=until_decided,
         max_duration_s=max_duration_s,
         run_tag_header=traffic.run_tag_header,
         oracle_metrics=feed.metrics if feed is not None else None,
-        until_decided=until_decided,
     )
     try:
         build_generator(spec)  # destructive methods, attack sets that fit no element: refused before anything runs

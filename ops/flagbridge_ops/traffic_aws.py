@@ -159,6 +159,8 @@ def run_request(args: Any, rate: float) -> dict[str, Any]:
         request["testers"] = [key.strip() for key in args.testers.split(",") if key.strip()]
     if args.run_id:
         request["run_id"] = args.run_id
+    if getattr(args, "until_decided", False):
+        request["until_decided"] = True
     return request
 
 

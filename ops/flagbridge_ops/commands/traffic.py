@@ -95,6 +95,11 @@ def register(commands: Subcommands) -> None:
         help="seconds to wait after the run for the oracle to decide its test's verdict (default 0: read it once)",
     )
     run.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="--requests is a budget: send in rounds sized from the oracle's estimate until its verdict is decided",
+    )
+    run.add_argument(
         "--no-oracle",
         action="store_true",
         help="do not read the oracle's verdict (no FAIL stop, no verdict; the results still feed the test)",
@@ -197,12 +202,14 @@ def run_command(ctx: Context) -> Result:
     from flagbridge.traffic.stop import first_reason
     from flagbridge_ops.errors import UsageError
     from flagbridge_ops.traffic import new_report_path, oracle_stop_for, prepare_run, reporter_for, stop_check
+    from flagbridge_ops.until_decided import check_options, rounds_for
 
     args = ctx.args
     if args.requests < 1:
         raise UsageError("--requests must be at least 1")
     rate = parse_rate(args.rate)
     sending = not (args.dry_run or args.count_only)
+    check_options(args)
     if args.stack and sending:  # the run goes to the stack: its workers send it (flagbridge_ops.commands.traffic_aws)
         from flagbridge_ops.commands.traffic_aws import run_in_aws
 
@@ -230,6 +237,7 @@ def run_command(ctx: Context) -> Result:
     oracle = None
     if sending and not args.no_oracle:
         oracle = oracle_stop_for(prepared, args.bridge, ctx.environ, ctx.clients, _warner(ctx))
+    rounds = rounds_for(args, prepared, ctx.environ, ctx.clients, _warner(ctx), RunSettings.batch_size)
     settings = RunSettings(
         requests=args.requests,
         rate=rate,
@@ -245,12 +253,13 @@ def run_command(ctx: Context) -> Result:
     stop = stop_check(prepared.traffic, args.stop_file, ctx.clients, use_ssm=bool(args.stack))
     if oracle is not None:
         stop = first_reason(stop, oracle)
+    stop, progress = rounds.wire(stop, bar)
     try:
         if args.count_only:
-            summary = run_traffic(prepared.generator, settings, None, stop=stop, progress=bar)
+            summary = run_traffic(prepared.generator, settings, None, stop=stop, progress=progress)
         else:
             with report.open("w", encoding="utf-8") as stream:
-                writer = ManifestWriter(stream)
+                writer = rounds.writer(stream) or ManifestWriter(stream)
                 writer.write(prepared.header)
                 summary = run_traffic(
                     prepared.generator,
@@ -259,12 +268,13 @@ def run_command(ctx: Context) -> Result:
                     reporter,
                     writer,
                     stop=stop,
-                    progress=bar,
+                    progress=progress,
                 )
+                rounds.finish(summary)  # --until-decided: the last round's verdict; the summary line says why it ended
     finally:
         bar.close()
         sender.close()
-    results_end_ms = int(time.time() * 1000)
+    results_end_ms = rounds.results_end(int(time.time() * 1000))
     undelivered = reporter.undelivered if reporter is not None else []
     undelivered_path = None
     if undelivered:
@@ -282,7 +292,7 @@ def run_command(ctx: Context) -> Result:
     verdict = None
     if oracle is not None:
         verdict = _verdict(oracle, results_end_ms, args.verdict_wait, ctx)
-        exit_status = _verdict_exit(verdict, finished=not (summary.stopped or undelivered))
+        exit_status = _verdict_exit(verdict, finished=rounds.finished(summary) and not undelivered)
     result: Result = {
         "run_id": prepared.generator.run_id,
         "plan_hash": prepared.plan.plan_hash,
@@ -295,6 +305,7 @@ def run_command(ctx: Context) -> Result:
         "failures": failures,
         "oracle_test": prepared.feed.test if prepared.feed is not None else None,
         "oracle": verdict,
+        "until_decided": rounds.record(),
         "exit_status": exit_status,
     }
     if not ctx.json:
@@ -332,7 +343,11 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
         )
     if result["undelivered_file"]:
         out.write(f"  undelivered results kept in {result['undelivered_file']}\n")
-    if record["stopped"]:
+    ended = result.get("until_decided")
+    if ended:
+        rounds = f"{len(ended['rounds'])} round{'' if len(ended['rounds']) == 1 else 's'}"
+        out.write(f"  ended: {ended['reason']} ({rounds}, budget {ended['budget']:,})\n")
+    elif record["stopped"]:
         out.write(f"  stopped: {record['stopped']}\n")
     if result["report"]:
         out.write(f"  manifest {result['report']}\n")

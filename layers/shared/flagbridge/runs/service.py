@@ -35,6 +35,7 @@ from flagbridge.runs.spec import RunSpec, spec_fingerprint, validate_run_request
 from flagbridge.runs.store import ManifestStore, RunStore
 from flagbridge.runs.worker import manifest_key, spec_key
 from flagbridge.traffic.config import TrafficConfig
+from flagbridge.traffic.decided import run_ending
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
 from flagbridge.traffic.stop import VerdictReadError, VerdictSource
@@ -155,6 +156,7 @@ class RunService:
             "testers": len(spec.testers),
             "testers_until": registered_until,
             "target": spec.target,
+            "until_decided": spec.until_decided,
         }
         if not self.store.create_run(spec.run_id, record):
             existing = self.store.get_run(spec.run_id) or {}
@@ -284,6 +286,8 @@ class RunService:
             "parallelism": record.get("parallelism"),
             "shards": {"total": record.get("shards"), "enqueued": record.get("enqueued"), **dict(states)},
             "stopped": sorted(reasons),
+            "until_decided": bool(record.get("until_decided")),
+            "ended": run_ending(record, self._run_state(record, states, int(record.get("shards", 0))), reasons),
             "manifest": {
                 "location": self.manifests.location(f"runs/{run_id}/manifest/"),
                 "objects": [

@@ -57,6 +57,7 @@ _KEYS = frozenset(
         "rate",
         "target",
         "seed",
+        "until_decided",
         "testers",
         "traffic_type",
         "run_id",
@@ -98,6 +99,7 @@ class RunSpec:
     testers: tuple[tuple[str, str | None], ...]
     traffic_type: str
     max_duration_s: float
+    until_decided: bool = False  # requests is a budget: workers stop once the verdict is decided (docs/runs.md)
     run_tag_header: str = "X-Flagbridge-Run"
     oracle_metrics: tuple[str, ...] | None = None  # the metrics of oracle_test the run feeds (None: every one)
     max_unanswered: int = MAX_UNANSWERED  # requests in a row with no answer that stop a shard (0: never)
@@ -352,6 +354,7 @@ def validate_run_request(
     feed = _oracle_feed(plan, oracle)
     if feed is not None:
         warnings = [*warnings, *feed.warnings]
+    until_decided = _until_decided(body, feed)
     spec = RunSpec(
         run_id=run_id,
         plan_text=plan_text,
@@ -372,6 +375,7 @@ def validate_run_request(
         target=target_url,
         testers=tuple((t.key, t.email) for t in pool),
         traffic_type=traffic_type,
+        until_decided=until_decided,
         max_duration_s=max_duration_s,
         run_tag_header=traffic.run_tag_header,
         oracle_metrics=feed.metrics if feed is not None else None,
@@ -395,6 +399,18 @@ def _oracle_feed(plan: TrafficPlan, oracle: OracleConfig | None) -> TrafficFeed 
         return traffic_feed(plan.oracle, oracle, "plan")
     except ConfigError as exc:
         raise refuse("invalid_oracle", str(exc)[:1000]) from None
+
+
+def _until_decided(body: Mapping[str, Any], feed: TrafficFeed | None) -> bool:
+    value = body.get("until_decided", False)
+    if not isinstance(value, bool):
+        raise refuse("invalid_until_decided", f"'until_decided' must be true or false, got {value!r}"[:300])
+    if value and feed is None:
+        raise refuse(
+            "until_decided_without_test",
+            "'until_decided' runs until the oracle decides: the plan must feed an oracle test (oracle: {test: NAME})",
+        )
+    return value
 
 
 def spec_fingerprint(spec: RunSpec) -> str:

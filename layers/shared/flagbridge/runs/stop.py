@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
+from flagbridge.traffic.decided import decided_check
 from flagbridge.traffic.stop import Check, OracleStop, VerdictSource, first_reason
 
 NO_STOP = frozenset({"", "none", "-", "off"})
@@ -95,10 +96,13 @@ def run_stop(
     refresh_seconds: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     on_error: Callable[[str, Exception], None] = lambda _what, _exc: None,
+    decided_since_ms: int | None = None,
 ) -> Check:
-    """A run's stop check: the stack's parameter first, then (when it feeds a test) the oracle's FAIL of ``metrics``.
+    """A run's stop check: the stack's parameter first, then (when it feeds a test) the oracle's FAIL of ``metrics``,
+    and for a run until decided (``decided_since_ms``: when it started) a verdict decided by an evaluation since, or
+    one more events alone will not decide (:func:`flagbridge.traffic.decided.decided_check`).
 
-    Both are read at most once per ``refresh_seconds``; ``on_error(what, exc)`` hears each failed read.
+    Each is read at most once per ``refresh_seconds``; ``on_error(what, exc)`` hears each failed read.
     """
     switch = ParameterStop(run_id, parameter, refresh_seconds, clock, lambda exc: on_error("stop parameter", exc))
     if not oracle_test or verdicts is None:
@@ -111,4 +115,15 @@ def run_stop(
         clock=clock,
         on_error=lambda exc: on_error("oracle verdict", exc),
     )
-    return first_reason(switch, oracle)
+    if decided_since_ms is None:
+        return first_reason(switch, oracle)
+    decided = decided_check(
+        oracle_test,
+        verdicts,
+        metrics,
+        decided_since_ms,
+        refresh_seconds=refresh_seconds,
+        clock=clock,
+        on_error=lambda exc: on_error("oracle verdict", exc),
+    )
+    return first_reason(switch, oracle, decided)

@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -44,6 +45,24 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         self._handle()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, CONNECT, FOO) is routed too: API Gateway answers a JSON 404 where the
+        # standard library would send its HTML 501 page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's refusals (a malformed request line or header) as JSON, never its HTML page."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line was unreadable: answer with a status line anyway
+            self.request_version = self.protocol_version
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = message or "Error"
+        self._message(code, phrase)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # access lines are written by _access_log, without query strings (tokens travel there)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API payload limit
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # larger bodies are refused without reading them
 LOCAL_PREFIX = "/_local/"
+OPENAPI_PATH = "/openapi.json"  # local only: the description of the routes (docs/openapi.json)
 
 
 class HttpApiServer(ThreadingHTTPServer):
@@ -140,6 +141,10 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         if path.startswith(LOCAL_PREFIX):
             self._local(path)
             return
+        if path == OPENAPI_PATH and self.command in ("GET", "HEAD"):
+            self._openapi()
+            self._access_log(path, 200, started)
+            return
         body = self._read_body()
         if body is None:
             self._access_log(path, self.refused_with, started)
@@ -194,6 +199,13 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         response_headers.append(("apigw-requestid", request_id))
         self._send(status, response_body, response_headers)
         return status
+
+    def _openapi(self) -> None:
+        """The API's OpenAPI description (docs/api.md), generated from the code as ``make openapi`` writes it."""
+        from local.openapi import render  # imported on first use: pydantic's schema generation is not free
+
+        self.close_connection = self.close_connection or self.headers.get("Content-Length") not in (None, "0")
+        self._send(200, render().encode(), [("Content-Type", "application/json")])
 
     def _local(self, path: str) -> None:
         bridge = self.server.bridge

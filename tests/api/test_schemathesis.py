@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 REPORT = ROOT / "build" / "api" / "schemathesis-junit.xml"
 SEED = 22
-MAX_EXAMPLES = 20
+MAX_EXAMPLES = 10
 
 
 @pytest.fixture(scope="module")

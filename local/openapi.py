@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic.json_schema import JsonDict
 
 from flagbridge.cdp.batch import CUSTOM_EVENT_TYPES, EVENT_TYPES, PRODUCT_ACTIONS
 from flagbridge.config import LimitsConfig
@@ -218,8 +219,8 @@ class ProductAction(BaseModel):
 
 
 # "Carries" as the batch check reads it: a value Python takes as true (not null, false, 0, "", {} or []).
-_CARRIED = {"not": {"enum": [None, False, 0, "", {}, []]}}
-_ONE_OF_THREE = [
+_CARRIED: JsonDict = {"not": {"enum": [None, False, 0, "", {}, []]}}
+_ONE_OF_THREE: list[JsonValue] = [
     {"not": {"required": [a, b], "properties": {a: _CARRIED, b: _CARRIED}}}
     for a, b in (
         ("product_action", "promotion_action"),

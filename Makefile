@@ -76,7 +76,7 @@ events: venv
 
 ## Regenerate docs/openapi.json from the code (local/openapi.py; tests/tools/test_openapi.py fails when it is out of date).
 openapi: venv
-	$(BIN)/python -m local.openapi
+	PYTHONPATH="$(CURDIR)/layers/shared" $(BIN)/python -m local.openapi
 
 validate: venv
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint

@@ -193,7 +193,7 @@ _Attributes = _Object | None
 _Int = Annotated[int, Field(strict=True)]
 
 
-class _EventData(BaseModel):
+class EventData(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     timestamp_unixtime_ms: _Int | None = None
@@ -202,12 +202,12 @@ class _EventData(BaseModel):
     message_id: str | None = None
 
 
-class CustomEventData(_EventData):
+class CustomEventData(EventData):
     event_name: str = Field(min_length=1)
     custom_event_type: Literal[tuple(sorted(CUSTOM_EVENT_TYPES))]  # type: ignore[valid-type]
 
 
-class ScreenViewData(_EventData):
+class ScreenViewData(EventData):
     screen_name: str
 
 
@@ -230,7 +230,7 @@ _ONE_OF_THREE: list[JsonValue] = [
 ]
 
 
-class CommerceEventData(_EventData):
+class CommerceEventData(EventData):
     """At most one of ``product_action``, ``promotion_action`` and ``product_impressions``."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": _ONE_OF_THREE})
@@ -257,7 +257,7 @@ class CommerceEvent(BaseModel):
 
 class OtherEvent(BaseModel):
     event_type: Literal[tuple(sorted(EVENT_TYPES - {"custom_event", "screen_view", "commerce_event"}))]  # type: ignore[valid-type]
-    data: _EventData
+    data: EventData
 
 
 Event = Annotated[CustomEvent | ScreenView | CommerceEvent | OtherEvent, Field(discriminator="event_type")]
@@ -402,7 +402,7 @@ PATH = {
     "example": "user",
 }
 KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}, "example": "qa-1"}
-# A run the local stack of tests/api starts (traffic.allowlist: 127.0.0.1; nothing listens on port 9).
+# A run that starts where traffic.allowlist has 127.0.0.1 (tests/api points its target at the runner itself).
 RUN_EXAMPLE = {
     "run_id": "example-run",
     "plan": "name: example\nmax_attacks: 1\nattack_sets:\n  Values: ['', '-1']\nquery: {attack_set: Values}\n",
@@ -435,14 +435,16 @@ def _responses(ok: dict[int, Any], errors: dict[int, Any], defs: dict[str, Any])
     return responses
 
 
-def _body(model: Any, defs: dict[str, Any], example: Any = None, gzip: bool = False) -> dict[str, Any]:
+def _body(
+    model: Any, defs: dict[str, Any], max_bytes: int, example: Any = None, decompressed: int | None = None
+) -> dict[str, Any]:
     media: dict[str, Any] = {"schema": _schema(model, defs, "validation")}
     if example is not None:
         media["example"] = example
-    body = {"required": True, "content": {JSON: media}}
-    if gzip:
-        body["description"] = "JSON, or gzip-compressed JSON with Content-Encoding: gzip (as Split sends it)"
-    return body
+    description = f"JSON, at most {max_bytes} bytes (413 above)"
+    if decompressed is not None:
+        description += f"; or gzip-compressed JSON (Content-Encoding: gzip), at most {decompressed} bytes decompressed"
+    return {"required": True, "description": description, "content": {JSON: media}}
 
 
 def _operations(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -460,11 +462,13 @@ def _operations(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "operationId": "receiveSplitImpressions",
             "tags": ["impressions"],
             "summary": "Split's impressions webhook: a JSON array of impressions, usually gzipped",
-            "description": "Always 200 with a summary once the valid impressions are queued (Split treats anything "
+            "description": "200 with a summary once the valid impressions are queued (Split treats anything "
             "else as a failure and retries once); items that do not match the schema are quarantined with the "
             "reason, never lost.",
             "security": [{"splitToken": []}, {"splitTokenHeader": []}],
-            "requestBody": _body(list[SplitImpression], defs, gzip=True),
+            "requestBody": _body(
+                list[SplitImpression], defs, LIMITS.max_body_bytes, decompressed=LIMITS.max_decompressed_bytes
+            ),
             "responses": _responses(
                 {200: ImpressionsAccepted}, {400: Error, 401: Error, 413: Error, 415: Error, 503: Error, **common}, defs
             ),
@@ -508,7 +512,9 @@ def _operations(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "tags": ["mparticle"],
                 "summary": summary,
                 "security": [{security: []}],
-                "requestBody": _body(body, defs, gzip=True),
+                "requestBody": _body(
+                    body, defs, LIMITS.max_cdp_request_bytes, decompressed=LIMITS.max_cdp_request_bytes * 4
+                ),
                 "responses": _responses({202: BatchesAccepted}, {**mp_errors, 415: MParticleError, 503: Error}, defs),
             },
         )
@@ -567,7 +573,7 @@ def _operations(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "summary": "Register (or renew) a tester until expiresAt",
             "security": [{"testersBearer": []}],
             "parameters": tester_parameters,
-            "requestBody": _body(TesterRegistration, defs),
+            "requestBody": _body(TesterRegistration, defs, TESTERS_MAX_BODY_BYTES),
             "responses": _responses(
                 {200: Tester}, {400: Error, 401: Error, 413: Error, 415: Error, 503: Error, **common}, defs
             ),
@@ -642,7 +648,7 @@ def _operations(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "traffic.allowlist, the plan's oracle test known): a run the schema allows may still be refused with a "
             "400 naming the problem. 200: the same request again; 409: another request under this run_id.",
             "security": [{"trafficBearer": []}],
-            "requestBody": _body(RunRequest, defs, example=RUN_EXAMPLE),
+            "requestBody": _body(RunRequest, defs, RUNS_MAX_BODY_BYTES, example=RUN_EXAMPLE),
             "responses": _responses(
                 {200: RunStarted, 202: RunStarted},
                 {400: Error, 401: Error, 409: Error, 413: Error, 503: Error, **common},
@@ -676,25 +682,37 @@ def _operations(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return paths
 
 
+GATEWAY_REFUSALS = {
+    "404": "API Gateway: no route for this method and path",
+    "413": "API Gateway: a body over 10 MB",
+    "500": "API Gateway: the function failed or timed out",
+}
+
+
+def _gateway_refusals(operation: dict[str, Any]) -> None:
+    """API Gateway's own answers, ``{"message"}``: beside the function's at the same status, or alone."""
+    gateway = {"$ref": "#/components/schemas/GatewayError"}
+    responses = operation["responses"]
+    for status, description in GATEWAY_REFUSALS.items():
+        if status == "413" and "requestBody" not in operation:
+            continue
+        own = responses.get(status)
+        if own is None:
+            responses[status] = {"description": description, "content": {JSON: {"schema": gateway}}}
+        else:
+            media = own["content"][JSON]
+            media["schema"] = {"anyOf": [media["schema"], gateway]}
+    operation["responses"] = dict(sorted(responses.items()))
+
+
 def build() -> dict[str, Any]:
     """The OpenAPI 3.1 document (deterministic: the same code gives the same bytes)."""
     defs: dict[str, Any] = {}
     paths = _operations(defs)
-    gateway = {"$ref": "#/components/schemas/GatewayError"}
     defs["GatewayError"] = GatewayError.model_json_schema()
     for methods in paths.values():
         for operation in methods.values():
-            # API Gateway answers 404 itself when the path does not match (an empty or unreadable segment).
-            own = operation["responses"].get("404")
-            if own is None:
-                operation["responses"]["404"] = {
-                    "description": "API Gateway: no route for this method and path",
-                    "content": {JSON: {"schema": gateway}},
-                }
-            else:
-                schema = own["content"][JSON]["schema"]
-                own["content"][JSON]["schema"] = {"anyOf": [schema, gateway]}
-            operation["responses"] = dict(sorted(operation["responses"].items()))
+            _gateway_refusals(operation)
     return {
         "openapi": "3.1.0",
         "info": {

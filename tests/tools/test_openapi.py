@@ -95,6 +95,13 @@ def test_limits_are_constraints_taken_from_the_code(spec: dict[str, Any]) -> Non
     assert bulk["maxItems"] == MAX_BULK_BATCHES
     (limit,) = [p for p in spec["paths"]["/testers"]["get"]["parameters"] if p["name"] == "limit"]
     assert limit["schema"]["maximum"] == MAX_PAGE_SIZE
+    for function, constant in (
+        ("tester_registry", openapi.TESTERS_MAX_BODY_BYTES),
+        ("traffic_runs", openapi.RUNS_MAX_BODY_BYTES),
+    ):
+        source = (ROOT / "functions" / function / f"{function}.py").read_text(encoding="utf-8")
+        (value,) = re.findall(r"^MAX_BODY_BYTES = ([0-9_]+)", source, re.M)
+        assert int(value) == constant, function
 
 
 def test_links_describe_register_list_remove_and_run_status(spec: dict[str, Any]) -> None:

@@ -10,9 +10,9 @@ VENV313 := .venv313
 STAMP313 := $(VENV313)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-TIERS := unit handlers infrastructure tools e2e faults hostile
+TIERS := unit handlers infrastructure tools e2e faults hostile api
 
-.PHONY: venv run demo test test313 pytest lint typecheck $(TIERS) events validate build bench oracle-tables clean format
+.PHONY: venv run demo test test313 pytest lint typecheck $(TIERS) events openapi validate build bench oracle-tables clean format
 
 venv: $(STAMP)
 
@@ -66,13 +66,17 @@ typecheck: venv
 pytest: venv
 	$(BIN)/python -m pytest -q
 
-## One tier: make unit, make handlers, make infrastructure, make tools, make e2e, make faults, make hostile.
+## One tier: make unit, make handlers, make infrastructure, make tools, make e2e, make faults, make hostile, make api.
 $(TIERS): venv
 	$(BIN)/python -m pytest -q tests/$@
 
 ## Regenerate events/ from events/payloads/ (tests/tools/test_make_events.py fails when they are out of date).
 events: venv
 	PYTHONPATH="$(CURDIR)/layers/shared" $(BIN)/python -m local.make_events
+
+## Regenerate docs/openapi.json from the code (local/openapi.py; tests/tools/test_openapi.py fails when it is out of date).
+openapi: venv
+	PYTHONPATH="$(CURDIR)/layers/shared" $(BIN)/python -m local.openapi
 
 validate: venv
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint

@@ -10,7 +10,8 @@ What it does, all driven by ``template.yaml`` (see :mod:`local.resources`):
    every function's handler module.
 4. Serves every ``HttpApi`` route on ``http://127.0.0.1:${PORT:-3000}`` like API Gateway (payload format 2.0):
    404 ``{"message":"Not Found"}`` for unknown routes, 500 ``{"message":"Internal Server Error"}`` when a
-   handler raises, 413 above 10 MB. ``GET /_local/idle`` (local only) answers ``{"idle": true|false}``.
+   handler raises, 413 above 10 MB, JSON for any method or malformed request. ``GET /_local/idle`` (local only)
+   answers ``{"idle": true|false}``; ``GET /openapi.json`` the routes' description (docs/api.md).
 5. Polls every ``SQS`` event source like a Lambda event source mapping: batches of up to ``BatchSize`` messages
    (several receives of at most 10 within ``MaximumBatchingWindowInSeconds``, and under Lambda's 6 MB payload;
    locally a batch also ends as soon as the queue has nothing more, where Lambda would wait out the window),

@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API payload limit
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # larger bodies are refused without reading them
 LOCAL_PREFIX = "/_local/"
+OPENAPI_PATH = "/openapi.json"  # local only: the description of the routes (docs/openapi.json)
 
 
 class HttpApiServer(ThreadingHTTPServer):
@@ -44,6 +46,24 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         self._handle()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, CONNECT, FOO) is routed too: API Gateway answers a JSON 404 where the
+        # standard library would send its HTML 501 page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's refusals (a malformed request line or header) as JSON, never its HTML page."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line was unreadable: answer with a status line anyway
+            self.request_version = self.protocol_version
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = message or "Error"
+        self._message(code, phrase)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # access lines are written by _access_log, without query strings (tokens travel there)
@@ -121,6 +141,10 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         if path.startswith(LOCAL_PREFIX):
             self._local(path)
             return
+        if path == OPENAPI_PATH and self.command in ("GET", "HEAD"):
+            self._openapi()
+            self._access_log(path, 200, started)
+            return
         body = self._read_body()
         if body is None:
             self._access_log(path, self.refused_with, started)
@@ -175,6 +199,13 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         response_headers.append(("apigw-requestid", request_id))
         self._send(status, response_body, response_headers)
         return status
+
+    def _openapi(self) -> None:
+        """The API's OpenAPI description (docs/api.md), generated from the code as ``make openapi`` writes it."""
+        from local.openapi import render  # imported on first use: pydantic's schema generation is not free
+
+        self.close_connection = self.close_connection or self.headers.get("Content-Length") not in (None, "0")
+        self._send(200, render().encode(), [("Content-Type", "application/json")])
 
     def _local(self, path: str) -> None:
         bridge = self.server.bridge

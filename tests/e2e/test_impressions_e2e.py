@@ -6,6 +6,8 @@ running bridge (see ``conftest.py``), waits until the queue consumers are idle a
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -217,12 +219,36 @@ def test_unknown_profile_is_404(bridge: Bridge, run_id: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/nope"), ("GET", "/split/impressions"), ("POST", "/profiles/user/u-1"), ("GET", "/profiles/user")],
+    [
+        ("GET", "/nope"),
+        ("GET", "/split/impressions"),
+        ("POST", "/profiles/user/u-1"),
+        ("GET", "/profiles/user"),
+        # methods no route has, on paths that exist: JSON 404, never the standard library's HTML 501
+        ("TRACE", "/profiles/user/u-1"),
+        ("QUERY", "/testers"),
+        ("CONNECT", "/runs"),
+        ("FOO", "/split/impressions"),
+    ],
 )
 def test_unknown_route_is_404_like_api_gateway(bridge: Bridge, method: str, path: str) -> None:
     response = bridge.request(method, path, b"{}" if method == "POST" else None)
     assert response.status == 404
     assert response.body == {"message": "Not Found"}
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_a_malformed_request_is_refused_in_json(bridge: Bridge) -> None:
+    host, port = bridge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"GET /testers HTTP/1.1 extra-word\r\nHost: x\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"message": "Bad Request"}
 
 
 def test_body_over_10_mb_is_413_like_api_gateway(bridge: Bridge) -> None:

@@ -53,6 +53,32 @@ def test_bulk_with_a_malformed_batch_accepts_the_rest_and_quarantines_it(ingest,
     assert any("event_name" in detail for detail in document["items"][0]["detail"])
 
 
+def test_bulk_quarantines_only_the_batch_whose_plan_version_int_refuses(ingest, cdp_aws, lambda_context) -> None:
+    event = load_event("mparticle_bulkevents.json")
+    batches = json.loads(event["body"])
+    batches.insert(1, {**batches[0], "context": {"data_plan": {"plan_id": "p", "plan_version": "\u00b2"}}})
+    event["body"] = json.dumps(batches)
+    response = ingest.lambda_handler(event, lambda_context)
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 202
+    assert (body["accepted"], body["quarantined"]) == (4, 1)
+    assert body["errors"] == [
+        {"index": 1, "code": "BAD_REQUEST", "message": "/context/data_plan/plan_version: must be an integer"}
+    ]
+    assert len(_queued(cdp_aws)) == 4
+
+
+def test_one_batch_whose_plan_version_int_refuses_is_a_400_naming_it(ingest, cdp_aws, lambda_context) -> None:
+    event = load_event("mparticle_events_test_user.json")
+    document = json.loads(event["body"])
+    document["context"] = {"data_plan": {"plan_id": "p", "plan_version": "\u00b2"}}
+    event["body"] = json.dumps(document)
+    response = ingest.lambda_handler(event, lambda_context)
+    assert response["statusCode"] == 400
+    assert "/context/data_plan/plan_version" in json.loads(response["body"])["message"]
+    assert _queued(cdp_aws) == []
+
+
 @pytest.mark.parametrize(
     ("name", "status"),
     [

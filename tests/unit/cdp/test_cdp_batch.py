@@ -109,6 +109,15 @@ def test_plan_tag_numeric_string_version() -> None:
     assert (b.plan_id, b.plan_version) == ("p", 3)
 
 
+@pytest.mark.parametrize("version", ["\u00b2", "\u0663", "\uff13", "9" * 5000, ""])
+def test_plan_version_digits_int_refuses_are_a_batch_error_not_a_crash(version: str) -> None:
+    # str.isdigit() takes "²", Arabic-Indic and full-width digits, and int() refuses more than 4300 digits.
+    doc = batch([custom_event()], plan={"plan_id": "p", "plan_version": version})
+    with pytest.raises(BatchFormatError) as info:
+        normalize_batch(doc)
+    assert info.value.errors == ["/context/data_plan/plan_version: must be an integer"]
+
+
 def test_dedup_key_falls_back_to_a_content_hash_that_is_stable() -> None:
     doc = batch([custom_event(), custom_event("b")], source_request_id=None)
     first = normalize_batch(doc)

@@ -84,6 +84,13 @@ def test_the_spec_regenerates_the_same_cases_anywhere() -> None:
         ({"rate": 0}, "invalid_rate"),
         ({"rate": 10**9}, "rate_too_high"),
         ({"rate": 4 * MAX_RATE_PER_WORKER + 1}, "rate_too_high"),
+        ({"rate": 5e-324}, "shard_too_long"),  # the per-worker rate underflows to 0: no ZeroDivisionError
+        ({"run_id": {}}, "invalid_run_id"),  # falsy, not a string: never "no run id"
+        ({"run_id": []}, "invalid_run_id"),
+        ({"run_id": 0}, "invalid_run_id"),
+        ({"run_id": False}, "invalid_run_id"),
+        ({"run_id": ""}, "invalid_run_id"),
+        ({"run_id": None}, None),  # null: a generated id
         ({"target": "http://evil.example.com"}, "outside_allowlist"),
         ({"plan": "nope: 1"}, "invalid_plan"),
         ({"testers": ["customer-1"]}, None),  # refused when the run starts (not a tester), not here

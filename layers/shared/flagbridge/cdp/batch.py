@@ -43,6 +43,7 @@ the same batch, so Split sends can be deduplicated on it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -540,6 +541,10 @@ def _normalise_identities(
     return tuple(pairs), is_array, replacement
 
 
+# ASCII digits only, and few enough for int(): str.isdigit() also takes "²" and other scripts' digits.
+_PLAN_VERSION = re.compile(r"[0-9]{1,18}")
+
+
 def _plan_tag(doc: dict[str, Any], errors: list[str]) -> tuple[str | None, int | None]:
     context = doc.get("context")
     if context is None:
@@ -562,7 +567,7 @@ def _plan_tag(doc: dict[str, Any], errors: list[str]) -> tuple[str | None, int |
     if version is not None:
         if _is_int(version):
             plan_version = version
-        elif isinstance(version, str) and version.strip().isdigit():
+        elif isinstance(version, str) and _PLAN_VERSION.fullmatch(version.strip()):
             plan_version = int(version)
         else:
             errors.append("/context/data_plan/plan_version: must be an integer")

@@ -279,6 +279,15 @@ def _check_hosts(model: RequestModel, target: Target | None, traffic: TrafficCon
             traffic.allowlist.check(request.hostname, request.path_text, "model host")
 
 
+def _run_id(body: Mapping[str, Any], now_ms: int) -> str:
+    run_id = body.get("run_id")
+    if run_id is None:  # absent or null; any other falsy value ({}, [], 0, false, "") is refused
+        return f"run-{now_ms // 1000}-{secrets.token_hex(4)}"
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        raise refuse("invalid_run_id", "'run_id' must be 1-64 letters, digits, '.', '_' or '-'")
+    return run_id
+
+
 def shard_size_for(requests: int, rate_per_worker: float, parallelism: int) -> int:
     """About :data:`SHARD_SECONDS` of one worker's sending, and at least one shard per worker when possible."""
     size = max(1, math.ceil(rate_per_worker * SHARD_SECONDS))
@@ -307,9 +316,7 @@ def validate_run_request(
         raise refuse("unknown_field", f"unknown field {unknown[0][:80]!r}")
     requests = _whole(body, "requests", 1, MAX_REQUESTS)
     rate = _number(body, "rate", parallelism * MAX_RATE_PER_WORKER)
-    run_id = body.get("run_id") or f"run-{now_ms // 1000}-{secrets.token_hex(4)}"
-    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
-        raise refuse("invalid_run_id", "'run_id' must be 1-64 letters, digits, '.', '_' or '-'")
+    run_id = _run_id(body, now_ms)
     traffic_type = body.get("traffic_type", "user")
     if not isinstance(traffic_type, str) or not TRAFFIC_TYPE.match(traffic_type):
         raise refuse("invalid_traffic_type", "'traffic_type' must be a Split traffic type name")
@@ -317,7 +324,7 @@ def validate_run_request(
     clock_ms = _whole(body, "clock_ms", 0, 2**53, now_ms)
     rate_per_worker = rate / parallelism
     shard_size = _whole(body, "shard_size", 1, MAX_REQUESTS, shard_size_for(requests, rate_per_worker, parallelism))
-    if shard_size / rate_per_worker > MAX_SHARD_SECONDS:
+    if shard_size > rate_per_worker * MAX_SHARD_SECONDS:  # multiplied: a rate such as 5e-324 underflows to 0
         raise refuse(
             "shard_too_long",
             f"a shard of {shard_size} cases at {rate_per_worker:g}/s per worker lasts over {MAX_SHARD_SECONDS:g}s; "

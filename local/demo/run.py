@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
@@ -151,6 +151,12 @@ class BridgeClient:
                 return int(reply.status), json.loads(reply.read())
         except HTTPError as exc:
             return int(exc.code), exc.read().decode(errors="replace")
+        except URLError as exc:
+            reason = getattr(exc.reason, "strerror", None) or exc.reason
+            raise RuntimeError(
+                f"cannot reach the bridge at {self.url} ({reason}): start it with `make run`, or give its port "
+                "(PORT=N make demo, the port `make run` printed in its ready line)"
+            ) from exc
 
     def idle(self) -> bool:
         status, body = self.get("/_local/idle")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -118,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         bridge = LocalBridge(port=args.port, host=args.host, handler_output=output)
         try:
             bridge.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            log(
+                f"port {bridge.port} on {bridge.host} is taken (another `make run`?): stop that one, "
+                f"or use another port: PORT={bridge.port + 1} make run"
+            )
+            return 1
         except Exception:
             log("startup failed:")
             traceback.print_exc(file=sys.stderr)

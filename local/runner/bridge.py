@@ -54,6 +54,23 @@ SAMPLE_BATCHES = tuple(
         "mparticle_batch_plan_violation.json",
     )
 )
+# The resources and settings the operator's command reads, as the functions' environment names them.
+CLI_VARIABLES = (
+    "FLAGBRIDGE_CONFIG",
+    "PROFILES_TABLE",
+    "QUARANTINE_BUCKET",
+    "IMPRESSIONS_QUEUE_URL",
+    "BATCHES_QUEUE_URL",
+    "DESTINATION_QUEUES",
+    "DESTINATION_DLQS",
+    "DELIVERY_LEDGER_TABLE",
+    "REPORTING_QUEUE_URL",
+    "TESTERS_TABLE",
+    "ORACLE_VERDICTS_TABLE",
+    "RUNS_TABLE",
+    "MANIFEST_BUCKET",
+    "TRAFFIC_STOP_PARAMETER",
+)
 SAMPLE_WEBHOOK_BATCH = ROOT / "events" / "payloads" / "mparticle_webhook_batch.json"
 
 
@@ -433,6 +450,34 @@ class LocalBridge:
 
     def secret_value(self, logical_id: str) -> str | None:
         return self.provisioned.secret_values.get(logical_id) if self.provisioned else None
+
+    def cli_environment(self) -> dict[str, str]:
+        """Every variable the ``flagbridge`` command needs against this bridge (``flagbridge --local``,
+        ``GET /_local/aws``): the AWS endpoint, the resources, the configuration, and the local secrets of the
+        oracle API, the Events API and the run tag (local values, printed in the summary anyway)."""
+        env = {"AWS_ENDPOINT_URL": str(self.endpoint_url), "AWS_DEFAULT_REGION": self.region}
+        if self._moto is not None:  # the embedded emulator takes any key; an outside endpoint keeps yours
+            env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        for name in CLI_VARIABLES:
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        oracle_token = self.secret_value("OracleApiTokenSecret")
+        if oracle_token:
+            env["FLAGBRIDGE_ORACLE_API_TOKEN"] = oracle_token
+        credentials = self.secret_value("MParticleCredentialsSecret")
+        if credentials:
+            document = json.loads(credentials)
+            env["FLAGBRIDGE_MPARTICLE_KEY"] = str(document["api_key"])
+            env["FLAGBRIDGE_MPARTICLE_SECRET"] = str(document["api_secret"])
+        from local.demo.run import RUN_TAG_KEY
+
+        env["FLAGBRIDGE_RUN_TAG_KEY"] = os.environ.get("FLAGBRIDGE_RUN_TAG_KEY") or RUN_TAG_KEY  # as the demo signs
+        if self.has_route("POST", "/runs"):
+            env["FLAGBRIDGE_TRAFFIC_API"] = self.url
+            token = self.secret_value("TrafficApiTokenSecret")
+            if token:
+                env["FLAGBRIDGE_TRAFFIC_API_TOKEN"] = token
+        return env
 
     def has_route(self, method: str, path: str) -> bool:
         return any(c.route.method == method and c.route.path == path for c in self.router.routes)

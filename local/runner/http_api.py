@@ -195,9 +195,13 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
                 "DELIVERY_LEDGER_TABLE",
                 "REPORTING_QUEUE_URL",
                 "TESTERS_TABLE",
+                "ORACLE_VERDICTS_TABLE",
+                "FLAGBRIDGE_CONFIG",
             )
             resources = {name: os.environ.get(name) for name in names}
-            self._send(200, json.dumps({"endpoint_url": bridge.endpoint_url, "resources": resources}).encode())
+            # "environment": what `flagbridge --local` exports, secrets for the CLI included (local values).
+            document = {"endpoint_url": bridge.endpoint_url, "resources": resources}
+            self._send(200, json.dumps({**document, "environment": bridge.cli_environment()}).encode())
         elif path == "/_local/receivers" and bridge.receiver is not None:
             self._send(200, json.dumps(bridge.receiver.snapshot(), default=str).encode())
         else:

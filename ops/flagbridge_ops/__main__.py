@@ -78,14 +78,23 @@ def main(
 ) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed or with errors, 2 usage)."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_bare_local(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exit_:  # --help and --version (0), usage errors (2): argparse printed them
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     from flagbridge_ops.errors import UsageError, describe_error
+    from flagbridge_ops.local import with_defaults
     from flagbridge_ops.resources import Clients
 
     err = err or sys.stderr
-    ctx = Context(args, os.environ if environ is None else environ, clients or Clients(), out or sys.stdout, err)
+    environ = os.environ if environ is None else environ
+    try:
+        completed = with_defaults(environ, local=args.local, config_given=bool(args.config))
+    except Exception as exc:
+        err.write(f"error: {describe_error(exc)}\n")
+        return EXIT_FAILED
+    if clients is None:  # against the local runner: its endpoint and keys, whatever this shell's AWS_* say
+        clients = Clients(completed if args.local is not None or environ.get("FLAGBRIDGE_LOCAL") else None)
+    ctx = Context(args, completed, clients, out or sys.stdout, err)
     try:
         result = args.run(ctx)
     except UsageError as exc:
@@ -104,6 +113,17 @@ def main(
     if isinstance(result.get("exit_status"), int):  # commands that exit like `flagbridge verdict` (0/1/2)
         return int(result["exit_status"])
     return EXIT_FAILED if result.get("errors") else EXIT_OK
+
+
+def _bare_local(argv: list[str]) -> list[str]:
+    """``--local`` followed by a command name, not a URL, takes no value (argparse would take the name as one)."""
+    words = list(argv)
+    for index, word in enumerate(words):
+        if word == "--":
+            break
+        if word == "--local" and not (index + 1 < len(words) and "://" in words[index + 1]):
+            words[index] = "--local="
+    return words
 
 
 if __name__ == "__main__":

@@ -256,7 +256,8 @@ def run_command(ctx: Context) -> Result:
     undelivered_path = None
     if undelivered:
         undelivered_path = report.with_suffix(".undelivered.json")
-        undelivered_path.write_text(json.dumps(undelivered), encoding="utf-8")
+        assert reporter is not None
+        undelivered_path.write_text(json.dumps(reporter.undelivered_with_answers()), encoding="utf-8")
     failures = [
         {"case": case_id, "curl": prepared.generator.case(int(case_id[1:])).request.curl()}
         for case_id in summary.failures[:FAILURES_SHOWN]
@@ -278,6 +279,7 @@ def run_command(ctx: Context) -> Result:
         "testers": {tester.key: rule for tester, rule in zip(prepared.testers, prepared.tester_rules, strict=True)},
         "summary": summary.record(),
         "results": dict(reporter.counts()) if reporter is not None else None,
+        "refused": reporter.refusal() if reporter is not None else None,
         "undelivered_file": str(undelivered_path) if undelivered_path else None,
         "failures": failures,
         "oracle_test": prepared.feed.test if prepared.feed is not None else None,
@@ -306,8 +308,13 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
             f"  results to the bridge: {result['results']['delivered_events']} delivered, "
             f"{result['results']['undelivered_events']} undelivered\n"
         )
+    if result["refused"]:
+        hint = ""
+        if result["refused"].startswith(("HTTP 401", "HTTP 403")):
+            hint = " (check the Events API credentials: traffic.results.credentials_env or credentials_secret)"
+        out.write(f"  the bridge did not take the results: {result['refused']}{hint}\n")
     if result["undelivered_file"]:
-        out.write(f"  undelivered results kept in {result['undelivered_file']}\n")
+        out.write(f"  undelivered results kept in {result['undelivered_file']}, each beside the bridge's answer\n")
     if record["stopped"]:
         out.write(f"  stopped: {record['stopped']}\n")
     if result["report"]:

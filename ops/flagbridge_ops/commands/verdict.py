@@ -57,8 +57,19 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
     table_name = ctx.args.verdicts_table or resources.settings.oracle_verdicts_table
     if not table_name:
         raise CliError("no verdicts table: pass --stack or --verdicts-table, or set ORACLE_VERDICTS_TABLE")
+    from botocore.exceptions import ClientError
+
     store = DynamoDBVerdictStore(ctx.clients.get("dynamodb"), table_name)
-    return load_documents(oracle, store, ctx.args.name)
+    try:
+        return load_documents(oracle, store, ctx.args.name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        source = "--verdicts-table" if ctx.args.verdicts_table else "ORACLE_VERDICTS_TABLE (or --stack's output)"
+        raise CliError(
+            f"no verdicts table named {table_name!r} here (from {source}): check the name in the stack's "
+            "OracleVerdictsTableName output, AWS_DEFAULT_REGION, or pass --stack NAME"
+        ) from exc
 
 
 def _print(ctx: Context, rows: list[dict[str, Any]]) -> None:

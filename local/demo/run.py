@@ -264,6 +264,20 @@ def run_traffic(
     return dict(json.loads(done.stdout))
 
 
+def describe_run(record: Mapping[str, Any]) -> str:
+    """A traffic run's progress for a person: requests, statuses, the rate achieved against the rate asked."""
+    statuses = ", ".join(f"{status}: {count}" for status, count in (record.get("statuses") or {}).items())
+    asked = float(RATE.removesuffix("/s"))
+    achieved = float(record.get("rate_per_s") or 0)
+    line = (
+        f"{record.get('sent', 0)} requests sent in {record.get('elapsed_s', 0)} s ({statuses}); "
+        f"rate {achieved:g}/s of {asked:g}/s asked"
+    )
+    if achieved < 0.9 * asked:
+        line += " (this machine is busy: fewer requests per second, the same cases)"
+    return line
+
+
 def _run_events(snapshot: Mapping[str, Any], run_id: str) -> list[dict[str, Any]]:
     """The Split events of one run: its results (``run_id``) and the service's events of it (``flagbridge_run``)."""
     return [
@@ -336,7 +350,7 @@ def run_demo(
         log(f"sample service {service['url']} (flag {FLAG} version {service['flag_version']}); sending {REQUESTS} "
             f"requests at {RATE} as testers {TESTERS[0]}..{TESTERS[-1]}")  # fmt: skip
         run = run_traffic(config, service["url"], bridge_url, run_id, manifest, env)
-        log(f"traffic run {run_id}: {run['summary']['sent']} sent, statuses {run['summary']['statuses']}")
+        log(f"traffic run {run_id}: {describe_run(run['summary'])}")
     finally:
         service_stats = stop_service(process)  # flushes its last events and impressions
     remaining = max(30.0, timeout - (time.monotonic() - started))

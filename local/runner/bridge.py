@@ -36,7 +36,7 @@ from local.resources import (
 from local.runner.http_api import ApiGatewayHandler, HttpApiServer
 from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, log
 from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries, speed_up_moto_transactions
-from local.runner.output import HandlerOutput, InvocationTally, describe_invocation
+from local.runner.output import HandlerOutput, InvocationTally, describe_invocation, tally_events
 from local.runner.routes import Router
 from local.runner.schedule import SchedulePoller, schedule_interval
 from local.runner.sqs import SqsPoller
@@ -405,14 +405,15 @@ class LocalBridge:
         log(describe_invocation(function, event, result, error, seconds, records))
 
     @contextlib.contextmanager
-    def invocation_tally(self, every_seconds: float = 5.0) -> Iterator[None]:
-        """Collapse the per-invocation lines into one line per function every few seconds (errors still show).
+    def invocation_tally(self, every_seconds: float = 30.0) -> Iterator[InvocationTally]:
+        """Collapse the per-invocation lines into one line every ``every_seconds`` and whenever the caller
+        flushes (errors still show one line each).
 
         The demo makes hundreds of invocations in a minute; a person reads their totals, not each one.
         """
         self._tally = InvocationTally(every_seconds)
         try:
-            yield
+            yield self._tally
         finally:
             tally, self._tally = self._tally, None
             tally.flush()
@@ -554,20 +555,19 @@ class LocalBridge:
             snapshot = self.receiver.snapshot()
             split_events = snapshot["split_events"]
             lines.append(f"  split (local Split receiver): {len(split_events)} event(s)")
-            lines += [
-                f"    {e.get('eventTypeId')} key={e.get('key')} trafficType={e.get('trafficTypeName')}"
-                f" value={e.get('value')}"
-                for e in split_events
-            ]
+            lines += [f"    {line}" for line in tally_events(split_events)]
             for path, batches in snapshot["webhooks"].items():
                 users = sorted({str(i) for b in batches for i in _identity_values(b)})
                 events = sum(len(b.get("events") or []) for b in batches if isinstance(b, dict))
                 lines.append(f"  webhook {path}: {len(batches)} batch(es), {events} event(s), users {users}")
         sqs = self.client("sqs")
+        lanes = []
         for name, url in sorted(json.loads(os.environ.get("DESTINATION_QUEUES", "{}")).items()):
             dlq = json.loads(os.environ.get("DESTINATION_DLQS", "{}")).get(name)
             depth = _queue_depth(sqs, dlq) if dlq else 0
-            lines.append(f"  lane {name}: queue {_queue_depth(sqs, url)} waiting, DLQ {depth}")
+            lanes.append(f"{name} {_queue_depth(sqs, url)}/{depth}")
+        if lanes:
+            lines.append(f"  lanes (messages waiting/in the DLQ): {', '.join(lanes)}")
         reporting = os.environ.get("REPORTING_QUEUE_URL")
         if reporting:
             lines.append(f"  reporting sink (SQS): {_queue_depth(sqs, reporting)} message(s)")
@@ -580,7 +580,8 @@ class LocalBridge:
             lines.append(f"  quarantine bucket s3://{bucket}: {counts or 'empty'} (objects per prefix)")
         return lines
 
-    def summary(self, replay: dict[str, Any] | None = None, demo: str | None = None) -> str:
+    def summary(self, replay: dict[str, Any] | None = None, demo: str | None = None, closing: bool = True) -> str:
+        """What a person needs to use the bridge; ``closing``: end with the log file and "Ctrl-C to stop."."""
         lines = ["", f"flagbridge is running locally at {self.url} (AWS endpoint {self.endpoint_url})", "", "Routes:"]
         for compiled in self.router.routes:
             route = compiled.route
@@ -627,9 +628,9 @@ class LocalBridge:
                 f" {self.url}/testers/user/u-1001"
             )
         lines += [f"  curl -sS {self.url}/_local/idle"]
-        return "\n".join(lines + self._closing_lines(demo))
+        return "\n".join(lines + (self.closing_lines(demo) if closing else []))
 
-    def _closing_lines(self, demo: str | None) -> list[str]:
+    def closing_lines(self, demo: str | None) -> list[str]:
         """Where the handlers' logs went, the demo's summary when it ran, and how to stop."""
         lines = []
         if self.handler_output is not None and self.handler_output.path is not None:

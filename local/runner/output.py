@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -176,5 +177,39 @@ class InvocationTally:
         with self._lock:
             counts, self._counts = self._counts, {}
             elapsed, self._since = self._clock() - self._since, self._clock()
-        for function, invocations in sorted(counts.items()):
-            log(f"{function}: {invocations} invocations ok in {elapsed:.0f} s")
+        if counts:  # one line per period, whatever the number of functions
+            tally = ", ".join(f"{function} {invocations}" for function, invocations in sorted(counts.items()))
+            log(f"invocations ok in the last {elapsed:.0f} s: {tally}")
+
+
+def tally_events(events: list[dict[str, Any]], shown_keys: int = 6) -> list[str]:
+    """Events received, one line per event name with its count per key (never one line per event)."""
+    by_name: dict[str, dict[str, int]] = {}
+    for event in events:
+        keys = by_name.setdefault(str(event.get("eventTypeId")), {})
+        key = str(event.get("key"))
+        keys[key] = keys.get(key, 0) + 1
+    lines = []
+    for name, keys in sorted(by_name.items()):
+        ranked = sorted(keys.items(), key=lambda item: (-item[1], item[0]))
+        per_key = ", ".join(f"{key} {count}" for key, count in ranked[:shown_keys])
+        more = f", and {len(ranked) - shown_keys} more keys" if len(ranked) > shown_keys else ""
+        lines.append(f"{name}: {sum(keys.values())} from {len(keys)} key(s) ({per_key}{more})")
+    return lines
+
+
+GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
+_STATE = re.compile(r"\b(PASS|FAIL)\b")
+
+
+def use_colour(stream: Any, environ: Mapping[str, str]) -> bool:
+    """Colour only for a person at a terminal: a TTY, and no ``NO_COLOR`` (https://no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
+
+
+def coloured(text: str, enabled: bool) -> str:
+    """PASS in green and FAIL in red when ``enabled``; the text unchanged otherwise."""
+    if not enabled:
+        return text
+    return _STATE.sub(lambda match: (GREEN if match[1] == "PASS" else RED) + match[1] + RESET, text)

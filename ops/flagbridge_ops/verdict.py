@@ -66,14 +66,45 @@ def _percent(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.2f}%"
 
 
+UNIT_SUFFIXES = (("_ms", "ms"), ("_seconds", "s"), ("_s", "s"), ("_bytes", "bytes"))
+
+
+def attribute_unit(attribute: str | None) -> str:
+    """The unit a percentile metric's attribute is in, by its name's suffix (``latency_ms`` → ``ms``), or ""."""
+    for suffix, unit in UNIT_SUFFIXES:
+        if (attribute or "").endswith(suffix):
+            return unit
+    return ""
+
+
+def annotate_units(documents: Iterable[dict[str, Any]], config: OracleConfig) -> None:
+    """Give each percentile verdict of ``documents`` the ``unit`` of its metric's attribute (from ``config``)."""
+    for document in documents:
+        test = config.test(str(document.get("name")))
+        units = {m.name: attribute_unit(getattr(m, "attribute", None)) for m in (test.metrics if test else [])}
+        for verdict in (document.get("report") or {}).get("verdicts") or []:
+            if verdict.get("kind") == "percentile" and units.get(verdict.get("metric")):
+                verdict.setdefault("unit", units[verdict["metric"]])
+
+
+def value_text(row: Mapping[str, Any]) -> str:
+    """A verdict's observed value for people: a rate in %, a percentile with 4 significant digits and its unit."""
+    if row.get("kind") == "rate":
+        return _percent(row.get("rate"))
+    value = row.get("value")
+    if value is None:
+        return "-"
+    return f"{float(value):.4g} {row.get('unit') or ''}".strip()
+
+
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     out = []
     for row in rows:
         interval = "-"
         if row.get("kind") == "rate" and row.get("n"):
             interval = f"{_percent(row.get('lower'))} .. {_percent(row.get('upper'))}"
-        value = _percent(row.get("rate")) if row.get("kind") == "rate" else f"{row.get('value') or '-'}"
-        out.append((row["test"], row["treatment"], row["metric"], row["state"], row.get("n", "-"), value, interval))
+        out.append((row["test"], row["treatment"], row["metric"], row["state"], row.get("n", "-"), value_text(row),
+                    interval))  # fmt: skip
     return out
 
 

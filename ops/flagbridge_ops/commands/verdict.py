@@ -46,7 +46,7 @@ def register(commands: Subcommands) -> None:
 def _documents(ctx: Context) -> list[dict[str, Any]]:
     from flagbridge.oracle.store import DynamoDBVerdictStore
     from flagbridge_ops.errors import CliError, UsageError
-    from flagbridge_ops.verdict import load_documents
+    from flagbridge_ops.verdict import annotate_units, load_documents
 
     resources = ctx.resources
     oracle = resources.config.oracle
@@ -61,7 +61,7 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
 
     store = DynamoDBVerdictStore(ctx.clients.get("dynamodb"), table_name)
     try:
-        return load_documents(oracle, store, ctx.args.name)
+        documents = load_documents(oracle, store, ctx.args.name)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
@@ -70,6 +70,8 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
             f"no verdicts table named {table_name!r} here (from {source}): check the name in the stack's "
             "OracleVerdictsTableName output, AWS_DEFAULT_REGION, or pass --stack NAME"
         ) from exc
+    annotate_units(documents, oracle)
+    return documents
 
 
 def _print(ctx: Context, rows: list[dict[str, Any]]) -> None:

@@ -42,6 +42,7 @@ from local.runner.schedule import SchedulePoller, schedule_interval
 from local.runner.sqs import SqsPoller
 
 DEFAULT_PORT = 3000
+LIVE_REFRESH_SECONDS = 5
 DEFAULT_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
 SAMPLE_IMPRESSIONS = ROOT / "events" / "payloads" / "split_impressions.json"
 SAMPLE_PROFILES = (("user", "u-1001"), ("user", "qa-bot-01"))
@@ -480,6 +481,29 @@ class LocalBridge:
                 env["FLAGBRIDGE_TRAFFIC_API_TOKEN"] = token
         return env
 
+    def live_page(self, refresh_seconds: int = LIVE_REFRESH_SECONDS) -> tuple[int, str]:
+        """``GET /``: every oracle test's verdicts, rendered as ``flagbridge verdict --html`` renders them, from
+        the verdicts table, reloading itself every ``refresh_seconds``."""
+        import html
+
+        from flagbridge.config import load_config
+        from flagbridge.oracle.store import DynamoDBVerdictStore
+        from flagbridge_ops.report import html_report
+        from flagbridge_ops.verdict import load_documents
+
+        try:
+            oracle = load_config(os.environ["FLAGBRIDGE_CONFIG"]).oracle
+            table = os.environ.get("ORACLE_VERDICTS_TABLE")
+            if oracle is None or not oracle.tests or not table:
+                documents: list[dict[str, Any]] = []
+            else:
+                documents = load_documents(oracle, DynamoDBVerdictStore(self.client("dynamodb"), table), None)
+        except Exception as exc:  # the page says what is wrong, and reloads until it is not
+            message = html.escape(f"{type(exc).__name__}: {exc}")
+            page = f'<!DOCTYPE html><meta http-equiv="refresh" content="{refresh_seconds}"><p>{message}</p>'
+            return 503, page
+        return 200, html_report(documents, refresh_seconds=refresh_seconds)
+
     def has_route(self, method: str, path: str) -> bool:
         return any(c.route.method == method and c.route.path == path for c in self.router.routes)
 
@@ -628,6 +652,7 @@ class LocalBridge:
                 f" {self.url}/testers/user/u-1001"
             )
         lines += [f"  curl -sS {self.url}/_local/idle"]
+        lines += ["", f"The oracle's verdicts, live (reloads every {LIVE_REFRESH_SECONDS} s): {self.url}/"]
         return "\n".join(lines + (self.closing_lines(demo) if closing else []))
 
     def closing_lines(self, demo: str | None) -> list[str]:

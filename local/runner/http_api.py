@@ -121,6 +121,11 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         if path.startswith(LOCAL_PREFIX):
             self._local(path)
             return
+        if path == "/" and self.command in ("GET", "HEAD"):  # the live page: the oracle's verdicts, refreshing
+            status, page = bridge.live_page()
+            self._send(status, page.encode(), [("Content-Type", "text/html; charset=utf-8")])
+            self._access_log(path, status, started)
+            return
         body = self._read_body()
         if body is None:
             self._access_log(path, self.refused_with, started)

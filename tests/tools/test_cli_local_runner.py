@@ -293,3 +293,19 @@ def test_local_without_a_runner_is_one_line_with_the_next_step(bare_env: dict[st
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: cannot reach the local runner at {url}")
     assert "make run" in line and "--local URL" in line
+
+
+def test_the_live_page_serves_the_verdicts_and_reloads(runner: Bridge, tmp_path: Path) -> None:
+    """``GET /`` on ``make run``: the report's renderer over the verdicts table, refreshing itself."""
+    from urllib.request import urlopen
+
+    from tests.tools.test_report_html import render_in_chromium
+
+    with urlopen(runner.url + "/", timeout=60) as reply:
+        page = reply.read().decode()
+        assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/html")
+    assert '<meta http-equiv="refresh" content="5">' in page
+    assert '<section class="test" data-test="new-checkout-health">' in page
+    assert "this page reloads every 5 s" in page and 'class="legend"' in page
+    dom = render_in_chromium(runner.url + "/", tmp_path)
+    assert 'data-rendered="1 tests, ' in dom

@@ -36,7 +36,13 @@ from local.resources import (
 from local.runner.http_api import ApiGatewayHandler, HttpApiServer
 from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, log
 from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries, speed_up_moto_transactions
-from local.runner.output import HandlerOutput, InvocationTally, describe_invocation, tally_events
+from local.runner.output import (
+    HandlerOutput,
+    InvocationTally,
+    RepeatFilter,
+    describe_invocation,
+    tally_events,
+)
 from local.runner.routes import Router
 from local.runner.schedule import SchedulePoller, schedule_interval
 from local.runner.sqs import SqsPoller
@@ -137,6 +143,7 @@ class LocalBridge:
         # gets one readable line on stderr.
         self.handler_output = handler_output
         self._tally: InvocationTally | None = None
+        self._repeats = RepeatFilter()
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
 
@@ -403,7 +410,10 @@ class LocalBridge:
         if error is None and self._tally is not None:
             self._tally.count(function)
             return
-        log(describe_invocation(function, event, result, error, seconds, records))
+        line = describe_invocation(function, event, result, error, seconds, records)
+        if error is None and self._repeats.repeated(function, event, line):
+            return
+        log(line)
 
     @contextlib.contextmanager
     def invocation_tally(self, every_seconds: float = 30.0) -> Iterator[InvocationTally]:

@@ -157,7 +157,7 @@ def describe_invocation(
 
 
 class InvocationTally:
-    """Counts successful invocations per function and logs one line per function every ``every_seconds``."""
+    """Counts successful invocations per function; logs them in one line every ``every_seconds`` and on flush."""
 
     def __init__(self, every_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.every_seconds = every_seconds
@@ -213,3 +213,25 @@ def coloured(text: str, enabled: bool) -> str:
     if not enabled:
         return text
     return _STATE.sub(lambda match: (GREEN if match[1] == "PASS" else RED) + match[1] + RESET, text)
+
+
+class RepeatFilter:
+    """Says whether a scheduled invocation's line repeats the previous one of its function (times aside).
+
+    The oracle's evaluator runs every few seconds for as long as ``make run`` serves; a person needs its line when
+    the verdict changes, not a copy every tick. HTTP and queue invocations are never filtered.
+    """
+
+    _TIME = re.compile(r" in \d+ ms")
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def repeated(self, function: str, event: Any, line: str) -> bool:
+        if outcome(event, None, None) != "ok":  # an HTTP request or a queue batch: always shown
+            return False
+        text = self._TIME.sub("", line)
+        with self._lock:
+            previous, self._last[function] = self._last.get(function), text
+        return previous == text

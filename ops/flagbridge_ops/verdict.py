@@ -62,11 +62,16 @@ def attribute_unit(attribute: str | None) -> str:
     return ""
 
 
-def annotate_units(documents: Iterable[dict[str, Any]], config: OracleConfig) -> None:
-    """Give each percentile verdict of ``documents`` the ``unit`` of its metric's attribute (from ``config``)."""
+def annotate_units(documents: Iterable[dict[str, Any]], config: OracleConfig | None = None) -> None:
+    """Give each percentile verdict of ``documents`` the ``unit`` of its metric's attribute: from ``config``, else
+    from the document's own ``config`` (``GET /tests/{name}`` returns the test's configuration)."""
     for document in documents:
-        test = config.test(str(document.get("name")))
-        units = {m.name: attribute_unit(getattr(m, "attribute", None)) for m in (test.metrics if test else [])}
+        if config is not None:
+            test = config.test(str(document.get("name")))
+            metrics = [m.model_dump(mode="json") for m in test.metrics] if test else []
+        else:
+            metrics = list((document.get("config") or {}).get("metrics") or [])
+        units = {str(m.get("name")): attribute_unit(m.get("attribute")) for m in metrics}
         for verdict in (document.get("report") or {}).get("verdicts") or []:
             if verdict.get("kind") == "percentile" and units.get(verdict.get("metric")):
                 verdict.setdefault("unit", units[verdict["metric"]])

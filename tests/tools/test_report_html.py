@@ -214,3 +214,13 @@ def test_the_report_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.count('class="badge"') >= 7  # the page, the test, two cards, four metrics
     assert dom.count('class="axis"') >= 8 and 'class="legend"' in dom and 'class="kill"' in dom
     assert png_size(tmp_path / "report.png") == (1280, 1600)
+
+
+def test_docs_show_the_report_and_the_live_page() -> None:
+    from tests.conftest import ROOT
+
+    page = (ROOT / "docs" / "oracle.md").read_text(encoding="utf-8")
+    for image in ("images/oracle-report.png", "images/oracle-live.png"):
+        assert f"]({image})" in page
+        width, height = png_size(ROOT / "docs" / image)
+        assert width >= 1000 and height >= 600, image

@@ -15,6 +15,7 @@ from pathlib import Path
 from local.runner.output import (
     HandlerOutput,
     InvocationTally,
+    RepeatFilter,
     coloured,
     describe_invocation,
     tally_events,
@@ -179,3 +180,15 @@ def test_colour_only_on_a_terminal_and_never_with_no_color() -> None:
     assert use_colour(_Terminal(), {"NO_COLOR": "1"}) is False
     assert use_colour(_Terminal(), {"TERM": "dumb"}) is False
     assert coloured(text, False) == text
+
+
+def test_a_scheduled_invocation_repeating_its_line_is_shown_once_until_it_changes() -> None:
+    repeats = RepeatFilter()
+    schedule = {"source": "aws.events", "detail-type": "Scheduled Event"}
+    fail = "oracle_evaluator       ok in 12 ms | oracle verdict: test=t state=FAIL"
+    assert not repeats.repeated("oracle_evaluator", schedule, fail)
+    assert repeats.repeated("oracle_evaluator", schedule, fail.replace("12 ms", "240 ms"))  # only the time differs
+    assert not repeats.repeated("oracle_evaluator", schedule, fail.replace("FAIL", "PASS"))  # the verdict changed
+    http = {"rawPath": "/tests", "requestContext": {"http": {"method": "GET"}}}
+    line = "oracle_api             GET /tests -> 200 in 3 ms"
+    assert not repeats.repeated("oracle_api", http, line) and not repeats.repeated("oracle_api", http, line)

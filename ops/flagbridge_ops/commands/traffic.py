@@ -363,14 +363,16 @@ def _warner(ctx: Context) -> Any:
 def _verdict(oracle: Any, results_end_ms: int, wait: float, ctx: Context) -> dict[str, Any]:
     """The oracle's verdict of the run's test after the run, as shown and returned (rows of the fed metrics)."""
     from flagbridge_ops.traffic import verdict_after_run, verdict_fresh
-    from flagbridge_ops.verdict import verdict_rows
+    from flagbridge_ops.verdict import annotate_units, verdict_rows
 
     if wait > 0 and not oracle.reason and not ctx.json:
         ctx.err.write(f"waiting up to {wait:g}s for the oracle's verdict of {oracle.test} ...\n")
     document, error = verdict_after_run(oracle, results_end_ms, wait)
     report = (document or {}).get("report")  # GET /tests/{name} nests the full report; the store's is the report
     report = report if isinstance(report, dict) else document
-    detail = {"name": oracle.test, "state": (document or {}).get("state") or "PENDING", "report": report}
+    detail = {"name": oracle.test, "state": (document or {}).get("state") or "PENDING", "report": report,
+              "config": (document or {}).get("config")}  # fmt: skip
+    annotate_units([detail])
     rows = [row for row in verdict_rows([detail]) if row["metric"] == "-" or row["metric"] in oracle.metrics]
     return {
         "test": oracle.test,

@@ -365,7 +365,8 @@ def run_demo(
     html = workdir / f"{TEST}.html"
     from flagbridge_ops.verdict import html_report
 
-    html.write_text(html_report([test]), encoding="utf-8")
+    fed = {"run_id": run_id, "manifest": str(manifest.resolve()), "failures": run.get("failures") or []}
+    html.write_text(html_report([test], runs=[fed]), encoding="utf-8")
     snapshot = client.receivers()
     events = _run_events(snapshot, run_id)
     ids = [

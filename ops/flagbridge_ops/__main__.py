@@ -27,14 +27,15 @@ Operate a deployed flagbridge stack: inspect and redrive its dead-letter queues,
 Resources come from --stack NAME (the stack's outputs), from the variables the functions read
 (IMPRESSIONS_QUEUE_URL, BATCHES_QUEUE_URL, DESTINATION_QUEUES, DESTINATION_DLQS, QUARANTINE_BUCKET,
 PROFILES_TABLE, DELIVERY_LEDGER_TABLE, FLAGBRIDGE_CONFIG) or from flags: flags win over the stack, the stack
-over the environment. AWS credentials, region and AWS_ENDPOINT_URL are read as the AWS CLI reads them, so the
-same commands work against the local runner's moto server."""
+over the environment. AWS credentials, region and AWS_ENDPOINT_URL are read as the AWS CLI reads them; --local
+takes all of them from the local runner (`make run`). Inside a checkout, the configuration defaults to its
+layers/shared/config/flagbridge.yaml."""
 
 EPILOG = """\
 examples:
   flagbridge --stack flagbridge-dev dlq list
   flagbridge --stack flagbridge-dev quarantine replay --source cdp-router --dry-run
-  flagbridge dlq list --json                   (AWS_ENDPOINT_URL and the variables set: the local runner)
+  flagbridge --local verdict                   (the stack `make run` serves, found on 127.0.0.1:$PORT)
   flagbridge --stack flagbridge-dev verdict --junit verdict.xml
 
 Every command has --help, with its own examples.

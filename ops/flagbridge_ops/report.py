@@ -15,6 +15,7 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 COLOURS = {
@@ -354,15 +355,40 @@ display:inline-block}h4{font-size:13px;margin:10px 0 2px;font-weight:600}
 .explain{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;color:#444;margin:2px 0 4px}
 svg .tick{font-size:11px;fill:#444}svg .axis{stroke:#999}svg .version-boundary{stroke:#333;stroke-dasharray:2 2}
 .meta{color:#555;font-size:12px}.legend{display:flex;flex-wrap:wrap;gap:14px;font-size:12px;color:#444;margin:8px 0}
-.key svg{vertical-align:middle}.version-boundary{stroke:#333;stroke-dasharray:2 2}
+.key svg{vertical-align:middle}.runs{margin-top:18px}
+.curl{font-size:11px;white-space:pre-wrap;word-break:break-all;background:#fff;border:1px solid #eee;padding:4px}
+.version-boundary{stroke:#333;stroke-dasharray:2 2}
 """
 
 
+def runs_block(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The traffic runs that fed the verdicts: each run's manifest and the curl of each failing case shown."""
+    if not runs:
+        return ""
+    parts = ['<div class="runs"><h3>Traffic runs</h3>']
+    for run in runs:
+        manifest = str(run.get("manifest") or "")
+        link = (
+            f'<a href="{_e(Path(manifest).as_uri())}">{_e(manifest)}</a>' if manifest.startswith("/") else _e(manifest)
+        )
+        failures = run.get("failures") or []
+        parts.append(f"<p>run {_e(run.get('run_id'))}: manifest {link}; {len(failures)} failing case(s) shown</p>")
+        parts += [
+            f'<pre class="curl">{_e(failure.get("case"))}: {_e(failure.get("curl"))}</pre>' for failure in failures
+        ]
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def html_report(
-    documents: Sequence[Mapping[str, Any]], generated: datetime | None = None, refresh_seconds: int | None = None
+    documents: Sequence[Mapping[str, Any]],
+    generated: datetime | None = None,
+    refresh_seconds: int | None = None,
+    runs: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The self-contained HTML report of the documents (``GET /tests/{name}`` shape); with ``refresh_seconds``,
-    a page that reloads itself (``make run``'s live page)."""
+    a page that reloads itself (``make run``'s live page); ``runs``: the traffic runs that fed it (``run_id``,
+    ``manifest``, ``failures`` with each case's ``curl``), linked under the tests."""
     from flagbridge_ops.verdict import exit_status, verdict_rows
 
     stamp = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -384,6 +410,7 @@ def html_report(
     ]
     for document in documents:
         body += _test_section(document)
+    body.append(runs_block(runs))
     treatments = sum(
         len({str(v["treatment"]) for v in (d.get("report") or {}).get("verdicts") or []}) for d in documents
     )

@@ -139,9 +139,12 @@ def junit_xml(rows: Sequence[Mapping[str, Any]], now: datetime | None = None) ->
 
 
 def html_report(
-    documents: Sequence[Mapping[str, Any]], generated: datetime | None = None, refresh_seconds: int | None = None
+    documents: Sequence[Mapping[str, Any]],
+    generated: datetime | None = None,
+    refresh_seconds: int | None = None,
+    runs: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The self-contained HTML report (:mod:`flagbridge_ops.report`)."""
     from flagbridge_ops.report import html_report as render
 
-    return render(documents, generated, refresh_seconds)
+    return render(documents, generated, refresh_seconds, runs)

@@ -224,3 +224,18 @@ def test_docs_show_the_report_and_the_live_page() -> None:
         assert f"]({image})" in page
         width, height = png_size(ROOT / "docs" / image)
         assert width >= 1000 and height >= 600, image
+
+
+def test_the_runs_that_fed_the_verdicts_link_their_manifest_and_failing_curls(tmp_path: Path) -> None:
+    manifest = tmp_path / "demo-1.ndjson"
+    runs = [
+        {
+            "run_id": "demo-1",
+            "manifest": str(manifest),
+            "failures": [{"case": "c7", "curl": "curl -sS --path-as-is -X POST 'http://127.0.0.1:1/checkout?q=<x>'"}],
+        }
+    ]
+    page = html_report([document(FULL_KILL)], runs=runs)
+    assert f'<a href="{manifest.as_uri()}">{manifest}</a>' in page
+    assert "c7: curl -sS --path-as-is -X POST &#x27;http://127.0.0.1:1/checkout?q=&lt;x&gt;&#x27;" in page
+    assert 'class="runs"' not in html_report([document(FULL_KILL)])

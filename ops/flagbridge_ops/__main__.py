@@ -35,7 +35,7 @@ EPILOG = """\
 examples:
   flagbridge --stack flagbridge-dev dlq list
   flagbridge --stack flagbridge-dev quarantine replay --source cdp-router --dry-run
-  flagbridge --local verdict                   (the stack `make run` serves, found on 127.0.0.1:$PORT)
+  flagbridge verdict --local                   (the stack `make run` serves, found on 127.0.0.1:$PORT)
   flagbridge --stack flagbridge-dev verdict --junit verdict.xml
 
 Every command has --help, with its own examples.

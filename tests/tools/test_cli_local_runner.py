@@ -209,7 +209,7 @@ def test_testers_add_list_remove_through_the_same_audited_registry_as_the_api(
         "x",
         cwd=tmp_path,
     )
-    assert (late.returncode, late.stderr.strip()) == (2, "flagbridge: error: expiresAt must be in the future")
+    assert (late.returncode, late.stderr.strip()) == (2, "flagbridge: error: --expires-at must be in the future")
     bad = flagbridge(operator_env, "testers", "add", "user", key, "--for", "soon", "--reason", "x", cwd=tmp_path)
     assert bad.returncode == 2 and "--for must be a duration" in bad.stderr
 

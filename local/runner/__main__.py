@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import local.runner
+from flagbridge_ops.output import coloured, use_colour
 from local.resources import ROOT
 from local.runner.bridge import LocalBridge
 from local.runner.invoke import log
-from local.runner.output import HandlerOutput, coloured, use_colour
+from local.runner.output import HandlerOutput
 
 DEFAULT_LOG_FILE = ROOT / "build" / "local-run.log"
 

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -196,23 +196,6 @@ def tally_events(events: list[dict[str, Any]], shown_keys: int = 6) -> list[str]
         more = f", and {len(ranked) - shown_keys} more keys" if len(ranked) > shown_keys else ""
         lines.append(f"{name}: {sum(keys.values())} from {len(keys)} key(s) ({per_key}{more})")
     return lines
-
-
-GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
-_STATE = re.compile(r"\b(PASS|FAIL)\b")
-
-
-def use_colour(stream: Any, environ: Mapping[str, str]) -> bool:
-    """Colour only for a person at a terminal: a TTY, and no ``NO_COLOR`` (https://no-color.org)."""
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty()) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
-
-
-def coloured(text: str, enabled: bool) -> str:
-    """PASS in green and FAIL in red when ``enabled``; the text unchanged otherwise."""
-    if not enabled:
-        return text
-    return _STATE.sub(lambda match: (GREEN if match[1] == "PASS" else RED) + match[1] + RESET, text)
 
 
 class RepeatFilter:

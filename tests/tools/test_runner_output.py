@@ -12,14 +12,13 @@ import sys
 import threading
 from pathlib import Path
 
+from flagbridge_ops.output import coloured, use_colour
 from local.runner.output import (
     HandlerOutput,
     InvocationTally,
     RepeatFilter,
-    coloured,
     describe_invocation,
     tally_events,
-    use_colour,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -197,3 +197,23 @@ def test_watch_refreshes_until_decided_or_timeout(
     monkeypatch.setattr("flagbridge_ops.commands.verdict.time.monotonic", lambda: float(next(clock)))
     status, out, _ = run(["verdict", "small", "--watch", "--interval", "5", "--timeout", "13"], env)
     assert status == 2 and sleeps == [5.0, 5.0] and out.count("refreshing in 5s") == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_verdict_colours_pass_and_fail_at_a_terminal_only(verdicts: dict[str, Any]) -> None:
+    from flagbridge_ops.__main__ import main
+    from flagbridge_ops.resources import Clients
+
+    env = {"FLAGBRIDGE_CONFIG": str(verdicts["config"]), "ORACLE_VERDICTS_TABLE": TABLE}
+    for environ, expected in ((env, True), ({**env, "NO_COLOR": "1"}, False)):
+        out = _Terminal()
+        main(["verdict", "checkout"], environ=environ, clients=Clients(), out=out, err=io.StringIO())
+        assert ("\033[31mFAIL\033[0m" in out.getvalue()) is expected
+        assert "FAIL" in out.getvalue()
+    piped = io.StringIO()
+    main(["verdict", "checkout"], environ=env, clients=Clients(), out=piped, err=io.StringIO())
+    assert "\033[" not in piped.getvalue()

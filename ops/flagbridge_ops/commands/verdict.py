@@ -75,11 +75,13 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
 
 
 def _print(ctx: Context, rows: list[dict[str, Any]]) -> None:
+    from flagbridge_ops.output import coloured, use_colour
     from flagbridge_ops.verdict import table_rows
 
-    ctx.out.write(table(table_rows(rows), ("test", "treatment", "metric", "verdict", "n", "rate", "bounds")) + "\n")
-    for row in rows:
-        ctx.out.write(f"  {row.get('explain') or row['state']}\n")
+    colour = use_colour(ctx.out, ctx.environ)  # PASS green and FAIL red at a terminal only; never with NO_COLOR
+    text = table(table_rows(rows), ("test", "treatment", "metric", "verdict", "n", "rate", "bounds")) + "\n"
+    text += "".join(f"  {row.get('explain') or row['state']}\n" for row in rows)
+    ctx.out.write(coloured(text, colour))
 
 
 def show_verdicts(ctx: Context) -> Result:

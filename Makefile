@@ -32,6 +32,12 @@ run: venv
 demo: venv
 	$(BIN)/python -m local.demo $(ARGS)
 
+## The demo's sample service alone (local/demo/service.py), for a hand-run `traffic run` (docs/traffic.md): on
+## http://127.0.0.1:$SERVICE_PORT (8081), reporting to the bridge `make run` serves on $PORT (3000).
+.PHONY: service
+service: venv
+	$(BIN)/python -m local.demo.service --bridge http://127.0.0.1:$${PORT:-3000} --port $${SERVICE_PORT:-8081}
+
 ## Everything CI checks (.ci/run): lint, types, every test tier (unit and handlers on 3.13 too), template lint
 ## and a Docker-free sam build.
 test: venv lint typecheck pytest test313 validate build

@@ -61,20 +61,29 @@ def host_platform() -> str:
     return f"manylinux2014_{platform.machine()}"
 
 
-def build_layer(destination: Path, *, platform_tag: str = LAMBDA_PLATFORM, python313: str | None = None) -> str:
-    """Build the SharedLayer into ``destination`` with its Makefile; returns what the build printed.
+def build_layer(
+    destination: Path,
+    *,
+    platform_tag: str = LAMBDA_PLATFORM,
+    python313: str | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Build the SharedLayer into ``destination`` with its Makefile; returns what the build printed on stdout.
 
-    ``python313``: None finds one as ``sam build`` does; "" forces a build without one (no bytecode).
+    ``python313``: None finds one as ``sam build`` does; "" builds without one (which fails unless ``env`` holds
+    ``FLAGBRIDGE_LAYER_WITHOUT_BYTECODE=1``). ``env``: variables added to this process's environment.
     """
     destination.mkdir(parents=True, exist_ok=True)
     command = ["make", "-s", "-C", str(SHARED), "build-SharedLayer", f"ARTIFACTS_DIR={destination}"]
     command += [f"PYTHON={sys.executable}", f"PLATFORM={platform_tag}"]
     if python313 is not None:
         command.append(f"PYTHON313={python313}")
-    completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    completed = subprocess.run(
+        command, capture_output=True, text=True, check=False, timeout=600, env={**os.environ, **(env or {})}
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"layer build failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
-    return completed.stdout + completed.stderr
+    return completed.stdout
 
 
 def unzipped_bytes(directory: Path) -> int:

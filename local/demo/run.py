@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
@@ -176,6 +176,12 @@ class BridgeClient:
                 return int(reply.status), json.loads(reply.read())
         except HTTPError as exc:
             return int(exc.code), exc.read().decode(errors="replace")
+        except URLError as exc:
+            reason = getattr(exc.reason, "strerror", None) or exc.reason
+            raise RuntimeError(
+                f"cannot reach the bridge at {self.url} ({reason}): start it with `make run`, or give its port "
+                "(PORT=N make demo, the port `make run` printed in its ready line)"
+            ) from exc
 
     def idle(self) -> bool:
         status, body = self.get("/_local/idle")
@@ -349,6 +355,20 @@ def run_traffic(
     return dict(json.loads(done.stdout))
 
 
+def describe_run(record: Mapping[str, Any]) -> str:
+    """A traffic run's progress for a person: requests, statuses, the rate achieved against the rate asked."""
+    statuses = ", ".join(f"{status}: {count}" for status, count in (record.get("statuses") or {}).items())
+    asked = float(RATE.removesuffix("/s"))
+    achieved = float(record.get("rate_per_s") or 0)
+    line = (
+        f"{record.get('sent', 0)} requests sent in {record.get('elapsed_s', 0)} s ({statuses}); "
+        f"rate {achieved:g}/s of {asked:g}/s asked"
+    )
+    if achieved < 0.9 * asked:
+        line += " (this machine is busy: fewer requests per second, the same cases)"
+    return line
+
+
 def _run_events(snapshot: Mapping[str, Any], run_id: str) -> list[dict[str, Any]]:
     """The Split events of one run: its results (``run_id``) and the service's events of it (``flagbridge_run``)."""
     return [
@@ -422,7 +442,7 @@ def run_demo(
         log(f"sample service {service['url']} (flag {FLAG} version {service['flag_version']}); sending {REQUESTS} "
             f"requests at {RATE} as testers {TESTERS[0]}..{TESTERS[-1]}")  # fmt: skip
         run = run_traffic(config, service["url"], bridge_url, run_id, manifest, env)
-        log(f"traffic run {run_id}: {run['summary']['sent']} sent, statuses {run['summary']['statuses']}")
+        log(f"traffic run {run_id}: {describe_run(run['summary'])}")
         service_call(service["url"], "/_demo/flush")  # its last events and impressions of the run
         remaining = max(30.0, timeout - (time.monotonic() - started))
         log("waiting for the bridge to route everything and the oracle to evaluate")
@@ -443,7 +463,8 @@ def run_demo(
     html = workdir / f"{TEST}.html"
     from flagbridge_ops.verdict import html_report
 
-    html.write_text(html_report([test]), encoding="utf-8")
+    fed = {"run_id": run_id, "manifest": str(manifest.resolve()), "failures": run.get("failures") or []}
+    html.write_text(html_report([test], runs=[fed]), encoding="utf-8")
     snapshot = client.receivers()
     events = _run_events(snapshot, run_id)
     ids = [

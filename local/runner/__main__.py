@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import local.runner
+from flagbridge_ops.output import coloured, use_colour
 from local.resources import ROOT
 from local.runner.bridge import LocalBridge
 from local.runner.invoke import log
@@ -82,13 +84,18 @@ def run_demo(bridge: LocalBridge) -> str:
 
     log("demo: the sample service under test, a traffic plan as testers, the oracle's verdicts (docs/demo.md)")
     try:
-        with bridge.invocation_tally():
+        with bridge.invocation_tally() as tally:
+
+            def progress(message: str) -> None:
+                tally.flush()  # the invocations of the step that ends, then the next step
+                log(f"demo: {message}")
+
             result = run_loop(
                 bridge.url,
                 lambda name: bridge.secret_value(name) or local_secret(name),
                 bridge_config=Path(os.environ["FLAGBRIDGE_CONFIG"]),
                 workdir=Path(os.environ.get("FLAGBRIDGE_DEMO_DIR") or DEFAULT_WORKDIR),
-                log=lambda message: log(f"demo: {message}"),
+                log=progress,
             )
     except Exception as exc:
         log(f"demo: could not complete: {exc}")
@@ -118,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         bridge = LocalBridge(port=args.port, host=args.host, handler_output=output)
         try:
             bridge.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            log(
+                f"port {bridge.port} on {bridge.host} is taken (another `make run`?): stop that one, "
+                f"or use another port: PORT={bridge.port + 1} make run"
+            )
+            return 1
         except Exception:
             log("startup failed:")
             traceback.print_exc(file=sys.stderr)
@@ -129,8 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             if replaying and not stopping.is_set():
                 replay = bridge.replay_samples()
                 replay["mparticle"] = bridge.replay_mparticle_samples()
-            demo_summary = run_demo(bridge) if demo and not stopping.is_set() else None
-            print(bridge.summary(replay, demo_summary), file=terminal, flush=True)
+            colour = use_colour(terminal, os.environ)
+            if demo and not stopping.is_set():
+                # What the bridge offers first, while the demo (a minute) reports its own progress below it.
+                print(coloured(bridge.summary(replay, closing=False), colour), file=terminal, flush=True)
+                demo_summary = run_demo(bridge)
+                print(coloured("\n".join(bridge.closing_lines(demo_summary)), colour), file=terminal, flush=True)
+            else:
+                print(coloured(bridge.summary(replay), colour), file=terminal, flush=True)
             while not stopping.wait(0.2):
                 pass
         finally:

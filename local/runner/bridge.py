@@ -36,12 +36,19 @@ from local.resources import (
 from local.runner.http_api import ApiGatewayHandler, HttpApiServer
 from local.runner.invoke import LambdaContext, LoadedFunction, import_handler, log
 from local.runner.moto_patches import speed_up_moto_dispatch, speed_up_moto_queries, speed_up_moto_transactions
-from local.runner.output import HandlerOutput, InvocationTally, describe_invocation
+from local.runner.output import (
+    HandlerOutput,
+    InvocationTally,
+    RepeatFilter,
+    describe_invocation,
+    tally_events,
+)
 from local.runner.routes import Router
 from local.runner.schedule import SchedulePoller, schedule_interval
 from local.runner.sqs import SqsPoller
 
 DEFAULT_PORT = 3000
+LIVE_REFRESH_SECONDS = 5
 DEFAULT_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
 SAMPLE_IMPRESSIONS = ROOT / "events" / "payloads" / "split_impressions.json"
 SAMPLE_PROFILES = (("user", "u-1001"), ("user", "qa-bot-01"))
@@ -53,6 +60,23 @@ SAMPLE_BATCHES = tuple(
         "mparticle_batch_commerce.json",
         "mparticle_batch_plan_violation.json",
     )
+)
+# The resources and settings the operator's command reads, as the functions' environment names them.
+CLI_VARIABLES = (
+    "FLAGBRIDGE_CONFIG",
+    "PROFILES_TABLE",
+    "QUARANTINE_BUCKET",
+    "IMPRESSIONS_QUEUE_URL",
+    "BATCHES_QUEUE_URL",
+    "DESTINATION_QUEUES",
+    "DESTINATION_DLQS",
+    "DELIVERY_LEDGER_TABLE",
+    "REPORTING_QUEUE_URL",
+    "TESTERS_TABLE",
+    "ORACLE_VERDICTS_TABLE",
+    "RUNS_TABLE",
+    "MANIFEST_BUCKET",
+    "TRAFFIC_STOP_PARAMETER",
 )
 SAMPLE_WEBHOOK_BATCH = ROOT / "events" / "payloads" / "mparticle_webhook_batch.json"
 
@@ -119,6 +143,7 @@ class LocalBridge:
         # gets one readable line on stderr.
         self.handler_output = handler_output
         self._tally: InvocationTally | None = None
+        self._repeats = RepeatFilter()
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
 
@@ -385,17 +410,21 @@ class LocalBridge:
         if error is None and self._tally is not None:
             self._tally.count(function)
             return
-        log(describe_invocation(function, event, result, error, seconds, records))
+        line = describe_invocation(function, event, result, error, seconds, records)
+        if error is None and self._repeats.repeated(function, event, line):
+            return
+        log(line)
 
     @contextlib.contextmanager
-    def invocation_tally(self, every_seconds: float = 5.0) -> Iterator[None]:
-        """Collapse the per-invocation lines into one line per function every few seconds (errors still show).
+    def invocation_tally(self, every_seconds: float = 30.0) -> Iterator[InvocationTally]:
+        """Collapse the per-invocation lines into one line every ``every_seconds`` and whenever the caller
+        flushes (errors still show one line each).
 
         The demo makes hundreds of invocations in a minute; a person reads their totals, not each one.
         """
         self._tally = InvocationTally(every_seconds)
         try:
-            yield
+            yield self._tally
         finally:
             tally, self._tally = self._tally, None
             tally.flush()
@@ -433,6 +462,57 @@ class LocalBridge:
 
     def secret_value(self, logical_id: str) -> str | None:
         return self.provisioned.secret_values.get(logical_id) if self.provisioned else None
+
+    def cli_environment(self) -> dict[str, str]:
+        """Every variable the ``flagbridge`` command needs against this bridge (``flagbridge --local``,
+        ``GET /_local/aws``): the AWS endpoint, the resources, the configuration, and the local secrets of the
+        oracle API, the Events API and the run tag (local values, printed in the summary anyway)."""
+        env = {"AWS_ENDPOINT_URL": str(self.endpoint_url), "AWS_DEFAULT_REGION": self.region}
+        if self._moto is not None:  # the embedded emulator takes any key; an outside endpoint keeps yours
+            env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        for name in CLI_VARIABLES:
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        oracle_token = self.secret_value("OracleApiTokenSecret")
+        if oracle_token:
+            env["FLAGBRIDGE_ORACLE_API_TOKEN"] = oracle_token
+        credentials = self.secret_value("MParticleCredentialsSecret")
+        if credentials:
+            document = json.loads(credentials)
+            env["FLAGBRIDGE_MPARTICLE_KEY"] = str(document["api_key"])
+            env["FLAGBRIDGE_MPARTICLE_SECRET"] = str(document["api_secret"])
+        from local.demo.run import RUN_TAG_KEY
+
+        env["FLAGBRIDGE_RUN_TAG_KEY"] = os.environ.get("FLAGBRIDGE_RUN_TAG_KEY") or RUN_TAG_KEY  # as the demo signs
+        if self.has_route("POST", "/runs"):
+            env["FLAGBRIDGE_TRAFFIC_API"] = self.url
+            token = self.secret_value("TrafficApiTokenSecret")
+            if token:
+                env["FLAGBRIDGE_TRAFFIC_API_TOKEN"] = token
+        return env
+
+    def live_page(self, refresh_seconds: int = LIVE_REFRESH_SECONDS) -> tuple[int, str]:
+        """``GET /``: every oracle test's verdicts, rendered as ``flagbridge verdict --html`` renders them, from
+        the verdicts table, reloading itself every ``refresh_seconds``."""
+        import html
+
+        from flagbridge.config import load_config
+        from flagbridge.oracle.store import DynamoDBVerdictStore
+        from flagbridge_ops.report import html_report
+        from flagbridge_ops.verdict import load_documents
+
+        try:
+            oracle = load_config(os.environ["FLAGBRIDGE_CONFIG"]).oracle
+            table = os.environ.get("ORACLE_VERDICTS_TABLE")
+            if oracle is None or not oracle.tests or not table:
+                documents: list[dict[str, Any]] = []
+            else:
+                documents = load_documents(oracle, DynamoDBVerdictStore(self.client("dynamodb"), table), None)
+        except Exception as exc:  # the page says what is wrong, and reloads until it is not
+            message = html.escape(f"{type(exc).__name__}: {exc}")
+            page = f'<!DOCTYPE html><meta http-equiv="refresh" content="{refresh_seconds}"><p>{message}</p>'
+            return 503, page
+        return 200, html_report(documents, refresh_seconds=refresh_seconds)
 
     def has_route(self, method: str, path: str) -> bool:
         return any(c.route.method == method and c.route.path == path for c in self.router.routes)
@@ -509,20 +589,19 @@ class LocalBridge:
             snapshot = self.receiver.snapshot()
             split_events = snapshot["split_events"]
             lines.append(f"  split (local Split receiver): {len(split_events)} event(s)")
-            lines += [
-                f"    {e.get('eventTypeId')} key={e.get('key')} trafficType={e.get('trafficTypeName')}"
-                f" value={e.get('value')}"
-                for e in split_events
-            ]
+            lines += [f"    {line}" for line in tally_events(split_events)]
             for path, batches in snapshot["webhooks"].items():
                 users = sorted({str(i) for b in batches for i in _identity_values(b)})
                 events = sum(len(b.get("events") or []) for b in batches if isinstance(b, dict))
                 lines.append(f"  webhook {path}: {len(batches)} batch(es), {events} event(s), users {users}")
         sqs = self.client("sqs")
+        lanes = []
         for name, url in sorted(json.loads(os.environ.get("DESTINATION_QUEUES", "{}")).items()):
             dlq = json.loads(os.environ.get("DESTINATION_DLQS", "{}")).get(name)
             depth = _queue_depth(sqs, dlq) if dlq else 0
-            lines.append(f"  lane {name}: queue {_queue_depth(sqs, url)} waiting, DLQ {depth}")
+            lanes.append(f"{name} {_queue_depth(sqs, url)}/{depth}")
+        if lanes:
+            lines.append(f"  lanes (messages waiting/in the DLQ): {', '.join(lanes)}")
         reporting = os.environ.get("REPORTING_QUEUE_URL")
         if reporting:
             lines.append(f"  reporting sink (SQS): {_queue_depth(sqs, reporting)} message(s)")
@@ -535,7 +614,8 @@ class LocalBridge:
             lines.append(f"  quarantine bucket s3://{bucket}: {counts or 'empty'} (objects per prefix)")
         return lines
 
-    def summary(self, replay: dict[str, Any] | None = None, demo: str | None = None) -> str:
+    def summary(self, replay: dict[str, Any] | None = None, demo: str | None = None, closing: bool = True) -> str:
+        """What a person needs to use the bridge; ``closing``: end with the log file and "Ctrl-C to stop."."""
         lines = ["", f"flagbridge is running locally at {self.url} (AWS endpoint {self.endpoint_url})", "", "Routes:"]
         for compiled in self.router.routes:
             route = compiled.route
@@ -582,9 +662,10 @@ class LocalBridge:
                 f" {self.url}/testers/user/u-1001"
             )
         lines += [f"  curl -sS {self.url}/_local/idle"]
-        return "\n".join(lines + self._closing_lines(demo))
+        lines += ["", f"The oracle's verdicts, live (reloads every {LIVE_REFRESH_SECONDS} s): {self.url}/"]
+        return "\n".join(lines + (self.closing_lines(demo) if closing else []))
 
-    def _closing_lines(self, demo: str | None) -> list[str]:
+    def closing_lines(self, demo: str | None) -> list[str]:
         """Where the handlers' logs went, the demo's summary when it ran, and how to stop."""
         lines = []
         if self.handler_output is not None and self.handler_output.path is not None:

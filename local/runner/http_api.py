@@ -145,6 +145,11 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
             self._openapi()
             self._access_log(path, 200, started)
             return
+        if path == "/" and self.command in ("GET", "HEAD"):  # the live page: the oracle's verdicts, refreshing
+            status, page = bridge.live_page()
+            self._send(status, page.encode(), [("Content-Type", "text/html; charset=utf-8")])
+            self._access_log(path, status, started)
+            return
         body = self._read_body()
         if body is None:
             self._access_log(path, self.refused_with, started)
@@ -229,9 +234,12 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
                 "ORACLE_VERDICTS_TABLE",
                 "SPLIT_ADMIN_API_URL",
                 "SPLIT_ADMIN_API_KEY_SECRET",
+                "FLAGBRIDGE_CONFIG",
             )
             resources = {name: os.environ.get(name) for name in names}
-            self._send(200, json.dumps({"endpoint_url": bridge.endpoint_url, "resources": resources}).encode())
+            # "environment": what `flagbridge --local` exports, secrets for the CLI included (local values).
+            document = {"endpoint_url": bridge.endpoint_url, "resources": resources}
+            self._send(200, json.dumps({**document, "environment": bridge.cli_environment()}).encode())
         elif path == "/_local/receivers" and bridge.receiver is not None:
             self._send(200, json.dumps(bridge.receiver.snapshot(), default=str).encode())
         elif path == "/_local/receivers/segment-outage" and bridge.receiver is not None and self.command == "POST":

@@ -76,6 +76,15 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         default=default(None),
         help="the flagbridge configuration file you deployed (default: FLAGBRIDGE_CONFIG, else the checkout's)",
     )
+    group.add_argument(
+        "--local",
+        nargs="?",
+        const="",
+        default=default(None),
+        metavar="URL",
+        help="use the stack `make run` serves (its GET /_local/aws): URL, else FLAGBRIDGE_LOCAL, else "
+        "http://127.0.0.1:$PORT (3000)",
+    )
     group.add_argument("--bucket", default=default(None), help="quarantine bucket (default: QUARANTINE_BUCKET)")
     group.add_argument("--impressions-queue-url", default=default(None), help="default: IMPRESSIONS_QUEUE_URL")
     group.add_argument("--batches-queue-url", default=default(None), help="default: BATCHES_QUEUE_URL")

@@ -19,7 +19,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from flagbridge.errors import FlagbridgeError
+from flagbridge.errors import ConfigError, FlagbridgeError
 
 # ClientError codes that mean "these credentials are not valid here", whatever the service.
 CREDENTIAL_CODES = frozenset(
@@ -49,6 +49,11 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return (
+            f"{exc}: --config (or FLAGBRIDGE_CONFIG) must name a flagbridge configuration, "
+            "such as the checkout's layers/shared/config/flagbridge.yaml"
+        )
     if isinstance(exc, FlagbridgeError):
         return str(exc)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):

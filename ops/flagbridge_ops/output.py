@@ -7,6 +7,7 @@ with ``--json`` or ``--no-progress``), so piping a command's output never mixes 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -87,3 +88,20 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
+_STATE = re.compile(r"\b(PASS|FAIL)\b")
+
+
+def use_colour(stream: Any, environ: Mapping[str, str]) -> bool:
+    """Colour only for a person at a terminal: a TTY, and no ``NO_COLOR`` (https://no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
+
+
+def coloured(text: str, enabled: bool) -> str:
+    """PASS in green and FAIL in red when ``enabled``; the text unchanged otherwise."""
+    if not enabled:
+        return text
+    return _STATE.sub(lambda match: (GREEN if match[1] == "PASS" else RED) + match[1] + RESET, text)

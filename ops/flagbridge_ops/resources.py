@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from flagbridge.config import BridgeConfig
-from flagbridge.settings import Settings
+from flagbridge.settings import PACKAGED_CONFIG, Settings
 from flagbridge_ops.errors import CliError
 
 _LANE_OUTPUT = re.compile(r"^(?P<lane>[A-Z][A-Za-z0-9]*)Destination(?P<dlq>DeadLetter)?QueueUrl$")
@@ -55,6 +55,11 @@ class Resources:
     def config(self) -> BridgeConfig:
         """The configuration a replay applies: ``--config``, else ``FLAGBRIDGE_CONFIG``, else the checkout's."""
         if not Path(self.settings.config_path).is_file():
+            if not self.settings.config_path:
+                raise CliError(
+                    "no configuration: pass --config (the flagbridge.yaml you deployed), set FLAGBRIDGE_CONFIG, "
+                    "or run inside a flagbridge checkout (its layers/shared/config/flagbridge.yaml)"
+                )
             raise CliError(
                 f"no configuration file at {self.settings.config_path}: "
                 "pass --config (the flagbridge.yaml you deployed) or set FLAGBRIDGE_CONFIG"
@@ -110,6 +115,9 @@ def resolve_resources(args: argparse.Namespace, environ: Mapping[str, str], clie
         value = getattr(args, flag, None)
         if value:
             env[name] = value
+    if not env.get("FLAGBRIDGE_CONFIG"):
+        # An installed command has no configuration of its own: never name a path inside its site-packages.
+        env["FLAGBRIDGE_CONFIG"] = str(PACKAGED_CONFIG) if PACKAGED_CONFIG.is_file() else ""
     return Resources(Settings.from_environ(env), dlqs)
 
 
@@ -121,8 +129,10 @@ class Clients:
     reported while the operator still waits for it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._clients: dict[str, Any] = {}
+        # Another endpoint than this process's (``--local``): its endpoint, region and keys, not os.environ's.
+        self._environ = environ
 
     def get(self, service: str) -> Any:
         if service not in self._clients:
@@ -134,8 +144,21 @@ class Clients:
                 "max_attempts": _whole_number("AWS_MAX_ATTEMPTS", 5),
             }
             config = Config(retries=retries, max_pool_connections=16, connect_timeout=10)
-            # boto3's default session: its endpoint and model data are loaded once per process.
-            self._clients[service] = boto3.client(service, config=config)  # type: ignore[call-overload]
+            if self._environ is None:
+                # boto3's default session: its endpoint and model data are loaded once per process.
+                self._clients[service] = boto3.client(service, config=config)  # type: ignore[call-overload]
+            else:
+                env = self._environ
+                session = boto3.session.Session(
+                    aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+                    aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+                    region_name=env.get("AWS_DEFAULT_REGION"),
+                )
+                self._clients[service] = session.client(
+                    service,  # type: ignore[call-overload]
+                    endpoint_url=env.get("AWS_ENDPOINT_URL"),
+                    config=config,
+                )
         return self._clients[service]
 
 

@@ -261,7 +261,12 @@ def oracle_stop_for(
     try:
         stop.read()
     except VerdictReadError as exc:
-        raise CliError(f"cannot read the verdict of oracle test {feed.test!r} before the run: {exc}") from exc
+        hint = ""
+        if "refused the token" in str(exc):
+            named = f"the secret {ORACLE_TOKEN_SECRET_ENV} names"
+            origin = ORACLE_TOKEN_ENV if environ.get(ORACLE_TOKEN_ENV) else named
+            hint = f": the token comes from {origin}; set it to the stack's OracleApiTokenSecret value"
+        raise CliError(f"cannot read the verdict of oracle test {feed.test!r} before the run: {exc}{hint}") from exc
     return stop
 
 

@@ -79,7 +79,7 @@ def rounds_for(
             feed.metrics,
             budget=args.requests,
             batch_size=batch_size,
-            wait_seconds=args.verdict_wait if args.verdict_wait > 0 else DEFAULT_WAIT_SECONDS,
+            wait_seconds=args.verdict_wait if args.verdict_wait else DEFAULT_WAIT_SECONDS,
             max_duration_s=args.max_duration,
             on_error=lambda exc: warn(f"warning: {exc}; the run reads the verdict again"),
         )

@@ -5,16 +5,11 @@ Verdicts are read from the verdicts table (``ORACLE_VERDICTS_TABLE``, or the sta
 is the CI gate: 0 when every verdict is PASS, 1 when any is FAIL, 2 otherwise (INCONCLUSIVE, NO_DATA, ERROR,
 INVALID, or a test never evaluated).
 
-The HTML report has no external resources (no CDN, no web fonts): inline CSS, inline SVG and a few lines of
-script. Per test and treatment it draws each rate metric's interval (lower to upper bound) and observed rate
-against the pass line (green) and the fail line (red), each percentile metric's estimate against its lines, and
-the verdict timeline of the recent evaluations, one square per evaluation coloured by state.
+The HTML report (self-contained: inline CSS and SVG, nothing fetched) is :mod:`flagbridge_ops.report`.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,16 +18,6 @@ from typing import Any
 from flagbridge.oracle.config import OracleConfig
 from flagbridge.oracle.service import detail_document, overall_exit_code
 from flagbridge.oracle.store import VerdictStore
-
-COLOURS = {
-    "PASS": "#2ca02c",
-    "FAIL": "#d62728",
-    "INCONCLUSIVE": "#ff9f1c",
-    "NO_DATA": "#9e9e9e",
-    "ERROR": "#6a3d9a",
-    "INVALID": "#8c564b",
-    "PENDING": "#cfcfcf",
-}
 
 
 def load_documents(config: OracleConfig, store: VerdictStore, name: str | None) -> list[dict[str, Any]]:
@@ -79,14 +64,50 @@ def _percent(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.2f}%"
 
 
+UNIT_SUFFIXES = (("_ms", "ms"), ("_seconds", "s"), ("_s", "s"), ("_bytes", "bytes"))
+
+
+def attribute_unit(attribute: str | None) -> str:
+    """The unit a percentile metric's attribute is in, by its name's suffix (``latency_ms`` → ``ms``), or ""."""
+    for suffix, unit in UNIT_SUFFIXES:
+        if (attribute or "").endswith(suffix):
+            return unit
+    return ""
+
+
+def annotate_units(documents: Iterable[dict[str, Any]], config: OracleConfig | None = None) -> None:
+    """Give each percentile verdict of ``documents`` the ``unit`` of its metric's attribute: from ``config``, else
+    from the document's own ``config`` (``GET /tests/{name}`` returns the test's configuration)."""
+    for document in documents:
+        if config is not None:
+            test = config.test(str(document.get("name")))
+            metrics = [m.model_dump(mode="json") for m in test.metrics] if test else []
+        else:
+            metrics = list((document.get("config") or {}).get("metrics") or [])
+        units = {str(m.get("name")): attribute_unit(m.get("attribute")) for m in metrics}
+        for verdict in (document.get("report") or {}).get("verdicts") or []:
+            if verdict.get("kind") == "percentile" and units.get(verdict.get("metric")):
+                verdict.setdefault("unit", units[verdict["metric"]])
+
+
+def value_text(row: Mapping[str, Any]) -> str:
+    """A verdict's observed value for people: a rate in %, a percentile with 4 significant digits and its unit."""
+    if row.get("kind") == "rate":
+        return _percent(row.get("rate"))
+    value = row.get("value")
+    if value is None:
+        return "-"
+    return f"{float(value):.4g} {row.get('unit') or ''}".strip()
+
+
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     out = []
     for row in rows:
         interval = "-"
         if row.get("kind") == "rate" and row.get("n"):
             interval = f"{_percent(row.get('lower'))} .. {_percent(row.get('upper'))}"
-        value = _percent(row.get("rate")) if row.get("kind") == "rate" else f"{row.get('value') or '-'}"
-        out.append((row["test"], row["treatment"], row["metric"], row["state"], row.get("n", "-"), value, interval))
+        out.append((row["test"], row["treatment"], row["metric"], row["state"], row.get("n", "-"), value_text(row),
+                    interval))  # fmt: skip
     return out
 
 
@@ -129,171 +150,14 @@ def junit_xml(rows: Sequence[Mapping[str, Any]], now: datetime | None = None) ->
 
 # ---- HTML ------------------------------------------------------------------------------------------------
 
-_WIDTH, _HEIGHT, _LEFT, _RIGHT = 560, 46, 150, 20
 
+def html_report(
+    documents: Sequence[Mapping[str, Any]],
+    generated: datetime | None = None,
+    refresh_seconds: int | None = None,
+    runs: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The self-contained HTML report (:mod:`flagbridge_ops.report`)."""
+    from flagbridge_ops.report import html_report as render
 
-def _x(value: float, top: float) -> float:
-    return _LEFT + (_WIDTH - _LEFT - _RIGHT) * min(max(value, 0.0), top) / top
-
-
-def _rate_svg(verdict: Mapping[str, Any]) -> str:
-    """The rate's interval and point against the pass and fail lines."""
-    pass_line, fail_line = float(verdict["pass_below"]), float(verdict["fail_at"])
-    lower, upper = float(verdict.get("lower") or 0.0), float(verdict.get("upper") or 1.0)
-    rate = verdict.get("rate")
-    top = max(fail_line * 2, min(1.0, upper * 1.1), pass_line * 3)
-    colour = COLOURS.get(str(verdict["state"]), "#555")
-    label = html.escape(f"{verdict['metric']}")
-    parts = [
-        f'<svg class="metric" role="img" width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}">',
-        f"<title>{html.escape(str(verdict.get('explain', '')))}</title>",
-        f'<text x="0" y="20" class="label">{label}</text>',
-        f'<line x1="{_LEFT}" y1="30" x2="{_WIDTH - _RIGHT}" y2="30" class="axis"/>',
-        f'<line x1="{_x(pass_line, top):.1f}" y1="6" x2="{_x(pass_line, top):.1f}" y2="38" stroke="{COLOURS["PASS"]}"'
-        f' stroke-dasharray="4 2"><title>pass line {100 * pass_line:g}%</title></line>',
-        f'<line x1="{_x(fail_line, top):.1f}" y1="6" x2="{_x(fail_line, top):.1f}" y2="38" stroke="{COLOURS["FAIL"]}"'
-        f' stroke-dasharray="4 2"><title>fail line {100 * fail_line:g}%</title></line>',
-        f'<text x="{_x(pass_line, top):.1f}" y="46" class="tick" fill="{COLOURS["PASS"]}">{100 * pass_line:g}%</text>',
-        f'<text x="{_x(fail_line, top):.1f}" y="46" class="tick" fill="{COLOURS["FAIL"]}">{100 * fail_line:g}%</text>',
-    ]
-    if rate is not None:
-        parts += [
-            f'<line x1="{_x(lower, top):.1f}" y1="20" x2="{_x(upper, top):.1f}" y2="20" stroke="{colour}"'
-            ' stroke-width="4" stroke-linecap="round" class="interval"/>',
-            f'<circle cx="{_x(float(rate), top):.1f}" cy="20" r="5" fill="{colour}" class="rate"/>',
-        ]
-    else:
-        parts.append(f'<text x="{_LEFT}" y="22" class="tick">no events counted</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _percentile_svg(verdict: Mapping[str, Any]) -> str:
-    pass_line, fail_line = float(verdict["pass_below"]), float(verdict["fail_at"])
-    value = verdict.get("value")
-    top = max(fail_line * 1.5, float(value or 0) * 1.1)
-    colour = COLOURS.get(str(verdict["state"]), "#555")
-    parts = [
-        f'<svg class="metric" role="img" width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}">',
-        f"<title>{html.escape(str(verdict.get('explain', '')))}</title>",
-        f'<text x="0" y="20" class="label">{html.escape(str(verdict["metric"]))}</text>',
-        f'<line x1="{_LEFT}" y1="30" x2="{_WIDTH - _RIGHT}" y2="30" class="axis"/>',
-        f'<line x1="{_x(pass_line, top):.1f}" y1="6" x2="{_x(pass_line, top):.1f}" y2="38" stroke="{COLOURS["PASS"]}"'
-        ' stroke-dasharray="4 2"/>',
-        f'<line x1="{_x(fail_line, top):.1f}" y1="6" x2="{_x(fail_line, top):.1f}" y2="38" stroke="{COLOURS["FAIL"]}"'
-        ' stroke-dasharray="4 2"/>',
-        f'<text x="{_x(pass_line, top):.1f}" y="46" class="tick" fill="{COLOURS["PASS"]}">{pass_line:g}</text>',
-        f'<text x="{_x(fail_line, top):.1f}" y="46" class="tick" fill="{COLOURS["FAIL"]}">{fail_line:g}</text>',
-    ]
-    if value is not None:
-        parts.append(f'<circle cx="{_x(float(value), top):.1f}" cy="20" r="5" fill="{colour}" class="rate"/>')
-    else:
-        parts.append(f'<text x="{_LEFT}" y="22" class="tick">no events counted</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _timeline_svg(history: Sequence[Mapping[str, Any]], treatment: str, metric: str) -> str:
-    """One square per evaluation, oldest first, coloured by this verdict's state."""
-    points = []
-    for evaluation in reversed(history):
-        matching = (
-            v["state"] for v in evaluation.get("verdicts", []) if (v["treatment"], v["metric"]) == (treatment, metric)
-        )
-        state = next(matching, evaluation.get("state", "PENDING"))
-        points.append((evaluation.get("evaluated_at"), state))
-    size, gap = 12, 3
-    width = max(1, len(points)) * (size + gap)
-    squares = []
-    for index, (at, state) in enumerate(points):
-        when = datetime.fromtimestamp(at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "?"
-        squares.append(
-            f'<rect x="{index * (size + gap)}" y="2" width="{size}" height="{size}" rx="2" '
-            f'fill="{COLOURS.get(state, "#555")}" class="tick-{state}"><title>{when}: {state}</title></rect>'
-        )
-    return (
-        f'<svg class="timeline" role="img" width="{width}" height="{size + 4}" viewBox="0 0 {width} {size + 4}">'
-        f"<title>{html.escape(metric)} verdicts, oldest first</title>{''.join(squares)}</svg>"
-    )
-
-
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
-h1{font-size:20px}h2{font-size:17px;margin:28px 0 6px}h3{font-size:15px;margin:14px 0 4px}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}
-.treatment{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 14px;margin:8px 0}
-.explain{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;color:#444;margin:2px 0 8px}
-svg .label{font-size:13px}svg .tick{font-size:10px}svg .axis{stroke:#999}
-.meta{color:#666;font-size:12px}
-"""
-
-
-def html_report(documents: Sequence[Mapping[str, Any]], generated: datetime | None = None) -> str:
-    """The self-contained HTML report of the documents (``GET /tests/{name}`` shape)."""
-    stamp = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    rows = verdict_rows(documents)
-    status = exit_status(rows)
-    overall = {0: "PASS", 1: "FAIL"}.get(status, "UNDECIDED")
-    body = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>flagbridge oracle verdicts</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f'<h1>flagbridge oracle verdicts <span class="badge" style="background:{COLOURS.get(overall, "#ff9f1c")}">'
-        f"{overall}</span></h1>",
-        f'<p class="meta">Generated {stamp}. Lines: pass (green, dashed) and fail (red, dashed); bar: the '
-        "Wilson interval of the rate; dot: the observed rate (percentile metrics: the estimate).</p>",
-    ]
-    for document in documents:
-        report = document.get("report") or {}
-        state = str(document.get("state", "PENDING"))
-        name = html.escape(str(document["name"]))
-        body.append(
-            f'<section class="test" data-test="{name}"><h2>{name}'
-            f' <span class="badge" style="background:{COLOURS.get(state, "#555")}">{state}</span></h2>'
-        )
-        window = report.get("window") or {}
-        body.append(
-            f'<p class="meta">flag {html.escape(str(document["flag"]))} in {html.escape(str(document["environment"]))}'
-            f"; version {report.get('version')}; window "
-            f"{'final' if window.get('final') else 'interim'}; unattributed events: "
-            f"{sum(int(u.get('n', 0)) for u in (report.get('unattributed') or {}).values())}; invalid events: "
-            f"{report.get('invalid', 0)}"
-            + (f"; kill: {html.escape(str(report['kill'].get('status')))}"
-               f"{' (confirmed)' if report['kill'].get('confirmed') else ''}" if report.get("kill") else "")
-            + "</p>"
-        )  # fmt: skip
-        by_treatment: dict[str, list[Mapping[str, Any]]] = {}
-        for verdict in report.get("verdicts") or []:
-            by_treatment.setdefault(str(verdict["treatment"]), []).append(verdict)
-        if not by_treatment:
-            body.append('<p class="explain">not evaluated yet</p>')
-        for treatment, verdicts in by_treatment.items():
-            body.append(
-                f'<div class="treatment" data-treatment="{html.escape(treatment)}">'
-                f"<h3>{html.escape(str(document['flag']))}={html.escape(treatment)}</h3>"
-            )
-            for verdict in verdicts:
-                chart = _rate_svg(verdict) if verdict.get("kind") == "rate" else _percentile_svg(verdict)
-                timeline = _timeline_svg(document.get("history") or [], treatment, str(verdict["metric"]))
-                body.append(
-                    f'<div class="verdict" data-state="{verdict["state"]}">{chart}<div>{timeline}</div>'
-                    f'<p class="explain">{html.escape(str(verdict.get("explain", "")))}</p></div>'
-                )
-            body.append("</div>")
-        body.append("</section>")
-    treatments = sum(
-        len({str(v["treatment"]) for v in (d.get("report") or {}).get("verdicts") or []}) for d in documents
-    )
-    summary = json.dumps({"tests": len(documents), "treatments": treatments})
-    body += [
-        f'<script type="application/json" id="summary">{summary}</script>',
-        "<script>",
-        "(function(){var s=JSON.parse(document.getElementById('summary').textContent);",
-        "document.body.setAttribute('data-rendered',s.tests+' tests, '+s.treatments+' treatments');",
-        "document.querySelectorAll('.verdict').forEach(function(v){v.title=v.getAttribute('data-state');});})();",
-        "</script>",
-        "</body></html>",
-    ]
-    return "\n".join(body) + "\n"
+    return render(documents, generated, refresh_seconds, runs)

@@ -300,3 +300,27 @@ def test_a_duplicate_of_a_shard_being_sent_waits_for_the_lease() -> None:
         wired.store.claim("dup", 0, 0, "another-worker", 0, 10**15)
         result = wired.worker.process(message, lambda: 600_000)
         assert result.outcome == "busy" and result.retry_in_seconds > 0 and target.total == 0
+
+
+def test_results_the_bridge_refuses_are_kept_with_its_answer_beside_each_batch() -> None:
+    import json
+
+    from local.traffic_target import TrafficTarget
+
+    refusing = TrafficTarget(respond=lambda raw, path: 401, record=False).start()
+    try:
+        with counting_target() as target:
+            wired = wiring(results_url=refusing.url + "/mparticle/v2")
+            assert wired.service.start(run_request(target.url, requests=20, run_id="refused"))[0] == 202
+            drain(wired)
+    finally:
+        refusing.stop()
+    kept = []
+    for key in wired.manifests.keys("runs/refused/undelivered/"):  # one file per shard that had results refused
+        body = wired.manifests.get(key)
+        assert body is not None
+        kept += json.loads(body)
+    assert kept and all(
+        entry["answer"]["status"] == 401 and '"status": 401' in entry["answer"]["body"] for entry in kept
+    )
+    assert sum(len(entry["batch"]["events"]) for entry in kept) == 20

@@ -209,7 +209,7 @@ def test_testers_add_list_remove_through_the_same_audited_registry_as_the_api(
         "x",
         cwd=tmp_path,
     )
-    assert (late.returncode, late.stderr.strip()) == (2, "flagbridge: error: expiresAt must be in the future")
+    assert (late.returncode, late.stderr.strip()) == (2, "flagbridge: error: --expires-at must be in the future")
     bad = flagbridge(operator_env, "testers", "add", "user", key, "--for", "soon", "--reason", "x", cwd=tmp_path)
     assert bad.returncode == 2 and "--for must be a duration" in bad.stderr
 
@@ -231,3 +231,84 @@ def test_testers_add_list_remove_through_the_same_audited_registry_as_the_api(
     # the Split segment followed (testers.segments): its own audit entries, by the same caller
     assert [action for _, action, _, _ in audits if action.startswith("segment_")] == ["segment_add", "segment_remove"]
     assert all(actor == mine["registeredBy"] for *_, actor in audits)
+
+
+# --- the command finds the local stack by itself (issue 19, item 3) ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare_env() -> dict[str, str]:
+    """A shell with nothing set for the stack: no AWS_* and no FLAGBRIDGE_* variable."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "FLAGBRIDGE_"))}
+    env.pop("PORT", None)
+    return {**env, "PYTHONPATH": CHECKOUT_PATH}
+
+
+def test_local_aws_exports_everything_the_commands_need(runner: Bridge) -> None:
+    environment = runner.request("GET", "/_local/aws").body["environment"]
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "ORACLE_VERDICTS_TABLE",
+        "FLAGBRIDGE_CONFIG",
+        "TESTERS_TABLE",
+        "QUARANTINE_BUCKET",
+        "DESTINATION_DLQS",
+        "FLAGBRIDGE_ORACLE_API_TOKEN",
+        "FLAGBRIDGE_MPARTICLE_KEY",
+        "FLAGBRIDGE_MPARTICLE_SECRET",
+        "FLAGBRIDGE_RUN_TAG_KEY",
+    ):
+        assert environment.get(name), name
+    assert Path(environment["FLAGBRIDGE_CONFIG"]).is_file()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("dlq", "list"), ("testers", "list"), ("quarantine", "list"), ("verdict",)],
+    ids=lambda command: " ".join(command),
+)
+def test_every_command_works_with_only_local(
+    runner: Bridge, bare_env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    result = flagbridge(bare_env, "--local", runner.url, "--json", *command, cwd=tmp_path)
+    assert "error:" not in result.stderr, result.stderr
+    assert result.returncode in (0, 1, 2)  # verdict: 2 until the oracle has judged; the others: 0
+    json.loads(result.stdout)
+
+
+def test_bare_local_finds_the_runner_on_port(runner: Bridge, bare_env: dict[str, str], tmp_path: Path) -> None:
+    port = runner.url.rsplit(":", 1)[1]
+    result = flagbridge({**bare_env, "PORT": port}, "--local", "dlq", "list", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["dlqs"]
+    via_variable = flagbridge({**bare_env, "FLAGBRIDGE_LOCAL": runner.url}, "--json", "verdict", cwd=tmp_path)
+    assert "error:" not in via_variable.stderr, via_variable.stderr
+
+
+def test_local_without_a_runner_is_one_line_with_the_next_step(bare_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.e2e.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    result = flagbridge(bare_env, "--local", url, "dlq", "list", cwd=tmp_path)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot reach the local runner at {url}")
+    assert "make run" in line and "--local URL" in line
+
+
+def test_the_live_page_serves_the_verdicts_and_reloads(runner: Bridge, tmp_path: Path) -> None:
+    """``GET /`` on ``make run``: the report's renderer over the verdicts table, refreshing itself."""
+    from urllib.request import urlopen
+
+    from tests.tools.test_report_html import render_in_chromium
+
+    with urlopen(runner.url + "/", timeout=60) as reply:
+        page = reply.read().decode()
+        assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/html")
+    assert '<meta http-equiv="refresh" content="5">' in page
+    assert '<section class="test" data-test="new-checkout-health">' in page
+    assert "this page reloads every 5 s" in page and 'class="legend"' in page
+    dom = render_in_chromium(runner.url + "/", tmp_path)
+    assert 'data-rendered="1 tests, ' in dom

@@ -12,7 +12,14 @@ import sys
 import threading
 from pathlib import Path
 
-from local.runner.output import HandlerOutput, InvocationTally, describe_invocation
+from flagbridge_ops.output import coloured, use_colour
+from local.runner.output import (
+    HandlerOutput,
+    InvocationTally,
+    RepeatFilter,
+    describe_invocation,
+    tally_events,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,7 +131,7 @@ def test_verbose_prints_the_json_logs_on_the_terminal(tmp_path: Path) -> None:
     assert "Handler logs and metrics" not in stdout
 
 
-def test_the_tally_prints_one_line_per_function_per_period_and_the_rest_when_flushed(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_tally_prints_one_line_per_period_and_the_rest_when_flushed(capsys) -> None:  # type: ignore[no-untyped-def]
     now = [0.0]
     tally = InvocationTally(5.0, clock=lambda: now[0])
     for _ in range(3):
@@ -132,12 +139,55 @@ def test_the_tally_prints_one_line_per_function_per_period_and_the_rest_when_flu
     tally.count("oracle_counter")
     assert capsys.readouterr().err == ""
     now[0] = 5.0
-    tally.count("cdp_router")  # the period is over: every count so far goes out, one line per function
+    tally.count("cdp_router")  # the period is over: every count so far goes out, in one line
     assert capsys.readouterr().err.splitlines() == [
-        "[flagbridge-local] cdp_router: 4 invocations ok in 5 s",
-        "[flagbridge-local] oracle_counter: 1 invocations ok in 5 s",
+        "[flagbridge-local] invocations ok in the last 5 s: cdp_router 4, oracle_counter 1",
     ]
     now[0] = 7.0
     tally.count("oracle_counter")
     tally.flush()
-    assert capsys.readouterr().err.splitlines() == ["[flagbridge-local] oracle_counter: 1 invocations ok in 2 s"]
+    assert capsys.readouterr().err.splitlines() == [
+        "[flagbridge-local] invocations ok in the last 2 s: oracle_counter 1"
+    ]
+    tally.flush()  # nothing counted: nothing printed
+    assert capsys.readouterr().err == ""
+
+
+def test_receiver_events_are_tallied_per_event_name_and_key_never_one_line_each() -> None:
+    events = [{"eventTypeId": "flagbridge.result", "key": f"qa-{n % 8}"} for n in range(1000)]
+    events += [{"eventTypeId": "api_response", "key": "qa-1"}] * 3
+    lines = tally_events(events)
+    assert lines == [
+        "api_response: 3 from 1 key(s) (qa-1 3)",
+        "flagbridge.result: 1000 from 8 key(s) (qa-0 125, qa-1 125, qa-2 125, qa-3 125, qa-4 125, qa-5 125,"
+        " and 2 more keys)",
+    ]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color() -> None:
+    text = "on: FAIL (5xx rate)\noff: PASS\nPASSED is not a state"
+    assert use_colour(_Terminal(), {}) is True
+    assert coloured(text, True) == (
+        "on: \033[31mFAIL\033[0m (5xx rate)\noff: \033[32mPASS\033[0m\nPASSED is not a state"
+    )
+    assert use_colour(io.StringIO(), {}) is False  # a file or a pipe
+    assert use_colour(_Terminal(), {"NO_COLOR": "1"}) is False
+    assert use_colour(_Terminal(), {"TERM": "dumb"}) is False
+    assert coloured(text, False) == text
+
+
+def test_a_scheduled_invocation_repeating_its_line_is_shown_once_until_it_changes() -> None:
+    repeats = RepeatFilter()
+    schedule = {"source": "aws.events", "detail-type": "Scheduled Event"}
+    fail = "oracle_evaluator       ok in 12 ms | oracle verdict: test=t state=FAIL"
+    assert not repeats.repeated("oracle_evaluator", schedule, fail)
+    assert repeats.repeated("oracle_evaluator", schedule, fail.replace("12 ms", "240 ms"))  # only the time differs
+    assert not repeats.repeated("oracle_evaluator", schedule, fail.replace("FAIL", "PASS"))  # the verdict changed
+    http = {"rawPath": "/tests", "requestContext": {"http": {"method": "GET"}}}
+    line = "oracle_api             GET /tests -> 200 in 3 ms"
+    assert not repeats.repeated("oracle_api", http, line) and not repeats.repeated("oracle_api", http, line)

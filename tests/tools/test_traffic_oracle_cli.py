@@ -215,17 +215,18 @@ def test_a_pass_counts_only_from_an_evaluation_after_the_run(workdir: Path, serv
 
     bridge = bridge_with(evaluated_once_all_arrived)
     try:
-        waited = run(workdir, service, bridge, "--verdict-wait", "60", requests=requests)
+        waited = run(workdir, service, bridge, requests=requests)  # no --verdict-wait: the default waits
     finally:
         bridge.close()
     assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert f"waiting up to 180s for the oracle's verdict of {TEST}" in waited.stderr
     assert f"oracle test {TEST} (5xx rate, latency p95, unanswered rate): PASS (evaluated " in waited.stdout
     assert "after the run's last result)" in waited.stdout
 
     # Given: a PASS from before the run, and no waiting: not this run's verdict yet
     stale = bridge_with(lambda _: report("PASS", 1_767_225_600_000, *passing))
     try:
-        unwaited = run(workdir, service, stale, requests=requests)
+        unwaited = run(workdir, service, stale, "--verdict-wait", "0", requests=requests)
     finally:
         stale.close()
     assert unwaited.returncode == 2, unwaited.stdout + unwaited.stderr

@@ -252,3 +252,23 @@ def test_the_kill_timeline_in_the_text_and_json(aws: dict[str, Any], tmp_path: P
     kill = json.loads(out)["kills"]["checkout"]
     assert kill["confirmation"] == "confirmed" and kill["timeline"]["confirm_ms"] == 60_000
     assert kill["timeline"]["accept_ms"] == 2_000 and kill["timeline"]["claim_ms"] == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_verdict_colours_pass_and_fail_at_a_terminal_only(verdicts: dict[str, Any]) -> None:
+    from flagbridge_ops.__main__ import main
+    from flagbridge_ops.resources import Clients
+
+    env = {"FLAGBRIDGE_CONFIG": str(verdicts["config"]), "ORACLE_VERDICTS_TABLE": TABLE}
+    for environ, expected in ((env, True), ({**env, "NO_COLOR": "1"}, False)):
+        out = _Terminal()
+        main(["verdict", "checkout"], environ=environ, clients=Clients(), out=out, err=io.StringIO())
+        assert ("\033[31mFAIL\033[0m" in out.getvalue()) is expected
+        assert "FAIL" in out.getvalue()
+    piped = io.StringIO()
+    main(["verdict", "checkout"], environ=env, clients=Clients(), out=piped, err=io.StringIO())
+    assert "\033[" not in piped.getvalue()

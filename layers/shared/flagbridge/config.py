@@ -270,6 +270,14 @@ def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:
     return config
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """Where and what, in a person's words: ``at line 3, column 1: expected ...`` (not the parser's dump)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or ""
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {problem}" if problem else where
+
+
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -322,6 +330,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> B
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{config_path}: not valid YAML{_yaml_problem(exc)}") from exc
     document = expand_environment(document, os.environ if environ is None else environ)
     return parse_config(document, source=str(config_path))

@@ -143,23 +143,32 @@ def parse_duration(text: str) -> int:
     return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
-def _refused(exc: Exception) -> Exception:
+def _refused(exc: Exception, option: str = "--expires-at") -> Exception:
+    """The registry's refusal in the command's words: the option, not the API's field name."""
     from flagbridge.testers.registry import InvalidTesterError
     from flagbridge_ops.errors import UsageError
 
-    return UsageError(exc.message) if isinstance(exc, InvalidTesterError) else exc
+    if not isinstance(exc, InvalidTesterError):
+        return exc
+    return UsageError(exc.message.replace("expiresAt", option))
 
 
 def add_tester(ctx: Context) -> Result:
-    from flagbridge.testers.registry import InvalidTesterError
+    from flagbridge.testers.registry import MAX_REGISTRATION_SECONDS, InvalidTesterError
+    from flagbridge_ops.errors import UsageError
 
     args = ctx.args
+    if args.expires_at is None and parse_duration(args.duration) > MAX_REGISTRATION_SECONDS:
+        raise UsageError(
+            f"--for {args.duration} is longer than a registration may last ({MAX_REGISTRATION_SECONDS // 86400}d): "
+            "register for less and add the tester again before it expires"
+        )
     expires: Any = args.expires_at if args.expires_at is not None else time.time() + parse_duration(args.duration)
     registry = _registry(ctx)
     try:
         registration = registry.register(args.traffic_type, args.key, expires, args.reason, _actor(ctx))
     except InvalidTesterError as exc:
-        raise _refused(exc) from exc
+        raise _refused(exc, "--expires-at" if args.expires_at is not None else "--for") from exc
     if registration.segment is not None:  # stored pending; the sync may have added the key since
         stored = registry.active([registration.user_id]).get(registration.user_id)
         registration = stored or registration

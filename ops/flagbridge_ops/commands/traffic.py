@@ -22,6 +22,10 @@ from flagbridge_ops.cli import Context, Result, Subcommands, add_command, add_gr
 EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 2
 FAILURES_SHOWN = 5
 MAX_UNANSWERED = 20  # flagbridge.traffic.run.MAX_UNANSWERED (not imported: the command loads lazily)
+# Without --verdict-wait, a run that feeds a test waits up to this long for a decided verdict (it returns as soon
+# as the oracle has judged the run's last result: two or three scheduled evaluations after it, in AWS and locally).
+DEFAULT_VERDICT_WAIT_S = 180.0
+SLOW_RATE = 0.9  # below this share of the asked rate, the run says so
 
 
 def register(commands: Subcommands) -> None:
@@ -91,8 +95,10 @@ def register(commands: Subcommands) -> None:
     run.add_argument(
         "--verdict-wait",
         type=float,
-        default=0.0,
-        help="seconds to wait after the run for the oracle to decide its test's verdict (default 0: read it once)",
+        default=None,
+        help="seconds to wait after the run for the oracle to decide its test's verdict (default "
+        f"{DEFAULT_VERDICT_WAIT_S:g} when the plan feeds a test; it ends as soon as the verdict is decided; 0: read "
+        "it once)",
     )
     run.add_argument(
         "--until-decided",
@@ -228,7 +234,7 @@ def run_command(ctx: Context) -> Result:
         clients=ctx.clients,
     )
     if not ctx.json:
-        for warning in prepared.warnings:
+        for warning in grouped(prepared.warnings):
             ctx.err.write(f"warning: {warning}\n")
     sender = HttpSender(prepared.traffic.allowlist, timeout=args.timeout)
     if sending:
@@ -279,7 +285,8 @@ def run_command(ctx: Context) -> Result:
     undelivered_path = None
     if undelivered:
         undelivered_path = report.with_suffix(".undelivered.json")
-        undelivered_path.write_text(json.dumps(undelivered), encoding="utf-8")
+        assert reporter is not None
+        undelivered_path.write_text(json.dumps(reporter.undelivered_with_answers()), encoding="utf-8")
     failures = [
         {"case": case_id, "curl": prepared.generator.case(int(case_id[1:])).request.curl()}
         for case_id in summary.failures[:FAILURES_SHOWN]
@@ -291,7 +298,8 @@ def run_command(ctx: Context) -> Result:
         exit_status = EXIT_INCOMPLETE
     verdict = None
     if oracle is not None:
-        verdict = _verdict(oracle, results_end_ms, args.verdict_wait, ctx)
+        wait = DEFAULT_VERDICT_WAIT_S if args.verdict_wait is None else args.verdict_wait
+        verdict = _verdict(oracle, results_end_ms, wait, ctx)
         exit_status = _verdict_exit(verdict, finished=rounds.finished(summary) and not undelivered)
     result: Result = {
         "run_id": prepared.generator.run_id,
@@ -300,7 +308,9 @@ def run_command(ctx: Context) -> Result:
         "report": None if args.count_only else str(report),
         "testers": {tester.key: rule for tester, rule in zip(prepared.testers, prepared.tester_rules, strict=True)},
         "summary": summary.record(),
+        "rate_asked_per_s": None if args.count_only else round(rate, 2),
         "results": dict(reporter.counts()) if reporter is not None else None,
+        "refused": reporter.refusal() if reporter is not None else None,
         "undelivered_file": str(undelivered_path) if undelivered_path else None,
         "failures": failures,
         "oracle_test": prepared.feed.test if prepared.feed is not None else None,
@@ -330,8 +340,16 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
     out.write(f"run {result['run_id']}  plan {result['plan_hash']}  seed {result['seed']}\n")
     out.write(
         f"  cases {record['generated']}/{record['planned']}  mutations {record['mutations']}  sent {record['sent']}"
-        f"  {record['rate_per_s']}/s  {record['elapsed_s']}s{'  (' + mode + ')' if mode else ''}\n"
+        f"  in {record['elapsed_s']} s{'  (' + mode + ')' if mode else ''}\n"
     )
+    asked = result.get("rate_asked_per_s")
+    if record["sent"] and asked:
+        out.write(f"  rate {record['rate_per_s']:g}/s of {asked:g}/s asked\n")
+        if record["rate_per_s"] < SLOW_RATE * asked:
+            out.write(
+                f"  warning: the run reached {record['rate_per_s']:g}/s, under {100 * SLOW_RATE:g}% of the "
+                f"{asked:g}/s asked: the target or this machine is the limit (the same cases were sent, more slowly)\n"
+            )
     if record["statuses"]:
         statuses = "  ".join(f"{status}: {count}" for status, count in record["statuses"].items())
         out.write(f"  statuses  {statuses}\n")
@@ -341,8 +359,13 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
             f"  results to the bridge: {result['results']['delivered_events']} delivered, "
             f"{result['results']['undelivered_events']} undelivered\n"
         )
+    if result["refused"]:
+        hint = ""
+        if result["refused"].startswith(("HTTP 401", "HTTP 403")):
+            hint = " (check the Events API credentials: traffic.results.credentials_env or credentials_secret)"
+        out.write(f"  the bridge did not take the results: {result['refused']}{hint}\n")
     if result["undelivered_file"]:
-        out.write(f"  undelivered results kept in {result['undelivered_file']}\n")
+        out.write(f"  undelivered results kept in {result['undelivered_file']}, each beside the bridge's answer\n")
     ended = result.get("until_decided")
     if ended:
         rounds = f"{len(ended['rounds'])} round{'' if len(ended['rounds']) == 1 else 's'}"
@@ -361,6 +384,14 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
         out.write(f"  ... {summary.failure_count - len(result['failures'])} more failures in the manifest\n")
 
 
+def grouped(warnings: list[str]) -> list[str]:
+    """Identical warnings once each, with how many times they came (``... (21 times)``), in first-seen order."""
+    counts: dict[str, int] = {}
+    for warning in warnings:
+        counts[warning] = counts.get(warning, 0) + 1
+    return [f"{warning} ({count} times)" if count > 1 else warning for warning, count in counts.items()]
+
+
 def _warner(ctx: Context) -> Any:
     def warn(line: str) -> None:
         ctx.err.write(f"\n{line}\n" if ctx.err.isatty() else f"{line}\n")
@@ -371,14 +402,16 @@ def _warner(ctx: Context) -> Any:
 def _verdict(oracle: Any, results_end_ms: int, wait: float, ctx: Context) -> dict[str, Any]:
     """The oracle's verdict of the run's test after the run, as shown and returned (rows of the fed metrics)."""
     from flagbridge_ops.traffic import verdict_after_run, verdict_fresh
-    from flagbridge_ops.verdict import verdict_rows
+    from flagbridge_ops.verdict import annotate_units, verdict_rows
 
     if wait > 0 and not oracle.reason and not ctx.json:
         ctx.err.write(f"waiting up to {wait:g}s for the oracle's verdict of {oracle.test} ...\n")
     document, error = verdict_after_run(oracle, results_end_ms, wait)
     report = (document or {}).get("report")  # GET /tests/{name} nests the full report; the store's is the report
     report = report if isinstance(report, dict) else document
-    detail = {"name": oracle.test, "state": (document or {}).get("state") or "PENDING", "report": report}
+    detail = {"name": oracle.test, "state": (document or {}).get("state") or "PENDING", "report": report,
+              "config": (document or {}).get("config")}  # fmt: skip
+    annotate_units([detail])
     rows = [row for row in verdict_rows([detail]) if row["metric"] == "-" or row["metric"] in oracle.metrics]
     return {
         "test": oracle.test,
@@ -512,11 +545,39 @@ def replay_command(ctx: Context) -> Result:
     return result
 
 
+def answer_text(response: Any) -> str:
+    """A recorded response for people: ``HTTP 500, 123 bytes in 2.3 ms`` or ``no answer (error)``."""
+    if not isinstance(response, dict):
+        return "not recorded"
+    if response.get("error"):
+        return f"no answer ({response['error']})"
+    size = f", {response['size']} bytes" if response.get("size") is not None else ""
+    latency = f" in {float(response['latency_ms']):.1f} ms" if response.get("latency_ms") is not None else ""
+    return f"HTTP {response.get('status')}{size}{latency}"
+
+
+def value_text(value: Any) -> str:
+    """A mutated value as JSON writes it (``"abc"``, ``true``, ``null``), never as Python's repr."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _mutation_line(mutation: dict[str, Any]) -> str:
+    return (
+        f"  {mutation['element']} [{mutation['attack']}]: {value_text(mutation['original'])} -> "
+        f"{value_text(mutation['new'])}\n"
+    )
+
+
 def _print_replay(out: TextIO, result: Result) -> None:
     identical = "byte-identical to the run" if result["byte_identical"] else "sent to another target"
-    out.write(f"case {result['case']} ({identical}): {result['response']} (recorded: {result['recorded']})\n")
+    out.write(
+        f"case {result['case']} ({identical}): {answer_text(result['response'])}"
+        f" (the run recorded: {answer_text(result['recorded'])})\n"
+    )
     for mutation in result["mutations"]:
-        out.write(f"  {mutation['element']} [{mutation['attack']}]: {mutation['original']!r} -> {mutation['new']!r}\n")
+        out.write(_mutation_line(mutation))
     out.write(f"  {result['curl']}\n")
     shrunk = result.get("shrink")
     if shrunk:
@@ -526,9 +587,7 @@ def _print_replay(out: TextIO, result: Result) -> None:
         state = "confirmed" if shrunk["confirmed"] else "NOT confirmed on re-send"
         out.write(f"shrunk to {len(shrunk['kept'])} mutation(s) in {shrunk['attempts']} sends ({state}):\n")
         for mutation in shrunk["kept"]:
-            out.write(
-                f"  {mutation['element']} [{mutation['attack']}]: {mutation['original']!r} -> {mutation['new']!r}\n"
-            )
+            out.write(_mutation_line(mutation))
         out.write(f"  {shrunk['curl']}\n")
 
 

@@ -46,7 +46,7 @@ def register(commands: Subcommands) -> None:
 def _documents(ctx: Context) -> list[dict[str, Any]]:
     from flagbridge.oracle.store import DynamoDBVerdictStore
     from flagbridge_ops.errors import CliError, UsageError
-    from flagbridge_ops.verdict import load_documents
+    from flagbridge_ops.verdict import annotate_units, load_documents
 
     resources = ctx.resources
     oracle = resources.config.oracle
@@ -57,18 +57,32 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
     table_name = ctx.args.verdicts_table or resources.settings.oracle_verdicts_table
     if not table_name:
         raise CliError("no verdicts table: pass --stack or --verdicts-table, or set ORACLE_VERDICTS_TABLE")
+    from botocore.exceptions import ClientError
+
     store = DynamoDBVerdictStore(ctx.clients.get("dynamodb"), table_name)
-    return load_documents(oracle, store, ctx.args.name)
+    try:
+        documents = load_documents(oracle, store, ctx.args.name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        source = "--verdicts-table" if ctx.args.verdicts_table else "ORACLE_VERDICTS_TABLE (or --stack's output)"
+        raise CliError(
+            f"no verdicts table named {table_name!r} here (from {source}): check the name in the stack's "
+            "OracleVerdictsTableName output, AWS_DEFAULT_REGION, or pass --stack NAME"
+        ) from exc
+    annotate_units(documents, oracle)
+    return documents
 
 
 def _print(ctx: Context, rows: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
+    from flagbridge_ops.output import coloured, use_colour
     from flagbridge_ops.verdict import kill_lines, table_rows
 
-    ctx.out.write(table(table_rows(rows), ("test", "treatment", "metric", "verdict", "n", "rate", "bounds")) + "\n")
-    for row in rows:
-        ctx.out.write(f"  {row.get('explain') or row['state']}\n")
-    for line in kill_lines(documents):
-        ctx.out.write(f"{line}\n")
+    colour = use_colour(ctx.out, ctx.environ)  # PASS green and FAIL red at a terminal only; never with NO_COLOR
+    text = table(table_rows(rows), ("test", "treatment", "metric", "verdict", "n", "rate", "bounds")) + "\n"
+    text += "".join(f"  {row.get('explain') or row['state']}\n" for row in rows)
+    text += "".join(f"{line}\n" for line in kill_lines(documents))
+    ctx.out.write(coloured(text, colour))
 
 
 def show_verdicts(ctx: Context) -> Result:

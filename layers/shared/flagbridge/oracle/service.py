@@ -304,6 +304,7 @@ def detail_document(test: OracleTest, verdicts: VerdictStore, history: int = HIS
             {
                 "evaluated_at": h.get("evaluated_at"),
                 "state": h.get("state"),
+                "version": h.get("version"),  # the report's flag version: where a new version starts
                 "verdicts": [
                     {k: v.get(k) for k in ("treatment", "metric", "state", "n", "k", "rate", "lower", "upper")}
                     for v in h.get("verdicts", [])

@@ -285,11 +285,14 @@ class ShardWorker:
         return ShardResult(state, spec.run_id, claim.shard, sent, reason or "")
 
     def _keep_undelivered(self, spec: RunSpec, claim: Claim, reporter: ResultReporter) -> None:
-        """Result batches the bridge refused or never answered: kept in S3 with the run, never dropped."""
+        """Result batches the bridge refused or never answered: kept in S3 with the run, never dropped, each beside
+        the bridge's answer (status and body, or the transport error) so that the file says why."""
         if reporter.undelivered:
             key = f"runs/{spec.run_id}/undelivered/{claim.shard:05d}-{claim.owner}.json"
-            self.runtime.manifests.put(key, json.dumps(reporter.undelivered, separators=(",", ":")).encode())
+            kept = reporter.undelivered_with_answers()
+            self.runtime.manifests.put(key, json.dumps(kept, separators=(",", ":")).encode())
             reporter.undelivered.clear()
+            reporter.answers.clear()
 
     def _assemble(self, spec: RunSpec, claim: Claim, first: int, last: int, state: str, reason: str | None) -> str:
         """The shard's manifest object from its parts; lines lost in a crash are regenerated, marked unrecorded."""

@@ -66,6 +66,8 @@ class Outcome:
     body_sha256: str
     error: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    excerpt: str = ""
+    """The start of a refusal's body (4xx/5xx), to say why; empty for a success (not in the manifest)."""
 
     @property
     def failed(self) -> bool:
@@ -85,6 +87,14 @@ class Outcome:
 
 def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:16]
+
+
+EXCERPT_CHARS = 300
+
+
+def body_excerpt(status: int, body: bytes) -> str:
+    """The start of the body of a refusal (status >= 400) as text; nothing for a success."""
+    return body[:EXCERPT_CHARS].decode("utf-8", "replace") if status >= 400 else ""
 
 
 def case_record(case: Case, outcome: Outcome | None) -> dict[str, Any]:

@@ -102,6 +102,8 @@ class ResultReporter:
     sleep: Callable[[float], None] = time.sleep
     max_attempts: int = 4
     undelivered: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    """The bridge's answer to each undelivered batch (same order): ``{"status", "body"}`` or ``{"error"}``."""
     delivered_events: int = 0
     _pending: dict[tuple[str, str | None], list[dict[str, Any]]] = field(default_factory=dict)
     _ready: list[dict[str, Any]] = field(default_factory=list)
@@ -176,7 +178,27 @@ class ResultReporter:
             if attempt + 1 < self.max_attempts:
                 delay = retry_after_seconds(outcome, 2.0**attempt) if outcome.status == 429 else 0.5 * 2**attempt
                 self.sleep(delay)
+        answer = (
+            {"error": outcome.error} if outcome.status is None else {"status": outcome.status, "body": outcome.excerpt}
+        )
         self.undelivered.extend(batches)
+        self.answers.extend(answer for _ in batches)
+
+    def undelivered_with_answers(self) -> list[dict[str, Any]]:
+        """Each undelivered batch beside the bridge's answer to it: what a person needs to see why, and resend."""
+        return [
+            {"answer": answer, "batch": batch} for answer, batch in zip(self.answers, self.undelivered, strict=False)
+        ]
+
+    def refusal(self) -> str | None:
+        """The bridge's last answer to an undelivered batch, as one phrase (``HTTP 401: {...}``), or None."""
+        if not self.answers:
+            return None
+        answer = self.answers[-1]
+        if "error" in answer:
+            return f"no answer ({answer['error']})"
+        body = " ".join(str(answer.get("body") or "").split())
+        return f"HTTP {answer['status']}" + (f": {body[:200]}" if body else "")
 
     def counts(self) -> Mapping[str, int]:
         return {

@@ -19,7 +19,7 @@ import time
 from email.utils import parsedate_to_datetime
 
 from flagbridge.traffic.generator import WireRequest
-from flagbridge.traffic.manifest import Outcome, body_digest
+from flagbridge.traffic.manifest import Outcome, body_digest, body_excerpt
 from flagbridge.traffic.safety import Allowlist
 
 DEFAULT_TIMEOUT = 10.0
@@ -75,7 +75,8 @@ class HttpSender:
                 headers = tuple((name.lower(), value) for name, value in response.getheaders())
                 if response.will_close:
                     self._drop(request)
-                return Outcome(response.status, elapsed, len(body), body_digest(body), None, headers)
+                excerpt = body_excerpt(response.status, body)
+                return Outcome(response.status, elapsed, len(body), body_digest(body), None, headers, excerpt)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self._drop(request)
                 if reused and attempt == 0:

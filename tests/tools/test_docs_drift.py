@@ -70,7 +70,9 @@ def _table(text: str) -> list[list[str]]:
 
 
 def _ticked(text: str) -> list[str]:
-    return re.findall(r"`([^`\n]+)`", text)
+    """The inline code spans of markdown ``text`` (one may wrap a line), fenced blocks left out."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    return [re.sub(r"\s+", " ", span) for span in re.findall(r"`([^`]+)`", text)]
 
 
 # --- template.yaml -> docs/configuration.md -------------------------------------------------------------------
@@ -219,12 +221,12 @@ def _exists(token: str, bases: list[Path]) -> bool:
 
 
 def _table_paths(heading: str) -> Iterator[tuple[str, list[Path]]]:
+    """(path, where it may be) for each path a table names; a bare file name is in its row's directory."""
     for row in _table(_section(README, heading)):
-        first = [t for t in _ticked(row[0]) if _is_path(t)]
-        here = [(ROOT / re.sub(r"<\w+>.*", "", t)) for t in first if t.endswith("/")]
+        here = [ROOT / t for t in _ticked(row[0]) if _is_path(t) and t.endswith("/") and (ROOT / t).is_dir()]
         for token in _ticked(" | ".join(row)):
             if _is_path(token):
-                yield token, here + BASES
+                yield token, here if here and "/" not in token else here + BASES
 
 
 @pytest.mark.parametrize("heading", ["Layout", "Where to change what"])

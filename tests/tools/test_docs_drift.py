@@ -148,7 +148,8 @@ def test_the_secrets_table_is_the_templates_secrets_and_who_reads_them() -> None
         (name,) = _ticked(row[0])
         documented[name] = set(re.findall(r"\w+", row[1])) & functions
     wanted = "\n".join(
-        f"| `{name}` | {', '.join(sorted(users)) or '(no function)'} | ... |" for name, users in sorted(expected.items())
+        f"| `{name}` | {', '.join(sorted(users)) or '(no function)'} | ... |"
+        for name, users in sorted(expected.items())
     )
     assert documented == expected, (
         "docs/configuration.md's Secrets table must list, with the functions that read each, exactly:\n" + wanted
@@ -188,10 +189,12 @@ def test_every_command_is_in_cli_md() -> None:
     assert not missing, f"docs/cli.md names no `{'`, `'.join(missing)}` (write it in backticks)"
 
 
-def test_every_top_level_command_is_in_the_readme_layout() -> None:
+def test_every_top_level_command_is_in_the_readme() -> None:
     (row,) = [row for row in _table(_section(README, "Layout")) if row[0] == "`ops/flagbridge_ops/`"]
-    missing = [path[0] for path in _commands() if len(path) == 1 and path[0] not in _ticked(row[1])]
-    assert not missing, f"README's layout row of ops/flagbridge_ops/ omits the commands {missing}"
+    (reference,) = re.findall(r"^- \[docs/cli\.md\].*$", README.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    for where, text in [("layout row of ops/flagbridge_ops/", row[1]), ("reference line of docs/cli.md", reference)]:
+        missing = [path[0] for path in _commands() if len(path) == 1 and path[0] not in _ticked(text)]
+        assert not missing, f"README's {where} omits the commands {missing}"
 
 
 def test_the_ops_package_docstring_names_every_module_and_command() -> None:
@@ -210,8 +213,10 @@ BASES = [ROOT, ROOT / "layers" / "shared", LAYER, ROOT / "layers" / "shared" / "
 
 
 def _is_path(token: str) -> bool:
-    return " " not in token and bool(re.fullmatch(r"[\w<>.-]+(/[\w<>.-]*)*", token)) and (
-        "/" in token or bool(re.search(r"\.(py|ya?ml|md|json|toml)$", token))
+    return (
+        " " not in token
+        and bool(re.fullmatch(r"[\w<>.-]+(/[\w<>.-]*)*", token))
+        and ("/" in token or bool(re.search(r"\.(py|ya?ml|md|json|toml)$", token)))
     )
 
 

@@ -6,11 +6,16 @@ package (``flagbridge``) for what a replay must do exactly as the functions do (
 Layout
     ``__main__``     ``main()``: builds the parser, runs a command, one line on stderr per failure, exit status
     ``cli``          what commands share: ``Context``, the global options, ``add_group`` / ``add_command``
-    ``commands/``    one module per top-level command (``dlq``, ``quarantine``, ...): options and printing
+    ``commands/``    one module per top-level command (``dlq``, ``quarantine``, ``testers``, ``traffic``,
+                     ``verdict``; ``traffic_aws`` adds ``traffic status`` and ``traffic stop``): options, printing
     ``resources``    where the stack's queues, bucket and tables are (environment, ``--stack``, flags), clients
     ``output``       tables, the progress bar, short JSON
     ``errors``       ``CliError`` / ``UsageError`` and the one-line description of any failure
-    ``dlq``, ``quarantine``, ``replay``, ``traffic``   the work itself, independent of argparse
+    the work itself, independent of argparse:
+    ``dlq``, ``quarantine``, ``replay``   dead-letter queues, the quarantine and its replay
+    ``traffic``, ``until_decided``        local traffic runs, ``--until-decided``'s rounds
+    ``traffic_aws``                       runs in a deployed stack (``--stack``, ``status``, ``stop``)
+    ``verdict``                           the oracle's verdicts: table, JUnit XML, HTML report, exit status
 
 Adding a command
     Add ``commands/<name>.py`` with ``register(commands)``: call ``add_command(commands, "<name>", handler,

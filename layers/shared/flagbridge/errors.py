@@ -1,11 +1,20 @@
 """Domain exceptions. Handlers map them to HTTP status codes or batch item failures.
 
 Every exception flagbridge raises on purpose derives from :class:`FlagbridgeError` and ends in ``Error``. The
-general ones are here; those that belong to one module live beside their code: ``BatchFormatError``
-(cdp.batch), ``PlanDocumentError`` (cdp.dataplan), ``BatchRequestError`` (forwarding.ingest),
-``RetryableDeliveryError`` and ``PermanentDeliveryError`` (forwarding.destinations), ``UndeliverableMessageError``
-and ``DeliveryInProgressError`` (forwarding.delivery), ``ConcurrentUpdateError`` (profiles.store), ``NotFoundError``
-(routing).
+general ones are here; those that belong to one module live beside their code (``tests/tools/test_docs_drift.py``
+keeps this list whole):
+
+- the bridge: ``NotFoundError`` (routing), ``BatchFormatError`` (cdp.batch), ``PlanDocumentError``
+  (cdp.dataplan.model), ``BatchRequestError`` (forwarding.ingest), ``RetryableDeliveryError`` and
+  ``PermanentDeliveryError`` (forwarding.destinations), ``UndeliverableMessageError`` and
+  ``DeliveryInProgressError`` (forwarding.delivery), ``ConcurrentUpdateError`` (profiles.store);
+- the tester registry: ``InvalidTesterError`` and ``RegistryUnavailableError`` (testers.registry);
+- the oracle: ``LaneMessageError`` (oracle.counting), ``AdminTransportError`` and ``SegmentRequestError``
+  (oracle.split_admin);
+- traffic plans: ``TrafficError`` and its ``PlanError``, ``ModelError``, ``SafetyError`` (traffic.errors),
+  ``VerdictReadError`` (traffic.stop);
+- test runs: ``ShardFinishedError``, ``ShardBusyError`` and ``ClaimLostError`` (runs.store),
+  ``ShardMessageError`` (runs.shards).
 """
 
 from __future__ import annotations

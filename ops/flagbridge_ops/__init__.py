@@ -9,13 +9,15 @@ Layout
     ``commands/``    one module per top-level command (``dlq``, ``quarantine``, ``testers``, ``traffic``,
                      ``verdict``; ``traffic_aws`` adds ``traffic status`` and ``traffic stop``): options, printing
     ``resources``    where the stack's queues, bucket and tables are (environment, ``--stack``, flags), clients
+    ``local``        ``--local``: everything the commands need from the local runner's ``/_local/aws``
     ``output``       tables, the progress bar, short JSON
     ``errors``       ``CliError`` / ``UsageError`` and the one-line description of any failure
     the work itself, independent of argparse:
     ``dlq``, ``quarantine``, ``replay``   dead-letter queues, the quarantine and its replay
     ``traffic``, ``until_decided``        local traffic runs, ``--until-decided``'s rounds
     ``traffic_aws``                       runs in a deployed stack (``--stack``, ``status``, ``stop``)
-    ``verdict``                           the oracle's verdicts: table, JUnit XML, HTML report, exit status
+    ``verdict``                           the oracle's verdicts: table, JUnit XML, exit status
+    ``report``                            the HTML report and the local runner's live page
 
 Adding a command
     Add ``commands/<name>.py`` with ``register(commands)``: call ``add_command(commands, "<name>", handler,

@@ -113,7 +113,6 @@ class SqsSender:
             last_error = ",".join(sorted({entry.get("Code", "?") for entry in response.get("Failed", [])}))
         raise EnqueueError(f"{len(pending)} message(s) could not be enqueued ({last_error})")
 
-
     def send_delayed(self, body: str, delay_seconds: int) -> None:
         """One message, visible after ``delay_seconds`` (SQS ``DelaySeconds``, 0-900); EnqueueError if it fails."""
         last_error = "unknown"

@@ -18,8 +18,8 @@ from flagbridge.runs.shards import LookMessage, parse_message
 from flagbridge.runs.spec import RunSpec, validate_run_request
 from flagbridge.runs.store import InMemoryRunStore
 from flagbridge.traffic.stop import InMemoryVerdicts, VerdictReadError
-from tests.unit.runs.test_runs import shipped_oracle
 from tests.fixtures.runs import ORACLE_TEST, PLAN_WITH_TEST, ListSender, run_request, traffic_config
+from tests.unit.runs.test_runs import shipped_oracle
 
 NOW = 1_767_225_600_000
 

@@ -52,7 +52,9 @@ DEFAULT_DELAY_SECONDS = 30
 MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds limit
 
 
-def next_round(spec: RunSpec, first_shard: int, asked: int | None, look: str | None, first_round: int) -> dict[str, Any]:
+def next_round(
+    spec: RunSpec, first_shard: int, asked: int | None, look: str | None, first_round: int
+) -> dict[str, Any]:
     """The round starting at ``first_shard``: ``asked`` requests (``first_round`` without an estimate) in whole
     shards, cut to the shards left."""
     left = max(0, spec.requests - first_shard * spec.shard_size)

@@ -247,9 +247,9 @@ def test_a_round_looked_at_ends_the_run_with_its_reason(
     extra: dict[str, Any],
     ended: str,
 ) -> None:
+    start(rounds_aws, lambda_context, target, "r-ends", requests=1000, shard_size=50, **extra)
     # a verdict from before the run (evaluated_at 1) does not stop its shards; the look sees the fresh one
     _put_verdict(rounds_aws, "INCONCLUSIVE", 1, needed=50)
-    start(rounds_aws, lambda_context, target, "r-ends", requests=1000, shard_size=50, **extra)
     sqs, url = rounds_aws["sqs"], rounds_aws["queue_url"]
     for _ in range(2):  # the first round's shards
         _deliver(rounds_aws, lambda_context, sqs.receive_message(QueueUrl=url)["Messages"][0])
@@ -273,8 +273,9 @@ def test_the_stop_switch_and_a_silent_oracle_end_the_run_with_their_reasons(
     assert (run["state"], run["ended"]) == ("stopped", "stop switch: the stack's stop parameter names this run")
     rounds_aws["ssm"].put_parameter(Name=STOP, Value="none", Type="String", Overwrite=True)
 
-    _put_verdict(rounds_aws, "INCONCLUSIVE", 1, needed=50)  # never evaluated again
+    _put_verdict(rounds_aws, "INCONCLUSIVE", 1, needed=50)  # never evaluated again; its estimate: a first round of 50
     start(rounds_aws, lambda_context, target, "r-silent", requests=1000, shard_size=50)
+    assert [body["shard"] for body in _queued(rounds_aws)] == [0]
     (look,) = drain(rounds_aws, lambda_context)
     rounds = runtime.shard_worker().runtime.rounds
     assert rounds is not None

@@ -259,3 +259,36 @@ def test_the_docs_of_rounds_name_settings_that_exist() -> None:
     defaults = {field.alias: field.default for field in Settings.model_fields.values()}
     assert (defaults["TRAFFIC_LOOK_DELAY_SECONDS"], defaults["TRAFFIC_LOOK_WAIT_SECONDS"]) == (30, 180)
     assert "`DelaySeconds`, default 30" in section and "(default 180)" in section  # the defaults the docs state
+
+
+@pytest.mark.parametrize(
+    ("document", "shards", "asked"),
+    [
+        (None, [0, 1], None),  # never evaluated: the first round is 100 requests
+        ({"evaluated_at": 1, "verdicts": [{"treatment": "on", "metric": "5xx rate", "state": "NO_DATA",
+                                           "needed": 230, "n": 0}]}, [0, 1, 2, 3, 4], 230),
+        ({"evaluated_at": 1, "verdicts": [{"treatment": "on", "metric": "5xx rate", "state": "PASS",
+                                           "needed": None, "n": 900}]}, [0, 1], None),  # decided before the run
+    ],
+)  # fmt: skip
+def test_the_run_function_enqueues_only_the_first_round_sized_like_the_clis(
+    document: dict[str, Any] | None, shards: list[int], asked: int | None
+) -> None:
+    from flagbridge.runs.service import RunService
+    from flagbridge.runs.store import InMemoryManifestStore
+    from tests.fixtures.runs import qa_rules
+
+    queue: list[str] = []
+    verdicts = InMemoryVerdicts({ORACLE_TEST: document} if document else {})
+    runs = RunService(
+        InMemoryRunStore(), InMemoryManifestStore(), ListSender(queue), traffic_config(), qa_rules(), 4,
+        verdicts=verdicts, oracle=shipped_oracle(),
+    )  # fmt: skip
+    body = run_request("http://127.0.0.1:9", 1000, shard_size=50, plan=PLAN_WITH_TEST, until_decided=True)
+    status, started = runs.start({**body, "run_id": "r-first"})
+    assert status == 202 and started["shards"] == 20
+    assert [json.loads(message)["shard"] for message in queue] == shards
+    run = runs.status("r-first")
+    assert run is not None and run["rounds"][0]["asked"] == asked
+    assert run["shards"] == {"total": 20, "enqueued": len(shards), "pending": len(shards), "not_sent": 20 - len(shards)}
+    assert runs.start({**body, "run_id": "r-first"})[1]["state"] == "already started" and len(queue) == len(shards)

@@ -3,7 +3,8 @@
 The run's ``requests`` is a budget cut into its shards as any run's; the shards are sent in **rounds**, sized by the
 CLI's rule (:func:`flagbridge.traffic.decided.round_size`, whole shards instead of whole batches):
 
-1. the run function enqueues only the first round's shards (:func:`first_rounds`: ``first_round`` requests);
+1. the run function enqueues only the first round's shards (:func:`first_rounds`: the requests the verdict read
+   before the run asks for, as the CLI's first round, else ``first_round`` requests);
 2. the worker that finishes a round's last shard (:meth:`Rounds.shard_finished`; a redelivered message of a
    finished shard asks again, so a lost look is sent again) puts a **look** message on the shard queue, delayed
    by ``delay_seconds`` (SQS ``DelaySeconds``: the oracle's evaluation lag);
@@ -69,13 +70,14 @@ def next_round(
     }
 
 
-def first_rounds(spec: RunSpec, first_round: int = DEFAULT_FIRST_ROUND) -> dict[str, Any]:
-    """The run's ``rounds`` record when it starts: its first round only."""
+def first_rounds(spec: RunSpec, asked: int | None = None, first_round: int = DEFAULT_FIRST_ROUND) -> dict[str, Any]:
+    """The run's ``rounds`` record when it starts: its first round only, ``asked`` requests (the estimate of the
+    verdict read before the run, as the CLI's first round) or ``first_round``."""
     return {
         "budget": spec.requests,
         "ended": None,
         "reason": None,
-        "rounds": [next_round(spec, 0, None, None, first_round)],
+        "rounds": [next_round(spec, 0, asked, None, first_round)],
         "results_end_ms": None,
     }
 

@@ -38,7 +38,7 @@ from flagbridge.runs.spec import RunSpec, spec_fingerprint, validate_run_request
 from flagbridge.runs.store import ManifestStore, RunStore
 from flagbridge.runs.worker import manifest_key, spec_key
 from flagbridge.traffic.config import TrafficConfig
-from flagbridge.traffic.decided import run_ending
+from flagbridge.traffic.decided import assess, run_ending
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
 from flagbridge.traffic.stop import VerdictReadError, VerdictSource
@@ -162,11 +162,11 @@ class RunService:
             "until_decided": spec.until_decided,
         }
         if spec.until_decided:
-            record["rounds"] = first_rounds(spec)
+            record["rounds"] = first_rounds(spec, self._estimate(spec))
         if not self.store.create_run(spec.run_id, record):
             existing = self.store.get_run(spec.run_id) or {}
             return self._repeat(spec, fingerprint, existing)
-        return self._enqueue(spec, 0, warnings)
+        return self._enqueue(spec, record, 0, warnings)
 
     def _make_testers(self, spec: RunSpec) -> int | None:
         expected = spec.requests / spec.rate
@@ -208,17 +208,32 @@ class RunService:
         else:
             spec = RunSpec.from_document(json.loads(stored))
         enqueued = int(record.get("enqueued", 0))
-        if enqueued >= self._first_round_end(spec):
-            return 200, self._started_body(spec, 0, [], "already started")
-        return self._enqueue(spec, enqueued, [])
+        end = self._first_round_end(spec, record)
+        if enqueued >= end:
+            return 200, self._started_body(spec, end, 0, [], "already started")
+        return self._enqueue(spec, record, enqueued, [])
+
+    def _estimate(self, spec: RunSpec) -> int | None:
+        """The requests the verdict read before the run asks for (the CLI's first round), None without one."""
+        if self.verdicts is None or not spec.oracle_test:
+            return None
+        try:
+            document = self.verdicts.verdict(spec.oracle_test)
+        except VerdictReadError:
+            return None
+        return assess(spec.oracle_test, document, spec.oracle_metrics).requests
 
     @staticmethod
-    def _first_round_end(spec: RunSpec) -> int:
+    def _first_round_end(spec: RunSpec, record: Mapping[str, Any]) -> int:
         """The shards the run function enqueues: all of them, or a run until decided's first round."""
-        return round_shards(first_rounds(spec), 0)[1] if spec.until_decided else spec.shards
+        rounds = record.get("rounds")
+        return round_shards(rounds, 0)[1] if isinstance(rounds, dict) else spec.shards
 
-    def _enqueue(self, spec: RunSpec, already: int, warnings: list[str]) -> tuple[int, dict[str, Any]]:
-        messages = shard_messages(spec, range(already, self._first_round_end(spec)))
+    def _enqueue(
+        self, spec: RunSpec, record: Mapping[str, Any], already: int, warnings: list[str]
+    ) -> tuple[int, dict[str, Any]]:
+        end = self._first_round_end(spec, record)
+        messages = shard_messages(spec, range(already, end))
         enqueued = already
         requests = 0
         try:
@@ -232,13 +247,12 @@ class RunService:
             raise RequestError(
                 503,
                 "enqueue_failed",
-                f"{enqueued} of {self._first_round_end(spec)} shards enqueued ({exc}); "
-                "repeat the same request to enqueue the rest",
+                f"{enqueued} of {end} shards enqueued ({exc}); repeat the same request to enqueue the rest",
             ) from None
         self.store.update_run(spec.run_id, {"state": "enqueued", "enqueued": enqueued})
-        return 202, self._started_body(spec, requests, warnings, "started")
+        return 202, self._started_body(spec, end, requests, warnings, "started")
 
-    def _started_body(self, spec: RunSpec, requests: int, warnings: list[str], state: str) -> dict[str, Any]:
+    def _started_body(self, spec: RunSpec, end: int, requests: int, warnings: list[str], state: str) -> dict[str, Any]:
         return {
             "run_id": spec.run_id,
             "state": state,
@@ -249,7 +263,7 @@ class RunService:
             "shards": spec.shards,
             "shard_size": spec.shard_size,
             "sqs_requests": requests,
-            "expected_sqs_requests": sqs_requests(self._first_round_end(spec)),
+            "expected_sqs_requests": sqs_requests(end),
             "seed": spec.seed,
             "plan_hash": spec.plan_hash,
             "manifest": self.manifests.location(f"runs/{spec.run_id}/manifest/"),

@@ -284,3 +284,37 @@ def test_the_stop_switch_and_a_silent_oracle_end_the_run_with_their_reasons(
     run = status(lambda_context, "r-silent")
     assert run["ended"] == f"the oracle did not evaluate the round's results within 180s (test {ORACLE_TEST})"
     assert run["state"] == "stopped" and _queued(rounds_aws) == []
+
+
+def test_a_look_that_could_not_be_sent_is_sent_when_the_shard_message_comes_back(
+    rounds_aws: dict[str, Any], lambda_context: Any, target: CountingTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flagbridge import runtime
+    from flagbridge.errors import EnqueueError
+
+    start(rounds_aws, lambda_context, target, "r-lost", requests=1000, shard_size=50)
+    sqs, url = rounds_aws["sqs"], rounds_aws["queue_url"]
+    first, last = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    worker = load_handler("traffic_worker")
+    assert _deliver(rounds_aws, lambda_context, first, worker) == {"batchItemFailures": []}
+    rounds = runtime.shard_worker().runtime.rounds
+    assert rounds is not None
+    send_delayed = rounds.send_delayed
+    calls: list[int] = []
+
+    def failing_once(body: str, delay: int) -> None:
+        calls.append(delay)
+        if len(calls) == 1:
+            raise EnqueueError("SQS unavailable (simulated)")
+        send_delayed(body, delay)
+
+    monkeypatch.setattr(rounds, "send_delayed", failing_once)
+    # the round's last shard is sent and finished, but its look is not: the message is handed back
+    assert _deliver(rounds_aws, lambda_context, last, worker) == {
+        "batchItemFailures": [{"itemIdentifier": last["MessageId"]}]
+    }
+    assert target.total == 100 and _queued(rounds_aws) == []
+    event = {"Records": [{"messageId": "back", "receiptHandle": "", "body": last["Body"]}]}
+    assert worker.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    (look,) = _queued(rounds_aws)
+    assert (look["kind"], look["round"], target.total) == ("look", 0, 100)  # the look, and nothing sent twice

@@ -649,6 +649,22 @@ def _sam_templates(name: str) -> list[str]:
 TESTERS_LOOKUP = {"Effect": "Allow", "Action": ["dynamodb:BatchGetItem"], "Resource": get_att("TestersTable", "Arn")}
 
 
+def test_the_traffic_worker_sends_only_to_the_shard_queue_and_reads_only_its_tables() -> None:
+    # a run until decided: the worker puts the delayed look and the next round's shards on its own queue
+    # (SendMessageBatch is authorised by sqs:SendMessage), and reads a round's shards with BatchGetItem
+    statements = {s["Sid"]: s for s in _inline("TrafficWorkerFunction")}
+    sends = [s for s in statements.values() if any(a.startswith("sqs:Send") for a in as_list(s["Action"]))]
+    assert sends == [statements["NextRoundsAndLooks"]]
+    assert (sends[0]["Action"], sends[0]["Resource"]) == (["sqs:SendMessage"], get_att("TrafficShardQueue", "Arn"))
+    assert statements["ShardClaimsAndProgress"]["Action"] == [
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+    ]
+    assert statements["ShardClaimsAndProgress"]["Resource"] == get_att("TrafficRunsTable", "Arn")
+    assert not any(t.startswith('{"SQSSendMessagePolicy"') for t in _sam_templates("TrafficWorkerFunction"))
+
+
 def test_expected_function_permissions() -> None:
     assert _templates("ImpressionsWebhookFunction") == _expected(
         _send("ImpressionsQueue"), QUARANTINE_WRITE, _get_secret("WebhookTokenSecret")

@@ -114,3 +114,21 @@ def test_a_run_in_the_stack_asks_for_until_decided_in_its_request() -> None:
     assert run_request(args, 50.0)["until_decided"] is True
     args.until_decided = False
     assert "until_decided" not in run_request(args, 50.0)
+
+
+def test_the_status_of_a_run_until_decided_in_the_stack_says_why_it_ended_and_what_was_never_sent() -> None:
+    import io
+
+    from flagbridge_ops.commands.traffic_aws import _print_status
+
+    document = {
+        "run_id": "r-1", "state": "stopped", "sent": 250, "planned": 1000, "rate_achieved": 90.0, "rate": 100.0,
+        "shards": {"total": 20, "enqueued": 2, "done": 5, "not_sent": 15}, "statuses": {"200": 250}, "errors": 0,
+        "failures": 0, "stopped": [], "verdict": "no test", "manifest": {"location": "s3://m/runs/r-1/manifest/"},
+        "ended": f"decided: oracle PASS for test {TEST} (on: every fed verdict)",
+    }  # fmt: skip
+    out = io.StringIO()
+    _print_status(out, document)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("shards 5 done, 0 sending, 0 pending, 0 stopped, 15 not sent of 20")
+    assert f"  ended: decided: oracle PASS for test {TEST} (on: every fed verdict)" in lines

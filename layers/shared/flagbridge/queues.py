@@ -113,6 +113,20 @@ class SqsSender:
             last_error = ",".join(sorted({entry.get("Code", "?") for entry in response.get("Failed", [])}))
         raise EnqueueError(f"{len(pending)} message(s) could not be enqueued ({last_error})")
 
+    def send_delayed(self, body: str, delay_seconds: int) -> None:
+        """One message, visible after ``delay_seconds`` (SQS ``DelaySeconds``, 0-900); EnqueueError if it fails."""
+        last_error = "unknown"
+        for attempt in range(self._attempts):
+            if attempt:
+                time.sleep(self._backoff * (2 ** (attempt - 1)))
+            try:
+                self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=delay_seconds)
+            except Exception as exc:  # botocore ClientError, connection errors: retry, then give up
+                last_error = type(exc).__name__
+                continue
+            return
+        raise EnqueueError(f"a delayed message could not be enqueued ({last_error})")
+
 
 def _batches(bodies: Sequence[str]) -> Iterable[list[str]]:
     batch: list[str] = []

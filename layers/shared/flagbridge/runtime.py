@@ -392,6 +392,7 @@ def stop_parameter_value() -> str:
 @cache
 def shard_worker() -> ShardWorker:
     """The worker's service: the runs table, the manifest bucket and, per run, its generator, sender and switch."""
+    from flagbridge.runs.rounds import Rounds
     from flagbridge.runs.stop import run_stop
     from flagbridge.runs.worker import Runtime, ShardWorker
     from flagbridge.traffic.results import ResultReporter
@@ -444,6 +445,14 @@ def shard_worker() -> ShardWorker:
             decided_since_ms=spec.clock_ms if spec.until_decided else None,
         )
 
+    rounds = Rounds(
+        run_store(),
+        shard_sender(),
+        shard_sender().send_delayed,
+        run_verdicts(),
+        delay_seconds=current.traffic_look_delay_seconds,
+        wait_seconds=current.traffic_look_wait_seconds,
+    )
     return ShardWorker(
         Runtime(
             run_store(),
@@ -453,6 +462,7 @@ def shard_worker() -> ShardWorker:
             reporter,
             stop,
             lease_ms=current.traffic_shard_lease_seconds * 1000,
+            rounds=rounds,
         )
     )
 

@@ -70,6 +70,9 @@ class Settings(BaseModel):
     traffic_stop_parameter: str = Field(default="", alias="TRAFFIC_STOP_PARAMETER")
     traffic_parallelism: int = Field(default=10, ge=1, le=10_000, alias="TRAFFIC_PARALLELISM")
     traffic_shard_lease_seconds: int = Field(default=60, ge=1, le=900, alias="TRAFFIC_SHARD_LEASE_SECONDS")
+    # runs until decided: a round's look waits this long for the oracle's evaluation, and gives up after the wait
+    traffic_look_delay_seconds: int = Field(default=30, ge=0, le=900, alias="TRAFFIC_LOOK_DELAY_SECONDS")
+    traffic_look_wait_seconds: int = Field(default=180, ge=1, le=3600, alias="TRAFFIC_LOOK_WAIT_SECONDS")
     traffic_results_url: str = Field(default="", alias="TRAFFIC_RESULTS_URL")
     traffic_api_token_secret: str = Field(default="", alias="TRAFFIC_API_TOKEN_SECRET")
     traffic_api_token: str = Field(default="", alias="FLAGBRIDGE_TRAFFIC_API_TOKEN", repr=False)

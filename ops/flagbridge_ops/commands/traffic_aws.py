@@ -87,8 +87,12 @@ def _print_status(out: TextIO, document: dict[str, Any]) -> None:
         f"run {document['run_id']}  {document['state']}  sent {document['sent']}/{document['planned']}"
         f"  rate {document['rate_achieved'] or 0:g}/s (asked {document['rate']:g}/s)"
         f"  shards {shards.get('done', 0)} done, {shards.get('sending', 0)} sending,"
-        f" {shards.get('pending', 0)} pending, {shards.get('stopped', 0)} stopped of {shards['total']}\n"
+        f" {shards.get('pending', 0)} pending, {shards.get('stopped', 0)} stopped"
+        + (f", {shards['not_sent']} not sent" if shards.get("not_sent") else "")
+        + f" of {shards['total']}\n"
     )
+    if document.get("ended"):
+        out.write(f"  ended: {document['ended']}\n")
     if document["statuses"]:
         out.write("  statuses  " + "  ".join(f"{k}: {v}" for k, v in document["statuses"].items()) + "\n")
     out.write(f"  errors {document['errors']}  failures {document['failures']}\n")

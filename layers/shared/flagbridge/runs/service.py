@@ -13,10 +13,12 @@ Starting (:meth:`RunService.start`):
 4. enqueue its shards, ten to a ``SendMessageBatch`` (SQS requests = ceil(shards / 10)). When SQS keeps
    failing, the run is recorded as ``enqueue_failed`` with how many shards made it and the answer is 503:
    repeating the same request (same ``run_id``, ``seed`` and sources) enqueues the rest (a shard enqueued twice
-   is sent once: the worker's claim). A different request under an existing run id is a 409.
+   is sent once: the worker's claim). A different request under an existing run id is a 409. A run until decided
+   enqueues only its first round's shards; the workers send the rest in rounds (:mod:`flagbridge.runs.rounds`).
 
 Status (:meth:`RunService.status`): planned, sent, the status histogram, errors, the rate achieved, shards by
-state, why it stopped, where the manifest is and the oracle's verdict for the run's test.
+state (``not_sent``: shards of a run until decided that no round sent), why it stopped, where the manifest is and
+the oracle's verdict for the run's test; a run until decided also its rounds and why it ended.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flagbridge.errors import EnqueueError, RequestError
 from flagbridge.queues import MessageSender
+from flagbridge.runs.rounds import first_rounds, round_shards, shards_sent
 from flagbridge.runs.shards import shard_messages, sqs_requests
 from flagbridge.runs.spec import RunSpec, spec_fingerprint, validate_run_request
 from flagbridge.runs.store import ManifestStore, RunStore
 from flagbridge.runs.worker import manifest_key, spec_key
 from flagbridge.traffic.config import TrafficConfig
-from flagbridge.traffic.decided import run_ending
+from flagbridge.traffic.decided import assess, run_ending
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
 from flagbridge.traffic.stop import VerdictReadError, VerdictSource
@@ -158,10 +161,12 @@ class RunService:
             "target": spec.target,
             "until_decided": spec.until_decided,
         }
+        if spec.until_decided:
+            record["rounds"] = first_rounds(spec, self._estimate(spec))
         if not self.store.create_run(spec.run_id, record):
             existing = self.store.get_run(spec.run_id) or {}
             return self._repeat(spec, fingerprint, existing)
-        return self._enqueue(spec, 0, warnings)
+        return self._enqueue(spec, record, 0, warnings)
 
     def _make_testers(self, spec: RunSpec) -> int | None:
         expected = spec.requests / spec.rate
@@ -203,12 +208,32 @@ class RunService:
         else:
             spec = RunSpec.from_document(json.loads(stored))
         enqueued = int(record.get("enqueued", 0))
-        if enqueued >= spec.shards:
-            return 200, self._started_body(spec, 0, [], "already started")
-        return self._enqueue(spec, enqueued, [])
+        end = self._first_round_end(spec, record)
+        if enqueued >= end:
+            return 200, self._started_body(spec, end, 0, [], "already started")
+        return self._enqueue(spec, record, enqueued, [])
 
-    def _enqueue(self, spec: RunSpec, already: int, warnings: list[str]) -> tuple[int, dict[str, Any]]:
-        messages = shard_messages(spec, range(already, spec.shards))
+    def _estimate(self, spec: RunSpec) -> int | None:
+        """The requests the verdict read before the run asks for (the CLI's first round), None without one."""
+        if self.verdicts is None or not spec.oracle_test:
+            return None
+        try:
+            document = self.verdicts.verdict(spec.oracle_test)
+        except VerdictReadError:
+            return None
+        return assess(spec.oracle_test, document, spec.oracle_metrics).requests
+
+    @staticmethod
+    def _first_round_end(spec: RunSpec, record: Mapping[str, Any]) -> int:
+        """The shards the run function enqueues: all of them, or a run until decided's first round."""
+        rounds = record.get("rounds")
+        return round_shards(rounds, 0)[1] if isinstance(rounds, dict) else spec.shards
+
+    def _enqueue(
+        self, spec: RunSpec, record: Mapping[str, Any], already: int, warnings: list[str]
+    ) -> tuple[int, dict[str, Any]]:
+        end = self._first_round_end(spec, record)
+        messages = shard_messages(spec, range(already, end))
         enqueued = already
         requests = 0
         try:
@@ -222,12 +247,12 @@ class RunService:
             raise RequestError(
                 503,
                 "enqueue_failed",
-                f"{enqueued} of {spec.shards} shards enqueued ({exc}); repeat the same request to enqueue the rest",
+                f"{enqueued} of {end} shards enqueued ({exc}); repeat the same request to enqueue the rest",
             ) from None
         self.store.update_run(spec.run_id, {"state": "enqueued", "enqueued": enqueued})
-        return 202, self._started_body(spec, requests, warnings, "started")
+        return 202, self._started_body(spec, end, requests, warnings, "started")
 
-    def _started_body(self, spec: RunSpec, requests: int, warnings: list[str], state: str) -> dict[str, Any]:
+    def _started_body(self, spec: RunSpec, end: int, requests: int, warnings: list[str], state: str) -> dict[str, Any]:
         return {
             "run_id": spec.run_id,
             "state": state,
@@ -238,7 +263,7 @@ class RunService:
             "shards": spec.shards,
             "shard_size": spec.shard_size,
             "sqs_requests": requests,
-            "expected_sqs_requests": sqs_requests(spec.shards),
+            "expected_sqs_requests": sqs_requests(end),
             "seed": spec.seed,
             "plan_hash": spec.plan_hash,
             "manifest": self.manifests.location(f"runs/{spec.run_id}/manifest/"),
@@ -257,6 +282,8 @@ class RunService:
         states: Counter[str] = Counter()
         sent = failures = latency = 0
         reasons: set[str] = set()
+        rounds = record.get("rounds") if isinstance(record.get("rounds"), dict) else None
+        unsent = shards_sent(rounds) if rounds is not None else len(shards)
         started = [s["started"] for s in shards if "started" in s]
         updated = [s.get("finished") or s.get("updated") for s in shards if "started" in s]
         for shard in shards:
@@ -267,13 +294,14 @@ class RunService:
                 if name.startswith("st_"):
                     histogram[name[3:]] += value
             state = shard.get("state") or ("sending" if "started" in shard else "pending")
-            states[state] += 1
+            states["not_sent" if shard["shard"] >= unsent else state] += 1
             if shard.get("reason"):
                 reasons.add(str(shard["reason"]))
         elapsed = (max(u for u in updated if u) - min(started)) / 1000 if started and any(updated) else 0.0
+        run_state = self._run_state(record, states, int(record.get("shards", 0)))
         return {
             "run_id": run_id,
-            "state": self._run_state(record, states, int(record.get("shards", 0))),
+            "state": run_state,
             "planned": record.get("requests"),
             "sent": sent,
             "statuses": dict(sorted(histogram.items())),
@@ -287,7 +315,8 @@ class RunService:
             "shards": {"total": record.get("shards"), "enqueued": record.get("enqueued"), **dict(states)},
             "stopped": sorted(reasons),
             "until_decided": bool(record.get("until_decided")),
-            "ended": run_ending(record, self._run_state(record, states, int(record.get("shards", 0))), reasons),
+            "ended": rounds.get("reason") if rounds is not None else run_ending(record, run_state, reasons),
+            **({"rounds": rounds["rounds"]} if rounds is not None else {}),
             "manifest": {
                 "location": self.manifests.location(f"runs/{run_id}/manifest/"),
                 "objects": [
@@ -303,6 +332,11 @@ class RunService:
     def _run_state(record: Mapping[str, Any], states: Counter[str], total: int) -> str:
         if record.get("state") == "enqueue_failed":
             return "enqueue_failed"
+        rounds = record.get("rounds")
+        if isinstance(rounds, dict) and rounds.get("ended"):
+            return "completed" if rounds["ended"] == "budget" else "stopped"
+        if isinstance(rounds, dict):
+            return "running" if states["sending"] or states["done"] or states["stopped"] else "queued"
         finished = states["done"] + states["stopped"]
         if total and finished == total:
             return "stopped" if states["stopped"] else "completed"

@@ -2,7 +2,9 @@
 
 **Runs table** (hash key ``id``; ``expires_at`` is its TTL):
 
-* ``RUN#<run>``: the run record (``doc``: JSON; state, shard count, shards enqueued, the tester registration).
+* ``RUN#<run>``: the run record (``doc``: JSON; state, shard count, shards enqueued, the tester registration)
+  and, for a run until decided, ``round`` (the round in progress, absent for the first) and ``rounds`` (JSON: the
+  rounds sent so far and why the run ended), written only by :meth:`RunStore.advance_round`.
 * ``SHARD#<run>#<n>``: one item per shard, in its own partition (a hot run spreads its progress writes):
   ``state`` (absent while sending, then ``done`` or ``stopped``), ``owner`` and ``lease_until`` (the claim),
   ``next_index`` (the first case not yet recorded as sent), counters ``sent``, ``errors``, ``failures``,
@@ -12,6 +14,10 @@
 **The claim** is one conditional ``UpdateItem``: it succeeds when the shard was never claimed, or is not
 finished and its lease ran out (the worker that held it crashed). Every progress write is conditional on
 still owning the claim, and extends the lease, so a worker whose shard was taken over stops at its next write.
+
+**Advancing a round** (a run until decided) is one conditional ``UpdateItem`` too: it succeeds only while the run
+is still in the round the caller looked at, so of two workers that both saw a round finish exactly one starts the
+next round (or ends the run).
 
 **Manifest bucket**: ``runs/<run>/run.json`` (the :class:`~flagbridge.runs.spec.RunSpec`), checkpoint parts
 ``runs/<run>/parts/<shard>/<first index>.ndjson`` while a shard is sent, and ``runs/<run>/manifest/<shard>.ndjson``
@@ -79,7 +85,8 @@ class RunStore(Protocol):
     ) -> None: ...
     def finish(self, claim: Claim, state: str, reason: str | None, manifest: str | None, now_ms: int) -> None: ...
     def release(self, claim: Claim) -> None: ...
-    def shards(self, run_id: str, count: int) -> list[dict[str, Any]]: ...
+    def shards(self, run_id: str, count: int, first: int = 0) -> list[dict[str, Any]]: ...
+    def advance_round(self, run_id: str, current: int, rounds: Mapping[str, Any]) -> bool: ...
 
 
 def run_key(run_id: str) -> str:
@@ -159,10 +166,17 @@ class DynamoDBRunStore:
         item = self._call("reading the run", "get_item", Key={"id": {"S": run_key(run_id)}}, ConsistentRead=True).get(
             "Item"
         )
-        return None if item is None else dict(json.loads(item["doc"]["S"]))
+        if item is None:
+            return None
+        record = dict(json.loads(item["doc"]["S"]))
+        record["round"] = _number(item, "round")
+        if "rounds" in item:
+            record["rounds"] = json.loads(item["rounds"]["S"])
+        return record
 
     def update_run(self, run_id: str, changes: Mapping[str, Any]) -> None:
-        # read-modify-write of the record is safe: only the run function (one request at a time per run) writes it
+        # read-modify-write of the record is safe: only the run function (one request at a time per run) writes
+        # ``doc``; the workers' rounds are attributes of their own (advance_round), which get_run lays over it
         record = self.get_run(run_id) or {}
         record.update(changes)
         self._call(
@@ -278,9 +292,31 @@ class DynamoDBRunStore:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def shards(self, run_id: str, count: int) -> list[dict[str, Any]]:
+    def advance_round(self, run_id: str, current: int, rounds: Mapping[str, Any]) -> bool:
+        condition = "#round = :current" if current else "attribute_not_exists(#round) OR #round = :current"
+        try:
+            self._call(
+                "advancing the round",
+                "update_item",
+                Key={"id": {"S": run_key(run_id)}},
+                UpdateExpression="SET #round = :next, rounds = :rounds",
+                ConditionExpression=f"attribute_exists(id) AND ({condition})",
+                ExpressionAttributeNames={"#round": "round"},
+                ExpressionAttributeValues={
+                    ":current": {"N": str(current)},
+                    ":next": {"N": str(current + 1)},
+                    ":rounds": {"S": json.dumps(rounds, separators=(",", ":"))},
+                },
+            )
+        except Exception as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def shards(self, run_id: str, count: int, first: int = 0) -> list[dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        keys = [shard_key(run_id, shard) for shard in range(count)]
+        keys = [shard_key(run_id, shard) for shard in range(first, count)]
         for start in range(0, len(keys), 100):
             pending: Any = {self._table: {"Keys": [{"id": {"S": key}} for key in keys[start : start + 100]]}}
             for attempt in range(self._attempts):
@@ -299,7 +335,7 @@ class DynamoDBRunStore:
                 self._sleep(min(2.0, 0.05 * 2**attempt))
             if pending:
                 raise StoreError("reading the shards failed (unprocessed keys)")
-        return [{"shard": shard, **found.get(shard_key(run_id, shard), {})} for shard in range(count)]
+        return [{"shard": shard, **found.get(shard_key(run_id, shard), {})} for shard in range(first, count)]
 
 
 class InMemoryRunStore:
@@ -308,6 +344,7 @@ class InMemoryRunStore:
     def __init__(self) -> None:
         self.runs: dict[str, dict[str, Any]] = {}
         self.items: dict[str, dict[str, Any]] = {}
+        self.rounds: dict[str, tuple[int, str]] = {}
         self.progress_writes = 0
         self._lock = threading.Lock()
 
@@ -319,8 +356,23 @@ class InMemoryRunStore:
             return True
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        record = self.runs.get(run_id)
-        return None if record is None else json.loads(json.dumps(record))
+        with self._lock:
+            record = self.runs.get(run_id)
+            if record is None:
+                return None
+            copy = dict(json.loads(json.dumps(record)))
+            current, rounds = self.rounds.get(run_id, (0, ""))
+        copy["round"] = current
+        if rounds:
+            copy["rounds"] = json.loads(rounds)
+        return copy
+
+    def advance_round(self, run_id: str, current: int, rounds: Mapping[str, Any]) -> bool:
+        with self._lock:
+            if run_id not in self.runs or self.rounds.get(run_id, (0, ""))[0] != current:
+                return False
+            self.rounds[run_id] = (current + 1, json.dumps(rounds, separators=(",", ":")))
+            return True
 
     def update_run(self, run_id: str, changes: Mapping[str, Any]) -> None:
         with self._lock:
@@ -365,8 +417,12 @@ class InMemoryRunStore:
             if item is not None and item.get("owner") == claim.owner:
                 item["lease_until"] = 0
 
-    def shards(self, run_id: str, count: int) -> list[dict[str, Any]]:
-        return [{"shard": shard, **self.items.get(shard_key(run_id, shard), {})} for shard in range(count)]
+    def shards(self, run_id: str, count: int, first: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"shard": shard, **json.loads(json.dumps(self.items.get(shard_key(run_id, shard), {})))}
+                for shard in range(first, count)
+            ]
 
 
 # ---- the manifest bucket ------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ For each shard message (:class:`ShardWorker.process`):
 6. **Finish**: the shard's manifest (one NDJSON object: the run header, one line per case sent, a summary) is
    assembled from its parts; cases recorded as sent whose line was lost in a crash get a line saying their
    response was not recorded. Then the shard is marked ``done``/``stopped`` and its parts deleted.
+7. **Rounds** (a run until decided): the worker that finishes a round's last shard sends the delayed look, and a
+   look message is processed here too (:class:`flagbridge.runs.rounds.Rounds`).
 
 **The remaining window.** A case is recorded *after* it is sent. An exception mid-shard records what was sent
 and releases the claim: nothing is sent twice. A worker *killed* between sending a case and recording it (out of
@@ -40,7 +42,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flagbridge.runs.shards import ShardMessage, ShardMessageError, check_against, parse_shard_message
+from flagbridge.runs.rounds import Rounds
+from flagbridge.runs.shards import LookMessage, ShardMessage, ShardMessageError, check_against, parse_message
 from flagbridge.runs.spec import RunSpec
 from flagbridge.runs.store import (
     Claim,
@@ -78,7 +81,7 @@ def manifest_key(run_id: str, shard: int) -> str:
 class ShardResult:
     """What happened to one shard message; the handler acknowledges it or hands it back."""
 
-    outcome: str  # done, stopped, skipped, busy, released, quarantined
+    outcome: str  # done, stopped, skipped, busy, released, quarantined; a look: advanced, ended, waiting
     run_id: str = ""
     shard: int = -1
     sent: int = 0
@@ -87,7 +90,7 @@ class ShardResult:
 
     @property
     def acknowledged(self) -> bool:
-        return self.outcome in ("done", "stopped", "skipped", "quarantined")
+        return self.outcome in ("done", "stopped", "skipped", "quarantined", "advanced", "ended", "waiting")
 
 
 @dataclass
@@ -105,6 +108,7 @@ class Runtime:
     part_cases: int = 1000
     batch_size: int = 50
     deadline_margin_ms: int = 20_000
+    rounds: Rounds | None = None  # a run until decided: its looks and next rounds (None: no run may be one)
 
 
 class _Checkpointer:
@@ -191,10 +195,12 @@ class ShardWorker:
     def process(self, body: str, remaining_ms: Callable[[], int]) -> ShardResult:
         """One shard message. Raises ShardMessageError for a message to quarantine; other errors propagate
         after the claim was released (the handler hands the message back)."""
-        message = parse_shard_message(body)
+        message = parse_message(body)
         spec = self.spec(message.run_id)
         if spec is None:
             raise ShardMessageError("unknown_run", "no run.json for this run id in the manifest bucket")
+        if isinstance(message, LookMessage):
+            return self._look(spec, message)
         check_against(message, spec)
         runtime = self.runtime
         owner = uuid.uuid4().hex
@@ -203,6 +209,7 @@ class ShardWorker:
                 spec.run_id, message.shard, message.first, owner, runtime.clock_ms(), runtime.lease_ms
             )
         except ShardFinishedError as exc:
+            self._finished(spec, message.shard)  # the look of a worker that died right after finishing it
             return ShardResult("skipped", spec.run_id, message.shard, detail=f"already {exc.state}")
         except ShardBusyError as exc:
             wait = max(1, (exc.lease_until_ms - runtime.clock_ms()) // 1000 + 1)
@@ -282,7 +289,18 @@ class ShardWorker:
         key = self._assemble(spec, claim, message.first, last, state, reason)
         runtime.store.finish(claim, state, reason, key, runtime.clock_ms())
         runtime.manifests.delete(runtime.manifests.keys(part_prefix(spec.run_id, claim.shard)))
+        self._finished(spec, claim.shard)
         return ShardResult(state, spec.run_id, claim.shard, sent, reason or "")
+
+    def _finished(self, spec: RunSpec, shard: int) -> None:
+        if spec.until_decided and self.runtime.rounds is not None:
+            self.runtime.rounds.shard_finished(spec, shard)
+
+    def _look(self, spec: RunSpec, message: LookMessage) -> ShardResult:
+        if not spec.until_decided or self.runtime.rounds is None:
+            raise ShardMessageError("not_until_decided", "a look message for a run that is not until decided")
+        outcome, detail = self.runtime.rounds.look(spec, message)
+        return ShardResult(outcome, spec.run_id, -1, 0, detail)
 
     def _keep_undelivered(self, spec: RunSpec, claim: Claim, reporter: ResultReporter) -> None:
         """Result batches the bridge refused or never answered: kept in S3 with the run, never dropped, each beside

@@ -233,8 +233,7 @@ class UntilDecided:
         if outcome.ended is not None:
             self._end(outcome.ended, outcome.reason)
         else:
-            still = "" if outcome.requests is None else f" (the oracle asks for about {outcome.requests:,} more)"
-            self._end("budget", f"the budget of {self.budget:,} requests is spent, undecided{still}")
+            self._end("budget", budget_reason(self.budget, outcome.requests))
         return self.ended or "stopped"
 
     def record(self) -> dict[str, Any]:
@@ -304,16 +303,32 @@ class UntilDecided:
             self.sleep(min(self.poll_seconds, left))
 
     def _counted(self, document: VerdictDocument) -> bool:
-        fresh = int(document.get("evaluated_at") or 0) >= (self.results_end_ms or 0)
-        return fresh or fail_reason(self.test, {"verdicts": fed_rows(document, self.metrics)}, None) is not None
+        return counted(self.test, document, self.metrics, self.results_end_ms or 0)
 
     def _no_evaluation(self) -> Assessment:
         if self._deadline is not None and self.clock() >= self._deadline:
-            return Assessment("duration", f"duration budget of {self.max_duration_s:g}s spent")
-        return Assessment(
-            "not evaluated",
-            f"the oracle did not evaluate the round's results within {self.wait_seconds:g}s (test {self.test})",
-        )
+            return Assessment("duration", duration_reason(self.max_duration_s or 0))
+        return Assessment("not evaluated", not_evaluated_reason(self.test, self.wait_seconds))
+
+
+def counted(test: str, document: VerdictDocument, metrics: Sequence[str] | None, results_end_ms: int) -> bool:
+    """Whether ``document`` judges a round whose last result was taken at ``results_end_ms``: evaluated since, or
+    a FAIL already (more results cannot undo it)."""
+    fresh = int(document.get("evaluated_at") or 0) >= results_end_ms
+    return fresh or fail_reason(test, {"verdicts": fed_rows(document, metrics)}, None) is not None
+
+
+def budget_reason(budget: int, asked: int | None) -> str:
+    still = "" if asked is None else f" (the oracle asks for about {asked:,} more)"
+    return f"the budget of {budget:,} requests is spent, undecided{still}"
+
+
+def duration_reason(max_duration_s: float) -> str:
+    return f"duration budget of {max_duration_s:g}s spent"
+
+
+def not_evaluated_reason(test: str, wait_seconds: float) -> str:
+    return f"the oracle did not evaluate the round's results within {wait_seconds:g}s (test {test})"
 
 
 def run_ending(record: Mapping[str, Any], state: str, reasons: Iterable[str]) -> str | None:

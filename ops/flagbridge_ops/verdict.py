@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flagbridge.oracle.config import OracleConfig
+from flagbridge.oracle.kinds import kind_of
 from flagbridge.oracle.service import detail_document, overall_exit_code
 from flagbridge.oracle.store import VerdictStore
 
@@ -75,17 +76,10 @@ def exit_status(rows: Sequence[Mapping[str, Any]]) -> int:
     return overall_exit_code(row["state"] for row in rows)
 
 
-def _percent(value: Any) -> str:
-    return "-" if value is None else f"{100 * float(value):.2f}%"
-
-
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     out = []
     for row in rows:
-        interval = "-"
-        if row.get("kind") == "rate" and row.get("n"):
-            interval = f"{_percent(row.get('lower'))} .. {_percent(row.get('upper'))}"
-        value = _percent(row.get("rate")) if row.get("kind") == "rate" else f"{row.get('value') or '-'}"
+        value, interval = kind_of(row).cells(row)
         out.append((row["test"], row["treatment"], row["metric"], row["state"], row.get("n", "-"), value, interval))
     return out
 
@@ -136,59 +130,35 @@ def _x(value: float, top: float) -> float:
     return _LEFT + (_WIDTH - _LEFT - _RIGHT) * min(max(value, 0.0), top) / top
 
 
-def _rate_svg(verdict: Mapping[str, Any]) -> str:
-    """The rate's interval and point against the pass and fail lines."""
-    pass_line, fail_line = float(verdict["pass_below"]), float(verdict["fail_at"])
-    lower, upper = float(verdict.get("lower") or 0.0), float(verdict.get("upper") or 1.0)
-    rate = verdict.get("rate")
-    top = max(fail_line * 2, min(1.0, upper * 1.1), pass_line * 3)
+def _chart_svg(verdict: Mapping[str, Any]) -> str:
+    """The verdict's chart as its metric kind draws it: its value (and interval) against the pass and fail lines."""
+    row = kind_of(verdict).chart_row(verdict)
+    top = row.top
     colour = COLOURS.get(str(verdict["state"]), "#555")
-    label = html.escape(f"{verdict['metric']}")
-    parts = [
-        f'<svg class="metric" role="img" width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}">',
-        f"<title>{html.escape(str(verdict.get('explain', '')))}</title>",
-        f'<text x="0" y="20" class="label">{label}</text>',
-        f'<line x1="{_LEFT}" y1="30" x2="{_WIDTH - _RIGHT}" y2="30" class="axis"/>',
-        f'<line x1="{_x(pass_line, top):.1f}" y1="6" x2="{_x(pass_line, top):.1f}" y2="38" stroke="{COLOURS["PASS"]}"'
-        f' stroke-dasharray="4 2"><title>pass line {100 * pass_line:g}%</title></line>',
-        f'<line x1="{_x(fail_line, top):.1f}" y1="6" x2="{_x(fail_line, top):.1f}" y2="38" stroke="{COLOURS["FAIL"]}"'
-        f' stroke-dasharray="4 2"><title>fail line {100 * fail_line:g}%</title></line>',
-        f'<text x="{_x(pass_line, top):.1f}" y="46" class="tick" fill="{COLOURS["PASS"]}">{100 * pass_line:g}%</text>',
-        f'<text x="{_x(fail_line, top):.1f}" y="46" class="tick" fill="{COLOURS["FAIL"]}">{100 * fail_line:g}%</text>',
-    ]
-    if rate is not None:
-        parts += [
-            f'<line x1="{_x(lower, top):.1f}" y1="20" x2="{_x(upper, top):.1f}" y2="20" stroke="{colour}"'
-            ' stroke-width="4" stroke-linecap="round" class="interval"/>',
-            f'<circle cx="{_x(float(rate), top):.1f}" cy="20" r="5" fill="{colour}" class="rate"/>',
-        ]
-    else:
-        parts.append(f'<text x="{_LEFT}" y="22" class="tick">no events counted</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _percentile_svg(verdict: Mapping[str, Any]) -> str:
-    pass_line, fail_line = float(verdict["pass_below"]), float(verdict["fail_at"])
-    value = verdict.get("value")
-    top = max(fail_line * 1.5, float(value or 0) * 1.1)
-    colour = COLOURS.get(str(verdict["state"]), "#555")
+    titles = ("", "") if row.line_titles is None else tuple(f"<title>{t}</title>" for t in row.line_titles)
+    closing = ("/>", "/>") if row.line_titles is None else tuple(f">{t}</line>" for t in titles)
     parts = [
         f'<svg class="metric" role="img" width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}">',
         f"<title>{html.escape(str(verdict.get('explain', '')))}</title>",
         f'<text x="0" y="20" class="label">{html.escape(str(verdict["metric"]))}</text>',
         f'<line x1="{_LEFT}" y1="30" x2="{_WIDTH - _RIGHT}" y2="30" class="axis"/>',
-        f'<line x1="{_x(pass_line, top):.1f}" y1="6" x2="{_x(pass_line, top):.1f}" y2="38" stroke="{COLOURS["PASS"]}"'
-        ' stroke-dasharray="4 2"/>',
-        f'<line x1="{_x(fail_line, top):.1f}" y1="6" x2="{_x(fail_line, top):.1f}" y2="38" stroke="{COLOURS["FAIL"]}"'
-        ' stroke-dasharray="4 2"/>',
-        f'<text x="{_x(pass_line, top):.1f}" y="46" class="tick" fill="{COLOURS["PASS"]}">{pass_line:g}</text>',
-        f'<text x="{_x(fail_line, top):.1f}" y="46" class="tick" fill="{COLOURS["FAIL"]}">{fail_line:g}</text>',
+        f'<line x1="{_x(row.pass_line, top):.1f}" y1="6" x2="{_x(row.pass_line, top):.1f}" y2="38" '
+        f'stroke="{COLOURS["PASS"]}" stroke-dasharray="4 2"{closing[0]}',
+        f'<line x1="{_x(row.fail_line, top):.1f}" y1="6" x2="{_x(row.fail_line, top):.1f}" y2="38" '
+        f'stroke="{COLOURS["FAIL"]}" stroke-dasharray="4 2"{closing[1]}',
+        f'<text x="{_x(row.pass_line, top):.1f}" y="46" class="tick" fill="{COLOURS["PASS"]}">{row.pass_tick}</text>',
+        f'<text x="{_x(row.fail_line, top):.1f}" y="46" class="tick" fill="{COLOURS["FAIL"]}">{row.fail_tick}</text>',
     ]
-    if value is not None:
-        parts.append(f'<circle cx="{_x(float(value), top):.1f}" cy="20" r="5" fill="{colour}" class="rate"/>')
-    else:
+    if row.value is None:
         parts.append(f'<text x="{_LEFT}" y="22" class="tick">no events counted</text>')
+    else:
+        if row.interval is not None:
+            lower, upper = row.interval
+            parts.append(
+                f'<line x1="{_x(lower, top):.1f}" y1="20" x2="{_x(upper, top):.1f}" y2="20" stroke="{colour}"'
+                ' stroke-width="4" stroke-linecap="round" class="interval"/>'
+            )
+        parts.append(f'<circle cx="{_x(row.value, top):.1f}" cy="20" r="5" fill="{colour}" class="rate"/>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -275,7 +245,7 @@ def html_report(documents: Sequence[Mapping[str, Any]], generated: datetime | No
                 f"<h3>{html.escape(str(document['flag']))}={html.escape(treatment)}</h3>"
             )
             for verdict in verdicts:
-                chart = _rate_svg(verdict) if verdict.get("kind") == "rate" else _percentile_svg(verdict)
+                chart = _chart_svg(verdict)
                 timeline = _timeline_svg(document.get("history") or [], treatment, str(verdict["metric"]))
                 body.append(
                     f'<div class="verdict" data-state="{verdict["state"]}">{chart}<div>{timeline}</div>'

@@ -172,4 +172,3 @@ class MetricConfig(_Strict):
     def judged_lines(self) -> tuple[float, float]:
         """(the PASS line, the FAIL line) of the judged rate."""
         return self.pass_below, self.fail_at
-

@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flagbridge.oracle.judge import STATE_CODES
-from flagbridge.oracle.kinds import KINDS
 from flagbridge.oracle.kills import KillEvent, headline, timeline_lines
+from flagbridge.oracle.kinds import KINDS
 
 NAMESPACE = "Flagbridge/Oracle"
 SOURCE = "flagbridge.oracle"

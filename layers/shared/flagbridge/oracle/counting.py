@@ -287,6 +287,7 @@ class Counter:
         rows: dict[tuple[int, int, str], list[Delta | None]] = {}
         killed: dict[tuple[int, int], int] = {}
         user_sets: set[tuple[int, str]] = set()
+        width, last, last_row = len(metric_names), (-1, -1, ""), None
         for event_type, name, data, attributes, at_ms in events:
             treatment, version, label = attribute(at_ms, attributes)
             hour = at_ms - at_ms % HOUR_MS
@@ -298,9 +299,15 @@ class Counter:
                 if not selector.matches(event_type, name, data, attributes):
                     continue
                 if row is None:
-                    row = rows.get((hour, version, treatment))
-                    if row is None:
-                        row = rows[(hour, version, treatment)] = [None] * len(metric_names)
+                    # the events of one message mostly share their hour and treatment: the last row again
+                    if hour == last[0] and treatment is last[2] and version == last[1]:
+                        row = last_row
+                    else:
+                        last = (hour, version, treatment)
+                        row = rows.get(last)
+                        if row is None:
+                            row = rows[last] = [None] * width
+                        last_row = row
                 for position, count in metrics:
                     delta = row[position]
                     if delta is None:

@@ -9,6 +9,7 @@ counted as ``invalid``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -41,16 +42,20 @@ class PercentileMetric(MetricConfig):
 
 def compile_percentile(metric: PercentileMetric) -> CountEvent:
     """The per-event count: the value into the histogram, and counted at/above each line exactly."""
-    attribute, pass_below, fail_at, bucket_of = metric.attribute, metric.pass_below, metric.fail_at, histogram.bucket_of
+    attribute, pass_below, fail_at = metric.attribute, metric.pass_below, metric.fail_at
+    log, ceil, log_gamma, zero, inf = math.log, math.ceil, histogram.LOG_GAMMA, histogram.ZERO_BUCKET, math.inf
 
     def count(delta: Delta, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> None:
-        value = attributes.get(attribute)
-        number = None if value is None else number_of(value)
-        if number is None:
-            delta.invalid += 1
-            return
+        number = attributes.get(attribute)
+        kind = type(number)
+        # hot path: a finite int or float as is (histogram.bucket_of inlined), anything else through number_of
+        if not (kind is float and -inf < number < inf) and kind is not int:
+            number = None if number is None else number_of(number)
+            if number is None:
+                delta.invalid += 1
+                return
         delta.n += 1
-        index = bucket_of(number)
+        index = ceil(log(number) / log_gamma) if number > 0 else zero
         buckets = delta.buckets
         buckets[index] = buckets.get(index, 0) + 1
         delta.classified += 1

@@ -8,9 +8,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import Field
 
 from flagbridge.errors import ConfigError
+from flagbridge.oracle import histogram
 from flagbridge.oracle.config import parse_oracle_config
 from flagbridge.oracle.counting import Counter
 from flagbridge.oracle.judge import Judgement, judge_common, with_text
@@ -19,7 +22,7 @@ from flagbridge.oracle.metric import MetricConfig
 from flagbridge.oracle.notify import metric_data
 from flagbridge.oracle.service import Evaluator, detail_document
 from flagbridge.oracle.store import InMemoryCounterStore, InMemoryVerdictStore
-from flagbridge.oracle.tally import Delta
+from flagbridge.oracle.tally import Delta, number_of
 from flagbridge_ops.verdict import html_report, table_rows, verdict_rows
 
 T0 = 1_767_225_600_000
@@ -136,3 +139,30 @@ def test_every_shipped_kind_is_registered_under_its_type() -> None:
         kind_of("mean")
     with registered(RetriedKind()), pytest.raises(ValueError, match="already registered"), registered(RetriedKind()):
         pass
+
+
+_NUMBERS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-5, max_value=10**6),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["500", "1e3", "-0", "abc", "", " 7", "nan"]),
+    st.lists(st.integers(), max_size=1),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_NUMBERS, min_size=1, max_size=40))
+def test_the_compiled_percentile_count_equals_the_reference(values: list[Any]) -> None:
+    """The per-event percentile count (numbers and buckets read inline) against number_of and bucket_of."""
+    [_, metric, _] = parse_oracle_config({"tests": [{"name": "t", "flag": "f", "environment": "P"}]}).tests[0].metrics
+    count, fast, slow = kind_of(metric).compile(metric), Delta(), Delta()
+    for value in values:
+        count(fast, "custom_event", "x", {}, {"latency_ms": value})
+        number = None if value is None else number_of(value)
+        if number is None:
+            slow.invalid += 1
+            continue
+        slow.n += 1
+        slow.buckets[histogram.bucket_of(number)] = slow.buckets.get(histogram.bucket_of(number), 0) + 1
+        slow.classified += 1
+        slow.at_pass += number >= metric.pass_below
+        slow.at_fail += number >= metric.fail_at
+    assert fast == slow

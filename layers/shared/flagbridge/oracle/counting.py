@@ -255,15 +255,18 @@ class Counter:
     def user_ids(self, message: Mapping[str, Any]) -> list[str]:
         return _user_ids(message["batch"], self._traffic_types)
 
-    def count(self, message: Mapping[str, Any], states: StateLookup, now_ms: int) -> Contribution:
-        """The contribution of one parsed lane message."""
+    def count(
+        self, message: Mapping[str, Any], states: StateLookup, now_ms: int, users: list[str] | None = None
+    ) -> Contribution:
+        """The contribution of one parsed lane message (``users``: its :meth:`user_ids`, when already read)."""
         doc: Mapping[str, Any] = message["batch"]
         batch_key = message.get("batch_key")
         ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
         contribution = Contribution(ledger_id)
         events = _prepared_events(doc, _event_time(doc, now_ms))
         contribution.events = len(events)
-        users = _user_ids(doc, self._traffic_types)
+        if users is None:
+            users = _user_ids(doc, self._traffic_types)
         is_tester = message.get("test_user") is True
         for compiled in self._tests:
             test = compiled.test

@@ -4,7 +4,9 @@ real counter and store, judged by the evaluator, and rendered in notifications, 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -166,3 +168,15 @@ def test_the_compiled_percentile_count_equals_the_reference(values: list[Any]) -
         slow.at_pass += number >= metric.pass_below
         slow.at_fail += number >= metric.fail_at
     assert fast == slow
+
+
+def test_the_readme_row_for_a_new_kind_names_files_that_exist() -> None:
+    """The README's "where to change what" row for a metric kind names only real files, the registry among them."""
+    root = Path(__file__).resolve().parents[3]
+    [row] = [line for line in (root / "README.md").read_text().splitlines() if "add an oracle metric *kind*" in line]
+    named = set(re.findall(r"`(oracle/[\w/.]+)`", row))
+    assert {"oracle/kinds/__init__.py", "oracle/kinds/base.py", "oracle/metric.py"} <= named
+    for path in named:
+        assert (root / "layers" / "shared" / "flagbridge" / path).exists(), path
+    for path in re.findall(r"`(tests/[\w/.]+)`", row):
+        assert (root / path).exists(), path

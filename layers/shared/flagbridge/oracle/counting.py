@@ -290,14 +290,15 @@ class Counter:
         rows: dict[tuple[int, int, str], list[Delta | None]] = {}
         killed: dict[tuple[int, int], int] = {}
         user_sets: set[tuple[int, str]] = set()
-        width, last, last_row = len(metric_names), (-1, -1, ""), None
+        width, last = len(metric_names), (-1, -1, "")
+        last_row: list[Delta | None] = []
         for event_type, name, data, attributes, at_ms in events:
             treatment, version, label = attribute(at_ms, attributes)
             hour = at_ms - at_ms % HOUR_MS
             if label == "killed":
                 killed[(hour, version)] = killed.get((hour, version), 0) + 1
                 continue
-            row = None
+            row: list[Delta | None] | None = None
             for selector, metrics in compiled.groups:
                 if not selector.matches(event_type, name, data, attributes):
                     continue

@@ -46,7 +46,7 @@ def compile_percentile(metric: PercentileMetric) -> CountEvent:
     log, ceil, log_gamma, zero, inf = math.log, math.ceil, histogram.LOG_GAMMA, histogram.ZERO_BUCKET, math.inf
 
     def count(delta: Delta, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> None:
-        number = attributes.get(attribute)
+        number: Any = attributes.get(attribute)
         kind = type(number)
         # hot path: a finite int or float as is (histogram.bucket_of inlined), anything else through number_of
         if not (kind is float and -inf < number < inf) and kind is not int:

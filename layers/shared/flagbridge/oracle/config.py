@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, GetPydanticSchema, ValidationError, field_validator, model_validator
 
 from flagbridge.errors import ConfigError
-from flagbridge.oracle.kinds import KINDS, PercentileMetric, RateMetric, metric_schema
+from flagbridge.oracle.kinds import KINDS, PercentileMetric, RateMetric, metric_schema, on_change
 from flagbridge.oracle.metric import Action, MetricConfig, Selector, _Strict, _with_alert, never_matches
 
 __all__ = ["PercentileMetric", "RateMetric", "Selector", "never_matches"]
@@ -207,6 +207,14 @@ class OracleConfig(_Strict):
             for key in DEPRECATED_METRIC_KEYS
             if getattr(metric, key) is not None
         ]
+
+
+def _rebuild_for_new_kinds() -> None:
+    OracleTest.model_rebuild(force=True)
+    OracleConfig.model_rebuild(force=True)
+
+
+on_change(_rebuild_for_new_kinds)
 
 
 def lane_problems(oracle: OracleConfig, destinations: Mapping[str, tuple[str, str]]) -> list[str]:

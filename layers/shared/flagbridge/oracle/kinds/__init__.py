@@ -8,7 +8,7 @@ configuration models so they parse it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "RateMetric",
     "kind_of",
     "metric_schema",
+    "on_change",
     "registered",
 ]
 
@@ -56,11 +57,17 @@ def metric_schema(_source: Any, handler: GetCoreSchemaHandler) -> core_schema.Co
     return core_schema.tagged_union_schema(choices, discriminator="type")
 
 
-def _rebuild_models() -> None:
-    from flagbridge.oracle.config import OracleConfig, OracleTest
+_ON_CHANGE: list[Callable[[], None]] = []
 
-    OracleTest.model_rebuild(force=True)
-    OracleConfig.model_rebuild(force=True)
+
+def on_change(rebuild: Callable[[], None]) -> None:
+    """Call ``rebuild`` whenever the registry changes (the configuration models rebuild their metric union)."""
+    _ON_CHANGE.append(rebuild)
+
+
+def _rebuild_models() -> None:
+    for rebuild in _ON_CHANGE:
+        rebuild()
 
 
 @contextmanager

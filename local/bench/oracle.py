@@ -308,23 +308,23 @@ def _wilson_rule() -> tuple[Any, Any]:
 def figure_oracle_rule(sizes: Sizes) -> list[Figure]:
     """One evaluation with the always-valid rule against the same evaluation with the Wilson rule before it."""
     bench_environment()
-    from flagbridge.oracle import evaluate
+    from flagbridge.oracle.kinds import percentile, rate
     from flagbridge.oracle.service import Evaluator
     from flagbridge.oracle.store import InMemoryVerdictStore
 
     config = _config()
     store = _counters_for(sizes.oracle_eval_events[1], 2)
     now = NOW_MS + 25 * HOUR_MS
-    always_valid = (evaluate.judge_rate, evaluate.judge_percentile)
+    always_valid = (rate.judge_rate, percentile.judge_percentile)
     wilson = _wilson_rule()
 
     def evaluation(rule: tuple[Any, Any]) -> Any:
         def run() -> Any:
-            evaluate.judge_rate, evaluate.judge_percentile = rule
+            rate.judge_rate, percentile.judge_percentile = rule  # the kinds' judge calls these
             try:
                 return Evaluator(config, store, InMemoryVerdictStore(), _Silent(), None, lambda: now).run(force=True)
             finally:
-                evaluate.judge_rate, evaluate.judge_percentile = always_valid
+                rate.judge_rate, percentile.judge_percentile = always_valid
 
         return run
 

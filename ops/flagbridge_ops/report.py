@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flagbridge.oracle.kinds import kind_of
+
 COLOURS = {
     "PASS": "#2ca02c",
     "FAIL": "#d62728",
@@ -76,11 +78,10 @@ def _scale(verdicts: Sequence[Mapping[str, Any]]) -> float:
     top = 0.0
     for verdict in verdicts:
         values = [float(verdict.get("fail_at") or 0) * 1.25, float(verdict.get("pass_below") or 0) * 1.5]
-        if verdict.get("kind") == "rate":
-            values += [float(verdict.get("upper") or 0) * 1.05 if verdict.get("n") else 0.0]
-            values += [float(verdict.get("rate") or 0) * 1.1]
-        else:
-            values += [float(verdict.get("value") or 0) * 1.1]
+        row = kind_of(verdict).chart_row(verdict)
+        if row.interval is not None and verdict.get("n"):
+            values += [row.interval[1] * 1.05]
+        values += [(row.value or 0.0) * 1.1]
         top = max(top, *values)
     return _nice(top or 1.0)
 
@@ -149,9 +150,10 @@ def chart(verdict: Mapping[str, Any], top: float, unit: str) -> str:
         *_axis(top, unit),
         *_lines(verdict, top, unit),
     ]
-    value = verdict.get("rate") if verdict.get("kind") == "rate" else verdict.get("value")
-    if verdict.get("kind") == "rate" and verdict.get("n"):
-        lower, upper = float(verdict.get("lower") or 0), float(verdict.get("upper") or 0)
+    row = kind_of(verdict).chart_row(verdict)  # the metric kind says what its point and interval are
+    value = row.value
+    if row.interval is not None and verdict.get("n"):
+        lower, upper = row.interval
         parts.append(
             f'<line x1="{_x(lower, top):.1f}" y1="26" x2="{_x(upper, top):.1f}" y2="26" stroke="{colour}" '
             f'stroke-width="6" stroke-linecap="round" class="interval" opacity="0.6"><title>interval '

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flagbridge.oracle.config import OracleConfig
+from flagbridge.oracle.kinds import kind_of
 from flagbridge.oracle.service import detail_document, overall_exit_code
 from flagbridge.oracle.store import VerdictStore
 
@@ -101,13 +102,13 @@ def value_text(row: Mapping[str, Any]) -> str:
 
 
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The CLI table's rows: the value with its unit, and the interval as the verdict's metric kind writes it."""
     out = []
     for row in rows:
-        interval = "-"
-        if row.get("kind") == "rate" and row.get("n"):
-            interval = f"{_percent(row.get('lower'))} .. {_percent(row.get('upper'))}"
-        out.append((row["test"], row["treatment"], row["metric"], row["state"], row.get("n", "-"), value_text(row),
-                    interval))  # fmt: skip
+        value, interval = kind_of(row).cells(row)
+        if row.get("kind") in ("rate", "percentile"):
+            value = value_text(row)
+        out.append((row["test"], row["treatment"], row["metric"], row["state"], row.get("n", "-"), value, interval))
     return out
 
 

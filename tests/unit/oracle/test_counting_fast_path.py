@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from flagbridge.cdp._values import canonical
 from flagbridge.oracle.config import SERVER_ERROR_OR_NO_ANSWER, parse_oracle_config
-from flagbridge.oracle.counting import Delta, _CompiledMetric, _number
+from flagbridge.oracle.counting import Delta
+from flagbridge.oracle.kinds.rate import RateCount as _CompiledMetric
+from flagbridge.oracle.tally import number_of as _number
 
 BAD_SELECTORS: list[list[dict[str, Any]]] = [
     [{"attribute": "status", "op": "regex", "value": SERVER_ERROR_OR_NO_ANSWER}],

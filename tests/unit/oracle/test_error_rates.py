@@ -15,7 +15,8 @@ from itertools import pairwise
 
 import pytest
 
-from flagbridge.oracle.judge import decides_fail, decides_pass, judge_rate
+from flagbridge.oracle.judge import decides_fail, decides_pass
+from flagbridge.oracle.kinds.rate import judge_rate
 from tests.unit.oracle import exact
 from tests.unit.oracle.exact import metric
 

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from flagbridge.oracle import histogram
 from flagbridge.oracle.config import PercentileMetric, RateMetric, parse_oracle_config
-from flagbridge.oracle.judge import Judgement, judge_percentile, judge_rate, overridden
+from flagbridge.oracle.judge import Judgement, overridden
+from flagbridge.oracle.kinds.percentile import judge_percentile
+from flagbridge.oracle.kinds.rate import judge_rate
 from tests.unit.oracle.exact import DOCS
 
 [TEST] = parse_oracle_config({"tests": [{"name": "t", "flag": "new_checkout", "environment": "Production"}]}).tests

@@ -27,202 +27,28 @@ across ``events`` and ``bad``) is an error too: such a test would report NO_DATA
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, GetPydanticSchema, ValidationError, field_validator, model_validator
 
-from flagbridge.cdp._values import canonical, to_number
-from flagbridge.cdp.filters import AttributePredicate, CompiledFilter, EventNameRule, EventTypeRule, Filter
 from flagbridge.errors import ConfigError
+from flagbridge.oracle.kinds import KINDS, PercentileMetric, RateMetric, metric_schema, on_change
+from flagbridge.oracle.metric import Action, MetricConfig, Selector, _Strict, _with_alert, never_matches
 
-Action = Literal["alert", "kill"]
+__all__ = ["PercentileMetric", "RateMetric", "Selector", "never_matches"]
 Cohort = Literal["testers", "everyone"]
-Decision = Literal["sequential", "fixed"]
 DEPRECATED_METRIC_KEYS = ("confidence", "interim_confidence")
 """Keys still accepted (old configurations load) but ignored since verdicts are always valid: ``alpha`` sets the
 error level of every look, and ``decision: fixed`` is the classic single look at ``1 - alpha``."""
 _LOG = logging.getLogger(__name__)
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-_NAMED_BY_TYPE = frozenset({"custom_event", "screen_view"})
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Selector(_Strict):
-    """Which events: the event parts of a destination filter (all given parts must hold)."""
-
-    event_types: EventTypeRule = Field(default_factory=EventTypeRule)
-    event_names: EventNameRule = Field(default_factory=EventNameRule)
-    attributes: list[AttributePredicate] = Field(default_factory=list)
-
-    def compile(self) -> CompiledFilter:
-        return Filter(
-            users="any", event_types=self.event_types, event_names=self.event_names, attributes=self.attributes
-        ).compile()
-
-
-def _type_and_name_problem(selector: Selector) -> str | None:
-    types, names = selector.event_types, selector.event_names
-    if types.include is not None and not set(types.include) - set(types.exclude):
-        return "event_types: nothing is left once exclude removes its types from include"
-    if names.include is not None:
-        literal_excludes = {p for p in names.exclude if not re.search(r"[*?\[]", p)}
-        if not [p for p in names.include if p not in literal_excludes]:
-            return "event_names: nothing is left once exclude removes its names from include"
-        if types.include is not None and not set(types.include) & _NAMED_BY_TYPE:
-            possible = set(types.include) - set(types.exclude)
-            if not any(fnmatch.fnmatchcase(t, p) for t in possible for p in names.include):
-                return "event_names: no included name can match the included event types"
-    return None
-
-
-def _allowed_values(attribute: str, checks: list[AttributePredicate]) -> tuple[set[Any] | None, str | None]:
-    """The values equals/in/not_equals/not_in leave for one attribute (None: unrestricted), or why none is left."""
-    equal = {canonical(p.value) for p in checks if p.op == "equals"}
-    allowed: set[Any] | None = set(equal) if equal else None
-    for p in checks:
-        if p.op == "in":
-            values = {canonical(v) for v in p.value}
-            allowed = values if allowed is None else allowed & values
-    if allowed is not None:
-        allowed -= {canonical(p.value) for p in checks if p.op == "not_equals"}
-        allowed -= {canonical(v) for p in checks if p.op == "not_in" for v in p.value}
-    if len(equal) > 1 or (allowed is not None and not allowed):
-        return allowed, f"attributes: no value of {attribute} satisfies its equals/in/not_equals/not_in predicates"
-    return allowed, None
-
-
-Bounds = tuple[float, bool, float, bool]
-"""(low, low is open, high, high is open) of the numbers an attribute may take."""
-
-
-def _numeric_bounds(checks: list[AttributePredicate]) -> Bounds:
-    low, high = -float("inf"), float("inf")
-    low_open = high_open = False
-    for p in checks:
-        bound = to_number(p.value) if p.op in ("gt", "gte", "lt", "lte") else None
-        if bound is None:
-            continue
-        if p.op in ("gt", "gte") and (bound > low or (bound == low and p.op == "gt")):
-            low, low_open = bound, p.op == "gt"
-        if p.op in ("lt", "lte") and (bound < high or (bound == high and p.op == "lt")):
-            high, high_open = bound, p.op == "lt"
-    return low, low_open, high, high_open
-
-
-def _within(number: float | None, bounds: Bounds) -> bool:
-    low, low_open, high, high_open = bounds
-    if number is None:
-        return False
-    return (number > low or (number == low and not low_open)) and (number < high or (number == high and not high_open))
-
-
-def _attribute_problem(predicates: list[AttributePredicate]) -> str | None:
-    by_attribute: dict[str, list[AttributePredicate]] = {}
-    for predicate in predicates:
-        by_attribute.setdefault(predicate.attribute, []).append(predicate)
-    for attribute, checks in by_attribute.items():
-        ops = {p.op for p in checks}
-        if "not_exists" in ops and len(ops) > 1:
-            return f"attributes: {attribute} must be absent and also {sorted(ops - {'not_exists'})[0]}"
-        allowed, problem = _allowed_values(attribute, checks)
-        if problem:
-            return problem
-        bounds = _numeric_bounds(checks)
-        low, low_open, high, high_open = bounds
-        if low > high or (low == high and (low_open or high_open)):
-            return f"attributes: no number satisfies every bound on {attribute}"
-        bounded = (low, high) != (-float("inf"), float("inf"))
-        if allowed is not None and bounded and not any(_within(to_number(v), bounds) for v in allowed):
-            return f"attributes: no allowed value of {attribute} satisfies its numeric bounds"
-    return None
-
-
-def never_matches(*selectors: Selector) -> str | None:
-    """Why events chosen by all of ``selectors`` at once can never exist, or None when some can."""
-    for selector in selectors:
-        problem = _type_and_name_problem(selector)
-        if problem:
-            return problem
-    return _attribute_problem([p for selector in selectors for p in selector.attributes])
-
-
-def _with_alert(actions: list[str]) -> list[str]:
-    """``alert`` first and always, each action once."""
-    return ["alert", *[a for a in dict.fromkeys(actions) if a != "alert"]]
-
-
-class _Metric(_Strict):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.%-]*$")
-    events: Selector = Field(default_factory=Selector)
-    pass_below: float = Field(gt=0)
-    fail_at: float = Field(gt=0)
-    alpha: float = Field(
-        default=0.01, gt=0, le=0.2, description="the chance a verdict is ever wrong, over every look (per line)"
-    )
-    decision: Decision = Field(
-        default="sequential", description="sequential: decide at any look; fixed: once, at the window's end"
-    )
-    confidence: float | None = Field(default=None, gt=0.5, lt=1, description="deprecated and ignored: use alpha")
-    interim_confidence: float | None = Field(
-        default=None, gt=0.5, lt=1, description="deprecated and ignored: use alpha"
-    )
-    min_samples: int = Field(default=300, ge=1)
-    min_failures: int = Field(default=3, ge=1)
-    actions: list[Action] | None = Field(default=None, description="overrides the test's actions for this metric")
-
-    @field_validator("actions")
-    @classmethod
-    def _alert_always(cls, actions: list[str] | None) -> list[str] | None:
-        return None if actions is None else _with_alert(actions)
-
-    @model_validator(mode="after")
-    def _lines(self) -> _Metric:
-        if self.pass_below >= self.fail_at:
-            raise ValueError(f"pass_below ({self.pass_below:g}) must be below fail_at ({self.fail_at:g})")
-        problem = never_matches(self.events)
-        if problem:
-            raise ValueError(f"events can never match: {problem}")
-        return self
-
-
-class RateMetric(_Metric):
-    """bad events / selected events, e.g. the 5xx rate of ``api_response`` events."""
-
-    type: Literal["rate"] = "rate"
-    bad: Selector
-    pass_below: float = Field(gt=0, lt=1)
-    fail_at: float = Field(gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _bad_can_match(self) -> RateMetric:
-        problem = never_matches(self.events, self.bad)
-        if problem:
-            raise ValueError(f"bad can never match among the selected events: {problem}")
-        return self
-
-
-class PercentileMetric(_Metric):
-    """A percentile of a numeric attribute, e.g. ``latency_ms`` p95 below 500 passes, at 1000 fails."""
-
-    type: Literal["percentile"]
-    attribute: str = Field(min_length=1)
-    percentile: float = Field(gt=0, lt=100)
-
-    @property
-    def tail(self) -> float:
-        """The share of events allowed above the line (p95 -> 0.05)."""
-        return round(1 - self.percentile / 100, 12)
-
-
-Metric = Annotated[RateMetric | PercentileMetric, Field(discriminator="type")]
+Metric = Annotated[MetricConfig, GetPydanticSchema(metric_schema)]
+"""A metric of any kind in :data:`flagbridge.oracle.kinds.KINDS`, told apart by ``type``."""
 
 SERVER_ERROR = "^5[0-9][0-9]$"
 """A ``status`` that is a 5xx, matched on the canonical text, so ``500``, ``"500"`` and ``500.0`` all match."""
@@ -383,6 +209,14 @@ class OracleConfig(_Strict):
         ]
 
 
+def _rebuild_for_new_kinds() -> None:
+    OracleTest.model_rebuild(force=True)
+    OracleConfig.model_rebuild(force=True)
+
+
+on_change(_rebuild_for_new_kinds)
+
+
 def lane_problems(oracle: OracleConfig, destinations: Mapping[str, tuple[str, str]]) -> list[str]:
     """What stops the oracle lane from feeding the tests: ``destinations`` maps names to (type, users mode)."""
     if not oracle.tests:
@@ -403,8 +237,8 @@ def lane_problems(oracle: OracleConfig, destinations: Mapping[str, tuple[str, st
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    # Drop pydantic's union tags ("rate", "percentile") so the key reads like the YAML path.
-    return ".".join(str(part) for part in loc if part not in ("rate", "percentile"))
+    # Drop pydantic's union tags (the kinds' names) so the key reads like the YAML path.
+    return ".".join(str(part) for part in loc if part not in KINDS)
 
 
 def parse_oracle_config(document: Any, source: str = "<config>") -> OracleConfig:

@@ -25,7 +25,6 @@ digests, for the sample-ratio check, and only for tests that declare a ``split``
 from __future__ import annotations
 
 import json
-import math
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +32,13 @@ from hashlib import blake2b
 from typing import Any, NamedTuple
 
 from flagbridge.cdp._values import canonical, to_number
-from flagbridge.cdp.batch import Event
-from flagbridge.cdp.filters import CompiledFilter, Filter
 from flagbridge.errors import FlagbridgeError
-from flagbridge.oracle import histogram
-from flagbridge.oracle.config import OracleConfig, OracleTest, PercentileMetric, RateMetric, Selector
+from flagbridge.oracle.config import OracleConfig, OracleTest
+from flagbridge.oracle.kinds import CountEvent, kind_of
+from flagbridge.oracle.tally import Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
+
+__all__ = ["Delta"]
 
 UNATTRIBUTED = "(unattributed)"
 KILLED = "(killed)"
@@ -61,33 +61,6 @@ class UserSetKey(NamedTuple):
     test: str
     version: int
     treatment: str
-
-
-@dataclass(slots=True)
-class Delta:
-    """What one or more messages add to one counter."""
-
-    n: int = 0
-    k: int = 0
-    invalid: int = 0
-    buckets: dict[int, int] = field(default_factory=dict)
-    at_pass: int = 0
-    """Percentile metrics: events whose value is ``>= pass_below`` (exact, not read from the buckets)."""
-    at_fail: int = 0
-    """Percentile metrics: events whose value is ``>= fail_at``."""
-    classified: int = 0
-    """Percentile metrics: events counted into ``at_pass`` / ``at_fail`` (fewer than ``n`` only in counters
-    written before the exact counts existed; those are classified from their buckets)."""
-
-    def add(self, other: Delta) -> None:
-        self.n += other.n
-        self.k += other.k
-        self.invalid += other.invalid
-        self.at_pass += other.at_pass
-        self.at_fail += other.at_fail
-        self.classified += other.classified
-        for index, count in other.buckets.items():
-            self.buckets[index] = self.buckets.get(index, 0) + count
 
 
 @dataclass(slots=True)
@@ -162,147 +135,27 @@ def _user_ids(doc: Mapping[str, Any], traffic_types: Mapping[str, Sequence[str]]
     return [f"{traffic}#{value}" for kind, value in pairs for traffic in traffic_types.get(kind, ())]
 
 
-_UNSET: Any = object()
-PreparedEvent = tuple[Any, str, dict[str, Any], Mapping[str, Any], int]
-"""(event type, name, data, custom attributes, time) of one event."""
-_MEMO_LIMIT = 4096
-
-
-class _Selector:
-    """A selector for the hot path: the event type and name part memoised, attribute predicates called directly.
-
-    Metrics with the same ``events`` selector share one instance, so an event is matched once per selector.
-    """
-
-    __slots__ = ("_memo", "_names", "any_name", "predicates")
-
-    def __init__(self, selector: Selector) -> None:
-        self._names: CompiledFilter = Filter(
-            users="any", event_types=selector.event_types, event_names=selector.event_names
-        ).compile()
-        self.any_name = not self._names.has_event_rules
-        """No type or name rules: only the attribute predicates decide."""
-        self.predicates = [(attribute, check) for attribute, check, _ in Filter(
-            users="any", attributes=selector.attributes).compile().predicates]  # fmt: skip
-        self._memo: dict[tuple[Any, str], bool] = {}
-
-    def matches(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> bool:
-        if not self.any_name:
-            named = self._memo.get((event_type, name), _UNSET)
-            if named is _UNSET:
-                named = self._names.event_reason(Event(0, str(event_type), data, {})) is None
-                if len(self._memo) < _MEMO_LIMIT:
-                    self._memo[(event_type, name)] = named
-            if not named:
-                return False
-        for attribute, check in self.predicates:  # noqa: SIM110 - a loop, not all(<genexpr>): the hot path
-            if not check(attributes.get(attribute)):
-                return False
-        return True
-
-
-def _number(value: Any) -> float | int | None:
-    kind = type(value)
-    if kind is int or kind is float:
-        return value if kind is int or math.isfinite(value) else None
-    return to_number(value)
-
-
-_INVALID, _GOOD, _BAD = 0, 1, 2
-_MEMO_KINDS = (str, int, bool)
-"""Value types whose equal values always have one canonical form and one number (floats: ``-0.0 == 0.0``)."""
-
-
-class _CompiledMetric:
-    __slots__ = ("_memo", "_memo_attribute", "bad", "fail_at", "is_rate", "name", "needs", "pass_below")
-
-    def __init__(self, metric: RateMetric | PercentileMetric) -> None:
-        self.name = metric.name
-        self.is_rate = isinstance(metric, RateMetric)
-        self.pass_below = metric.pass_below
-        self.fail_at = metric.fail_at
-        self.bad: _Selector | None = None
-        self.needs: list[tuple[str, bool]] = []
-        """(attribute, must be a number) that must be readable for the event to be judged."""
-        self._memo_attribute: str | None = None
-        """The one attribute a rate metric's outcome depends on, when it depends on nothing else."""
-        self._memo: dict[tuple[type, Any], int] = {}
-        if isinstance(metric, RateMetric):
-            self.bad = _Selector(metric.bad)
-            for predicate in metric.bad.attributes:
-                if predicate.op not in ("exists", "not_exists"):
-                    self.needs.append((predicate.attribute, predicate.op in ("gt", "gte", "lt", "lte")))
-            read = {attribute for attribute, _ in self.needs} | {p.attribute for p in metric.bad.attributes}
-            if self.bad.any_name and len(read) == 1:
-                self._memo_attribute = read.pop()
-        else:
-            self.needs.append((metric.attribute, True))
-
-    def rate_outcome(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> int:
-        """_INVALID, _GOOD or _BAD for one event a rate metric's ``events`` selector picked."""
-        for attribute, numeric in self.needs:
-            value = attributes.get(attribute)
-            if value is None or (_number(value) is None if numeric else canonical(value) is None):
-                return _INVALID
-        assert self.bad is not None
-        return _BAD if self.bad.matches(event_type, name, data, attributes) else _GOOD
-
-    def count(
-        self, delta: Delta, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]
-    ) -> None:
-        if self.is_rate:
-            # hot path: the default 5xx rate reads one attribute only, so its outcome is memoised per value
-            outcome = -1
-            if self._memo_attribute is not None:
-                value = attributes.get(self._memo_attribute)
-                kind = type(value)
-                if kind in _MEMO_KINDS:
-                    outcome = self._memo.get((kind, value), -1)
-                    if outcome < 0:
-                        outcome = self.rate_outcome(event_type, name, data, attributes)
-                        if len(self._memo) < _MEMO_LIMIT:
-                            self._memo[(kind, value)] = outcome
-            if outcome < 0:
-                outcome = self.rate_outcome(event_type, name, data, attributes)
-            if outcome == _INVALID:
-                delta.invalid += 1
-            else:
-                delta.n += 1
-                if outcome == _BAD:
-                    delta.k += 1
-            return
-        attribute = self.needs[0][0]
-        value = attributes.get(attribute)
-        number = None if value is None else _number(value)
-        if number is None:
-            delta.invalid += 1
-            return
-        delta.n += 1
-        index = histogram.bucket_of(number)
-        delta.buckets[index] = delta.buckets.get(index, 0) + 1
-        # the lines are known here: the shares the verdict judges are counted exactly, not read from buckets
-        delta.classified += 1
-        if number >= self.pass_below:
-            delta.at_pass += 1
-            if number >= self.fail_at:
-                delta.at_fail += 1
-
-
 class _CompiledTest:
-    """A test's metrics grouped by their ``events`` selector (the default metrics share one)."""
+    """A test's metrics grouped by their ``events`` selector (the default metrics share one), each metric's count
+    compiled by its kind."""
 
     __slots__ = ("groups", "metric_names", "test")
 
     def __init__(self, test: OracleTest) -> None:
         self.test = test
         self.metric_names = [metric.name for metric in test.metrics]
-        groups: dict[str, tuple[_Selector, list[tuple[int, _CompiledMetric]]]] = {}
+        groups: dict[str, tuple[EventMatcher, list[tuple[int, CountEvent]]]] = {}
         for position, metric in enumerate(test.metrics):
             key = metric.events.model_dump_json()
             if key not in groups:
-                groups[key] = (_Selector(metric.events), [])
-            groups[key][1].append((position, _CompiledMetric(metric)))
+                groups[key] = (EventMatcher(metric.events), [])
+            groups[key][1].append((position, kind_of(metric).compile(metric)))
         self.groups = list(groups.values())
+
+
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+PreparedEvent = tuple[Any, str, dict[str, Any], Mapping[str, Any], int]
+"""(event type, name, data, custom attributes, time) of one event."""
 
 
 def _event_time(data: Mapping[str, Any], fallback: int) -> int:
@@ -340,7 +193,6 @@ def _prepared_events(
     return prepared
 
 
-_NO_ATTRIBUTES: Mapping[str, Any] = {}
 Attribution = tuple[str, int, str | None]
 StateLookup = Callable[[str, str], FlagState | None]
 """``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
@@ -403,15 +255,18 @@ class Counter:
     def user_ids(self, message: Mapping[str, Any]) -> list[str]:
         return _user_ids(message["batch"], self._traffic_types)
 
-    def count(self, message: Mapping[str, Any], states: StateLookup, now_ms: int) -> Contribution:
-        """The contribution of one parsed lane message."""
+    def count(
+        self, message: Mapping[str, Any], states: StateLookup, now_ms: int, users: list[str] | None = None
+    ) -> Contribution:
+        """The contribution of one parsed lane message (``users``: its :meth:`user_ids`, when already read)."""
         doc: Mapping[str, Any] = message["batch"]
         batch_key = message.get("batch_key")
         ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
         contribution = Contribution(ledger_id)
         events = _prepared_events(doc, _event_time(doc, now_ms))
         contribution.events = len(events)
-        users = _user_ids(doc, self._traffic_types)
+        if users is None:
+            users = _user_ids(doc, self._traffic_types)
         is_tester = message.get("test_user") is True
         for compiled in self._tests:
             test = compiled.test
@@ -435,25 +290,33 @@ class Counter:
         rows: dict[tuple[int, int, str], list[Delta | None]] = {}
         killed: dict[tuple[int, int], int] = {}
         user_sets: set[tuple[int, str]] = set()
+        width, last = len(metric_names), (-1, -1, "")
+        last_row: list[Delta | None] = []
         for event_type, name, data, attributes, at_ms in events:
             treatment, version, label = attribute(at_ms, attributes)
             hour = at_ms - at_ms % HOUR_MS
             if label == "killed":
                 killed[(hour, version)] = killed.get((hour, version), 0) + 1
                 continue
-            row = None
+            row: list[Delta | None] | None = None
             for selector, metrics in compiled.groups:
                 if not selector.matches(event_type, name, data, attributes):
                     continue
                 if row is None:
-                    row = rows.get((hour, version, treatment))
-                    if row is None:
-                        row = rows[(hour, version, treatment)] = [None] * len(metric_names)
-                for position, metric in metrics:
+                    # the events of one message mostly share their hour and treatment: the last row again
+                    if hour == last[0] and treatment is last[2] and version == last[1]:
+                        row = last_row
+                    else:
+                        last = (hour, version, treatment)
+                        row = rows.get(last)
+                        if row is None:
+                            row = rows[last] = [None] * width
+                        last_row = row
+                for position, count in metrics:
                     delta = row[position]
                     if delta is None:
                         delta = row[position] = Delta()
-                    metric.count(delta, event_type, name, data, attributes)
+                    count(delta, event_type, name, data, attributes)
             if test.split is not None and treatment != UNATTRIBUTED:
                 user_sets.add((version, treatment))
         _collect(test.name, metric_names, rows, killed, contribution)

@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flagbridge.oracle import histogram
-from flagbridge.oracle.config import OracleTest, PercentileMetric
+from flagbridge.oracle.config import OracleTest
 from flagbridge.oracle.counting import ANY_METRIC, HOUR_MS, KILLED, UNATTRIBUTED, Delta, UserSetKey
-from flagbridge.oracle.judge import Judgement, State, judge_percentile, judge_rate, overridden
+from flagbridge.oracle.judge import Judgement, State, overridden
+from flagbridge.oracle.kinds import kind_of
 from flagbridge.oracle.stats import srm_log_evidence, srm_p_value
 from flagbridge.oracle.store import CounterItem
 
@@ -69,19 +69,10 @@ def read_range(test: OracleTest, now_ms: int) -> tuple[int, int]:
 
 
 def _exact_shares(test: OracleTest, item: CounterItem) -> Delta:
-    """The counter's delta, with the line counts of a percentile counter written before they were counted
-    exactly read from its buckets (erring toward INCONCLUSIVE)."""
-    delta = item.delta
-    if not delta.buckets or delta.classified >= delta.n:
-        return delta
+    """The counter's delta as its metric's kind judges it (e.g. a percentile counter written before its line
+    counts were exact)."""
     metric = next((m for m in test.metrics if m.name == item.key.metric), None)
-    if not isinstance(metric, PercentileMetric):
-        return delta
-    return Delta(
-        n=delta.n, k=delta.k, invalid=delta.invalid, buckets=delta.buckets, classified=delta.n,
-        at_pass=histogram.count_at_or_above(delta.buckets, metric.pass_below, surely=False),
-        at_fail=histogram.count_at_or_above(delta.buckets, metric.fail_at, surely=True),
-    )  # fmt: skip
+    return item.delta if metric is None else kind_of(metric).exact_shares(metric, item.delta)
 
 
 def collect(test: OracleTest, items: Sequence[CounterItem], users: Mapping[UserSetKey, int], now_ms: int) -> TestData:
@@ -157,25 +148,7 @@ def _judge_all(test: OracleTest, data: TestData, final: bool) -> list[Judgement]
     for treatment in treatments:
         for metric in test.metrics:
             delta = data.per.get((treatment, metric.name), Delta())
-            if isinstance(metric, PercentileMetric):
-                value = histogram.percentile(delta.buckets, metric.percentile / 100)
-                verdicts.append(
-                    judge_percentile(
-                        metric,
-                        test.flag,
-                        treatment,
-                        delta.n,
-                        delta.at_pass,
-                        delta.at_fail,
-                        value,
-                        final=final,
-                        invalid=delta.invalid,
-                    )
-                )
-            else:
-                verdicts.append(
-                    judge_rate(metric, test.flag, treatment, delta.n, delta.k, final=final, invalid=delta.invalid)
-                )
+            verdicts.append(kind_of(metric).judge(metric, test.flag, treatment, delta, final=final))
     return verdicts
 
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from flagbridge.cdp.batch import Event
 from flagbridge.errors import ConfigError
-from flagbridge.oracle.config import OracleConfig, OracleTest, RateMetric, Selector
+from flagbridge.oracle.config import OracleConfig, OracleTest, Selector
+from flagbridge.oracle.kinds import kind_of
 
 RESULT_EVENT = "flagbridge_test_request"
 """The custom event name of a traffic result (:data:`flagbridge.traffic.results.EVENT_NAME`)."""
@@ -70,7 +71,7 @@ def _feeds(test: OracleTest, metric: Any) -> bool:
 
 def _counts_no_answer(metric: Any, unanswered: Event) -> bool:
     """Whether a metric counts a request nothing answered as bad (the default ``unanswered rate`` does)."""
-    return isinstance(metric, RateMetric) and _takes(metric.events, unanswered) and _takes(metric.bad, unanswered)
+    return kind_of(metric).counts_as_bad(metric, unanswered)
 
 
 def _warnings(test: OracleTest, metrics: tuple[str, ...]) -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-_LOG_GAMMA = math.log(GAMMA)
+LOG_GAMMA = math.log(GAMMA)
 ZERO_BUCKET = -(2**31)
 """Bucket of values <= 0 (never reached by a positive value at any realistic scale)."""
 
@@ -29,7 +29,7 @@ def bucket_of(value: float) -> int:
     """The bucket index of ``value``."""
     if value <= 0:
         return ZERO_BUCKET
-    return math.ceil(math.log(value) / _LOG_GAMMA)
+    return math.ceil(math.log(value) / LOG_GAMMA)
 
 
 def bucket_value(index: int) -> float:

@@ -36,7 +36,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from flagbridge.oracle.config import PercentileMetric, RateMetric
+from flagbridge.oracle.metric import MetricConfig
 from flagbridge.oracle.stats import (
     first_total,
     log_binomial_lower_tail,
@@ -60,7 +60,8 @@ class Judgement:
     flag: str
     treatment: str
     metric: str
-    kind: Literal["rate", "percentile"]
+    kind: str
+    """The metric kind (:mod:`flagbridge.oracle.kinds`)."""
     state: State
     n: int
     k: int
@@ -90,17 +91,17 @@ class Judgement:
         return asdict(self)
 
 
-Metric = RateMetric | PercentileMetric
+Metric = MetricConfig
 _LOG_CAP = 690.0  # exp(690) is about 1e300: evidence stays a finite JSON number
 
 
-def _pct(fraction: float) -> str:
+def pct(fraction: float) -> str:
     percent = 100 * fraction
     text = f"{percent:.2g}" if percent < 1 else f"{percent:.1f}"
     return (text.removesuffix(".0") if "e" not in text else f"{percent:.1g}") + "%"
 
 
-def _line(value: float) -> str:
+def line(value: float) -> str:
     return f"{value:g}"
 
 
@@ -108,21 +109,14 @@ def _evidence(log_value: float) -> float:
     return math.exp(min(log_value, _LOG_CAP))
 
 
-def _shown(evidence: float) -> str:
+def shown(evidence: float) -> str:
     return f"{evidence:,.0f}" if evidence < 1e6 else f"{evidence:.2g}"
 
 
-def _needed_text(needed: int | None) -> str:
+def needed_text(needed: int | None) -> str:
     if needed is None:
         return "the rate lies between the lines: more events alone will not decide"
     return f"about {needed:,} more event{'' if needed == 1 else 's'} needed"
-
-
-def _lines(metric: Metric) -> tuple[float, float]:
-    """(the PASS line, the FAIL line) of the judged rate: the metric's lines, or its tail share twice."""
-    if isinstance(metric, PercentileMetric):
-        return metric.tail, metric.tail
-    return metric.pass_below, metric.fail_at
 
 
 def log_evidence(metric: Metric, n: float, k_pass: float, k_fail: float, *, final: bool) -> tuple[float, float]:
@@ -132,7 +126,7 @@ def log_evidence(metric: Metric, n: float, k_pass: float, k_fail: float, *, fina
     """
     if n <= 0:
         return 0.0, 0.0
-    pass_line, fail_line = _lines(metric)
+    pass_line, fail_line = metric.judged_lines()
     if metric.decision == "fixed":
         if not final:
             return 0.0, 0.0
@@ -166,7 +160,7 @@ def events_to_decide(metric: Metric, n: int, k: int, k_fail: int | None = None) 
     against a linear scan). The judged look is ``final`` for ``decision: fixed``: the look that decides.
     """
     k_fail = k if k_fail is None else k_fail
-    pass_line, fail_line = _lines(metric)
+    pass_line, fail_line = metric.judged_lines()
     final = metric.decision == "fixed"
     pass_rate = k / n if n else 0.0
     if pass_rate < pass_line:
@@ -177,10 +171,10 @@ def events_to_decide(metric: Metric, n: int, k: int, k_fail: int | None = None) 
     return None
 
 
-def _judge(
+def judge_common(
     metric: Metric, flag: str, treatment: str, n: int, k_pass: int, k_fail: int, *, final: bool, invalid: int
 ) -> tuple[State, Judgement]:
-    """The state and a Judgement whose explain text the callers fill in."""
+    """The state and a Judgement whose explain text the kind fills in (:mod:`flagbridge.oracle.kinds`)."""
     log_pass, log_fail = log_evidence(metric, n, k_pass, k_fail, final=final)
     threshold = -math.log(metric.alpha)
     if n > 0 and k_fail >= metric.min_failures and log_fail >= threshold:
@@ -197,93 +191,20 @@ def _judge(
         rate=k / n if n else None, lower=lower, upper=upper, pass_below=metric.pass_below, fail_at=metric.fail_at,
         confidence=1 - metric.alpha, final=final, needed=needed, invalid=invalid,
         pass_evidence=_evidence(log_pass), fail_evidence=_evidence(log_fail),
-        k_fail=k_fail if isinstance(metric, PercentileMetric) else None,
+        k_fail=k_fail if metric.reports_fail_count else None,
     )  # fmt: skip
     return state, judgement
 
 
-def _waiting(metric: Metric, final: bool) -> str:
+def waiting(metric: Metric, final: bool) -> str:
     if metric.decision == "fixed" and not final:
         return "decided once at the window's end (decision: fixed); "
     return ""
 
 
-def judge_rate(
-    metric: RateMetric, flag: str, treatment: str, n: int, k: int, *, final: bool, invalid: int = 0
-) -> Judgement:
-    """Judge a rate metric from ``k`` bad events out of ``n``."""
-    state, judged = _judge(metric, flag, treatment, n, k, k, final=final, invalid=invalid)
-    subject = f"{flag}={treatment} {metric.name}"
-    invalid_note = f", {invalid:,} invalid" if invalid else ""
-    bar = f"1/alpha = {_shown(1 / metric.alpha)}"
-    if state == "NO_DATA":
-        text = f"NO_DATA {subject}: no events counted{invalid_note} (about {judged.needed or 0:,} needed to pass)"
-    elif state == "FAIL":
-        text = (
-            f"FAIL {subject} {_pct(k / n)} (evidence {_shown(judged.fail_evidence)} ≥ {bar}, n={n:,}{invalid_note}) "
-            f"≥ fail line {_pct(metric.fail_at)}"
-        )
-    elif state == "PASS":
-        text = (
-            f"PASS {subject} {_pct(k / n)} (evidence {_shown(judged.pass_evidence)} ≥ {bar}, n={n:,}{invalid_note}) "
-            f"< pass line {_pct(metric.pass_below)}"
-        )
-    else:
-        text = (
-            f"INCONCLUSIVE {subject} {_pct(k / n)} (n={n:,}{invalid_note}, lines {_pct(metric.pass_below)} / "
-            f"{_pct(metric.fail_at)}): {_waiting(metric, final)}{_needed_text(judged.needed)}"
-        )
-    return _with_text(judged, text)
-
-
-def _with_text(judged: Judgement, text: str) -> Judgement:
+def with_text(judged: Judgement, text: str) -> Judgement:
     values = judged.to_dict()
     values["explain"] = text
-    return Judgement(**values)
-
-
-def judge_percentile(
-    metric: PercentileMetric,
-    flag: str,
-    treatment: str,
-    n: int,
-    at_pass: int,
-    at_fail: int,
-    value: float | None,
-    *,
-    final: bool,
-    invalid: int = 0,
-) -> Judgement:
-    """Judge a percentile metric from ``n`` events, ``at_pass`` of them ``>= pass_below`` and ``at_fail`` of them
-    ``>= fail_at`` (``value``: the percentile estimate, shown)."""
-    state, judged = _judge(metric, flag, treatment, n, at_pass, at_fail, final=final, invalid=invalid)
-    subject = f"{flag}={treatment} {metric.name}"
-    invalid_note = f", {invalid:,} invalid" if invalid else ""
-    share = f"{100 - metric.percentile:g}%"
-    bar = f"1/alpha = {_shown(1 / metric.alpha)}"
-    shown = "-" if value is None else f"{value:,.4g}"
-    if state == "NO_DATA":
-        text = f"NO_DATA {subject}: no events counted{invalid_note} (about {judged.needed or 0:,} needed to pass)"
-    elif state == "FAIL":
-        text = (
-            f"FAIL {subject} {shown} ({_pct(at_fail / n)} of events ≥ {_line(metric.fail_at)} vs {share}, evidence "
-            f"{_shown(judged.fail_evidence)} ≥ {bar}, n={n:,}{invalid_note}) ≥ fail line {_line(metric.fail_at)}"
-        )
-    elif state == "PASS":
-        text = (
-            f"PASS {subject} {shown} ({_pct(at_pass / n)} of events ≥ {_line(metric.pass_below)} vs {share}, "
-            f"evidence {_shown(judged.pass_evidence)} ≥ {bar}, n={n:,}{invalid_note}) < pass line "
-            f"{_line(metric.pass_below)}"
-        )
-    else:
-        text = (
-            f"INCONCLUSIVE {subject} {shown} ({_pct(at_pass / n)} ≥ {_line(metric.pass_below)}, "
-            f"{_pct(at_fail / n)} ≥ {_line(metric.fail_at)}, n={n:,}{invalid_note}): {_waiting(metric, final)}"
-            f"{_needed_text(judged.needed)}"
-        )
-    judged = _with_text(judged, text)
-    values = judged.to_dict()
-    values["value"] = value
     return Judgement(**values)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from flagbridge.oracle.judge import STATE_CODES
 from flagbridge.oracle.kills import KillEvent, headline, timeline_lines
+from flagbridge.oracle.kinds import KINDS
 
 NAMESPACE = "Flagbridge/Oracle"
 SOURCE = "flagbridge.oracle"
@@ -135,11 +136,8 @@ def metric_data(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             values["Rate"] = (100 * verdict["rate"], "Percent")
             values["LowerBound"] = (100 * verdict.get("lower", 0.0), "Percent")
             values["UpperBound"] = (100 * verdict.get("upper", 1.0), "Percent")
-        if verdict.get("kind") == "rate" and verdict.get("pass_below") is not None:
-            values["PassLine"] = (100 * verdict["pass_below"], "Percent")
-            values["FailLine"] = (100 * verdict["fail_at"], "Percent")
-        if verdict.get("value") is not None:
-            values["Percentile"] = (verdict["value"], "None")
+        if verdict.get("kind") in KINDS:
+            values.update(KINDS[verdict["kind"]].datums(verdict))
         for name, (value, unit) in values.items():
             data.append({"MetricName": name, "Dimensions": dimensions, "Value": float(value), "Unit": unit})
     return data

@@ -105,12 +105,14 @@ class CounterService:
             except LaneMessageError as exc:
                 result.unreadable.append((record, str(exc)))
         flags = self._counter.profile_flags
-        pairs = sorted({(user, flag) for _, m in parsed for user in self._counter.user_ids(m) for flag in flags})
+        users = [self._counter.user_ids(m) for _, m in parsed]
+        pairs = sorted({(user, flag) for ids in users for user in ids for flag in flags})
         states = self._load_states(pairs) if pairs else {}
         now = self._clock_ms()
         contributions: list[tuple[QueueRecord, Contribution]] = []
-        for record, message in parsed:
-            contribution = self._counter.count(message, lambda user, flag: states.get((user, flag)), now)
+        lookup = lambda user, flag: states.get((user, flag))  # noqa: E731 - one lookup for every message
+        for (record, message), ids in zip(parsed, users, strict=True):
+            contribution = self._counter.count(message, lookup, now, ids)
             result.events += contribution.events
             contributions.append((record, contribution))
         applied = self._store.apply([c for _, c in contributions])

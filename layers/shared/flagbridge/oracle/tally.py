@@ -1,0 +1,89 @@
+"""What the counter adds up, and the event matching its per-event path runs on.
+
+:class:`Delta` is what one or more events add to one counter; :class:`EventMatcher` is a metric selector compiled
+for the hot path (the event type and name part memoised, attribute predicates called directly).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flagbridge.cdp._values import to_number
+from flagbridge.cdp.batch import Event
+from flagbridge.cdp.filters import CompiledFilter, Filter
+from flagbridge.oracle.metric import Selector
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one or more messages add to one counter."""
+
+    n: int = 0
+    k: int = 0
+    invalid: int = 0
+    buckets: dict[int, int] = field(default_factory=dict)
+    at_pass: int = 0
+    """Percentile metrics: events whose value is ``>= pass_below`` (exact, not read from the buckets)."""
+    at_fail: int = 0
+    """Percentile metrics: events whose value is ``>= fail_at``."""
+    classified: int = 0
+    """Percentile metrics: events counted into ``at_pass`` / ``at_fail`` (fewer than ``n`` only in counters
+    written before the exact counts existed; those are classified from their buckets)."""
+
+    def add(self, other: Delta) -> None:
+        self.n += other.n
+        self.k += other.k
+        self.invalid += other.invalid
+        self.at_pass += other.at_pass
+        self.at_fail += other.at_fail
+        self.classified += other.classified
+        for index, count in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + count
+
+
+_UNSET: Any = object()
+MEMO_LIMIT = 4096
+
+
+class EventMatcher:
+    """A selector for the hot path: the event type and name part memoised, attribute predicates called directly.
+
+    Metrics with the same ``events`` selector share one instance, so an event is matched once per selector.
+    """
+
+    __slots__ = ("_memo", "_names", "any_name", "predicates")
+
+    def __init__(self, selector: Selector) -> None:
+        self._names: CompiledFilter = Filter(
+            users="any", event_types=selector.event_types, event_names=selector.event_names
+        ).compile()
+        self.any_name = not self._names.has_event_rules
+        """No type or name rules: only the attribute predicates decide."""
+        self.predicates = [(attribute, check) for attribute, check, _ in Filter(
+            users="any", attributes=selector.attributes).compile().predicates]  # fmt: skip
+        self._memo: dict[tuple[Any, str], bool] = {}
+
+    def matches(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> bool:
+        if not self.any_name:
+            named = self._memo.get((event_type, name), _UNSET)
+            if named is _UNSET:
+                named = self._names.event_reason(Event(0, str(event_type), data, {})) is None
+                if len(self._memo) < MEMO_LIMIT:
+                    self._memo[(event_type, name)] = named
+            if not named:
+                return False
+        for attribute, check in self.predicates:  # noqa: SIM110 - a loop, not all(<genexpr>): the hot path
+            if not check(attributes.get(attribute)):
+                return False
+        return True
+
+
+def number_of(value: Any) -> float | int | None:
+    """The finite number a value stands for, or None (the hot path's :func:`~flagbridge.cdp._values.to_number`)."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return value if kind is int or math.isfinite(value) else None
+    return to_number(value)

@@ -6,7 +6,8 @@ hop-by-hop headers), cookies, and the body (JSON when it parses as JSON, else ``
 Identical ``METHOD URL`` entries are merged into one request whose weight is their count.
 
 A HAR carries whatever the browser sent, credentials included: ``Authorization`` and cookie values are
-replaced by ``<redacted>`` unless ``keep_secrets`` is set, and each replacement is reported. Entries
+replaced by ``<redacted>`` unless ``keep_secrets`` is set, and each replacement is reported; credentials in a
+URL (``https://user:secret@host/``) are always dropped (a model's URL is printed and logged, never secret). Entries
 whose host is not allowed (:class:`flagbridge.traffic.safety.Allowlist`) are skipped and counted.
 """
 
@@ -101,6 +102,12 @@ def _har_request(
     return item
 
 
+def _netloc(host: str, port: int | None) -> str:
+    """``host[:port]`` without the ``user:password@`` a URL may carry."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
+
+
 def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, source: str = "<har>") -> HarImport:
     """Build a request model document from a parsed HAR."""
     entries = document.get("log", {}).get("entries") if isinstance(document, Mapping) else None
@@ -114,7 +121,11 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
         request = entry.get("request") if isinstance(entry, Mapping) else None
         if not isinstance(request, Mapping) or not isinstance(request.get("url"), str):
             raise ModelError(f"{source}: log.entries[{index}] has no request.url")
-        parts = urlsplit(request["url"])
+        try:
+            parts = urlsplit(request["url"])
+            port = parts.port
+        except ValueError as exc:
+            raise ModelError(f"{source}: log.entries[{index}].request.url is not a URL: {exc}") from None
         host = parts.hostname or ""
         try:
             allowlist.check(host, parts.path or "/")
@@ -122,7 +133,9 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
             skipped[host] = skipped.get(host, 0) + 1
             continue
         method = str(request.get("method") or "GET").upper()
-        url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+        if parts.username is not None or parts.password is not None:
+            redacted.add("URL credentials (user:password@)")  # dropped whatever keep_secrets says: a URL is shown
+        url = urlunsplit((parts.scheme, _netloc(host, port), parts.path or "/", "", ""))
         if (method, url) in merged:
             merged[(method, url)]["weight"] += 1
         else:
@@ -138,7 +151,8 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
     ]
     if redacted:
         warnings.append(
-            f"{source}: replaced {', '.join(sorted(redacted))} with {REDACTED!r} (credentials never go into a model; "
+            f"{source}: replaced {', '.join(sorted(redacted))} with {REDACTED!r} or dropped them (credentials never go "
+            "into a model; "
             "put a tester's credentials back by hand or import with keep_secrets)"
         )
     model = {"requests": list(merged.values())}

@@ -51,12 +51,18 @@ def _pairs(items: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _name(method: str, path: str, taken: set[str]) -> str:
+def _name(method: str, path: str, taken: dict[str, int]) -> str:
+    """A unique request name from the method and path; ``taken`` maps each name used to the next suffix to try.
+
+    Starting from the last suffix of a base keeps many entries with one base (paths alike in their first 60
+    characters) linear: counting up from 2 for each was quadratic in a HAR of such entries.
+    """
     base = f"{method.lower()}_{_SLUG.sub('_', path.lower()).strip('_') or 'root'}"[:60]
-    name, counter = base, 2
+    name, counter = base, taken.get(base, 2)
     while name in taken:
         name, counter = f"{base}_{counter}", counter + 1
-    taken.add(name)
+    taken[base] = counter
+    taken.setdefault(name, 2)
     return name
 
 
@@ -67,7 +73,7 @@ def _har_request(
     path: str,
     keep_secrets: bool,
     redacted: set[str],
-    names: set[str],
+    names: dict[str, int],
 ) -> dict[str, Any]:
     """One model request from a HAR ``request`` (credentials redacted unless ``keep_secrets``)."""
     headers: dict[str, str] = {}
@@ -97,7 +103,7 @@ def _har_request(
     if isinstance(post, Mapping) and isinstance(post.get("text"), str) and post["text"]:
         try:
             item["body"] = json.loads(post["text"])
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's recursion: kept as text
             item["body_text"] = post["text"]
     return item
 
@@ -116,7 +122,7 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     skipped: dict[str, int] = {}
     redacted: set[str] = set()
-    names: set[str] = set()
+    names: dict[str, int] = {}
     for index, entry in enumerate(entries):
         request = entry.get("request") if isinstance(entry, Mapping) else None
         if not isinstance(request, Mapping) or not isinstance(request.get("url"), str):
@@ -141,7 +147,8 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
         else:
             merged[(method, url)] = _har_request(request, method, url, parts.path, keep_secrets, redacted, names)
     if not merged:
-        hosts = ", ".join(sorted(skipped)) or "none"
+        seen = sorted(skipped)
+        hosts = ", ".join(seen[:10]) + (f" and {len(seen) - 10} more" if len(seen) > 10 else "") if seen else "none"
         raise SafetyError(
             f"{source}: no request in the HAR is to an allowed host (hosts seen: {hosts}); nothing imported"
         )

@@ -52,6 +52,7 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's refusals of malformed requests (request line, headers), as JSON, not HTML."""
         self.close_connection = True
+        self.request_version = self.protocol_version  # a request line it could not read leaves HTTP/0.9: no status
         self._message(code, message or self.responses.get(code, ("Error",))[0])
 
     def log_message(self, format: str, *args: Any) -> None:

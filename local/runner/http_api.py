@@ -111,7 +111,8 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
 
     def _read_chunked(self) -> bytes | None:
         """A chunked body (RFC 9112 §7.1); a malformed one gets a 400 (and the connection closes), not a traceback."""
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         while True:
             line = self.rfile.readline(CHUNK_LINE_BYTES + 1)
             size_text = line.split(b";")[0].strip()

@@ -167,8 +167,10 @@ def _yaml_cases() -> list[Case]:
         Case("over_limit_text", "a: 1\n" + "#" * MAX_DOCUMENT_BYTES, PlanError),
         Case("deep_flow_nesting", "[" * 100_000 + "]" * 100_000, PlanError),
         Case("deep_block_nesting", "".join(f"{' ' * i}a:\n" for i in range(2000)), PlanError),
+        Case("nesting_at_the_limit", "[" * 64 + "]" * 64, OK),
+        Case("nesting_past_the_limit", "[" * 65 + "]" * 65, PlanError),
     ]
-    for size in (1_000, 20_000, 200_000):
+    for size in (1_000, 10_000, 60_000):  # the pure-Python loader is slow (linear) under tracemalloc
         cases += [
             Case(f"long_plain_scalar_{size}", "a: " + "x" * size + "\n", OK),
             Case(f"scalar_of_spaces_{size}", "a: x" + " " * size + "y\n", OK),
@@ -193,6 +195,7 @@ YAML = Parser(
         "scalar_of_spaces": (lambda n: "a: x" + " " * n + "y\n", 10_000),
         "long_quoted_scalar": (lambda n: 'a: "' + "x " * (n // 2) + '"\n', 10_000),
         "many_keys": (lambda n: "".join(f"k{i}: {i}\n" for i in range(n // 8)), 10_000),
+        "deep_flow_nesting": (lambda n: "[" * n + "]" * n, 20_000),
         "many_aliases": (lambda n: "a: &a 1\nb: [" + "*a, " * (n // 4) + "*a]\n", 10_000),
     },
 )

@@ -5,7 +5,8 @@ Every reader of user documents goes through :func:`load_document` so that the sa
 
 - the size is checked before anything is parsed (:data:`MAX_DOCUMENT_BYTES`);
 - JSON: nesting deeper than the parser's recursion is a refusal, not a crash; ``NaN``/``Infinity`` are refused;
-- YAML: the first anchor or alias is refused while the text is being composed, before any Python object is
+- YAML: nesting deeper than :data:`MAX_YAML_DEPTH` is refused while scanning (PyYAML's scanner is quadratic
+  in it); the first anchor or alias is refused while the text is being composed, before any Python object is
   constructed, so that an alias bomb (a few hundred bytes naming a billion nodes) costs nothing. A plan or
   model never needs them (the shipped examples have none).
 
@@ -22,6 +23,7 @@ from flagbridge.traffic.errors import TrafficError
 
 MAX_DOCUMENT_BYTES = 1_000_000  # a plan or a model, from a file or a run request
 MAX_HAR_BYTES = 50_000_000  # a HAR holds every response body of a browser session; only the CLI reads one
+MAX_YAML_DEPTH = 64  # nested collections in a plan or model: a handful are used
 
 
 def check_size(text: str | bytes, source: str, error: type[TrafficError], limit: int = MAX_DOCUMENT_BYTES) -> None:
@@ -69,6 +71,18 @@ def load_yaml(text: str | bytes, source: str, error: type[TrafficError], limit: 
     import yaml
 
     class Loader(yaml.SafeLoader):
+        # Nesting bounded while scanning: PyYAML's scanner checks every open flow level for each token, so a
+        # document of 100,000 "[" took minutes (quadratic) before its recursion gave up.
+        def fetch_flow_collection_start(self, token_class: Any) -> None:
+            if self.flow_level >= MAX_YAML_DEPTH:
+                raise error(f"{source}: line {self.line + 1}: YAML nested deeper than {MAX_YAML_DEPTH} levels")
+            super().fetch_flow_collection_start(token_class)
+
+        def add_indent(self, column: int) -> bool:
+            if len(self.indents) >= MAX_YAML_DEPTH:
+                raise error(f"{source}: line {self.line + 1}: YAML nested deeper than {MAX_YAML_DEPTH} levels")
+            return bool(super().add_indent(column))
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:

@@ -633,9 +633,11 @@ def _runs_event(method: str, path: str, body: Any, token: str | None, request_id
 
 def generate_runs(output: Path) -> None:
     """Test runs: the run API (start, status, no token), the schedule's input and shard messages."""
-    request = {
-        "plan": SAMPLE_PLAN,
-        "model": SAMPLE_MODEL,
+    import yaml
+
+    request = {  # the plan and model as JSON objects: the stack reads no YAML text (docs/runs.md)
+        "plan": yaml.safe_load(SAMPLE_PLAN),
+        "model": yaml.safe_load(SAMPLE_MODEL),
         "requests": 40,
         "rate": 400,
         "target": "http://127.0.0.1:8080",
@@ -651,8 +653,8 @@ def generate_runs(output: Path) -> None:
     )
     _write(output, "traffic_runs_no_token.json", _runs_event("GET", "/runs/run-sample-1", None, None, "req-run-3"))
     schedule = {
-        "plan_key": "plans/scheduled/plan.yaml",
-        "model_key": "plans/scheduled/model.yaml",
+        "plan_key": "plans/scheduled/plan.json",
+        "model_key": "plans/scheduled/model.json",
         "requests": 20,
         "rate": 200,
         "target": "http://127.0.0.1:8080",

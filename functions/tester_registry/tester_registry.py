@@ -12,7 +12,7 @@ import gc
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -57,9 +57,18 @@ def _caller() -> str:
 
 
 def _path_ids(traffic_type: str, key: str) -> tuple[str, str]:
-    # API Gateway hands over decoded path parameters; the matched raw path segments are only a fallback.
-    parameters = app.current_event.path_parameters or {}
-    return parameters.get("trafficType") or unquote(traffic_type), parameters.get("key") or unquote(key)
+    """The path's traffic type and key, decoded strictly from the raw path segments the route matched.
+
+    Not ``pathParameters``: a gateway decodes ``%FF`` or ``%ED%A0%80`` to U+FFFD, a key the client never sent.
+    """
+    return _decoded(traffic_type, "invalid_traffic_type", "trafficType"), _decoded(key, "invalid_key", "key")
+
+
+def _decoded(segment: str, code: str, name: str) -> str:
+    try:
+        return unquote_to_bytes(segment).decode("utf-8")  # strict: lone surrogates and stray bytes are refused
+    except UnicodeError:  # undecodable bytes, or a raw segment already holding a lone surrogate
+        raise InvalidTesterError(code, f"{name} in the path is not valid UTF-8 percent-encoding") from None
 
 
 def _json_object() -> dict[str, Any]:

@@ -16,8 +16,6 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
-import base64
-import json
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
@@ -27,6 +25,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from flagbridge import runtime
 from flagbridge.api import error_response, install_error_handlers, json_response
 from flagbridge.auth import require_bearer
+from flagbridge.body import decode_json_body, raw_body
 from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.routing import HttpRouter, Response
@@ -57,21 +56,18 @@ def service() -> RunService:
 
 
 def _json_body() -> Any:
+    """The run request: every decoding step (base64, content type, size, gzip, UTF-8, JSON) is one 4xx naming it."""
     event = app.current_event
-    raw: str | bytes | None = event.body
-    if raw and event.is_base64_encoded:
-        try:
-            raw = base64.b64decode(raw, validate=True)
-        except ValueError:
-            raise RequestError(400, "invalid_body", "the body is not valid base64") from None
-    if not raw:
+    raw = raw_body(event.body, bool(event.is_base64_encoded))
+    if not raw.strip():
         raise RequestError(400, "invalid_body", "the body must be a JSON object (the run request)")
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestError(413, "body_too_large", f"the run request is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
+    return decode_json_body(
+        raw,
+        content_type=event.headers.get("content-type"),
+        content_encoding=event.headers.get("content-encoding"),
+        max_body_bytes=MAX_BODY_BYTES,
+        max_decompressed_bytes=MAX_BODY_BYTES,
+    )
 
 
 @app.post("/runs")
@@ -86,7 +82,7 @@ def start_run() -> Response:
 def get_run(run_id: str) -> Response:
     require_bearer(app.current_event.headers, runtime.traffic_api_token())
     run_id = (app.current_event.path_parameters or {}).get("id") or unquote(run_id)
-    if not RUN_ID.match(run_id):
+    if not RUN_ID.fullmatch(run_id):
         return error_response(400, "invalid_run_id", "a run id is 1-64 letters, digits, '.', '_' or '-'")
     document = service().status(run_id)
     if document is None:

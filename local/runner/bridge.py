@@ -79,6 +79,7 @@ CLI_VARIABLES = (
     "TRAFFIC_STOP_PARAMETER",
 )
 SAMPLE_WEBHOOK_BATCH = ROOT / "events" / "payloads" / "mparticle_webhook_batch.json"
+LANES = ("http", "events")  # invocations of the HTTP routes; of the event sources (queues, schedules)
 
 
 def fresh_timestamps(batch: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -133,11 +134,14 @@ class LocalBridge:
         self._clients_lock = threading.Lock()
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
-        self._invoke_lock = threading.Lock()
-        # Default: one invocation at a time in the whole process, so that the handlers' shared module state
-        # (one Powertools Logger with the function name, request id and correlation id of "the" invocation)
-        # always describes the invocation that is running. FLAGBRIDGE_LOCAL_CONCURRENCY=function lets
-        # different functions run at the same time (each still one at a time), with interleaved log context.
+        # Default: one invocation at a time per lane, so that the handlers' shared module state (one Powertools
+        # Logger with the function name, request id and correlation id of "the" invocation) mostly describes the
+        # invocation that is running. Two lanes, because a function consuming a queue may call the bridge's own
+        # routes (a test run's worker posts its results to the Events API): with one lock for both, that call
+        # waited for the lock its caller held until its HTTP client gave up, and every route stalled meanwhile.
+        # FLAGBRIDGE_LOCAL_CONCURRENCY=function lets different functions run at the same time (each still one
+        # at a time), with interleaved log context.
+        self._lanes = {lane: threading.Lock() for lane in LANES}
         self.per_function_concurrency = os.environ.get("FLAGBRIDGE_LOCAL_CONCURRENCY", "").lower() == "function"
         # Set (by ``python -m local.runner``) when handlers write through a HandlerOutput: each invocation then
         # gets one readable line on stderr.
@@ -377,12 +381,13 @@ class LocalBridge:
             with self._in_flight_lock:
                 self._in_flight -= 1
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        """Invoke a function's handler in process (one invocation at a time per function)."""
+    def invoke(self, logical_id: str, event: dict[str, Any], lane: str = "events") -> Any:
+        """Invoke a function's handler in process: one invocation at a time per lane (``http`` for the routes,
+        ``events`` for queues and schedules), or per function with FLAGBRIDGE_LOCAL_CONCURRENCY=function."""
         loaded = self.functions[logical_id]
         if loaded.handler is None:
             raise RuntimeError(f"{logical_id} could not be imported:\n{loaded.import_error}")
-        lock = loaded.lock if self.per_function_concurrency else self._invoke_lock
+        lock = loaded.lock if self.per_function_concurrency else self._lanes[lane]
         context = LambdaContext(loaded.spec)
         with self.in_flight(), lock:
             started = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -26,6 +27,9 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API payload limit
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # larger bodies are refused without reading them
 LOCAL_PREFIX = "/_local/"
 OPENAPI_PATH = "/openapi.json"  # local only: the description of the routes (docs/openapi.json)
+CHUNK_LINE_BYTES = 4096  # a chunk-size line with its extensions
+MAX_TRAILERS = 100
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class HttpApiServer(ThreadingHTTPServer):
@@ -97,21 +101,7 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes | None:
         """The request body, or None (and a 413 sent) when it exceeds API Gateway's limit."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks, total = [], 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                total += size
-                if total > MAX_BODY_BYTES:
-                    self.close_connection = True
-                    self._message(413, "Request Entity Too Large")
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
+            return self._read_chunked()
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -132,6 +122,39 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
             self._message(413, "Request Entity Too Large")
             return None
         return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes | None:
+        """A chunked body (RFC 9112 §7.1); a malformed one gets a 400 (and the connection closes), not a traceback."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(CHUNK_LINE_BYTES + 1)
+            size_text = line.split(b";")[0].strip()
+            if len(line) > CHUNK_LINE_BYTES or not _HEX.fullmatch(size_text):
+                self.close_connection = True
+                self._message(400, "Bad Request")
+                return None
+            size = int(size_text, 16)
+            if size == 0:
+                trailers = 0
+                while self.rfile.readline(CHUNK_LINE_BYTES + 1) not in (b"\r\n", b"\n", b""):
+                    trailers += 1
+                    if trailers > MAX_TRAILERS:
+                        self.close_connection = True
+                        self._message(400, "Bad Request")
+                        return None
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._message(413, "Request Entity Too Large")
+                return None
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self.close_connection = True
+                self._message(400, "Bad Request")
+                return None
+            chunks.append(chunk)
 
     def _handle(self) -> None:
         started = time.perf_counter()
@@ -194,7 +217,7 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
         if cookies:
             event["cookies"] = cookies
         try:
-            result = bridge.invoke(route.function, event)
+            result = bridge.invoke(route.function, event, lane="http")
             status, response_headers, response_body = http_response(result)
         except Exception:
             log(f"{route.function} failed for {route.route_key} (request {request_id}):")

@@ -97,12 +97,13 @@ def call(target: Stack, method: str, path: str, body: Any = None) -> tuple[int, 
 
 def plan_document(plan_path: str, attack_set_files: list[str]) -> dict[str, Any]:
     """The plan as a document with every attack set file inlined (XML read as published, plus its sidecar)."""
+    from flagbridge.traffic.documents import load_document, read_file
     from flagbridge.traffic.errors import PlanError
     from flagbridge.traffic.plan import load_plan
 
     path = Path(plan_path)
     load_plan(path, tuple(Path(item) for item in attack_set_files))  # refuse here, with the file's own locations
-    raw = path.read_bytes()
+    raw = read_file(path, "the plan", PlanError)
     files = [Path(item) for item in attack_set_files]
     if path.suffix.lower() == ".xml":
         from flagbridge.traffic.planxml import xml_plan_document
@@ -111,38 +112,36 @@ def plan_document(plan_path: str, attack_set_files: list[str]) -> dict[str, Any]
         sidecar = path.with_name(path.stem + ".attack-sets.yaml")
         if sidecar.exists():
             files.insert(0, sidecar)
-    elif path.suffix.lower() == ".json":
-        document = json.loads(raw)
     else:
-        import yaml
-
-        document = yaml.safe_load(raw)
+        fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+        document = load_document(raw, fmt, str(path), PlanError)  # load_plan above read it the same way
     if not isinstance(document, dict):
         raise PlanError(f"{path}: a plan is a mapping")
     files = [path.parent / item for item in document.pop("attack_set_files", None) or []] + files
     if files:
-        import yaml
-
         inline: dict[str, Any] = {}
         for file in files:
-            inline.update(yaml.safe_load(file.read_text(encoding="utf-8")) or {})
+            sets = load_document(read_file(file, "an attack set file", PlanError), "yaml", str(file), PlanError)
+            inline.update(sets or {})
         inline.update(document.get("attack_sets") or {})
         document["attack_sets"] = inline
     return dict(document)
 
 
 def run_request(args: Any, rate: float) -> dict[str, Any]:
-    model = Path(args.model)
-    try:
-        model_text = model.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"{model}: cannot read the request model: {exc.strerror}") from exc
-    import yaml
+    from flagbridge.traffic.documents import load_document, read_file
+    from flagbridge.traffic.errors import ModelError
 
+    model = Path(args.model)
     try:  # sent as a JSON object: the deployed layer ships no YAML parser
-        model_document = json.loads(model_text) if model.suffix == ".json" else yaml.safe_load(model_text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise CliError(f"{model}: not a valid request model file: {type(exc).__name__}") from None
+        model_document = load_document(
+            read_file(model, "the request model", ModelError),
+            "json" if model.suffix == ".json" else "yaml",
+            str(model),
+            ModelError,
+        )
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
     if not isinstance(model_document, dict):
         raise CliError(f"{model}: a request model must be a mapping")
     request: dict[str, Any] = {

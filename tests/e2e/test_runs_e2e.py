@@ -26,7 +26,7 @@ import yaml
 
 from local.runner.bridge import LocalBridge
 from tests.conftest import ROOT
-from tests.fixtures.runs import MODEL, PLAN, TESTERS, CountingTarget
+from tests.fixtures.runs import MODEL, PLAN, TESTERS, CountingTarget, yaml_document
 
 pytestmark = pytest.mark.e2e
 
@@ -85,8 +85,8 @@ def test_a_run_of_20000_requests_is_sent_exactly_once_through_a_crash_and_a_rede
 
     monkeypatch.setattr(sender.HttpSender, "send", crashing_send)
     request = {
-        "plan": PLAN,
-        "model": MODEL,
+        "plan": yaml_document(PLAN),  # sent as JSON objects, as `flagbridge traffic run --stack` does
+        "model": yaml_document(MODEL),
         "requests": REQUESTS,
         "rate": 8000,
         "target": target.url,

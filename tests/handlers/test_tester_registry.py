@@ -72,7 +72,8 @@ def test_list_then_delete(testers_api, aws, lambda_context) -> None:
 def test_pages(testers_api, lambda_context) -> None:
     for index in range(5):
         event = load_event("testers_put.json")
-        event["pathParameters"]["key"] = event["rawPath"].rsplit("/", 1)[1] = f"qa-{index}"
+        event["pathParameters"]["key"] = f"qa-{index}"
+        event["rawPath"] = event["rawPath"].rsplit("/", 1)[0] + f"/qa-{index}"
         assert _call(testers_api, event, lambda_context)[0] == 200
     keys: list[str] = []
     event = load_event("testers_list.json")

@@ -16,7 +16,7 @@ import yaml
 
 from local.apigw import http_api_event
 from tests.conftest import ROOT, create_testers_table, load_event, load_handler
-from tests.fixtures.runs import MODEL, ORACLE_TEST, PLAN, PLAN_WITH_TEST, TESTERS, CountingTarget
+from tests.fixtures.runs import MODEL, ORACLE_TEST, PLAN, PLAN_WITH_TEST, TESTERS, CountingTarget, as_documents
 
 TOKEN = "local-traffic-token"
 RUNS_TABLE = "flagbridge-runs-test"
@@ -99,11 +99,16 @@ def api(handler: Any, context: Any, method: str, path: str, body: Any = None, to
     headers = {"content-type": "application/json"}
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
-    raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
+    raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(as_documents(body)).encode())
     params = {"id": path.rsplit("/", 1)[1]} if method == "GET" else None
     event = http_api_event(method=method, path=path, route_key=route, headers=headers, body=raw, path_parameters=params)
     response = handler.lambda_handler(event, context)
     return response["statusCode"], json.loads(response["body"])
+
+
+def _json_text(yaml_text: str) -> bytes:
+    """A plan or model for ``plans/`` in the bucket: JSON (the stack reads no YAML text; the key's suffix says)."""
+    return json.dumps(yaml.safe_load(yaml_text)).encode()
 
 
 def run_body(target: CountingTarget, **extra: Any) -> dict[str, Any]:
@@ -251,9 +256,9 @@ def test_the_schedule_refuses_a_plan_naming_an_unknown_oracle_test(
     runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget
 ) -> None:
     runs_aws["s3"].put_object(
-        Bucket=MANIFESTS, Key="plans/scheduled/plan.yaml", Body=(PLAN + "oracle: {test: nope}\n").encode()
+        Bucket=MANIFESTS, Key="plans/scheduled/plan.json", Body=_json_text(PLAN + "oracle: {test: nope}\n")
     )
-    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/model.yaml", Body=MODEL.encode())
+    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/model.json", Body=_json_text(MODEL))
     event = load_event("traffic_runs_schedule.json")
     event["schedule"]["target"] = target.url
     result = load_handler("traffic_runs").lambda_handler(event, lambda_context)
@@ -275,8 +280,8 @@ def test_a_garbage_shard_message_is_quarantined_with_its_reason(runs_aws: dict[s
 def test_the_schedule_starts_a_run_from_plans_in_the_bucket(
     runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget
 ) -> None:
-    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/plan.yaml", Body=PLAN.encode())
-    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/model.yaml", Body=MODEL.encode())
+    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/plan.json", Body=_json_text(PLAN))
+    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/model.json", Body=_json_text(MODEL))
     event = load_event("traffic_runs_schedule.json")
     event["schedule"]["target"] = target.url
     result = load_handler("traffic_runs").lambda_handler(event, lambda_context)

@@ -4,7 +4,8 @@ Building moto resources and boto3 clients per case would dominate the suite's ru
 cases), so each module shares one environment; ``hostile_aws`` drains the queues and empties the
 quarantine after every case so that each case sees only what it caused. The environment also has what
 the mParticle ingest routes need (batches queue, credentials and webhook Authorization secrets) and what the
-oracle's API needs (verdicts table, bearer token secret).
+oracle's API needs (verdicts table, bearer token secret) and what ``POST /runs`` needs (runs table, manifest
+bucket, shard queue, token, a traffic allowlist).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import drain_queue, moto_resources
-from tests.hostile.support import add_mparticle_ingest_resources, add_oracle_api_resources, clear_quarantine
+from tests.hostile.support import (
+    add_mparticle_ingest_resources,
+    add_oracle_api_resources,
+    add_runs_resources,
+    clear_quarantine,
+)
 
 # DynamoDB's key size limits, which moto enforces on writes only.
 PARTITION_KEY_MAX_BYTES = 2048
@@ -43,13 +49,14 @@ def _enforce_key_sizes(params: dict[str, Any], model: Any, **_: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared_aws() -> Iterator[dict[str, Any]]:
+def shared_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The conftest ``aws`` resources, once per module; reads with oversize keys fail as on real DynamoDB."""
     from flagbridge import runtime
 
     with pytest.MonkeyPatch.context() as monkeypatch, moto_resources(monkeypatch) as resources:
         add_mparticle_ingest_resources(resources, monkeypatch)
         add_oracle_api_resources(resources, monkeypatch)
+        add_runs_resources(resources, monkeypatch, tmp_path_factory.mktemp("hostile-config"))
         client = runtime.aws_client("dynamodb")
         for operation in ("Query", "GetItem", "BatchGetItem"):
             client.meta.events.register(f"before-parameter-build.dynamodb.{operation}", _enforce_key_sizes)
@@ -68,4 +75,5 @@ def hostile_aws(shared_aws: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _empty(aws: dict[str, Any]) -> None:
     drain_queue(aws["sqs"], aws["queue_url"])
     drain_queue(aws["sqs"], aws["batches_url"])
+    drain_queue(aws["sqs"], aws["shards_url"])
     clear_quarantine(aws["s3"])

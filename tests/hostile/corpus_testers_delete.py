@@ -55,7 +55,7 @@ CASES: list[Case] = [
     refused("hash_smuggling", 404, "tester_not_found", "/testers/user/del-9%23AUDIT"),
     refused("encoded_slash", 404, "tester_not_found", "/testers/user/del-9%2Fx"),
     refused("unicode_lookalike", 404, "tester_not_found", "/testers/user/d%D0%B5l-9"),
-    refused("invalid_utf8_percent", 404, "tester_not_found", "/testers/user/%FF%FE"),
+    refused("invalid_utf8_percent", 400, "invalid_key", "/testers/user/%FF%FE"),
     # ---- bad ids and reasons -----------------------------------------------------------------------------
     refused("key_too_long", 400, "invalid_key", "/testers/user/" + "k" * 251),
     refused("key_over_dynamodb_limit", 400, "invalid_key", "/testers/user/" + "k" * 2100),

@@ -85,6 +85,10 @@ CASES: list[Case] = [
     bad_cursor("cursor_dynamodb_key_injection", _b64({"pk": {"S": "user#a"}, "sk": {"S": "AUDIT#"}})),
     bad_cursor("cursor_huge", "A" * 3000),
     bad_cursor("cursor_invalid_utf8", _b64("x") + "%FF"),
+    bad_cursor("cursor_deeply_nested", _b64("[" * 1536)),  # issue 17: a RecursionError escaped as a 500
+    bad_cursor("cursor_deeply_nested_object", _b64('{"after":' * 1000)),
+    bad_cursor("cursor_huge_number", _b64('{"after": ' + "9" * 1500 + "}")),
+    bad_cursor("cursor_key_with_bidi_override", _b64({"after": "user#qa-\u202e7"})),
     bad_cursor("cursor_twice", encode_cursor("user#list-1") + "&cursor=" + encode_cursor("user#list-2")),
     # ---- methods and paths: API Gateway has no route for these ------------------------------------------
     case("post_collection", 404, "not_found", path=PATH, method="POST", gateway_404=True),

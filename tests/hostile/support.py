@@ -203,6 +203,47 @@ def add_oracle_api_resources(aws: dict[str, Any], monkeypatch: Any) -> None:
     runtime.reset()
 
 
+RUNS_TOKEN = "local-traffic-token"
+RUNS_TABLE = "flagbridge-hostile-runs"
+RUNS_MANIFESTS = "flagbridge-hostile-manifests"
+RUNS_QUEUE = "flagbridge-hostile-shards"
+RUNS_TESTERS = ["qa-bot-01", "qa-bot-02"]
+
+
+def add_runs_resources(aws: dict[str, Any], monkeypatch: Any, config_dir: Path) -> None:
+    """Add what ``POST /runs`` needs: runs table, manifest bucket, shard queue, token, a traffic allowlist.
+
+    The configuration is the shipped one plus ``traffic`` (allowlist 127.0.0.1 and localhost, a tester pool).
+    """
+    import yaml
+
+    from flagbridge import runtime
+
+    config = yaml.safe_load((HERE.parents[1] / "layers/shared/config/flagbridge.yaml").read_text(encoding="utf-8"))
+    config["traffic"] = {"allowlist": ["localhost", "127.0.0.1"], "testers": RUNS_TESTERS}
+    path = config_dir / "flagbridge.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    aws["ddb"].create_table(
+        TableName=RUNS_TABLE,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    aws["s3"].create_bucket(Bucket=RUNS_MANIFESTS)
+    aws["shards_url"] = aws["sqs"].create_queue(QueueName=RUNS_QUEUE)["QueueUrl"]
+    env = {
+        "FLAGBRIDGE_CONFIG": str(path),
+        "RUNS_TABLE": RUNS_TABLE,
+        "MANIFEST_BUCKET": RUNS_MANIFESTS,
+        "SHARD_QUEUE_URL": aws["shards_url"],
+        "TRAFFIC_PARALLELISM": "4",
+        "FLAGBRIDGE_TRAFFIC_API_TOKEN": RUNS_TOKEN,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+
+
 def boto3_client(service: str) -> Any:
     import boto3
 

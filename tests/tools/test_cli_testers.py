@@ -70,6 +70,13 @@ def test_refusals_are_usage_errors_and_write_nothing(cli: Any, aws: dict[str, An
         ("testers", "add", "us er", "qa", "--for", "1h", "--reason", "x"),
         ("testers", "add", "user", "qa", "--for", "1h", "--reason", ""),
         ("testers", "list", "--limit", "0"),
+        # keys that display as another (docs/testers.md#keys), as through the API
+        ("testers", "add", "user", "qa-\u202ecli", "--for", "1h", "--reason", "x"),
+        ("testers", "add", "user", "qa\u200b-cli", "--for", "1h", "--reason", "x"),
+        ("testers", "add", "user", "\ufeffqa-cli", "--for", "1h", "--reason", "x"),
+        ("testers", "add", "user", "qa-e\u0301", "--for", "1h", "--reason", "x"),
+        ("testers", "add", "user", "qa-\udcff", "--for", "1h", "--reason", "x"),  # an undecodable argv byte
+        ("testers", "add", "user", "qa", "--for", "9" * 5000 + "s", "--reason", "x"),
     ]
     for argv in cases:
         status, _, err = cli(*argv)

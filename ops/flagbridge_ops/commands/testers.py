@@ -19,7 +19,8 @@ from flagbridge_ops.cli import Context, Result, Subcommands, add_command, add_gr
 if TYPE_CHECKING:
     from flagbridge.testers.registry import TesterRegistry
 
-_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_DURATION = re.compile(r"(\d{1,12})\s*([smhd])")  # 12 digits: far past the registry's 30 days, never an int too long
+MAX_DURATION_TEXT = 64
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -137,9 +138,9 @@ def parse_duration(text: str) -> int:
     from flagbridge_ops.errors import UsageError
 
     compact = text.strip().lower()
-    parts = _DURATION.findall(compact)
+    parts = _DURATION.findall(compact) if len(compact) <= MAX_DURATION_TEXT else []
     if not parts or "".join(f"{n}{u}" for n, u in parts) != compact.replace(" ", ""):
-        raise UsageError(f"--for must be a duration like 90s, 30m, 2h or 7d, not {text!r}")
+        raise UsageError(f"--for must be a duration like 90s, 30m, 2h or 7d, not {text[:MAX_DURATION_TEXT]!r}")
     return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 

@@ -601,10 +601,15 @@ def import_har_command(ctx: Context) -> Result:
 
     args = ctx.args
     _, traffic, _ = load_bridge(args, ctx.environ)
+    from flagbridge.traffic.documents import MAX_HAR_BYTES, load_json, read_file
+    from flagbridge.traffic.errors import ModelError
+
     try:
-        document = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read the HAR file {args.file}: {exc}") from exc
+        document = load_json(
+            read_file(Path(args.file), "the HAR file", ModelError, MAX_HAR_BYTES), args.file, ModelError, MAX_HAR_BYTES
+        )
+    except ModelError as exc:
+        raise CliError(f"cannot read the HAR file {args.file}: {exc}") from None
     imported = import_har(document, traffic.allowlist, keep_secrets=args.keep_secrets, source=args.file)
     parse_model(imported.model, args.out)  # what we write must load
     out = Path(args.out)

@@ -22,7 +22,16 @@ from flagbridge.runs.spec import MAX_RATE_PER_WORKER, RunSpec, shard_size_for, v
 from flagbridge.runs.stop import ParameterStop, run_stop, stopped_runs, with_run
 from flagbridge.runs.store import InMemoryManifestStore, InMemoryRunStore
 from flagbridge.traffic.stop import InMemoryVerdicts
-from tests.fixtures.runs import MODEL, PLAN, PLAN_WITH_TEST, ListSender, qa_rules, run_request, traffic_config
+from tests.fixtures.runs import (
+    MODEL,
+    PLAN,
+    PLAN_WITH_TEST,
+    ListSender,
+    qa_rules,
+    run_request,
+    traffic_config,
+    yaml_document,
+)
 
 NOW = 1_767_225_600_000
 
@@ -197,7 +206,7 @@ def shipped_oracle() -> Any:
     ],
 )  # fmt: skip
 def test_a_plan_feeding_a_test_the_stack_cannot_move_is_refused(oracle_section: str, message: str) -> None:
-    body = {**run_request("http://127.0.0.1:9"), "plan": PLAN + f"oracle: {oracle_section}\n"}
+    body = {**run_request("http://127.0.0.1:9"), "plan": yaml_document(PLAN + f"oracle: {oracle_section}\n")}
     with pytest.raises(RequestError) as refused:
         validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=shipped_oracle())
     assert (refused.value.status, refused.value.code) == (400, "invalid_oracle")
@@ -208,13 +217,13 @@ def test_a_plan_feeding_a_test_the_stack_cannot_move_is_refused(oracle_section: 
 
 def test_the_spec_keeps_the_metrics_the_run_feeds() -> None:
     oracle = shipped_oracle()
-    body = {**run_request("http://127.0.0.1:9"), "plan": PLAN_WITH_TEST}
+    body = {**run_request("http://127.0.0.1:9"), "plan": yaml_document(PLAN_WITH_TEST)}
     spec, _ = validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=oracle)
     assert (spec.oracle_test, spec.oracle_metrics) == ("new-checkout-health", ("5xx rate",))
     assert spec.manifest_header()["oracle"] == {"test": "new-checkout-health", "metrics": ["5xx rate"]}
     assert RunSpec.from_document(json.loads(json.dumps(spec.document()))) == spec
     # without metrics: every metric of the test that counts the results
-    body["plan"] = PLAN + "oracle: {test: new-checkout-health}\n"
+    body["plan"] = yaml_document(PLAN + "oracle: {test: new-checkout-health}\n")
     every, _ = validate_run_request(body, traffic_config(), parallelism=4, now_ms=NOW, oracle=oracle)
     assert every.oracle_metrics == ("5xx rate", "latency p95", "unanswered rate")
     # a run.json written before the metrics were kept still loads: the run feeds every metric
@@ -226,7 +235,7 @@ def test_the_spec_keeps_the_metrics_the_run_feeds() -> None:
 def test_a_refused_oracle_test_records_and_enqueues_nothing() -> None:
     store, manifests, queue = InMemoryRunStore(), InMemoryManifestStore("m"), []
     service = RunService(store, manifests, ListSender(queue), traffic_config(), qa_rules(), 4, oracle=shipped_oracle())
-    body = {**run_request("http://127.0.0.1:9", run_id="r-bad"), "plan": PLAN + "oracle: {test: nope}\n"}
+    body = {**run_request("http://127.0.0.1:9", run_id="r-bad"), "plan": yaml_document(PLAN + "oracle: {test: nope}\n")}
     with pytest.raises(RequestError) as refused:
         service.start(body)
     assert refused.value.code == "invalid_oracle"

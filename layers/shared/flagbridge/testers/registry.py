@@ -21,6 +21,7 @@ import json
 import math
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -182,13 +183,52 @@ def check_traffic_type(value: Any) -> str:
 
 
 def check_key(value: Any) -> str:
+    """A tester key exactly as Split will see it, refused when it could display as another key (docs/testers.md).
+
+    Refused: control characters and surrounding whitespace; lone surrogates (no bytes were ever sent for them);
+    invisible and bidirectional characters (:func:`hidden_character`); a key not in Unicode NFC (``e`` and a
+    combining acute display as ``é``). Refusing rather than normalising keeps every key byte for byte what the
+    client sent: a normalised key would register someone the client never named.
+    """
     if not isinstance(value, str) or not value or not value.strip():
         raise InvalidTesterError("invalid_key", "key must be a non-empty string")
     if len(value) > MAX_KEY_CHARS:
         raise InvalidTesterError("invalid_key", f"key must be at most {MAX_KEY_CHARS} characters (Split's limit)")
     if value != value.strip() or _UNPRINTABLE.search(value):
         raise InvalidTesterError("invalid_key", "key must not hold control characters or surrounding whitespace")
+    hidden = next((char for char in value if hidden_character(char)), None)
+    if hidden is not None:
+        raise InvalidTesterError(
+            "invalid_key",
+            f"key must not hold invisible or bidirectional characters (U+{ord(hidden):04X} "
+            f"{unicodedata.name(hidden, 'unnamed')}): it would display as another key",
+        )
+    if not unicodedata.is_normalized("NFC", value):
+        raise InvalidTesterError(
+            "invalid_key", "key must be in Unicode NFC (composed) form: it would display as another key"
+        )
     return value
+
+
+# Invisible or text-reordering characters outside the format/separator/unassigned classes: combining grapheme
+# joiner, Hangul fillers, Khmer inherent vowels, Mongolian vowel separator, braille blank, variation selectors.
+_HIDDEN_EXTRA = frozenset({0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x2800, 0x3164, 0xFFA0})
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
+def hidden_character(char: str) -> bool:
+    """A character that shows nothing or changes how the text around it shows (the key rule of docs/testers.md).
+
+    Unicode's Format (Cf: U+200B-U+200F, U+202A-U+202E, U+2060-U+2069, U+FEFF, tags...), Control, Surrogate,
+    Private Use and Unassigned classes, every separator (Zs, Zl, Zp) except the plain space U+0020, variation
+    selectors, and :data:`_HIDDEN_EXTRA`.
+    """
+    code = ord(char)
+    if code < 0x7F:
+        return code < 0x20
+    if 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or code in _HIDDEN_EXTRA:
+        return True
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES
 
 
 def check_reason(value: Any) -> str:
@@ -289,8 +329,11 @@ def decode_cursor(cursor: str) -> str:
     if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR_CHARS:
         raise bad
     try:
-        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8"))
-    except (binascii.Error, ValueError):
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if not raw.startswith(b'{"after":"'):  # what encode_cursor writes; nothing else reaches the JSON parser
+            raise bad
+        document = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, RecursionError):
         raise bad from None
     after = document.get("after") if isinstance(document, dict) else None
     if not isinstance(after, str) or "#" not in after:

@@ -12,11 +12,22 @@ def one_line(text: str) -> str:
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
+MAX_MESSAGE_CHARS = 1500  # an error quoting a hostile value (50,000 spaces) stays readable, and cheap to log
+
+
+def shortened(text: str) -> str:
+    """``text`` cut in the middle when longer than :data:`MAX_MESSAGE_CHARS` (its start and end say where)."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    keep = MAX_MESSAGE_CHARS // 2
+    return f"{text[:keep]}…({len(text) - 2 * keep} characters)…{text[-keep:]}"
+
+
 class TrafficError(FlagbridgeError, ValueError):
     """Base class: a traffic plan, request model or run setting was refused before anything was sent."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
+        super().__init__(one_line(shortened(message)))
 
 
 class PlanError(TrafficError):

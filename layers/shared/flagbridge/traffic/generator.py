@@ -63,11 +63,24 @@ class Target:
 
     @classmethod
     def parse(cls, url: str) -> Target:
-        parts = urlsplit(url)
+        """The target URL, refused (one SafetyError) unless it is ``http(s)://host[:port][/path]``, port 1-65535."""
+        shown = repr(url[:200])
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # ValueError: a port out of range or not a number (host:1:2)
+        except ValueError as exc:
+            raise SafetyError(f"--target must be an http(s) URL, got {shown}: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SafetyError(f"--target must be an http(s) URL, got {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+            raise SafetyError(f"--target must be an http(s) URL, got {shown}")
+        if port == 0 or parts.username is not None or parts.password is not None:
+            raise SafetyError(
+                f"--target must be an http(s) URL with a port from 1 to 65535 and no credentials, got {shown}"
+            )
+        if parts.query or parts.fragment:
+            raise SafetyError(f"--target must not carry a query or fragment, got {shown}")
+        return cls(
+            parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), parts.path.rstrip("/")
+        )
 
     @property
     def netloc(self) -> str:

@@ -6,7 +6,8 @@ hop-by-hop headers), cookies, and the body (JSON when it parses as JSON, else ``
 Identical ``METHOD URL`` entries are merged into one request whose weight is their count.
 
 A HAR carries whatever the browser sent, credentials included: ``Authorization`` and cookie values are
-replaced by ``<redacted>`` unless ``keep_secrets`` is set, and each replacement is reported. Entries
+replaced by ``<redacted>`` unless ``keep_secrets`` is set, and each replacement is reported; credentials in a
+URL (``https://user:secret@host/``) are always dropped (a model's URL is printed and logged, never secret). Entries
 whose host is not allowed (:class:`flagbridge.traffic.safety.Allowlist`) are skipped and counted.
 """
 
@@ -50,12 +51,18 @@ def _pairs(items: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _name(method: str, path: str, taken: set[str]) -> str:
+def _name(method: str, path: str, taken: dict[str, int]) -> str:
+    """A unique request name from the method and path; ``taken`` maps each name used to the next suffix to try.
+
+    Starting from the last suffix of a base keeps many entries with one base (paths alike in their first 60
+    characters) linear: counting up from 2 for each was quadratic in a HAR of such entries.
+    """
     base = f"{method.lower()}_{_SLUG.sub('_', path.lower()).strip('_') or 'root'}"[:60]
-    name, counter = base, 2
+    name, counter = base, taken.get(base, 2)
     while name in taken:
         name, counter = f"{base}_{counter}", counter + 1
-    taken.add(name)
+    taken[base] = counter
+    taken.setdefault(name, 2)
     return name
 
 
@@ -66,7 +73,7 @@ def _har_request(
     path: str,
     keep_secrets: bool,
     redacted: set[str],
-    names: set[str],
+    names: dict[str, int],
 ) -> dict[str, Any]:
     """One model request from a HAR ``request`` (credentials redacted unless ``keep_secrets``)."""
     headers: dict[str, str] = {}
@@ -96,9 +103,15 @@ def _har_request(
     if isinstance(post, Mapping) and isinstance(post.get("text"), str) and post["text"]:
         try:
             item["body"] = json.loads(post["text"])
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's recursion: kept as text
             item["body_text"] = post["text"]
     return item
+
+
+def _netloc(host: str, port: int | None) -> str:
+    """``host[:port]`` without the ``user:password@`` a URL may carry."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
 
 
 def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, source: str = "<har>") -> HarImport:
@@ -109,12 +122,16 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     skipped: dict[str, int] = {}
     redacted: set[str] = set()
-    names: set[str] = set()
+    names: dict[str, int] = {}
     for index, entry in enumerate(entries):
         request = entry.get("request") if isinstance(entry, Mapping) else None
         if not isinstance(request, Mapping) or not isinstance(request.get("url"), str):
             raise ModelError(f"{source}: log.entries[{index}] has no request.url")
-        parts = urlsplit(request["url"])
+        try:
+            parts = urlsplit(request["url"])
+            port = parts.port
+        except ValueError as exc:
+            raise ModelError(f"{source}: log.entries[{index}].request.url is not a URL: {exc}") from None
         host = parts.hostname or ""
         try:
             allowlist.check(host, parts.path or "/")
@@ -122,13 +139,16 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
             skipped[host] = skipped.get(host, 0) + 1
             continue
         method = str(request.get("method") or "GET").upper()
-        url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+        if parts.username is not None or parts.password is not None:
+            redacted.add("URL credentials (user:password@)")  # dropped whatever keep_secrets says: a URL is shown
+        url = urlunsplit((parts.scheme, _netloc(host, port), parts.path or "/", "", ""))
         if (method, url) in merged:
             merged[(method, url)]["weight"] += 1
         else:
             merged[(method, url)] = _har_request(request, method, url, parts.path, keep_secrets, redacted, names)
     if not merged:
-        hosts = ", ".join(sorted(skipped)) or "none"
+        seen = sorted(skipped)
+        hosts = ", ".join(seen[:10]) + (f" and {len(seen) - 10} more" if len(seen) > 10 else "") if seen else "none"
         raise SafetyError(
             f"{source}: no request in the HAR is to an allowed host (hosts seen: {hosts}); nothing imported"
         )
@@ -138,7 +158,8 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
     ]
     if redacted:
         warnings.append(
-            f"{source}: replaced {', '.join(sorted(redacted))} with {REDACTED!r} (credentials never go into a model; "
+            f"{source}: replaced {', '.join(sorted(redacted))} with {REDACTED!r} or dropped them (credentials never go "
+            "into a model; "
             "put a tester's credentials back by hand or import with keep_secrets)"
         )
     model = {"requests": list(merged.values())}

@@ -325,9 +325,17 @@ def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[
     url = document.get("url")
     if not isinstance(url, str):
         raise ModelError(f"{where}: 'url' is required (scheme://host/path)")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError: out of range or not a number; parsed here, never first in a worker
+    except ValueError as exc:
+        raise ModelError(f"{where}: 'url' must be an absolute http(s) URL, got {url[:200]!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ModelError(f"{where}: 'url' must be an absolute http(s) URL, got {url!r}")
+        raise ModelError(f"{where}: 'url' must be an absolute http(s) URL, got {url[:200]!r}")
+    if port == 0:
+        raise ModelError(f"{where}: 'url' has port 0; a port is 1 to 65535")
+    if parts.username is not None or parts.password is not None:
+        raise ModelError(f"{where}: 'url' must not carry credentials (user:password@); use a header")
     if parts.query or parts.fragment:
         raise ModelError(f"{where}: 'url' must not carry a query or fragment; use 'query'")
     params = document.get("path_params") or {}
@@ -436,21 +444,10 @@ def parse_model(document: Any, source: str = "<model>") -> RequestModel:
 def load_model(path: str | Path) -> RequestModel:
     """Read a request model file (YAML, or JSON when it ends in ``.json``)."""
     model_path = Path(path)
-    try:
-        text = model_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ModelError(f"{model_path}: cannot read the request model: {exc.strerror}") from exc
-    try:
-        if model_path.suffix == ".json":
-            document = json.loads(text)
-        else:
-            import yaml
+    from flagbridge.traffic.documents import load_document, read_text
 
-            document = yaml.safe_load(text)
-    except Exception as exc:
-        raise ModelError(
-            f"{model_path}: not valid {'JSON' if model_path.suffix == '.json' else 'YAML'}: {exc}"
-        ) from exc
+    text = read_text(model_path, "the request model", ModelError)
+    document = load_document(text, "json" if model_path.suffix == ".json" else "yaml", str(model_path), ModelError)
     return parse_model(document, str(model_path))
 
 

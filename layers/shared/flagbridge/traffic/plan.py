@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from flagbridge.traffic.attacks import DEFAULT_DESTRUCTIVE_METHODS, Payload, payload_to_json, resolve_set
+from flagbridge.traffic.documents import load_document, read_file, read_text
 from flagbridge.traffic.errors import PlanError
 
 _ELEMENT_KEYS = frozenset({"probability", "attack_set", "max_attacks"})
@@ -302,21 +303,9 @@ class _Reader:
 
 
 def _load_set_file(path: Path, source: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlanError(f"{source}: 'attack_set_files': cannot read {path}: {exc.strerror}") from exc
-    try:
-        if path.suffix == ".json":
-            document = json.loads(text)
-        else:
-            import yaml
-
-            document = yaml.safe_load(text)
-    except ValueError as exc:  # yaml.YAMLError is a ValueError subclass? no: handled below
-        raise PlanError(f"{source}: 'attack_set_files': {path} is not valid JSON: {exc}") from exc
-    except Exception as exc:  # yaml.YAMLError
-        raise PlanError(f"{source}: 'attack_set_files': {path} is not valid YAML: {exc}") from exc
+    text = read_text(path, f"the attack set file named by {source}", PlanError)
+    fmt = "json" if path.suffix == ".json" else "yaml"
+    document = load_document(text, fmt, f"{source}: 'attack_set_files': {path}", PlanError)
     if isinstance(document, dict) and "attack_sets" in document:
         document = document["attack_sets"]
     if not isinstance(document, dict):
@@ -500,10 +489,7 @@ def load_plan(path: str | Path, attack_set_files: tuple[Path, ...] = ()) -> tupl
     """
     plan_path = Path(path)
     source = str(plan_path)
-    try:
-        raw = plan_path.read_bytes()
-    except OSError as exc:
-        raise PlanError(f"{source}: cannot read the plan: {exc.strerror}") from exc
+    raw = read_file(plan_path, "the plan", PlanError)
     warnings: list[str] = []
     locations: dict[str, str] = {}
     files = tuple(attack_set_files)
@@ -519,14 +505,6 @@ def load_plan(path: str | Path, attack_set_files: tuple[Path, ...] = ()) -> tupl
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PlanError(f"{source}: not UTF-8 text: {exc}") from exc
-        try:
-            if plan_path.suffix.lower() == ".json":
-                document = json.loads(text)
-            else:
-                import yaml
-
-                document = yaml.safe_load(text)
-        except Exception as exc:
-            raise PlanError(f"{source}: not valid {'JSON' if plan_path.suffix == '.json' else 'YAML'}: {exc}") from exc
+        document = load_document(text, "json" if plan_path.suffix.lower() == ".json" else "yaml", source, PlanError)
     plan = parse_plan(document, source, plan_path.parent, files, locations)
     return plan, warnings

@@ -50,7 +50,6 @@ _QUOTES = {
 _STRAIGHT = {'"', "'"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 _ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});)([^;\s<>]{0,40};?)")
-_RUNAWAY = re.compile(r"\s+[A-Za-z_][A-Za-z0-9_.:-]*\s*=\s*$")
 _DECLARATION = re.compile(r"<!(?!--)")
 _DECLARATION_REFUSED = (
     "DOCTYPE, ENTITY and other <! declarations are refused: entity expansion and external entities are never "
@@ -100,6 +99,25 @@ def _unescape(value: str) -> str:
         return chr(code) if 0 < code <= 0x10FFFF else "\ufffd"
 
     return _REFERENCE.sub(replace, value)
+
+
+def _runaway(value: str) -> int | None:
+    """Where `` Name =`` ends ``value`` (the next attribute, read into a value whose closing quote is missing).
+
+    A scan from the end, linear in the value: the regular expression ``\\s+NAME\\s*=\\s*$`` searched from
+    every start backtracks over each run of spaces, quadratic in a value of spaces.
+    """
+    end = len(value.rstrip())
+    if not value[:end].endswith("="):
+        return None
+    end = len(value[: end - 1].rstrip())
+    start = end
+    while start > 0 and (value[start - 1].isascii() and (value[start - 1].isalnum() or value[start - 1] in "_.:-")):
+        start -= 1
+    if start == end or _NAME.fullmatch(value, start, end) is None:
+        return None
+    spaces = len(value[:start].rstrip())
+    return spaces if spaces < start else None
 
 
 class _Tokenizer:
@@ -239,11 +257,11 @@ class _Tokenizer:
         if end < len(text) and text[end] in closers:
             closing = text[end]
             value = text[pos + 1 : end]
-            runaway = _RUNAWAY.search(value)
+            runaway = _runaway(value)
             if runaway is not None:  # Probability="5% AttackSet="x": the quote after 5% is missing
-                value = value[: runaway.start()]
+                value = value[:runaway]
                 self.warn(pos, f'<{element}> {attribute}: closing quote missing, read as "{value}"')
-                return value, pos + 1 + runaway.start()
+                return value, pos + 1 + runaway
             if opening not in _STRAIGHT or closing not in _STRAIGHT:
                 self.warn(pos, f'<{element}> {attribute}: curly quotes {opening}{value}{closing} read as "{value}"')
             return value, end + 1
@@ -300,6 +318,8 @@ def parse_xml_tree(raw: bytes | str, source: str = "<plan.xml>") -> tuple[XmlEle
         except UnicodeDecodeError as exc:
             raise PlanError(f"{source}: not UTF-8 text: {exc}") from exc
     else:
+        if len(raw) > MAX_XML_BYTES or len(raw.encode("utf-8", "surrogatepass")) > MAX_XML_BYTES:
+            raise PlanError(f"{source}: larger than {MAX_XML_BYTES} bytes")
         text = raw
     tokenizer = _Tokenizer(text, source)
     root = tokenizer.run()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,8 @@ from typing import Any
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
 
+MAX_RATE_TEXT = 40  # "1000000.5/minute" with room: longer is never a rate, and is refused before the regex
+MIN_RATE = 0.001  # one request in about 17 minutes; below that a rate's arithmetic underflows toward 0
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*$")
 
 
@@ -147,12 +150,15 @@ class RunTag:
 
 
 def parse_rate(text: str) -> float:
-    """``"50/s"`` → 50.0 requests per second; ``"600/m"`` → 10.0."""
-    match = _RATE.match(text)
+    """``"50/s"`` → 50.0 requests per second; ``"600/m"`` → 10.0 (at least :data:`MIN_RATE`, finite)."""
+    match = _RATE.match(text) if len(text) <= MAX_RATE_TEXT else None
     if match is None or float(match.group(1)) <= 0:
-        raise SafetyError(f"--rate must look like 50/s or 600/m, got {text!r}")
+        raise SafetyError(f"--rate must look like 50/s or 600/m, got {text[:MAX_RATE_TEXT]!r}")
     value = float(match.group(1))
-    return value if match.group(2).startswith("s") else value / 60.0
+    rate = value if match.group(2).startswith("s") else value / 60.0
+    if not MIN_RATE <= rate < math.inf:
+        raise SafetyError(f"--rate must be at least {MIN_RATE:g}/s and finite, got {text!r}")
+    return rate
 
 
 class TokenBucket:

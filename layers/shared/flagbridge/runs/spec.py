@@ -306,15 +306,6 @@ def _check_hosts(model: RequestModel, target: Target | None, traffic: TrafficCon
             traffic.allowlist.check(request.hostname, request.path_text, "model host")
 
 
-def _run_id(body: Mapping[str, Any], now_ms: int) -> str:
-    run_id = body.get("run_id")
-    if run_id is None:  # absent or null; any other falsy value ({}, [], 0, false, "") is refused
-        return f"run-{now_ms // 1000}-{secrets.token_hex(4)}"
-    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
-        raise refuse("invalid_run_id", "'run_id' must be 1-64 letters, digits, '.', '_' or '-'")
-    return run_id
-
-
 def shard_size_for(requests: int, rate_per_worker: float, parallelism: int) -> int:
     """About :data:`SHARD_SECONDS` of one worker's sending, and at least one shard per worker when possible."""
     size = max(1, math.ceil(rate_per_worker * SHARD_SECONDS))

@@ -344,11 +344,15 @@ class RunRequest(BaseModel):
     target: str | None = Field(None, max_length=2048, description="an http(s) URL in traffic.allowlist")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     testers: list[str | RunTester] | None = Field(None, max_length=1000)
-    traffic_type: str | None = Field(None, pattern=_pattern(runs.TRAFFIC_TYPE.pattern))
+    until_decided: bool | None = Field(None, description="requests is a budget: stop once the verdict is decided")
+    traffic_type: str = Field("user", pattern=_pattern(runs.TRAFFIC_TYPE.pattern))
     run_id: str | None = Field(None, pattern=_pattern(runs.RUN_ID.pattern))
     shard_size: int | None = Field(None, ge=1, le=runs.MAX_REQUESTS)
     checkpoint_every: int | None = Field(None, ge=1, le=1000)
     max_duration_s: float | None = Field(None, gt=0, le=runs.MAX_DURATION_S)
+    max_unanswered: int | None = Field(
+        None, ge=0, le=runs.MAX_REQUESTS, description="requests in a row with no answer that stop a shard (0: never)"
+    )
     clock_ms: int | None = Field(None, ge=0, le=2**53)
 
 
@@ -405,8 +409,14 @@ KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string
 # A run that starts where traffic.allowlist has 127.0.0.1 (tests/api points its target at the runner itself).
 RUN_EXAMPLE = {
     "run_id": "example-run",
-    "plan": "name: example\nmax_attacks: 1\nattack_sets:\n  Values: ['', '-1']\nquery: {attack_set: Values}\n",
-    "model": "name: example\nrequests:\n  - name: home\n    method: GET\n    url: http://localhost/\n",
+    # JSON objects: a deployed stack parses no YAML text (docs/runs.md), and neither does `make run`.
+    "plan": {
+        "name": "example",
+        "max_attacks": 1,
+        "attack_sets": {"Values": ["", "-1"]},
+        "query": {"attack_set": "Values"},
+    },
+    "model": {"name": "example", "requests": [{"name": "home", "method": "GET", "url": "http://localhost/"}]},
     "requests": 2,
     "rate": 2,
     "target": "http://127.0.0.1:9",

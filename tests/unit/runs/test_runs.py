@@ -93,7 +93,7 @@ def test_the_spec_regenerates_the_same_cases_anywhere() -> None:
         ({"rate": 0}, "invalid_rate"),
         ({"rate": 10**9}, "rate_too_high"),
         ({"rate": 4 * MAX_RATE_PER_WORKER + 1}, "rate_too_high"),
-        ({"rate": 5e-324}, "shard_too_long"),  # the per-worker rate underflows to 0: no ZeroDivisionError
+        ({"rate": 5e-324}, "rate_too_low"),  # below parallelism / 600 s: refused before any division
         ({"run_id": {}}, "invalid_run_id"),  # falsy, not a string: never "no run id"
         ({"run_id": []}, "invalid_run_id"),
         ({"run_id": 0}, "invalid_run_id"),

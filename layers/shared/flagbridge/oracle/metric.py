@@ -13,9 +13,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from flagbridge.cdp._values import canonical, to_number
 from flagbridge.cdp.filters import AttributePredicate, CompiledFilter, EventNameRule, EventTypeRule, Filter
 from flagbridge.rules import StrictModel
+from flagbridge.values import canonical, to_number
 
 Action = Literal["alert", "kill"]
 Decision = Literal["sequential", "fixed"]

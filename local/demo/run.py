@@ -244,7 +244,12 @@ def wait_idle(client: BridgeClient, timeout: float) -> int:
 
 def cli_config(workdir: Path, bridge_config: Path) -> Path:
     """The bridge's configuration plus the demo's ``traffic`` section (allowlist: this machine; the tester pool)."""
-    document = yaml.safe_load(bridge_config.read_text(encoding="utf-8"))
+    from flagbridge.documents import load_yaml, read_text
+    from flagbridge.errors import ConfigError
+
+    document = load_yaml(
+        read_text(bridge_config, "the configuration file", ConfigError), str(bridge_config), ConfigError
+    )
     document["traffic"] = {
         "allowlist": ["localhost", "127.0.0.1"],
         "testers": [{"key": key, "email": f"{key}@qa.example.com"} for key in TESTERS],

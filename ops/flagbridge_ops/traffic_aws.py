@@ -97,7 +97,7 @@ def call(target: Stack, method: str, path: str, body: Any = None) -> tuple[int, 
 
 def plan_document(plan_path: str, attack_set_files: list[str]) -> dict[str, Any]:
     """The plan as a document with every attack set file inlined (XML read as published, plus its sidecar)."""
-    from flagbridge.traffic.documents import load_document, read_file
+    from flagbridge.documents import load_document, read_file
     from flagbridge.traffic.errors import PlanError
     from flagbridge.traffic.plan import load_plan
 
@@ -129,7 +129,7 @@ def plan_document(plan_path: str, attack_set_files: list[str]) -> dict[str, Any]
 
 
 def run_request(args: Any, rate: float) -> dict[str, Any]:
-    from flagbridge.traffic.documents import load_document, read_file
+    from flagbridge.documents import load_document, read_file
     from flagbridge.traffic.errors import ModelError
 
     model = Path(args.model)

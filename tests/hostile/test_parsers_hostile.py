@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from flagbridge.documents import MAX_DOCUMENT_BYTES, MAX_HAR_BYTES, load_json, load_yaml
 from flagbridge.testers.registry import InvalidTesterError, decode_cursor, encode_cursor
-from flagbridge.traffic.documents import MAX_DOCUMENT_BYTES, MAX_HAR_BYTES, load_json, load_yaml
 from flagbridge.traffic.errors import ModelError, PlanError, SafetyError
 from flagbridge.traffic.har import import_har
 from flagbridge.traffic.plan import parse_plan

@@ -74,6 +74,24 @@ def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
         load_config(scalar)
 
 
+def test_the_configuration_is_read_by_the_shared_document_loader(tmp_path: Path) -> None:
+    """The limits and wording of a plan's loader (flagbridge.documents) hold for the configuration file too."""
+    from flagbridge.documents import MAX_DOCUMENT_BYTES
+
+    aliased = tmp_path / "aliased.yaml"
+    aliased.write_text("identity_mapping: &m {}\nprofiles: *m\n")
+    with pytest.raises(ConfigError, match=r"aliased\.yaml: line 1: YAML anchors and aliases"):
+        load_config(aliased)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("#" * (MAX_DOCUMENT_BYTES + 1))
+    with pytest.raises(ConfigError, match=rf"huge\.yaml: larger than {MAX_DOCUMENT_BYTES} bytes"):
+        load_config(huge)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("identity_mapping: [unclosed")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML at line 1, column 28: expected"):
+        load_config(broken)
+
+
 def test_cdp_section_is_validated_on_first_use_and_names_the_key() -> None:
     config = parse_config({"cdp": {"destinations": [{"name": "d", "type": "nope"}]}}, source="f.yaml")
     with pytest.raises(ConfigError) as error:

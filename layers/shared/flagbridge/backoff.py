@@ -10,11 +10,15 @@ shortened, not capped: a caller that cannot wait that long should give up and re
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 __all__ = ["backoff_delay", "parse_retry_after"]
+
+
+_SECONDS = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 
 class _Random(Protocol):
@@ -24,27 +28,27 @@ class _Random(Protocol):
 def parse_retry_after(header: str | None, now_s: float | None = None) -> float | None:
     """Parse a ``Retry-After`` header: delay seconds, or an HTTP-date relative to ``now_s``.
 
-    Returns None when the header is absent or unparseable; past dates give 0.
+    Returns None when the header is absent or malformed (any value: a target's header is untrusted input);
+    past dates and negative delays give 0. Seconds are ASCII digits only: ``str.isdigit`` and ``float`` also
+    accept ``²`` or ``٣``, which are not delay-seconds.
     """
     if header is None:
         return None
     text = header.strip()
     if not text:
         return None
-    try:
+    if _SECONDS.fullmatch(text):
         seconds = float(text)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
+        return max(0.0, seconds) if seconds != float("inf") else None
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
+        if when is None:
+            return None
+        stamp = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     current = time.time() if now_s is None else now_s
-    return max(0.0, when.timestamp() - current)
+    return max(0.0, stamp - current)
 
 
 def backoff_delay(

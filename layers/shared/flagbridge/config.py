@@ -10,7 +10,6 @@ imports :mod:`flagbridge.cdp.config` lazily, and nothing in ``cdp`` imports this
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from flagbridge.documents import load_document, read_text
 from flagbridge.errors import ConfigError
 from flagbridge.rules import (
     IdentityType,
@@ -270,14 +270,6 @@ def parse_config(document: Any, source: str = "<config>") -> BridgeConfig:
     return config
 
 
-def _yaml_problem(exc: Exception) -> str:
-    """Where and what, in a person's words: ``at line 3, column 1: expected ...`` (not the parser's dump)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or ""
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{where}: {problem}" if problem else where
-
-
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -315,21 +307,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> B
     (tens of milliseconds of every cold start); people and the local runner edit and read the YAML.
     """
     config_path = Path(path)
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from exc
-    if config_path.suffix == ".json":
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{config_path}: not valid JSON: {exc}") from exc
-    else:
-        import yaml
-
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML{_yaml_problem(exc)}") from exc
+    text = read_text(config_path, "the configuration file", ConfigError)
+    document = load_document(text, "json" if config_path.suffix == ".json" else "yaml", str(config_path), ConfigError)
     document = expand_environment(document, os.environ if environ is None else environ)
     return parse_config(document, source=str(config_path))

@@ -601,7 +601,7 @@ def import_har_command(ctx: Context) -> Result:
 
     args = ctx.args
     _, traffic, _ = load_bridge(args, ctx.environ)
-    from flagbridge.traffic.documents import MAX_HAR_BYTES, load_json, read_file
+    from flagbridge.documents import MAX_HAR_BYTES, load_json, read_file
     from flagbridge.traffic.errors import ModelError
 
     try:

@@ -7,11 +7,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagbridge.cdp._values import canonical
 from flagbridge.oracle.config import SERVER_ERROR_OR_NO_ANSWER, parse_oracle_config
 from flagbridge.oracle.counting import Delta
 from flagbridge.oracle.kinds.rate import RateCount as _CompiledMetric
 from flagbridge.oracle.tally import number_of as _number
+from flagbridge.values import canonical
 
 BAD_SELECTORS: list[list[dict[str, Any]]] = [
     [{"attribute": "status", "op": "regex", "value": SERVER_ERROR_OR_NO_ANSWER}],

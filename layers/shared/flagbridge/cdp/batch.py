@@ -48,8 +48,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from flagbridge.cdp._values import compact_json, escape_pointer_token
 from flagbridge.errors import FlagbridgeError
+from flagbridge.values import compact_json, escape_pointer_token
 
 Environment = Literal["production", "development"]
 SourceFormat = Literal["events_api", "webhook"]

@@ -59,9 +59,9 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
-from flagbridge.cdp._values import canonical, to_number
 from flagbridge.cdp.batch import EVENT_TYPES, Batch, Event
 from flagbridge.rules import StrictModel
+from flagbridge.values import canonical, to_number
 
 UsersMode = Literal["test_only", "exclude_test", "any"]
 AttributeOp = Literal["equals", "not_equals", "in", "not_in", "exists", "not_exists", "regex", "gt", "gte", "lt", "lte"]

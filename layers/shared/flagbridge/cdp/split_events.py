@@ -79,9 +79,9 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, field_validator
 
-from flagbridge.cdp._values import compact_json, to_number
 from flagbridge.cdp.batch import Batch, Event
 from flagbridge.rules import IdentityType, StrictModel
+from flagbridge.values import compact_json, to_number
 
 EVENT_TYPE_ID_RE = re.compile(r"^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$")
 MAX_KEY_LENGTH = 250

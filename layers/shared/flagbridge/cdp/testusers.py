@@ -32,7 +32,6 @@ from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flagbridge.cdp._values import canonical
 from flagbridge.cdp.batch import Batch
 from flagbridge.rules import (
     EnvironmentRule,
@@ -44,6 +43,7 @@ from flagbridge.rules import (
     UserAttributeRule,
 )
 from flagbridge.testers.registry import REGISTRY_RULE
+from flagbridge.values import canonical
 
 _TRUTHY_TEXT = frozenset({"true", "yes", "1"})
 

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from flagbridge.cdp._values import escape_pointer_token
 from flagbridge.cdp.batch import BatchFormatError, normalize_batch
 from flagbridge.errors import RequestError
 from flagbridge.quarantine import Quarantine, QuarantineSource
 from flagbridge.queues import MAX_MESSAGE_BYTES, MessageSender
+from flagbridge.values import escape_pointer_token
 
 IngestSource = Literal["events_api", "bulk_events_api", "webhook", "queue"]
 MAX_BULK_BATCHES = 100

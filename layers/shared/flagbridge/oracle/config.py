@@ -36,7 +36,8 @@ from pydantic import Field, GetPydanticSchema, ValidationError, field_validator,
 
 from flagbridge.errors import ConfigError
 from flagbridge.oracle.kinds import KINDS, PercentileMetric, RateMetric, metric_schema, on_change
-from flagbridge.oracle.metric import Action, MetricConfig, Selector, _Strict, _with_alert, never_matches
+from flagbridge.oracle.metric import Action, MetricConfig, Selector, _with_alert, never_matches
+from flagbridge.rules import StrictModel
 
 __all__ = ["PercentileMetric", "RateMetric", "Selector", "never_matches"]
 Cohort = Literal["testers", "everyone"]
@@ -96,7 +97,7 @@ DEFAULT_METRICS: tuple[dict[str, Any], ...] = (
 )
 
 
-class KillOptions(_Strict):
+class KillOptions(StrictModel):
     """How the ``kill`` action calls Split's Admin API (the key itself is a Secrets Manager secret)."""
 
     dry_run: bool = Field(default=False, description="record what would be sent, send nothing")
@@ -110,7 +111,7 @@ class KillOptions(_Strict):
     )
 
 
-class OracleTest(_Strict):
+class OracleTest(StrictModel):
     """One test: a flag's treatments in one environment, judged on metrics."""
 
     name: str = Field(pattern=_NAME)
@@ -179,7 +180,7 @@ class OracleTest(_Strict):
         return int(self.window_hours * 3_600_000)
 
 
-class OracleConfig(_Strict):
+class OracleConfig(StrictModel):
     """The ``oracle`` section: the tests."""
 
     tests: list[OracleTest] = Field(default_factory=list)

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any, NamedTuple
 
-from flagbridge.cdp._values import canonical, to_number
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
 from flagbridge.oracle.tally import Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
+from flagbridge.values import canonical, to_number
 
 __all__ = ["Delta"]
 

@@ -11,21 +11,18 @@ import fnmatch
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from flagbridge.cdp._values import canonical, to_number
 from flagbridge.cdp.filters import AttributePredicate, CompiledFilter, EventNameRule, EventTypeRule, Filter
+from flagbridge.rules import StrictModel
+from flagbridge.values import canonical, to_number
 
 Action = Literal["alert", "kill"]
 Decision = Literal["sequential", "fixed"]
 _NAMED_BY_TYPE = frozenset({"custom_event", "screen_view"})
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Selector(_Strict):
+class Selector(StrictModel):
     """Which events: the event parts of a destination filter (all given parts must hold)."""
 
     event_types: EventTypeRule = Field(default_factory=EventTypeRule)
@@ -129,7 +126,7 @@ def _with_alert(actions: list[str]) -> list[str]:
     return ["alert", *[a for a in dict.fromkeys(actions) if a != "alert"]]
 
 
-class MetricConfig(_Strict):
+class MetricConfig(StrictModel):
     """The settings of every metric kind; a kind adds its ``type`` and its own fields."""
 
     type: str

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flagbridge.cdp._values import to_number
 from flagbridge.cdp.batch import Event
 from flagbridge.cdp.filters import CompiledFilter, Filter
 from flagbridge.oracle.metric import Selector
+from flagbridge.values import to_number
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ class EventMatcher:
 
 
 def number_of(value: Any) -> float | int | None:
-    """The finite number a value stands for, or None (the hot path's :func:`~flagbridge.cdp._values.to_number`)."""
+    """The finite number a value stands for, or None (the hot path's :func:`~flagbridge.values.to_number`)."""
     kind = type(value)
     if kind is int or kind is float:
         return value if kind is int or math.isfinite(value) else None

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from flagbridge.documents import load_json
 from flagbridge.errors import ConfigError, RequestError
 from flagbridge.traffic.config import TrafficConfig
-from flagbridge.traffic.documents import load_json
 from flagbridge.traffic.errors import ModelError, PlanError, SafetyError, TrafficError
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.model import RequestModel, Tester, parse_model, pool_from_document

@@ -444,7 +444,7 @@ def parse_model(document: Any, source: str = "<model>") -> RequestModel:
 def load_model(path: str | Path) -> RequestModel:
     """Read a request model file (YAML, or JSON when it ends in ``.json``)."""
     model_path = Path(path)
-    from flagbridge.traffic.documents import load_document, read_text
+    from flagbridge.documents import load_document, read_text
 
     text = read_text(model_path, "the request model", ModelError)
     document = load_document(text, "json" if model_path.suffix == ".json" else "yaml", str(model_path), ModelError)

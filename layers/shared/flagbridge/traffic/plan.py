@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flagbridge.documents import load_document, read_file, read_text
 from flagbridge.traffic.attacks import DEFAULT_DESTRUCTIVE_METHODS, Payload, payload_to_json, resolve_set
-from flagbridge.traffic.documents import load_document, read_file, read_text
 from flagbridge.traffic.errors import PlanError
 
 _ELEMENT_KEYS = frozenset({"probability", "attack_set", "max_attacks"})

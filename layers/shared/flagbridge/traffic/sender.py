@@ -16,8 +16,8 @@ from __future__ import annotations
 import http.client
 import ssl
 import time
-from email.utils import parsedate_to_datetime
 
+from flagbridge.backoff import parse_retry_after
 from flagbridge.traffic.generator import WireRequest
 from flagbridge.traffic.manifest import Outcome, body_digest, body_excerpt
 from flagbridge.traffic.safety import Allowlist
@@ -94,15 +94,9 @@ class HttpSender:
 
 
 def retry_after_seconds(outcome: Outcome, default: float = 5.0, now: float | None = None) -> float:
-    """A 429's ``Retry-After`` in seconds (delta or HTTP date), else ``default``; capped at 300 s."""
-    value = dict(outcome.headers).get("retry-after")
-    if value is None:
-        return default
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), 300.0)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, min(when - (time.time() if now is None else now), 300.0))
+    """A 429's ``Retry-After`` in seconds (delta or HTTP date), else ``default``; capped at 300 s.
+
+    The header is parsed by :func:`flagbridge.backoff.parse_retry_after`: a malformed value counts as absent.
+    """
+    seconds = parse_retry_after(dict(outcome.headers).get("retry-after"), now)
+    return default if seconds is None else min(seconds, 300.0)

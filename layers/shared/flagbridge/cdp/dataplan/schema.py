@@ -9,8 +9,8 @@ from typing import Any
 
 import fastjsonschema
 
-from flagbridge.cdp._values import canonical, compact_json, escape_pointer_token, to_bool, to_number
 from flagbridge.cdp.dataplan.model import ACTUAL_MAX, PlanDocumentError, ViolationType
+from flagbridge.values import canonical, compact_json, escape_pointer_token, to_bool, to_number
 
 _NATIVE_TYPES: dict[str, Any] = {
     "string": lambda v: isinstance(v, str),

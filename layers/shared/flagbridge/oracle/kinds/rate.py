@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from flagbridge.cdp._values import canonical
 from flagbridge.oracle.judge import Judgement, judge_common, needed_text, pct, shown, waiting, with_text
 from flagbridge.oracle.kinds.base import ChartRow, CountEvent, MetricKind, percent
 from flagbridge.oracle.metric import MetricConfig, Selector, never_matches
 from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher, number_of
+from flagbridge.values import canonical
 
 
 class RateMetric(MetricConfig):

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from flagbridge.config import BridgeConfig, load_config
 from flagbridge.oracle.feeds import TrafficFeed, traffic_feed
+from flagbridge.oracle.verdicts import HttpVerdicts, VerdictReadError
 from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.manifest import Outcome
@@ -29,7 +30,7 @@ from flagbridge.traffic.results import ResultReporter
 from flagbridge.traffic.safety import RunTag, check_testers
 from flagbridge.traffic.sender import HttpSender
 from flagbridge.traffic.shrink import ShrinkResult, shrink
-from flagbridge.traffic.stop import OracleStop, VerdictReadError
+from flagbridge.traffic.stop import OracleStop
 from flagbridge_ops.errors import CliError, UsageError
 
 
@@ -245,8 +246,6 @@ def oracle_stop_for(
     unreachable oracle API is one clear error and the run does not start. A FAIL already standing stops the run
     before its first batch.
     """
-    from flagbridge.traffic.stop import HttpVerdicts
-
     feed = prepared.feed
     if feed is None:
         return None
@@ -268,49 +267,6 @@ def oracle_stop_for(
             hint = f": the token comes from {origin}; set it to the stack's OracleApiTokenSecret value"
         raise CliError(f"cannot read the verdict of oracle test {feed.test!r} before the run: {exc}{hint}") from exc
     return stop
-
-
-def verdict_after_run(
-    stop: OracleStop,
-    results_end_ms: int,
-    wait_seconds: float,
-    sleep: Any = time.sleep,
-    clock: Any = time.monotonic,
-    poll_seconds: float = 1.0,
-) -> tuple[Mapping[str, Any] | None, str | None]:
-    """The verdict to show after a run: (document, error). Waits up to ``wait_seconds`` for a decided one.
-
-    Decided: a fed verdict is FAIL (whenever it was evaluated), or an evaluation that started after the run's last
-    result was taken by the bridge judged every fed verdict PASS or FAIL.
-    """
-    deadline = clock() + wait_seconds
-    error = None
-    while True:
-        try:
-            document = stop.read()
-            error = None
-        except VerdictReadError as exc:
-            document, error = stop.last, str(exc)
-        if document is not None and verdict_decided(document, stop.metrics, results_end_ms):
-            return document, None
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return document, error
-        sleep(min(poll_seconds, remaining))
-
-
-def verdict_fresh(document: Mapping[str, Any] | None, results_end_ms: int) -> bool:
-    """Whether the verdict comes from an evaluation that started after the run's last result was taken."""
-    return int((document or {}).get("evaluated_at") or 0) >= results_end_ms
-
-
-def verdict_decided(document: Mapping[str, Any], metrics: Sequence[str] | None, results_end_ms: int) -> bool:
-    from flagbridge.traffic.stop import fed_verdicts
-
-    rows = fed_verdicts(document, metrics)
-    if any(row.get("state") == "FAIL" for row in rows):
-        return True
-    return bool(rows) and verdict_fresh(document, results_end_ms) and all(row.get("state") == "PASS" for row in rows)
 
 
 # --- replay ---------------------------------------------------------------------------------------

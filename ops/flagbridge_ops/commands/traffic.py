@@ -201,6 +201,7 @@ class _Bar:
 def run_command(ctx: Context) -> Result:
     import json
 
+    from flagbridge.oracle.verdicts import run_exit_status
     from flagbridge.traffic.manifest import ManifestWriter
     from flagbridge.traffic.run import RunSettings, run_traffic
     from flagbridge.traffic.safety import parse_rate
@@ -291,16 +292,16 @@ def run_command(ctx: Context) -> Result:
         {"case": case_id, "curl": prepared.generator.case(int(case_id[1:])).request.curl()}
         for case_id in summary.failures[:FAILURES_SHOWN]
     ]
-    exit_status = EXIT_OK
-    if summary.failure_count:
-        exit_status = EXIT_FAILED
-    elif summary.stopped or undelivered:
-        exit_status = EXIT_INCOMPLETE
     verdict = None
     if oracle is not None:
         wait = DEFAULT_VERDICT_WAIT_S if args.verdict_wait is None else args.verdict_wait
         verdict = _verdict(oracle, results_end_ms, wait, ctx)
-        exit_status = _verdict_exit(verdict, finished=rounds.finished(summary) and not undelivered)
+    exit_status = run_exit_status(
+        verdict,
+        failures=summary.failure_count,
+        incomplete=bool(summary.stopped or undelivered),
+        finished=rounds.finished(summary) and not undelivered,
+    )
     result: Result = {
         "run_id": prepared.generator.run_id,
         "plan_hash": prepared.plan.plan_hash,
@@ -400,41 +401,17 @@ def _warner(ctx: Context) -> Any:
 
 
 def _verdict(oracle: Any, results_end_ms: int, wait: float, ctx: Context) -> dict[str, Any]:
-    """The oracle's verdict of the run's test after the run, as shown and returned (rows of the fed metrics)."""
-    from flagbridge_ops.traffic import verdict_after_run, verdict_fresh
-    from flagbridge_ops.verdict import annotate_units, verdict_rows
+    """The oracle's verdict of the run's test after the run (:func:`flagbridge.oracle.verdicts.run_verdict`), its
+    percentile rows given their units for printing."""
+    from flagbridge.oracle.verdicts import run_verdict, verdict_after_run
+    from flagbridge_ops.verdict import annotate_units
 
     if wait > 0 and not oracle.reason and not ctx.json:
         ctx.err.write(f"waiting up to {wait:g}s for the oracle's verdict of {oracle.test} ...\n")
     document, error = verdict_after_run(oracle, results_end_ms, wait)
-    report = (document or {}).get("report")  # GET /tests/{name} nests the full report; the store's is the report
-    report = report if isinstance(report, dict) else document
-    detail = {"name": oracle.test, "state": (document or {}).get("state") or "PENDING", "report": report,
-              "config": (document or {}).get("config")}  # fmt: skip
-    annotate_units([detail])
-    rows = [row for row in verdict_rows([detail]) if row["metric"] == "-" or row["metric"] in oracle.metrics]
-    return {
-        "test": oracle.test,
-        "metrics": list(oracle.metrics),
-        "state": detail["state"],
-        "evaluated_at": (document or {}).get("evaluated_at"),
-        "after_run": verdict_fresh(document, results_end_ms),
-        "stopped_the_run": oracle.reason is not None and oracle.reason.startswith("oracle FAIL"),
-        "read_errors": oracle.errors,
-        "error": error,
-        "verdicts": rows,
-    }
-
-
-def _verdict_exit(verdict: dict[str, Any], finished: bool) -> int:
-    """Like `flagbridge verdict` over the fed metrics; a PASS counts only from an evaluation after the run, and only
-    when the run finished as asked (a run cut short did not test what it was asked to)."""
-    from flagbridge_ops.verdict import exit_status
-
-    status = exit_status(verdict["verdicts"])
-    if status == EXIT_OK and not (verdict["after_run"] and finished):
-        return EXIT_INCOMPLETE
-    return status
+    verdict = run_verdict(oracle.test, oracle.metrics, document, error, results_end_ms, oracle.reason, oracle.errors)
+    annotate_units([{"config": (document or {}).get("config"), "report": {"verdicts": verdict["verdicts"]}}])
+    return verdict
 
 
 def _print_verdict(out: TextIO, verdict: dict[str, Any]) -> None:

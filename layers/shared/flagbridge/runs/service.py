@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flagbridge.errors import EnqueueError, RequestError
+from flagbridge.oracle.verdicts import VerdictSource, status_verdict
 from flagbridge.queues import MessageSender
 from flagbridge.runs.shards import shard_messages, sqs_requests
 from flagbridge.runs.spec import RunSpec, spec_fingerprint, validate_run_request
@@ -38,7 +39,6 @@ from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.decided import run_ending
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
-from flagbridge.traffic.stop import VerdictReadError, VerdictSource
 
 if TYPE_CHECKING:
     from flagbridge.oracle.config import OracleConfig
@@ -294,7 +294,7 @@ class RunService:
                     self.manifests.location(manifest_key(run_id, s["shard"])) for s in shards if s.get("manifest")
                 ],
             },
-            "verdict": self._verdict(record.get("oracle_test")),
+            "verdict": status_verdict(record.get("oracle_test"), self.verdicts),
             "created_ms": record.get("created_ms"),
             "testers_until": record.get("testers_until"),
         }
@@ -309,24 +309,3 @@ class RunService:
         if states["sending"] or finished:
             return "running"
         return "queued"
-
-    def _verdict(self, test: Any) -> Any:
-        if not test:
-            return "no test"
-        if self.verdicts is None:
-            return {"test": test, "state": "unknown", "detail": "this stack has no oracle verdicts table"}
-        try:
-            document = self.verdicts.verdict(str(test))
-        except VerdictReadError as exc:
-            return {"test": test, "state": "unknown", "detail": str(exc)}
-        if document is None:
-            return {"test": test, "state": "NO_DATA", "detail": "the oracle has not evaluated this test yet"}
-        return {
-            "test": test,
-            "state": document.get("state"),
-            "verdicts": [
-                {k: v for k, v in verdict.items() if k in ("treatment", "metric", "state", "explain")}
-                for verdict in document.get("verdicts", [])
-                if isinstance(verdict, dict)
-            ],
-        }

@@ -35,9 +35,7 @@ library is imported here.
 
 from __future__ import annotations
 
-import http.client
 import json
-import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +109,9 @@ class HttpVerdicts:
     timeout: float = 10.0
 
     def verdict(self, test: str) -> VerdictDocument | None:
+        import http.client  # here, not at the top: the CLI imports this module for its exit codes at start-up
+        import ssl
+
         parts = urlsplit(self.bridge.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise VerdictReadError(f"the bridge must be an http(s) URL, got {self.bridge!r}", permanent=True)

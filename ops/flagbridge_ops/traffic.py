@@ -3,7 +3,8 @@
 Everything that can refuse a run does so in :func:`prepare_run`, before a single request is sent: the
 plan and model are validated, every host the model and the target name is checked against
 ``traffic.allowlist``, every tester of the pool against ``test_users.rules``, and the run tag key and the
-bridge's credentials must be available. :mod:`flagbridge_ops.commands.traffic` parses and prints.
+bridge's credentials must be available. :func:`run_locally` is a whole local run (prepare, send, report, read the
+verdict); :mod:`flagbridge_ops.commands.traffic` parses and prints.
 """
 
 from __future__ import annotations

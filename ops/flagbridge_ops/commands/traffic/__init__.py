@@ -1,6 +1,9 @@
 """``flagbridge traffic run|replay|import-har`` and ``traffic plan explain``: traffic plans from the command line.
 
-The work is in :mod:`flagbridge_ops.traffic` and :mod:`flagbridge.traffic`; this module parses and prints.
+One package for the command: this module registers the ``traffic`` group and its actions, :mod:`.aws` adds
+``status`` and ``stop``. The work is in :mod:`flagbridge_ops.traffic` (``run`` calls its :func:`run_locally`) and
+:mod:`flagbridge.traffic`; the verdict and its exit status in :mod:`flagbridge.oracle.verdicts`. Commands parse and
+print.
 ``traffic run`` exits like ``flagbridge verdict``. When the plan feeds an oracle test (``oracle.test``), the exit
 status *is* the oracle's verdict of the metrics the run feeds, read from the bridge after the run: 0 every one
 PASS (from an evaluation after the run's last result, and the run finished as asked), 1 any FAIL (also when that

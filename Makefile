@@ -60,6 +60,7 @@ endif
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m local.complexity
 
 format: venv
 	$(BIN)/ruff format .

@@ -5,9 +5,11 @@ package (``flagbridge``) for what a replay must do exactly as the functions do (
 
 Layout
     ``__main__``     ``main()``: builds the parser, runs a command, one line on stderr per failure, exit status
-    ``cli``          what commands share: ``Context``, the global options, ``add_group`` / ``add_command``
+    ``cli``          what commands share: ``Context``, the global options, ``add_group`` / ``add_command`` /
+                     ``group_actions`` (add an action to an existing group), the exit codes
     ``commands/``    one module per top-level command (``dlq``, ``quarantine``, ``testers``, ``traffic``,
-                     ``verdict``; ``traffic_aws`` adds ``traffic status`` and ``traffic stop``): options, printing
+                     ``verdict``; ``traffic`` is a package, its ``aws`` module adds ``traffic status`` and
+                     ``traffic stop``): options, printing
     ``resources``    where the stack's queues, bucket and tables are (environment, ``--stack``, flags), clients
     ``local``        ``--local``: everything the commands need from the local runner's ``/_local/aws``
     ``output``       tables, the progress bar, short JSON

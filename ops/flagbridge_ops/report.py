@@ -391,10 +391,10 @@ def html_report(
     """The self-contained HTML report of the documents (``GET /tests/{name}`` shape); with ``refresh_seconds``,
     a page that reloads itself (``make run``'s live page); ``runs``: the traffic runs that fed it (``run_id``,
     ``manifest``, ``failures`` with each case's ``curl``), linked under the tests."""
-    from flagbridge_ops.verdict import exit_status, verdict_rows
+    from flagbridge.oracle.verdicts import exit_status, verdict_rows
 
     stamp = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    status = exit_status(verdict_rows(documents))
+    status = exit_status(row["state"] for row in verdict_rows(documents))
     overall = {0: "PASS", 1: "FAIL"}.get(status, "UNDECIDED")
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">' if refresh_seconds else ""
     live = f"; this page reloads every {int(refresh_seconds)} s" if refresh_seconds else ""

@@ -3,7 +3,8 @@
 Everything that can refuse a run does so in :func:`prepare_run`, before a single request is sent: the
 plan and model are validated, every host the model and the target name is checked against
 ``traffic.allowlist``, every tester of the pool against ``test_users.rules``, and the run tag key and the
-bridge's credentials must be available. :mod:`flagbridge_ops.commands.traffic` parses and prints.
+bridge's credentials must be available. :func:`run_locally` is a whole local run (prepare, send, report, read the
+verdict); :mod:`flagbridge_ops.commands.traffic` parses and prints.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 from flagbridge.config import BridgeConfig, load_config
 from flagbridge.oracle.feeds import TrafficFeed, traffic_feed
+from flagbridge.oracle.verdicts import HttpVerdicts, VerdictReadError
 from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.manifest import Outcome
@@ -29,7 +31,7 @@ from flagbridge.traffic.results import ResultReporter
 from flagbridge.traffic.safety import RunTag, check_testers
 from flagbridge.traffic.sender import HttpSender
 from flagbridge.traffic.shrink import ShrinkResult, shrink
-from flagbridge.traffic.stop import OracleStop, VerdictReadError
+from flagbridge.traffic.stop import OracleStop
 from flagbridge_ops.errors import CliError, UsageError
 
 
@@ -245,8 +247,6 @@ def oracle_stop_for(
     unreachable oracle API is one clear error and the run does not start. A FAIL already standing stops the run
     before its first batch.
     """
-    from flagbridge.traffic.stop import HttpVerdicts
-
     feed = prepared.feed
     if feed is None:
         return None
@@ -268,49 +268,6 @@ def oracle_stop_for(
             hint = f": the token comes from {origin}; set it to the stack's OracleApiTokenSecret value"
         raise CliError(f"cannot read the verdict of oracle test {feed.test!r} before the run: {exc}{hint}") from exc
     return stop
-
-
-def verdict_after_run(
-    stop: OracleStop,
-    results_end_ms: int,
-    wait_seconds: float,
-    sleep: Any = time.sleep,
-    clock: Any = time.monotonic,
-    poll_seconds: float = 1.0,
-) -> tuple[Mapping[str, Any] | None, str | None]:
-    """The verdict to show after a run: (document, error). Waits up to ``wait_seconds`` for a decided one.
-
-    Decided: a fed verdict is FAIL (whenever it was evaluated), or an evaluation that started after the run's last
-    result was taken by the bridge judged every fed verdict PASS or FAIL.
-    """
-    deadline = clock() + wait_seconds
-    error = None
-    while True:
-        try:
-            document = stop.read()
-            error = None
-        except VerdictReadError as exc:
-            document, error = stop.last, str(exc)
-        if document is not None and verdict_decided(document, stop.metrics, results_end_ms):
-            return document, None
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return document, error
-        sleep(min(poll_seconds, remaining))
-
-
-def verdict_fresh(document: Mapping[str, Any] | None, results_end_ms: int) -> bool:
-    """Whether the verdict comes from an evaluation that started after the run's last result was taken."""
-    return int((document or {}).get("evaluated_at") or 0) >= results_end_ms
-
-
-def verdict_decided(document: Mapping[str, Any], metrics: Sequence[str] | None, results_end_ms: int) -> bool:
-    from flagbridge.traffic.stop import fed_verdicts
-
-    rows = fed_verdicts(document, metrics)
-    if any(row.get("state") == "FAIL" for row in rows):
-        return True
-    return bool(rows) and verdict_fresh(document, results_end_ms) and all(row.get("state") == "PASS" for row in rows)
 
 
 # --- replay ---------------------------------------------------------------------------------------
@@ -369,3 +326,190 @@ def shrink_case(generator: TrafficGenerator, index: int, sender: HttpSender) -> 
 
 def new_report_path(run_id: str) -> Path:
     return Path(os.getcwd()) / f"traffic-{run_id}.ndjson"
+
+
+# --- a local run ----------------------------------------------------------------------------------
+
+FAILURES_SHOWN = 5
+
+
+@dataclass
+class RunHooks:
+    """What a local run tells the terminal: ``warnings`` of the plan before sending, ``notice`` a line (both
+    silent with ``--json``), ``warn`` a verdict that could not be read, ``bar`` the progress bar (``close()``)."""
+
+    warnings: Callable[[list[str]], None]
+    notice: Callable[[str], None]
+    warn: Callable[[str], None]
+    bar: Any
+
+
+def run_locally(
+    args: Any, rate: float, verdict_wait: float, environ: Mapping[str, str], clients: Any, hooks: RunHooks
+) -> tuple[Any, Any]:
+    """``flagbridge traffic run`` on this machine: prepare, send, report, then read the verdict (waiting up to
+    ``verdict_wait`` seconds for a decided one). Returns (result, summary)."""
+    from flagbridge.traffic.run import RunSettings
+    from flagbridge.traffic.stop import first_reason
+    from flagbridge_ops.until_decided import rounds_for
+
+    sending = not (args.dry_run or args.count_only)
+    prepared = prepare_run(
+        plan_path=args.plan,
+        model_path=args.model,
+        target=args.target,
+        seed=args.seed,
+        run_id=args.run_id,
+        clock_ms=None,
+        testers_option=args.testers,
+        attack_set_files=args.attack_sets,
+        args=args,
+        environ=environ,
+        clients=clients,
+    )
+    hooks.warnings(prepared.warnings)
+    sender = HttpSender(prepared.traffic.allowlist, timeout=args.timeout)
+    if sending:
+        preflight_or_refuse(prepared.generator, sender)
+    reporter = reporter_for(prepared, args.bridge, environ, clients) if sending else None
+    oracle = None
+    if sending and not args.no_oracle:
+        oracle = oracle_stop_for(prepared, args.bridge, environ, clients, hooks.warn)
+    rounds = rounds_for(args, prepared, environ, clients, hooks.warn, RunSettings.batch_size)
+    report = Path(args.report) if args.report else new_report_path(prepared.generator.run_id)
+    stop = stop_check(prepared.traffic, args.stop_file, clients, use_ssm=bool(args.stack))
+    if oracle is not None:
+        stop = first_reason(stop, oracle)
+    stop, progress = rounds.wire(stop, hooks.bar)
+    try:
+        summary = _send(args, rate, prepared, sender if sending else None, reporter, report, stop, progress, rounds)
+    finally:
+        hooks.bar.close()
+        sender.close()
+    results_end_ms = rounds.results_end(int(time.time() * 1000))
+    undelivered = _keep_undelivered(reporter, report)
+    verdict = None
+    if oracle is not None:
+        verdict = after_run_verdict(oracle, results_end_ms, verdict_wait, hooks.notice)
+    run = Sent(prepared, summary, reporter, report, undelivered, rounds)
+    return _run_result(args, rate, run, verdict), summary
+
+
+def preflight_or_refuse(generator: Any, sender: HttpSender) -> None:
+    """Refuse, before anything is sent or reported, a run whose target does not answer (one line, exit 1)."""
+    from flagbridge.traffic.preflight import preflight
+
+    reason = preflight(generator, sender.send)
+    if reason is not None:
+        sender.close()
+        raise CliError(reason)
+
+
+def _send(
+    args: Any,
+    rate: float,
+    prepared: PreparedRun,
+    sender: HttpSender | None,
+    reporter: ResultReporter | None,
+    report: Path,
+    stop: Any,
+    progress: Any,
+    rounds: Any,
+) -> Any:
+    from flagbridge.traffic.manifest import ManifestWriter
+    from flagbridge.traffic.run import RunSettings, run_traffic
+
+    settings = RunSettings(
+        requests=args.requests,
+        rate=rate,
+        max_duration_s=args.max_duration,
+        dry_run=args.dry_run,
+        count_only=args.count_only,
+        max_failures=args.max_failures,
+        max_unanswered=args.max_unanswered,
+    )
+    if args.count_only:
+        return run_traffic(prepared.generator, settings, None, stop=stop, progress=progress)
+    with report.open("w", encoding="utf-8") as stream:
+        writer = rounds.writer(stream) or ManifestWriter(stream)
+        writer.write(prepared.header)
+        summary = run_traffic(
+            prepared.generator,
+            settings,
+            sender.send if sender is not None else None,
+            reporter,
+            writer,
+            stop=stop,
+            progress=progress,
+        )
+        rounds.finish(summary)  # --until-decided: the last round's verdict; the summary line says why it ended
+    return summary
+
+
+def after_run_verdict(oracle: OracleStop, results_end_ms: int, wait: float, notice: Callable[[str], None]) -> Any:
+    """The oracle's verdict of the run's test after the run (:func:`flagbridge.oracle.verdicts.run_verdict`), its
+    percentile rows given their units for printing."""
+    from flagbridge.oracle.verdicts import run_verdict, verdict_after_run
+    from flagbridge_ops.verdict import annotate_units
+
+    if wait > 0 and not oracle.reason:
+        notice(f"waiting up to {wait:g}s for the oracle's verdict of {oracle.test} ...")
+    document, error = verdict_after_run(oracle, results_end_ms, wait)
+    metrics = oracle.metrics or ()
+    verdict = run_verdict(oracle.test, metrics, document, error, results_end_ms, oracle.reason, oracle.errors)
+    annotate_units([{"config": (document or {}).get("config"), "report": {"verdicts": verdict["verdicts"]}}])
+    return verdict
+
+
+def _keep_undelivered(reporter: ResultReporter | None, report: Path) -> Path | None:
+    """Results the bridge did not take, each beside its answer, in ``<report>.undelivered.json``."""
+    if reporter is None or not reporter.undelivered:
+        return None
+    path = report.with_suffix(".undelivered.json")
+    path.write_text(json.dumps(reporter.undelivered_with_answers()), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Sent:
+    """A local run once sent: what its result is made of."""
+
+    prepared: PreparedRun
+    summary: Any
+    reporter: ResultReporter | None
+    report: Path
+    undelivered_path: Path | None
+    rounds: Any
+
+
+def _run_result(args: Any, rate: float, run: Sent, verdict: Any) -> dict[str, Any]:
+    from flagbridge.oracle.verdicts import run_exit_status
+
+    prepared, summary, reporter, rounds = run.prepared, run.summary, run.reporter, run.rounds
+    undelivered = run.undelivered_path is not None
+    exit_status = run_exit_status(
+        verdict,
+        failures=summary.failure_count,
+        incomplete=bool(summary.stopped or undelivered),
+        finished=rounds.finished(summary) and not undelivered,
+    )
+    return {
+        "run_id": prepared.generator.run_id,
+        "plan_hash": prepared.plan.plan_hash,
+        "seed": args.seed,
+        "report": None if args.count_only else str(run.report),
+        "testers": {tester.key: rule for tester, rule in zip(prepared.testers, prepared.tester_rules, strict=True)},
+        "summary": summary.record(),
+        "rate_asked_per_s": None if args.count_only else round(rate, 2),
+        "results": dict(reporter.counts()) if reporter is not None else None,
+        "refused": reporter.refusal() if reporter is not None else None,
+        "undelivered_file": str(run.undelivered_path) if run.undelivered_path else None,
+        "failures": [
+            {"case": case_id, "curl": prepared.generator.case(int(case_id[1:])).request.curl()}
+            for case_id in summary.failures[:FAILURES_SHOWN]
+        ],
+        "oracle_test": prepared.feed.test if prepared.feed is not None else None,
+        "oracle": verdict,
+        "until_decided": rounds.record(),
+        "exit_status": exit_status,
+    }

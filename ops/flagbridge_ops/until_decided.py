@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from flagbridge.oracle.verdicts import HttpVerdicts
 from flagbridge.traffic.decided import DEFAULT_WAIT_SECONDS, HeldSummary, UntilDecided
-from flagbridge.traffic.stop import Check, HttpVerdicts, first_reason
+from flagbridge.traffic.stop import Check, first_reason
 from flagbridge_ops.errors import CliError, UsageError
 
 

@@ -1,9 +1,10 @@
 """The oracle's verdicts for people and CI: read them, print a table, write JUnit XML and a self-contained HTML report.
 
 Verdicts are read from the verdicts table (``ORACLE_VERDICTS_TABLE``, or the stack output
-``OracleVerdictsTableName``) for the tests of the ``oracle`` section of the configuration. :func:`exit_status`
-is the CI gate: 0 when every verdict is PASS, 1 when any is FAIL, 2 otherwise (INCONCLUSIVE, NO_DATA, ERROR,
-INVALID, or a test never evaluated).
+``OracleVerdictsTableName``) for the tests of the ``oracle`` section of the configuration. The rows and the CI
+gate are :func:`flagbridge.oracle.verdicts.verdict_rows` and :func:`flagbridge.oracle.verdicts.exit_status`: 0 when
+every verdict is PASS, 1 when any is FAIL, 2 otherwise (INCONCLUSIVE, NO_DATA, ERROR, INVALID, or a test never
+evaluated).
 
 The HTML report (self-contained: inline CSS and SVG, nothing fetched) is :mod:`flagbridge_ops.report`.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from flagbridge.oracle.config import OracleConfig
 from flagbridge.oracle.kinds import kind_of
-from flagbridge.oracle.service import detail_document, overall_exit_code
+from flagbridge.oracle.service import detail_document
 from flagbridge.oracle.store import VerdictStore
 
 
@@ -25,22 +26,6 @@ def load_documents(config: OracleConfig, store: VerdictStore, name: str | None) 
     """``GET /tests/{name}`` documents of the chosen test (or all), from the verdict store."""
     tests = [t for t in config.tests if name is None or t.name == name]
     return [detail_document(test, store) for test in tests]
-
-
-def verdict_rows(documents: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (test, treatment, metric) of the current reports; a test never evaluated is one PENDING row."""
-    rows = []
-    for document in documents:
-        report = document.get("report") or {}
-        verdicts = report.get("verdicts") or []
-        if not verdicts:
-            pending = document["state"] == "PENDING"
-            explain = "not evaluated yet" if pending else report.get("error", "")
-            rows.append({"test": document["name"], "treatment": "-", "metric": "-", "state": document["state"],
-                         "explain": explain})  # fmt: skip
-        for verdict in verdicts:
-            rows.append({"test": document["name"], **verdict})
-    return rows
 
 
 def kill_lines(documents: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -54,11 +39,6 @@ def kill_lines(documents: Iterable[Mapping[str, Any]]) -> list[str]:
             lines.append(f"{document['name']}: {headline(kill)}")
             lines += ["  " + line for line in timeline_lines(kill)]
     return lines
-
-
-def exit_status(rows: Sequence[Mapping[str, Any]]) -> int:
-    """0 all PASS, 1 any FAIL, 2 otherwise."""
-    return overall_exit_code(row["state"] for row in rows)
 
 
 def _percent(value: Any) -> str:

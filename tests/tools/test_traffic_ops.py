@@ -12,17 +12,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from flagbridge.oracle.verdicts import InMemoryVerdicts, verdict_after_run, verdict_decided, verdict_fresh
 from flagbridge.traffic.config import TrafficConfig
-from flagbridge.traffic.stop import InMemoryVerdicts, OracleStop
+from flagbridge.traffic.stop import OracleStop
 from flagbridge_ops.errors import CliError
 from flagbridge_ops.traffic import (
     bridge_credentials,
     oracle_token,
     run_tag_key,
     stop_check,
-    verdict_after_run,
-    verdict_decided,
-    verdict_fresh,
 )
 
 CONFIG = TrafficConfig.from_document(

@@ -3,7 +3,7 @@
 The command runs in a fresh interpreter against a service on 127.0.0.1 (:class:`local.traffic_target.TrafficTarget`)
 and a stand-in bridge that takes the results (``POST /mparticle/v2/bulkevents``) and answers the oracle API
 (``GET /tests/{name}``, bearer token) with a scripted verdict. (The real bridge, its oracle lane and evaluator are
-tests/e2e/test_traffic_oracle_e2e.py.) Also here: :class:`flagbridge.traffic.stop.HttpVerdicts` over real HTTP.
+tests/e2e/test_traffic_oracle_e2e.py.) Also here: :class:`flagbridge.oracle.verdicts.HttpVerdicts` over real HTTP.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from flagbridge.traffic.stop import HttpVerdicts, VerdictReadError, fail_reason
+from flagbridge.oracle.verdicts import HttpVerdicts, VerdictReadError, fail_reason
 from local.traffic_target import TrafficTarget
 from tests.tools.test_traffic_cli import EXAMPLES, flagbridge, one_line, sql_probe_in_query, write_config
 

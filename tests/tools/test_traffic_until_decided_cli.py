@@ -119,7 +119,7 @@ def test_a_run_in_the_stack_asks_for_until_decided_in_its_request() -> None:
 def test_the_status_of_a_run_until_decided_in_the_stack_says_why_it_ended_and_what_was_never_sent() -> None:
     import io
 
-    from flagbridge_ops.commands.traffic_aws import _print_status
+    from flagbridge_ops.commands.traffic.aws import _print_status
 
     document = {
         "run_id": "r-1", "state": "stopped", "sent": 250, "planned": 1000, "rate_achieved": 90.0, "rate": 100.0,

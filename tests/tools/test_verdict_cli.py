@@ -19,9 +19,10 @@ from flagbridge.oracle.config import parse_oracle_config
 from flagbridge.oracle.counting import Counter
 from flagbridge.oracle.service import CounterService, Evaluator
 from flagbridge.oracle.store import DynamoDBVerdictStore, InMemoryCounterStore
+from flagbridge.oracle.verdicts import verdict_rows
 from flagbridge_ops.__main__ import main
 from flagbridge_ops.resources import Clients
-from flagbridge_ops.verdict import html_report, junit_xml, verdict_rows
+from flagbridge_ops.verdict import html_report, junit_xml
 from tests.conftest import ROOT
 from tests.unit.oracle.test_service import NOW, profile
 
@@ -145,9 +146,9 @@ def test_all_pass_is_zero_and_every_state_maps() -> None:
 
 
 def run_rows(rows: list[dict[str, Any]]) -> int:
-    from flagbridge_ops.verdict import exit_status
+    from flagbridge.oracle.verdicts import exit_status
 
-    return exit_status(rows)
+    return exit_status(row["state"] for row in rows)
 
 
 def chromium() -> str | None:

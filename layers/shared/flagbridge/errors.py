@@ -10,9 +10,8 @@ keeps this list whole):
   ``DeliveryInProgressError`` (forwarding.delivery), ``ConcurrentUpdateError`` (profiles.store);
 - the tester registry: ``InvalidTesterError`` and ``RegistryUnavailableError`` (testers.registry);
 - the oracle: ``LaneMessageError`` (oracle.counting), ``AdminTransportError`` and ``SegmentRequestError``
-  (oracle.split_admin);
-- traffic plans: ``TrafficError`` and its ``PlanError``, ``ModelError``, ``SafetyError`` (traffic.errors),
-  ``VerdictReadError`` (traffic.stop);
+  (oracle.split_admin), ``VerdictReadError`` (oracle.verdicts);
+- traffic plans: ``TrafficError`` and its ``PlanError``, ``ModelError``, ``SafetyError`` (traffic.errors);
 - test runs: ``ShardFinishedError``, ``ShardBusyError`` and ``ClaimLostError`` (runs.store),
   ``ShardMessageError`` (runs.shards).
 """

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.oracle.notify import AwsNotifier
     from flagbridge.oracle.split_admin import SplitAdminClient
     from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
+    from flagbridge.oracle.verdicts import StoreVerdicts
     from flagbridge.profiles.store import DynamoDBProfileStore
     from flagbridge.runs.spec import RunSpec
     from flagbridge.runs.store import ManifestStore, RunStore
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.testers.segment import SegmentSync
     from flagbridge.traffic.config import TrafficConfig
     from flagbridge.traffic.generator import TrafficGenerator
-    from flagbridge.traffic.stop import Check, StoreVerdicts
+    from flagbridge.traffic.stop import Check
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
@@ -371,7 +372,7 @@ def traffic_config() -> TrafficConfig:
 
 def run_verdicts() -> StoreVerdicts | None:
     """The oracle's verdict store as a run reads it, when this stack has the oracle (ORACLE_VERDICTS_TABLE)."""
-    from flagbridge.traffic.stop import StoreVerdicts
+    from flagbridge.oracle.verdicts import StoreVerdicts
 
     return StoreVerdicts(oracle_verdicts()) if settings().oracle_verdicts_table else None
 

@@ -86,7 +86,8 @@ def _print(ctx: Context, rows: list[dict[str, Any]], documents: list[dict[str, A
 
 
 def show_verdicts(ctx: Context) -> Result:
-    from flagbridge_ops.verdict import exit_status, html_report, junit_xml, verdict_rows
+    from flagbridge.oracle.verdicts import exit_status, verdict_rows
+    from flagbridge_ops.verdict import html_report, junit_xml
 
     args = ctx.args
     started = time.monotonic()
@@ -105,6 +106,6 @@ def show_verdicts(ctx: Context) -> Result:
         args.junit.write_text(junit_xml(rows), encoding="utf-8")
     if args.html:
         args.html.write_text(html_report(documents), encoding="utf-8")
-    status = exit_status(rows)
+    status = exit_status(row["state"] for row in rows)
     kills = {d["name"]: (d.get("report") or {}).get("kill") for d in documents if (d.get("report") or {}).get("kill")}
     return {"exit_status": status, "verdicts": rows, "tests": [d["name"] for d in documents], "kills": kills}

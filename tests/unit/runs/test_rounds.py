@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from flagbridge.oracle.verdicts import InMemoryVerdicts, VerdictReadError
 from flagbridge.runs.rounds import Rounds, first_rounds
 from flagbridge.runs.shards import LookMessage, parse_message
 from flagbridge.runs.spec import RunSpec, validate_run_request
 from flagbridge.runs.store import InMemoryRunStore
-from flagbridge.traffic.stop import InMemoryVerdicts, VerdictReadError
 from tests.fixtures.runs import ORACLE_TEST, PLAN_WITH_TEST, ListSender, run_request, traffic_config
 from tests.unit.runs.test_runs import shipped_oracle
 

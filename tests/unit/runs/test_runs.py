@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from flagbridge.errors import RequestError
+from flagbridge.oracle.verdicts import InMemoryVerdicts
 from flagbridge.runs.service import RunService
 from flagbridge.runs.shards import (
     ShardMessageError,
@@ -21,7 +22,6 @@ from flagbridge.runs.shards import (
 from flagbridge.runs.spec import MAX_RATE_PER_WORKER, RunSpec, shard_size_for, validate_run_request
 from flagbridge.runs.stop import ParameterStop, run_stop, stopped_runs, with_run
 from flagbridge.runs.store import InMemoryManifestStore, InMemoryRunStore
-from flagbridge.traffic.stop import InMemoryVerdicts
 from tests.fixtures.runs import (
     MODEL,
     PLAN,

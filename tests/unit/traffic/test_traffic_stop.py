@@ -12,19 +12,13 @@ from typing import Any
 import pytest
 
 from flagbridge.oracle.store import InMemoryVerdictStore
+from flagbridge.oracle.verdicts import InMemoryVerdicts, StoreVerdicts, VerdictReadError, fail_reason
 from flagbridge.traffic.errors import PlanError
 from flagbridge.traffic.model import RequestModel
 from flagbridge.traffic.plan import TrafficPlan, parse_plan
 from flagbridge.traffic.run import RunSettings, run_traffic
 from flagbridge.traffic.safety import TokenBucket
-from flagbridge.traffic.stop import (
-    InMemoryVerdicts,
-    OracleStop,
-    StoreVerdicts,
-    VerdictReadError,
-    fail_reason,
-    first_reason,
-)
+from flagbridge.traffic.stop import OracleStop, first_reason
 from tests.unit.traffic.conftest import make_generator
 from tests.unit.traffic.test_traffic_run import FakeClock, Service
 

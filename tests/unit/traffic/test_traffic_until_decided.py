@@ -1,6 +1,6 @@
 """Runs until decided: round sizing from the oracle's estimate, the wait for a round to be counted, why a run ends.
 
-The verdicts come from the in-memory twin (:class:`flagbridge.traffic.stop.InMemoryVerdicts`), played by a fake
+The verdicts come from the in-memory twin (:class:`flagbridge.oracle.verdicts.InMemoryVerdicts`), played by a fake
 oracle that evaluates what the run sent with a fixed rule (every answer 202 counts as good): a round is counted
 when the twin's ``evaluated_at`` is at or after the round's last result. The run loop is the real one
 (:func:`flagbridge.traffic.run.run_traffic`) with a fake clock. The local runner end to end is
@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from flagbridge.oracle.store import InMemoryVerdictStore
+from flagbridge.oracle.verdicts import InMemoryVerdicts, StoreVerdicts, VerdictReadError, fed_rows
 from flagbridge.traffic.decided import (
     ENDINGS,
     Assessment,
     UntilDecided,
     assess,
     decided_check,
-    fed_rows,
     round_size,
     run_ending,
 )
@@ -32,7 +32,7 @@ from flagbridge.traffic.model import RequestModel
 from flagbridge.traffic.plan import TrafficPlan
 from flagbridge.traffic.run import RunSettings, RunSummary, run_traffic
 from flagbridge.traffic.safety import TokenBucket
-from flagbridge.traffic.stop import InMemoryVerdicts, OracleStop, StoreVerdicts, VerdictReadError, first_reason
+from flagbridge.traffic.stop import OracleStop, first_reason
 from tests.conftest import ROOT
 from tests.unit.traffic.conftest import make_generator
 from tests.unit.traffic.test_traffic_run import FakeClock, Service

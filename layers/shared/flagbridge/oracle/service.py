@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -318,11 +318,3 @@ def detail_document(test: OracleTest, verdicts: VerdictStore, history: int = HIS
         ],
     )
     return document
-
-
-def overall_exit_code(states: Iterable[str]) -> int:
-    """0 when every state is PASS, 1 when any is FAIL, 2 otherwise (the CLI's exit code)."""
-    states = list(states)
-    if any(s == "FAIL" for s in states):
-        return 1
-    return 0 if states and all(s == "PASS" for s in states) else 2

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flagbridge.oracle.verdicts import VerdictReadError, VerdictSource
 from flagbridge.queues import MessageSender
 from flagbridge.runs.shards import LookMessage, shard_messages
 from flagbridge.runs.spec import RunSpec
@@ -47,7 +48,6 @@ from flagbridge.traffic.decided import (
     not_evaluated_reason,
     round_size,
 )
-from flagbridge.traffic.stop import VerdictReadError, VerdictSource
 
 DEFAULT_DELAY_SECONDS = 30
 MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds limit

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flagbridge.errors import EnqueueError, RequestError
+from flagbridge.oracle.verdicts import VerdictReadError, VerdictSource, status_verdict
 from flagbridge.queues import MessageSender
 from flagbridge.runs.rounds import first_rounds, round_shards, shards_sent
 from flagbridge.runs.shards import shard_messages, sqs_requests
@@ -41,7 +42,6 @@ from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.decided import assess, run_ending
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.model import Tester
-from flagbridge.traffic.stop import VerdictReadError, VerdictSource
 
 if TYPE_CHECKING:
     from flagbridge.oracle.config import OracleConfig
@@ -278,26 +278,10 @@ class RunService:
         if record is None:
             return None
         shards = self.store.shards(run_id, int(record.get("shards", 0)))
-        histogram: Counter[str] = Counter()
-        states: Counter[str] = Counter()
-        sent = failures = latency = 0
-        reasons: set[str] = set()
         rounds = record.get("rounds") if isinstance(record.get("rounds"), dict) else None
-        unsent = shards_sent(rounds) if rounds is not None else len(shards)
-        started = [s["started"] for s in shards if "started" in s]
-        updated = [s.get("finished") or s.get("updated") for s in shards if "started" in s]
-        for shard in shards:
-            sent += shard.get("sent", 0)
-            failures += shard.get("failures", 0)
-            latency += shard.get("latency_ms", 0)
-            for name, value in shard.items():
-                if name.startswith("st_"):
-                    histogram[name[3:]] += value
-            state = shard.get("state") or ("sending" if "started" in shard else "pending")
-            states["not_sent" if shard["shard"] >= unsent else state] += 1
-            if shard.get("reason"):
-                reasons.add(str(shard["reason"]))
-        elapsed = (max(u for u in updated if u) - min(started)) / 1000 if started and any(updated) else 0.0
+        tally = _ShardTally.of(shards, shards_sent(rounds) if rounds is not None else len(shards))
+        histogram, states, reasons = tally.histogram, tally.states, tally.reasons
+        sent, failures, latency, elapsed = tally.sent, tally.failures, tally.latency, tally.elapsed
         run_state = self._run_state(record, states, int(record.get("shards", 0)))
         return {
             "run_id": run_id,
@@ -323,7 +307,7 @@ class RunService:
                     self.manifests.location(manifest_key(run_id, s["shard"])) for s in shards if s.get("manifest")
                 ],
             },
-            "verdict": self._verdict(record.get("oracle_test")),
+            "verdict": status_verdict(record.get("oracle_test"), self.verdicts),
             "created_ms": record.get("created_ms"),
             "testers_until": record.get("testers_until"),
         }
@@ -344,23 +328,36 @@ class RunService:
             return "running"
         return "queued"
 
-    def _verdict(self, test: Any) -> Any:
-        if not test:
-            return "no test"
-        if self.verdicts is None:
-            return {"test": test, "state": "unknown", "detail": "this stack has no oracle verdicts table"}
-        try:
-            document = self.verdicts.verdict(str(test))
-        except VerdictReadError as exc:
-            return {"test": test, "state": "unknown", "detail": str(exc)}
-        if document is None:
-            return {"test": test, "state": "NO_DATA", "detail": "the oracle has not evaluated this test yet"}
-        return {
-            "test": test,
-            "state": document.get("state"),
-            "verdicts": [
-                {k: v for k, v in verdict.items() if k in ("treatment", "metric", "state", "explain")}
-                for verdict in document.get("verdicts", [])
-                if isinstance(verdict, dict)
-            ],
-        }
+
+@dataclass
+class _ShardTally:
+    """What a run's shard records add up to: requests sent, statuses, shard states, stop reasons, time spent."""
+
+    histogram: Counter[str]
+    states: Counter[str]
+    reasons: set[str]
+    sent: int = 0
+    failures: int = 0
+    latency: int = 0
+    elapsed: float = 0.0
+
+    @classmethod
+    def of(cls, shards: list[dict[str, Any]], unsent: int) -> _ShardTally:
+        """Shards numbered ``unsent`` and above were never sent (a run until decided that ended early)."""
+        tally = cls(Counter(), Counter(), set())
+        for shard in shards:
+            tally.sent += shard.get("sent", 0)
+            tally.failures += shard.get("failures", 0)
+            tally.latency += shard.get("latency_ms", 0)
+            for name, value in shard.items():
+                if name.startswith("st_"):
+                    tally.histogram[name[3:]] += value
+            state = shard.get("state") or ("sending" if "started" in shard else "pending")
+            tally.states["not_sent" if shard["shard"] >= unsent else state] += 1
+            if shard.get("reason"):
+                tally.reasons.add(str(shard["reason"]))
+        started = [s["started"] for s in shards if "started" in s]
+        updated = [s.get("finished") or s.get("updated") for s in shards if "started" in s]
+        if started and any(updated):
+            tally.elapsed = (max(u for u in updated if u) - min(started)) / 1000
+        return tally

@@ -19,8 +19,9 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
+from flagbridge.oracle.verdicts import VerdictSource
 from flagbridge.traffic.decided import decided_check
-from flagbridge.traffic.stop import Check, OracleStop, VerdictSource, first_reason
+from flagbridge.traffic.stop import Check, OracleStop, first_reason
 
 NO_STOP = frozenset({"", "none", "-", "off"})
 EVERY_RUN = frozenset({"all", "stop", "*"})

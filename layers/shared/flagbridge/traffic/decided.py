@@ -23,8 +23,8 @@ budget is spent (after a last look: a budget spent just as the verdict is decide
 Why the run ended is :attr:`UntilDecided.ended` (a kind from :data:`ENDINGS`) and :attr:`UntilDecided.reason`
 (a sentence); :meth:`UntilDecided.record` is what the manifest's summary and a run's status carry.
 :func:`decided_check` is the same judgement as a plain stop check, for workers sending a run's shards in parallel.
-The verdicts come from a :class:`flagbridge.traffic.stop.VerdictSource` (the in-memory twin in tests). Only the
-standard library is imported here.
+The verdicts come from a :class:`flagbridge.oracle.verdicts.VerdictSource` (the in-memory twin in tests), and
+freshness and the fed rows from the same module. Only the standard library is imported here.
 """
 
 from __future__ import annotations
@@ -35,8 +35,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from flagbridge.oracle.verdicts import (
+    VerdictDocument,
+    VerdictReadError,
+    VerdictSource,
+    fail_reason,
+    fed_rows,
+    verdict_fresh,
+)
 from flagbridge.traffic.manifest import ManifestWriter
-from flagbridge.traffic.stop import Check, VerdictDocument, VerdictReadError, VerdictSource, fail_reason
+from flagbridge.traffic.stop import Check
 
 UNDECIDABLE = "more events alone will not decide"
 ENDINGS = ("decided", "undecided", "budget", "duration", "not evaluated", "unreadable", "stopped")
@@ -44,15 +52,6 @@ ENDINGS = ("decided", "undecided", "budget", "duration", "not evaluated", "unrea
 oracle did not evaluate a round in time or could not be read; stopped by something else (stop switch, failures)."""
 DEFAULT_FIRST_ROUND = 100
 DEFAULT_WAIT_SECONDS = 180.0
-
-
-def fed_rows(document: VerdictDocument | None, metrics: Sequence[str] | None) -> list[Mapping[str, Any]]:
-    """The fed verdicts with their estimates: the full report's rows (``GET /tests/{name}`` nests it as ``report``;
-    the verdict store's document is the report itself)."""
-    document = document or {}
-    report = document.get("report")
-    rows = (report if isinstance(report, Mapping) else document).get("verdicts") or []
-    return [r for r in rows if isinstance(r, Mapping) and (metrics is None or r.get("metric") in metrics)]
 
 
 def _label(row: Mapping[str, Any]) -> str:
@@ -373,7 +372,7 @@ def decided_check(
         except VerdictReadError as exc:
             on_error(exc)
             return None
-        if document is None or int(document.get("evaluated_at") or 0) < since_ms:
+        if document is None or not verdict_fresh(document, since_ms):
             return None
         outcome = assess(test, document, metrics)
         reason = outcome.reason if outcome.ended is not None else None

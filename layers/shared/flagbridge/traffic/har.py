@@ -114,6 +114,14 @@ def _netloc(host: str, port: int | None) -> str:
     return shown if port is None else f"{shown}:{port}"
 
 
+def _hosts(skipped: Mapping[str, int]) -> str:
+    """The hosts a refusal names: the first ten, then how many more (a HAR can name thousands)."""
+    seen = sorted(skipped)
+    if not seen:
+        return "none"
+    return ", ".join(seen[:10]) + (f" and {len(seen) - 10} more" if len(seen) > 10 else "")
+
+
 def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, source: str = "<har>") -> HarImport:
     """Build a request model document from a parsed HAR."""
     entries = document.get("log", {}).get("entries") if isinstance(document, Mapping) else None
@@ -147,10 +155,8 @@ def import_har(document: Any, allowlist: Allowlist, keep_secrets: bool = False, 
         else:
             merged[(method, url)] = _har_request(request, method, url, parts.path, keep_secrets, redacted, names)
     if not merged:
-        seen = sorted(skipped)
-        hosts = ", ".join(seen[:10]) + (f" and {len(seen) - 10} more" if len(seen) > 10 else "") if seen else "none"
         raise SafetyError(
-            f"{source}: no request in the HAR is to an allowed host (hosts seen: {hosts}); nothing imported"
+            f"{source}: no request in the HAR is to an allowed host (hosts seen: {_hosts(skipped)}); nothing imported"
         )
     warnings = [
         f"{source}: skipped {count} request(s) to {host} (not in the traffic allowlist)"

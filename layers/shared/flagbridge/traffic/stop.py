@@ -6,16 +6,9 @@ test the run feeds and says stop once a verdict of a metric the run feeds is FAI
 
     oracle FAIL for test new-checkout-health treatment on (5xx rate)
 
-The verdict comes from a :class:`VerdictSource` (one method: the test's verdict document, the shape of
-``GET /tests/{name}``: ``state``, ``evaluated_at``, ``verdicts`` of ``treatment``, ``metric``, ``state``,
-``explain``; None when the test was never evaluated):
-
-* :class:`HttpVerdicts`: ``GET <bridge>/tests/{name}`` with the oracle API's bearer token. What the CLI uses on a
-  laptop: it needs only the bridge's URL and a read-only token, like its results need only the Events API, and
-  never AWS credentials to the verdicts table. No redirect is followed (the token stays with the bridge).
-* :class:`StoreVerdicts`: the oracle's verdict store (:class:`flagbridge.oracle.store.DynamoDBVerdictStore` in a
-  Lambda worker, which reads the table with its own role; the in-memory store in tests).
-* :class:`InMemoryVerdicts`: the twin, for tests.
+The verdict comes from a :class:`flagbridge.oracle.verdicts.VerdictSource` (over HTTP, the verdict store or the
+in-memory twin), and the sentence from :func:`flagbridge.oracle.verdicts.fail_reason`: a run's verdict has its one
+home in :mod:`flagbridge.oracle.verdicts`.
 
 The evaluator writes a verdict at most once per ``interval_minutes``, so :class:`OracleStop` reads at most once per
 ``refresh_seconds`` (between those reads a check costs nothing). A FAIL, once seen, stays seen. A read that fails
@@ -25,132 +18,12 @@ stops rather than go on blind. Only the standard library is imported here.
 
 from __future__ import annotations
 
-import http.client
-import json
-import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from collections.abc import Callable, Sequence
 
-from flagbridge.errors import FlagbridgeError
+from flagbridge.oracle.verdicts import VerdictDocument, VerdictReadError, VerdictSource, fail_reason
 
 Check = Callable[[], str | None]
-VerdictDocument = Mapping[str, Any]
-
-
-class VerdictReadError(FlagbridgeError):
-    """The verdict could not be read. ``permanent``: asking again will not help (unknown test, refused token)."""
-
-    def __init__(self, message: str, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-
-
-class VerdictSource(Protocol):
-    def verdict(self, test: str) -> VerdictDocument | None:
-        """The test's current verdict document, None when never evaluated; VerdictReadError when unreadable."""
-        ...
-
-
-class _StateStore(Protocol):
-    def load_state(self, test: str) -> dict[str, Any] | None: ...
-
-
-@dataclass
-class StoreVerdicts:
-    """Verdicts straight from the oracle's verdict store (its ``STATE`` item is the current report)."""
-
-    store: _StateStore
-
-    def verdict(self, test: str) -> VerdictDocument | None:
-        try:
-            return self.store.load_state(test)
-        except Exception as exc:  # the store's client errors are many; the type is enough to report
-            raise VerdictReadError(f"the verdict store could not be read ({type(exc).__name__})") from exc
-
-
-@dataclass
-class InMemoryVerdicts:
-    """The twin: documents set by the test; ``fail_reads`` makes the next reads fail."""
-
-    documents: dict[str, VerdictDocument] = field(default_factory=dict)
-    fail_reads: int = 0
-    reads: int = 0
-
-    def verdict(self, test: str) -> VerdictDocument | None:
-        self.reads += 1
-        if self.fail_reads > 0:
-            self.fail_reads -= 1
-            raise VerdictReadError("the verdict could not be read (simulated)")
-        return self.documents.get(test)
-
-
-@dataclass
-class HttpVerdicts:
-    """``GET <bridge>/tests/{name}`` with a bearer token (the oracle API of the bridge)."""
-
-    bridge: str
-    token: str = field(repr=False)
-    timeout: float = 10.0
-
-    def verdict(self, test: str) -> VerdictDocument | None:
-        parts = urlsplit(self.bridge.rstrip("/"))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise VerdictReadError(f"the bridge must be an http(s) URL, got {self.bridge!r}", permanent=True)
-        path = f"{parts.path}/tests/{quote(test, safe='')}"
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        else:
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
-        try:
-            connection.request(
-                "GET", path, headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-            )
-            response = connection.getresponse()
-            body = response.read(1 << 22)
-        except (OSError, http.client.HTTPException) as exc:
-            raise VerdictReadError(f"the oracle API at {self.bridge} did not answer ({type(exc).__name__})") from exc
-        finally:
-            connection.close()
-        return _document(self.bridge, test, response.status, body)
-
-
-def _document(bridge: str, test: str, status: int, body: bytes) -> VerdictDocument | None:
-    if status in (401, 403):
-        raise VerdictReadError(f"the oracle API at {bridge} refused the token (HTTP {status})", permanent=True)
-    if status == 404:
-        raise VerdictReadError(f"the bridge at {bridge} has no oracle test {test!r} (HTTP 404)", permanent=True)
-    if status != 200:
-        raise VerdictReadError(f"the oracle API at {bridge} answered HTTP {status}")
-    try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise VerdictReadError(f"the oracle API at {bridge} answered something that is not JSON") from exc
-    if not isinstance(document, dict):
-        raise VerdictReadError(f"the oracle API at {bridge} answered a JSON {type(document).__name__}")
-    return None if document.get("state") in (None, "PENDING") and not document.get("verdicts") else document
-
-
-def fed_verdicts(document: VerdictDocument | None, metrics: Sequence[str] | None) -> list[Mapping[str, Any]]:
-    """The verdicts (treatment x metric) of the metrics a run feeds (every metric when ``metrics`` is None)."""
-    verdicts = (document or {}).get("verdicts") or []
-    return [v for v in verdicts if isinstance(v, Mapping) and (metrics is None or v.get("metric") in metrics)]
-
-
-def fail_reason(test: str, document: VerdictDocument | None, metrics: Sequence[str] | None) -> str | None:
-    """``oracle FAIL for test X treatment Y (metric)`` when a fed verdict is FAIL, else None."""
-    failing = [v for v in fed_verdicts(document, metrics) if v.get("state") == "FAIL"]
-    if not failing:
-        return None
-    treatments = list(dict.fromkeys(str(v.get("treatment")) for v in failing))
-    failed_metrics = list(dict.fromkeys(str(v.get("metric")) for v in failing))
-    label = "treatment" if len(treatments) == 1 else "treatments"
-    return f"oracle FAIL for test {test} {label} {', '.join(treatments)} ({', '.join(failed_metrics)})"
 
 
 class OracleStop:

@@ -1,32 +1,21 @@
 """``flagbridge traffic status|stop`` and the AWS side of ``traffic run --stack`` and ``traffic replay --run``.
 
-Registered into the ``traffic`` group of :mod:`flagbridge_ops.commands.traffic` (which hands ``run --stack`` and
-``replay --run`` over to :func:`run_in_aws` and :func:`replay_from_s3`). The work is in
-:mod:`flagbridge_ops.traffic_aws`. ``status`` exits 0 when the run completed, 1 when it failed requests (5xx or no
-answer), 2 while it runs or when it stopped or could not enqueue every shard.
+Part of the ``traffic`` command's package: :mod:`flagbridge_ops.commands.traffic` registers these actions in its
+group and hands ``run --stack`` and ``replay --run`` over to :func:`run_in_aws` and :func:`replay_from_s3`. The
+work is in :mod:`flagbridge_ops.traffic_aws`. ``status`` exits 0 when the run completed, 1 when it failed requests
+(5xx or no answer), 2 while it runs or when it stopped or could not enqueue every shard.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any, TextIO
 
-from flagbridge_ops.cli import Context, Result, Subcommands, add_command
-
-EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 2
+from flagbridge_ops.cli import EXIT_FAILED, EXIT_OK, EXIT_UNDECIDED, Context, Result, Subcommands, add_command
 
 
-def _traffic_actions(commands: Subcommands) -> Subcommands:
-    parser = commands.choices["traffic"]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise LookupError("the traffic command has no actions")
-
-
-def register(commands: Subcommands) -> None:
-    actions = _traffic_actions(commands)
+def register(actions: Subcommands) -> None:
+    """Add ``status`` and ``stop`` to the ``traffic`` group's ``actions``."""
     status = add_command(
         actions,
         "status",
@@ -77,7 +66,7 @@ def run_in_aws(ctx: Context, rate: float) -> Result:
 
 def _exit_status(document: dict[str, Any]) -> int:
     if document["state"] != "completed":
-        return EXIT_INCOMPLETE
+        return EXIT_UNDECIDED
     return EXIT_FAILED if document.get("failures") else EXIT_OK
 
 

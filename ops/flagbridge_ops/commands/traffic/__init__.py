@@ -1,6 +1,9 @@
 """``flagbridge traffic run|replay|import-har`` and ``traffic plan explain``: traffic plans from the command line.
 
-The work is in :mod:`flagbridge_ops.traffic` and :mod:`flagbridge.traffic`; this module parses and prints.
+One package for the command: this module registers the ``traffic`` group and its actions, :mod:`.aws` adds
+``status`` and ``stop``. The work is in :mod:`flagbridge_ops.traffic` (``run`` calls its :func:`run_locally`) and
+:mod:`flagbridge.traffic`; the verdict and its exit status in :mod:`flagbridge.oracle.verdicts`. Commands parse and
+print.
 ``traffic run`` exits like ``flagbridge verdict``. When the plan feeds an oracle test (``oracle.test``), the exit
 status *is* the oracle's verdict of the metrics the run feeds, read from the bridge after the run: 0 every one
 PASS (from an evaluation after the run's last result, and the run finished as asked), 1 any FAIL (also when that
@@ -17,10 +20,17 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from flagbridge_ops.cli import Context, Result, Subcommands, add_command, add_group
+from flagbridge_ops.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNDECIDED,
+    Context,
+    Result,
+    Subcommands,
+    add_command,
+    add_group,
+)
 
-EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 2
-FAILURES_SHOWN = 5
 MAX_UNANSWERED = 20  # flagbridge.traffic.run.MAX_UNANSWERED (not imported: the command loads lazily)
 # Without --verdict-wait, a run that feeds a test waits up to this long for a decided verdict (it returns as soon
 # as the oracle has judged the run's last result: two or three scheduled evaluations after it, in AWS and locally).
@@ -168,6 +178,10 @@ def register(commands: Subcommands) -> None:
     har.add_argument("--out", required=True, help="the model file to write (.yaml or .json)")
     har.add_argument("--keep-secrets", action="store_true", help="keep credentials in the model (not recommended)")
 
+    from flagbridge_ops.commands.traffic import aws
+
+    aws.register(actions)  # status and stop: runs in a deployed stack
+
 
 class _Bar:
     """``traffic: 120/1000 [#####.....] 200=110 500=2 errors=0 49.8/s`` redrawn on stderr (a terminal only)."""
@@ -199,139 +213,37 @@ class _Bar:
 
 
 def run_command(ctx: Context) -> Result:
-    import json
-
-    from flagbridge.traffic.manifest import ManifestWriter
-    from flagbridge.traffic.run import RunSettings, run_traffic
     from flagbridge.traffic.safety import parse_rate
-    from flagbridge.traffic.sender import HttpSender
-    from flagbridge.traffic.stop import first_reason
     from flagbridge_ops.errors import UsageError
-    from flagbridge_ops.traffic import new_report_path, oracle_stop_for, prepare_run, reporter_for, stop_check
-    from flagbridge_ops.until_decided import check_options, rounds_for
+    from flagbridge_ops.traffic import RunHooks, run_locally
+    from flagbridge_ops.until_decided import check_options
 
     args = ctx.args
     if args.requests < 1:
         raise UsageError("--requests must be at least 1")
     rate = parse_rate(args.rate)
-    sending = not (args.dry_run or args.count_only)
     check_options(args)
-    if args.stack and sending:  # the run goes to the stack: its workers send it (flagbridge_ops.commands.traffic_aws)
-        from flagbridge_ops.commands.traffic_aws import run_in_aws
+    if args.stack and not (args.dry_run or args.count_only):  # the run goes to the stack: its workers send it
+        from flagbridge_ops.commands.traffic.aws import run_in_aws
 
         return run_in_aws(ctx, rate)
-    prepared = prepare_run(
-        plan_path=args.plan,
-        model_path=args.model,
-        target=args.target,
-        seed=args.seed,
-        run_id=args.run_id,
-        clock_ms=None,
-        testers_option=args.testers,
-        attack_set_files=args.attack_sets,
-        args=args,
-        environ=ctx.environ,
-        clients=ctx.clients,
-    )
-    if not ctx.json:
-        for warning in grouped(prepared.warnings):
-            ctx.err.write(f"warning: {warning}\n")
-    sender = HttpSender(prepared.traffic.allowlist, timeout=args.timeout)
-    if sending:
-        _preflight(prepared.generator, sender)
-    reporter = reporter_for(prepared, args.bridge, ctx.environ, ctx.clients) if sending else None
-    oracle = None
-    if sending and not args.no_oracle:
-        oracle = oracle_stop_for(prepared, args.bridge, ctx.environ, ctx.clients, _warner(ctx))
-    rounds = rounds_for(args, prepared, ctx.environ, ctx.clients, _warner(ctx), RunSettings.batch_size)
-    settings = RunSettings(
-        requests=args.requests,
-        rate=rate,
-        max_duration_s=args.max_duration,
-        dry_run=args.dry_run,
-        count_only=args.count_only,
-        max_failures=args.max_failures,
-        max_unanswered=args.max_unanswered,
-    )
     shown = not ctx.json and not args.no_progress and ctx.err.isatty()
-    bar = _Bar(ctx.err if shown else None, args.requests)
-    report = Path(args.report) if args.report else new_report_path(prepared.generator.run_id)
-    stop = stop_check(prepared.traffic, args.stop_file, ctx.clients, use_ssm=bool(args.stack))
-    if oracle is not None:
-        stop = first_reason(stop, oracle)
-    stop, progress = rounds.wire(stop, bar)
-    try:
-        if args.count_only:
-            summary = run_traffic(prepared.generator, settings, None, stop=stop, progress=progress)
-        else:
-            with report.open("w", encoding="utf-8") as stream:
-                writer = rounds.writer(stream) or ManifestWriter(stream)
-                writer.write(prepared.header)
-                summary = run_traffic(
-                    prepared.generator,
-                    settings,
-                    sender.send if sending else None,
-                    reporter,
-                    writer,
-                    stop=stop,
-                    progress=progress,
-                )
-                rounds.finish(summary)  # --until-decided: the last round's verdict; the summary line says why it ended
-    finally:
-        bar.close()
-        sender.close()
-    results_end_ms = rounds.results_end(int(time.time() * 1000))
-    undelivered = reporter.undelivered if reporter is not None else []
-    undelivered_path = None
-    if undelivered:
-        undelivered_path = report.with_suffix(".undelivered.json")
-        assert reporter is not None
-        undelivered_path.write_text(json.dumps(reporter.undelivered_with_answers()), encoding="utf-8")
-    failures = [
-        {"case": case_id, "curl": prepared.generator.case(int(case_id[1:])).request.curl()}
-        for case_id in summary.failures[:FAILURES_SHOWN]
-    ]
-    exit_status = EXIT_OK
-    if summary.failure_count:
-        exit_status = EXIT_FAILED
-    elif summary.stopped or undelivered:
-        exit_status = EXIT_INCOMPLETE
-    verdict = None
-    if oracle is not None:
-        wait = DEFAULT_VERDICT_WAIT_S if args.verdict_wait is None else args.verdict_wait
-        verdict = _verdict(oracle, results_end_ms, wait, ctx)
-        exit_status = _verdict_exit(verdict, finished=rounds.finished(summary) and not undelivered)
-    result: Result = {
-        "run_id": prepared.generator.run_id,
-        "plan_hash": prepared.plan.plan_hash,
-        "seed": args.seed,
-        "report": None if args.count_only else str(report),
-        "testers": {tester.key: rule for tester, rule in zip(prepared.testers, prepared.tester_rules, strict=True)},
-        "summary": summary.record(),
-        "rate_asked_per_s": None if args.count_only else round(rate, 2),
-        "results": dict(reporter.counts()) if reporter is not None else None,
-        "refused": reporter.refusal() if reporter is not None else None,
-        "undelivered_file": str(undelivered_path) if undelivered_path else None,
-        "failures": failures,
-        "oracle_test": prepared.feed.test if prepared.feed is not None else None,
-        "oracle": verdict,
-        "until_decided": rounds.record(),
-        "exit_status": exit_status,
-    }
+    hooks = RunHooks(
+        warnings=lambda warnings: _say(ctx, [f"warning: {warning}" for warning in grouped(warnings)]),
+        notice=lambda line: _say(ctx, [line]),
+        warn=_warner(ctx),
+        bar=_Bar(ctx.err if shown else None, args.requests),
+    )
+    wait = DEFAULT_VERDICT_WAIT_S if args.verdict_wait is None else args.verdict_wait
+    result, summary = run_locally(args, rate, wait, ctx.environ, ctx.clients, hooks)
     if not ctx.json:
         _print_run(ctx.out, result, summary)
     return result
 
 
-def _preflight(generator: Any, sender: Any) -> None:
-    """Refuse, before anything is sent or reported, a run whose target does not answer (one line, exit 1)."""
-    from flagbridge.traffic.preflight import preflight
-    from flagbridge_ops.errors import CliError
-
-    reason = preflight(generator, sender.send)
-    if reason is not None:
-        sender.close()
-        raise CliError(reason)
+def _say(ctx: Context, lines: list[str]) -> None:
+    if not ctx.json:
+        ctx.err.write("".join(f"{line}\n" for line in lines))
 
 
 def _print_run(out: TextIO, result: Result, summary: Any) -> None:
@@ -354,18 +266,7 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
         statuses = "  ".join(f"{status}: {count}" for status, count in record["statuses"].items())
         out.write(f"  statuses  {statuses}\n")
         out.write(f"  latency p95 {record['latency_p95_ms']:.1f} ms  failures {record['failures']}\n")
-    if result["results"]:
-        out.write(
-            f"  results to the bridge: {result['results']['delivered_events']} delivered, "
-            f"{result['results']['undelivered_events']} undelivered\n"
-        )
-    if result["refused"]:
-        hint = ""
-        if result["refused"].startswith(("HTTP 401", "HTTP 403")):
-            hint = " (check the Events API credentials: traffic.results.credentials_env or credentials_secret)"
-        out.write(f"  the bridge did not take the results: {result['refused']}{hint}\n")
-    if result["undelivered_file"]:
-        out.write(f"  undelivered results kept in {result['undelivered_file']}, each beside the bridge's answer\n")
+    _print_results(out, result)
     ended = result.get("until_decided")
     if ended:
         rounds = f"{len(ended['rounds'])} round{'' if len(ended['rounds']) == 1 else 's'}"
@@ -384,6 +285,22 @@ def _print_run(out: TextIO, result: Result, summary: Any) -> None:
         out.write(f"  ... {summary.failure_count - len(result['failures'])} more failures in the manifest\n")
 
 
+def _print_results(out: TextIO, result: Result) -> None:
+    """The results posted to the bridge: how many it took, its refusal, where the rest are kept."""
+    if result["results"]:
+        out.write(
+            f"  results to the bridge: {result['results']['delivered_events']} delivered, "
+            f"{result['results']['undelivered_events']} undelivered\n"
+        )
+    if result["refused"]:
+        hint = ""
+        if result["refused"].startswith(("HTTP 401", "HTTP 403")):
+            hint = " (check the Events API credentials: traffic.results.credentials_env or credentials_secret)"
+        out.write(f"  the bridge did not take the results: {result['refused']}{hint}\n")
+    if result["undelivered_file"]:
+        out.write(f"  undelivered results kept in {result['undelivered_file']}, each beside the bridge's answer\n")
+
+
 def grouped(warnings: list[str]) -> list[str]:
     """Identical warnings once each, with how many times they came (``... (21 times)``), in first-seen order."""
     counts: dict[str, int] = {}
@@ -397,44 +314,6 @@ def _warner(ctx: Context) -> Any:
         ctx.err.write(f"\n{line}\n" if ctx.err.isatty() else f"{line}\n")
 
     return warn
-
-
-def _verdict(oracle: Any, results_end_ms: int, wait: float, ctx: Context) -> dict[str, Any]:
-    """The oracle's verdict of the run's test after the run, as shown and returned (rows of the fed metrics)."""
-    from flagbridge_ops.traffic import verdict_after_run, verdict_fresh
-    from flagbridge_ops.verdict import annotate_units, verdict_rows
-
-    if wait > 0 and not oracle.reason and not ctx.json:
-        ctx.err.write(f"waiting up to {wait:g}s for the oracle's verdict of {oracle.test} ...\n")
-    document, error = verdict_after_run(oracle, results_end_ms, wait)
-    report = (document or {}).get("report")  # GET /tests/{name} nests the full report; the store's is the report
-    report = report if isinstance(report, dict) else document
-    detail = {"name": oracle.test, "state": (document or {}).get("state") or "PENDING", "report": report,
-              "config": (document or {}).get("config")}  # fmt: skip
-    annotate_units([detail])
-    rows = [row for row in verdict_rows([detail]) if row["metric"] == "-" or row["metric"] in oracle.metrics]
-    return {
-        "test": oracle.test,
-        "metrics": list(oracle.metrics),
-        "state": detail["state"],
-        "evaluated_at": (document or {}).get("evaluated_at"),
-        "after_run": verdict_fresh(document, results_end_ms),
-        "stopped_the_run": oracle.reason is not None and oracle.reason.startswith("oracle FAIL"),
-        "read_errors": oracle.errors,
-        "error": error,
-        "verdicts": rows,
-    }
-
-
-def _verdict_exit(verdict: dict[str, Any], finished: bool) -> int:
-    """Like `flagbridge verdict` over the fed metrics; a PASS counts only from an evaluation after the run, and only
-    when the run finished as asked (a run cut short did not test what it was asked to)."""
-    from flagbridge_ops.verdict import exit_status
-
-    status = exit_status(verdict["verdicts"])
-    if status == EXIT_OK and not (verdict["after_run"] and finished):
-        return EXIT_INCOMPLETE
-    return status
 
 
 def _print_verdict(out: TextIO, verdict: dict[str, Any]) -> None:
@@ -495,7 +374,7 @@ def replay_command(ctx: Context) -> Result:
 
     args = ctx.args
     if args.run_id:
-        from flagbridge_ops.commands.traffic_aws import replay_from_s3
+        from flagbridge_ops.commands.traffic.aws import replay_from_s3
 
         return replay_from_s3(ctx)
     if not args.manifest:
@@ -539,7 +418,7 @@ def replay_command(ctx: Context) -> Result:
     if not ctx.json:
         _print_replay(ctx.out, result)
     if args.shrink and result["shrink"]["reproduced"] and not result["shrink"]["confirmed"]:
-        result["exit_status"] = EXIT_INCOMPLETE  # failed, then not on the shrunk case: flaky, nothing proven
+        result["exit_status"] = EXIT_UNDECIDED  # failed, then not on the shrunk case: flaky, nothing proven
     else:
         result["exit_status"] = EXIT_FAILED if outcome.failed else EXIT_OK
     return result

@@ -25,7 +25,8 @@ from flagbridge.oracle.notify import metric_data
 from flagbridge.oracle.service import Evaluator, detail_document
 from flagbridge.oracle.store import InMemoryCounterStore, InMemoryVerdictStore
 from flagbridge.oracle.tally import Delta, number_of
-from flagbridge_ops.verdict import html_report, table_rows, verdict_rows
+from flagbridge.oracle.verdicts import verdict_rows
+from flagbridge_ops.verdict import html_report, table_rows
 
 T0 = 1_767_225_600_000
 

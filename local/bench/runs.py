@@ -22,24 +22,26 @@ from typing import Any
 
 from local.bench.timing import Figure, Sizes, _ms, paired_medians
 
-PLAN = """name: bench
-max_attacks: 2
-query: {attack_set: Values, probability: 20%}
-body:
-  - pointer: /sku
-    probability: 10%
-    attack_set: Values
-attack_sets:
-  Values: ["", "0", "-1", "<script>"]
-"""
-MODEL = """name: bench
-requests:
-  - name: checkout
-    method: POST
-    url: http://localhost/checkout
-    headers: {Content-Type: application/json}
-    body: {user: "{{tester.key}}", sku: "{{choice:A1,B2,C3}}", quantity: "{{int:1..5}}"}
-"""
+# JSON objects, as `flagbridge traffic run --stack` sends them: a deployed stack parses no YAML text (docs/runs.md).
+PLAN = {
+    "name": "bench",
+    "max_attacks": 2,
+    "query": {"attack_set": "Values", "probability": "20%"},
+    "body": [{"pointer": "/sku", "probability": "10%", "attack_set": "Values"}],
+    "attack_sets": {"Values": ["", "0", "-1", "<script>"]},
+}
+MODEL = {
+    "name": "bench",
+    "requests": [
+        {
+            "name": "checkout",
+            "method": "POST",
+            "url": "http://localhost/checkout",
+            "headers": {"Content-Type": "application/json"},
+            "body": {"user": "{{tester.key}}", "sku": "{{choice:A1,B2,C3}}", "quantity": "{{int:1..5}}"},
+        }
+    ],
+}
 
 
 def _traffic() -> Any:

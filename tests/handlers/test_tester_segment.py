@@ -62,7 +62,8 @@ def _call(handler: Any, event: dict[str, Any], context: Any) -> tuple[int, dict[
 
 def _put(key: str) -> dict[str, Any]:
     event = load_event("testers_put.json")
-    event["pathParameters"]["key"] = event["rawPath"].rsplit("/", 1)[1] = key
+    event["pathParameters"]["key"] = key
+    event["rawPath"] = event["rawPath"].rsplit("/", 1)[0] + f"/{key}"  # the registry reads the key from the raw path
     return event
 
 

@@ -75,13 +75,17 @@ def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
 
 
 def test_the_configuration_is_read_by_the_shared_document_loader(tmp_path: Path) -> None:
-    """The limits and wording of a plan's loader (flagbridge.documents) hold for the configuration file too."""
-    from flagbridge.documents import MAX_DOCUMENT_BYTES
+    """The size limit and wording of a plan's loader (flagbridge.documents) hold for the configuration file too."""
+    from flagbridge.documents import MAX_DOCUMENT_BYTES, load_yaml
 
-    aliased = tmp_path / "aliased.yaml"
-    aliased.write_text("identity_mapping: &m {}\nprofiles: *m\n")
-    with pytest.raises(ConfigError, match=r"aliased\.yaml: line 1: YAML anchors and aliases"):
-        load_config(aliased)
+    # The operator's own file may share a block with an anchor (the layer's build resolves it the same way); a
+    # caller's document (a plan, a model) may not: there an alias bomb would cost the bridge, not its author.
+    anchored = tmp_path / "anchored.yaml"
+    anchored.write_text("identity_mapping: &m {}\n")
+    assert load_config(anchored) is not None
+    assert load_yaml("a: &x [1]\nb: *x\n", "c.yaml", ConfigError, aliases=True) == {"a": [1], "b": [1]}
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 1: YAML anchors and aliases"):
+        load_yaml("a: &x [1]\nb: *x\n", "c.yaml", ConfigError)
     huge = tmp_path / "huge.yaml"
     huge.write_text("#" * (MAX_DOCUMENT_BYTES + 1))
     with pytest.raises(ConfigError, match=rf"huge\.yaml: larger than {MAX_DOCUMENT_BYTES} bytes"):

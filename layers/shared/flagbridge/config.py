@@ -308,6 +308,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> B
     """
     config_path = Path(path)
     text = read_text(config_path, "the configuration file", ConfigError)
-    document = load_document(text, "json" if config_path.suffix == ".json" else "yaml", str(config_path), ConfigError)
+    # Anchors are allowed here: the file is the operator's own (not a caller's document), YAML configurations use them
+    # to share a block, and the layer's build (layers/shared/Makefile) resolves them the same way into its JSON.
+    fmt = "json" if config_path.suffix == ".json" else "yaml"
+    document = load_document(text, fmt, str(config_path), ConfigError, aliases=True)
     document = expand_environment(document, os.environ if environ is None else environ)
     return parse_config(document, source=str(config_path))

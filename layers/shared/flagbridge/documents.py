@@ -68,8 +68,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def load_yaml(text: str | bytes, source: str, error: type[FlagbridgeError], limit: int = MAX_DOCUMENT_BYTES) -> Any:
-    """Parse YAML with the safe loader after refusing anchors and aliases (scanned as events, nothing built)."""
+def load_yaml(
+    text: str | bytes,
+    source: str,
+    error: type[FlagbridgeError],
+    limit: int = MAX_DOCUMENT_BYTES,
+    aliases: bool = False,
+) -> Any:
+    """Parse YAML with the safe loader after refusing anchors and aliases (scanned as events, nothing built);
+    ``aliases`` lets them through, for a document its own author writes (the deployment's configuration)."""
     check_size(text, source, error, limit)
     import yaml
 
@@ -88,7 +95,8 @@ def load_yaml(text: str | bytes, source: str, error: type[FlagbridgeError], limi
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            refused = isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None
+            if refused and not aliases:
                 raise error(
                     f"{source}: line {event.start_mark.line + 1}: YAML anchors and aliases (&name, *name) are "
                     "refused; write the values out"
@@ -116,9 +124,14 @@ def _yaml_problem(exc: Exception) -> str:
 
 
 def load_document(
-    text: str | bytes, fmt: str, source: str, error: type[FlagbridgeError], limit: int = MAX_DOCUMENT_BYTES
+    text: str | bytes,
+    fmt: str,
+    source: str,
+    error: type[FlagbridgeError],
+    limit: int = MAX_DOCUMENT_BYTES,
+    aliases: bool = False,
 ) -> Any:
     """``fmt`` ``json`` or ``yaml`` (a file's suffix decides which for the CLI)."""
     if fmt == "json":
         return load_json(text, source, error, limit)
-    return load_yaml(text, source, error, limit)
+    return load_yaml(text, source, error, limit, aliases)

@@ -25,7 +25,7 @@ import yaml
 
 from local.runner.bridge import LocalBridge
 from tests.conftest import ROOT
-from tests.fixtures.runs import MODEL, ORACLE_TEST, PLAN_WITH_TEST, TESTERS, CountingTarget
+from tests.fixtures.runs import MODEL, ORACLE_TEST, PLAN_WITH_TEST, TESTERS, CountingTarget, yaml_document
 
 pytestmark = pytest.mark.e2e
 
@@ -88,8 +88,8 @@ def test_a_run_until_decided_sends_the_rounds_the_oracle_asks_for_and_ends_decid
     bridge: LocalBridge, target: CountingTarget
 ) -> None:
     request = {
-        "plan": PLAN_WITH_TEST,
-        "model": MODEL,
+        "plan": yaml_document(PLAN_WITH_TEST),  # JSON objects: the stack reads no YAML text
+        "model": yaml_document(MODEL),
         "requests": 1000,
         "rate": 4000,
         "target": target.url,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.hostile.support import RUNS_TOKEN, Case, Route
@@ -32,7 +34,27 @@ MODEL: dict[str, Any] = {
     "name": "hostile-model",
     "requests": [{"name": "cart", "method": "GET", "url": "http://localhost/cart", "query": {"page": "1"}}],
 }
-GOOD: dict[str, Any] = {"plan": PLAN, "model": MODEL, "requests": 20, "rate": 100, "target": "http://127.0.0.1:9/"}
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """Any request gets a 204: the run's preflight (``OPTIONS *``) needs a target that answers."""
+
+    def _answer(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    do_OPTIONS = do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return None
+
+
+# An accepted run's target must answer before anything is recorded (docs/runs.md): one that does, on a free port of
+# this process, for as long as the tests run (a daemon thread).
+_TARGET = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+threading.Thread(target=_TARGET.serve_forever, daemon=True).start()
+TARGET = f"http://127.0.0.1:{_TARGET.server_address[1]}/"
+GOOD: dict[str, Any] = {"plan": PLAN, "model": MODEL, "requests": 20, "rate": 100, "target": TARGET}
 HUGE = int("1" + "0" * 400)  # 1 followed by 400 zeros: float() overflows on it
 
 

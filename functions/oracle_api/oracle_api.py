@@ -1,8 +1,9 @@
-"""Lambda handler for ``GET /tests`` and ``GET /tests/{name}``: the oracle's verdicts as JSON.
+"""Lambda handler for ``GET /tests``, ``GET /tests/{name}`` and ``GET /tests/{name}/report``: the oracle's verdicts.
 
 Bearer-token protected (the token is a Secrets Manager secret). ``/tests`` lists every configured test with its
 current verdict per treatment and metric; ``/tests/{name}`` adds the full report (counts, rates, bounds,
-thresholds, reasons), the test's configuration, its kills and the recent history. 404 for a test not configured.
+thresholds, reasons), the test's configuration, its kills and the recent history; ``/tests/{name}/report`` is that
+report as the self-contained HTML page ``flagbridge verdict --html`` writes. 404 for a test not configured.
 """
 
 from __future__ import annotations
@@ -40,14 +41,33 @@ def list_tests() -> Response:
     return json_response(200, list_document(config(), runtime.oracle_verdicts()))
 
 
-@app.get("/tests/<name>")
-def get_test(name: str) -> Response:
+def _test_document(name: str) -> dict[str, Any] | None:
+    """The ``GET /tests/{name}`` document of a configured test, or None."""
     require_bearer(app.current_event.headers, runtime.oracle_api_token())
     name = (app.current_event.path_parameters or {}).get("name") or unquote(name)
     test = config().test(name)
-    if test is None:
-        return error_response(404, "test_not_found", "no test of that name in the oracle configuration")
-    return json_response(200, detail_document(test, runtime.oracle_verdicts()))
+    return None if test is None else detail_document(test, runtime.oracle_verdicts())
+
+
+def _not_found() -> Response:
+    return error_response(404, "test_not_found", "no test of that name in the oracle configuration")
+
+
+@app.get("/tests/<name>")
+def get_test(name: str) -> Response:
+    document = _test_document(name)
+    return _not_found() if document is None else json_response(200, document)
+
+
+@app.get("/tests/<name>/report")
+def get_test_report(name: str) -> Response:
+    document = _test_document(name)
+    if document is None:
+        return _not_found()
+    from flagbridge.oracle.report_html import html_report  # only this route renders: kept off the cold start
+
+    page = html_report([document])
+    return Response(200, "text/html; charset=utf-8", page, headers={"Cache-Control": "no-store"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

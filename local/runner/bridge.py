@@ -502,8 +502,8 @@ class LocalBridge:
         import html
 
         from flagbridge.config import load_config
+        from flagbridge.oracle.report_html import html_report
         from flagbridge.oracle.store import DynamoDBVerdictStore
-        from flagbridge_ops.report import html_report
         from flagbridge_ops.verdict import load_documents
 
         try:

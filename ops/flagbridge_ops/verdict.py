@@ -6,7 +6,8 @@ gate are :func:`flagbridge.oracle.verdicts.verdict_rows` and :func:`flagbridge.o
 every verdict is PASS, 1 when any is FAIL, 2 otherwise (INCONCLUSIVE, NO_DATA, ERROR, INVALID, or a test never
 evaluated).
 
-The HTML report (self-contained: inline CSS and SVG, nothing fetched) is :mod:`flagbridge_ops.report`.
+The HTML report (self-contained: inline CSS and SVG, nothing fetched) is :mod:`flagbridge.oracle.report_html`,
+shared with the oracle API.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from flagbridge.oracle.config import OracleConfig
 from flagbridge.oracle.kinds import kind_of
+from flagbridge.oracle.report_html import attribute_unit
 from flagbridge.oracle.service import detail_document
 from flagbridge.oracle.store import VerdictStore
 
@@ -43,17 +45,6 @@ def kill_lines(documents: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def _percent(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.2f}%"
-
-
-UNIT_SUFFIXES = (("_ms", "ms"), ("_seconds", "s"), ("_s", "s"), ("_bytes", "bytes"))
-
-
-def attribute_unit(attribute: str | None) -> str:
-    """The unit a percentile metric's attribute is in, by its name's suffix (``latency_ms`` → ``ms``), or ""."""
-    for suffix, unit in UNIT_SUFFIXES:
-        if (attribute or "").endswith(suffix):
-            return unit
-    return ""
 
 
 def annotate_units(documents: Iterable[dict[str, Any]], config: OracleConfig | None = None) -> None:
@@ -138,7 +129,7 @@ def html_report(
     refresh_seconds: int | None = None,
     runs: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The self-contained HTML report (:mod:`flagbridge_ops.report`)."""
-    from flagbridge_ops.report import html_report as render
+    """The self-contained HTML report (:mod:`flagbridge.oracle.report_html`)."""
+    from flagbridge.oracle.report_html import html_report as render
 
     return render(documents, generated, refresh_seconds, runs)

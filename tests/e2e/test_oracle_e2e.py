@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.browser import render_in_chromium
 from tests.e2e.conftest import ROOT, WEBHOOK_TOKEN, Bridge, started_runner
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +124,7 @@ def receivers(bridge: Bridge) -> dict[str, Any]:
     return dict(bridge.request("GET", "/_local/receivers").body)
 
 
-def test_the_oracle_judges_the_tester_cohort_and_kills_once(oracle_bridge: Bridge) -> None:
+def test_the_oracle_judges_the_tester_cohort_and_kills_once(oracle_bridge: Bridge, tmp_path: Path) -> None:
     bridge = oracle_bridge
     run = f"{int(time.time())}"
     on_user, off_user, small_user = f"qa-{run}-on", f"qa-{run}-off", f"qa-{run}-small"
@@ -194,3 +195,17 @@ def test_the_oracle_judges_the_tester_cohort_and_kills_once(oracle_bridge: Bridg
     assert confirmed["report"]["kill"]["confirmation"] == "confirmed"
     assert confirmed["state"] == "FAIL"  # the version that failed is still the one judged
     assert len(receivers(bridge)["kills"]) == 1  # never twice for one FAIL
+
+    # The same test's report as the oracle API's HTML page, over real HTTP, rendered by a browser.
+    page = bridge.request(
+        "GET", "/tests/checkout-health/report", None, {"Authorization": f"Bearer {ORACLE_TOKEN}"}
+    )  # fmt: skip
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    html_file = tmp_path / "checkout-health.html"
+    html_file.write_text(str(page.body), encoding="utf-8")
+    dom = render_in_chromium(html_file.as_uri(), html_file.parent)
+    assert 'data-rendered="1 tests, 2 treatments"' in dom  # the page's script ran
+    assert dom.index('data-treatment="on"') < dom.index('data-treatment="off"')  # the failing treatment first
+    assert 'data-confirmation="confirmed"' in dom and 'class="legend"' in dom and dom.count('class="axis"') >= 4
+    assert on_user not in dom  # keys never appear, only counts
+    assert bridge.request("GET", "/tests/checkout-health/report").status == 401

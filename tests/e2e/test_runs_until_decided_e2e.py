@@ -12,6 +12,7 @@ The oracle's own evaluation of runs until decided: tests/e2e/test_until_decided_
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -131,3 +132,12 @@ def test_a_run_until_decided_sends_the_rounds_the_oracle_asks_for_and_ends_decid
     assert run["state"] == "stopped" and run["sent"] == target.total == DECIDES_AT
     assert run["shards"] == {"total": 20, "enqueued": 2, "done": 5, "not_sent": 15}
     assert len(target.cases) == DECIDES_AT and max(target.cases.values()) == 1  # each case once
+    # `flagbridge traffic status` exits as the verdict that ended it (0: PASS), not as a stopped run (2)
+    from flagbridge_ops.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    environ = {**os.environ, "FLAGBRIDGE_TRAFFIC_API": bridge.url, "FLAGBRIDGE_TRAFFIC_API_TOKEN": TOKEN}
+    code = main(["traffic", "status", "until-decided-aws", "--stack", "flagbridge-local"], environ=environ, out=out,
+                err=err)  # fmt: skip
+    assert code == 0, (out.getvalue(), err.getvalue())
+    assert "ended: decided: oracle PASS" in out.getvalue()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -326,3 +327,37 @@ def test_api_lists_and_shows_verdicts(oracle_aws: dict[str, Any], lambda_context
     unknown = api.lambda_handler(load_event("oracle_api_unknown.json"), lambda_context)
     assert (unknown["statusCode"], json.loads(unknown["body"])["error"]) == (404, "test_not_found")
     assert api.lambda_handler(load_event("oracle_api_no_token.json"), lambda_context)["statusCode"] == 401
+
+
+def test_api_returns_a_tests_report_as_the_html_page_the_cli_writes(
+    oracle_aws: dict[str, Any], lambda_context: Any
+) -> None:
+    """``GET /tests/{name}/report``: the page ``flagbridge verdict --html`` writes for that test's document,
+    rendered by the same layer module; bearer-protected and 404 for an unknown test like the JSON route."""
+    from flagbridge.oracle.report_html import html_report
+
+    expose("qa-bot-01", "on")
+    load_handler("oracle_counter").lambda_handler(load_event("sqs_oracle_lane.json"), lambda_context)
+    evaluate(lambda_context)
+    api = load_handler("oracle_api")
+    document = json.loads(api.lambda_handler(load_event("oracle_api_get.json"), lambda_context)["body"])
+    page = api.lambda_handler(load_event("oracle_api_report.json"), lambda_context)
+    assert page["statusCode"] == 200
+    assert page["headers"]["Content-Type"] == "text/html; charset=utf-8"
+    assert page["headers"]["Cache-Control"] == "no-store"
+
+    def without_stamp(text: str) -> str:
+        return re.sub(r"Generated [0-9-]+ [0-9:]+ UTC", "Generated -", text)
+
+    assert without_stamp(page["body"]) == without_stamp(html_report([document]))
+    assert page["body"].startswith("<!DOCTYPE html>") and "new-checkout-health" in page["body"]
+    assert 'data-state="INCONCLUSIVE"' in page["body"] and "qa-bot" not in page["body"]
+
+    unknown = load_event("oracle_api_report.json")
+    unknown["rawPath"] = "/tests/nope/report"
+    unknown["pathParameters"] = {"name": "nope"}
+    answer = api.lambda_handler(unknown, lambda_context)
+    assert (answer["statusCode"], json.loads(answer["body"])["error"]) == (404, "test_not_found")
+    anonymous = load_event("oracle_api_report.json")
+    del anonymous["headers"]["authorization"]
+    assert api.lambda_handler(anonymous, lambda_context)["statusCode"] == 401

@@ -53,6 +53,7 @@ ROUTES = {
     ("GET", "/testers"): "TesterRegistryFunction",
     ("GET", "/tests"): "OracleApiFunction",
     ("GET", "/tests/{name}"): "OracleApiFunction",
+    ("GET", "/tests/{name}/report"): "OracleApiFunction",
     ("POST", "/runs"): "TrafficRunsFunction",
     ("GET", "/runs/{id}"): "TrafficRunsFunction",
 }

@@ -302,7 +302,7 @@ def test_the_live_page_serves_the_verdicts_and_reloads(runner: Bridge, tmp_path:
     """``GET /`` on ``make run``: the report's renderer over the verdicts table, refreshing itself."""
     from urllib.request import urlopen
 
-    from tests.tools.test_report_html import render_in_chromium
+    from tests.browser import render_in_chromium
 
     with urlopen(runner.url + "/", timeout=60) as reply:
         page = reply.read().decode()

@@ -6,17 +6,12 @@ Then the same page in headless Chromium: the script runs, and the screenshot is 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from flagbridge_ops.report import html_report, kill_block
+from flagbridge.oracle.report_html import html_report, kill_block
+from tests.browser import png_size, render_in_chromium
 
 T0 = 1_796_600_000_000  # epoch ms
 V1, V2 = T0 - 3_600_000, T0 + 60_000  # two flag versions; the second starts during the history
@@ -167,42 +162,6 @@ def test_srm_line_timeline_legend_and_version_boundaries() -> None:
 def test_the_live_page_reloads_itself() -> None:
     assert '<meta http-equiv="refresh" content="5">' in html_report([document(None)], refresh_seconds=5)
     assert "http-equiv" not in html_report([document(None)])
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-def render_in_chromium(url: str, directory: Path, *, screenshot: Path | None = None) -> str:
-    """The page's DOM after its script ran (and a 1280 px wide screenshot); skipped without a browser."""
-    browser = chromium()
-    if browser is None:
-        if os.environ.get("FLAGBRIDGE_REQUIRE_CHROMIUM"):
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    common = [
-        browser,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        f"--user-data-dir={directory / 'profile'}",
-        "--window-size=1280,1600",
-    ]
-    if screenshot is not None:
-        shot = subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, timeout=120)
-        assert shot.returncode == 0, shot.stderr[-2000:]
-    result = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    header = path.read_bytes()[:24]
-    assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", header[16:24])
-    return width, height
 
 
 def test_the_report_in_headless_chromium(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flagbridge.oracle.report_html import attribute_unit
 from flagbridge_ops.commands.traffic import _print_replay, _print_run, grouped
-from flagbridge_ops.verdict import annotate_units, attribute_unit, table_rows
+from flagbridge_ops.verdict import annotate_units, table_rows
 from local.traffic_target import TrafficTarget
 from tests.tools.test_traffic_cli import flagbridge
 from tests.tools.test_traffic_cli import workdir as workdir  # a fixture

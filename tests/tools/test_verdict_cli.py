@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,6 +21,7 @@ from flagbridge.oracle.verdicts import verdict_rows
 from flagbridge_ops.__main__ import main
 from flagbridge_ops.resources import Clients
 from flagbridge_ops.verdict import html_report, junit_xml
+from tests.browser import require_chromium
 from tests.conftest import ROOT
 from tests.unit.oracle.test_service import NOW, profile
 
@@ -151,16 +150,8 @@ def run_rows(rows: list[dict[str, Any]]) -> int:
     return exit_status(row["state"] for row in rows)
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 def test_the_html_report_renders_in_headless_chromium(verdicts: dict[str, Any], tmp_path: Path) -> None:
-    browser = chromium()
-    if browser is None:
-        if os.environ.get("FLAGBRIDGE_REQUIRE_CHROMIUM"):  # .ci/run installs it and sets this: CI skips nothing
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    browser = require_chromium()
     from flagbridge.oracle.service import detail_document
 
     documents = [detail_document(test, verdicts["store"]) for test in verdicts["oracle"].tests]

@@ -25,6 +25,7 @@ from flagbridge.traffic.decided import (
     UntilDecided,
     assess,
     decided_check,
+    ended_verdict,
     round_size,
     run_ending,
 )
@@ -80,6 +81,16 @@ def test_a_rate_between_the_lines_or_a_verdict_more_events_cannot_change_ends_un
         "undecided", "undecided: more events alone will not decide: test checkout treatment on (5xx rate) is INVALID"
     )
     assert assess(TEST, document(row("-", "ERROR")), [RATE]).ended == "undecided"
+
+
+def test_the_verdict_a_run_ended_on_is_read_back_from_the_reason_assess_wrote() -> None:
+    """``flagbridge traffic status`` exits by it: a run that ended decided is not a stopped run (exit 2)."""
+    passing = assess(TEST, document(row("on", "PASS"), row("off", "PASS")), [RATE]).reason
+    failing = assess(TEST, document(row("on", "FAIL"), row("off", "PASS")), [RATE]).reason
+    undecided = assess(TEST, document(row("on", "INVALID")), [RATE]).reason
+    assert (ended_verdict(passing), ended_verdict(failing)) == ("PASS", "FAIL")
+    assert ended_verdict(undecided) is None and ended_verdict(None) is None
+    assert ended_verdict("the budget of 1,000 requests is spent") is None
 
 
 def test_the_next_round_is_the_most_any_undecided_verdict_asks_for_over_its_treatment_s_share() -> None:

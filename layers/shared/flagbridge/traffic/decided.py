@@ -107,6 +107,15 @@ def assess(test: str, document: VerdictDocument | None, metrics: Sequence[str] |
     return Assessment(requests=max(asked))
 
 
+def ended_verdict(ended: str | None) -> str | None:
+    """The verdict a run until decided ended on (``PASS`` or ``FAIL``, read from the ``ended`` reason
+    :func:`assess` wrote), or None for a run that ended otherwise or has not ended: its exit status follows it."""
+    for state in ("FAIL", "PASS"):
+        if (ended or "").startswith(f"decided: oracle {state} "):
+            return state
+    return None
+
+
 def round_size(requests: int | None, left: int, batch_size: int, first_round: int) -> int:
     """The next round: ``requests`` (``first_round`` without an estimate) in whole batches, cut to ``left``."""
     wanted = first_round if requests is None else requests

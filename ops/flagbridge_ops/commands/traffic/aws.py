@@ -3,7 +3,8 @@
 Part of the ``traffic`` command's package: :mod:`flagbridge_ops.commands.traffic` registers these actions in its
 group and hands ``run --stack`` and ``replay --run`` over to :func:`run_in_aws` and :func:`replay_from_s3`. The
 work is in :mod:`flagbridge_ops.traffic_aws`. ``status`` exits 0 when the run completed, 1 when it failed requests
-(5xx or no answer), 2 while it runs or when it stopped or could not enqueue every shard.
+(5xx or no answer), 2 while it runs or when it stopped or could not enqueue every shard; a run until decided that
+ended decided exits as its verdict: 0 PASS, 1 FAIL.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def run_in_aws(ctx: Context, rate: float) -> Result:
 
 
 def _exit_status(document: dict[str, Any]) -> int:
+    from flagbridge.oracle.verdicts import exit_status
+    from flagbridge.traffic.decided import ended_verdict
+
+    decided = ended_verdict(document.get("ended"))
+    if decided is not None:
+        return exit_status([decided])
     if document["state"] != "completed":
         return EXIT_UNDECIDED
     return EXIT_FAILED if document.get("failures") else EXIT_OK

@@ -1,5 +1,6 @@
-"""The oracle's HTML report, for a reviewer who signs off a release: ``flagbridge verdict --html``, the demo's
-report and ``make run``'s live page at ``/`` (the same renderer, with ``refresh_seconds``).
+"""The oracle's HTML report, for a reviewer who signs off a release: ``GET /tests/{name}/report`` of the oracle
+API, ``flagbridge verdict --html``, the demo's report and ``make run``'s live page at ``/`` (the same renderer,
+with ``refresh_seconds``). Pure: documents in, a page out; imported only when a page is asked for.
 
 Self-contained (inline CSS and SVG, a few lines of script, nothing fetched). Per test: the flag, its version as
 a date, the window, the sample-ratio check and the kill as a block of its own (time, state, confirmed or not, the
@@ -56,10 +57,15 @@ def _badge(state: str) -> str:
     return f'<span class="badge" style="background:{COLOURS.get(state, "#555")}">{_e(state)}</span>'
 
 
-def _attribute_unit(attribute: Any) -> str:
-    from flagbridge_ops.verdict import attribute_unit
+UNIT_SUFFIXES = (("_ms", "ms"), ("_seconds", "s"), ("_s", "s"), ("_bytes", "bytes"))
 
-    return attribute_unit(str(attribute or ""))
+
+def attribute_unit(attribute: str | None) -> str:
+    """The unit a percentile metric's attribute is in, by its name's suffix (``latency_ms`` → ``ms``), or ""."""
+    for suffix, unit in UNIT_SUFFIXES:
+        if (attribute or "").endswith(suffix):
+            return unit
+    return ""
 
 
 def _units(document: Mapping[str, Any]) -> dict[str, str]:
@@ -67,7 +73,7 @@ def _units(document: Mapping[str, Any]) -> dict[str, str]:
     units = {}
     for metric in (document.get("config") or {}).get("metrics") or []:
         if metric.get("type") == "percentile":
-            units[str(metric.get("name"))] = _attribute_unit(metric.get("attribute"))
+            units[str(metric.get("name"))] = attribute_unit(str(metric.get("attribute") or ""))
         else:
             units[str(metric.get("name"))] = "%"
     return units

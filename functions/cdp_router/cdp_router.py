@@ -12,26 +12,14 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from flagbridge import runtime
-from flagbridge.forwarding.router_service import RouterService
+from flagbridge.forwarding.router_service import RouterService  # every batch uses it: loaded at init
 from flagbridge.observability import NAMESPACE, logger, metrics, tracer
 from flagbridge.queues import queue_records
-
-
-@cache
-def router() -> RouterService:
-    return RouterService(
-        runtime.settings().config,
-        runtime.profile_store().load_marks,
-        runtime.destination_sender,
-        runtime.quarantine(),
-        lookup_registered=runtime.registered_testers(),
-    )
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -39,7 +27,8 @@ def router() -> RouterService:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = queue_records(event)
-    result = router().process(records)
+    router: RouterService = runtime.cdp_router()
+    result = router.process(records)
     for destination, reasons in result.counts.items():
         for reason, count in reasons.items():
             with single_metric(name="Decisions", unit=MetricUnit.Count, value=count, namespace=NAMESPACE) as metric:

@@ -17,18 +17,12 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
-from functools import cache
 from typing import Any
 
 from flagbridge import runtime
-from flagbridge.forwarding.delivery import DeliveryService
+from flagbridge.forwarding.delivery import DeliveryService  # every batch uses it: loaded at init
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.queues import batch_item_failures, queue_records
-
-
-@cache
-def service() -> DeliveryService:
-    return runtime.delivery_service()
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -37,7 +31,8 @@ def service() -> DeliveryService:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = queue_records(event)
     try:
-        outcome = service().process(records, getattr(context, "get_remaining_time_in_millis", None))
+        service: DeliveryService = runtime.delivery_service()
+        outcome = service.process(records, getattr(context, "get_remaining_time_in_millis", None))
     except Exception as exc:  # e.g. the configuration: every record is retried (reported, not raised)
         logger.error("delivery failed for the whole batch", extra={"error": type(exc).__name__})
         return batch_item_failures(record.message_id for record in records)

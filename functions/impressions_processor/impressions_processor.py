@@ -11,25 +11,14 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from flagbridge import runtime
 from flagbridge.observability import logger, metrics, tracer
-from flagbridge.profiles.processor import ImpressionProcessor
+from flagbridge.profiles.processor import ImpressionProcessor  # every batch uses it: loaded at init
 from flagbridge.queues import queue_records
-
-
-@cache
-def processor() -> ImpressionProcessor:
-    return ImpressionProcessor(
-        runtime.profile_store(),
-        runtime.quarantine(),
-        runtime.settings().config,
-        lookup_registered=runtime.registered_testers(),
-    )
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -37,7 +26,8 @@ def processor() -> ImpressionProcessor:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = queue_records(event)
-    result = processor().process(records)
+    processor: ImpressionProcessor = runtime.impressions_processor()
+    result = processor.process(records)
     metrics.add_metric(name="ImpressionsProcessed", unit=MetricUnit.Count, value=result.new_impressions)
     metrics.add_metric(name="ImpressionDuplicates", unit=MetricUnit.Count, value=result.duplicates)
     metrics.add_metric(name="ProfileWrites", unit=MetricUnit.Count, value=result.writes)

@@ -1,8 +1,8 @@
 """Lambda handler for ``POST /split/impressions``: Split's outgoing impressions webhook.
 
 Authenticates the shared token, decodes the (usually gzipped) JSON array, and hands it to
-:func:`flagbridge.impressions.ingest.ingest_impressions`, which enqueues valid impressions and
-quarantines invalid ones. Replies exactly 200 with a summary (Split treats anything else as failure).
+:func:`flagbridge.impressions.ingest.ingest_body` (``runtime.impressions_ingest()``), which enqueues valid
+impressions and quarantines invalid ones. Replies exactly 200 with a summary (Split treats anything else as failure).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from flagbridge import runtime
 from flagbridge.api import install_error_handlers, json_response
 from flagbridge.auth import require_shared_token
-from flagbridge.body import decode_body, parse_json, raw_body
-from flagbridge.impressions.ingest import ingest_impressions, ingest_valid_body
+from flagbridge.body import decode_body, raw_body
+from flagbridge.impressions.ingest import IngestResult  # every request ingests: loaded at init
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.routing import HttpRouter, Response
 
@@ -31,8 +31,7 @@ install_error_handlers(app)
 @app.post("/split/impressions")
 def receive_impressions() -> Response:
     event = app.current_event
-    settings = runtime.settings()
-    limits = settings.config.limits
+    limits = runtime.settings().config.limits
     require_shared_token(event.query_string_parameters, event.headers, runtime.webhook_token())
     data = decode_body(
         raw_body(event.get("body"), bool(event.is_base64_encoded)),
@@ -41,17 +40,8 @@ def receive_impressions() -> Response:
         max_body_bytes=limits.max_body_bytes,
         max_decompressed_bytes=limits.max_decompressed_bytes,
     )
-    request_id = event.request_context.request_id
-    sender, quarantine = runtime.impressions_sender(), runtime.quarantine()
-    # The usual body (all valid, all mapped) is validated straight from the bytes; any other takes the
-    # item-by-item path, which quarantines what it cannot use with the reasons.
-    result = ingest_valid_body(
-        data, request_id=request_id, config=settings.config, sender=sender, quarantine=quarantine
-    )
-    if result is None:
-        result = ingest_impressions(
-            parse_json(data), request_id=request_id, config=settings.config, sender=sender, quarantine=quarantine
-        )
+    ingest = runtime.impressions_ingest()
+    result: IngestResult = ingest(data, request_id=event.request_context.request_id)
     metrics.add_metric(name="ImpressionsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="ImpressionsQuarantined", unit=MetricUnit.Count, value=result.quarantined)
     logger.info(

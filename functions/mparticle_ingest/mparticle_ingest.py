@@ -24,7 +24,7 @@ from flagbridge.api import install_error_handlers, json_response
 from flagbridge.auth import require_authorization_value, require_basic_auth
 from flagbridge.body import decode_json_body, raw_body
 from flagbridge.errors import RequestError
-from flagbridge.forwarding.ingest import BatchRequestError, IngestSource, ingest_batches
+from flagbridge.forwarding.ingest import BatchIngestResult, BatchRequestError, IngestSource
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.routing import HttpRouter, Response
 
@@ -57,14 +57,8 @@ def _accept(*, bulk: bool, source: IngestSource) -> Response:
         max_body_bytes=limits.max_cdp_request_bytes,
         max_decompressed_bytes=limits.max_cdp_request_bytes * 4,
     )
-    result = ingest_batches(
-        document,
-        bulk=bulk,
-        source=source,
-        request_id=event.request_context.request_id,
-        sender=runtime.batches_sender(),
-        quarantine=runtime.quarantine(),
-    )
+    ingest = runtime.batch_ingest()
+    result: BatchIngestResult = ingest(document, bulk=bulk, source=source, request_id=event.request_context.request_id)
     metrics.add_metric(name="BatchesAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="BatchesQuarantined", unit=MetricUnit.Count, value=result.quarantined)
     logger.info("mParticle batches ingested", extra={"source": source, "accepted": result.accepted})

@@ -12,7 +12,6 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
-from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,29 +22,26 @@ from flagbridge.api import error_response, install_error_handlers, json_response
 from flagbridge.auth import require_bearer
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.oracle.config import OracleConfig
-from flagbridge.oracle.service import detail_document, list_document, oracle_config
+from flagbridge.oracle.service import detail_document, list_document
 from flagbridge.routing import HttpRouter, Response
 
 app = HttpRouter()
 install_error_handlers(app)
 
 
-@cache
-def config() -> OracleConfig:
-    return oracle_config(runtime.settings().config)
-
-
 @app.get("/tests")
 def list_tests() -> Response:
     require_bearer(app.current_event.headers, runtime.oracle_api_token())
-    return json_response(200, list_document(config(), runtime.oracle_verdicts()))
+    config: OracleConfig = runtime.oracle_config()
+    return json_response(200, list_document(config, runtime.oracle_verdicts()))
 
 
 def _test_document(name: str) -> dict[str, Any] | None:
     """The ``GET /tests/{name}`` document of a configured test, or None."""
     require_bearer(app.current_event.headers, runtime.oracle_api_token())
     name = (app.current_event.path_parameters or {}).get("name") or unquote(name)
-    test = config().test(name)
+    config: OracleConfig = runtime.oracle_config()
+    test = config.test(name)
     return None if test is None else detail_document(test, runtime.oracle_verdicts())
 
 

@@ -12,21 +12,13 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from flagbridge import runtime
 from flagbridge.observability import logger, metrics, tracer
-from flagbridge.oracle.service import Evaluator, oracle_config
-
-
-@cache
-def evaluator() -> Evaluator:
-    config = oracle_config(runtime.settings().config)
-    return Evaluator(config, runtime.oracle_counters(), runtime.oracle_verdicts(), runtime.oracle_notifier(),
-                     runtime.split_admin)  # fmt: skip
+from flagbridge.oracle.service import Evaluator  # every invocation uses it: loaded at init
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -34,7 +26,8 @@ def evaluator() -> Evaluator:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     only = event.get("test") if isinstance(event.get("test"), str) else None
-    reports = evaluator().run(only=only, force=event.get("force") is True)
+    evaluator: Evaluator = runtime.oracle_evaluator()
+    reports = evaluator.run(only=only, force=event.get("force") is True)
     summary = {report["test"]: report["state"] for report in reports}
     failures = {report["test"]: report["failure"] for report in reports if "failure" in report}
     metrics.add_metric(name="OracleEvaluations", unit=MetricUnit.Count, value=len(reports))

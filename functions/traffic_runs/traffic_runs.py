@@ -16,7 +16,6 @@ import gc
 
 gc.disable()  # while importing; runtime.init_complete(), at the bottom, explains and re-enables it
 
-from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,55 +24,25 @@ from aws_lambda_powertools.logging import correlation_paths
 from flagbridge import runtime
 from flagbridge.api import error_response, install_error_handlers, json_response
 from flagbridge.auth import require_bearer
-from flagbridge.body import decode_json_body, raw_body
+from flagbridge.body import request_json
 from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.routing import HttpRouter, Response
-from flagbridge.runs.service import RunService, http_probe
+from flagbridge.runs.service import RunService  # every request uses it: loaded at init
 from flagbridge.runs.spec import RUN_ID
 
 MAX_BODY_BYTES = 2_500_000
+RUN_REQUEST = "the body must be a JSON object (the run request)"
 
 app = HttpRouter()
 install_error_handlers(app)
 
 
-@cache
-def service() -> RunService:
-    current = runtime.settings()
-    return RunService(
-        runtime.run_store(),
-        runtime.manifest_store(),
-        runtime.shard_sender(),
-        runtime.traffic_config(),
-        current.config.test_users,
-        current.traffic_parallelism,
-        registrar=runtime.pool_registrar(),
-        verdicts=runtime.run_verdicts(),
-        oracle=current.config.oracle,  # a plan's oracle test is checked against it (flagbridge.oracle.feeds)
-        probe=http_probe(runtime.traffic_config()),  # a target that does not answer: 422, nothing started
-    )
-
-
-def _json_body() -> Any:
-    """The run request: every decoding step (base64, content type, size, gzip, UTF-8, JSON) is one 4xx naming it."""
-    event = app.current_event
-    raw = raw_body(event.body, bool(event.is_base64_encoded))
-    if not raw.strip():
-        raise RequestError(400, "invalid_body", "the body must be a JSON object (the run request)")
-    return decode_json_body(
-        raw,
-        content_type=event.headers.get("content-type"),
-        content_encoding=event.headers.get("content-encoding"),
-        max_body_bytes=MAX_BODY_BYTES,
-        max_decompressed_bytes=MAX_BODY_BYTES,
-    )
-
-
 @app.post("/runs")
 def start_run() -> Response:
     require_bearer(app.current_event.headers, runtime.traffic_api_token())
-    status, body = service().start(_json_body())
+    service: RunService = runtime.run_service()
+    status, body = service.start(request_json(app.current_event, max_body_bytes=MAX_BODY_BYTES, blank=RUN_REQUEST))
     logger.info("run start", extra={"run_id": body.get("run_id"), "status": status, "shards": body.get("shards")})
     return json_response(status, body)
 
@@ -84,7 +53,8 @@ def get_run(run_id: str) -> Response:
     run_id = (app.current_event.path_parameters or {}).get("id") or unquote(run_id)
     if not RUN_ID.fullmatch(run_id):
         return error_response(400, "invalid_run_id", "a run id is 1-64 letters, digits, '.', '_' or '-'")
-    document = service().status(run_id)
+    service: RunService = runtime.run_service()
+    document = service.status(run_id)
     if document is None:
         return error_response(404, "run_not_found", "no run with this id")
     return json_response(200, document)
@@ -93,7 +63,8 @@ def get_run(run_id: str) -> Response:
 def scheduled_run(request: Any) -> dict[str, Any]:
     """The schedule's run: started like ``POST /runs`` (no token: EventBridge invokes the function itself)."""
     try:
-        status, body = service().start(request)
+        service: RunService = runtime.run_service()
+        status, body = service.start(request)
     except RequestError as exc:
         logger.error("scheduled run refused", extra={"code": exc.code, "detail": exc.message})
         return {"http_status": exc.status, "error": exc.code, "message": exc.message}

@@ -109,7 +109,7 @@ class Bridge:
         self.context = context
         self.ingest = load_handler("mparticle_ingest")
         self.router = load_handler("cdp_router")
-        self.router.router()._clock_ms = lambda: NOW_MS  # the batches' events are from NOW_MS
+        self.router.runtime.cdp_router()._clock_ms = lambda: NOW_MS  # the batches' events are from NOW_MS
         self.delivery = load_handler("destination_delivery")
         sqs = aws["sqs"]
         self.batches = SqsDriver(sqs, aws["batches_url"], self.router.lambda_handler, context)

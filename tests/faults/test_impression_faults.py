@@ -84,7 +84,7 @@ class Pipeline:
 
     @property
     def ddb(self) -> Any:
-        return self.processor.processor()._store._ddb
+        return self.processor.runtime.impressions_processor()._store._ddb
 
     def post(self, items: list[dict[str, Any]], request_id: str | None = None) -> dict[str, Any]:
         """POST ``items`` as Split does (gzip, token in the query); returns the Lambda response."""

@@ -15,7 +15,7 @@ NOW_MS = 1767225700000
 @pytest.fixture
 def router(cdp_aws: dict[str, Any]) -> Any:
     module = load_handler("cdp_router")
-    module.router()._clock_ms = lambda: NOW_MS  # the sample events are from 2026-01-01
+    module.runtime.cdp_router()._clock_ms = lambda: NOW_MS  # the sample events are from 2026-01-01
     return module
 
 

@@ -226,7 +226,7 @@ def test_a_message_whose_event_is_claimed_by_an_unfinished_delivery_waits(
     event = load_event(BATCH)
     records = split_records(event)
     held = json.loads(records[1]["body"])["split_events"][0]["dedup_id"]
-    ledger = delivery.service()._ledger
+    ledger = delivery.runtime.delivery_service()._ledger
     ledger.claim([f"split#{held}"])  # another invocation is delivering it
 
     response = delivery.lambda_handler(event, lambda_context)

@@ -84,7 +84,7 @@ def test_version_1_messages_are_still_processed(processor, aws, lambda_context) 
 
     # The same impressions in version 2 are recognised as duplicates: the fingerprints do not depend on it.
     before = _items(aws["ddb"])
-    counter = WriteCounter(processor.processor()._store._ddb)
+    counter = WriteCounter(processor.runtime.impressions_processor()._store._ddb)
     assert processor.lambda_handler(v2, lambda_context) == {"batchItemFailures": []}
     assert counter.count == 0
     assert _items(aws["ddb"]) == before
@@ -146,7 +146,7 @@ def test_redelivery_changes_nothing(processor, aws, lambda_context) -> None:
     processor.lambda_handler(event, lambda_context)
     before = _items(aws["ddb"])
 
-    counter = WriteCounter(processor.processor()._store._ddb)
+    counter = WriteCounter(processor.runtime.impressions_processor()._store._ddb)
     redelivered = copy.deepcopy(event)
     redelivered["Records"][0]["messageId"] = "redelivered-1"
     assert processor.lambda_handler(redelivered, lambda_context) == {"batchItemFailures": []}
@@ -179,7 +179,7 @@ def test_writes_never_exceed_distinct_user_flag_pairs(processor, aws, lambda_con
     event = load_event("sqs_impressions.json")
     impressions = queued_records(event["Records"][0]["body"])
     pairs = {(i["traffic_type"], i["key"], i["flag"]) for i in impressions}
-    counter = WriteCounter(processor.processor()._store._ddb)
+    counter = WriteCounter(processor.runtime.impressions_processor()._store._ddb)
     processor.lambda_handler(event, lambda_context)
     assert counter.count == len(pairs)
 
@@ -202,7 +202,7 @@ def test_failed_write_reports_only_contributing_messages(processor, aws, lambda_
         record["messageId"] = f"m-{index}"
         record["body"] = with_records(message, [impression])
         records.append(record)
-    store = processor.processor()._store
+    store = processor.runtime.impressions_processor()._store
     real_put = store._ddb.put_item
     failing_key = impressions[2]["key"], impressions[2]["flag"]
 

@@ -68,7 +68,7 @@ def _users(cdp_aws: dict[str, Any], lane: str) -> set[str]:
 @pytest.fixture
 def router(cdp_aws: dict[str, Any], clock: Clock) -> Any:
     module = load_handler("cdp_router")
-    module.router()._clock_ms = lambda: NOW_MS
+    module.runtime.cdp_router()._clock_ms = lambda: NOW_MS
     return module
 
 

@@ -62,7 +62,7 @@ def use_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, replacements: di
 def route_samples(lambda_context: Any, cdp_aws: dict[str, Any]) -> None:
     """Route the sample batches with the shipped config: two of them lose events to the data plan."""
     router = load_handler("cdp_router")
-    router.router()._clock_ms = lambda: NOW_MS  # the sample events are from 2026-01-01
+    router.runtime.cdp_router()._clock_ms = lambda: NOW_MS  # the sample events are from 2026-01-01
     assert router.lambda_handler(load_event("sqs_batches.json"), lambda_context) == {"batchItemFailures": []}
     for url in cdp_aws["lanes"].values():
         drain_queue(cdp_aws["sqs"], url)
@@ -145,7 +145,7 @@ def test_replay_enqueues_each_batch_once_even_when_run_twice(cdp_aws, lambda_con
 
     # The replayed batches route with the fixed plan (u-2002's events reach analytics).
     router = load_handler("cdp_router")
-    router.router()._clock_ms = lambda: NOW_MS
+    router.runtime.cdp_router()._clock_ms = lambda: NOW_MS
     records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
     assert router.lambda_handler({"Records": records}, lambda_context) == {"batchItemFailures": []}
     analytics = [json.loads(m["Body"]) for m in drain_queue(cdp_aws["sqs"], cdp_aws["lanes"]["analytics"])]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 
 import pytest
 
-from flagbridge.body import decode_json_body, raw_body
+from flagbridge.body import decode_json_body, raw_body, request_json
 from flagbridge.errors import RequestError
+from flagbridge.routing import HttpEvent
 
 LIMITS = {"max_body_bytes": 1_000_000, "max_decompressed_bytes": 2_000_000}
 
@@ -86,3 +88,24 @@ def test_tokens_are_compared_in_constant_time() -> None:
         assert auth.tokens_equal("secret-token", "secret-token")
         assert not auth.tokens_equal("secret-tokem", "secret-token")
     assert compare.call_count == 2
+
+
+def test_request_json_decodes_an_http_api_event_and_names_a_blank_body_as_the_caller_asks() -> None:
+    def event(body: bytes, **headers: str) -> HttpEvent:
+        encoded = base64.b64encode(body).decode()
+        return HttpEvent({"body": encoded, "isBase64Encoded": True, "headers": headers})
+
+    assert request_json(event(gzip.compress(b'{"a": 1}')), max_body_bytes=100) == {"a": 1}
+    with pytest.raises(RequestError) as error:
+        request_json(event(b"  "), max_body_bytes=100)
+    assert error.value.code == "empty_body"
+    with pytest.raises(RequestError) as error:
+        request_json(event(b" ", **{"content-type": "image/png"}), max_body_bytes=100, blank="the body must be a plan")
+    assert (error.value.status, error.value.code, error.value.message) == (
+        400,
+        "invalid_body",
+        "the body must be a plan",
+    )
+    with pytest.raises(RequestError) as error:  # the decompressed body has the body's limit
+        request_json(event(gzip.compress(b'{"a": "' + b"x" * 200 + b'"}')), max_body_bytes=100)
+    assert (error.value.status, error.value.code) == (413, "payload_too_large")

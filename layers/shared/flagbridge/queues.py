@@ -6,6 +6,7 @@ SQS limits (standard queues): a message body is at most 256 KiB, a ``SendMessage
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ SQS_MAX_BATCH_ENTRIES = 10
 SQS_MAX_PAYLOAD_BYTES = 262_144
 # Headroom for the envelope around the records and for attribute overhead.
 MAX_MESSAGE_BYTES = 250_000
+SQS_MAX_VISIBILITY_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,37 @@ class InMemorySender:
 
     def send_bodies(self, bodies: Sequence[str]) -> None:
         self.bodies.extend(bodies)
+
+
+class Visibility(Protocol):
+    """Hands a received message back to its queue, visible again in ``seconds`` (best effort: never raises)."""
+
+    def retry_in(self, receipt_handle: str, seconds: int) -> None: ...
+
+
+def _visibility_seconds(seconds: int) -> int:
+    return max(0, min(seconds, SQS_MAX_VISIBILITY_SECONDS))
+
+
+class SqsVisibility:
+    """Visibility over an SQS queue (``ChangeMessageVisibility``)."""
+
+    def __init__(self, sqs_client: Any, queue_url: str) -> None:
+        self._sqs = sqs_client
+        self._queue_url = queue_url
+
+    def retry_in(self, receipt_handle: str, seconds: int) -> None:
+        with contextlib.suppress(Exception):  # at worst it comes back after the queue's visibility timeout
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=_visibility_seconds(seconds)
+            )
+
+
+class InMemoryVisibility:
+    """Visibility that keeps ``(receipt handle, seconds)`` in a list (tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, int]] = []
+
+    def retry_in(self, receipt_handle: str, seconds: int) -> None:
+        self.changes.append((receipt_handle, _visibility_seconds(seconds)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
@@ -23,12 +23,20 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.cdp.config import CompiledDestination
     from flagbridge.forwarding.delivery import DeliveryService
     from flagbridge.forwarding.destinations import Sink, SplitEventsClient, Urllib3Client
+    from flagbridge.forwarding.ingest import BatchIngestResult
     from flagbridge.forwarding.ledger import DynamoDBLedger
+    from flagbridge.forwarding.router_service import RouterService
+    from flagbridge.impressions.ingest import IngestResult
+    from flagbridge.oracle.config import OracleConfig
     from flagbridge.oracle.notify import AwsNotifier
+    from flagbridge.oracle.service import CounterService, Evaluator
     from flagbridge.oracle.split_admin import SplitAdminClient
     from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
     from flagbridge.oracle.verdicts import StoreVerdicts
+    from flagbridge.profiles.processor import ImpressionProcessor
     from flagbridge.profiles.store import DynamoDBProfileStore
+    from flagbridge.runs.consumer import ShardConsumer
+    from flagbridge.runs.service import RunService
     from flagbridge.runs.spec import RunSpec
     from flagbridge.runs.store import ManifestStore, RunStore
     from flagbridge.runs.worker import ShardWorker
@@ -88,6 +96,31 @@ def batches_sender() -> SqsSender:
     return SqsSender(aws_client("sqs"), settings().require("batches_queue_url"))
 
 
+def impressions_ingest() -> partial[IngestResult]:
+    """The webhook's ingest of a decoded body (``(data, request_id=...)``): to the impressions queue or the quarantine.
+
+    Not cached: binding the cached adapters is cheap, and a replaced factory (the benchmarks') applies at once."""
+    from flagbridge.impressions.ingest import ingest_body
+
+    return partial(ingest_body, config=settings().config, sender=impressions_sender(), quarantine=quarantine())
+
+
+def batch_ingest() -> partial[BatchIngestResult]:
+    """The mParticle ingest of a decoded document (``(document, bulk=, source=, request_id=)``): to the batches
+    queue or the quarantine."""
+    from flagbridge.forwarding.ingest import ingest_batches
+
+    return partial(ingest_batches, sender=batches_sender(), quarantine=quarantine())
+
+
+@cache
+def impressions_processor() -> ImpressionProcessor:
+    """The impressions processor's service: the profiles table, the quarantine, the registered testers."""
+    from flagbridge.profiles.processor import ImpressionProcessor
+
+    return ImpressionProcessor(profile_store(), quarantine(), settings().config, lookup_registered=registered_testers())
+
+
 def mparticle_credentials() -> tuple[str, str]:
     from flagbridge.auth import parse_credentials
 
@@ -133,6 +166,20 @@ def destination_dead_letter_sender(destination: str) -> SqsSender:
 
 
 @cache
+def cdp_router() -> RouterService:
+    """The CDP router's service: the configuration, profile marks, destination queues, quarantine, testers."""
+    from flagbridge.forwarding.router_service import RouterService
+
+    return RouterService(
+        settings().config,
+        profile_store().load_marks,
+        destination_sender,
+        quarantine(),
+        lookup_registered=registered_testers(),
+    )
+
+
+@cache
 def delivery_ledger() -> DynamoDBLedger:
     from flagbridge.forwarding.ledger import DynamoDBLedger
 
@@ -171,6 +218,7 @@ def split_events_client(destination: CompiledDestination) -> SplitEventsClient:
     return build_split_client(destination.spec.options, _destination_adapters())
 
 
+@cache
 def delivery_service() -> DeliveryService:
     """The destination-delivery function's service, wired to this container's adapters."""
     from flagbridge.forwarding.delivery import DeliveryService
@@ -327,6 +375,36 @@ def split_admin() -> SplitAdminClient:
     )
 
 
+@cache
+def oracle_config() -> OracleConfig:
+    """The ``oracle`` section, checked against its lane (ConfigError naming the key otherwise)."""
+    from flagbridge.oracle.service import oracle_config as checked
+
+    return checked(settings().config)
+
+
+@cache
+def oracle_counter_service() -> CounterService:
+    """The oracle counter's service: counters, the profiles attribution reads, the quarantine of unreadable ones."""
+    from flagbridge.oracle.counting import Counter, traffic_types_by_identity
+    from flagbridge.oracle.service import CounterService
+
+    config = settings().config
+    counter = Counter(oracle_config(), traffic_types_by_identity(config.identity_mapping.split_environments))
+    store = profile_store()
+    return CounterService(
+        counter, oracle_counters(), lambda pairs: store.load(pairs, [])[0], quarantine=lambda: quarantine()
+    )
+
+
+@cache
+def oracle_evaluator() -> Evaluator:
+    """The oracle evaluator's service: counters, verdicts, notifier and (per kill) Split's Admin API."""
+    from flagbridge.oracle.service import Evaluator
+
+    return Evaluator(oracle_config(), oracle_counters(), oracle_verdicts(), oracle_notifier(), split_admin)
+
+
 def oracle_api_token() -> str:
     current = settings()
     return load_secret(current.oracle_api_token_secret, current.oracle_api_token, current.secrets_max_age_seconds)
@@ -380,6 +458,26 @@ def run_verdicts() -> StoreVerdicts | None:
 def pool_registrar() -> TesterRegistry | None:
     """The tester registry (its ``register_pool``) when this stack has it (TESTERS_TABLE), else None."""
     return tester_registry() if settings().testers_table else None
+
+
+@cache
+def run_service() -> RunService:
+    """The test runs API's service: runs table, manifest bucket, shard queue, tester pool, oracle, target probe."""
+    from flagbridge.runs.service import RunService, http_probe
+
+    current = settings()
+    return RunService(
+        run_store(),
+        manifest_store(),
+        shard_sender(),
+        traffic_config(),
+        current.config.test_users,
+        current.traffic_parallelism,
+        registrar=pool_registrar(),
+        verdicts=run_verdicts(),
+        oracle=current.config.oracle,  # a plan's oracle test is checked against it (flagbridge.oracle.feeds)
+        probe=http_probe(traffic_config()),  # a target that does not answer: 422, nothing started
+    )
 
 
 def stop_parameter_value() -> str:
@@ -468,6 +566,17 @@ def shard_worker() -> ShardWorker:
     )
 
 
+@cache
+def shard_consumer() -> ShardConsumer:
+    """The worker function's service: the shard worker, the quarantine, and the shard queue's visibility."""
+    from flagbridge.queues import SqsVisibility
+    from flagbridge.runs.consumer import ShardConsumer
+
+    url = settings().shard_queue_url
+    visibility = SqsVisibility(aws_client("sqs"), url) if url else None
+    return ShardConsumer(lambda: shard_worker(), lambda: quarantine(), visibility)  # built when a record needs them
+
+
 def reset() -> None:
     """Forget every cached client, adapter and setting (tests; never needed in Lambda)."""
     for cached in (
@@ -490,6 +599,14 @@ def reset() -> None:
         manifest_store,
         shard_sender,
         shard_worker,
+        impressions_processor,
+        cdp_router,
+        delivery_service,
+        oracle_config,
+        oracle_counter_service,
+        oracle_evaluator,
+        run_service,
+        shard_consumer,
     ):
         getattr(cached, "cache_clear", lambda: None)()  # a test may have replaced one (http_client)
     from aws_lambda_powertools.utilities import parameters

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flagbridge.errors import StoreError
 from flagbridge.oracle.config import parse_oracle_config
 from flagbridge.oracle.counting import Counter
 from flagbridge.oracle.service import CounterService, Evaluator, detail_document, list_document
@@ -15,6 +16,7 @@ from flagbridge.oracle.split_admin import AdminTransportError, HttpAnswer, Split
 from flagbridge.oracle.store import InMemoryCounterStore, InMemoryVerdictStore
 from flagbridge.oracle.verdicts import exit_status as overall_exit_code
 from flagbridge.profiles.model import Assignment, FlagState
+from flagbridge.quarantine import InMemoryQuarantine
 from flagbridge.queues import QueueRecord
 from tests.unit.oracle.test_counting import T0, request
 
@@ -287,3 +289,23 @@ def test_unreadable_messages_are_reported_not_counted(status: str) -> None:
     result = world.counting.process([QueueRecord("x", status)])
     assert [record.message_id for record, _ in result.unreadable] == ["x"]
     assert result.failed_message_ids == []
+
+
+class RefusingQuarantine:
+    def put(self, source: str, object_id: str, document: dict[str, Any]) -> str:
+        raise StoreError("quarantine write failed (ConnectionError)")
+
+
+def test_the_service_keeps_unreadable_messages_in_its_quarantine_or_has_them_redelivered() -> None:
+    world = World()
+    kept = InMemoryQuarantine()
+    counting = CounterService(world.counting._counter, world.counters, world.load, quarantine=lambda: kept)
+    result = counting.process([QueueRecord("x", "not json"), QueueRecord("y", "not json either")])
+    assert result.failed_message_ids == [] and result.quarantine_errors == []
+    assert sorted((d["source"], d["message_id"], d["reason"]) for d in kept.objects.values()) == [
+        ("oracle-counter", "x", "unreadable"),
+        ("oracle-counter", "y", "unreadable"),
+    ]
+    refusing = CounterService(world.counting._counter, world.counters, world.load, quarantine=RefusingQuarantine)
+    result = refusing.process([QueueRecord("x", "not json")])
+    assert result.failed_message_ids == ["x"] and result.quarantine_errors == ["StoreError"]

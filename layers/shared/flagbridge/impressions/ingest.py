@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from flagbridge.body import parse_json
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import RequestError
 from flagbridge.impressions.models import (
@@ -175,6 +176,20 @@ def ingest_valid_body(
         )
     result = IngestResult(request_id=request_id, received=len(impressions))
     return _store(result, records, [], received_at, sender, quarantine)
+
+
+def ingest_body(
+    data: bytes, *, request_id: str, config: BridgeConfig, sender: MessageSender, quarantine: Quarantine
+) -> IngestResult:
+    """A decoded webhook body (bytes, not yet parsed): the usual body validated straight from its bytes
+    (:func:`ingest_valid_body`), any other parsed and taken item by item (:func:`ingest_impressions`), which
+    quarantines what it cannot use with the reasons."""
+    result = ingest_valid_body(data, request_id=request_id, config=config, sender=sender, quarantine=quarantine)
+    if result is None:
+        result = ingest_impressions(
+            parse_json(data), request_id=request_id, config=config, sender=sender, quarantine=quarantine
+        )
+    return result
 
 
 def _sqs_safe(record: str) -> str:

@@ -3,8 +3,8 @@
 * :class:`CounterService`: parse the batch's lane messages, read the profiles attribution needs in one bulk
   read, count (:mod:`flagbridge.oracle.counting`), apply to the counters exactly once
   (:mod:`flagbridge.oracle.store`). Only messages whose counters could not be written are reported for
-  redelivery; a message that is not a lane message is reported as ``unreadable`` (the handler keeps it in the
-  quarantine) and acknowledged.
+  redelivery; a message that is not a lane message is reported as ``unreadable``, kept in the quarantine with
+  its reason and acknowledged (redelivered when the quarantine cannot take it: kept next time).
 * :class:`Evaluator`: for every test due (``interval_minutes``), read its counters, judge
   (:mod:`flagbridge.oracle.evaluate`), store the evaluation in the history, and on a change of any verdict's
   state notify (SNS alarm topic, EventBridge ``source: flagbridge.oracle``); CloudWatch metrics every
@@ -40,6 +40,7 @@ from flagbridge.oracle.kills import (
 from flagbridge.oracle.split_admin import SplitAdminClient
 from flagbridge.oracle.store import CounterStore, VerdictStore
 from flagbridge.profiles.model import FlagState
+from flagbridge.quarantine import Quarantine, QuarantineSource, put_message
 from flagbridge.queues import QueueRecord, batch_item_failures
 
 ERROR_LIMIT = 4
@@ -80,21 +81,34 @@ class CountResult:
     failed_message_ids: list[str] = field(default_factory=list)
     unreadable: list[tuple[QueueRecord, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    quarantine_errors: list[str] = field(default_factory=list)
+    """The error type of each unreadable message the quarantine could not take (that message is redelivered)."""
 
     def batch_response(self) -> dict[str, Any]:
         return batch_item_failures(self.failed_message_ids)
 
 
 class CounterService:
-    """Counts oracle-lane SQS batches into the counter store."""
+    """Counts oracle-lane SQS batches into the counter store.
+
+    ``quarantine`` (a factory, called only when a batch has unreadable messages) keeps those messages; without
+    it they are only reported in :attr:`CountResult.unreadable`.
+    """
 
     def __init__(
-        self, counter: Counter, store: CounterStore, load_states: StateLoader, clock_ms: Callable[[], int] = _now_ms
+        self,
+        counter: Counter,
+        store: CounterStore,
+        load_states: StateLoader,
+        clock_ms: Callable[[], int] = _now_ms,
+        *,
+        quarantine: Callable[[], Quarantine] | None = None,
     ) -> None:
         self._counter = counter
         self._store = store
         self._load_states = load_states
         self._clock_ms = clock_ms
+        self._quarantine = quarantine
 
     def process(self, records: Sequence[QueueRecord]) -> CountResult:
         result = CountResult(messages=len(records))
@@ -119,7 +133,19 @@ class CounterService:
         result.counters, result.writes, result.redeliveries = applied.counters, applied.writes, applied.conflicts
         result.errors = applied.errors
         result.failed_message_ids = [r.message_id for r, c in contributions if c.ledger_id in applied.failed_ledger_ids]
+        if self._quarantine is not None:
+            _keep_unreadable(self._quarantine, result)
         return result
+
+
+def _keep_unreadable(quarantine: Callable[[], Quarantine], result: CountResult) -> None:
+    for record, reason in result.unreadable:
+        try:
+            put_message(quarantine(), QuarantineSource.ORACLE_COUNTER, record.message_id, reason="unreadable",
+                        detail=reason, item=record.body)  # fmt: skip
+        except Exception as exc:  # not kept yet: redelivered, and kept next time
+            result.quarantine_errors.append(type(exc).__name__)
+            result.failed_message_ids.append(record.message_id)
 
 
 class Notifier(Protocol):

@@ -153,9 +153,7 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
         if round_number >= sizes.warmup:
             stage_samples.append(stages.seconds)
             stage_rss.append(stages.rss_kb)
-    figures = _shared_imports_figures(stage_samples, site.label)
-    for shared in figures:
-        shared.peak_rss_mb = round(max(stage_rss) / 1024, 1)
+    figures = _shared_imports_figures(stage_samples, site.label, round(max(stage_rss) / 1024, 1))
     differing = None if smoke else python_files_differing_from_sam_build(site.layer_python)
     for function in FUNCTIONS:
         measured_s, floor_s = statistics.median(samples[function]), statistics.median(floors[function])
@@ -188,14 +186,14 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
                 "differing_files_first": None if differing is None else differing[:5],
             },
             ratio_iqr=quartiles(pair_ratios),  # this round-by-round list, computed above
-            measured_iqr=quartiles((seconds * 1000 for seconds in samples[function]), 1),
+            measured_iqr=quartiles(_ms(samples[function]), 1),
         )
         figure.peak_rss_mb = round(max(rss[function]) / 1024, 1)
         figures.append(figure)
     return figures
 
 
-def _shared_imports_figures(stage_samples: list[list[float]], label: str) -> list[Figure]:
+def _shared_imports_figures(stage_samples: list[list[float]], label: str, peak_rss_mb: float) -> list[Figure]:
     """Report only: every shared stage after boto3 against ``import boto3`` in the same interpreter, and their sum.
 
     Each round's stages ran in one interpreter, so each round gives one ratio per stage (its spread).
@@ -219,8 +217,9 @@ def _shared_imports_figures(stage_samples: list[list[float]], label: str) -> lis
                 for (title, _), seconds in zip(SHARED_IMPORT_STAGES, medians, strict=True)
             }
         },
+        peak_rss_mb,
         ratio_iqr=quartiles(pair_ratios(boto3_runs, after_boto3)),
-        measured_iqr=quartiles((seconds * 1000 for seconds in after_boto3), 1),
+        measured_iqr=quartiles(_ms(after_boto3), 1),
     )
     stages = [
         Figure(
@@ -233,8 +232,9 @@ def _shared_imports_figures(stage_samples: list[list[float]], label: str) -> lis
             "report",
             None,
             {"module": module},
+            peak_rss_mb,
             ratio_iqr=quartiles(pair_ratios(boto3_runs, column)),
-            measured_iqr=quartiles((seconds * 1000 for seconds in column), 1),
+            measured_iqr=quartiles(_ms(column), 1),
         )
         for (title, module), column, median in zip(SHARED_IMPORT_STAGES[1:], columns[1:], medians[1:], strict=True)
     ]

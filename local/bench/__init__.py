@@ -2,8 +2,9 @@
 
 Every figure is a ratio against a *floor measured in the same run*, so the noise of a shared machine
 mostly cancels out. Timed figures take the median of several runs after a warm-up, floor and measured
-runs interleaved. Each figure runs in its own subprocess (fresh interpreter, no state shared with the
-others) that also reports its peak memory (``ru_maxrss``).
+runs interleaved, and report their spread over the rounds (``ratio_iqr``, ``measured_iqr``: the IQR).
+Each figure runs in its own subprocess (fresh interpreter, no state shared with the others) that also
+reports its peak memory (``ru_maxrss``).
 
 =====================  ========================================================  =================================
 figure                 measured                                                  floor / target
@@ -20,7 +21,8 @@ figure                 measured                                                 
                        3.13 ``-I -S -B``, Lambda's ``sys.path`` with the
                        runtime's boto3 (see :mod:`~local.bench.cold_start`)
 ``cold_start.shared``  what every function imports after boto3, stage by stage    report only
-                       (pydantic + config models, Powertools, HTTP routing)
+                       (pydantic + config models, Powertools, HTTP routing);
+                       ``cold_start.shared.<stage>`` each stage's share
 ``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
                        test-user resolution, filters, 5 destinations)             batches; <= 4x
 ``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
@@ -67,8 +69,20 @@ figure, the report).
 The exit status is 1 when a target is missed (0 in ``--smoke`` mode, where figures are not meaningful).
 """
 
-from local.bench.cold_start import FUNCTIONS, SHARED_IMPORT_STAGES
+from local.bench.cold_start import FUNCTIONS, SHARED_IMPORT_STAGES, SHARED_STAGE_NAMES
 from local.bench.orchestration import FIGURES, main, run, table
 from local.bench.timing import FULL, SMOKE, Figure, Sizes
 
-__all__ = ["FIGURES", "FULL", "FUNCTIONS", "SHARED_IMPORT_STAGES", "SMOKE", "Figure", "Sizes", "main", "run", "table"]
+__all__ = [
+    "FIGURES",
+    "FULL",
+    "FUNCTIONS",
+    "SHARED_IMPORT_STAGES",
+    "SHARED_STAGE_NAMES",
+    "SMOKE",
+    "Figure",
+    "Sizes",
+    "main",
+    "run",
+    "table",
+]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from local import artifact
 from local.artifact import FUNCTIONS
-from local.bench.timing import LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, _ms, at_most
+from local.bench.timing import LAYER_DIR, ROOT, SHARED, SMOKE, Figure, Sizes, _ms, at_most, pair_ratios, quartiles
 
 WORK = ROOT / "build" / "bench-artifact"
 # What every function imports besides its own code, in import order (each stage timed after the previous
@@ -41,6 +41,12 @@ SHARED_IMPORT_STAGES = (
     ("Powertools Logger, Metrics and Tracer (X-Ray SDK)", "flagbridge.observability"),
     ("HTTP routing, flagbridge.routing (HTTP functions)", "flagbridge.api"),
 )
+# Each stage after boto3 is also a row of its own, ``cold_start.shared.<name>``: its share of ``import boto3``.
+SHARED_STAGE_NAMES = {
+    "flagbridge.settings": "pydantic",
+    "flagbridge.observability": "powertools",
+    "flagbridge.api": "routing",
+}
 
 
 @dataclass(frozen=True)
@@ -147,8 +153,7 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
         if round_number >= sizes.warmup:
             stage_samples.append(stages.seconds)
             stage_rss.append(stages.rss_kb)
-    figures = [_shared_imports_figure(stage_samples, site.label)]
-    figures[0].peak_rss_mb = round(max(stage_rss) / 1024, 1)
+    figures = _shared_imports_figures(stage_samples, site.label, round(max(stage_rss) / 1024, 1))
     differing = None if smoke else python_files_differing_from_sam_build(site.layer_python)
     for function in FUNCTIONS:
         measured_s, floor_s = statistics.median(samples[function]), statistics.median(floors[function])
@@ -180,22 +185,29 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
                 "layer_python_files_differing_from_sam_build": None if differing is None else len(differing),
                 "differing_files_first": None if differing is None else differing[:5],
             },
+            ratio_iqr=quartiles(pair_ratios),  # this round-by-round list, computed above
+            measured_iqr=quartiles(_ms(samples[function]), 1),
         )
         figure.peak_rss_mb = round(max(rss[function]) / 1024, 1)
         figures.append(figure)
     return figures
 
 
-def _shared_imports_figure(stage_samples: list[list[float]], label: str) -> Figure:
-    """Report only: the median time of each shared import stage, and their sum against ``import boto3``."""
-    medians = [statistics.median(column) for column in zip(*stage_samples, strict=True)]
-    boto3_s, others = medians[0], medians[1:]
-    return Figure(
+def _shared_imports_figures(stage_samples: list[list[float]], label: str, peak_rss_mb: float) -> list[Figure]:
+    """Report only: every shared stage after boto3 against ``import boto3`` in the same interpreter, and their sum.
+
+    Each round's stages ran in one interpreter, so each round gives one ratio per stage (its spread).
+    """
+    columns = [list(column) for column in zip(*stage_samples, strict=True)]
+    medians = [statistics.median(column) for column in columns]
+    boto3_runs, boto3_s = columns[0], medians[0]
+    after_boto3 = [sum(stages[1:]) for stages in stage_samples]
+    total = Figure(
         "cold_start.shared",
         f"cold start: shared imports after boto3 ({label})",
-        round(sum(others) * 1000, 1),
+        round(sum(medians[1:]) * 1000, 1),
         round(boto3_s * 1000, 1),
-        round(sum(others) / boto3_s, 2),
+        round(sum(medians[1:]) / boto3_s, 2),
         "ms",
         "report",
         None,
@@ -205,4 +217,25 @@ def _shared_imports_figure(stage_samples: list[list[float]], label: str) -> Figu
                 for (title, _), seconds in zip(SHARED_IMPORT_STAGES, medians, strict=True)
             }
         },
+        peak_rss_mb,
+        ratio_iqr=quartiles(pair_ratios(boto3_runs, after_boto3)),
+        measured_iqr=quartiles(_ms(after_boto3), 1),
     )
+    stages = [
+        Figure(
+            f"cold_start.shared.{SHARED_STAGE_NAMES[module]}",
+            f"cold start: shared stage {title}",
+            round(median * 1000, 1),
+            round(boto3_s * 1000, 1),
+            round(median / boto3_s, 2),
+            "ms",
+            "report",
+            None,
+            {"module": module},
+            peak_rss_mb,
+            ratio_iqr=quartiles(pair_ratios(boto3_runs, column)),
+            measured_iqr=quartiles(_ms(column), 1),
+        )
+        for (title, module), column, median in zip(SHARED_IMPORT_STAGES[1:], columns[1:], medians[1:], strict=True)
+    ]
+    return [total, *stages]

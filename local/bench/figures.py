@@ -35,7 +35,18 @@ from local.bench.fakes import (
     sqs_batches,
     webhook_event,
 )
-from local.bench.timing import FULL, LAYER_DIR, ROOT, Figure, Sizes, _ms, at_most, paired_medians
+from local.bench.timing import (
+    FULL,
+    LAYER_DIR,
+    ROOT,
+    Figure,
+    Sizes,
+    _ms,
+    at_most,
+    pair_ratios,
+    paired_medians,
+    quartiles,
+)
 
 LAYER_LIMIT_BYTES = 20_000_000
 SPLIT_MAX_EVENTS = 5000
@@ -93,6 +104,8 @@ def figure_ingest_cpu(sizes: Sizes) -> list[Figure]:
                 "floor_runs_ms": _ms(floors),
                 "measured_runs_ms": _ms(measures),
             },
+            ratio_iqr=quartiles(pair_ratios(floors, measures)),
+            measured_iqr=quartiles(m * 1000 for m in measures),
         )
     ]
 
@@ -141,6 +154,8 @@ def figure_processor_cpu(sizes: Sizes) -> list[Figure]:
                 "floor_runs_ms": _ms(floors),
                 "measured_runs_ms": _ms(measures),
             },
+            ratio_iqr=quartiles(pair_ratios(floors, measures)),
+            measured_iqr=quartiles(m / len(items) * 1e6 for m in measures),
         )
     ]
 
@@ -250,6 +265,8 @@ def figure_router_cpu(sizes: Sizes) -> list[Figure]:
                 "floor_runs_ms": _ms(floors),
                 "measured_runs_ms": _ms(measures),
             },
+            ratio_iqr=quartiles(pair_ratios(floors, measures)),
+            measured_iqr=quartiles((events / m for m in measures), 0),
         )
     ]
 
@@ -423,6 +440,7 @@ def figure_local_e2e(sizes: Sizes) -> list[Figure]:
                 "profile_visible": visible,
                 "startup_seconds": round(bridge.startup_seconds, 2),
             },
+            measured_iqr=quartiles(rates, 1),
         )
     ]
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from local.bench.fakes import BenchContext, CountingDynamoDB, bench_environment, load_handler, replace_runtime
-from local.bench.timing import Figure, Sizes, _ms, at_most, paired_medians
+from local.bench.timing import Figure, Sizes, _ms, at_most, pair_ratios, paired_medians, quartiles
 
 NOW_MS = 1_767_225_600_000
 HOUR_MS = 3_600_000
@@ -151,6 +151,8 @@ def figure_oracle_cpu(sizes: Sizes) -> list[Figure]:
             round(floor_s / counted * 1e6, 2), round(ratio, 2), "µs/event", "<= 3x", at_most(ratio, 3.0),
             {"events": counted, "messages": len(bodies), "sqs_batches": len(events), "floor_runs_ms": _ms(floors),
              "measured_runs_ms": _ms(measures)},
+            ratio_iqr=quartiles(pair_ratios(floors, measures)),
+            measured_iqr=quartiles(m / counted * 1e6 for m in measures),
         )
     ]  # fmt: skip
 
@@ -240,6 +242,8 @@ def figure_oracle_eval(sizes: Sizes) -> list[Figure]:
             {"events": {"floor": small_events, "measured": large_events},
              "counters": {"floor": len(small.counters), "measured": len(large.counters)},
              "state": report["state"], "floor_runs_ms": _ms(floors), "measured_runs_ms": _ms(measures)},
+            ratio_iqr=quartiles(pair_ratios(floors, measures)),
+            measured_iqr=quartiles((m * 1000 for m in measures), 3),
         )
     ]  # fmt: skip
 
@@ -343,5 +347,7 @@ def figure_oracle_rule(sizes: Sizes) -> list[Figure]:
             at_most(ratio, 2.0),
             {"states": states, "states_wilson": states_before, "floor_runs_ms": _ms(floors),
              "measured_runs_ms": _ms(measures)},
+            ratio_iqr=quartiles(pair_ratios(floors, measures)),
+            measured_iqr=quartiles((m * 1000 for m in measures), 3),
         )
     ]  # fmt: skip

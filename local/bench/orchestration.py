@@ -134,9 +134,20 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def spread(figure: dict[str, Any]) -> str:
+    """The IQR column: of the per-round ratio when the figure has one, else of the measured value; "-" if counted."""
+    if figure.get("ratio_iqr"):
+        low, high = figure["ratio_iqr"]
+        return f"{_format(low)}\u2013{_format(high)}x"
+    if figure.get("measured_iqr"):
+        low, high = figure["measured_iqr"]
+        return f"{_format(low)}\u2013{_format(high)} {figure['unit']}".rstrip()
+    return "-"
+
+
 def table(figures: list[dict[str, Any]]) -> str:
     """The report as a Markdown table (what the README's performance section shows)."""
-    header = ["figure", "measured", "floor", "ratio", "target", "pass", "peak RSS MB"]
+    header = ["figure", "measured", "floor", "ratio", "IQR", "target", "pass", "peak RSS MB"]
     rows = [header, ["---"] * len(header)]
     for figure in figures:
         passed = {True: "yes", False: "**no**", None: "-"}[figure["pass"]]
@@ -149,6 +160,7 @@ def table(figures: list[dict[str, Any]]) -> str:
                 _format(figure["measured"]) + unit,
                 _format(figure["floor"]) + (unit if figure["floor"] is not None else ""),
                 _format(figure["ratio"]) + ("x" if figure["ratio"] is not None else ""),
+                spread(figure),
                 figure["target"],
                 passed,
                 _format(figure["peak_rss_mb"]),

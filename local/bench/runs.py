@@ -20,7 +20,7 @@ import math
 import time
 from typing import Any
 
-from local.bench.timing import Figure, Sizes, _ms, paired_medians
+from local.bench.timing import Figure, Sizes, _ms, pair_ratios, paired_medians, quartiles
 
 # JSON objects, as `flagbridge traffic run --stack` sends them: a deployed stack parses no YAML text (docs/runs.md).
 PLAN = {
@@ -170,6 +170,8 @@ def figure_runs_worker(sizes: Sizes) -> list[Figure]:
                 "floor_runs_ms": _ms(floors),
                 "measured_runs_ms": _ms(measures),
             },
+            ratio_iqr=quartiles(pair_ratios(measures, floors)),  # requests/s: the plain loop's time over the worker's
+            measured_iqr=quartiles((count / m for m in measures), 1),
         )
     ]
 

@@ -7,7 +7,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,11 +76,35 @@ class Figure:
     passed: bool | None
     details: dict[str, Any]
     peak_rss_mb: float | None = None
+    # The spread over the rounds of a timed figure, as [first quartile, third quartile]: of the ratio taken
+    # round by round (each measured run against its own floor run) and of the measured value, in its unit.
+    # None for what is counted (requests, writes, sizes), which does not vary between rounds.
+    ratio_iqr: list[float] | None = None
+    measured_iqr: list[float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["pass"] = data.pop("passed")
         return data
+
+
+def quartiles(values: Iterable[float], digits: int = 2) -> list[float] | None:
+    """[first, third] quartile of ``values`` (the interquartile range), rounded; None without values.
+
+    The inclusive method keeps both ends within the samples, which matters for the few rounds of a smoke run.
+    """
+    samples = list(values)
+    if not samples:
+        return None
+    if len(samples) == 1:
+        return [round(samples[0], digits)] * 2
+    first, _, third = statistics.quantiles(samples, n=4, method="inclusive")
+    return [round(first, digits), round(third, digits)]
+
+
+def pair_ratios(floors: Sequence[float], measures: Sequence[float]) -> list[float]:
+    """Each round's ratio: the measured run against the floor run interleaved with it."""
+    return [measured / floor for floor, measured in zip(floors, measures, strict=True)]
 
 
 def at_most(ratio: float | None, limit: float) -> bool | None:

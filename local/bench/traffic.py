@@ -14,11 +14,12 @@ must not grow with the run). Target: growth <= 5 MB.
 from __future__ import annotations
 
 import io
+import itertools
 import tempfile
 import time
 from pathlib import Path
 
-from local.bench.timing import ROOT, Figure, Sizes, _ms, at_most, paired_medians, peak_rss_mb
+from local.bench.timing import ROOT, Figure, Sizes, _ms, at_most, pair_ratios, paired_medians, peak_rss_mb, quartiles
 
 EXAMPLES = ROOT / "examples" / "traffic"
 
@@ -88,6 +89,8 @@ def figure_traffic_cpu(sizes: Sizes) -> list[Figure]:
                 "floor_runs_ms": _ms(floors),
                 "measured_runs_ms": _ms(measures),
             },
+            ratio_iqr=quartiles(pair_ratios(floors, measures)),
+            measured_iqr=quartiles((m / count * 1e6 for m in measures), 1),
         )
     ]
 
@@ -117,12 +120,15 @@ def figure_traffic_generate(sizes: Sizes) -> list[Figure]:
             started = time.perf_counter()
             resident_early = 0.0
             mutations = 0
+            tenths = [started]  # the spread: the rate of each tenth of the cases
             for index in range(total):
                 case = generator.case(index)
                 mutations += len(case.mutations)
                 writer.write(case_record(case, None))
                 if index + 1 == early:
                     resident_early = _resident_mb()
+                if (index + 1) % early == 0:
+                    tenths.append(time.perf_counter())
             elapsed = time.perf_counter() - started
         resident_end = _resident_mb()
         manifest_mb = round(path.stat().st_size / (1024 * 1024), 1)
@@ -147,5 +153,6 @@ def figure_traffic_generate(sizes: Sizes) -> list[Figure]:
                 "peak_rss_mb": peak_rss_mb(),
                 "manifest_mb": manifest_mb,
             },
+            measured_iqr=quartiles((early / (end - start) for start, end in itertools.pairwise(tenths)), 0),
         )
     ]

@@ -17,6 +17,13 @@ from local import bench
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"name", "title", "measured", "floor", "ratio", "unit", "target", "pass", "details", "peak_rss_mb", "seconds"}
+KEYS |= {"ratio_iqr", "measured_iqr"}
+# What is timed reports its spread over the rounds (the IQR); what is counted or sized has none.
+TIMED_RATIOS = ["ingest_cpu", "processor_cpu", "router_cpu", "oracle_cpu", "oracle_eval", "oracle_rule"]
+TIMED_RATIOS += ["traffic_cpu", "runs_worker", "cold_start.shared"]
+TIMED_REPORTS = ["local_e2e", "traffic_generate"]
+COUNTED = ["profile_writes", "split_requests", "split_requests.lane", "registry_requests"]
+COUNTED += ["registry_requests.processor", "oracle_writes", "runs_sqs_requests", "segment_reconcile", "layer_size"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +47,7 @@ def test_every_figure_is_reported_with_the_same_fields(report: dict[str, Any]) -
     expected = [name for name in bench.FIGURES if name != "cold_start"] + ["split_requests.lane"]
     expected += ["registry_requests.processor"]
     expected += [f"cold_start.{function}" for function in bench.FUNCTIONS] + ["cold_start.shared"]
+    expected += [f"cold_start.shared.{name}" for name in bench.SHARED_STAGE_NAMES.values()]
     assert sorted(names) == sorted(expected)
     for figure in report["figures"]:
         assert set(figure) == KEYS, figure["name"]
@@ -96,6 +104,39 @@ def test_report_only_figures(report: dict[str, Any]) -> None:
         assert layer["details"]["forbidden_packages"] == []
 
 
+def test_shared_imports_are_reported_stage_by_stage(report: dict[str, Any]) -> None:
+    by_name = {figure["name"]: figure for figure in report["figures"]}
+    stages_ms = by_name["cold_start.shared"]["details"]["stages_ms"]
+    for (title, module), milliseconds in zip(bench.SHARED_IMPORT_STAGES[1:], list(stages_ms.values())[1:], strict=True):
+        stage = by_name[f"cold_start.shared.{bench.SHARED_STAGE_NAMES[module]}"]
+        assert title in stage["title"] and stage["details"]["module"] == module
+        assert stage["measured"] == milliseconds and stage["floor"] == by_name["cold_start.shared"]["floor"]
+        assert stage["pass"] is None and stage["ratio_iqr"] is not None
+
+
+def test_timed_figures_report_their_spread(report: dict[str, Any]) -> None:
+    by_name = {figure["name"]: figure for figure in report["figures"]}
+    timed_ratios = TIMED_RATIOS + [f"cold_start.{function}" for function in bench.FUNCTIONS]
+    timed_ratios += [f"cold_start.shared.{name}" for name in bench.SHARED_STAGE_NAMES.values()]
+    for name in timed_ratios:
+        low, high = by_name[name]["ratio_iqr"]
+        assert 0 < low <= high, name
+        assert by_name[name]["measured_iqr"][0] <= by_name[name]["measured_iqr"][1], name
+    for name in TIMED_REPORTS:
+        low, high = by_name[name]["measured_iqr"]
+        assert 0 < low <= high and by_name[name]["ratio_iqr"] is None, name
+    for name in COUNTED:
+        assert by_name[name]["ratio_iqr"] is None and by_name[name]["measured_iqr"] is None, name
+    assert set(timed_ratios + TIMED_REPORTS + COUNTED) == set(by_name)  # every figure is classified
+
+
 def test_table_renders_every_figure(report: dict[str, Any]) -> None:
     rendered = bench.table(report["figures"])
     assert rendered.count("\n") == len(report["figures"]) + 1
+    rows = {figure["name"]: line for figure, line in zip(report["figures"], rendered.splitlines()[2:], strict=True)}
+    assert "| IQR |" in rendered.splitlines()[0]
+    for name in COUNTED:
+        assert rows[name].split(" | ")[4] == "-", name  # no spread for a count
+    ingest = next(figure for figure in report["figures"] if figure["name"] == "ingest_cpu")
+    low, high = ingest["ratio_iqr"]
+    assert f"{low:,.2f}\u2013{high:,.2f}x" in rows["ingest_cpu"]

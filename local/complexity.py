@@ -63,8 +63,6 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
 """The hot paths flattened for ``make bench`` (each also carries ruff's ``noqa: C901`` with its reason)."""
 
 NOT_YET_SPLIT: dict[str, int] = {
-    "layers/shared/flagbridge/cdp/dataplan/schema.py:compile_schema": 35,
-    "layers/shared/flagbridge/cdp/dataplan/validator.py:PlanValidator._build": 21,
     "layers/shared/flagbridge/cdp/router.py:_route_destination": 21,
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._deliver_split": 22,
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._send_split": 28,

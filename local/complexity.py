@@ -70,9 +70,6 @@ NOT_YET_SPLIT: dict[str, int] = {
     "layers/shared/flagbridge/profiles/store.py:item_to_state": 23,
     "local/bench/cold_start.py:figure_cold_start": 21,
     "local/demo/run.py:run_demo": 24,
-    "local/receivers.py:split_event_problems": 22,
-    "local/receivers.py:Receiver._split_segment": 22,
-    "local/resources.py:functions": 21,
     "local/runner/bridge.py:LocalBridge.summary": 25,
 }
 """Functions over the gate when it came (radon's count, booleans included): each may not grow, and leaves

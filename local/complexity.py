@@ -68,7 +68,6 @@ NOT_YET_SPLIT: dict[str, int] = {
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._send_split": 28,
     "layers/shared/flagbridge/profiles/processor.py:ImpressionProcessor.process": 23,
     "layers/shared/flagbridge/profiles/store.py:item_to_state": 23,
-    "local/bench/cold_start.py:figure_cold_start": 21,
 }
 """Functions over the gate when it came (radon's count, booleans included): each may not grow, and leaves
 this list once split. No hot path among them; new code has no such entry."""

@@ -169,9 +169,7 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
                 "runs_ms": _ms(samples[function]),
                 "floor_runs_ms": _ms(floors[function]),
                 "pair_ratio_median": round(statistics.median(pair_ratios), 2),
-                "pair_ratio_iqr": [round(value, 2) for value in statistics.quantiles(pair_ratios, n=4)[::2]]
-                if len(pair_ratios) > 1
-                else None,
+                "pair_ratio_iqr": _quartiles(pair_ratios),
                 "floor_peak_rss_mb": round(max(floor_rss) / 1024, 1),
                 "python": site.version,
                 "imports_from": site.label,
@@ -184,6 +182,11 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
         figure.peak_rss_mb = round(max(rss[function]) / 1024, 1)
         figures.append(figure)
     return figures
+
+
+def _quartiles(values: list[float]) -> list[float] | None:
+    """The first and third quartiles of ``values``, rounded (None for a single value)."""
+    return [round(value, 2) for value in statistics.quantiles(values, n=4)[::2]] if len(values) > 1 else None
 
 
 def _shared_imports_figure(stage_samples: list[list[float]], label: str) -> Figure:

@@ -63,28 +63,11 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
 """The hot paths flattened for ``make bench`` (each also carries ruff's ``noqa: C901`` with its reason)."""
 
 NOT_YET_SPLIT: dict[str, int] = {
-    "layers/shared/flagbridge/cdp/batch.py:_valid_event_type": 22,
-    "layers/shared/flagbridge/cdp/dataplan/schema.py:compile_schema": 35,
-    "layers/shared/flagbridge/cdp/dataplan/validator.py:PlanValidator._build": 21,
     "layers/shared/flagbridge/cdp/router.py:_route_destination": 21,
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._deliver_split": 22,
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._send_split": 28,
-    "layers/shared/flagbridge/oracle/evaluate.py:collect": 21,
     "layers/shared/flagbridge/profiles/processor.py:ImpressionProcessor.process": 23,
     "layers/shared/flagbridge/profiles/store.py:item_to_state": 23,
-    "layers/shared/flagbridge/runs/spec.py:validate_run_request": 24,
-    "layers/shared/flagbridge/traffic/generator.py:TrafficGenerator._compile": 24,
-    "layers/shared/flagbridge/traffic/generator.py:TrafficGenerator._wire": 29,
-    "layers/shared/flagbridge/traffic/plan.py:parse_plan": 28,
-    "ops/flagbridge_ops/dlq.py:describe_body": 23,
-    "ops/flagbridge_ops/dlq.py:redrive": 25,
-    "ops/flagbridge_ops/replay.py:replay_quarantine": 22,
-    "local/bench/cold_start.py:figure_cold_start": 21,
-    "local/demo/run.py:run_demo": 24,
-    "local/receivers.py:split_event_problems": 22,
-    "local/receivers.py:Receiver._split_segment": 22,
-    "local/resources.py:functions": 21,
-    "local/runner/bridge.py:LocalBridge.summary": 25,
 }
 """Functions over the gate when it came (radon's count, booleans included): each may not grow, and leaves
 this list once split. No hot path among them; new code has no such entry."""

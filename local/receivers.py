@@ -58,14 +58,17 @@ def split_event_problems(event: Any) -> list[str]:
         problems.append("value must be a number or null")
     properties = event.get("properties")
     if properties is not None:
-        if not isinstance(properties, dict):
-            problems.append("properties must be an object")
-        else:
-            if len(properties) > 300:
-                problems.append("more than 300 properties")
-            for name, item in properties.items():
-                if item is not None and not isinstance(item, str | int | float | bool):
-                    problems.append(f"property {name!r} is not flat")
+        problems += _property_problems(properties)
+    return problems
+
+
+def _property_problems(properties: Any) -> list[str]:
+    if not isinstance(properties, dict):
+        return ["properties must be an object"]
+    problems = ["more than 300 properties"] if len(properties) > 300 else []
+    for name, item in properties.items():
+        if item is not None and not isinstance(item, str | int | float | bool):
+            problems.append(f"property {name!r} is not flat")
     return problems
 
 
@@ -231,14 +234,10 @@ class Receiver:
         if (method == "GET") != (action == "keys"):
             return 405, {"code": 405, "message": f"{method} is not allowed on {action}"}
         with self._lock:
-            self.segment_calls[action] += 1
+            self.segment_calls[action] += 1  # before the body is checked: a refused call is still a call
             keys = self.segments.setdefault((environment, name), [])
             if action == "keys":
-                query = parse_qs(urlsplit(path).query)
-                offset = int((query.get("offset") or ["0"])[0])
-                limit = int((query.get("limit") or ["100"])[0])
-                page = [{"key": key} for key in keys[offset : offset + limit]]
-                return 200, {"keys": page, "offset": offset, "limit": limit, "count": len(keys)}
+                return 200, _segment_page(keys, path)
         try:
             document = json.loads(raw)
         except ValueError:
@@ -248,6 +247,10 @@ class Receiver:
             return 400, {"code": 400, "message": "keys must be an array of 1-250 character strings"}
         if len(wanted) > SEGMENT_KEYS_PER_CALL:
             return 400, {"code": 400, "message": f"at most {SEGMENT_KEYS_PER_CALL} keys per call"}
+        return self._change_segment(environment, name, action, wanted)
+
+    def _change_segment(self, environment: str, name: str, action: str, wanted: list[str]) -> tuple[int, Any]:
+        """``uploadKeys`` (up to the segment's limit) or ``removeKeys`` of valid keys."""
         with self._lock:
             keys = self.segments.setdefault((environment, name), [])
             if action == "uploadKeys":
@@ -298,3 +301,12 @@ class Receiver:
                 "segments": {f"{env}/{name}": list(keys) for (env, name), keys in self.segments.items()},
                 "segment_calls": dict(self.segment_calls),
             }
+
+
+def _segment_page(keys: list[str], path: str) -> dict[str, Any]:
+    """The answer to ``GET .../keys?offset=&limit=``: one page of ``keys``."""
+    query = parse_qs(urlsplit(path).query)
+    offset = int((query.get("offset") or ["0"])[0])
+    limit = int((query.get("limit") or ["100"])[0])
+    page = [{"key": key} for key in keys[offset : offset + limit]]
+    return {"keys": page, "offset": offset, "limit": limit, "count": len(keys)}

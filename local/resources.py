@@ -761,58 +761,13 @@ def functions(template: Template, root: Path = ROOT) -> list[FunctionSpec]:
         def prop(name: str, default: Any = None, properties: dict[str, Any] = properties) -> Any:
             return properties.get(name, globals_function.get(name, default))
 
-        variables: dict[str, Any] = {}
-        for source in (globals_function, properties):
-            variables.update(((source.get("Environment") or {}).get("Variables")) or {})
         layers = list(globals_function.get("Layers") or []) + list(properties.get("Layers") or [])
         layer_dirs = _layer_dirs(template, layers, root)
-        environment = {}
-        for key, value in template.resolve(variables).items():
-            environment[key] = map_opt_path(_env_string(value), layer_dirs)
+        environment = _function_environment(template, (globals_function, properties), layer_dirs)
         code_uri = prop("CodeUri", ".")
         if not isinstance(code_uri, str):
             raise TemplateError(f"{logical_id}: CodeUri must be a local directory")
-        routes: list[HttpRoute] = []
-        sqs_sources: list[SqsSource] = []
-        schedules: list[ScheduleSource] = []
-        for event_name, event in (properties.get("Events") or {}).items():
-            event_properties = event.get("Properties") or {}
-            if event.get("Type") == "HttpApi":
-                method = str(template.resolve(event_properties.get("Method", "ANY"))).upper()
-                path = str(template.resolve(event_properties.get("Path", "$default")))
-                routes.append(
-                    HttpRoute(
-                        logical_id, "ANY" if method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD") else method, path
-                    )
-                )
-            elif event.get("Type") == "SQS":
-                types = template.resolve(event_properties.get("FunctionResponseTypes") or [])
-                sqs_sources.append(
-                    SqsSource(
-                        function=logical_id,
-                        event_name=event_name,
-                        queue_arn=str(template.resolve(event_properties["Queue"])),
-                        batch_size=int(template.resolve(event_properties.get("BatchSize", 10))),
-                        report_batch_item_failures="ReportBatchItemFailures" in types,
-                        enabled=_bool_text(template.resolve(event_properties.get("Enabled", True))) == "true",
-                        batching_window_seconds=int(
-                            template.resolve(event_properties.get("MaximumBatchingWindowInSeconds", 0))
-                        ),
-                    )
-                )
-            elif event.get("Type") in ("Schedule", "ScheduleV2"):
-                expression = event_properties.get("Schedule") or event_properties.get("ScheduleExpression", "")
-                enabled = event_properties.get("Enabled", event_properties.get("State", True) != "DISABLED")
-                schedules.append(
-                    ScheduleSource(
-                        logical_id,
-                        event_name,
-                        str(template.resolve(expression)),
-                        _bool_text(template.resolve(enabled)) == "true",
-                    )
-                )
-            else:
-                _log(f"{logical_id}: event {event_name} of type {event.get('Type')} is not emulated locally")
+        routes, sqs_sources, schedules = _event_sources(template, logical_id, properties.get("Events") or {})
         specs.append(
             FunctionSpec(
                 logical_id=logical_id,
@@ -829,3 +784,60 @@ def functions(template: Template, root: Path = ROOT) -> list[FunctionSpec]:
             )
         )
     return specs
+
+
+def _function_environment(
+    template: Template, sources: tuple[dict[str, Any], ...], layer_dirs: list[Path]
+) -> dict[str, str]:
+    """The variables of the globals then the function's own, resolved, as strings, ``/opt`` paths made local."""
+    variables: dict[str, Any] = {}
+    for source in sources:
+        variables.update(((source.get("Environment") or {}).get("Variables")) or {})
+    return {key: map_opt_path(_env_string(value), layer_dirs) for key, value in template.resolve(variables).items()}
+
+
+def _event_sources(
+    template: Template, logical_id: str, events: dict[str, Any]
+) -> tuple[list[HttpRoute], list[SqsSource], list[ScheduleSource]]:
+    """A function's emulated events: HTTP routes, SQS sources and schedules (others are logged and ignored)."""
+    routes: list[HttpRoute] = []
+    sqs_sources: list[SqsSource] = []
+    schedules: list[ScheduleSource] = []
+    for event_name, event in events.items():
+        event_properties = event.get("Properties") or {}
+        if event.get("Type") == "HttpApi":
+            routes.append(_http_route(template, logical_id, event_properties))
+        elif event.get("Type") == "SQS":
+            sqs_sources.append(_sqs_source(template, logical_id, event_name, event_properties))
+        elif event.get("Type") in ("Schedule", "ScheduleV2"):
+            schedules.append(_schedule(template, logical_id, event_name, event_properties))
+        else:
+            _log(f"{logical_id}: event {event_name} of type {event.get('Type')} is not emulated locally")
+    return routes, sqs_sources, schedules
+
+
+def _http_route(template: Template, logical_id: str, event_properties: dict[str, Any]) -> HttpRoute:
+    method = str(template.resolve(event_properties.get("Method", "ANY"))).upper()
+    path = str(template.resolve(event_properties.get("Path", "$default")))
+    return HttpRoute(logical_id, "ANY" if method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD") else method, path)
+
+
+def _sqs_source(template: Template, logical_id: str, event_name: str, event_properties: dict[str, Any]) -> SqsSource:
+    types = template.resolve(event_properties.get("FunctionResponseTypes") or [])
+    return SqsSource(
+        function=logical_id,
+        event_name=event_name,
+        queue_arn=str(template.resolve(event_properties["Queue"])),
+        batch_size=int(template.resolve(event_properties.get("BatchSize", 10))),
+        report_batch_item_failures="ReportBatchItemFailures" in types,
+        enabled=_bool_text(template.resolve(event_properties.get("Enabled", True))) == "true",
+        batching_window_seconds=int(template.resolve(event_properties.get("MaximumBatchingWindowInSeconds", 0))),
+    )
+
+
+def _schedule(template: Template, logical_id: str, event_name: str, event_properties: dict[str, Any]) -> ScheduleSource:
+    expression = event_properties.get("Schedule") or event_properties.get("ScheduleExpression", "")
+    enabled = event_properties.get("Enabled", event_properties.get("State", True) != "DISABLED")
+    return ScheduleSource(
+        logical_id, event_name, str(template.resolve(expression)), _bool_text(template.resolve(enabled)) == "true"
+    )

@@ -174,9 +174,7 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
                 "runs_ms": _ms(samples[function]),
                 "floor_runs_ms": _ms(floors[function]),
                 "pair_ratio_median": round(statistics.median(pair_ratios), 2),
-                "pair_ratio_iqr": [round(value, 2) for value in statistics.quantiles(pair_ratios, n=4)[::2]]
-                if len(pair_ratios) > 1
-                else None,
+                "pair_ratio_iqr": quartiles(pair_ratios),
                 "floor_peak_rss_mb": round(max(floor_rss) / 1024, 1),
                 "python": site.version,
                 "imports_from": site.label,

@@ -427,16 +427,7 @@ def run_demo(
         timeout = float(os.environ.get("FLAGBRIDGE_DEMO_TIMEOUT") or DEFAULT_TIMEOUT)
     workdir.mkdir(parents=True, exist_ok=True)
     client = BridgeClient(bridge_url, secret("OracleApiTokenSecret"))
-    credentials = json.loads(secret("MParticleCredentialsSecret"))
-    env = {
-        **os.environ,
-        "PYTHONPATH": CHECKOUT_PATH,
-        "FLAGBRIDGE_RUN_TAG_KEY": os.environ.get("FLAGBRIDGE_RUN_TAG_KEY") or RUN_TAG_KEY,
-        "FLAGBRIDGE_MPARTICLE_KEY": credentials["api_key"],
-        "FLAGBRIDGE_MPARTICLE_SECRET": credentials["api_secret"],
-        "FLAGBRIDGE_LOCAL_SECRET_WebhookTokenSecret": secret("WebhookTokenSecret"),
-    }
-    env.pop("FLAGBRIDGE_CONFIG", None)
+    env = _demo_environment(secret)
     config = cli_config(workdir, bridge_config)
     kills_before = len(client.receivers().get("kills") or [])
     client.register_testers(secret("TestersApiTokenSecret"), int(time.time() + timeout + 3600))
@@ -470,7 +461,49 @@ def run_demo(
 
     fed = {"run_id": run_id, "manifest": str(manifest.resolve()), "failures": run.get("failures") or []}
     html.write_text(html_report([test], runs=[fed]), encoding="utf-8")
-    snapshot = client.receivers()
+    return _demo_result(
+        client.receivers(),
+        run_id=run_id,
+        service=service,
+        service_stats=service_stats,
+        run=run,
+        test=test,
+        kills_before=kills_before,
+        html=html,
+        manifest=manifest,
+        started=started,
+    )
+
+
+def _demo_environment(secret: Secret) -> dict[str, str]:
+    """The environment of the sample service and of ``flagbridge traffic run``: the checkout and local secrets."""
+    credentials = json.loads(secret("MParticleCredentialsSecret"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": CHECKOUT_PATH,
+        "FLAGBRIDGE_RUN_TAG_KEY": os.environ.get("FLAGBRIDGE_RUN_TAG_KEY") or RUN_TAG_KEY,
+        "FLAGBRIDGE_MPARTICLE_KEY": credentials["api_key"],
+        "FLAGBRIDGE_MPARTICLE_SECRET": credentials["api_secret"],
+        "FLAGBRIDGE_LOCAL_SECRET_WebhookTokenSecret": secret("WebhookTokenSecret"),
+    }
+    env.pop("FLAGBRIDGE_CONFIG", None)
+    return env
+
+
+def _demo_result(
+    snapshot: Mapping[str, Any],
+    *,
+    run_id: str,
+    service: dict[str, Any],
+    service_stats: dict[str, Any],
+    run: dict[str, Any],
+    test: dict[str, Any],
+    kills_before: int,
+    html: Path,
+    manifest: Path,
+    started: float,
+) -> DemoResult:
+    """What the receivers got from the run (``snapshot``), with the run, the verdict and the problems seen."""
     events = _run_events(snapshot, run_id)
     ids = [
         (event.get("eventTypeId"), (event.get("properties") or {}).get("case_id"))

@@ -629,28 +629,40 @@ class LocalBridge:
         for poller in self.pollers:
             lines.append(f"  SQS    {poller.queue_url}  -> {poller.source.function}")
         if replay:
-            if "webhook" in replay:
-                status, body = replay["webhook"]
-                lines += ["", f"Replayed {SAMPLE_IMPRESSIONS.relative_to(ROOT)}: HTTP {status} {json.dumps(body)}"]
-                if not replay.get("idle"):
-                    lines.append("  (the queue consumers did not finish within 60 s)")
-            for name, (status, body) in (replay.get("profiles") or {}).items():
-                lines += ["", f"Profile {name} (GET /profiles/{name}): HTTP {status}"]
-                lines += [f"  {line}" for line in describe_profile(body)]
-        if replay and replay.get("mparticle"):
-            lines += ["", "Replayed the sample mParticle batches (events/payloads/mparticle_*.json):"]
-            for name, (status, body) in replay["mparticle"].items():
-                lines.append(f"  {name}: HTTP {status} {json.dumps(body)}")
-            lines += ["", "What each destination received:", *self.destinations_report()]
+            lines += self._replay_lines(replay)
         if self.receiver is not None:
             lines += ["", f"Outside services -> local receiver {self.receiver.url} (GET {self.url}/_local/receivers):"]
             lines += [f"  {name} = {url}" for name, url in self.receiver_urls.items()]
         if self.provisioned and self.provisioned.secret_values:
             lines += ["", "Local secret values (FLAGBRIDGE_LOCAL_SECRET_<LogicalId> to change):"]
             lines += [f"  {name}: {value}" for name, value in self.provisioned.secret_values.items()]
+        lines += ["", "Try it:", *self._try_it_lines()]
+        lines += ["", f"The oracle's verdicts, live (reloads every {LIVE_REFRESH_SECONDS} s): {self.url}/"]
+        return "\n".join(lines + (self.closing_lines(demo) if closing else []))
+
+    def _replay_lines(self, replay: dict[str, Any]) -> list[str]:
+        """What replaying the sample impressions and mParticle batches answered, and what the destinations got."""
+        lines: list[str] = []
+        if "webhook" in replay:
+            status, body = replay["webhook"]
+            lines += ["", f"Replayed {SAMPLE_IMPRESSIONS.relative_to(ROOT)}: HTTP {status} {json.dumps(body)}"]
+            if not replay.get("idle"):
+                lines.append("  (the queue consumers did not finish within 60 s)")
+        for name, (status, body) in (replay.get("profiles") or {}).items():
+            lines += ["", f"Profile {name} (GET /profiles/{name}): HTTP {status}"]
+            lines += [f"  {line}" for line in describe_profile(body)]
+        if replay.get("mparticle"):
+            lines += ["", "Replayed the sample mParticle batches (events/payloads/mparticle_*.json):"]
+            for name, (status, body) in replay["mparticle"].items():
+                lines.append(f"  {name}: HTTP {status} {json.dumps(body)}")
+            lines += ["", "What each destination received:", *self.destinations_report()]
+        return lines
+
+    def _try_it_lines(self) -> list[str]:
+        """Commands to try each public route this bridge serves, with its local secret."""
+        lines: list[str] = []
         webhook_token = self.secret_value("WebhookTokenSecret")
         profile_token = self.secret_value("ProfileApiTokenSecret")
-        lines += ["", "Try it:"]
         if webhook_token is not None and self.has_route("POST", "/split/impressions"):
             lines.append(
                 f"  gzip -c {SAMPLE_IMPRESSIONS.relative_to(ROOT)} | curl -sS -X POST"
@@ -666,9 +678,7 @@ class LocalBridge:
                 f' -d \'{{"expiresAt": \'$(($(date +%s) + 3600))\', "reason": "trying the registry"}}\''
                 f" {self.url}/testers/user/u-1001"
             )
-        lines += [f"  curl -sS {self.url}/_local/idle"]
-        lines += ["", f"The oracle's verdicts, live (reloads every {LIVE_REFRESH_SECONDS} s): {self.url}/"]
-        return "\n".join(lines + (self.closing_lines(demo) if closing else []))
+        return [*lines, f"  curl -sS {self.url}/_local/idle"]
 
     def closing_lines(self, demo: str | None) -> list[str]:
         """Where the handlers' logs went, the demo's summary when it ran, and how to stop."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,31 +127,16 @@ def describe_body(body: str) -> dict[str, Any]:
         return {**summary, "kind": "not_json"}
     if not isinstance(doc, dict):
         return {**summary, "kind": type(doc).__name__}
+    return {**summary, **_describe_document(doc)}
+
+
+def _describe_document(doc: dict[str, Any]) -> dict[str, Any]:
     if "message" in doc and "reason" in doc and "destination" in doc:
-        message = as_dict(doc.get("message"))
-        return {
-            **summary,
-            "kind": "refused_delivery",
-            "destination": doc.get("destination"),
-            "reason": doc.get("reason"),
-            "status": doc.get("status"),
-            "response": short(doc.get("response") or "", 120),
-            "batch_key": doc.get("batch_key"),
-            "events": len(doc.get("events") or message.get("split_events") or []),
-        }
+        return _refused_delivery(doc)
     if "destination" in doc and ("split_events" in doc or "batch" in doc):
-        batch = as_dict(doc.get("batch"))
-        return {
-            **summary,
-            "kind": "lane_message",
-            "destination": doc.get("destination"),
-            "type": doc.get("type"),
-            "batch_key": doc.get("batch_key"),
-            "events": len(doc.get("split_events") or batch.get("events") or []),
-        }
+        return _lane_message(doc)
     if "impressions" in doc:
         return {
-            **summary,
             "kind": "impressions",
             "request_id": doc.get("request_id"),
             "chunk": doc.get("chunk", 0),
@@ -159,16 +144,45 @@ def describe_body(body: str) -> dict[str, Any]:
         }
     raw: Any = doc.get("batch") if "batch" in doc and "v" in doc else doc
     if isinstance(raw, dict) and ("events" in raw or "user_identities" in raw):
-        return {
-            **summary,
-            "kind": "batch",
-            "ingest": doc.get("source") if raw is not doc else "raw",
-            "request_id": doc.get("request_id"),
-            "source_request_id": raw.get("source_request_id"),
-            "batch_id": raw.get("batch_id"),
-            "events": len(raw.get("events") or []),
-        }
-    return {**summary, "kind": "unknown", "fields": sorted(doc)[:10]}
+        return _batch(doc, raw)
+    return {"kind": "unknown", "fields": sorted(doc)[:10]}
+
+
+def _refused_delivery(doc: dict[str, Any]) -> dict[str, Any]:
+    """A record the delivery function wrote after a destination refused its message for good."""
+    message = as_dict(doc.get("message"))
+    return {
+        "kind": "refused_delivery",
+        "destination": doc.get("destination"),
+        "reason": doc.get("reason"),
+        "status": doc.get("status"),
+        "response": short(doc.get("response") or "", 120),
+        "batch_key": doc.get("batch_key"),
+        "events": len(doc.get("events") or message.get("split_events") or []),
+    }
+
+
+def _lane_message(doc: dict[str, Any]) -> dict[str, Any]:
+    batch = as_dict(doc.get("batch"))
+    return {
+        "kind": "lane_message",
+        "destination": doc.get("destination"),
+        "type": doc.get("type"),
+        "batch_key": doc.get("batch_key"),
+        "events": len(doc.get("split_events") or batch.get("events") or []),
+    }
+
+
+def _batch(doc: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """A CDP batch, as the ingest wrapped it (``raw`` inside ``doc``) or as it arrived (``raw`` is ``doc``)."""
+    return {
+        "kind": "batch",
+        "ingest": doc.get("source") if raw is not doc else "raw",
+        "request_id": doc.get("request_id"),
+        "source_request_id": raw.get("source_request_id"),
+        "batch_id": raw.get("batch_id"),
+        "events": len(raw.get("events") or []),
+    }
 
 
 @dataclass
@@ -274,66 +288,100 @@ def redrive(
     progress: Progress,
 ) -> dict[str, Any]:
     """Move messages from ``dlq`` to their source queue; delete each only after its send succeeded."""
-    seen: set[str] = set()
-    held: dict[str, str] = {}  # messages left in the DLQ: id -> latest receipt handle (made visible at the end)
-    moved: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    errors: list[str] = []
+    tally = _Redriven()
     stale = 0  # receives that only returned messages seen already (held ones whose visibility expired)
     try:
-        while (limit is None or len(seen) < limit) and stale < STALE_RECEIVES:
-            want = 10 if limit is None else limit - len(seen)
+        while (limit is None or len(tally.seen) < limit) and stale < STALE_RECEIVES:
+            want = 10 if limit is None else limit - len(tally.seen)
             batch = _receive(sqs, dlq.url, want, visibility, wait)
             if not batch:
                 break
-            fresh = [m for m in batch if m["MessageId"] not in seen]
-            for message in batch:
-                if message["MessageId"] in held:
-                    held[message["MessageId"]] = message["ReceiptHandle"]
+            fresh = tally.fresh(batch)
             stale = 0 if fresh else stale + 1
-            by_target: dict[str, list[tuple[dict[str, Any], RedriveStep]]] = {}
-            for message in fresh:
-                seen.add(message["MessageId"])
-                step = plan_redrive(message["Body"], dlq, resources, release_ledger)
-                if step.skip:
-                    skipped[step.skip] += 1
-                    held[message["MessageId"]] = message["ReceiptHandle"]
-                elif dry_run:
-                    moved[queue_name(step.target)] += 1
-                    held[message["MessageId"]] = message["ReceiptHandle"]
-                else:
-                    by_target.setdefault(step.target, []).append((message, step))
+            by_target = tally.plan(fresh, lambda body: plan_redrive(body, dlq, resources, release_ledger), dry_run)
             for target, steps in by_target.items():
-                try:
-                    ids = [i for _, step in steps for i in step.ledger_ids]
-                    if ids:
-                        if ledger is None:
-                            raise CliError("releasing ledger claims needs the delivery ledger table")
-                        ledger.release(ids)
-                    SqsSender(sqs, target).send_bodies([step.body for _, step in steps])
-                except Exception as exc:
-                    errors.append(f"send to {queue_name(target)} failed: {exc}")
-                    for message, _ in steps:
-                        held[message["MessageId"]] = message["ReceiptHandle"]
-                    continue
-                _delete(sqs, dlq.url, [m for m, _ in steps], errors)
-                moved[queue_name(target)] += len(steps)
-            progress.update(len(seen))
+                _send_steps(sqs, dlq.url, target, steps, ledger, tally)
+            progress.update(len(tally.seen))
     finally:
-        _make_visible(sqs, dlq.url, held.values())
+        _make_visible(sqs, dlq.url, tally.held.values())
         progress.close()
     return {
         "dlq": dlq.name,
         "dlq_url": dlq.url,
         "source_url": dlq.source_url,
         "dry_run": dry_run,
-        "seen": len(seen),
-        "moved": 0 if dry_run else sum(moved.values()),
-        "would_move": sum(moved.values()) if dry_run else 0,
-        "targets": dict(moved),
-        "skipped": dict(skipped),
-        "errors": errors,
+        "seen": len(tally.seen),
+        "moved": 0 if dry_run else sum(tally.moved.values()),
+        "would_move": sum(tally.moved.values()) if dry_run else 0,
+        "targets": dict(tally.moved),
+        "skipped": dict(tally.skipped),
+        "errors": tally.errors,
     }
+
+
+@dataclass
+class _Redriven:
+    """A redrive so far: the messages seen, held in the DLQ, moved (or would be) and skipped, and the errors."""
+
+    seen: set[str] = field(default_factory=set)
+    held: dict[str, str] = field(default_factory=dict)  # id -> latest receipt handle (made visible at the end)
+    moved: Counter[str] = field(default_factory=Counter)  # by target queue name
+    skipped: Counter[str] = field(default_factory=Counter)  # by reason
+    errors: list[str] = field(default_factory=list)
+
+    def hold(self, message: dict[str, Any]) -> None:
+        self.held[message["MessageId"]] = message["ReceiptHandle"]
+
+    def fresh(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages of ``batch`` not seen before; those held get their new receipt handle."""
+        fresh = [m for m in batch if m["MessageId"] not in self.seen]
+        for message in batch:
+            if message["MessageId"] in self.held:
+                self.hold(message)
+        return fresh
+
+    def plan(
+        self, fresh: list[dict[str, Any]], step_for: Callable[[str], RedriveStep], dry_run: bool
+    ) -> dict[str, list[tuple[dict[str, Any], RedriveStep]]]:
+        """The messages to send, by target queue; skipped ones (and all of a dry run) are counted and held."""
+        by_target: dict[str, list[tuple[dict[str, Any], RedriveStep]]] = {}
+        for message in fresh:
+            self.seen.add(message["MessageId"])
+            step = step_for(message["Body"])
+            if step.skip:
+                self.skipped[step.skip] += 1
+                self.hold(message)
+            elif dry_run:
+                self.moved[queue_name(step.target)] += 1
+                self.hold(message)
+            else:
+                by_target.setdefault(step.target, []).append((message, step))
+        return by_target
+
+
+def _send_steps(
+    sqs: Any,
+    dlq_url: str,
+    target: str,
+    steps: list[tuple[dict[str, Any], RedriveStep]],
+    ledger: DynamoDBLedger | None,
+    tally: _Redriven,
+) -> None:
+    """Release the steps' ledger claims and send them to ``target``, then delete them from the DLQ (else hold them)."""
+    try:
+        ids = [i for _, step in steps for i in step.ledger_ids]
+        if ids:
+            if ledger is None:
+                raise CliError("releasing ledger claims needs the delivery ledger table")
+            ledger.release(ids)
+        SqsSender(sqs, target).send_bodies([step.body for _, step in steps])
+    except Exception as exc:
+        tally.errors.append(f"send to {queue_name(target)} failed: {exc}")
+        for message, _ in steps:
+            tally.hold(message)
+        return
+    _delete(sqs, dlq_url, [m for m, _ in steps], tally.errors)
+    tally.moved[queue_name(target)] += len(steps)
 
 
 def _delete(sqs: Any, url: str, messages: list[dict[str, Any]], errors: list[str]) -> None:

@@ -429,10 +429,23 @@ def replay_quarantine(
                 replayer.queued[send.queue] += 1
             if not dry_run and not keep:
                 moves[record_replay(s3, bucket, entry.key, document, replayed, datetime.now(tz=UTC))] += 1
+    return _report(replayer, outcomes, objects=len(objects), dry_run=dry_run, moves=moves, errors=errors)
+
+
+def _report(
+    replayer: Replayer,
+    outcomes: list[ItemOutcome],
+    *,
+    objects: int,
+    dry_run: bool,
+    moves: Counter[str],
+    errors: list[str],
+) -> dict[str, Any]:
+    """The report of a replay: counts by status and source, what was queued, and each item kept."""
     statuses = Counter(o.status for o in outcomes)
     return {
         "dry_run": dry_run,
-        "objects": len(objects),
+        "objects": objects,
         "items": len(outcomes),
         "replayed": statuses.get("replayed", 0),
         "still_failing": statuses.get("still_failing", 0),

@@ -6,7 +6,14 @@ import copy
 
 import pytest
 
-from flagbridge.cdp.batch import BatchFormatError, batch_dedup_key, event_message_id, normalize_batch
+from flagbridge.cdp.batch import (
+    BatchFormatError,
+    _check_event,
+    _valid_event_type,
+    batch_dedup_key,
+    event_message_id,
+    normalize_batch,
+)
 from tests.unit.cdp.samples import SDK_BATCH, WEBHOOK_BATCH, batch, custom_event
 
 
@@ -142,3 +149,53 @@ def test_event_message_id_prefers_source_message_id_then_hash() -> None:
     # another batch (another source_request_id) with the same events: other ids
     other = normalize_batch({**doc, "source_request_id": "req-other"})
     assert other.events[1].message_id != hashed[0]
+
+
+_COMMERCE = {"product_action": {"action": "purchase", "products": [{"id": "p-1"}]}}
+
+
+@pytest.mark.parametrize(
+    ("envelope", "fast"),
+    [
+        (custom_event(), "custom_event"),
+        (custom_event(message_id="m-1"), "custom_event"),
+        ({"event_type": "custom_event", "data": {"event_name": "n", "custom_event_type": "other"}}, "custom_event"),
+        (
+            {
+                "event_type": "custom_event",
+                "data": {
+                    "event_name": "n",
+                    "custom_event_type": "other",
+                    "timestamp_unixtime_ms": None,
+                    "custom_attributes": None,
+                    "source_message_id": None,
+                    "message_id": None,
+                },
+            },
+            "custom_event",
+        ),
+        ({"event_type": "screen_view", "data": {"screen_name": "home"}}, "screen_view"),
+        ({"event_type": "commerce_event", "data": _COMMERCE}, "commerce_event"),
+        ({"event_type": "session_start", "data": {}}, "session_start"),
+        ([], None),
+        ({"event_type": "made_up", "data": {}}, None),
+        ({"event_type": "custom_event", "data": []}, None),
+        ({"event_type": "custom_event", "data": {"event_name": "", "custom_event_type": "other"}}, None),
+        ({"event_type": "custom_event", "data": {"event_name": "n", "custom_event_type": "x"}}, None),
+        ({"event_type": "custom_event", "data": {"event_name": "n", "custom_event_type": 1}}, None),
+        ({"event_type": "screen_view", "data": {}}, None),
+        ({"event_type": "commerce_event", "data": {"product_action": {"action": "steal"}}}, None),
+        ({"event_type": "session_start", "data": {"timestamp_unixtime_ms": 1.0}}, None),
+        ({"event_type": "session_start", "data": {"timestamp_unixtime_ms": True}}, None),
+        ({"event_type": "session_start", "data": {"custom_attributes": []}}, None),
+        ({"event_type": "session_start", "data": {"source_message_id": 1}}, None),
+        ({"event_type": "session_start", "data": {"message_id": 1}}, None),
+    ],
+)
+def test_the_fast_path_takes_only_events_the_full_check_passes(envelope: object, fast: str | None) -> None:
+    # The allocation-free fast path of normalize_batch: None sends the event to _check_event, which words errors.
+    assert _valid_event_type(envelope) == fast
+    if fast is not None:
+        errors: list[str] = []
+        assert _check_event(0, envelope, errors) == (fast, envelope["data"])  # type: ignore[index]
+        assert errors == []

@@ -252,3 +252,42 @@ def test_commerce_matching() -> None:
 def test_invalid_plan_documents(document: dict[str, Any]) -> None:
     with pytest.raises(PlanDocumentError):
         CompiledPlan.compile("p", 1, document, "production")
+
+
+def _identity_plan() -> PlanValidator:
+    document = copy.deepcopy(PLAN_DOCUMENT)
+    document["version_document"]["data_points"].append(
+        {
+            "match": {"type": "user_identities", "criteria": {}},
+            "validator": {
+                "type": "json_schema",
+                "definition": {"additionalProperties": False, "properties": {"customer_id": {"type": "string"}}},
+            },
+        }
+    )
+    plan = CompiledPlan.compile("bridge_plan", 3, document, "production")
+    return PlanValidator([plan], PlanEnforcement(on_unplanned="drop_attribute"))
+
+
+def test_drop_attribute_blocks_an_unplanned_identity_in_the_shape_it_arrived_in() -> None:
+    as_object = batch([custom_event(attributes={"plan": "pro"})], plan=PLAN_TAG)
+    as_object["user_identities"] = {"customer_id": "c-1", "email": "a@example.com"}
+    as_array = batch([custom_event(attributes={"plan": "pro"})], plan=PLAN_TAG)
+    as_array["user_identities"] = [
+        {"identity_type": "customer_id", "identity": "c-1"},
+        {"identity_type": "email", "identity": "a@example.com"},
+    ]
+    as_array["mpid"] = 7346244611012968789
+    kept_object = {"customer_id": "c-1"}
+    kept_array = [{"identity_type": "customer_id", "identity": "c-1"}]
+    for doc, kept in ((as_object, kept_object), (as_array, kept_array)):
+        outcome = _identity_plan().validate(normalize_batch(doc))
+        assert outcome.batch is not None
+        assert [kind for kind, _ in outcome.batch.identities if kind != "mpid"] == ["customer_id"]
+        out = outcome.batch.to_dict()
+        assert out["user_identities"] == kept
+        assert out.get("mpid") == doc.get("mpid"), "mpid is never planned, so never blocked"
+        assert outcome.block_metadata is not None
+        assert outcome.block_metadata["blocked_user_identities"] == ["email"]
+        assert outcome.block_metadata["blocked_user_attributes"] == []
+        assert len(doc["user_identities"]) == 2, "the input is not mutated"

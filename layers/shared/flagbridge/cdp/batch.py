@@ -119,6 +119,9 @@ def _alias(kind: str) -> str:
 
 
 _ENVIRONMENTS = ("production", "development")
+_INT_OR_ABSENT = (int, type(None))
+_DICT_OR_ABSENT = (dict, type(None))
+_STR_OR_ABSENT = (str, type(None))
 
 
 class BatchFormatError(FlagbridgeError, ValueError):
@@ -357,17 +360,13 @@ def _valid_event_type(envelope: Any) -> str | None:
     if type(event_type) is not str or type(data) is not dict or event_type not in EVENT_TYPES:
         return None
     get = data.get
-    value = get("timestamp_unixtime_ms")
-    if value is not None and type(value) is not int:
-        return None
-    value = get("custom_attributes")
-    if value is not None and type(value) is not dict:
-        return None
-    value = get("source_message_id")
-    if value is not None and type(value) is not str:
-        return None
-    value = get("message_id")
-    if value is not None and type(value) is not str:
+    # per event: type-in-tuple tests rather than a helper call (same speed as the plain checks, fewer branches)
+    if (
+        type(get("timestamp_unixtime_ms")) not in _INT_OR_ABSENT
+        or type(get("custom_attributes")) not in _DICT_OR_ABSENT
+        or type(get("source_message_id")) not in _STR_OR_ABSENT
+        or type(get("message_id")) not in _STR_OR_ABSENT
+    ):
         return None
     if event_type == "custom_event":
         value = get("event_name")

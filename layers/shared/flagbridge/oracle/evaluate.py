@@ -77,18 +77,7 @@ def _exact_shares(test: OracleTest, item: CounterItem) -> Delta:
 
 def collect(test: OracleTest, items: Sequence[CounterItem], users: Mapping[UserSetKey, int], now_ms: int) -> TestData:
     """Sum the counters of the test's window."""
-    judged = [i for i in items if i.key.treatment not in (KILLED, UNATTRIBUTED)]
-    start = test.start_ms
-    version: int | None = None
-    if start is None:
-        if judged:
-            version = max(i.key.version for i in judged)
-            start = min(i.key.hour for i in judged if i.key.version == version)
-        else:
-            start = min((i.key.hour for i in items), default=None)
-    end = None
-    if start is not None:
-        start, end = window(test, start)
+    version, start, end = _version_and_window(test, items)
     data = TestData(version=version, window_start=start, window_end=end)
     for item in items:
         key = item.key
@@ -106,6 +95,23 @@ def collect(test: OracleTest, items: Sequence[CounterItem], users: Mapping[UserS
         if version is None or user_key.version == version:
             data.users[user_key.treatment] = data.users.get(user_key.treatment, 0) + count
     return data
+
+
+def _version_and_window(test: OracleTest, items: Sequence[CounterItem]) -> tuple[int | None, int | None, int | None]:
+    """The version judged (None: every version) and the window, from the test's start or else its counters'."""
+    start = test.start_ms
+    version: int | None = None
+    if start is None:
+        judged = [i for i in items if i.key.treatment not in (KILLED, UNATTRIBUTED)]
+        if judged:
+            version = max(i.key.version for i in judged)
+            start = min(i.key.hour for i in judged if i.key.version == version)
+        else:
+            start = min((i.key.hour for i in items), default=None)
+    if start is None:
+        return version, None, None
+    start, end = window(test, start)
+    return version, start, end
 
 
 def _overall(states: Sequence[State]) -> State:

@@ -327,38 +327,20 @@ def validate_run_request(
     checks it (:func:`flagbridge.oracle.feeds.traffic_feed`): an unknown test, or a metric that does not count
     the run's results, is refused.
     """
-    if not isinstance(body, dict):
-        raise refuse("invalid_body", "the body must be a JSON object")
-    unknown = sorted(str(key) for key in body if key not in _KEYS)
-    if unknown:
-        raise refuse("unknown_field", f"unknown field {unknown[0][:80]!r}")
+    _check_fields(body)
     requests = _whole(body, "requests", 1, MAX_REQUESTS)
     # A rate so low that no shard of one case fits in a shard's time is refused here, before the per-worker
     # rate is divided into anything (5e-324 / parallelism is 0.0).
     rate = _number(body, "rate", parallelism * MAX_RATE_PER_WORKER, low=parallelism / MAX_SHARD_SECONDS)
     run_id = _run_id(body, now_ms)
-    traffic_type = body.get("traffic_type", "user")
-    if not isinstance(traffic_type, str) or not TRAFFIC_TYPE.match(traffic_type):
-        raise refuse("invalid_traffic_type", "'traffic_type' must be a Split traffic type name")
+    traffic_type = _traffic_type(body)
     seed = _whole(body, "seed", 0, 2**63 - 1, secrets.randbits(32))
     clock_ms = _whole(body, "clock_ms", 0, 2**53, now_ms)
-    rate_per_worker = rate / parallelism
-    shard_size = _whole(body, "shard_size", 1, MAX_REQUESTS, shard_size_for(requests, rate_per_worker, parallelism))
-    if shard_size > rate_per_worker * MAX_SHARD_SECONDS:  # multiplied: a rate such as 5e-324 underflows to 0
-        raise refuse(
-            "shard_too_long",
-            f"a shard of {shard_size} cases at {rate_per_worker:g}/s per worker lasts over {MAX_SHARD_SECONDS:g}s; "
-            "give a smaller shard_size or a higher rate",
-        )
-    shards = math.ceil(requests / shard_size)
-    if shards > MAX_SHARDS:
-        raise refuse("too_many_shards", f"{shards} shards; at most {MAX_SHARDS} (give a larger shard_size)")
+    shard_size, shards = _shards(body, requests, rate, parallelism)
     checkpoint_every = _whole(body, "checkpoint_every", 1, 1000, 1)
     max_duration_s = _number(body, "max_duration_s", MAX_DURATION_S, MAX_DURATION_S)
     max_unanswered = _whole(body, "max_unanswered", 0, MAX_REQUESTS, MAX_UNANSWERED)
-    target_url = body.get("target")
-    if target_url is not None and (not isinstance(target_url, str) or len(target_url) > 2048):
-        raise refuse("invalid_target", "'target' must be an http(s) URL")
+    target_url = _target_url(body)
     sources = sources or {}
     plan_text, plan_format = _source(body, "plan", sources)
     model_text, model_format = _source(body, "model", sources)
@@ -366,13 +348,7 @@ def validate_run_request(
         plan, warnings = parse_plan_text(plan_text, plan_format, "plan")
     except TrafficError as exc:
         raise refuse("invalid_plan", str(exc)[:1000]) from None
-    try:
-        model = parse_model_text(model_text, model_format, "model")
-        target = Target.parse(target_url) if target_url else None
-    except SafetyError as exc:
-        raise refuse("invalid_target", str(exc)[:1000]) from None
-    except TrafficError as exc:
-        raise refuse("invalid_model", str(exc)[:1000]) from None
+    model, target = _model_and_target(model_text, model_format, target_url)
     pool = _pool(body, traffic)
     try:
         _check_hosts(model, target, traffic)
@@ -415,6 +391,55 @@ def validate_run_request(
     except TrafficError as exc:
         raise refuse("invalid_plan", str(exc)[:1000]) from None
     return spec, warnings
+
+
+def _check_fields(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise refuse("invalid_body", "the body must be a JSON object")
+    unknown = sorted(str(key) for key in body if key not in _KEYS)
+    if unknown:
+        raise refuse("unknown_field", f"unknown field {unknown[0][:80]!r}")
+
+
+def _traffic_type(body: Mapping[str, Any]) -> str:
+    traffic_type = body.get("traffic_type", "user")
+    if not isinstance(traffic_type, str) or not TRAFFIC_TYPE.match(traffic_type):
+        raise refuse("invalid_traffic_type", "'traffic_type' must be a Split traffic type name")
+    return traffic_type
+
+
+def _shards(body: Mapping[str, Any], requests: int, rate: float, parallelism: int) -> tuple[int, int]:
+    """The shard size (given or derived) and the number of shards, each shard short enough to run."""
+    rate_per_worker = rate / parallelism
+    shard_size = _whole(body, "shard_size", 1, MAX_REQUESTS, shard_size_for(requests, rate_per_worker, parallelism))
+    if shard_size > rate_per_worker * MAX_SHARD_SECONDS:  # multiplied: a rate such as 5e-324 underflows to 0
+        raise refuse(
+            "shard_too_long",
+            f"a shard of {shard_size} cases at {rate_per_worker:g}/s per worker lasts over {MAX_SHARD_SECONDS:g}s; "
+            "give a smaller shard_size or a higher rate",
+        )
+    shards = math.ceil(requests / shard_size)
+    if shards > MAX_SHARDS:
+        raise refuse("too_many_shards", f"{shards} shards; at most {MAX_SHARDS} (give a larger shard_size)")
+    return shard_size, shards
+
+
+def _target_url(body: Mapping[str, Any]) -> str | None:
+    target_url = body.get("target")
+    if target_url is not None and (not isinstance(target_url, str) or len(target_url) > 2048):
+        raise refuse("invalid_target", "'target' must be an http(s) URL")
+    return target_url
+
+
+def _model_and_target(model_text: str, model_format: str, target_url: str | None) -> tuple[RequestModel, Target | None]:
+    try:
+        model = parse_model_text(model_text, model_format, "model")
+        target = Target.parse(target_url) if target_url else None
+    except SafetyError as exc:
+        raise refuse("invalid_target", str(exc)[:1000]) from None
+    except TrafficError as exc:
+        raise refuse("invalid_model", str(exc)[:1000]) from None
+    return model, target
 
 
 def _oracle_feed(plan: TrafficPlan, oracle: OracleConfig | None) -> TrafficFeed | None:

@@ -348,6 +348,13 @@ class TrafficGenerator:
         return sites
 
     def _compile(self, request: RequestTemplate) -> _Compiled:
+        sites = [*self._line_sites(request), *self._pair_sites(request), *self._body_sites(request)]
+        compiled = _Compiled(request, tuple(sites))
+        compiled.rates = tuple(mutation_rates([site.odds for site in sites], self.plan.max_attacks))
+        return compiled
+
+    def _line_sites(self, request: RequestTemplate) -> list[Site]:
+        """The sites of the request line: the method, the host and the path segments not carrying the tester."""
         plan = self.plan
         sites: list[Site] = []
         if plan.method is not None:
@@ -364,6 +371,12 @@ class TrafficGenerator:
             ]
             site = self._site("path", plan.path, "path", units)
             sites += [site] if site else []
+        return sites
+
+    def _pair_sites(self, request: RequestTemplate) -> list[Site]:
+        """The sites of the query, headers and cookies, without the pairs carrying the tester."""
+        plan = self.plan
+        sites: list[Site] = []
         for kind, rule, pairs, key_context, value_context in (
             ("query", plan.query, request.query, "query", "query"),
             ("headers", plan.headers, request.headers, "header_name", "header_value"),
@@ -386,10 +399,7 @@ class TrafficGenerator:
                 sites += [site] if site else []
                 rule = MapRule(rule.defaults, rule.overrides, None, rule.case_insensitive)
             sites += self._entry_sites(kind, rule, names, frozen, key_context, value_context)
-        sites += self._body_sites(request)
-        compiled = _Compiled(request, tuple(sites))
-        compiled.rates = tuple(mutation_rates([site.odds for site in sites], plan.max_attacks))
-        return compiled
+        return sites
 
     def _body_sites(self, request: RequestTemplate) -> list[Site]:
         if request.body is None or not self.plan.body:
@@ -544,14 +554,19 @@ class TrafficGenerator:
 
     def _wire(self, template: RequestTemplate, draft: _Draft, case_id: str) -> WireRequest:
         target = self.target
-        base = target.base_path if target is not None else ""
-        path = base + "/" + "/".join(_quote(payload_text(s), PATH_SAFE) for s in draft.path if s is not MISSING)
-        pairs = [
-            _quote(payload_text(key), QUERY_SAFE) + "=" + _quote(payload_text(value), QUERY_SAFE)
-            for key, value in draft.query
-            if key is not MISSING and value is not MISSING
-        ]
-        request_target = path + ("?" + "&".join(pairs) if pairs else "")
+        request_target = _request_target(draft, target.base_path if target is not None else "")
+        headers = self._headers(draft, case_id)
+        body = _body_bytes(draft)
+        if body or draft.method.upper() in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", str(len(body)).encode("ascii")))
+        if target is not None:
+            scheme, host, port = target.scheme, target.host, target.port
+        else:
+            scheme, host, port = _template_address(template)
+        return WireRequest(draft.method, scheme, host, port, request_target, tuple(headers), body)
+
+    def _headers(self, draft: _Draft, case_id: str) -> list[tuple[str, bytes]]:
+        """The headers of a draft as sent, before Content-Length: its own, then Cookie, User-Agent and the run tag."""
         headers: list[tuple[str, bytes]] = []
         if draft.host is not MISSING:
             headers.append(("Host", _header_bytes(payload_text(draft.host))))
@@ -569,24 +584,34 @@ class TrafficGenerator:
             headers.append(("User-Agent", USER_AGENT.encode()))
         if self.run_tag is not None:
             headers.append((self.run_tag.header, self.run_tag.value(self.run_id, case_id).encode("ascii")))
-        if draft.has_body:
-            document = _strip_missing(draft.body) if draft.body_missing else draft.body
-            body = (
-                b""  # the whole body was attacked with *missing*
-                if document is MISSING
-                else json.dumps(document, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
-            )
-        else:
-            body = (draft.body_text or "").encode("utf-8")
-        if body or draft.method.upper() in ("POST", "PUT", "PATCH"):
-            headers.append(("Content-Length", str(len(body)).encode("ascii")))
-        if target is not None:
-            scheme, host, port = target.scheme, target.host, target.port
-        else:
-            parts = urlsplit(f"{template.scheme}://{template.host}")
-            scheme, host = template.scheme, parts.hostname or ""
-            port = parts.port or (443 if scheme == "https" else 80)
-        return WireRequest(draft.method, scheme, host, port, request_target, tuple(headers), body)
+        return headers
+
+
+def _request_target(draft: _Draft, base: str) -> str:
+    """The path and query of a draft, quoted, without the parts attacked with *missing*."""
+    path = base + "/" + "/".join(_quote(payload_text(s), PATH_SAFE) for s in draft.path if s is not MISSING)
+    pairs = [
+        _quote(payload_text(key), QUERY_SAFE) + "=" + _quote(payload_text(value), QUERY_SAFE)
+        for key, value in draft.query
+        if key is not MISSING and value is not MISSING
+    ]
+    return path + ("?" + "&".join(pairs) if pairs else "")
+
+
+def _body_bytes(draft: _Draft) -> bytes:
+    if not draft.has_body:
+        return (draft.body_text or "").encode("utf-8")
+    document = _strip_missing(draft.body) if draft.body_missing else draft.body
+    if document is MISSING:
+        return b""  # the whole body was attacked with *missing*
+    return json.dumps(document, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def _template_address(template: RequestTemplate) -> tuple[str, str, int]:
+    """The scheme, host and port of the model's own server, when no target replaces it."""
+    parts = urlsplit(f"{template.scheme}://{template.host}")
+    scheme, host = template.scheme, parts.hostname or ""
+    return scheme, host, parts.port or (443 if scheme == "https" else 80)
 
 
 def _read(draft: _Draft, unit: tuple[Any, ...]) -> Any:

@@ -370,12 +370,7 @@ def parse_plan(
     """Validate a parsed plan document and resolve its attack sets; PlanError names the offending key."""
     reader = _Reader(source, locations)
     top = reader.mapping(document if document is not None else {}, "", _TOP_KEYS)
-    cap = None
-    if top.get("max_attacks") is not None:
-        try:
-            cap = _parse_cap(top["max_attacks"])
-        except ValueError as exc:
-            raise reader.fail("max_attacks", str(exc)) from None
+    cap = _max_attacks(reader, top)
     method = reader.element(top.get("method"), "method")
     host = reader.element(top.get("host"), "host")
     path = reader.element(top.get("path"), "path")
@@ -383,35 +378,14 @@ def parse_plan(
     headers = reader.map_rule(top.get("headers"), "headers", True)
     cookies = reader.map_rule(top.get("cookies"), "cookies", False)
     body = reader.body_rules(top.get("body"))
-
-    definitions: dict[str, Any] = {}
-    files = [*extra_set_files]
-    listed = top.get("attack_set_files") or []
-    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-        raise reader.fail("attack_set_files", "must be a list of file paths")
-    files.extend((base_dir or Path(".")) / item for item in listed)
-    for file in files:
-        for name, definition in _load_set_file(file, source).items():
-            definitions[str(name)] = definition
-    inline = top.get("attack_sets") or {}
-    if not isinstance(inline, dict):
-        raise reader.fail("attack_sets", "must map attack set names to a list of values or {include, values}")
-    definitions.update({str(name): value for name, value in inline.items()})
+    definitions = _set_definitions(reader, top, source, base_dir, extra_set_files)
     resolved: dict[str, tuple[Payload, ...]] = {}
-    for name in reader.set_names:
+    for name in reader.set_names:  # the sets the rules above use, and only those
         try:
             resolved[name] = resolve_set(name, definitions, source)
         except ValueError as exc:
             raise reader.fail(_first_use(top, name), str(exc)) from None
-
-    safety = reader.mapping(top.get("safety") or {}, "safety", frozenset({"allow_destructive", "destructive_methods"}))
-    allow = safety.get("allow_destructive", False)
-    if not isinstance(allow, bool):
-        raise reader.fail("safety.allow_destructive", f"must be true or false, got {allow!r}")
-    extra_methods = safety.get("destructive_methods") or []
-    if not isinstance(extra_methods, list) or not all(isinstance(item, str) for item in extra_methods):
-        raise reader.fail("safety.destructive_methods", "must be a list of HTTP methods")
-    destructive = DEFAULT_DESTRUCTIVE_METHODS | {item.upper() for item in extra_methods}
+    allow, destructive = _safety(reader, top)
     oracle = _oracle_section(reader, top.get("oracle"))
     name = top.get("name") or Path(source).stem
 
@@ -458,6 +432,47 @@ def parse_plan(
         canonical=canonical,
         plan_hash=digest,
     )
+
+
+def _max_attacks(reader: _Reader, top: Mapping[str, Any]) -> int | None:
+    if top.get("max_attacks") is None:
+        return None
+    try:
+        return _parse_cap(top["max_attacks"])
+    except ValueError as exc:
+        raise reader.fail("max_attacks", str(exc)) from None
+
+
+def _set_definitions(
+    reader: _Reader, top: Mapping[str, Any], source: str, base_dir: Path | None, extra_set_files: tuple[Path, ...]
+) -> dict[str, Any]:
+    """The attack set definitions by name: the files' (extra ones first, then the listed), then the inline ones."""
+    definitions: dict[str, Any] = {}
+    files = [*extra_set_files]
+    listed = top.get("attack_set_files") or []
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise reader.fail("attack_set_files", "must be a list of file paths")
+    files.extend((base_dir or Path(".")) / item for item in listed)
+    for file in files:
+        for name, definition in _load_set_file(file, source).items():
+            definitions[str(name)] = definition
+    inline = top.get("attack_sets") or {}
+    if not isinstance(inline, dict):
+        raise reader.fail("attack_sets", "must map attack set names to a list of values or {include, values}")
+    definitions.update({str(name): value for name, value in inline.items()})
+    return definitions
+
+
+def _safety(reader: _Reader, top: Mapping[str, Any]) -> tuple[bool, frozenset[str]]:
+    """Whether destructive methods are allowed, and the methods that are destructive."""
+    safety = reader.mapping(top.get("safety") or {}, "safety", frozenset({"allow_destructive", "destructive_methods"}))
+    allow = safety.get("allow_destructive", False)
+    if not isinstance(allow, bool):
+        raise reader.fail("safety.allow_destructive", f"must be true or false, got {allow!r}")
+    extra_methods = safety.get("destructive_methods") or []
+    if not isinstance(extra_methods, list) or not all(isinstance(item, str) for item in extra_methods):
+        raise reader.fail("safety.destructive_methods", "must be a list of HTTP methods")
+    return allow, DEFAULT_DESTRUCTIVE_METHODS | {item.upper() for item in extra_methods}
 
 
 def _first_use(top: Mapping[str, Any], set_name: str) -> str:

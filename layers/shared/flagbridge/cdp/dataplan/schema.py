@@ -256,38 +256,46 @@ def compile_schema(schema: Any, cache: dict[str, Any], where: str) -> SchemaNode
         return _Leaf({"not": {}}, cache)
     if not isinstance(schema, dict):
         raise PlanDocumentError(f"{where}: a JSON schema must be an object, got {type(schema).__name__}")
-    raw_type = schema.get("type")
-    types = {raw_type} if isinstance(raw_type, str) else set(raw_type or [])
+    types = _declared_types(schema)
     properties = schema.get("properties")
     if isinstance(properties, dict) and (not types or types == {"object"}):
-        props = {name: compile_schema(sub, cache, f"{where}/properties/{name}") for name, sub in properties.items()}
-        required_raw = schema.get("required") or []
-        if not isinstance(required_raw, list) or not all(isinstance(n, str) for n in required_raw):
-            raise PlanDocumentError(f"{where}/required: must be an array of strings")
-        additional_raw = schema.get("additionalProperties", True)
-        additional: bool | SchemaNode
-        if isinstance(additional_raw, bool):
-            additional = additional_raw
-        else:
-            additional = compile_schema(additional_raw, cache, f"{where}/additionalProperties")
-            if additional is None:
-                additional = True
-        rest = {
-            k: v
-            for k, v in schema.items()
-            if k not in ("properties", "required", "additionalProperties", "type") and k not in _ANNOTATIONS
-        }
-        residual = _Leaf({"type": "object", **rest}, cache) if rest else None
-        return _Obj(props, tuple(required_raw), additional, residual)
+        return _compile_object(schema, properties, cache, where)
     items = schema.get("items")
     if isinstance(items, dict) and types == {"array"} and isinstance(items.get("properties"), dict):
-        rest = {k: v for k, v in schema.items() if k not in ("items", "type") and k not in _ANNOTATIONS}
-        residual = _Leaf({"type": "array", **rest}, cache) if rest else None
+        residual = _residual("array", schema, ("items", "type"), cache)
         return _Arr(compile_schema(items, cache, f"{where}/items"), residual)
     if schema.get("additionalProperties") is False and types == {"object"}:
-        rest = {k: v for k, v in schema.items() if k not in ("additionalProperties", "type") and k not in _ANNOTATIONS}
-        return _Obj({}, (), False, _Leaf({"type": "object", **rest}, cache) if rest else None)
+        return _Obj({}, (), False, _residual("object", schema, ("additionalProperties", "type"), cache))
     return _Leaf(schema, cache)
+
+
+def _declared_types(schema: dict[str, Any]) -> set[Any]:
+    raw_type = schema.get("type")
+    return {raw_type} if isinstance(raw_type, str) else set(raw_type or [])
+
+
+def _residual(kind: str, schema: dict[str, Any], walked: tuple[str, ...], cache: dict[str, Any]) -> _Leaf | None:
+    """The keywords of ``schema`` its node does not walk, checked on the whole value (None when there are none)."""
+    rest = {k: v for k, v in schema.items() if k not in walked and k not in _ANNOTATIONS}
+    return _Leaf({"type": kind, **rest}, cache) if rest else None
+
+
+def _compile_object(schema: dict[str, Any], properties: dict[str, Any], cache: dict[str, Any], where: str) -> _Obj:
+    props = {name: compile_schema(sub, cache, f"{where}/properties/{name}") for name, sub in properties.items()}
+    required_raw = schema.get("required") or []
+    if not isinstance(required_raw, list) or not all(isinstance(n, str) for n in required_raw):
+        raise PlanDocumentError(f"{where}/required: must be an array of strings")
+    additional = _additional_properties(schema, cache, where)
+    residual = _residual("object", schema, ("properties", "required", "additionalProperties", "type"), cache)
+    return _Obj(props, tuple(required_raw), additional, residual)
+
+
+def _additional_properties(schema: dict[str, Any], cache: dict[str, Any], where: str) -> bool | SchemaNode:
+    additional_raw = schema.get("additionalProperties", True)
+    if isinstance(additional_raw, bool):
+        return additional_raw
+    additional = compile_schema(additional_raw, cache, f"{where}/additionalProperties")
+    return True if additional is None else additional
 
 
 # A raw finding: (type, path, expected, actual value)

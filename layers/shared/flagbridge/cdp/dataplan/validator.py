@@ -287,41 +287,10 @@ class PlanValidator:
         user_removals: dict[str, list[str]],
     ) -> PlanOutcome:
         metadata = _empty_block_metadata()
-        events: list[Event] = []
-        for event in batch.events:
-            if event.index in dropped:
-                metadata["blocked_event_ids"].append(event.event_id)
-                continue
-            paths = removals.get(event.index)
-            if not paths:
-                events.append(event)
-                continue
-            envelope = _remove_paths(event.envelope, paths)
-            metadata["blocked_event_attributes"].append(
-                {
-                    "event_id": event.event_id,
-                    "event_attributes": ["./" + "/".join(str(p) for p in path) for path in paths],
-                }
-            )
-            events.append(Event(event.index, event.event_type, envelope["data"], envelope, event.message_id, batch))
-        doc = batch.doc
-        user_attributes = batch.user_attributes
-        identities = batch.identities
+        events = _kept_events(batch, dropped, removals, metadata)
         blocked_attributes = sorted(set(user_removals["user_attributes"]))
         blocked_identities = sorted(set(user_removals["user_identities"]))
-        if blocked_attributes:
-            user_attributes = {k: v for k, v in user_attributes.items() if k not in blocked_attributes}
-            doc = {**doc, "user_attributes": user_attributes}
-        if blocked_identities:
-            identities = tuple(pair for pair in identities if pair[0] not in blocked_identities)
-            raw = doc.get("user_identities")
-            if isinstance(raw, dict):
-                doc = {**doc, "user_identities": {k: v for k, v in raw.items() if k not in blocked_identities}}
-            elif isinstance(raw, list):
-                kept = [item for item in raw if item.get("identity_type") not in blocked_identities]
-                doc = {**doc, "user_identities": kept}
-            if "mpid" in blocked_identities:
-                doc = {k: v for k, v in doc.items() if k != "mpid"}
+        doc, user_attributes, identities = _without_blocked_user_data(batch, blocked_attributes, blocked_identities)
         metadata["blocked_user_attributes"] = blocked_attributes
         metadata["blocked_user_identities"] = blocked_identities
         new_batch = Batch(
@@ -344,6 +313,56 @@ class PlanValidator:
             dropped_events=dropped,
             block_metadata=metadata,
         )
+
+
+def _kept_events(
+    batch: Batch,
+    dropped: dict[int, str],
+    removals: dict[int, list[tuple[str | int, ...]]],
+    metadata: dict[str, Any],
+) -> list[Event]:
+    """The events not dropped, each without its removed attributes; both recorded in ``metadata``."""
+    events: list[Event] = []
+    for event in batch.events:
+        if event.index in dropped:
+            metadata["blocked_event_ids"].append(event.event_id)
+            continue
+        paths = removals.get(event.index)
+        if not paths:
+            events.append(event)
+            continue
+        envelope = _remove_paths(event.envelope, paths)
+        metadata["blocked_event_attributes"].append(
+            {
+                "event_id": event.event_id,
+                "event_attributes": ["./" + "/".join(str(p) for p in path) for path in paths],
+            }
+        )
+        events.append(Event(event.index, event.event_type, envelope["data"], envelope, event.message_id, batch))
+    return events
+
+
+def _without_blocked_user_data(
+    batch: Batch, blocked_attributes: list[str], blocked_identities: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], tuple[tuple[str, str], ...]]:
+    """The batch document, user attributes and identities without the blocked ones."""
+    doc = batch.doc
+    user_attributes = batch.user_attributes
+    identities = batch.identities
+    if blocked_attributes:
+        user_attributes = {k: v for k, v in user_attributes.items() if k not in blocked_attributes}
+        doc = {**doc, "user_attributes": user_attributes}
+    if blocked_identities:
+        identities = tuple(pair for pair in identities if pair[0] not in blocked_identities)
+        raw = doc.get("user_identities")
+        if isinstance(raw, dict):
+            doc = {**doc, "user_identities": {k: v for k, v in raw.items() if k not in blocked_identities}}
+        elif isinstance(raw, list):
+            kept = [item for item in raw if item.get("identity_type") not in blocked_identities]
+            doc = {**doc, "user_identities": kept}
+        if "mpid" in blocked_identities:
+            doc = {k: v for k, v in doc.items() if k != "mpid"}
+    return doc, user_attributes, identities
 
 
 def load_plan_document(text: str) -> dict[str, Any]:

@@ -163,9 +163,6 @@ def reference(counter: Counter, config: Any, body: str, states: Lookup, now: int
 def _assert_same(counter: Counter, config: Any, bodies: list[str], states: Lookup, now: int) -> None:
     expected = [reference(counter, config, body, states, now) for body in bodies]
     one_by_one = [counter.count(counter.parse(body), states, now) for body in bodies]
-    if not hasattr(counter, "batch"):
-        assert one_by_one == expected
-        return
     batch = counter.batch(states, now)
     messages = [counter.parse(body) for body in bodies]
     as_batch = [batch.count(message, counter.user_ids(message)) for message in messages]

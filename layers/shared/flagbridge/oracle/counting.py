@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from binascii import b2a_base64
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any, NamedTuple
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
-from flagbridge.oracle.tally import Delta, EventMatcher
+from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
 from flagbridge.values import canonical, to_number
 
@@ -135,11 +135,16 @@ def _user_ids(doc: Mapping[str, Any], traffic_types: Mapping[str, Sequence[str]]
     return [f"{traffic}#{value}" for kind, value in pairs for traffic in traffic_types.get(kind, ())]
 
 
+AttributeCheck = Callable[[Mapping[str, Any]], bool]
+Route = tuple[tuple[AttributeCheck | None, tuple[tuple[int, CountEvent], ...]], ...]
+"""The selector groups that take events of one type and name: (their attribute check, (position, count), ...)."""
+
+
 class _CompiledTest:
     """A test's metrics grouped by their ``events`` selector (the default metrics share one), each metric's count
-    compiled by its kind."""
+    compiled by its kind, and the groups that take each event type and name (found once, kept in ``routes``)."""
 
-    __slots__ = ("groups", "metric_names", "test")
+    __slots__ = ("groups", "metric_names", "routes", "split", "test", "testers_only")
 
     def __init__(self, test: OracleTest) -> None:
         self.test = test
@@ -150,7 +155,19 @@ class _CompiledTest:
             if key not in groups:
                 groups[key] = (EventMatcher(metric.events), [])
             groups[key][1].append((position, kind_of(metric).compile(metric)))
-        self.groups = list(groups.values())
+        self.groups = [(matcher, tuple(metrics)) for matcher, metrics in groups.values()]
+        self.routes: dict[tuple[Any, str], Route] = {}
+        self.testers_only = test.cohort == "testers"
+        self.split = test.split is not None
+
+    def route(self, event_type: Any, name: str, data: dict[str, Any]) -> Route:
+        """The groups whose event type and name rules take this event (remembered per type and name)."""
+        route = tuple(
+            (matcher.accepts, metrics) for matcher, metrics in self.groups if matcher.takes_name(event_type, name, data)
+        )
+        if len(self.routes) < MEMO_LIMIT and isinstance(event_type, Hashable):
+            self.routes[(event_type, name)] = route
+        return route
 
 
 _NO_ATTRIBUTES: Mapping[str, Any] = {}
@@ -186,14 +203,16 @@ def _prepared_events(
         else:
             name = str(event_type)
         attributes = data.get("custom_attributes")
-        prepared.append(
-            (event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES,
-             _event_time(data, batch_time))
-        )  # fmt: skip
+        at_ms = data.get("timestamp_unixtime_ms")
+        if type(at_ms) is not int or at_ms <= 0:
+            at_ms = _event_time(data, batch_time)
+        prepared.append((event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES, at_ms))
     return prepared
 
 
 Attribution = tuple[str, int, str | None]
+AttributionOf = Callable[[int, Mapping[str, Any]], Attribution]
+"""``(at_ms, attributes) -> (treatment, version, label)`` of the events of one message for one test."""
 StateLookup = Callable[[str, str], FlagState | None]
 """``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
 
@@ -255,74 +274,139 @@ class Counter:
     def user_ids(self, message: Mapping[str, Any]) -> list[str]:
         return _user_ids(message["batch"], self._traffic_types)
 
+    def batch(self, states: StateLookup, now_ms: int) -> BatchCount:
+        """A count of the messages of one SQS batch, whose profiles ``states`` reads."""
+        return BatchCount(self._tests, self._traffic_types, states, now_ms)
+
     def count(
         self, message: Mapping[str, Any], states: StateLookup, now_ms: int, users: list[str] | None = None
     ) -> Contribution:
         """The contribution of one parsed lane message (``users``: its :meth:`user_ids`, when already read)."""
+        return self.batch(states, now_ms).count(message, users)
+
+
+Rows = dict[tuple[int, int, str], list[Delta | None]]
+"""(hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)."""
+
+
+class BatchCount:
+    """Counts the messages of one SQS batch against one profile read: each user's attribution, each counter key
+    and each user digest are built once per batch, not once per message."""
+
+    __slots__ = ("_attributions", "_digests", "_keys", "_now_ms", "_states", "_tests", "_traffic_types")
+
+    def __init__(
+        self,
+        tests: list[_CompiledTest],
+        traffic_types: Mapping[str, Sequence[str]],
+        states: StateLookup,
+        now_ms: int,
+    ) -> None:
+        self._tests = tests
+        self._traffic_types = traffic_types
+        self._states = states
+        self._now_ms = now_ms
+        self._attributions: dict[tuple[int, tuple[str, ...]], AttributionOf] = {}
+        self._keys: list[dict[tuple[int, int, str], tuple[CounterKey, ...]]] = [{} for _ in tests]
+        self._digests: dict[str, str] = {}
+
+    def count(self, message: Mapping[str, Any], users: list[str] | None = None) -> Contribution:
+        """The contribution of one parsed lane message (``users``: its user ids, when already read)."""
         doc: Mapping[str, Any] = message["batch"]
         batch_key = message.get("batch_key")
         ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
         contribution = Contribution(ledger_id)
-        events = _prepared_events(doc, _event_time(doc, now_ms))
+        events = _prepared_events(doc, _event_time(doc, self._now_ms))
         contribution.events = len(events)
         if users is None:
             users = _user_ids(doc, self._traffic_types)
         is_tester = message.get("test_user") is True
-        for compiled in self._tests:
-            test = compiled.test
-            if test.cohort == "testers" and not is_tester:
+        for index, compiled in enumerate(self._tests):
+            if compiled.testers_only and not is_tester:
                 continue
-            self._count_test(compiled, events, users, states, contribution)
+            rows, killed, user_sets = _count_events(compiled, events, self._attribution(index, compiled, users))
+            self._collect(index, compiled, rows, killed, contribution)
+            if users and user_sets:
+                self._add_users(compiled.test.name, users[0], user_sets, contribution)
         return contribution
 
-    @staticmethod
-    def _count_test(
-        compiled: _CompiledTest,
-        events: list[PreparedEvent],
-        users: list[str],
-        states: StateLookup,
-        contribution: Contribution,
-    ) -> None:
+    def _attribution(self, index: int, compiled: _CompiledTest, users: list[str]) -> AttributionOf:
         test = compiled.test
-        attribute = _attribution(test, users, states)
-        metric_names = compiled.metric_names
-        # (hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)
-        rows: dict[tuple[int, int, str], list[Delta | None]] = {}
-        killed: dict[tuple[int, int], int] = {}
-        user_sets: set[tuple[int, str]] = set()
-        width, last = len(metric_names), (-1, -1, "")
-        last_row: list[Delta | None] = []
-        for event_type, name, data, attributes, at_ms in events:
-            treatment, version, label = attribute(at_ms, attributes)
-            hour = at_ms - at_ms % HOUR_MS
-            if label == "killed":
-                killed[(hour, version)] = killed.get((hour, version), 0) + 1
+        key = (index, () if test.treatment_attribute is not None else tuple(users))
+        attribution = self._attributions.get(key)
+        if attribution is None:
+            attribution = self._attributions[key] = _attribution(test, users, self._states)
+        return attribution
+
+    def _collect(
+        self, index: int, compiled: _CompiledTest, rows: Rows, killed: dict[tuple[int, int], int], to: Contribution
+    ) -> None:
+        deltas = to.deltas
+        keys_of = self._keys[index]
+        for row_key, row in rows.items():
+            keys = keys_of.get(row_key)
+            if keys is None:
+                hour, version, treatment = row_key
+                test = compiled.test.name
+                keys = tuple(CounterKey(test, hour, version, treatment, name) for name in compiled.metric_names)
+                keys_of[row_key] = keys
+            for key, delta in zip(keys, row, strict=True):
+                if delta is not None:
+                    deltas[key] = delta
+        for (hour, version), count in killed.items():
+            deltas[CounterKey(compiled.test.name, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
+
+    def _add_users(self, test: str, user: str, user_sets: set[tuple[int, str]], to: Contribution) -> None:
+        user_digest = self._digests.get(user)
+        if user_digest is None:
+            user_digest = self._digests[user] = digest(user)
+        for version, treatment in user_sets:
+            to.users.setdefault(UserSetKey(test, version, treatment), set()).add(user_digest)
+
+
+def _count_events(
+    compiled: _CompiledTest, events: list[PreparedEvent], attribute: AttributionOf
+) -> tuple[Rows, dict[tuple[int, int], int], set[tuple[int, str]]]:
+    """One pass over a message's events for every metric of one test: (rows, killed per (hour, version), the
+    (version, treatment) user sets the message's user joins)."""
+    routes, route_of, split = compiled.routes, compiled.route, compiled.split
+    rows: Rows = {}
+    killed: dict[tuple[int, int], int] = {}
+    user_sets: set[tuple[int, str]] = set()
+    width, last = len(compiled.metric_names), (-1, -1, "")
+    last_row: list[Delta | None] = []
+    for event_type, name, data, attributes, at_ms in events:
+        treatment, version, label = attribute(at_ms, attributes)
+        hour = at_ms - at_ms % HOUR_MS
+        if label == "killed":
+            killed[(hour, version)] = killed.get((hour, version), 0) + 1
+            continue
+        if split and treatment != UNATTRIBUTED:
+            user_sets.add((version, treatment))
+        try:
+            route = routes[event_type, name]
+        except (KeyError, TypeError):  # not seen yet, or a type that is no key (a list): found, kept if it can be
+            route = route_of(event_type, name, data)
+        row: list[Delta | None] | None = None
+        for accepts, metrics in route:
+            if accepts is not None and not accepts(attributes):
                 continue
-            row: list[Delta | None] | None = None
-            for selector, metrics in compiled.groups:
-                if not selector.matches(event_type, name, data, attributes):
-                    continue
-                if row is None:
-                    # the events of one message mostly share their hour and treatment: the last row again
-                    if hour == last[0] and treatment is last[2] and version == last[1]:
-                        row = last_row
-                    else:
-                        last = (hour, version, treatment)
-                        row = rows.get(last)
-                        if row is None:
-                            row = rows[last] = [None] * width
-                        last_row = row
-                for position, count in metrics:
-                    delta = row[position]
-                    if delta is None:
-                        delta = row[position] = Delta()
-                    count(delta, event_type, name, data, attributes)
-            if test.split is not None and treatment != UNATTRIBUTED:
-                user_sets.add((version, treatment))
-        _collect(test.name, metric_names, rows, killed, contribution)
-        if users:
-            for version, treatment in user_sets:
-                contribution.users.setdefault(UserSetKey(test.name, version, treatment), set()).add(digest(users[0]))
+            if row is None:
+                # the events of one message mostly share their hour and treatment: the last row again
+                if hour == last[0] and treatment is last[2] and version == last[1]:
+                    row = last_row
+                else:
+                    last = (hour, version, treatment)
+                    row = rows.get(last)
+                    if row is None:
+                        row = rows[last] = [None] * width
+                    last_row = row
+            for position, count in metrics:
+                delta = row[position]
+                if delta is None:
+                    delta = row[position] = Delta()
+                count(delta, event_type, name, data, attributes)
+    return rows, killed, user_sets
 
 
 def _attribution(
@@ -338,22 +422,6 @@ def _attribution(
 
         return by_attribute
     return _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
-
-
-def _collect(
-    test: str,
-    metric_names: list[str],
-    rows: dict[tuple[int, int, str], list[Delta | None]],
-    killed: dict[tuple[int, int], int],
-    contribution: Contribution,
-) -> None:
-    deltas = contribution.deltas
-    for (hour, version, treatment), row in rows.items():
-        for position, delta in enumerate(row):
-            if delta is not None:
-                deltas[CounterKey(test, hour, version, treatment, metric_names[position])] = delta
-    for (hour, version), count in killed.items():
-        deltas[CounterKey(test, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
 
 
 def merge_contributions(contributions: Iterable[Contribution]) -> dict[CounterKey, Delta]:

@@ -108,11 +108,10 @@ class CounterService:
         users = [self._counter.user_ids(m) for _, m in parsed]
         pairs = sorted({(user, flag) for ids in users for user in ids for flag in flags})
         states = self._load_states(pairs) if pairs else {}
-        now = self._clock_ms()
+        batch = self._counter.batch(lambda user, flag: states.get((user, flag)), self._clock_ms())
         contributions: list[tuple[QueueRecord, Contribution]] = []
-        lookup = lambda user, flag: states.get((user, flag))  # noqa: E731 - one lookup for every message
         for (record, message), ids in zip(parsed, users, strict=True):
-            contribution = self._counter.count(message, lookup, now, ids)
+            contribution = batch.count(message, ids)
             result.events += contribution.events
             contributions.append((record, contribution))
         applied = self._store.apply([c for _, c in contributions])

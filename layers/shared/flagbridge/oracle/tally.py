@@ -7,7 +7,7 @@ for the hot path (the event type and name part memoised, attribute predicates ca
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ class EventMatcher:
     Metrics with the same ``events`` selector share one instance, so an event is matched once per selector.
     """
 
-    __slots__ = ("_memo", "_names", "any_name", "predicates")
+    __slots__ = ("_memo", "_names", "accepts", "any_name", "predicates")
 
     def __init__(self, selector: Selector) -> None:
         self._names: CompiledFilter = Filter(
@@ -65,6 +65,12 @@ class EventMatcher:
         self.predicates = [(attribute, check) for attribute, check, _ in Filter(
             users="any", attributes=selector.attributes).compile().predicates]  # fmt: skip
         self._memo: dict[tuple[Any, str], bool] = {}
+        self.accepts = _attribute_check(self.predicates)
+        """The attribute part alone, ``attributes -> bool`` (None: no predicates)."""
+
+    def takes_name(self, event_type: Any, name: str, data: dict[str, Any]) -> bool:
+        """Whether the event type and name part takes the event (not memoised: callers keep the answer)."""
+        return self.any_name or self._names.event_reason(Event(0, str(event_type), data, {})) is None
 
     def matches(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> bool:
         if not self.any_name:
@@ -79,6 +85,37 @@ class EventMatcher:
             if not check(attributes.get(attribute)):
                 return False
         return True
+
+
+_MEMO_KINDS = (str, int, bool, type(None))
+"""Value types whose equal values always take one canonical form and one number (floats: ``-0.0 == 0.0``)."""
+Check = Callable[[Any], bool]
+
+
+def _attribute_check(predicates: list[tuple[str, Check]]) -> Callable[[Mapping[str, Any]], bool] | None:
+    """``attributes -> bool`` for the predicates; memoised per value when they all read one attribute."""
+    if not predicates:
+        return None
+    attributes = {attribute for attribute, _ in predicates}
+    if len(attributes) > 1:
+        return lambda values: all(check(values.get(attribute)) for attribute, check in predicates)
+    [attribute] = attributes
+    checks = [check for _, check in predicates]
+    memo: dict[tuple[type, Any], bool] = {}
+
+    def accepts(values: Mapping[str, Any]) -> bool:
+        value = values.get(attribute)
+        kind = type(value)
+        if kind in _MEMO_KINDS:
+            answer = memo.get((kind, value))
+            if answer is not None:
+                return answer
+        answer = all(check(value) for check in checks)
+        if kind in _MEMO_KINDS and len(memo) < MEMO_LIMIT:
+            memo[(kind, value)] = answer
+        return answer
+
+    return accepts
 
 
 def number_of(value: Any) -> float | int | None:

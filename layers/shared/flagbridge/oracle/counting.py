@@ -25,6 +25,7 @@ digests, for the sample-ratio check, and only for tests that declare a ``split``
 from __future__ import annotations
 
 import json
+import math
 from binascii import b2a_base64
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ class _CompiledTest:
     """A test's metrics grouped by their ``events`` selector (the default metrics share one), each metric's count
     compiled by its kind, and the groups that take each event type and name (found once, kept in ``routes``)."""
 
-    __slots__ = ("groups", "metric_names", "routes", "split", "test", "testers_only")
+    __slots__ = ("by_attribute", "groups", "metric_names", "routes", "split", "test", "testers_only")
 
     def __init__(self, test: OracleTest) -> None:
         self.test = test
@@ -159,6 +160,7 @@ class _CompiledTest:
         self.routes: dict[tuple[Any, str], Route] = {}
         self.testers_only = test.cohort == "testers"
         self.split = test.split is not None
+        self.by_attribute = test.treatment_attribute is not None
 
     def route(self, event_type: Any, name: str, data: dict[str, Any]) -> Route:
         """The groups whose event type and name rules take this event (remembered per type and name)."""
@@ -211,39 +213,41 @@ def _prepared_events(
 
 
 Attribution = tuple[str, int, str | None]
-AttributionOf = Callable[[int, Mapping[str, Any]], Attribution]
-"""``(at_ms, attributes) -> (treatment, version, label)`` of the events of one message for one test."""
+Attributor = tuple[float, Attribution, Callable[[int, Mapping[str, Any]], Attribution]]
+"""(boundary, answer, attribute) for the events of one message and one test: an event after the boundary (epoch
+ms) takes the answer; any other, ``attribute(at_ms, attributes) -> (treatment, version, label)``."""
+_UNATTRIBUTED: Attribution = (UNATTRIBUTED, 0, None)
 StateLookup = Callable[[str, str], FlagState | None]
 """``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
 
 
-def _profile_attribution(
-    test: OracleTest, user_states: Sequence[FlagState]
-) -> Callable[[int, Mapping[str, Any]], Attribution]:
-    """``(at_ms, attributes) -> (treatment, version, label)`` of one user for one test (attributes unused).
+def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> Attributor:
+    """The attribution of one message's users for one test (attributes unused).
 
     Most events come after the user's newest exposure: those take the newest assignment without a search.
     """
     if not user_states:
-        return lambda at_ms, attributes: (UNATTRIBUTED, 0, None)
+        return -math.inf, _UNATTRIBUTED, _unattributed
     state = user_states[0]
     candidates = [a for a in state.assignments if a.environment == test.environment]
     if len(user_states) == 1 and candidates and test.environment != state.environment_id:
         newest = max(candidates, key=lambda a: (a.last_seen, a.version or 0))
         boundary, answer = newest.last_seen, (newest.treatment, newest.version or 0, newest.label)
     else:
-        boundary, answer = 2**63, (UNATTRIBUTED, 0, None)
+        boundary, answer = 2**63, _UNATTRIBUTED
 
     def attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
-        if at_ms > boundary:
-            return answer
         for candidate in user_states:
             assigned = assignment_at(candidate, test.environment, at_ms)
             if assigned is not None:
                 return assigned
-        return (UNATTRIBUTED, 0, None)
+        return _UNATTRIBUTED
 
-    return attribute
+    return boundary, answer, attribute
+
+
+def _unattributed(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
+    return _UNATTRIBUTED
 
 
 class Counter:
@@ -306,7 +310,7 @@ class BatchCount:
         self._traffic_types = traffic_types
         self._states = states
         self._now_ms = now_ms
-        self._attributions: dict[tuple[int, tuple[str, ...]], AttributionOf] = {}
+        self._attributions: list[dict[str | tuple[str, ...] | None, Attributor]] = [{} for _ in tests]
         self._keys: list[dict[tuple[int, int, str], tuple[CounterKey, ...]]] = [{} for _ in tests]
         self._digests: dict[str, str] = {}
 
@@ -330,12 +334,12 @@ class BatchCount:
                 self._add_users(compiled.test.name, users[0], user_sets, contribution)
         return contribution
 
-    def _attribution(self, index: int, compiled: _CompiledTest, users: list[str]) -> AttributionOf:
-        test = compiled.test
-        key = (index, () if test.treatment_attribute is not None else tuple(users))
-        attribution = self._attributions.get(key)
+    def _attribution(self, index: int, compiled: _CompiledTest, users: list[str]) -> Attributor:
+        known = self._attributions[index]
+        key = None if compiled.by_attribute else users[0] if len(users) == 1 else tuple(users)
+        attribution = known.get(key)
         if attribution is None:
-            attribution = self._attributions[key] = _attribution(test, users, self._states)
+            attribution = known[key] = _attribution(compiled.test, users, self._states)
         return attribution
 
     def _collect(
@@ -365,7 +369,7 @@ class BatchCount:
 
 
 def _count_events(
-    compiled: _CompiledTest, events: list[PreparedEvent], attribute: AttributionOf
+    compiled: _CompiledTest, events: list[PreparedEvent], attributor: Attributor
 ) -> tuple[Rows, dict[tuple[int, int], int], set[tuple[int, str]]]:
     """One pass over a message's events for every metric of one test: (rows, killed per (hour, version), the
     (version, treatment) user sets the message's user joins)."""
@@ -375,8 +379,9 @@ def _count_events(
     user_sets: set[tuple[int, str]] = set()
     width, last = len(compiled.metric_names), (-1, -1, "")
     last_row: list[Delta | None] = []
+    boundary, answer, attribute = attributor
     for event_type, name, data, attributes, at_ms in events:
-        treatment, version, label = attribute(at_ms, attributes)
+        treatment, version, label = answer if at_ms > boundary else attribute(at_ms, attributes)
         hour = at_ms - at_ms % HOUR_MS
         if label == "killed":
             killed[(hour, version)] = killed.get((hour, version), 0) + 1
@@ -409,18 +414,16 @@ def _count_events(
     return rows, killed, user_sets
 
 
-def _attribution(
-    test: OracleTest, users: list[str], states: StateLookup
-) -> Callable[[int, Mapping[str, Any]], Attribution]:
-    """``(at_ms, attributes) -> (treatment, version, label)`` for the events of one message and one test."""
+def _attribution(test: OracleTest, users: list[str], states: StateLookup) -> Attributor:
+    """The attribution of the events of one message for one test."""
     named_by = test.treatment_attribute
     if named_by is not None:
 
         def by_attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
             named = canonical(attributes.get(named_by))
-            return (named, 0, None) if named else (UNATTRIBUTED, 0, None)
+            return (named, 0, None) if named else _UNATTRIBUTED
 
-        return by_attribute
+        return math.inf, _UNATTRIBUTED, by_attribute
     return _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
 
 

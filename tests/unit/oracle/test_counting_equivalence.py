@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flagbridge.cdp.batch import Event
+from flagbridge.config import load_config
 from flagbridge.oracle import histogram
 from flagbridge.oracle.config import parse_oracle_config
 from flagbridge.oracle.counting import (
@@ -59,12 +61,23 @@ CONFIGS: list[dict[str, Any]] = [
              {"name": "size p90", "type": "percentile", "attribute": "size", "percentile": 90,
               "events": {"attributes": [{"attribute": "status", "op": "in", "value": [200, "201", True]}]},
               "pass_below": 10, "fail_at": 50},
-             {"name": "errors", "type": "rate", "events": {"event_names": {"include": ["api_*", "checkout"]}},
+             {"name": "errors", "type": "rate",
+              "events": {"event_names": {"include": ["api_*", "checkout"]},
+                         "attributes": [{"attribute": "route", "op": "exists"},
+                                        {"attribute": "flagbridge_run", "op": "not_exists"},
+                                        {"attribute": "latency_ms", "op": "lt", "value": 5000}]},
               "bad": {"attributes": [{"attribute": "status", "op": "gt", "value": 399}]},
               "pass_below": 0.01, "fail_at": 0.05},
          ]},
     ]},
 ]  # fmt: skip
+
+
+@cache
+def _configs() -> list[Any]:
+    """The configurations above and the shipped one (its selectors leave the demo's own runs out)."""
+    shipped = load_config(ROOT / "layers" / "shared" / "config" / "flagbridge.yaml").oracle
+    return [*(parse_oracle_config(raw) for raw in CONFIGS), shipped]
 
 
 def _selected(selector: Any, event: Event) -> bool:
@@ -196,8 +209,7 @@ def test_the_shipped_lane_events_and_the_benchmark_count_as_the_reference() -> N
                for u in ("qa-bot-01", "qa-bot-02", "qa-1")}  # fmt: skip
     states: Lookup = lambda user, flag: shipped.get(user) or bench_states.get((user, flag))  # noqa: E731
     bodies = _shipped_bodies() + lane_messages(400)
-    for raw in CONFIGS:
-        config = parse_oracle_config(raw)
+    for config in _configs():
         _assert_same(Counter(config, TRAFFIC_TYPES), config, bodies, states, T0)
 
 
@@ -220,7 +232,11 @@ def _event(draw: Any) -> Any:
     if shape == 1:
         return {"event_type": draw(_TYPES), "data": draw(st.sampled_from([None, "broken", 5]))}
     names = {"event_name": draw(_NAMES)} if draw(st.booleans()) else {"screen_name": draw(_NAMES)}
-    attributes = {key: draw(_VALUES) for key in ("status", "latency_ms", "size", "route", "arm") if draw(st.booleans())}
+    attributes = {
+        key: draw(_VALUES)
+        for key in ("status", "latency_ms", "size", "route", "arm", "flagbridge_run")
+        if draw(st.booleans())
+    }
     data: dict[str, Any] = {**names, "custom_attributes": attributes if shape != 2 else "not a dict"}
     time = draw(_TIMES)
     if time is not None:
@@ -255,7 +271,7 @@ _ASSIGNMENT = st.tuples(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.sampled_from(range(len(CONFIGS))),
+    st.sampled_from(range(len(CONFIGS) + 1)),
     st.lists(_body(), min_size=1, max_size=6),
     st.dictionaries(
         st.sampled_from(["user#qa-1", "user#qa-2", "user#a@b.c", "account#a@b.c", "device#42"]),
@@ -264,7 +280,7 @@ _ASSIGNMENT = st.tuples(
     ),
 )
 def test_generated_lane_messages_count_as_the_reference(which: int, bodies: list[str], profiles: Any) -> None:
-    config = parse_oracle_config(CONFIGS[which])
+    config = _configs()[which]
     states = {(user, flag): _state(user, flag, history) for user, history in profiles.items()
               for flag in ("new_checkout", "new_search")}  # fmt: skip
     _assert_same(Counter(config, TRAFFIC_TYPES), config, bodies, lambda user, flag: states.get((user, flag)), T0)

@@ -65,7 +65,7 @@ class EventMatcher:
         self.predicates = [(attribute, check) for attribute, check, _ in Filter(
             users="any", attributes=selector.attributes).compile().predicates]  # fmt: skip
         self._memo: dict[tuple[Any, str], bool] = {}
-        self.accepts = _attribute_check(self.predicates)
+        self.accepts = _attribute_check(selector, self.predicates)
         """The attribute part alone, ``attributes -> bool`` (None: no predicates)."""
 
     def takes_name(self, event_type: Any, name: str, data: dict[str, Any]) -> bool:
@@ -90,32 +90,52 @@ class EventMatcher:
 _MEMO_KINDS = (str, int, bool, type(None))
 """Value types whose equal values always take one canonical form and one number (floats: ``-0.0 == 0.0``)."""
 Check = Callable[[Any], bool]
+AttributeCheck = Callable[[Mapping[str, Any]], bool]
 
 
-def _attribute_check(predicates: list[tuple[str, Check]]) -> Callable[[Mapping[str, Any]], bool] | None:
-    """``attributes -> bool`` for the predicates; memoised per value when they all read one attribute."""
+def _attribute_check(selector: Selector, predicates: list[tuple[str, Check]]) -> AttributeCheck | None:
+    """``attributes -> bool`` for the predicates (None when there are none): an attribute that must only be absent
+    (or present) is looked up, any other attribute's predicates are answered once per value."""
     if not predicates:
         return None
-    attributes = {attribute for attribute, _ in predicates}
-    if len(attributes) > 1:
-        return lambda values: all(check(values.get(attribute)) for attribute, check in predicates)
-    [attribute] = attributes
-    checks = [check for _, check in predicates]
-    memo: dict[tuple[type, Any], bool] = {}
+    ops: dict[str, set[str]] = {}
+    for predicate in selector.attributes:
+        ops.setdefault(predicate.attribute, set()).add(predicate.op)
+    absent = tuple(attribute for attribute, kinds in ops.items() if kinds == {"not_exists"})
+    present = tuple(attribute for attribute, kinds in ops.items() if kinds == {"exists"})
+    valued: tuple[tuple[str, dict[tuple[type, Any], bool], tuple[Check, ...]], ...] = tuple(
+        (attribute, {}, tuple(check for name, check in predicates if name == attribute))
+        for attribute in ops
+        if attribute not in absent and attribute not in present
+    )
 
     def accepts(values: Mapping[str, Any]) -> bool:
-        value = values.get(attribute)
-        kind = type(value)
-        if kind in _MEMO_KINDS:
-            answer = memo.get((kind, value))
-            if answer is not None:
-                return answer
-        answer = all(check(value) for check in checks)
-        if kind in _MEMO_KINDS and len(memo) < MEMO_LIMIT:
-            memo[(kind, value)] = answer
-        return answer
+        for attribute in absent:
+            if values.get(attribute) is not None:
+                return False
+        for attribute in present:
+            if values.get(attribute) is None:
+                return False
+        for attribute, memo, checks in valued:
+            value = values.get(attribute)
+            kind = type(value)
+            answer = memo.get((kind, value)) if kind in _MEMO_KINDS else None
+            if answer is None:
+                answer = _answer(value, memo, checks)
+            if not answer:
+                return False
+        return True
 
     return accepts
+
+
+def _answer(value: Any, memo: dict[tuple[type, Any], bool], checks: tuple[Check, ...]) -> bool:
+    """Whether ``value`` passes every check, remembered for the value when its type allows it."""
+    answer = all(check(value) for check in checks)
+    kind = type(value)
+    if kind in _MEMO_KINDS and len(memo) < MEMO_LIMIT:
+        memo[(kind, value)] = answer
+    return answer
 
 
 def number_of(value: Any) -> float | int | None:

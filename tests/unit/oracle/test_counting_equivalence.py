@@ -176,9 +176,8 @@ def reference(counter: Counter, config: Any, body: str, states: Lookup, now: int
 def _assert_same(counter: Counter, config: Any, bodies: list[str], states: Lookup, now: int) -> None:
     expected = [reference(counter, config, body, states, now) for body in bodies]
     one_by_one = [counter.count(counter.parse(body), states, now) for body in bodies]
-    batch = counter.batch(states, now)
-    messages = [counter.parse(body) for body in bodies]
-    as_batch = [batch.count(message, counter.user_ids(message)) for message in messages]
+    batch = counter.batch(states)
+    as_batch = [batch.count(counter.read(body, now)) for body in bodies]
     assert one_by_one == expected
     assert as_batch == expected
 

@@ -81,7 +81,7 @@ class LaneMessageError(FlagbridgeError, ValueError):
 def digest(text: str) -> str:
     """A 64-bit digest in 11 URL-safe characters (ledger ids, user digests: never the key itself)."""
     raw = blake2b(text.encode(), digest_size=8).digest()
-    return b2a_base64(raw, newline=False).translate(_URLSAFE).decode().rstrip("=")
+    return b2a_base64(raw, newline=False)[:11].translate(_URLSAFE).decode()  # 8 bytes: 11 characters and a "="
 
 
 def assignment_at(state: FlagState, environment: str, at_ms: int) -> tuple[str, int, str | None] | None:
@@ -231,7 +231,7 @@ def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> 
     state = user_states[0]
     candidates = [a for a in state.assignments if a.environment == test.environment]
     if len(user_states) == 1 and candidates and test.environment != state.environment_id:
-        newest = max(candidates, key=lambda a: (a.last_seen, a.version or 0))
+        newest = candidates[0] if len(candidates) == 1 else max(candidates, key=lambda a: (a.last_seen, a.version or 0))
         boundary, answer = newest.last_seen, (newest.treatment, newest.version or 0, newest.label)
     else:
         boundary, answer = 2**63, _UNATTRIBUTED
@@ -278,15 +278,44 @@ class Counter:
     def user_ids(self, message: Mapping[str, Any]) -> list[str]:
         return _user_ids(message["batch"], self._traffic_types)
 
-    def batch(self, states: StateLookup, now_ms: int) -> BatchCount:
+    def read(self, body: str, now_ms: int) -> LaneMessage:
+        """A lane message read for counting (LaneMessageError when it is not one): the parsed document is not
+        kept, so an SQS batch holds only what its count reads while its profiles are read."""
+        return self.prepare(self.parse(body), now_ms)
+
+    def prepare(self, message: Mapping[str, Any], now_ms: int, users: list[str] | None = None) -> LaneMessage:
+        """What counting reads of a parsed lane message (``users``: its :meth:`user_ids`, when already read)."""
+        doc: Mapping[str, Any] = message["batch"]
+        batch_key = message.get("batch_key")
+        ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
+        return LaneMessage(
+            ledger_id,
+            message.get("test_user") is True,
+            _user_ids(doc, self._traffic_types) if users is None else users,
+            _prepared_events(doc, _event_time(doc, now_ms)),
+        )
+
+    def batch(self, states: StateLookup) -> BatchCount:
         """A count of the messages of one SQS batch, whose profiles ``states`` reads."""
-        return BatchCount(self._tests, self._traffic_types, states, now_ms)
+        return BatchCount(self._tests, states)
 
     def count(
         self, message: Mapping[str, Any], states: StateLookup, now_ms: int, users: list[str] | None = None
     ) -> Contribution:
         """The contribution of one parsed lane message (``users``: its :meth:`user_ids`, when already read)."""
-        return self.batch(states, now_ms).count(message, users)
+        return self.batch(states).count(self.prepare(message, now_ms, users))
+
+
+class LaneMessage(NamedTuple):
+    """What counting reads of one lane message."""
+
+    ledger_id: str
+    tester: bool
+    """The router resolved the batch as a tester's."""
+    users: list[str]
+    """Profile user ids (``traffic_type#key``)."""
+    events: list[PreparedEvent]
+    """Its well-formed events, each (event type, name, data, custom attributes, time)."""
 
 
 Rows = dict[tuple[int, int, str], list[Delta | None]]
@@ -297,36 +326,22 @@ class BatchCount:
     """Counts the messages of one SQS batch against one profile read: each user's attribution, each counter key
     and each user digest are built once per batch, not once per message."""
 
-    __slots__ = ("_attributions", "_digests", "_keys", "_now_ms", "_states", "_tests", "_traffic_types")
+    __slots__ = ("_attributions", "_digests", "_keys", "_states", "_tests")
 
-    def __init__(
-        self,
-        tests: list[_CompiledTest],
-        traffic_types: Mapping[str, Sequence[str]],
-        states: StateLookup,
-        now_ms: int,
-    ) -> None:
+    def __init__(self, tests: list[_CompiledTest], states: StateLookup) -> None:
         self._tests = tests
-        self._traffic_types = traffic_types
         self._states = states
-        self._now_ms = now_ms
         self._attributions: list[dict[str | tuple[str, ...] | None, Attributor]] = [{} for _ in tests]
         self._keys: list[dict[tuple[int, int, str], tuple[CounterKey, ...]]] = [{} for _ in tests]
         self._digests: dict[str, str] = {}
 
-    def count(self, message: Mapping[str, Any], users: list[str] | None = None) -> Contribution:
-        """The contribution of one parsed lane message (``users``: its user ids, when already read)."""
-        doc: Mapping[str, Any] = message["batch"]
-        batch_key = message.get("batch_key")
-        ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
-        contribution = Contribution(ledger_id)
-        events = _prepared_events(doc, _event_time(doc, self._now_ms))
+    def count(self, message: LaneMessage) -> Contribution:
+        """The contribution of one lane message."""
+        contribution = Contribution(message.ledger_id)
+        events, users = message.events, message.users
         contribution.events = len(events)
-        if users is None:
-            users = _user_ids(doc, self._traffic_types)
-        is_tester = message.get("test_user") is True
         for index, compiled in enumerate(self._tests):
-            if compiled.testers_only and not is_tester:
+            if compiled.testers_only and not message.tester:
                 continue
             rows, killed, user_sets = _count_events(compiled, events, self._attribution(index, compiled, users))
             self._collect(index, compiled, rows, killed, contribution)
@@ -424,7 +439,8 @@ def _attribution(test: OracleTest, users: list[str], states: StateLookup) -> Att
             return (named, 0, None) if named else _UNATTRIBUTED
 
         return math.inf, _UNATTRIBUTED, by_attribute
-    return _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
+    flag = test.flag
+    return _profile_attribution(test, [state for user in users if (state := states(user, flag)) is not None])
 
 
 def merge_contributions(contributions: Iterable[Contribution]) -> dict[CounterKey, Delta]:

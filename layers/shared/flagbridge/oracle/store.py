@@ -188,7 +188,7 @@ class DynamoDBCounterStore:
 
     def _update(self, key: CounterKey, per_message: dict[str, Delta]) -> dict[str, Any]:
         total = _sum(per_message.values())
-        ids = sorted(per_message)
+        ids = list(per_message)  # sorted by apply
         names: dict[str, str] = {"#a": "applied"}
         values: dict[str, Any] = {
             ":n": {"N": str(total.n)},

@@ -108,6 +108,8 @@ def _attribute_check(selector: Selector, predicates: list[tuple[str, Check]]) ->
         for attribute in ops
         if attribute not in absent and attribute not in present
     )
+    if not present and len(absent) <= 1 and len(valued) == 1:
+        return _one_attribute(absent[0] if absent else None, *valued[0])
 
     def accepts(values: Mapping[str, Any]) -> bool:
         for attribute in absent:
@@ -125,6 +127,22 @@ def _attribute_check(selector: Selector, predicates: list[tuple[str, Check]]) ->
             if not answer:
                 return False
         return True
+
+    return accepts
+
+
+def _one_attribute(
+    absent: str | None, attribute: str, memo: dict[tuple[type, Any], bool], checks: tuple[Check, ...]
+) -> AttributeCheck:
+    """The usual shape, without loops: one attribute's predicates, and at most one attribute that must be absent."""
+
+    def accepts(values: Mapping[str, Any]) -> bool:
+        if absent is not None and values.get(absent) is not None:
+            return False
+        value = values.get(attribute)
+        kind = type(value)
+        answer = memo.get((kind, value)) if kind in _MEMO_KINDS else None
+        return _answer(value, memo, checks) if answer is None else answer
 
     return accepts
 

@@ -20,6 +20,11 @@ lets the evaluator start at the newest version by default. Each message contribu
 digest of the router's batch key, which is stable across redelivery, replay and a sender's duplicate) is what
 the store records on every counter it touches (:mod:`flagbridge.oracle.store`). Users are kept only as 64-bit
 digests, for the sample-ratio check, and only for tests that declare a ``split``.
+
+Per SQS batch: each message is read as it is parsed into what counting needs (:meth:`Counter.read`: ledger id,
+cohort, user ids, events), the profiles of all its users are read at once, then :class:`BatchCount` counts the
+messages, building each user's attribution and each counter key once per batch. Selectors are compiled once per
+configuration: events are routed by type and name once, then one pass per event runs every metric's count.
 """
 
 from __future__ import annotations

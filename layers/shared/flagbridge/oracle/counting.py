@@ -20,13 +20,19 @@ lets the evaluator start at the newest version by default. Each message contribu
 digest of the router's batch key, which is stable across redelivery, replay and a sender's duplicate) is what
 the store records on every counter it touches (:mod:`flagbridge.oracle.store`). Users are kept only as 64-bit
 digests, for the sample-ratio check, and only for tests that declare a ``split``.
+
+Per SQS batch: each message is read as it is parsed into what counting needs (:meth:`Counter.read`: ledger id,
+cohort, user ids, events), the profiles of all its users are read at once, then :class:`BatchCount` counts the
+messages, building each user's attribution and each counter key once per batch. Selectors are compiled once per
+configuration: events are routed by type and name once, then one pass per event runs every metric's count.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from binascii import b2a_base64
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any, NamedTuple
@@ -34,7 +40,7 @@ from typing import Any, NamedTuple
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
-from flagbridge.oracle.tally import Delta, EventMatcher
+from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
 from flagbridge.values import canonical, to_number
 
@@ -80,7 +86,7 @@ class LaneMessageError(FlagbridgeError, ValueError):
 def digest(text: str) -> str:
     """A 64-bit digest in 11 URL-safe characters (ledger ids, user digests: never the key itself)."""
     raw = blake2b(text.encode(), digest_size=8).digest()
-    return b2a_base64(raw, newline=False).translate(_URLSAFE).decode().rstrip("=")
+    return b2a_base64(raw, newline=False)[:11].translate(_URLSAFE).decode()  # 8 bytes: 11 characters and a "="
 
 
 def assignment_at(state: FlagState, environment: str, at_ms: int) -> tuple[str, int, str | None] | None:
@@ -135,11 +141,16 @@ def _user_ids(doc: Mapping[str, Any], traffic_types: Mapping[str, Sequence[str]]
     return [f"{traffic}#{value}" for kind, value in pairs for traffic in traffic_types.get(kind, ())]
 
 
+AttributeCheck = Callable[[Mapping[str, Any]], bool]
+Route = tuple[tuple[AttributeCheck | None, tuple[tuple[int, CountEvent], ...]], ...]
+"""The selector groups that take events of one type and name: (their attribute check, (position, count), ...)."""
+
+
 class _CompiledTest:
     """A test's metrics grouped by their ``events`` selector (the default metrics share one), each metric's count
-    compiled by its kind."""
+    compiled by its kind, and the groups that take each event type and name (found once, kept in ``routes``)."""
 
-    __slots__ = ("groups", "metric_names", "test")
+    __slots__ = ("by_attribute", "groups", "metric_names", "routes", "split", "test", "testers_only")
 
     def __init__(self, test: OracleTest) -> None:
         self.test = test
@@ -150,7 +161,20 @@ class _CompiledTest:
             if key not in groups:
                 groups[key] = (EventMatcher(metric.events), [])
             groups[key][1].append((position, kind_of(metric).compile(metric)))
-        self.groups = list(groups.values())
+        self.groups = [(matcher, tuple(metrics)) for matcher, metrics in groups.values()]
+        self.routes: dict[tuple[Any, str], Route] = {}
+        self.testers_only = test.cohort == "testers"
+        self.split = test.split is not None
+        self.by_attribute = test.treatment_attribute is not None
+
+    def route(self, event_type: Any, name: str, data: dict[str, Any]) -> Route:
+        """The groups whose event type and name rules take this event (remembered per type and name)."""
+        route = tuple(
+            (matcher.accepts, metrics) for matcher, metrics in self.groups if matcher.takes_name(event_type, name, data)
+        )
+        if len(self.routes) < MEMO_LIMIT and isinstance(event_type, Hashable):
+            self.routes[(event_type, name)] = route
+        return route
 
 
 _NO_ATTRIBUTES: Mapping[str, Any] = {}
@@ -186,45 +210,49 @@ def _prepared_events(
         else:
             name = str(event_type)
         attributes = data.get("custom_attributes")
-        prepared.append(
-            (event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES,
-             _event_time(data, batch_time))
-        )  # fmt: skip
+        at_ms = data.get("timestamp_unixtime_ms")
+        if type(at_ms) is not int or at_ms <= 0:
+            at_ms = _event_time(data, batch_time)
+        prepared.append((event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES, at_ms))
     return prepared
 
 
 Attribution = tuple[str, int, str | None]
+Attributor = tuple[float, Attribution, Callable[[int, Mapping[str, Any]], Attribution]]
+"""(boundary, answer, attribute) for the events of one message and one test: an event after the boundary (epoch
+ms) takes the answer; any other, ``attribute(at_ms, attributes) -> (treatment, version, label)``."""
+_UNATTRIBUTED: Attribution = (UNATTRIBUTED, 0, None)
 StateLookup = Callable[[str, str], FlagState | None]
 """``(user id, flag) -> FlagState`` (None when the user has no exposure to the flag)."""
 
 
-def _profile_attribution(
-    test: OracleTest, user_states: Sequence[FlagState]
-) -> Callable[[int, Mapping[str, Any]], Attribution]:
-    """``(at_ms, attributes) -> (treatment, version, label)`` of one user for one test (attributes unused).
+def _profile_attribution(test: OracleTest, user_states: Sequence[FlagState]) -> Attributor:
+    """The attribution of one message's users for one test (attributes unused).
 
     Most events come after the user's newest exposure: those take the newest assignment without a search.
     """
     if not user_states:
-        return lambda at_ms, attributes: (UNATTRIBUTED, 0, None)
+        return -math.inf, _UNATTRIBUTED, _unattributed
     state = user_states[0]
     candidates = [a for a in state.assignments if a.environment == test.environment]
     if len(user_states) == 1 and candidates and test.environment != state.environment_id:
-        newest = max(candidates, key=lambda a: (a.last_seen, a.version or 0))
+        newest = candidates[0] if len(candidates) == 1 else max(candidates, key=lambda a: (a.last_seen, a.version or 0))
         boundary, answer = newest.last_seen, (newest.treatment, newest.version or 0, newest.label)
     else:
-        boundary, answer = 2**63, (UNATTRIBUTED, 0, None)
+        boundary, answer = 2**63, _UNATTRIBUTED
 
     def attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
-        if at_ms > boundary:
-            return answer
         for candidate in user_states:
             assigned = assignment_at(candidate, test.environment, at_ms)
             if assigned is not None:
                 return assigned
-        return (UNATTRIBUTED, 0, None)
+        return _UNATTRIBUTED
 
-    return attribute
+    return boundary, answer, attribute
+
+
+def _unattributed(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
+    return _UNATTRIBUTED
 
 
 class Counter:
@@ -255,105 +283,169 @@ class Counter:
     def user_ids(self, message: Mapping[str, Any]) -> list[str]:
         return _user_ids(message["batch"], self._traffic_types)
 
+    def read(self, body: str, now_ms: int) -> LaneMessage:
+        """A lane message read for counting (LaneMessageError when it is not one): the parsed document is not
+        kept, so an SQS batch holds only what its count reads while its profiles are read."""
+        return self.prepare(self.parse(body), now_ms)
+
+    def prepare(self, message: Mapping[str, Any], now_ms: int, users: list[str] | None = None) -> LaneMessage:
+        """What counting reads of a parsed lane message (``users``: its :meth:`user_ids`, when already read)."""
+        doc: Mapping[str, Any] = message["batch"]
+        batch_key = message.get("batch_key")
+        ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
+        return LaneMessage(
+            ledger_id,
+            message.get("test_user") is True,
+            _user_ids(doc, self._traffic_types) if users is None else users,
+            _prepared_events(doc, _event_time(doc, now_ms)),
+        )
+
+    def batch(self, states: StateLookup) -> BatchCount:
+        """A count of the messages of one SQS batch, whose profiles ``states`` reads."""
+        return BatchCount(self._tests, states)
+
     def count(
         self, message: Mapping[str, Any], states: StateLookup, now_ms: int, users: list[str] | None = None
     ) -> Contribution:
         """The contribution of one parsed lane message (``users``: its :meth:`user_ids`, when already read)."""
-        doc: Mapping[str, Any] = message["batch"]
-        batch_key = message.get("batch_key")
-        ledger_id = digest(batch_key if isinstance(batch_key, str) and batch_key else json.dumps(doc, sort_keys=True))
-        contribution = Contribution(ledger_id)
-        events = _prepared_events(doc, _event_time(doc, now_ms))
+        return self.batch(states).count(self.prepare(message, now_ms, users))
+
+
+class LaneMessage(NamedTuple):
+    """What counting reads of one lane message."""
+
+    ledger_id: str
+    tester: bool
+    """The router resolved the batch as a tester's."""
+    users: list[str]
+    """Profile user ids (``traffic_type#key``)."""
+    events: list[PreparedEvent]
+    """Its well-formed events, each (event type, name, data, custom attributes, time)."""
+
+
+Rows = dict[tuple[int, int, str], list[Delta | None]]
+"""(hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)."""
+
+
+class BatchCount:
+    """Counts the messages of one SQS batch against one profile read: each user's attribution, each counter key
+    and each user digest are built once per batch, not once per message."""
+
+    __slots__ = ("_attributions", "_digests", "_keys", "_states", "_tests")
+
+    def __init__(self, tests: list[_CompiledTest], states: StateLookup) -> None:
+        self._tests = tests
+        self._states = states
+        self._attributions: list[dict[str | tuple[str, ...] | None, Attributor]] = [{} for _ in tests]
+        self._keys: list[dict[tuple[int, int, str], tuple[CounterKey, ...]]] = [{} for _ in tests]
+        self._digests: dict[str, str] = {}
+
+    def count(self, message: LaneMessage) -> Contribution:
+        """The contribution of one lane message."""
+        contribution = Contribution(message.ledger_id)
+        events, users = message.events, message.users
         contribution.events = len(events)
-        if users is None:
-            users = _user_ids(doc, self._traffic_types)
-        is_tester = message.get("test_user") is True
-        for compiled in self._tests:
-            test = compiled.test
-            if test.cohort == "testers" and not is_tester:
+        for index, compiled in enumerate(self._tests):
+            if compiled.testers_only and not message.tester:
                 continue
-            self._count_test(compiled, events, users, states, contribution)
+            rows, killed, user_sets = _count_events(compiled, events, self._attribution(index, compiled, users))
+            self._collect(index, compiled, rows, killed, contribution)
+            if users and user_sets:
+                self._add_users(compiled.test.name, users[0], user_sets, contribution)
         return contribution
 
-    @staticmethod
-    def _count_test(
-        compiled: _CompiledTest,
-        events: list[PreparedEvent],
-        users: list[str],
-        states: StateLookup,
-        contribution: Contribution,
+    def _attribution(self, index: int, compiled: _CompiledTest, users: list[str]) -> Attributor:
+        known = self._attributions[index]
+        key = None if compiled.by_attribute else users[0] if len(users) == 1 else tuple(users)
+        attribution = known.get(key)
+        if attribution is None:
+            attribution = known[key] = _attribution(compiled.test, users, self._states)
+        return attribution
+
+    def _collect(
+        self, index: int, compiled: _CompiledTest, rows: Rows, killed: dict[tuple[int, int], int], to: Contribution
     ) -> None:
-        test = compiled.test
-        attribute = _attribution(test, users, states)
-        metric_names = compiled.metric_names
-        # (hour, version, treatment) -> one Delta per metric (None until the metric counts an event there)
-        rows: dict[tuple[int, int, str], list[Delta | None]] = {}
-        killed: dict[tuple[int, int], int] = {}
-        user_sets: set[tuple[int, str]] = set()
-        width, last = len(metric_names), (-1, -1, "")
-        last_row: list[Delta | None] = []
-        for event_type, name, data, attributes, at_ms in events:
-            treatment, version, label = attribute(at_ms, attributes)
-            hour = at_ms - at_ms % HOUR_MS
-            if label == "killed":
-                killed[(hour, version)] = killed.get((hour, version), 0) + 1
+        deltas = to.deltas
+        keys_of = self._keys[index]
+        for row_key, row in rows.items():
+            keys = keys_of.get(row_key)
+            if keys is None:
+                hour, version, treatment = row_key
+                test = compiled.test.name
+                keys = tuple(CounterKey(test, hour, version, treatment, name) for name in compiled.metric_names)
+                keys_of[row_key] = keys
+            for key, delta in zip(keys, row, strict=True):
+                if delta is not None:
+                    deltas[key] = delta
+        for (hour, version), count in killed.items():
+            deltas[CounterKey(compiled.test.name, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
+
+    def _add_users(self, test: str, user: str, user_sets: set[tuple[int, str]], to: Contribution) -> None:
+        user_digest = self._digests.get(user)
+        if user_digest is None:
+            user_digest = self._digests[user] = digest(user)
+        for version, treatment in user_sets:
+            to.users.setdefault(UserSetKey(test, version, treatment), set()).add(user_digest)
+
+
+def _count_events(
+    compiled: _CompiledTest, events: list[PreparedEvent], attributor: Attributor
+) -> tuple[Rows, dict[tuple[int, int], int], set[tuple[int, str]]]:
+    """One pass over a message's events for every metric of one test: (rows, killed per (hour, version), the
+    (version, treatment) user sets the message's user joins)."""
+    routes, route_of, split = compiled.routes, compiled.route, compiled.split
+    rows: Rows = {}
+    killed: dict[tuple[int, int], int] = {}
+    user_sets: set[tuple[int, str]] = set()
+    width, last = len(compiled.metric_names), (-1, -1, "")
+    last_row: list[Delta | None] = []
+    boundary, answer, attribute = attributor
+    for event_type, name, data, attributes, at_ms in events:
+        treatment, version, label = answer if at_ms > boundary else attribute(at_ms, attributes)
+        hour = at_ms - at_ms % HOUR_MS
+        if label == "killed":
+            killed[(hour, version)] = killed.get((hour, version), 0) + 1
+            continue
+        if split and treatment != UNATTRIBUTED:
+            user_sets.add((version, treatment))
+        try:
+            route = routes[event_type, name]
+        except (KeyError, TypeError):  # not seen yet, or a type that is no key (a list): found, kept if it can be
+            route = route_of(event_type, name, data)
+        row: list[Delta | None] | None = None
+        for accepts, metrics in route:
+            if accepts is not None and not accepts(attributes):
                 continue
-            row: list[Delta | None] | None = None
-            for selector, metrics in compiled.groups:
-                if not selector.matches(event_type, name, data, attributes):
-                    continue
-                if row is None:
-                    # the events of one message mostly share their hour and treatment: the last row again
-                    if hour == last[0] and treatment is last[2] and version == last[1]:
-                        row = last_row
-                    else:
-                        last = (hour, version, treatment)
-                        row = rows.get(last)
-                        if row is None:
-                            row = rows[last] = [None] * width
-                        last_row = row
-                for position, count in metrics:
-                    delta = row[position]
-                    if delta is None:
-                        delta = row[position] = Delta()
-                    count(delta, event_type, name, data, attributes)
-            if test.split is not None and treatment != UNATTRIBUTED:
-                user_sets.add((version, treatment))
-        _collect(test.name, metric_names, rows, killed, contribution)
-        if users:
-            for version, treatment in user_sets:
-                contribution.users.setdefault(UserSetKey(test.name, version, treatment), set()).add(digest(users[0]))
+            if row is None:
+                # the events of one message mostly share their hour and treatment: the last row again
+                if hour == last[0] and treatment is last[2] and version == last[1]:
+                    row = last_row
+                else:
+                    last = (hour, version, treatment)
+                    row = rows.get(last)
+                    if row is None:
+                        row = rows[last] = [None] * width
+                    last_row = row
+            for position, count in metrics:
+                delta = row[position]
+                if delta is None:
+                    delta = row[position] = Delta()
+                count(delta, event_type, name, data, attributes)
+    return rows, killed, user_sets
 
 
-def _attribution(
-    test: OracleTest, users: list[str], states: StateLookup
-) -> Callable[[int, Mapping[str, Any]], Attribution]:
-    """``(at_ms, attributes) -> (treatment, version, label)`` for the events of one message and one test."""
+def _attribution(test: OracleTest, users: list[str], states: StateLookup) -> Attributor:
+    """The attribution of the events of one message for one test."""
     named_by = test.treatment_attribute
     if named_by is not None:
 
         def by_attribute(at_ms: int, attributes: Mapping[str, Any]) -> Attribution:
             named = canonical(attributes.get(named_by))
-            return (named, 0, None) if named else (UNATTRIBUTED, 0, None)
+            return (named, 0, None) if named else _UNATTRIBUTED
 
-        return by_attribute
-    return _profile_attribution(test, [s for s in (states(u, test.flag) for u in users) if s is not None])
-
-
-def _collect(
-    test: str,
-    metric_names: list[str],
-    rows: dict[tuple[int, int, str], list[Delta | None]],
-    killed: dict[tuple[int, int], int],
-    contribution: Contribution,
-) -> None:
-    deltas = contribution.deltas
-    for (hour, version, treatment), row in rows.items():
-        for position, delta in enumerate(row):
-            if delta is not None:
-                deltas[CounterKey(test, hour, version, treatment, metric_names[position])] = delta
-    for (hour, version), count in killed.items():
-        deltas[CounterKey(test, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
+        return math.inf, _UNATTRIBUTED, by_attribute
+    flag = test.flag
+    return _profile_attribution(test, [state for user in users if (state := states(user, flag)) is not None])
 
 
 def merge_contributions(contributions: Iterable[Contribution]) -> dict[CounterKey, Delta]:

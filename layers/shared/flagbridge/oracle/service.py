@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import ConfigError
 from flagbridge.oracle.config import OracleConfig, OracleTest, lane_problems
-from flagbridge.oracle.counting import HOUR_MS, Contribution, Counter, LaneMessageError
+from flagbridge.oracle.counting import HOUR_MS, Contribution, Counter, LaneMessage, LaneMessageError
 from flagbridge.oracle.evaluate import changes, collect, error_report, judge_test, read_range
 from flagbridge.oracle.kills import (
     KillEvent,
@@ -112,21 +112,20 @@ class CounterService:
 
     def process(self, records: Sequence[QueueRecord]) -> CountResult:
         result = CountResult(messages=len(records))
-        parsed: list[tuple[QueueRecord, dict[str, Any]]] = []
+        now = self._clock_ms()
+        messages: list[tuple[QueueRecord, LaneMessage]] = []
         for record in records:
             try:
-                parsed.append((record, self._counter.parse(record.body)))
+                messages.append((record, self._counter.read(record.body, now)))
             except LaneMessageError as exc:
                 result.unreadable.append((record, str(exc)))
         flags = self._counter.profile_flags
-        users = [self._counter.user_ids(m) for _, m in parsed]
-        pairs = sorted({(user, flag) for ids in users for user in ids for flag in flags})
+        pairs = sorted({(user, flag) for _, message in messages for user in message.users for flag in flags})
         states = self._load_states(pairs) if pairs else {}
-        now = self._clock_ms()
+        batch = self._counter.batch(lambda user, flag: states.get((user, flag)))
         contributions: list[tuple[QueueRecord, Contribution]] = []
-        lookup = lambda user, flag: states.get((user, flag))  # noqa: E731 - one lookup for every message
-        for (record, message), ids in zip(parsed, users, strict=True):
-            contribution = self._counter.count(message, lookup, now, ids)
+        for record, message in messages:
+            contribution = batch.count(message)
             result.events += contribution.events
             contributions.append((record, contribution))
         applied = self._store.apply([c for _, c in contributions])

@@ -97,10 +97,38 @@ def _plan(contributions: Sequence[Contribution]) -> Plan:
 
 
 def _sum(deltas: Iterable[Delta]) -> Delta:
-    total = Delta()
+    """The total of ``deltas`` (:meth:`Delta.add` unrolled: a batch sums one delta per message and counter)."""
+    n = k = invalid = at_pass = at_fail = classified = 0
+    buckets: dict[int, int] = {}
     for delta in deltas:
-        total.add(delta)
-    return total
+        n += delta.n
+        k += delta.k
+        invalid += delta.invalid
+        at_pass += delta.at_pass
+        at_fail += delta.at_fail
+        classified += delta.classified
+        for index, count in delta.buckets.items():
+            buckets[index] = buckets.get(index, 0) + count
+    return Delta(n, k, invalid, buckets, at_pass, at_fail, classified)
+
+
+_MARKERS: list[tuple[str, str]] = []
+"""(``:m<position>``, its condition) per ledger id position of an update, built once."""
+_BUCKETS: list[tuple[str, str, str]] = []
+"""(``#b<position>``, ``:b<position>``, the ADD clause) per bucket position of an update, built once."""
+
+
+def _markers(count: int) -> list[tuple[str, str]]:
+    while len(_MARKERS) < count:
+        _MARKERS.append((f":m{len(_MARKERS)}", f"NOT contains(#a, :m{len(_MARKERS)})"))
+    return _MARKERS[:count]
+
+
+def _buckets(count: int) -> list[tuple[str, str, str]]:
+    while len(_BUCKETS) < count:
+        position = len(_BUCKETS)
+        _BUCKETS.append((f"#b{position}", f":b{position}", f"#b{position} :b{position}"))
+    return _BUCKETS[:count]
 
 
 class DynamoDBCounterStore:
@@ -160,7 +188,7 @@ class DynamoDBCounterStore:
 
     def _update(self, key: CounterKey, per_message: dict[str, Delta]) -> dict[str, Any]:
         total = _sum(per_message.values())
-        ids = sorted(per_message)
+        ids = list(per_message)  # sorted by apply
         names: dict[str, str] = {"#a": "applied"}
         values: dict[str, Any] = {
             ":n": {"N": str(total.n)},
@@ -177,14 +205,16 @@ class DynamoDBCounterStore:
             values.update({":ap": {"N": str(total.at_pass)}, ":af": {"N": str(total.at_fail)},
                            ":cl": {"N": str(total.classified)}})  # fmt: skip
             adds += ["ap :ap", "af :af", "cl :cl"]
-        for position, (index, count) in enumerate(sorted(total.buckets.items())):
-            names[f"#b{position}"] = _bucket_attribute(index)
-            values[f":b{position}"] = {"N": str(count)}
-            adds.append(f"#b{position} :b{position}")
+        for (name, value, add), (index, count) in zip(
+            _buckets(len(total.buckets)), sorted(total.buckets.items()), strict=True
+        ):
+            names[name] = _bucket_attribute(index)
+            values[value] = {"N": str(count)}
+            adds.append(add)
         conditions = []
-        for position, ledger_id in enumerate(ids):
-            values[f":m{position}"] = {"S": ledger_id}
-            conditions.append(f"NOT contains(#a, :m{position})")
+        for (marker, condition), ledger_id in zip(_markers(len(ids)), ids, strict=True):
+            values[marker] = {"S": ledger_id}
+            conditions.append(condition)
         return {
             "TableName": self._table,
             "Key": {"pk": {"S": key.test}, "sk": {"S": counter_sk(key)}},

@@ -286,10 +286,10 @@ class CountingHttp:
         self.bodies: list[int] = []
 
     def post(self, url: str, body: bytes, headers: Any) -> Any:
-        from flagbridge.forwarding.destinations import HttpResponse
+        from flagbridge.outbound import Response
 
         self.bodies.append(len(body))
-        return HttpResponse(202, {}, "")
+        return Response(202, {}, "")
 
 
 class AcceptingLedger:

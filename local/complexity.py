@@ -67,8 +67,6 @@ NOT_YET_SPLIT: dict[str, int] = {
     "layers/shared/flagbridge/cdp/dataplan/schema.py:compile_schema": 35,
     "layers/shared/flagbridge/cdp/dataplan/validator.py:PlanValidator._build": 21,
     "layers/shared/flagbridge/cdp/router.py:_route_destination": 21,
-    "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._deliver_split": 22,
-    "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._send_split": 28,
     "layers/shared/flagbridge/oracle/evaluate.py:collect": 21,
     "layers/shared/flagbridge/profiles/processor.py:ImpressionProcessor.process": 23,
     "layers/shared/flagbridge/profiles/store.py:item_to_state": 23,

@@ -168,3 +168,55 @@ def test_the_twin_records_and_answers_in_order() -> None:
     assert twin.sent[0].headers == {"A": "1"}
     with pytest.raises(TransportError, match="not an http"):
         twin.get("file:///etc/passwd")
+
+
+def _closing_after_one_answer() -> tuple[socket.socket, threading.Thread]:
+    """A server whose first connection answers one request, then reads the next and closes without an answer;
+    every later connection answers one request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def serve() -> None:
+        first, _ = listener.accept()
+        with first:
+            first.recv(65536)
+            first.sendall(ok)
+            first.recv(65536)  # the second request: read, never answered
+        second, _ = listener.accept()
+        with second:
+            second.recv(65536)
+            second.sendall(ok)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_a_kept_alive_connection_closed_under_a_request_is_stale() -> None:
+    listener, thread = _closing_after_one_answer()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    with listener:
+        http = Outbound(read_timeout=5.0)
+        assert http.get(url).status == 200
+        with pytest.raises(TransportError) as closed:
+            http.get(url)
+        assert closed.value.stale and closed.value.kind == "RemoteDisconnected"
+        assert http.get(url).body == "ok"  # a fresh connection
+        thread.join(5)
+
+
+def test_the_traffic_sender_sends_a_stale_request_again_once() -> None:
+    from flagbridge.traffic.generator import WireRequest
+    from flagbridge.traffic.sender import HttpSender
+
+    listener, thread = _closing_after_one_answer()
+    port = listener.getsockname()[1]
+    request = WireRequest("GET", "http", "127.0.0.1", port, "/", (("Host", b"127.0.0.1"),), b"")
+    with listener:
+        sender = HttpSender(timeout=5.0)
+        assert sender.send(request).status == 200
+        again = sender.send(request)
+        assert (again.status, again.error) == (200, None)
+        thread.join(5)

@@ -158,7 +158,10 @@ class Outbound:
             content = answer.read() if max_body is None else answer.read(max_body)
         except Exception as exc:
             connection.close()
-            raise _transport_error(exc, reused) from exc
+            error = _transport_error(exc, reused)
+            if error is None:
+                raise
+            raise error from exc
         if not answer.isclosed() or answer.will_close:  # more than was read, or closing: never reused
             connection.close()
         else:
@@ -202,7 +205,10 @@ class Outbound:
             connection.connect()
         except Exception as exc:
             connection.close()
-            raise _transport_error(exc, False) from exc
+            error = _transport_error(exc, False)
+            if error is None:
+                raise
+            raise error from exc
         if connection.sock is not None:
             connection.sock.settimeout(self.read_timeout)
         return connection
@@ -234,12 +240,12 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
         return True
 
 
-def _transport_error(exc: Exception, reused: bool) -> Exception:
-    """The TransportError of a failed exchange; anything that is not a transport failure as it is."""
+def _transport_error(exc: Exception, reused: bool) -> TransportError | None:
+    """The TransportError of a failed exchange; None when ``exc`` is no transport failure (raised as it is)."""
     import http.client
 
     if not isinstance(exc, OSError | http.client.HTTPException):
-        return exc
+        return None
     stale = reused and isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
     return TransportError(type(exc).__name__, str(exc), stale=stale)
 

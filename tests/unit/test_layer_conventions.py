@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 from pathlib import Path
@@ -56,24 +55,3 @@ def test_every_quarantine_writer_and_the_cli_name_sources_from_the_enum() -> Non
         if path.name != "quarantine.py" and f'"{value.value}"' in Path(path).read_text(encoding="utf-8")
     ]
     assert literal_sources == []
-
-
-def _imported(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
-
-
-def test_only_the_outbound_adapter_opens_http_connections() -> None:
-    transports = {"urllib3", "http.client", "urllib.request", "socket", "ssl", "requests", "httpx"}
-    others = {
-        str(path.relative_to(PACKAGE)): sorted(_imported(path) & transports)
-        for path in PACKAGE.rglob("*.py")
-        if path.name != "outbound.py"
-    }
-    assert {name: found for name, found in others.items() if found} == {}
-    assert {"http.client", "ssl"} <= _imported(PACKAGE / "outbound.py")

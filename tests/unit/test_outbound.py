@@ -1,18 +1,23 @@
 """The one outbound HTTP adapter against a local server: its answer, keep-alive, no redirect, the allowlist, no
-answer as TransportError; and its in-memory twin."""
+answer as TransportError; its in-memory twin; and no other module of the layer opening connections of its own."""
 
 from __future__ import annotations
 
+import ast
 import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from flagbridge.outbound import InMemoryHttp, Origin, Outbound, Response, TransportError
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.safety import Allowlist
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "layers" / "shared" / "flagbridge"
 
 
 class Server(ThreadingHTTPServer):
@@ -220,3 +225,24 @@ def test_the_traffic_sender_sends_a_stale_request_again_once() -> None:
         again = sender.send(request)
         assert (again.status, again.error) == (200, None)
         thread.join(5)
+
+
+def _imported(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_only_the_outbound_adapter_opens_http_connections() -> None:
+    transports = {"urllib3", "http.client", "urllib.request", "socket", "ssl", "requests", "httpx"}
+    others = {
+        str(path.relative_to(PACKAGE)): sorted(_imported(path) & transports)
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "outbound.py"
+    }
+    assert {name: found for name, found in others.items() if found} == {}
+    assert {"http.client", "ssl"} <= _imported(PACKAGE / "outbound.py")

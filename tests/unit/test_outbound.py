@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flagbridge.outbound import InMemoryHttp, Origin, Outbound, Response, TransportError
+from flagbridge.outbound import IDLE_CHECK_SECONDS, InMemoryHttp, Origin, Outbound, Response, TransportError
 from flagbridge.traffic.errors import SafetyError
 from flagbridge.traffic.safety import Allowlist
 from tests.conftest import ROOT
@@ -98,7 +98,8 @@ def test_a_request_and_its_answer(server: Server) -> None:
 
 
 def test_connections_are_kept_alive_and_a_closed_idle_one_is_not_reused(server: Server) -> None:
-    http = Outbound()
+    now = [0.0]
+    http = Outbound(clock=lambda: now[0])
     for _ in range(3):
         assert http.get(f"{server.url}/a").status == 201
     assert len(server.connections) == 1
@@ -106,6 +107,7 @@ def test_connections_are_kept_alive_and_a_closed_idle_one_is_not_reused(server: 
     server.close_after_answer = True
     assert http.get(f"{server.url}/a").status == 201
     assert server.closed.wait(10)
+    now[0] += IDLE_CHECK_SECONDS  # idle long enough to be checked before it is reused
     assert http.get(f"{server.url}/a").status == 201  # on a new connection, without an error
     assert len(server.connections) == 2
     http.close()

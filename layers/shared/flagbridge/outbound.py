@@ -15,8 +15,11 @@ One policy for all of them:
   whether the connection was a kept-alive one the server had closed (``stale``): nothing was answered, so a
   client may send again at once (the traffic sender does, once).
 - **Kept-alive connections** per (scheme, host, port), at most ``max_idle`` idle ones each, taken by one request
-  at a time (safe across threads); an idle connection the server has closed meanwhile is not reused. A
-  connection whose answer was not read to its end, or that the server will close, is closed.
+  at a time (safe across threads: the idle lists change by single list operations). A connection idle for
+  :data:`IDLE_CHECK_SECONDS` or more is checked before it is reused, and not reused when the server has closed
+  it meanwhile (servers close idle connections after seconds; checking every reuse would cost a system call a
+  request on the traffic sender's path). A connection whose answer was not read to its end, or that the server
+  will close, is closed.
 - **Allowlist**: with ``allowlist`` (anything with ``check(host, path, what)``, e.g.
   :class:`flagbridge.traffic.safety.Allowlist`), a destination is checked before a connection to it is
   opened, and its refusal is raised as it is.
@@ -30,7 +33,7 @@ imports the verdict reader for its exit codes).
 from __future__ import annotations
 
 import select
-import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -45,11 +48,11 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 15.0
 MAX_IDLE = 8
+IDLE_CHECK_SECONDS = 1.0
 Headers = Mapping[str, str] | Iterable[tuple[str, str | bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """An answer: ``headers`` with lower-case names (the last of repeated ones), ``body`` the decoded text,
     ``content`` the bytes read and ``header_list`` every header in order (names lower-case)."""
 
@@ -105,13 +108,14 @@ class Outbound:
         read_timeout: float = READ_TIMEOUT,
         allowlist: HostCheck | None = None,
         max_idle: int = MAX_IDLE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.allowlist = allowlist
         self._max_idle = max_idle
-        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
+        self._clock = clock
+        self._idle: dict[Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
         self._tls: ssl.SSLContext | None = None
 
     def get(self, url: str, headers: Headers = ()) -> Response:
@@ -144,7 +148,7 @@ class Outbound:
     ) -> Response:
         """One request on a connection to ``origin``. ``raw``: the headers go as given, nothing added (the
         caller's own Host and Content-Length)."""
-        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        pairs: Iterable[tuple[str, str | bytes]] = headers.items() if isinstance(headers, Mapping) else headers
         connection, reused = self._take(origin, target)
         try:
             if raw:
@@ -171,20 +175,21 @@ class Outbound:
 
     def close(self) -> None:
         """Close every idle connection."""
-        with self._lock:
-            idle, self._idle = self._idle, {}
+        idle, self._idle = self._idle, {}
         for connections in idle.values():
-            for connection in connections:
+            for connection, _ in connections:
                 connection.close()
 
     def _take(self, origin: Origin, target: str) -> tuple[http.client.HTTPConnection, bool]:
-        with self._lock:
-            idle = self._idle.get(origin)
-            while idle:
-                connection = idle.pop()
-                if not _dropped(connection):
-                    return connection, True
-                connection.close()
+        idle = self._idle.get(origin)
+        while idle:
+            try:
+                connection, since = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if self._clock() - since < IDLE_CHECK_SECONDS or not _dropped(connection):
+                return connection, True
+            connection.close()
         if self.allowlist is not None:
             path = target.split("?", 1)[0]
             # ``*`` (OPTIONS *) names the server, no path: only its host is checked
@@ -221,12 +226,11 @@ class Outbound:
         return self._tls
 
     def _give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(origin, [])
-            if len(idle) < self._max_idle:
-                idle.append(connection)
-                return
-        connection.close()
+        idle = self._idle.setdefault(origin, [])
+        if len(idle) < self._max_idle:
+            idle.append((connection, self._clock()))
+        else:
+            connection.close()
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:

@@ -64,8 +64,6 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
 
 NOT_YET_SPLIT: dict[str, int] = {
     "layers/shared/flagbridge/cdp/router.py:_route_destination": 21,
-    "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._deliver_split": 22,
-    "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._send_split": 28,
     "layers/shared/flagbridge/profiles/processor.py:ImpressionProcessor.process": 23,
     "layers/shared/flagbridge/profiles/store.py:item_to_state": 23,
 }

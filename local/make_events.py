@@ -231,7 +231,7 @@ def generate_mparticle(output: Path) -> None:
         _write(output, f"sqs_destination_{name}.json", sqs_event(lane_arn, lane_messages, sent_at_ms=SENT_AT_MS))
 
     # A Split-lane batch as its event source hands it over (many small messages at once): ten testers' batches,
-    # alternately the test-user and the commerce sample, and one message for a destination no longer configured.
+    # alternately the tester and the commerce sample, and one message for a destination no longer configured.
     tester_batches = []
     for i in range(10):
         batch = json.loads(

@@ -3,7 +3,7 @@
 moto 5's ``transact_write_items`` snapshots every table it touches with ``copy.deepcopy`` (to roll back on a
 failed condition) without any lock. When another thread writes to the same table meanwhile (the impressions
 processor writes a batch's (user, flag) pairs on parallel threads, one of them in a transaction that adds the
-user's test-user mark), the copy fails with ``RuntimeError: dictionary changed size during iteration``, the
+user's tester mark), the copy fails with ``RuntimeError: dictionary changed size during iteration``, the
 pair is reported as a batch item failure, and a rollback can even restore a snapshot taken before a concurrent
 write, losing it. Real DynamoDB isolates transactions from other writes and never fails that way, so the race
 is the emulator's: one re-entrant lock around the backend's item operations makes each of them atomic, as

@@ -1,6 +1,6 @@
 """Lambda handler for the batches queue: route mParticle batches to per-destination queues.
 
-Plan validation, test-user resolution and per-destination filters run before any fan-out
+Plan validation, tester resolution and per-destination filters run before any fan-out
 (:class:`flagbridge.forwarding.router_service.RouterService`). Partial batch failures are reported
 (``ReportBatchItemFailures``); the profile-mark lookup is done in bulk for the whole SQS batch, which
 is why this handler builds the response itself rather than with a per-record processor.

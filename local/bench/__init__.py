@@ -24,7 +24,7 @@ figure                 measured                                                 
                        (pydantic + config models, Powertools, HTTP routing);
                        ``cold_start.shared.<stage>`` each stage's share
 ``router_cpu``         events/s through ``route_batch`` (plan validation,         ``json.loads`` of the same
-                       test-user resolution, filters, 5 destinations)             batches; <= 4x
+                       tester resolution, filters, 5 destinations)             batches; <= 4x
 ``split_requests``     HTTP requests the real ``DeliveryService`` makes for N     max(ceil(N / 5000), bytes / 1 MB);
                        Split events delivered together (fake HTTP client)         = 1.0, every body < 1 MB
 ``split_requests.lane``  the same N events as the router writes them (3 per       that floor summed per SQS batch

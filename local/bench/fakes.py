@@ -286,10 +286,10 @@ class CountingHttp:
         self.bodies: list[int] = []
 
     def post(self, url: str, body: bytes, headers: Any) -> Any:
-        from flagbridge.forwarding.destinations import HttpResponse
+        from flagbridge.outbound import Response
 
         self.bodies.append(len(body))
-        return HttpResponse(202, {}, "")
+        return Response(202, {}, "")
 
 
 class AcceptingLedger:
@@ -311,13 +311,13 @@ class AcceptingLedger:
 def split_event_messages(count: int, per_message: int, now_ms: int) -> list[str]:
     """Destination-queue messages carrying ``count`` Split events, ``per_message`` each, as the router writes them."""
     from flagbridge.cdp.router import route_batch
-    from flagbridge.cdp.testusers import TestUserResolver
+    from flagbridge.cdp.testers import TesterResolver
     from flagbridge.forwarding.router_service import destination_message
     from flagbridge.settings import get_settings
 
     config = get_settings().config
     assert config.cdp is not None
-    resolver = TestUserResolver(config.test_users)
+    resolver = TesterResolver(config.test_users)
     templates: list[dict[str, Any]] = []
     for text in mparticle_batches(10, now_ms):
         result = route_batch(json.loads(text), config.cdp, set(), now_ms, resolver)

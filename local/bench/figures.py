@@ -220,13 +220,13 @@ def figure_router_cpu(sizes: Sizes) -> list[Figure]:
     """Events/s through route_batch for the configured destinations, against json.loads of the batches."""
     bench_environment()
     from flagbridge.cdp.router import route_batch
-    from flagbridge.cdp.testusers import TestUserResolver
+    from flagbridge.cdp.testers import TesterResolver
     from flagbridge.settings import get_settings
 
     config = get_settings().config
     assert config.cdp is not None
     cdp = config.cdp
-    resolver = TestUserResolver(config.test_users)
+    resolver = TesterResolver(config.test_users)
     now_ms = int(time.time() * 1000)
     texts = mparticle_batches(sizes.router_batches, now_ms)
     documents: list[Any] = []

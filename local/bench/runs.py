@@ -51,9 +51,9 @@ def _traffic() -> Any:
 
 
 def _test_users() -> Any:
-    from flagbridge.config import TestUsersConfig
+    from flagbridge.config import TesterRules
 
-    return TestUsersConfig.model_validate({"rules": [{"name": "qa", "type": "key_pattern", "pattern": "qa-.*"}]})
+    return TesterRules.model_validate({"rules": [{"name": "qa", "type": "key_pattern", "pattern": "qa-.*"}]})
 
 
 class _TargetProcess:

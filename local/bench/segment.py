@@ -5,10 +5,10 @@ Split's Admin API adds keys to a segment and removes them through two endpoints,
 :data:`~flagbridge.oracle.split_admin.SEGMENT_KEYS_PAGE` keys a page. The floor of a reconcile's writes is therefore
 ``ceil(keys to add / limit) + ceil(keys to remove / limit)`` (``ceil(changed keys / limit)`` whenever the change
 is all adds or all removes), and of its reads ``ceil(keys in the segment / page)`` (at least one page). The real
-path runs: :class:`~flagbridge.testers.segment.SegmentSync` with the Admin API client over HTTP (urllib3) to the
-local Split Admin receiver (:mod:`local.receivers`), on the in-memory registry store. Three segments start
-from different states: empty (every registration missing), a partial overlap with stale keys, and a segment
-holding many keys nobody registered.
+path runs: :class:`~flagbridge.testers.segment.SegmentSync` with the Admin API client over HTTP
+(:mod:`flagbridge.outbound`) to the local Split Admin receiver (:mod:`local.receivers`), on the in-memory registry
+store. Three segments start from different states: empty (every registration missing), a partial overlap with
+stale keys, and a segment holding many keys nobody registered.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _scenario(testers: int, present: int, stale: int) -> dict[str, Any]:
         MAX_SEGMENT_KEYS_PER_CALL,
         SEGMENT_KEYS_PAGE,
         SplitAdminClient,
-        Urllib3AdminHttp,
+        admin_http,
     )
     from flagbridge.testers.registry import InMemoryTesterStore, TesterRegistry
     from flagbridge.testers.segment import SegmentSync
@@ -41,7 +41,7 @@ def _scenario(testers: int, present: int, stale: int) -> dict[str, Any]:
         receiver.split_admin_key = "bench-credential"
         receiver.segments[("Production", "flagbridge_testers")] = keys[:present] + [f"stale-{n}" for n in range(stale)]
         client = SplitAdminClient(
-            Urllib3AdminHttp(), f"{receiver.url}/internal/api/v2", lambda: "bench-credential", auth="x-api-key"
+            admin_http(), f"{receiver.url}/internal/api/v2", lambda: "bench-credential", auth="x-api-key"
         )
         target = TesterSegment(environment="Production", segment="flagbridge_testers", traffic_type="user")
         report = SegmentSync([target], client, store, lambda: NOW).reconcile("bench")

@@ -720,7 +720,7 @@ def describe_profile(body: Any) -> list[str]:
     if not isinstance(body, dict) or not isinstance(body.get("flags"), dict):
         return [json.dumps(body)]
     test_user = body.get("testUser") or {}
-    mark = f"test user (rule {test_user.get('rule')})" if test_user.get("isTestUser") else "not a test user"
+    mark = f"tester (rule {test_user.get('rule')})" if test_user.get("isTestUser") else "not a tester"
     lines = [f"identity type {body.get('identityType')}, {mark}"]
     for flag, state in body["flags"].items():
         lines.append(

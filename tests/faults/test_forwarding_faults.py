@@ -240,9 +240,9 @@ def test_split_429_500_and_a_dropped_connection_are_retried_within_the_invocatio
 
 
 def test_slow_split_answers_past_the_read_timeout_are_retried(bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flagbridge.forwarding.destinations import Urllib3Client
+    from flagbridge.outbound import Outbound
 
-    impatient = Urllib3Client(connect_timeout=1.0, read_timeout=0.2)
+    impatient = Outbound(connect_timeout=1.0, read_timeout=0.2)
     monkeypatch.setattr(runtime, "http_client", lambda: impatient)
     bridge.post("events", batch_of_tester(0))
     bridge.route()

@@ -199,7 +199,7 @@ def test_split_failing_midway_retries_exactly_the_messages_with_unsent_events(
     def second_request_fails(url: str, body: bytes, headers: Any) -> Any:
         calls["count"] += 1
         if calls["count"] > 1 and calls["count"] <= 5:  # the second request and its 3 retries
-            from flagbridge.forwarding.destinations import HttpResponse
+            from flagbridge.outbound import Response as HttpResponse
 
             return HttpResponse(503, {}, "")
         return real_post(url, body, headers)

@@ -199,7 +199,8 @@ def test_watch_refreshes_until_decided_or_timeout(
 def test_the_kill_timeline_in_the_text_and_json(aws: dict[str, Any], tmp_path: Path) -> None:
     """A FAIL killed through the Admin API, then confirmed by a `killed` event: `flagbridge verdict` prints t0, the
     claim, t1 and t2 with their latencies; `--json` carries the kill block."""
-    from flagbridge.oracle.split_admin import HttpAnswer, SplitAdminClient
+    from flagbridge.oracle.split_admin import SplitAdminClient
+    from flagbridge.outbound import Response as HttpAnswer
 
     class Admin:
         def put(self, url: str, body: bytes, headers: Any) -> HttpAnswer:

@@ -239,18 +239,18 @@ def test_user_hash_hides_the_key() -> None:
 
 def test_the_cdp_resolver_checks_registered_identities_after_the_rules() -> None:
     from flagbridge.cdp.batch import normalize_batch
-    from flagbridge.cdp.testusers import TestUserResolver
-    from flagbridge.config import TestUsersConfig
+    from flagbridge.cdp.testers import TesterResolver
+    from flagbridge.config import TesterRules
 
-    resolver = TestUserResolver(
-        TestUsersConfig.model_validate({"rules": [{"name": "qa", "type": "key_pattern", "pattern": "qa-.*"}]})
+    resolver = TesterResolver(
+        TesterRules.model_validate({"rules": [{"name": "qa", "type": "key_pattern", "pattern": "qa-.*"}]})
     )
     customer = normalize_batch({"user_identities": {"customer_id": "u-7", "email": "u7@example.com"}, "events": []})
     qa = normalize_batch({"user_identities": {"customer_id": "qa-1"}, "events": []})
     registered = {("customer_id", "u-7"), ("customer_id", "qa-1")}
 
     decision = resolver.resolve(customer, (), registered)
-    assert (decision.is_test_user, decision.rule) == (True, "tester-registry")
+    assert (decision.is_tester, decision.rule) == (True, "tester-registry")
     assert "u-7" not in decision.reason and "customer_id" in decision.reason  # reasons reach the logs
     assert resolver.resolve(qa, (), registered).rule == "qa"  # a configured rule first
-    assert resolver.resolve(customer).is_test_user is False
+    assert resolver.resolve(customer).is_tester is False

@@ -16,11 +16,11 @@ from flagbridge.config import ConfigError, TesterSegment, parse_config
 from flagbridge.oracle.split_admin import (
     MAX_SEGMENT_KEYS_PER_CALL,
     SEGMENT_KEYS_PAGE,
-    AdminTransportError,
-    HttpAnswer,
     SegmentRequestError,
     SplitAdminClient,
 )
+from flagbridge.outbound import Response as HttpAnswer
+from flagbridge.outbound import TransportError as AdminTransportError
 from flagbridge.testers.registry import InMemoryTesterStore, TesterRegistry
 from flagbridge.testers.segment import SegmentSync
 
@@ -258,7 +258,7 @@ def test_the_configuration_refuses_bad_segments_and_unmarked_labels() -> None:
 
 @pytest.mark.parametrize("auth", ["bearer", "x-api-key"])
 def test_kill_and_segment_clients_with_either_credential_against_the_local_receiver(auth: str) -> None:
-    from flagbridge.oracle.split_admin import Urllib3AdminHttp
+    from flagbridge.oracle.split_admin import admin_http as Urllib3AdminHttp
     from local.receivers import Receiver
 
     receiver = Receiver().start()

@@ -1,8 +1,8 @@
-"""Impression-side test-user rules."""
+"""Impression-side tester rules."""
 
 from __future__ import annotations
 
-from flagbridge.config import TestUsersConfig, load_config
+from flagbridge.config import TesterRules, load_config
 from flagbridge.impressions.models import QueuedImpression
 from flagbridge.impressions.testers import matching_rule
 from flagbridge.settings import PACKAGED_CONFIG
@@ -39,4 +39,4 @@ def test_non_matching_impressions() -> None:
     assert matching_rule(imp(key="xqa-1"), RULES) is None  # patterns match the whole key
     assert matching_rule(imp(label=None), RULES) is None
     assert matching_rule(imp(flag="internal_tester", treatment="off"), RULES) is None
-    assert matching_rule(imp(key="qa-bot-01"), TestUsersConfig()) is None
+    assert matching_rule(imp(key="qa-bot-01"), TesterRules()) is None

@@ -1,10 +1,10 @@
 """The bridge's configuration file: one YAML document validated by pydantic at load.
 
-It drives identity mapping and test-user rules (and, in the CDP direction, data plans, destinations
+It drives identity mapping and tester rules (and, in the CDP direction, data plans, destinations
 and filters). Secrets never live here: they come from Secrets Manager/SSM in AWS and from
 environment variables locally. See ``layers/shared/config/flagbridge.yaml`` (the packaged configuration) for a
 commented example. The leaf types it shares with the CDP modules (identity types, the strict base model,
-test-user rules, error formatting) live in :mod:`flagbridge.rules`, so the dependency runs one way: this module
+tester rules, error formatting) live in :mod:`flagbridge.rules`, so the dependency runs one way: this module
 imports :mod:`flagbridge.cdp.config` lazily, and nothing in ``cdp`` imports this module.
 """
 
@@ -25,8 +25,8 @@ from flagbridge.rules import (
     IdentityType,
     LabelRule,
     StrictModel,
-    TestUserRule,
-    TestUsersConfig,
+    TesterRule,
+    TesterRules,
     compile_pattern,
     describe_config_errors,
 )
@@ -41,8 +41,8 @@ __all__ = [  # the rule models are re-exported for the callers that read the who
     "SplitAdminConfig",
     "SplitEnvironmentMapping",
     "StrictModel",
-    "TestUserRule",
-    "TestUsersConfig",
+    "TesterRule",
+    "TesterRules",
     "TesterSegment",
     "TestersConfig",
     "describe_config_errors",
@@ -203,7 +203,7 @@ class BridgeConfig(StrictModel):
     """
 
     identity_mapping: IdentityMappingConfig = Field(default_factory=IdentityMappingConfig)
-    test_users: TestUsersConfig = Field(default_factory=TestUsersConfig)
+    test_users: TesterRules = Field(default_factory=TesterRules)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     split_admin: SplitAdminConfig = Field(default_factory=SplitAdminConfig)

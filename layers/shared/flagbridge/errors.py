@@ -4,13 +4,14 @@ Every exception flagbridge raises on purpose derives from :class:`FlagbridgeErro
 general ones are here; those that belong to one module live beside their code (``tests/tools/test_docs_drift.py``
 keeps this list whole):
 
+- outbound HTTP: ``TransportError`` (outbound);
 - the bridge: ``NotFoundError`` (routing), ``BatchFormatError`` (cdp.batch), ``PlanDocumentError``
   (cdp.dataplan.model), ``BatchRequestError`` (forwarding.ingest), ``RetryableDeliveryError`` and
   ``PermanentDeliveryError`` (forwarding.destinations), ``UndeliverableMessageError`` and
   ``DeliveryInProgressError`` (forwarding.delivery), ``ConcurrentUpdateError`` (profiles.store);
 - the tester registry: ``InvalidTesterError`` and ``RegistryUnavailableError`` (testers.registry);
-- the oracle: ``LaneMessageError`` (oracle.counting), ``AdminTransportError`` and ``SegmentRequestError``
-  (oracle.split_admin), ``VerdictReadError`` (oracle.verdicts);
+- the oracle: ``LaneMessageError`` (oracle.counting), ``SegmentRequestError`` (oracle.split_admin),
+  ``VerdictReadError`` (oracle.verdicts);
 - traffic plans: ``TrafficError`` and its ``PlanError``, ``ModelError``, ``SafetyError`` (traffic.errors);
 - test runs: ``ShardFinishedError``, ``ShardBusyError`` and ``ClaimLostError`` (runs.store),
   ``ShardMessageError`` (runs.shards).

@@ -1,6 +1,6 @@
 """The configuration's leaf types, shared by :mod:`flagbridge.config` and the CDP modules.
 
-Identity types, the strict base model, the test-user rule models and the formatting of validation errors. This
+Identity types, the strict base model, the tester rule models and the formatting of validation errors. This
 module imports nothing of flagbridge, so both directions (impressions and CDP) and the configuration file's model
 depend on it without depending on each other.
 """
@@ -54,7 +54,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Test-user rules
+# Tester rules
 # --------------------------------------------------------------------------------------------------
 
 
@@ -131,7 +131,7 @@ class ProfileMarkRule(_Rule):
     type: Literal["profile_mark"]
 
 
-TestUserRule = Annotated[
+TesterRule = Annotated[
     KeyAllowlistRule
     | KeyPatternRule
     | LabelRule
@@ -143,12 +143,12 @@ TestUserRule = Annotated[
 ]
 
 
-class TestUsersConfig(StrictModel):
-    """Rules that say who is a tester; any matching rule makes the user a test user."""
+class TesterRules(StrictModel):
+    """Rules that say who is a tester; any matching rule makes the user a tester."""
 
     __test__ = False  # not a pytest test class despite the name
 
-    rules: list[TestUserRule] = Field(default_factory=list)
+    rules: list[TesterRule] = Field(default_factory=list)
 
     @field_validator("rules")
     @classmethod

@@ -22,7 +22,7 @@ from flagbridge.settings import Settings, get_settings
 if TYPE_CHECKING:  # imported by the adapters below: only the functions that use them load them
     from flagbridge.cdp.config import CompiledDestination
     from flagbridge.forwarding.delivery import DeliveryService
-    from flagbridge.forwarding.destinations import Sink, SplitEventsClient, Urllib3Client
+    from flagbridge.forwarding.destinations import Sink, SplitEventsClient
     from flagbridge.forwarding.ingest import BatchIngestResult
     from flagbridge.forwarding.ledger import DynamoDBLedger
     from flagbridge.forwarding.router_service import RouterService
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # imported by the adapters below: only the functions that use
     from flagbridge.oracle.split_admin import SplitAdminClient
     from flagbridge.oracle.store import DynamoDBCounterStore, DynamoDBVerdictStore
     from flagbridge.oracle.verdicts import StoreVerdicts
+    from flagbridge.outbound import Outbound
     from flagbridge.profiles.processor import ImpressionProcessor
     from flagbridge.profiles.store import DynamoDBProfileStore
     from flagbridge.runs.consumer import ShardConsumer
@@ -187,11 +188,11 @@ def delivery_ledger() -> DynamoDBLedger:
 
 
 @cache
-def http_client() -> Urllib3Client:
+def http_client() -> Outbound:
     """The outbound HTTP client of the destinations (one connection pool per container)."""
-    from flagbridge.forwarding.destinations import Urllib3Client
+    from flagbridge.outbound import Outbound
 
-    return Urllib3Client()
+    return Outbound()
 
 
 def _destination_adapters() -> Any:
@@ -293,12 +294,12 @@ def _segment_sync(store: Any, *, request: bool) -> SegmentSync | None:
     targets = current.config.testers.segments
     if not targets or not current.split_admin_api_key_secret:
         return None
-    from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+    from flagbridge.oracle.split_admin import SplitAdminClient, admin_http
     from flagbridge.testers import registry
     from flagbridge.testers.segment import SegmentSync
 
     client = SplitAdminClient(
-        Urllib3AdminHttp(connect_timeout=2.0, read_timeout=4.0) if request else Urllib3AdminHttp(),
+        admin_http(connect_timeout=2.0, read_timeout=4.0) if request else admin_http(),
         current.split_admin_api_url,
         lambda: secret(current.require("split_admin_api_key_secret")),
         auth=current.config.split_admin.auth,
@@ -364,11 +365,11 @@ def oracle_notifier() -> AwsNotifier:
 @cache
 def split_admin() -> SplitAdminClient:
     """Split's Admin API client; the key is read from its secret at each kill (rotations apply)."""
-    from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+    from flagbridge.oracle.split_admin import SplitAdminClient, admin_http
 
     current = settings()
     return SplitAdminClient(
-        Urllib3AdminHttp(),
+        admin_http(),
         current.split_admin_api_url,
         lambda: secret(current.require("split_admin_api_key_secret")),
         auth=current.config.split_admin.auth,

@@ -1,7 +1,7 @@
 """Small value helpers shared by the CDP, oracle and forwarding modules (coercion and canonical forms).
 
 mParticle treats ``"42"`` and ``42``, and ``"true"`` and ``true``, as the same value. These helpers
-give every scalar one canonical string form and a numeric reading, so plan validation, test-user
+give every scalar one canonical string form and a numeric reading, so plan validation, tester
 rules and filters all compare values the same way.
 """
 

@@ -109,12 +109,12 @@ def _segment_sync(ctx: Context, store: Any) -> Any:
         return None
     client = None
     if settings.split_admin_api_key_secret:
-        from flagbridge.oracle.split_admin import SplitAdminClient, Urllib3AdminHttp
+        from flagbridge.oracle.split_admin import SplitAdminClient, admin_http
 
         secrets = ctx.clients.get("secretsmanager")
         secret_id = settings.split_admin_api_key_secret
         client = SplitAdminClient(
-            Urllib3AdminHttp(),
+            admin_http(),
             settings.split_admin_api_url,
             lambda: str(secrets.get_secret_value(SecretId=secret_id)["SecretString"]),
             auth=ctx.resources.config.split_admin.auth,

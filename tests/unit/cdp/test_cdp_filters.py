@@ -12,9 +12,9 @@ from flagbridge.cdp.filters import Filter, evaluate_filter
 from tests.unit.cdp.samples import batch, custom_event
 
 
-def decide(spec: dict[str, Any], events: list[dict[str, Any]], *, is_test: bool = False, **kw: Any) -> list[Any]:
+def decide(spec: dict[str, Any], events: list[dict[str, Any]], *, is_tester: bool = False, **kw: Any) -> list[Any]:
     compiled = Filter.model_validate(spec).compile()
-    return evaluate_filter(compiled, "dest", normalize_batch(batch(events, **kw)), is_test)
+    return evaluate_filter(compiled, "dest", normalize_batch(batch(events, **kw)), is_tester)
 
 
 def one(spec: dict[str, Any], attributes: dict[str, Any] | None = None, name: str = "e", **kw: Any) -> tuple[bool, str]:
@@ -23,11 +23,11 @@ def one(spec: dict[str, Any], attributes: dict[str, Any] | None = None, name: st
 
 
 def test_users_modes() -> None:
-    assert one({"users": "test_only"}, is_test=True) == (True, "sent")
-    assert one({"users": "test_only"}, is_test=False) == (False, "filter.users:test_only")
-    assert one({"users": "exclude_test"}, is_test=True) == (False, "filter.users:exclude_test")
-    assert one({"users": "exclude_test"}, is_test=False) == (True, "sent")
-    assert one({"users": "any"}, is_test=True) == (True, "sent")
+    assert one({"users": "test_only"}, is_tester=True) == (True, "sent")
+    assert one({"users": "test_only"}, is_tester=False) == (False, "filter.users:test_only")
+    assert one({"users": "exclude_test"}, is_tester=True) == (False, "filter.users:exclude_test")
+    assert one({"users": "exclude_test"}, is_tester=False) == (True, "sent")
+    assert one({"users": "any"}, is_tester=True) == (True, "sent")
 
 
 def test_default_users_mode_comes_from_compile() -> None:
@@ -194,5 +194,5 @@ def test_invalid_predicates_are_config_errors(predicate: dict[str, Any]) -> None
 def test_order_environment_then_users_then_event_rules() -> None:
     spec = {"environments": ["production"], "users": "test_only", "event_names": {"exclude": ["*"]}}
     assert one(spec, environment="development")[1] == "filter.environments:development"
-    assert one(spec, is_test=False)[1] == "filter.users:test_only"
-    assert one(spec, is_test=True)[1] == "filter.event_names:exclude:*"
+    assert one(spec, is_tester=False)[1] == "filter.users:test_only"
+    assert one(spec, is_tester=True)[1] == "filter.event_names:exclude:*"

@@ -12,14 +12,14 @@ from pydantic import TypeAdapter
 from flagbridge.cdp.batch import BatchFormatError
 from flagbridge.cdp.config import parse_cdp_config
 from flagbridge.cdp.router import route_batch
-from flagbridge.cdp.testusers import TestUserResolver
-from flagbridge.config import TestUserRule
+from flagbridge.cdp.testers import TesterResolver
+from flagbridge.config import TesterRule
 from tests.fixtures import CDP_EXAMPLE, load_cdp_config
 from tests.unit.cdp.samples import NOW_MS, PLAN_DOCUMENT, TS, WEBHOOK_BATCH, batch, commerce_event, custom_event
 
 EXAMPLE = CDP_EXAMPLE
-RULES = TestUserResolver(
-    TypeAdapter(list[TestUserRule]).validate_python(
+RULES = TesterResolver(
+    TypeAdapter(list[TesterRule]).validate_python(
         [
             {"name": "qa-prefix", "type": "key_pattern", "pattern": "qa-.*"},
             {"name": "flagged", "type": "user_attribute", "attribute": "is_test_user"},
@@ -38,7 +38,7 @@ def route(doc: Any, config: Any = CONFIG, marked: Any = (), now_ms: int = NOW_MS
 def test_tester_batch_goes_to_split_and_audit_only() -> None:
     events = [custom_event("add_to_plan", {"plan": "pro"}), custom_event("debug_dump"), commerce_event(3)]
     result = route(batch(events, customer_id="qa-bot-01"))
-    assert result.test_user.is_test_user and result.test_user.rule == "qa-prefix"
+    assert result.tester.is_tester and result.tester.rule == "qa-prefix"
     assert set(result.payloads) == {"split-prod", "audit"}
     split = result.payloads["split-prod"]
     assert split.event_indexes == [0, 2]
@@ -56,7 +56,7 @@ def test_tester_batch_goes_to_split_and_audit_only() -> None:
 def test_real_user_batch_goes_to_business_destinations_not_split() -> None:
     events = [custom_event("checkout_done", {"plan": "pro"}), custom_event("add_to_plan", {"internal": "1"})]
     result = route(batch(events, customer_id="c-123"))
-    assert not result.test_user.is_test_user
+    assert not result.tester.is_tester
     assert set(result.payloads) == {"analytics", "warehouse", "reporting", "audit"}
     assert result.payloads["reporting"].event_indexes == [0]
     reporting = {d.event_index: d.reason for d in result.decisions_for("reporting")}
@@ -70,7 +70,7 @@ def test_real_user_batch_goes_to_business_destinations_not_split() -> None:
 
 def test_profile_mark_makes_a_tester() -> None:
     doc = batch([custom_event("add_to_plan", {"plan": "pro"})], customer_id="c-9")
-    assert route(doc, marked={("customer_id", "c-9")}).test_user.rule == "marked"
+    assert route(doc, marked={("customer_id", "c-9")}).tester.rule == "marked"
 
 
 def test_plan_violations_are_in_the_decision_log_and_quarantine() -> None:
@@ -160,7 +160,7 @@ def test_unsupported_split_types_are_not_quarantined() -> None:
 def test_webhook_format_batch_and_empty_batches() -> None:
     result = route(WEBHOOK_BATCH)
     assert result.batch_key == "bid:-5158959812941698317"
-    assert result.test_user.is_test_user
+    assert result.tester.is_tester
     assert isinstance(result.payloads["audit"].batch["user_identities"], list)
     empty = route(batch([], customer_id="c-1"))
     assert empty.decisions == []

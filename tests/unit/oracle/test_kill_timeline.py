@@ -9,7 +9,7 @@ import pytest
 
 from flagbridge.oracle.kills import follow, timeline_lines
 from flagbridge.oracle.notify import kill_detail, kill_message
-from flagbridge.oracle.split_admin import HttpAnswer
+from flagbridge.outbound import Response as HttpAnswer
 from tests.unit.oracle.test_service import World, profile
 
 CALL_MS = 1_500  # what each Admin API call takes on the fake clock

@@ -12,9 +12,11 @@ from flagbridge.errors import StoreError
 from flagbridge.oracle.config import parse_oracle_config
 from flagbridge.oracle.counting import Counter
 from flagbridge.oracle.service import CounterService, Evaluator, detail_document, list_document
-from flagbridge.oracle.split_admin import AdminTransportError, HttpAnswer, SplitAdminClient, rate_limit_wait
+from flagbridge.oracle.split_admin import SplitAdminClient, rate_limit_wait
 from flagbridge.oracle.store import InMemoryCounterStore, InMemoryVerdictStore
 from flagbridge.oracle.verdicts import exit_status as overall_exit_code
+from flagbridge.outbound import Response as HttpAnswer
+from flagbridge.outbound import TransportError as AdminTransportError
 from flagbridge.profiles.model import Assignment, FlagState
 from flagbridge.quarantine import InMemoryQuarantine
 from flagbridge.queues import QueueRecord

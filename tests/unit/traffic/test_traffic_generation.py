@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flagbridge.config import TestUsersConfig
+from flagbridge.config import TesterRules
 from flagbridge.traffic.errors import ModelError, PlanError, SafetyError
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.har import REDACTED, import_har
@@ -215,7 +215,7 @@ def test_allowlist_hosts_and_path_prefixes() -> None:
 
 
 def test_tester_pool_is_checked_against_the_bridge_rules() -> None:
-    rules = TestUsersConfig.model_validate(
+    rules = TesterRules.model_validate(
         {
             "rules": [
                 {"name": "qa", "type": "key_pattern", "pattern": "qa-.*"},

@@ -248,13 +248,13 @@ class CompiledFilter:
         self._memo: dict[tuple[str, str], str | None] = {}
         """``(event type, name)`` -> reason of the type and name parts (they depend on nothing else)."""
 
-    def batch_reason(self, environment: str, is_test_user: bool) -> str | None:
+    def batch_reason(self, environment: str, is_tester: bool) -> str | None:
         """Return the reason every event of the batch is filtered out, or None when the batch may pass."""
         if self.environments is not None and environment not in self.environments:
             return f"filter.environments:{environment}"
-        if self.users == "test_only" and not is_test_user:
+        if self.users == "test_only" and not is_tester:
             return "filter.users:test_only"
-        if self.users == "exclude_test" and is_test_user:
+        if self.users == "exclude_test" and is_tester:
             return "filter.users:exclude_test"
         return None
 
@@ -304,7 +304,7 @@ def evaluate_filter(
     compiled: CompiledFilter,
     destination: str,
     batch: Batch,
-    is_test_user: bool,
+    is_tester: bool,
     events: Iterable[Event] | None = None,
 ) -> list[Decision]:
     """Decide, for one destination, which events of a batch pass its filter.
@@ -317,8 +317,8 @@ def evaluate_filter(
         The destination's name (copied into each decision).
     batch
         A normalised batch.
-    is_test_user
-        The batch's test-user decision.
+    is_tester
+        The batch's tester decision.
     events
         The events to decide on (default: ``batch.events``).
 
@@ -329,7 +329,7 @@ def evaluate_filter(
         ``filter.*`` reason of the first failing part.
     """
     chosen = batch.events if events is None else events
-    batch_reason = compiled.batch_reason(batch.environment, is_test_user)
+    batch_reason = compiled.batch_reason(batch.environment, is_tester)
     if batch_reason is not None:
         return [Decision(destination, e.index, e.message_id, False, batch_reason) for e in chosen]
     out: list[Decision] = []

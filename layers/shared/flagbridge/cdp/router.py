@@ -6,7 +6,7 @@
    :class:`~flagbridge.cdp.batch.BatchFormatError` (the caller dead-letters it whole);
 2. **plan validation** (:mod:`flagbridge.cdp.dataplan`): may remove attributes, drop events or drop
    the batch;
-3. **test-user resolution** (:mod:`flagbridge.cdp.testusers`) on the batch *as received*, so plan
+3. **tester resolution** (:mod:`flagbridge.cdp.testers`) on the batch *as received*, so plan
    blocking (e.g. of an unplanned ``is_test_user`` attribute) can never turn a tester into a
    non-tester and leak their data into business destinations;
 4. **per-destination filters** (:mod:`flagbridge.cdp.filters`) on the events that survived the plan;
@@ -44,8 +44,8 @@ from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationTyp
 from flagbridge.cdp.dataplan import PlanOutcome
 from flagbridge.cdp.filters import SENT, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
-from flagbridge.cdp.testusers import TestUserDecision, TestUserResolver
-from flagbridge.rules import TestUserRule, TestUsersConfig
+from flagbridge.cdp.testers import TesterDecision, TesterResolver
+from flagbridge.rules import TesterRule, TesterRules
 
 NOT_QUARANTINED_SPLIT_REASONS = frozenset({"split.unsupported_event_type"})
 
@@ -82,8 +82,8 @@ class RoutingResult:
     ----------
     batch
         The normalised batch as received.
-    test_user
-        The test-user decision.
+    tester
+        The tester decision.
     plan
         The data plan outcome.
     reasons
@@ -108,13 +108,13 @@ class RoutingResult:
         "quarantine",
         "reasons",
         "split_rejections",
-        "test_user",
+        "tester",
     )
 
     def __init__(
         self,
         batch: Batch,
-        test_user: TestUserDecision,
+        tester: TesterDecision,
         plan: PlanOutcome,
         reasons: dict[str, list[str]],
         payloads: dict[str, DestinationPayload],
@@ -123,7 +123,7 @@ class RoutingResult:
         counts: dict[str, dict[str, int]],
     ) -> None:
         self.batch = batch
-        self.test_user = test_user
+        self.tester = tester
         self.plan = plan
         self.reasons = reasons
         self.payloads = payloads
@@ -158,10 +158,10 @@ class RoutingResult:
         ]
 
 
-def _resolver(test_users: TestUserResolver | Sequence[TestUserRule] | TestUsersConfig | None) -> TestUserResolver:
-    if isinstance(test_users, TestUserResolver):
+def _resolver(test_users: TesterResolver | Sequence[TesterRule] | TesterRules | None) -> TesterResolver:
+    if isinstance(test_users, TesterResolver):
         return test_users
-    return TestUserResolver(test_users or ())
+    return TesterResolver(test_users or ())
 
 
 def route_batch(
@@ -169,7 +169,7 @@ def route_batch(
     config: CdpConfig,
     marked_identities: Container[tuple[str, str]] = (),
     now_ms: int = 0,
-    test_users: TestUserResolver | Sequence[TestUserRule] | TestUsersConfig | None = None,
+    test_users: TesterResolver | Sequence[TesterRule] | TesterRules | None = None,
     registered_identities: Container[tuple[str, str]] = (),
 ) -> RoutingResult:
     """Validate, classify, filter and fan out one mParticle batch.
@@ -185,8 +185,8 @@ def route_batch(
     now_ms
         Current time, epoch milliseconds (for Split's age limit).
     test_users
-        The shared test-user rules (``BridgeConfig.test_users``), or a prebuilt
-        :class:`TestUserResolver` (preferred: build it once per configuration). None means no rules:
+        The shared tester rules (``BridgeConfig.test_users``), or a prebuilt
+        :class:`TesterResolver` (preferred: build it once per configuration). None means no rules:
         nobody is a tester.
     registered_identities
         ``(identity_type, value)`` pairs the tester registry holds (testers after the rules).
@@ -203,9 +203,9 @@ def route_batch(
     normalised = normalize_batch(batch)
     validator, destinations = config.route_plan
     outcome = validator.validate(normalised)
-    resolver = test_users if isinstance(test_users, TestUserResolver) else _resolver(test_users)
-    test_user = resolver.resolve(normalised, marked_identities, registered_identities)
-    is_test = test_user.is_test_user
+    resolver = test_users if isinstance(test_users, TesterResolver) else _resolver(test_users)
+    tester = resolver.resolve(normalised, marked_identities, registered_identities)
+    is_tester = tester.is_tester
     surviving: Batch | None = outcome.batch
     all_events = normalised.events  # all_events[i].index == i: malformed batches never get here
     n_events = len(all_events)
@@ -239,7 +239,7 @@ def route_batch(
             counts[name] = {drop_reason: n_events} if n_events else {}
         return RoutingResult(
             batch=normalised,
-            test_user=test_user,
+            tester=tester,
             plan=outcome,
             reasons=reasons,
             payloads=payloads,
@@ -254,13 +254,13 @@ def route_batch(
             surviving,
             n_events,
             dropped_events,
-            (environment, is_test, now_ms),
+            (environment, is_tester, now_ms),
             (payloads, quarantine, split_rejections),
         )
 
     return RoutingResult(
         batch=normalised,
-        test_user=test_user,
+        tester=tester,
         plan=outcome,
         reasons=reasons,
         payloads=payloads,
@@ -281,14 +281,14 @@ def _route_destination(
     """Filter one destination's events of the batch the plan left; its payload, quarantine and Split rejections
     go to ``out``. Returns the reason of every event (by index) and their counts.
 
-    ``context`` is the batch's ``(environment, is_test, now_ms)``.
+    ``context`` is the batch's ``(environment, is_tester, now_ms)``.
     """
-    environment, is_test, now_ms = context
+    environment, is_tester, now_ms = context
     payloads, quarantine, split_rejections = out
     name = destination.name
     compiled = destination.filter
     surviving_events = surviving.events
-    batch_reason = compiled.batch_reason(environment, is_test)
+    batch_reason = compiled.batch_reason(environment, is_tester)
     passing: list[Event] = []
     uniform: str | None = None  # the reason of every event, when they all share one
     if batch_reason is not None and not dropped_events:

@@ -57,7 +57,7 @@ from typing import Any
 
 from flagbridge.cdp.config import CdpConfig, CompiledDestination
 from flagbridge.cdp.split_events import SplitEvent
-from flagbridge.cdp.split_requests import chunk_split_events
+from flagbridge.cdp.split_requests import SplitRequest, chunk_split_events
 from flagbridge.errors import FlagbridgeError
 from flagbridge.forwarding.destinations import PermanentDeliveryError, RetryableDeliveryError, Sink, SplitEventsClient
 from flagbridge.forwarding.ledger import TRANSACTION_LIMIT, Ledger
@@ -352,13 +352,26 @@ class DeliveryService:
         batch: BatchOutcome,
         remaining_ms: Callable[[], int] | None,
     ) -> None:
-        name = destination.name
         owner: dict[str, _SplitMessage] = {}
         for item in messages:
             for ledger_id in item.events:
                 owner.setdefault(ledger_id, item)
         ids = list(owner)
+        try:
+            owned_set, in_progress = self._claim_split(ids, batch)
+        except Exception as exc:  # nothing was sent (what was claimed was given back): retry every message
+            for item in messages:
+                item.result.error = exc
+            return
 
+        state = {ledger_id: _CLAIMED for ledger_id in ids if ledger_id in owned_set}
+        failure = self._send_split(destination, owner, state, batch, remaining_ms)
+        for item in messages:
+            _settle_split_message(destination.name, item, owner, state, in_progress, failure)
+
+    def _claim_split(self, ids: list[str], batch: BatchOutcome) -> tuple[set[str], set[str]]:
+        """(the ids this delivery claimed, the others' ids claimed by an unfinished delivery); on a ledger error,
+        what was claimed is released and the error raised."""
         owned: list[str] = []
         try:
             for start in range(0, len(ids), TRANSACTION_LIMIT):
@@ -366,38 +379,10 @@ class DeliveryService:
             owned_set = set(owned)
             others = [ledger_id for ledger_id in ids if ledger_id not in owned_set]
             in_progress = set(self._ledger.pending(others)) if others else set()
-        except Exception as exc:  # nothing was sent: give back what was claimed, retry every message
+        except Exception:
             self._release(owned, batch)
-            for item in messages:
-                item.result.error = exc
-            return
-
-        state = {ledger_id: _CLAIMED for ledger_id in ids if ledger_id in owned_set}
-        failure = self._send_split(destination, owner, state, batch, remaining_ms)
-
-        for item in messages:
-            outcome = DeliveryOutcome(name, requests=item.requests)
-            unsent = pending = 0
-            for ledger_id in item.events:
-                status = state.get(ledger_id)
-                if status is None:  # claimed elsewhere: in progress, or sent before
-                    if ledger_id in in_progress:
-                        pending += 1
-                    else:
-                        outcome.duplicates += 1
-                elif status not in _DONE:
-                    unsent += 1
-                elif owner[ledger_id] is not item:  # sent (or decided) with an earlier message of this batch
-                    outcome.duplicates += 1
-                elif status == _SENT:
-                    outcome.sent += 1
-                else:
-                    outcome.dead_lettered += 1
-            item.result.outcome = outcome
-            if unsent:
-                item.result.error = item.error or failure or RetryableDeliveryError(f"{unsent} event(s) not sent")
-            elif pending:
-                item.result.error = DeliveryInProgressError(f"{pending} event(s) are claimed by an unfinished delivery")
+            raise
+        return owned_set, in_progress
 
     def _send_split(
         self,
@@ -418,21 +403,7 @@ class DeliveryService:
             max_bytes=getattr(options, "max_request_bytes", 1_000_000),
         )
         if chunks.rejections:
-            requested = {f"{name}#{event.dedup_id}" for request in chunks.requests for event in request.events}
-            too_large = [ledger_id for ledger_id in state if ledger_id not in requested]
-            for item, item_ids in _by_owner(too_large, owner):
-                bodies = [item.events[ledger_id].body for ledger_id in item_ids]
-                record = _record(name, item.message, "split.event_too_large", None, "", bodies)
-                try:
-                    self._send_dead_letters(name, [record])
-                except Exception as exc:  # never sent: give them back, retry that message
-                    item.error = exc
-                    self._release(item_ids, batch)
-                    state.update(dict.fromkeys(item_ids, _RELEASED))
-                    continue
-                # decided (kept in the DLQ): marked so that a redelivery neither waits for nor re-sends them
-                state.update(dict.fromkeys(item_ids, _DEAD_LETTERED))
-                self._mark_sent(item_ids, batch)
+            self._dead_letter_too_large(name, chunks.requests, owner, state, batch)
 
         failure: Exception | None = None
         requests = 0
@@ -447,21 +418,8 @@ class DeliveryService:
                 client = client or self._split_client(destination)
                 client.send(request.body)
             except PermanentDeliveryError as exc:
-                records = [
-                    _record(
-                        name,
-                        item.message,
-                        "split.refused",
-                        exc.status,
-                        exc.response_body,
-                        [item.events[ledger_id].body for ledger_id in item_ids],
-                    )
-                    for item, item_ids in owners
-                ]
-                try:
-                    self._send_dead_letters(name, records)
-                except Exception as dlq_exc:  # refused, so not sent: released below with the later requests
-                    failure = dlq_exc
+                failure = self._dead_letter_refused(name, exc, owners)
+                if failure is not None:  # refused, so not sent: released below with the later requests
                     break
                 state.update(dict.fromkeys(request_ids, _DEAD_LETTERED))
             except Exception as exc:  # retryable, or failed before sending (e.g. the SDK key): let the retry claim them
@@ -483,6 +441,52 @@ class DeliveryService:
             self._release(unsent, batch)
             state.update(dict.fromkeys(unsent, _RELEASED))
         return failure
+
+    def _dead_letter_too_large(
+        self,
+        name: str,
+        requests: Sequence[SplitRequest],
+        owner: dict[str, _SplitMessage],
+        state: dict[str, str],
+        batch: BatchOutcome,
+    ) -> None:
+        """Keep the events no request can carry in the DLQ (decided), or give them back when the DLQ refuses."""
+        requested = {f"{name}#{event.dedup_id}" for request in requests for event in request.events}
+        too_large = [ledger_id for ledger_id in state if ledger_id not in requested]
+        for item, item_ids in _by_owner(too_large, owner):
+            bodies = [item.events[ledger_id].body for ledger_id in item_ids]
+            record = _record(name, item.message, "split.event_too_large", None, "", bodies)
+            try:
+                self._send_dead_letters(name, [record])
+            except Exception as exc:  # never sent: give them back, retry that message
+                item.error = exc
+                self._release(item_ids, batch)
+                state.update(dict.fromkeys(item_ids, _RELEASED))
+                continue
+            # decided (kept in the DLQ): marked so that a redelivery neither waits for nor re-sends them
+            state.update(dict.fromkeys(item_ids, _DEAD_LETTERED))
+            self._mark_sent(item_ids, batch)
+
+    def _dead_letter_refused(
+        self, name: str, exc: PermanentDeliveryError, owners: list[tuple[_SplitMessage, list[str]]]
+    ) -> Exception | None:
+        """Keep a request Split refused in the DLQ, one record per message; the DLQ's error when it refuses."""
+        records = [
+            _record(
+                name,
+                item.message,
+                "split.refused",
+                exc.status,
+                exc.response_body,
+                [item.events[ledger_id].body for ledger_id in item_ids],
+            )
+            for item, item_ids in owners
+        ]
+        try:
+            self._send_dead_letters(name, records)
+        except Exception as dlq_exc:
+            return dlq_exc
+        return None
 
     def _mark_sent(self, ids: list[str], batch: BatchOutcome) -> bool:
         try:
@@ -528,6 +532,39 @@ class DeliveryService:
 
     def _send_dead_letters(self, destination: str, records: list[str]) -> None:
         self._dead_letter(destination).send_bodies(records)
+
+
+def _settle_split_message(
+    name: str,
+    item: _SplitMessage,
+    owner: dict[str, _SplitMessage],
+    state: dict[str, str],
+    in_progress: set[str],
+    failure: Exception | None,
+) -> None:
+    """A Split message's outcome from its events' states; its error when one of them is unsent or pending."""
+    outcome = DeliveryOutcome(name, requests=item.requests)
+    unsent = pending = 0
+    for ledger_id in item.events:
+        status = state.get(ledger_id)
+        if status is None:  # claimed elsewhere: in progress, or sent before
+            if ledger_id in in_progress:
+                pending += 1
+            else:
+                outcome.duplicates += 1
+        elif status not in _DONE:
+            unsent += 1
+        elif owner[ledger_id] is not item:  # sent (or decided) with an earlier message of this batch
+            outcome.duplicates += 1
+        elif status == _SENT:
+            outcome.sent += 1
+        else:
+            outcome.dead_lettered += 1
+    item.result.outcome = outcome
+    if unsent:
+        item.result.error = item.error or failure or RetryableDeliveryError(f"{unsent} event(s) not sent")
+    elif pending:
+        item.result.error = DeliveryInProgressError(f"{pending} event(s) are claimed by an unfinished delivery")
 
 
 def _by_owner(ids: list[str], owner: dict[str, _SplitMessage]) -> list[tuple[_SplitMessage, list[str]]]:

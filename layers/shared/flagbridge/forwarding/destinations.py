@@ -1,8 +1,9 @@
 """Destination adapters: how a routed payload reaches Split, a webhook, or an AWS sink.
 
-Every adapter raises :class:`RetryableDeliveryError` for failures worth retrying (timeouts, dropped
-connections, 429, 5xx) and :class:`PermanentDeliveryError` for refusals that will not change on retry
-(other 4xx), carrying the response so it can be kept in the destination's DLQ.
+The HTTP ones send through :class:`flagbridge.outbound.Outbound`. Every adapter raises
+:class:`RetryableDeliveryError` for failures worth retrying (timeouts, dropped connections, 429, 5xx) and
+:class:`PermanentDeliveryError` for refusals that will not change on retry (other 4xx), carrying the response so
+it can be kept in the destination's DLQ.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from flagbridge.backoff import backoff_delay
 from flagbridge.errors import FlagbridgeError
+from flagbridge.outbound import Response, TransportError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -33,35 +35,10 @@ class PermanentDeliveryError(FlagbridgeError):
         self.response_body = response_body
 
 
-class HttpResponse(NamedTuple):
-    status: int
-    headers: Mapping[str, str]
-    body: str
-
-
 class HttpClient(Protocol):
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResponse: ...
+    """What the HTTP destinations need of :class:`flagbridge.outbound.Outbound` (or its twin)."""
 
-
-class Urllib3Client:
-    """HttpClient over urllib3 (shipped with botocore in the Lambda runtime): pooled, with timeouts."""
-
-    def __init__(self, connect_timeout: float = 3.0, read_timeout: float = 15.0) -> None:
-        import urllib3
-
-        self._urllib3 = urllib3
-        self._pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout), retries=False, maxsize=8
-        )
-
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
-        try:
-            response = self._pool.request("POST", url, body=body, headers=dict(headers), preload_content=True)
-        except self._urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
-            raise RetryableDeliveryError(f"transport error: {type(exc).__name__}") from exc
-        return HttpResponse(
-            response.status, {k.lower(): v for k, v in response.headers.items()}, response.data.decode(errors="replace")
-        )
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response: ...
 
 
 @dataclass
@@ -87,6 +64,9 @@ def post_with_retries(
         retry_after_header: str | None = None
         try:
             response = client.post(url, body, headers)
+        except TransportError as exc:  # timeouts, refused or dropped connections
+            last = RetryableDeliveryError(f"transport error: {exc.kind}")
+            last.__cause__ = exc
         except RetryableDeliveryError as exc:
             last = exc
         else:

@@ -1,7 +1,7 @@
 """The router consumer: batches queue -> plan, testers, filters -> per-destination queues.
 
 For each SQS batch: decode every message (our ingest envelope, or a raw mParticle batch sent straight
-to the queue), look up profile test-user marks and the tester registry for all identities at once (one
+to the queue), look up profile tester marks and the tester registry for all identities at once (one
 bulk read each per SQS batch), route each batch with
 :func:`flagbridge.cdp.router.route_batch`, then make the outcome durable: one message per destination
 on that destination's own queue (so a slow or failing destination never holds up another), blocked or
@@ -24,7 +24,7 @@ from typing import Any
 
 from flagbridge.cdp.batch import Batch, BatchFormatError, normalize_batch
 from flagbridge.cdp.router import RoutingResult, route_batch
-from flagbridge.cdp.testusers import TestUserResolver, profile_lookup_keys
+from flagbridge.cdp.testers import TesterResolver, profile_lookup_keys
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import ConfigError
 from flagbridge.profiles.model import TestMark
@@ -63,7 +63,7 @@ def destination_message(result: RoutingResult, destination: str) -> dict[str, An
         "destination": destination,
         "type": payload.type,
         "batch_key": result.batch_key,
-        "test_user": result.test_user.is_test_user,
+        "test_user": result.tester.is_tester,
     }
     if payload.type == "split":
         message["split_events"] = [
@@ -101,7 +101,7 @@ class RouterService:
             raise ConfigError("the configuration has no 'cdp' section: nothing to route")
         self._config = config
         self._cdp = config.cdp
-        self._resolver = TestUserResolver(config.test_users)
+        self._resolver = TesterResolver(config.test_users)
         self._lookup_marks = lookup_marks
         self._lookup_registered = lookup_registered
         self._uses_marks = any(rule.type == "profile_mark" for rule in config.test_users.rules)
@@ -227,7 +227,7 @@ class RouterService:
             {
                 "batch_key": routed.batch_key,
                 "ingest": meta,
-                "test_user": {"is_test_user": routed.test_user.is_test_user, "rule": routed.test_user.rule},
+                "test_user": {"is_test_user": routed.tester.is_tester, "rule": routed.tester.rule},
                 "decisions": [
                     {
                         "destination": d.destination,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flagbridge.impressions.records import Row, row_of
-from flagbridge.rules import FlagTreatmentRule, KeyAllowlistRule, KeyPatternRule, LabelRule, TestUsersConfig
+from flagbridge.rules import FlagTreatmentRule, KeyAllowlistRule, KeyPatternRule, LabelRule, TesterRules
 
 if TYPE_CHECKING:
     from flagbridge.impressions.models import QueuedImpression
@@ -20,7 +20,7 @@ _UNKNOWN = -2  # memo miss
 _NO_MATCH = -1
 
 
-def matching_rule(impression: QueuedImpression, config: TestUsersConfig) -> str | None:
+def matching_rule(impression: QueuedImpression, config: TesterRules) -> str | None:
     """The name of the first rule that marks this impression's user as a tester, or None."""
     for rule in config.rules:
         if isinstance(rule, KeyAllowlistRule):
@@ -52,7 +52,7 @@ class RuleMatcher:
     Build one per batch (the memos grow with the distinct values seen).
     """
 
-    def __init__(self, config: TestUsersConfig) -> None:
+    def __init__(self, config: TesterRules) -> None:
         self._names = [rule.name for rule in config.rules]
         self._key_rules = [
             (index, rule)

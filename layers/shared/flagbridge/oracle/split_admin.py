@@ -17,7 +17,8 @@ API key>`` (``auth: bearer``), or ``x-api-key: <token>`` for a Harness service a
 (``auth: x-api-key``; Split recommends against new integrations built on Admin API keys). The configuration's
 ``split_admin.auth`` chooses; the kill and the segment calls use the same one.
 
-Every call is retried within a time budget and returns every attempt:
+The calls go through :class:`flagbridge.outbound.Outbound`. Every call is retried within a time budget and
+returns every attempt:
 
 * 2xx: done. A kill of a flag already killed, or adding a key already in the segment, is also a success;
 * 429: waits what Split says (``X-RateLimit-Reset-Seconds-Org``, ``-IP``, or ``Retry-After``; the longest), then
@@ -45,6 +46,7 @@ from urllib.parse import quote
 
 from flagbridge.backoff import backoff_delay
 from flagbridge.errors import FlagbridgeError
+from flagbridge.outbound import Outbound, Response, TransportError
 
 Outcome = Literal["killed", "retry", "refused", "dry_run"]
 CallOutcome = Literal["ok", "retry", "refused", "dry_run"]
@@ -63,54 +65,23 @@ _SEGMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    headers: Mapping[str, str]
-    body: str
-
-
-class AdminTransportError(FlagbridgeError):
-    """No answer: timeout, refused or dropped connection."""
-
-
 class SegmentRequestError(FlagbridgeError):
     """A segment name or key Split would refuse; raised before any call."""
 
 
 class AdminHttp(Protocol):
-    def put(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpAnswer: ...
+    """What the kill needs of :class:`flagbridge.outbound.Outbound` (or its twin)."""
+
+    def put(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response: ...
 
 
 class SegmentHttp(AdminHttp, Protocol):
-    def get(self, url: str, headers: Mapping[str, str]) -> HttpAnswer: ...
+    def get(self, url: str, headers: Mapping[str, str]) -> Response: ...
 
 
-class Urllib3AdminHttp:
-    """AdminHttp over urllib3 (shipped with botocore): timeouts, no implicit retries."""
-
-    def __init__(self, connect_timeout: float = 3.0, read_timeout: float = 10.0) -> None:
-        import urllib3
-
-        self._urllib3 = urllib3
-        self._pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout), retries=False, maxsize=2
-        )
-
-    def put(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpAnswer:
-        return self._request("PUT", url, body, headers)
-
-    def get(self, url: str, headers: Mapping[str, str]) -> HttpAnswer:
-        return self._request("GET", url, None, headers)
-
-    def _request(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> HttpAnswer:
-        try:
-            response = self._pool.request(method, url, body=body, headers=dict(headers), preload_content=True)
-        except self._urllib3.exceptions.HTTPError as exc:
-            raise AdminTransportError(type(exc).__name__) from exc
-        return HttpAnswer(
-            response.status, {k.lower(): v for k, v in response.headers.items()}, response.data.decode(errors="replace")
-        )
+def admin_http(connect_timeout: float = 3.0, read_timeout: float = 10.0) -> Outbound:
+    """The outbound adapter of the Admin API calls: its timeouts, and a small pool (calls go one at a time)."""
+    return Outbound(connect_timeout=connect_timeout, read_timeout=read_timeout, max_idle=2)
 
 
 @dataclass
@@ -124,7 +95,7 @@ class CallResult:
     """One Admin API call after its retries: the outcome, the last answer (if any) and every attempt."""
 
     outcome: CallOutcome
-    answer: HttpAnswer | None = None
+    answer: Response | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -320,8 +291,8 @@ class SplitAdminClient:
             result.attempts.append(record)
             try:
                 answer = self._send(method, url, body, headers)
-            except AdminTransportError as exc:
-                record.update(outcome="transport_error", error=str(exc))
+            except TransportError as exc:
+                record.update(outcome="transport_error", error=exc.kind)
                 wait = self._backoff(attempt)
             else:
                 result.answer = answer
@@ -348,12 +319,12 @@ class SplitAdminClient:
             waited += wait
         return result
 
-    def _send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> HttpAnswer:
+    def _send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Response:
         if method == "GET":
             getter = getattr(self._http, "get", None)
             if getter is None:
                 raise TypeError(f"{type(self._http).__name__} cannot GET: segment listing needs a SegmentHttp")
-            answer: HttpAnswer = getter(url, headers)
+            answer: Response = getter(url, headers)
             return answer
         return self._http.put(url, body or b"", headers)
 

@@ -30,7 +30,7 @@ what a run's status carries.
 **Exit status**, the one rule (:data:`EXIT_PASS`, :data:`EXIT_FAIL`, :data:`EXIT_UNDECIDED`): :func:`exit_status`
 is 0 when every state is PASS, 1 when any is FAIL, 2 otherwise (no state at all included); :func:`run_exit_status`
 applies it to a run: a PASS counts only from a fresh evaluation of a run that finished as asked. Only the standard
-library is imported here.
+library is imported here (and, when a verdict is read over HTTP, :mod:`flagbridge.outbound`).
 """
 
 from __future__ import annotations
@@ -109,31 +109,20 @@ class HttpVerdicts:
     timeout: float = 10.0
 
     def verdict(self, test: str) -> VerdictDocument | None:
-        import http.client  # here, not at the top: the CLI imports this module for its exit codes at start-up
-        import ssl
+        # here, not at the top: the CLI imports this module for its exit codes at start-up
+        from flagbridge.outbound import Outbound, TransportError
 
         parts = urlsplit(self.bridge.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise VerdictReadError(f"the bridge must be an http(s) URL, got {self.bridge!r}", permanent=True)
-        path = f"{parts.path}/tests/{quote(test, safe='')}"
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        else:
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        url = f"{parts.scheme}://{parts.netloc}{parts.path}/tests/{quote(test, safe='')}"
+        http = Outbound(connect_timeout=self.timeout, read_timeout=self.timeout, max_idle=0)
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         try:
-            connection.request(
-                "GET", path, headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-            )
-            response = connection.getresponse()
-            body = response.read(1 << 22)
-        except (OSError, http.client.HTTPException) as exc:
-            raise VerdictReadError(f"the oracle API at {self.bridge} did not answer ({type(exc).__name__})") from exc
-        finally:
-            connection.close()
-        return _document(self.bridge, test, response.status, body)
+            response = http.request("GET", url, None, headers, max_body=1 << 22)
+        except TransportError as exc:
+            raise VerdictReadError(f"the oracle API at {self.bridge} did not answer ({exc.kind})") from exc
+        return _document(self.bridge, test, response.status, response.content)
 
 
 def _document(bridge: str, test: str, status: int, body: bytes) -> VerdictDocument | None:

@@ -351,7 +351,7 @@ def _prune(seen: dict[str, int], floor: int, newest: int, config: ProfilesConfig
 
 @dataclass(frozen=True)
 class TestMark:
-    """A user's test-user status: which rule marked them and when (epoch ms), and until when for a mark that
+    """A user's tester status: which rule marked them and when (epoch ms), and until when for a mark that
     came from the tester registry (``expires_at``, epoch ms; None: a configured rule's mark, for good)."""
 
     rule: str

@@ -2,7 +2,7 @@
 
 Per SQS batch: decode every message (version 2, what the webhook writes, or version 1 from before: see
 :mod:`flagbridge.impressions.records`), group impressions by (user, flag), bulk-read the current states
-and test-user marks, merge in memory, then write each changed (user, flag) once, in parallel. So the
+and tester marks, merge in memory, then write each changed (user, flag) once, in parallel. So the
 number of DynamoDB write requests never exceeds the distinct (user, flag) pairs of the batch. The batch's
 users are looked up in the tester registry in one bulk read too: a registered tester no rule marks gets a
 mark that expires with the registration (:mod:`flagbridge.testers.registry`).
@@ -216,7 +216,7 @@ class ImpressionProcessor:
         defaultdict[tuple[str, str], list[Row]], list[tuple[str, list[Row]]], dict[str, tuple[int, str]], set[str]
     ]:
         """Decode the batch: impressions grouped by (user, flag) in batch order, each readable message's impressions,
-        the test-user mark each user's earliest matching impression asks for, and the messages to retry."""
+        the tester mark each user's earliest matching impression asks for, and the messages to retry."""
         groups: defaultdict[tuple[str, str], list[Row]] = defaultdict(list)  # (user, flag) -> its impressions
         decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
         wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression

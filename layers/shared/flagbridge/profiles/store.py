@@ -1,10 +1,10 @@
 """DynamoDB persistence of profiles (single table, low-level client for speed).
 
 Layout: partition ``pk = "{traffic_type}#{key}"``; sort key ``FLAG#{flag}`` for each flag's exposure
-state and ``META`` for the user's test-user mark (with ``mark_expires_at`` when it came from the tester registry:
+state and ``META`` for the user's tester mark (with ``mark_expires_at`` when it came from the tester registry:
 an expired mark reads as none). Writes are conditional on the revision read
 (optimistic concurrency) so concurrent processors never lose an update: a loser re-reads and re-merges.
-A new test-user mark is written in the same transaction as one of that user's flag writes, so a batch
+A new tester mark is written in the same transaction as one of that user's flag writes, so a batch
 never issues more write requests than it has distinct (user, flag) pairs.
 """
 
@@ -218,7 +218,7 @@ class DynamoDBProfileStore:
         return states, marks
 
     def load_marks(self, users: Iterable[str]) -> dict[str, TestMark]:
-        """Test-user marks of many users in bulk (the CDP router's lookup)."""
+        """Tester marks of many users in bulk (the CDP router's lookup)."""
         _, marks = self.load([], sorted(set(users)))
         return marks
 
@@ -270,7 +270,7 @@ class DynamoDBProfileStore:
         return written
 
     def save_mark(self, user_id: str, mark: TestMark) -> None:
-        """Write a test-user mark alone (only when a user has no flag write in the batch)."""
+        """Write a tester mark alone (only when a user has no flag write in the batch)."""
         self._ddb.put_item(TableName=self._table, Item=mark_to_item(user_id, mark))
 
     def read_profile(self, user_id: str) -> tuple[list[FlagState], TestMark | None] | None:

@@ -8,7 +8,7 @@ Starting (:meth:`RunService.start`):
    it, and nothing is recorded or sent; each shard asks again before its first case, :mod:`flagbridge.runs.worker`);
 2. make the tester pool testers for the run's duration plus a margin: register it in the tester registry
    (:class:`PoolRegistrar`, the registry's ``register_pool``) or, in a stack without the registry, check every
-   key against the static test-user rules. Either failure refuses the run; nothing is recorded or sent;
+   key against the static tester rules. Either failure refuses the run; nothing is recorded or sent;
 3. write the spec to S3 (``runs/<id>/run.json``) and record the run;
 4. enqueue its shards, ten to a ``SendMessageBatch`` (SQS requests = ceil(shards / 10)). When SQS keeps
    failing, the run is recorded as ``enqueue_failed`` with how many shards made it and the answer is 503:

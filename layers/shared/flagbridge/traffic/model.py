@@ -46,7 +46,7 @@ _REQUEST_KEYS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Tester:
-    """One member of the run's tester pool (a key the bridge's test-user rules mark as a tester)."""
+    """One member of the run's tester pool (a key the bridge's tester rules mark as a tester)."""
 
     __test__ = False  # not a pytest test class
 

@@ -3,8 +3,8 @@
 - :class:`Allowlist`: configured hosts (exact, case-insensitive; ``*.example.com`` for subdomains) and,
   optionally, path prefixes per host. A plan, model or HAR naming any other host is refused before
   anything is sent.
-- :func:`check_testers`: every key of the tester pool must be a tester by the bridge's own test-user
-  rules (:class:`flagbridge.cdp.testusers.TestUserResolver`, the rules the router applies); otherwise
+- :func:`check_testers`: every key of the tester pool must be a tester by the bridge's own tester
+  rules (:class:`flagbridge.cdp.testers.TesterResolver`, the rules the router applies); otherwise
   the run is refused, naming the first key that is not.
 - :class:`RunTag`: ``X-Flagbridge-Run: <run id>.<case id>.<HMAC-SHA256, 32 hex>``. A **label, never a
   capability**: it lets the target's logs and the oracle attribute a request to a run; nothing may
@@ -98,7 +98,7 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def check_testers(pool: Sequence[Tester], rules: Any) -> list[str]:
-    """Check every tester against the bridge's test-user rules; return the matching rule per tester.
+    """Check every tester against the bridge's tester rules; return the matching rule per tester.
 
     ``rules`` is the configuration's ``test_users`` (or a compiled resolver). The check builds the
     batch the results will be reported with (``customer_id`` = key, ``email``), exactly what the router
@@ -106,9 +106,9 @@ def check_testers(pool: Sequence[Tester], rules: Any) -> list[str]:
     by a static rule.
     """
     from flagbridge.cdp.batch import normalize_batch
-    from flagbridge.cdp.testusers import TestUserResolver
+    from flagbridge.cdp.testers import TesterResolver
 
-    resolver = rules if isinstance(rules, TestUserResolver) else TestUserResolver(rules)
+    resolver = rules if isinstance(rules, TesterResolver) else TesterResolver(rules)
     matched = []
     for tester in pool:
         identities = {"customer_id": tester.key}
@@ -116,9 +116,9 @@ def check_testers(pool: Sequence[Tester], rules: Any) -> list[str]:
             identities["email"] = tester.email
         batch = normalize_batch({"environment": "production", "user_identities": identities, "events": []})
         decision = resolver.resolve(batch)
-        if not decision.is_test_user:
+        if not decision.is_tester:
             raise SafetyError(
-                f"tester pool key {tester.key!r} is not a tester by the bridge's test-user rules "
+                f"tester pool key {tester.key!r} is not a tester by the bridge's tester rules "
                 "(test_users.rules); refusing to run, nothing was sent"
             )
         matched.append(str(decision.rule))

@@ -1,23 +1,22 @@
-"""Sending a generated request exactly as generated, with the standard library's ``http.client``.
+"""Sending a generated request exactly as generated, through the one outbound adapter (:mod:`flagbridge.outbound`).
 
-- The bytes on the wire are :meth:`WireRequest.to_bytes`: ``http.client`` adds nothing (no Host, no
-  Accept-Encoding of its own; Content-Length comes from the request).
+- The bytes on the wire are :meth:`WireRequest.to_bytes`: the request goes raw (``Outbound.exchange`` with
+  ``raw=True``), nothing added (no Host, no Accept-Encoding of its own; Content-Length comes from the request).
 - **No redirect is ever followed**, to another host or the same one: a 3xx is an answer like any
   other, recorded in the manifest (a redirect could otherwise lead a run off its allowlist).
-- A per-request timeout (default 10 s, Schemathesis's default); a timeout or a refused connection is an
-  :class:`~flagbridge.traffic.manifest.Outcome` with ``error`` set, never an exception.
+- A per-request timeout (default 10 s, Schemathesis's default) for connecting and for each read; a timeout or a
+  refused connection is an :class:`~flagbridge.traffic.manifest.Outcome` with ``error`` set, never an exception.
 - Connections are kept alive per (scheme, host, port); a kept-alive connection the server had closed is
   retried once on a fresh connection (nothing was answered, so nothing was processed twice).
-- Every destination is checked against the allowlist before a connection is opened.
+- Every destination is checked against the allowlist before a connection to it is opened.
 """
 
 from __future__ import annotations
 
-import http.client
-import ssl
 import time
 
 from flagbridge.backoff import parse_retry_after
+from flagbridge.outbound import Origin, Outbound, TransportError
 from flagbridge.traffic.generator import WireRequest
 from flagbridge.traffic.manifest import Outcome, body_digest, body_excerpt
 from flagbridge.traffic.safety import Allowlist
@@ -32,65 +31,30 @@ class HttpSender:
     def __init__(self, allowlist: Allowlist | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.allowlist = allowlist
         self.timeout = timeout
-        self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
-
-    def _connection(self, request: WireRequest) -> tuple[http.client.HTTPConnection, bool]:
-        key = (request.scheme, request.connect_host, request.connect_port)
-        connection = self._connections.get(key)
-        if connection is not None:
-            return connection, True
-        if self.allowlist is not None:
-            path = request.target.split("?", 1)[0]
-            # ``*`` (the preflight's OPTIONS *) names the server, no path: only its host is checked
-            self.allowlist.check(request.connect_host, None if path == "*" else path, "target")
-        if request.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                request.connect_host, request.connect_port, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        else:
-            connection = http.client.HTTPConnection(request.connect_host, request.connect_port, timeout=self.timeout)
-        self._connections[key] = connection
-        return connection, False
-
-    def _drop(self, request: WireRequest) -> None:
-        connection = self._connections.pop((request.scheme, request.connect_host, request.connect_port), None)
-        if connection is not None:
-            connection.close()
+        self._http = Outbound(connect_timeout=timeout, read_timeout=timeout, allowlist=allowlist, max_idle=1)
 
     def send(self, request: WireRequest) -> Outcome:
         """Send one request and read its answer (at most 1 MiB of body is read and hashed)."""
+        origin = Origin(request.scheme, request.connect_host, request.connect_port)
         for attempt in range(2):
-            connection, reused = self._connection(request)
             started = time.perf_counter()
             try:
-                connection.putrequest(request.method, request.target, skip_host=True, skip_accept_encoding=True)
-                for name, value in request.headers:
-                    connection.putheader(name, value)
-                connection.endheaders(request.body or None)
-                response = connection.getresponse()
-                body = response.read(MAX_BODY_READ)
-                if response.length:  # more than we read: do not reuse the connection
-                    self._drop(request)
-                elapsed = (time.perf_counter() - started) * 1000
-                headers = tuple((name.lower(), value) for name, value in response.getheaders())
-                if response.will_close:
-                    self._drop(request)
-                excerpt = body_excerpt(response.status, body)
-                return Outcome(response.status, elapsed, len(body), body_digest(body), None, headers, excerpt)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._drop(request)
-                if reused and attempt == 0:
+                answer = self._http.exchange(
+                    origin, request.method, request.target, request.headers, request.body,
+                    raw=True, max_body=MAX_BODY_READ,
+                )  # fmt: skip
+            except TransportError as exc:
+                if exc.stale and attempt == 0:
                     continue
-                return Outcome(None, (time.perf_counter() - started) * 1000, 0, "", f"{type(exc).__name__}: {exc}")
-            except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                self._drop(request)
-                return Outcome(None, (time.perf_counter() - started) * 1000, 0, "", f"{type(exc).__name__}: {exc}")
+                return Outcome(None, (time.perf_counter() - started) * 1000, 0, "", str(exc))
+            elapsed = (time.perf_counter() - started) * 1000
+            body = answer.content
+            excerpt = body_excerpt(answer.status, body)
+            return Outcome(answer.status, elapsed, len(body), body_digest(body), None, answer.header_list, excerpt)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        for connection in self._connections.values():
-            connection.close()
-        self._connections.clear()
+        self._http.close()
 
 
 def retry_after_seconds(outcome: Outcome, default: float = 5.0, now: float | None = None) -> float:

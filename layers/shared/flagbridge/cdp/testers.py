@@ -1,4 +1,4 @@
-"""Decide whether a batch's user is a tester, from the configured test-user rules.
+"""Decide whether a batch's user is a tester, from the configured tester rules.
 
 The rules are the shared ``test_users.rules`` of the configuration (:mod:`flagbridge.rules`). On the
 CDP side they are evaluated in order against one batch; the first matching rule wins:
@@ -38,8 +38,8 @@ from flagbridge.rules import (
     KeyAllowlistRule,
     KeyPatternRule,
     ProfileMarkRule,
-    TestUserRule,
-    TestUsersConfig,
+    TesterRule,
+    TesterRules,
     UserAttributeRule,
 )
 from flagbridge.testers.registry import REGISTRY_RULE
@@ -49,17 +49,17 @@ _TRUTHY_TEXT = frozenset({"true", "yes", "1"})
 
 
 @dataclass(slots=True, frozen=True)
-class TestUserDecision:
+class TesterDecision:
     """Whether the batch's user is a tester, which rule said so and why."""
 
     __test__ = False  # not a pytest test class
 
-    is_test_user: bool
+    is_tester: bool
     rule: str | None
     reason: str
 
 
-_NOT_TEST = TestUserDecision(False, None, "no test-user rule matched")
+_NOT_A_TESTER = TesterDecision(False, None, "no tester rule matched")
 
 
 def _truthy(value: Any) -> bool:
@@ -70,13 +70,13 @@ def _truthy(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in _TRUTHY_TEXT
 
 
-class TestUserResolver:
-    """Test-user rules compiled once (regexes, sets) and evaluated per batch."""
+class TesterResolver:
+    """Tester rules compiled once (regexes, sets) and evaluated per batch."""
 
     __test__ = False
 
-    def __init__(self, rules: Sequence[TestUserRule] | TestUsersConfig) -> None:
-        if isinstance(rules, TestUsersConfig):
+    def __init__(self, rules: Sequence[TesterRule] | TesterRules) -> None:
+        if isinstance(rules, TesterRules):
             rules = rules.rules
         self._checks: list[tuple[str, str, Any]] = []
         for rule in rules:
@@ -108,7 +108,7 @@ class TestUserResolver:
         batch: Batch,
         marked_identities: Container[tuple[str, str]] = (),
         registered_identities: Container[tuple[str, str]] = (),
-    ) -> TestUserDecision:
+    ) -> TesterDecision:
         """Decide whether ``batch``'s user is a tester.
 
         Parameters
@@ -123,18 +123,18 @@ class TestUserResolver:
 
         Returns
         -------
-        TestUserDecision
+        TesterDecision
             The first matching rule, or ``is_test_user=False``.
         """
         for kind, name, spec in self._checks:
             reason = _MATCHERS[kind](batch, spec, marked_identities)
             if reason is not None:
-                return TestUserDecision(True, name, f"{kind} rule '{name}' matched {reason}")
+                return TesterDecision(True, name, f"{kind} rule '{name}' matched {reason}")
         if registered_identities:
             for pair in batch.identities:
                 if pair in registered_identities:
-                    return TestUserDecision(True, REGISTRY_RULE, f"tester registry matched identity {pair[0]}")
-        return _NOT_TEST
+                    return TesterDecision(True, REGISTRY_RULE, f"tester registry matched identity {pair[0]}")
+        return _NOT_A_TESTER
 
 
 def _match_allowlist(batch: Batch, keys: frozenset[str], _: Container[tuple[str, str]]) -> str | None:
@@ -191,12 +191,12 @@ _MATCHERS: dict[str, Any] = {
 }
 
 
-def resolve_test_user(
+def resolve_tester(
     batch: Batch,
-    rules: Sequence[TestUserRule] | TestUsersConfig | TestUserResolver,
+    rules: Sequence[TesterRule] | TesterRules | TesterResolver,
     marked_identities: Container[tuple[str, str]] = (),
-) -> TestUserDecision:
-    """Decide whether ``batch``'s user is a tester (convenience wrapper over :class:`TestUserResolver`).
+) -> TesterDecision:
+    """Decide whether ``batch``'s user is a tester (convenience wrapper over :class:`TesterResolver`).
 
     Parameters
     ----------
@@ -209,9 +209,9 @@ def resolve_test_user(
 
     Returns
     -------
-    TestUserDecision
+    TesterDecision
     """
-    resolver = rules if isinstance(rules, TestUserResolver) else TestUserResolver(rules)
+    resolver = rules if isinstance(rules, TesterResolver) else TesterResolver(rules)
     return resolver.resolve(batch, marked_identities)
 
 

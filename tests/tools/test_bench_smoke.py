@@ -120,7 +120,9 @@ def test_timed_figures_report_their_spread(report: dict[str, Any]) -> None:
     timed_ratios += [f"cold_start.shared.{name}" for name in bench.SHARED_STAGE_NAMES.values()]
     for name in timed_ratios:
         low, high = by_name[name]["ratio_iqr"]
-        assert 0 < low <= high, name
+        # a stage that costs next to nothing (routing) rounds to 0.00 of `import boto3`: a spread, not a failure
+        assert 0 <= low <= high, name
+        assert low > 0 or name.startswith("cold_start.shared."), name
         assert by_name[name]["measured_iqr"][0] <= by_name[name]["measured_iqr"][1], name
     for name in TIMED_REPORTS:
         low, high = by_name[name]["measured_iqr"]

@@ -56,7 +56,7 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
         "hot path: fast decoder, equivalence-tested against the models",
     ),
     "layers/shared/flagbridge/profiles/model.py:merge_rows": (
-        31,
+        30,
         "hot path: the merge, flattened (make bench); hypothesis-tested",
     ),
 }
@@ -70,8 +70,6 @@ NOT_YET_SPLIT: dict[str, int] = {
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._deliver_split": 22,
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._send_split": 28,
     "layers/shared/flagbridge/oracle/evaluate.py:collect": 21,
-    "layers/shared/flagbridge/profiles/processor.py:ImpressionProcessor.process": 23,
-    "layers/shared/flagbridge/profiles/store.py:item_to_state": 23,
     "layers/shared/flagbridge/runs/spec.py:validate_run_request": 24,
     "layers/shared/flagbridge/traffic/generator.py:TrafficGenerator._compile": 24,
     "layers/shared/flagbridge/traffic/generator.py:TrafficGenerator._wire": 29,

@@ -48,7 +48,7 @@ def test_non_matching_impressions() -> None:
     assert matching_rule(imp(key="qa-bot-01"), TestUsersConfig()) is None
 
 
-# ---- RuleMatcher.marked (the processor's column-by-column matching) agrees with matching_rule ----------------
+# ---- RuleMatcher (the processor's memoised matching) agrees with matching_rule --------------------------------
 
 _RULE_DOCUMENTS = [
     {"name": "allow", "type": "key_allowlist", "keys": ["qa-1", "k-2"]},
@@ -79,12 +79,11 @@ _ROWS = st.tuples(
     st.lists(st.sampled_from(_RULE_DOCUMENTS), unique_by=lambda rule: rule["name"]),
     st.lists(st.lists(_ROWS, max_size=8), max_size=3),
 )
-def test_marked_rows_are_those_matching_rule_marks(rules: list[dict[str, Any]], batches: list[list[Row]]) -> None:
+def test_the_batch_matcher_agrees_with_matching_rule(rules: list[dict[str, Any]], batches: list[list[Row]]) -> None:
     config = TestUsersConfig.model_validate({"rules": rules})
     matcher = RuleMatcher(config)  # one per SQS batch: its memos are shared by the batch's messages
     for rows in batches:
         expected = [(row, matching_rule(_impression(row), config)) for row in rows]
-        assert matcher.marked(rows) == [(row, rule) for row, rule in expected if rule is not None]
         assert [matcher.match_row(row) for row in rows] == [rule for _, rule in expected]
 
 

@@ -8,10 +8,7 @@ impression that matches no rule does not unmark a user.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from itertools import compress
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flagbridge.impressions.records import Row, row_of
 from flagbridge.rules import FlagTreatmentRule, KeyAllowlistRule, KeyPatternRule, LabelRule, TestUsersConfig
@@ -20,7 +17,6 @@ if TYPE_CHECKING:
     from flagbridge.impressions.models import QueuedImpression
 
 _UNKNOWN = -2  # memo miss
-_KEY_COLUMNS, _LABEL_COLUMN, _FLAG_COLUMNS = itemgetter(0, 11), itemgetter(4), itemgetter(1, 2)  # of a Row
 _NO_MATCH = -1
 
 
@@ -70,12 +66,6 @@ class RuleMatcher:
         self._by_key: dict[tuple[str, str], int] = {}
         self._by_label: dict[str | None, int] = {}
         self._by_flag: dict[tuple[str, str], int] = {}
-        # (the column a kind of rule reads, its memo, its first matching rule, its rules), for marked()
-        self._kinds: tuple[tuple[Callable[[Row], Any], dict[Any, int], Callable[[Any], int], list[Any]], ...] = (
-            (_KEY_COLUMNS, self._by_key, lambda value: self._first_key_rule(*value), self._key_rules),
-            (_LABEL_COLUMN, self._by_label, self._first_label_rule, self._label_rules),
-            (_FLAG_COLUMNS, self._by_flag, lambda value: self._first_flag_rule(*value), self._flag_rules),
-        )
 
     def match(self, impression: QueuedImpression) -> str | None:
         """The name of the first rule that marks this impression's user as a tester, or None."""
@@ -98,37 +88,6 @@ class RuleMatcher:
         if by_key == by_label == by_flag == _NO_MATCH:
             return None  # the usual answer
         return self._names[min(index for index in (by_key, by_label, by_flag) if index != _NO_MATCH)]
-
-    def marked(self, rows: Sequence[Row]) -> list[tuple[Row, str]]:
-        """``(row, match_row(row))`` for the rows of ``rows`` that a rule marks, in order.
-
-        Column by column: each kind of rule looks at the distinct values of its column, and only the rows holding
-        a value that matches are matched in full (usually none: the batch costs a few C loops, not a call per row).
-        """
-        hits: set[int] = set()
-        for column_of, memo, first, rules in self._kinds:
-            if not rules:
-                continue
-            column = list(map(column_of, rows))
-            matching = set()
-            for value in set(column):
-                index = memo.get(value, _UNKNOWN)
-                if index == _UNKNOWN:
-                    index = memo[value] = first(value)
-                if index != _NO_MATCH:
-                    matching.add(value)
-            if matching:
-                hits.update(compress(range(len(column)), map(matching.__contains__, column)))
-        return [(rows[index], self._names[self._rule_of(rows[index])]) for index in sorted(hits)]
-
-    def _rule_of(self, row: Row) -> int:
-        """The index of the first rule that marks ``row``, from the memos filled by :meth:`marked`."""
-        found = (
-            self._by_key.get((row[0], row[11]), _NO_MATCH),  # a kind without rules has no memo: it matches nothing
-            self._by_label.get(row[4], _NO_MATCH),
-            self._by_flag.get((row[1], row[2]), _NO_MATCH),
-        )
-        return min(index for index in found if index != _NO_MATCH)
 
     def _first_key_rule(self, key: str, identity_type: str) -> int:
         for index, rule in self._key_rules:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -100,21 +101,10 @@ def _run_concurrently(
 
 
 def _failed_messages(
-    items: list[tuple[tuple[str, str], list[Row]]],
-    outcomes: list[Any],
-    mark_of: dict[tuple[str, str], TestMark],
-    decoded: list[tuple[str, list[Row]]],
-    result: ProcessResult,
+    items: list[tuple[tuple[str, str], list[Row]]], outcomes: list[Any], decoded: list[tuple[str, list[Row]]]
 ) -> set[str]:
-    """Every message that contributed to a pair not written (counting the users marked on the way)."""
-    failed_pairs: set[tuple[str, str]] = set()
-    for (pair, _), outcome in zip(items, outcomes, strict=True):
-        if type(outcome) is not tuple:
-            failed_pairs.add(pair)
-        elif outcome[3] and pair in mark_of:
-            result.users_marked += 1
-    if not failed_pairs:
-        return set()
+    """Every message that contributed to a pair not written (its outcome is an exception)."""
+    failed_pairs = {pair for (pair, _), outcome in zip(items, outcomes, strict=True) if type(outcome) is not tuple}
     return {
         message_id
         for message_id, rows in decoded
@@ -203,9 +193,12 @@ class ImpressionProcessor:
             news, duplicates, conflicts, wrote = zip(*applied, strict=True)
             result.new_impressions, result.duplicates, result.conflicts = sum(news), sum(duplicates), sum(conflicts)
             result.writes = sum(wrote) + result.conflicts
+        if mark_of:  # the users whose new mark was written: the outcomes of the pairs carrying one
+            carried = compress(outcomes, map(mark_of.__contains__, groups))
+            result.users_marked = sum(1 for outcome in carried if type(outcome) is tuple and outcome[3])
         failed = set(undecodable_failed)
-        if len(applied) != len(outcomes) or mark_of:
-            failed |= _failed_messages(items, outcomes, mark_of, decoded, result)
+        if len(applied) != len(outcomes):
+            failed |= _failed_messages(items, outcomes, decoded)
         result.failed_message_ids = [r.message_id for r in records if r.message_id in failed]
         return result
 
@@ -252,7 +245,7 @@ class ImpressionProcessor:
         decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
         wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
         undecodable_failed: set[str] = set()
-        matcher = RuleMatcher(self._config.test_users)
+        match = RuleMatcher(self._config.test_users).match_row
         for record in records:
             try:
                 rows = self._decode(record, result)
@@ -264,12 +257,14 @@ class ImpressionProcessor:
             decoded.append((record.message_id, rows))
             result.impressions += len(rows)
             for row in rows:
-                groups[f"{row[10]}#{row[0]}", row[1]].append(row)  # (traffic type#key: its user_id, flag), in order
-            for row, rule in matcher.marked(rows):
-                user_id, candidate = f"{row[10]}#{row[0]}", (row[3], rule)
-                current = wanted_marks.get(user_id)
-                if current is None or candidate < current:
-                    wanted_marks[user_id] = candidate
+                user_id = f"{row[10]}#{row[0]}"  # traffic type, key: QueuedImpression.user_id
+                groups[user_id, row[1]].append(row)  # in batch order
+                rule = match(row)
+                if rule is not None:
+                    candidate = (row[3], rule)
+                    current = wanted_marks.get(user_id)
+                    if current is None or candidate < current:
+                        wanted_marks[user_id] = candidate
         return groups, decoded, wanted_marks, undecodable_failed
 
     def _apply_group(

@@ -48,7 +48,7 @@ def test_non_matching_impressions() -> None:
     assert matching_rule(imp(key="qa-bot-01"), TestUsersConfig()) is None
 
 
-# ---- RuleMatcher (the processor's memoised matching) agrees with matching_rule --------------------------------
+# ---- RuleMatcher (the processor's memoised matching, and marked()) agrees with matching_rule -------------------
 
 _RULE_DOCUMENTS = [
     {"name": "allow", "type": "key_allowlist", "keys": ["qa-1", "k-2"]},
@@ -84,6 +84,7 @@ def test_the_batch_matcher_agrees_with_matching_rule(rules: list[dict[str, Any]]
     matcher = RuleMatcher(config)  # one per SQS batch: its memos are shared by the batch's messages
     for rows in batches:
         expected = [(row, matching_rule(_impression(row), config)) for row in rows]
+        assert list(matcher.marked(rows)) == [(row, rule) for row, rule in expected if rule is not None]
         assert [matcher.match_row(row) for row in rows] == [rule for _, rule in expected]
 
 

@@ -245,7 +245,7 @@ class ImpressionProcessor:
         decoded: list[tuple[str, list[Row]]] = []  # (message id, impressions) of every readable message
         wanted_marks: dict[str, tuple[int, str]] = {}  # user -> (time, rule) of the earliest matching impression
         undecodable_failed: set[str] = set()
-        match = RuleMatcher(self._config.test_users).match_row
+        matcher = RuleMatcher(self._config.test_users)
         for record in records:
             try:
                 rows = self._decode(record, result)
@@ -257,14 +257,12 @@ class ImpressionProcessor:
             decoded.append((record.message_id, rows))
             result.impressions += len(rows)
             for row in rows:
-                user_id = f"{row[10]}#{row[0]}"  # traffic type, key: QueuedImpression.user_id
-                groups[user_id, row[1]].append(row)  # in batch order
-                rule = match(row)
-                if rule is not None:
-                    candidate = (row[3], rule)
-                    current = wanted_marks.get(user_id)
-                    if current is None or candidate < current:
-                        wanted_marks[user_id] = candidate
+                groups[f"{row[10]}#{row[0]}", row[1]].append(row)  # (traffic type#key: its user_id, flag), in order
+            for row, rule in matcher.marked(rows):
+                user_id, candidate = f"{row[10]}#{row[0]}", (row[3], rule)
+                current = wanted_marks.get(user_id)
+                if current is None or candidate < current:
+                    wanted_marks[user_id] = candidate
         return groups, decoded, wanted_marks, undecodable_failed
 
     def _apply_group(

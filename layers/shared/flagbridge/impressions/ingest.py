@@ -165,27 +165,35 @@ def _wire_records(
 ) -> list[str] | None:
     """The version 2 records of validated impressions (:func:`queued_record_json` of each, inline), None when one
     is unmapped. SplitImpression's defaults apply to the optional fields an item lacks."""
-    tails: dict[tuple[str, str, str], str | None] = {}  # (environment, id, key) -> the record's quoted mapping
+    # (environment, id, key) -> the record's quoted key, environment and mapping (None: unmapped)
+    parts: dict[tuple[str, str, str], tuple[str, str, str] | None] = {}
     records: list[str] = []
     append = records.append
     for item in impressions:
         key, name, environment_id = item["key"], item["environmentName"], item.get("environmentId", "")
         try:
-            tail = tails[name, environment_id, key]
+            known = parts[name, environment_id, key]
         except KeyError:
             target = resolve(name, environment_id, key)
-            tail = tails[name, environment_id, key] = (
-                None if target is None else f"{_quote(target.traffic_type)},{_quote(target.identity_type)}]"
+            known = parts[name, environment_id, key] = (
+                None
+                if target is None
+                else (
+                    f"[{_quote(key)},",
+                    f"{_quote(name)},{_quote(environment_id)},",
+                    f"{_quote(target.traffic_type)},{_quote(target.identity_type)}]",
+                )
             )
-        if tail is None:
+        if known is None:
             return None
+        head, environment, mapping = known
         label, version = item.get("label"), item.get("splitVersionNumber")
         bucketing_key, properties = item.get("bucketingKey"), item.get("properties")
         append(
-            f"[{_quote(key)},{_quote(item['split'])},{_quote(item['treatment'])},{item['time']!r},"
+            f"{head}{_quote(item['split'])},{_quote(item['treatment'])},{item['time']!r},"
             f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},"
-            f"{_quote(name)},{_quote(environment_id)},{'null' if bucketing_key is None else _quote(bucketing_key)},"
-            f"{'null' if properties is None else _quote(properties)},{tail}"
+            f"{environment}{'null' if bucketing_key is None else _quote(bucketing_key)},"
+            f"{'null' if properties is None else _quote(properties)},{mapping}"
         )
     if not all(map(str.isascii, records)):
         records = list(map(_sqs_safe, records))

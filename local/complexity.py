@@ -56,7 +56,7 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
         "hot path: fast decoder, equivalence-tested against the models",
     ),
     "layers/shared/flagbridge/profiles/model.py:merge_rows": (
-        30,
+        29,
         "hot path: the merge, flattened (make bench); hypothesis-tested",
     ),
 }

@@ -217,7 +217,7 @@ def merge_rows(  # hot path: the merge, flattened (make bench); hypothesis-teste
     if first is None:
         return state, 0, duplicates
     history = _history(known, touched, config.assignment_history_size)
-    seen, seen_floor = _prune(seen, state.seen_floor if state else 0, last_seen, config)
+    seen, seen_floor = _prune(seen, state, first_seen, last_seen, config)
 
     merged = _new(FlagState)
     merged.__dict__.update(
@@ -361,10 +361,18 @@ def _history_order(assignment: Assignment) -> tuple[int, float, str, bool, str]:
     )
 
 
-def _prune(seen: dict[str, int], floor: int, newest: int, config: ProfilesConfig) -> tuple[dict[str, int], int]:
-    """Drop fingerprints older than the dedup window or beyond the entry cap; return the new floor."""
+def _prune(
+    seen: dict[str, int], state: FlagState | None, oldest: int, newest: int, config: ProfilesConfig
+) -> tuple[dict[str, int], int]:
+    """Drop fingerprints older than the dedup window or beyond the entry cap; return the new floor.
+
+    ``seen`` is the merged fingerprints of ``state`` (None: a new state, whose fingerprints are the merged
+    impressions', so that none is older than their first seen, ``oldest``) and ``newest`` the last seen."""
+    floor = state.seen_floor if state else 0
     horizon = newest - config.dedup_window_days * DAY_MS
-    if len(seen) <= config.dedup_max_entries and min(seen.values(), default=horizon) >= horizon:
+    if state is not None:
+        oldest = min(seen.values(), default=horizon)
+    if len(seen) <= config.dedup_max_entries and oldest >= horizon:
         return seen, floor  # nothing to drop (the common case)
     kept = {fp: time for fp, time in seen.items() if time >= horizon}
     if len(kept) != len(seen):

@@ -56,16 +56,15 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
         "hot path: fast decoder, equivalence-tested against the models",
     ),
     "layers/shared/flagbridge/profiles/model.py:merge_rows": (
-        31,
+        29,
         "hot path: the merge, flattened (make bench); hypothesis-tested",
     ),
 }
-"""The hot paths flattened for ``make bench`` (each also carries ruff's ``noqa: C901`` with its reason)."""
+"""The hot paths flattened for ``make bench`` (each says so in a comment: ruff's ``noqa: C901`` with its reason where
+ruff's own count, which leaves out boolean operators, is over its limit too)."""
 
 NOT_YET_SPLIT: dict[str, int] = {
     "layers/shared/flagbridge/cdp/router.py:_route_destination": 21,
-    "layers/shared/flagbridge/profiles/processor.py:ImpressionProcessor.process": 23,
-    "layers/shared/flagbridge/profiles/store.py:item_to_state": 23,
 }
 """Functions over the gate when it came (radon's count, booleans included): each may not grow, and leaves
 this list once split. No hot path among them; new code has no such entry."""

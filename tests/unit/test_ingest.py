@@ -184,3 +184,38 @@ def test_the_fast_path_takes_the_usual_body_and_declines_an_oversized_key() -> N
             data, request_id="r-1", config=CONFIG, sender=InMemorySender(), quarantine=InMemoryQuarantine()
         )
         assert (result is not None) is taken
+
+
+@pytest.mark.parametrize(
+    ("items", "taken"),
+    [
+        ([impression(key="u-\ufffe", label="a\uffffb"), impression(key="u-2", bucketingKey="b-\ufffe")], True),
+        ([impression(properties='{"plan":"pro"}'), impression(key="u-3", properties='{"plan":"pro"}')], True),
+        ([impression(key="k" * 300, split="f" * 200), impression(key="€" * 300)], True),  # long, within the limits
+        ([impression(), impression(extra=[1])], False),  # a nested unknown field: json.loads' reading decides
+        ([impression(environmentName="Unknown")], False),  # unmapped: the quarantine keeps it as received
+    ],
+)
+def test_the_fast_path_agrees_on_escapes_repeated_properties_and_long_columns(
+    items: list[dict[str, Any]], taken: bool
+) -> None:
+    data = json.dumps(items, ensure_ascii=False).encode("utf-8")
+    fast_sender, reference_sender = InMemorySender(), InMemorySender()
+    fast = ingest_valid_body(
+        data, request_id="r-1", config=CONFIG, sender=fast_sender, quarantine=InMemoryQuarantine(), now_ms=1
+    )
+    reference = ingest_impressions(
+        parse_json(data),
+        request_id="r-1",
+        config=CONFIG,
+        sender=reference_sender,
+        quarantine=InMemoryQuarantine(),
+        now_ms=1,
+    )
+    assert (fast is not None) is taken
+    if fast is None:
+        assert fast_sender.bodies == []
+        return
+    assert fast.summary() == reference.summary()
+    assert fast_sender.bodies == reference_sender.bodies
+    assert all("\ufffe" not in body and "\uffff" not in body for body in fast_sender.bodies)  # escaped for SQS

@@ -17,19 +17,24 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _quote
+from operator import itemgetter, methodcaller
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from flagbridge.body import parse_json
-from flagbridge.config import BridgeConfig
+from flagbridge.config import BridgeConfig, SplitEnvironmentMapping
 from flagbridge.errors import RequestError
 from flagbridge.impressions.models import (
+    KEY_MAX_BYTES,
+    SPLIT_MAX_BYTES,
     WIRE_FIELDS,
     SplitImpression,
     WireImpression,
     describe_validation_error,
     differs_from_model,
+    is_json_object_string,
     queued_record_json,
 )
 from flagbridge.impressions.records import FIELD_LIST, MESSAGE_VERSION
@@ -149,31 +154,9 @@ def ingest_valid_body(
     if impressions is None or len(impressions) > config.limits.max_impressions_per_request:
         return None
     received_at = int(time.time() * 1000) if now_ms is None else now_ms
-    resolve = _memoized(config.identity_mapping.resolve)
-    records: list[str] = []
-    for item in impressions:  # SplitImpression's defaults for the optional fields an item may lack
-        key, environment_name, environment_id = item["key"], item["environmentName"], item.get("environmentId", "")
-        target = resolve(environment_name, environment_id, key)
-        if target is None:
-            return None  # the quarantine keeps the item as received: take the general path
-        records.append(
-            _sqs_safe(
-                queued_record_json(
-                    key,
-                    item["split"],
-                    item["treatment"],
-                    item["time"],
-                    item.get("label"),
-                    item.get("splitVersionNumber"),
-                    environment_name,
-                    environment_id,
-                    item.get("bucketingKey"),
-                    item.get("properties"),
-                    target.traffic_type,
-                    target.identity_type,
-                )
-            )
-        )
+    records = _wire_records(impressions, config.identity_mapping.resolve)
+    if records is None:
+        return None  # an unmapped item: the quarantine keeps it as received, so take the general path
     result = IngestResult(request_id=request_id, received=len(impressions))
     return _store(result, records, [], received_at, sender, quarantine)
 
@@ -190,6 +173,46 @@ def ingest_body(
             parse_json(data), request_id=request_id, config=config, sender=sender, quarantine=quarantine
         )
     return result
+
+
+def _wire_records(
+    impressions: list[WireImpression], resolve: Callable[[str, str, str], SplitEnvironmentMapping | None]
+) -> list[str] | None:
+    """The version 2 records of validated impressions (:func:`queued_record_json` of each, inline), None when one
+    is unmapped. SplitImpression's defaults apply to the optional fields an item lacks."""
+    # (environment, id, key) -> the record's quoted key, environment and mapping (None: unmapped)
+    parts: dict[tuple[str, str, str], tuple[str, str, str] | None] = {}
+    records: list[str] = []
+    append = records.append
+    for item in impressions:
+        key, name, environment_id = item["key"], item["environmentName"], item.get("environmentId", "")
+        try:
+            known = parts[name, environment_id, key]
+        except KeyError:
+            target = resolve(name, environment_id, key)
+            known = parts[name, environment_id, key] = (
+                None
+                if target is None
+                else (
+                    f"[{_quote(key)},",
+                    f"{_quote(name)},{_quote(environment_id)},",
+                    f"{_quote(target.traffic_type)},{_quote(target.identity_type)}]",
+                )
+            )
+        if known is None:
+            return None
+        head, environment, mapping = known
+        label, version = item.get("label"), item.get("splitVersionNumber")
+        bucketing_key, properties = item.get("bucketingKey"), item.get("properties")
+        append(
+            f"{head}{_quote(item['split'])},{_quote(item['treatment'])},{item['time']!r},"
+            f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},"
+            f"{environment}{'null' if bucketing_key is None else _quote(bucketing_key)},"
+            f"{'null' if properties is None else _quote(properties)},{mapping}"
+        )
+    if not all(map(str.isascii, records)):
+        records = list(map(_sqs_safe, records))
+    return records
 
 
 def _sqs_safe(record: str) -> str:
@@ -241,6 +264,7 @@ def _store(
 
 _WIRE_LIST: TypeAdapter[list[WireImpression]] = TypeAdapter(list[WireImpression])
 _PLAIN_EXTRA_TYPES = (str, bool, type(None))
+_KEY, _SPLIT, _PROPERTIES = itemgetter("key"), itemgetter("split"), methodcaller("get", "properties")
 
 
 def _validate_json(data: bytes) -> list[WireImpression] | None:
@@ -253,18 +277,33 @@ def _validate_json(data: bytes) -> list[WireImpression] | None:
         impressions = _WIRE_LIST.validate_json(data)
     except ValidationError:
         return None
+    # differs_from_model() and the unknown fields, checked column by column: the usual body passes each check
+    # in one pass of C loops, and only a column that might fail is looked at item by item.
+    if impressions and (
+        max(map(len, map(_KEY, impressions))) > KEY_MAX_BYTES // 4
+        or max(map(len, map(_SPLIT, impressions))) > SPLIT_MAX_BYTES // 4
+    ):
+        return None if any(map(differs_from_model, impressions)) else _unknown_fields_checked(impressions)
+    properties = set(map(_PROPERTIES, impressions))
+    properties.discard(None)
+    if any(value == "" or not is_json_object_string(value) for value in properties):
+        return None  # SplitImpression reads "" as None and refuses anything but a JSON object
+    return _unknown_fields_checked(impressions)
+
+
+def _unknown_fields_checked(impressions: list[WireImpression]) -> list[WireImpression] | None:
+    """``impressions``, or None when an unknown field holds what ``json.loads`` might refuse or read differently."""
+    if all(map(WIRE_FIELDS.issuperset, impressions)):
+        return impressions  # no unknown field (the usual body)
     for impression in impressions:
-        if differs_from_model(impression):
+        for name, value in impression.items():
+            if name in WIRE_FIELDS or isinstance(value, _PLAIN_EXTRA_TYPES):
+                continue
+            if type(value) is int and -(2**63) <= value < 2**63:
+                continue
+            if type(value) is float and math.isfinite(value):
+                continue
             return None
-        if not impression.keys() <= WIRE_FIELDS:  # unknown fields, kept by the TypedDict
-            for name, value in impression.items():
-                if name in WIRE_FIELDS or isinstance(value, _PLAIN_EXTRA_TYPES):
-                    continue
-                if type(value) is int and -(2**63) <= value < 2**63:
-                    continue
-                if type(value) is float and math.isfinite(value):
-                    continue
-                return None
     return impressions
 
 

@@ -28,7 +28,7 @@ This module imports no pydantic, so the processor loads the models only for such
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,8 @@ _COLUMN_TYPES = (_STR, _STR, _STR, _INT, _STR_OR_NULL, _INT_OR_NULL, _STR, _STR,
 _V1_KEYS = frozenset(("v", "source", "request_id", "chunk", "received_at", "impressions"))
 _V2_KEYS = _V1_KEYS | {"fields"}
 _RECORD_SIZE = len(FIELDS)
+_STR_COLUMNS = tuple(index for index, allowed in enumerate(_COLUMN_TYPES) if allowed is _STR)
+_OTHER_COLUMNS = tuple(index for index, allowed in enumerate(_COLUMN_TYPES) if allowed is not _STR)
 _LIST = frozenset((list,))
 
 
@@ -132,13 +134,18 @@ def decode_message(body: str) -> list[Row] | None:  # noqa: C901 (hot path: fast
             return rows
         if max(map(len, impressions)) != _RECORD_SIZE:  # every record has the 12 keys: no more than those
             return None
-        return rows if _typed(zip(*rows, strict=True)) else None
+        return rows if _typed(list(zip(*rows, strict=True))) else None
     return None
 
 
-def _typed(columns: Iterable[tuple[Any, ...]]) -> bool:
+def _typed(columns: Sequence[tuple[Any, ...]]) -> bool:
     """Whether every value of the 12 ``columns`` has a type of its field in the records the webhook writes."""
-    return all(allowed.issuperset(map(type, column)) for column, allowed in zip(columns, _COLUMN_TYPES, strict=True))
+    try:
+        for index in _STR_COLUMNS:
+            "".join(columns[index])  # refuses anything but strings (json.loads makes no str subclass), in C
+    except TypeError:
+        return False
+    return all(_COLUMN_TYPES[index].issuperset(map(type, columns[index])) for index in _OTHER_COLUMNS)
 
 
 def row_of(impression: QueuedImpression) -> Row:

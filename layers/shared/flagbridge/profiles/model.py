@@ -32,7 +32,7 @@ from binascii import b2a_base64 as _b2a_base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b as _blake2b
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from flagbridge.impressions.records import Row, row_of
 
@@ -44,6 +44,8 @@ DAY_MS = 86_400_000
 _D = TypeVar("_D")
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _new = object.__new__
+# A fresh 9-byte BLAKE2b: copying a prototype costs less than parsing the constructor's keyword arguments.
+_new_digest = _blake2b(digest_size=9).copy
 
 
 def fingerprint(impression: QueuedImpression) -> str:
@@ -62,7 +64,9 @@ def fingerprint_row(row: Row) -> str:
         f"{environment_id or environment}\x1f{treatment}\x1f{time}"
         f"\x1f{'' if version is None else version}\x1f{label or ''}\x1f{bucketing_key or ''}"
     )
-    return _b2a_base64(_blake2b(material.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
+    digest = _new_digest()
+    digest.update(material.encode())
+    return _b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode()
 
 
 def _built(cls: type[_D], values: dict[str, Any]) -> _D:
@@ -160,120 +164,142 @@ def merge_impressions(
     return _built(MergeOutcome, {"state": merged, "new_impressions": new_impressions, "duplicates": duplicates})
 
 
-def merge_rows(  # noqa: C901 (hot path: the merge, flattened (make bench); hypothesis-tested)
+def merge_rows(  # hot path: the merge, flattened (make bench); hypothesis-tested
     state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
 ) -> tuple[FlagState | None, int, int]:
     """The merge: fold one (user, flag)'s impressions, as :data:`~flagbridge.impressions.records.Row` tuples, into
     ``state``; returns ``(state, new_impressions, duplicates)`` (a plain tuple: the processor's loop unpacks it)."""
     if state is None and len(rows) == 1:
         return _first_impression(rows[0], now_ms)  # the common case, without the general bookkeeping
-    seen = dict(state.seen) if state else {}
-    duplicates = 0
-    fresh: list[Row] = []
-    for row in rows:
-        fp = fingerprint_row(row)
+    if not rows:
+        return state, 0, 0
+    exposures, first_seen, last_seen, best, tail, head, known, seen = _merge_start(state, rows)
+    new = duplicates = 0
+    first: Row | None = None
+    # identity -> [first_seen, last_seen, count, environment] of assignments this merge touches
+    touched: dict[tuple[str, str | None, int | None], list[Any]] = {}
+    for row in rows:  # one pass: recognise the redeliveries (fingerprint_row, inline), fold in the others
+        treatment, time, label, version, environment = row[2], row[3], row[4] or None, row[5], row[6]
+        material = (
+            f"{row[7] or environment}\x1f{treatment}\x1f{time}"
+            f"\x1f{'' if version is None else version}\x1f{label or ''}\x1f{row[8] or ''}"
+        )
+        digest = _new_digest()
+        digest.update(material.encode())
+        fp = _b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode()
         if fp in seen:
             duplicates += 1
             continue
-        seen[fp] = row[3]
-        fresh.append(row)
-    if not fresh:
-        return state, 0, duplicates
-
-    current = state
-    first = fresh[0]
-    if current is not None:
-        exposures, first_seen, last_seen = current.exposures, current.first_seen, current.last_seen
-        best = rank(current.current_time, current.version, current.treatment, current.label)
-        tail = (current.environment_id, current.environment, current.identity_type)
-        head: Row | None = None
-        known = {a.identity: a for a in current.assignments}
-    else:
-        exposures, first_seen, last_seen = 0, first[3], first[3]
-        best = rank(first[3], first[5], first[2], first[4])
-        tail = (first[7], first[6], first[11])
-        head = first
-        known = {}
-    # identity -> [first_seen, last_seen, count, environment] of assignments this merge touches
-    touched: dict[tuple[str, str | None, int | None], list[Any]] = {}
-    for row in fresh:
-        treatment, time, label, version = row[2], row[3], row[4] or None, row[5]
-        exposures += 1
+        seen[fp] = time
+        if first is None:
+            first = row
+        new += 1
         if time < first_seen:
             first_seen = time
         if time > last_seen:
             last_seen = time
         order = (time, NO_VERSION if version is None else version, treatment, label or "")
-        if order >= best and (order > best or (row[7], row[6], row[11]) > tail):  # rank(), then the rest
-            best, head, tail = order, row, (row[7], row[6], row[11])
+        if order >= best and (order > best or (row[7], environment, row[11]) > tail):  # rank(), then the rest
+            best, head, tail = order, row, (row[7], environment, row[11])
         identity = (treatment, label, version)
         entry = touched.get(identity)
         if entry is None:
             previous = known.get(identity)
             if previous is None:
-                touched[identity] = [time, time, 1, row[6]]
+                touched[identity] = [time, time, 1, environment]
                 continue
             entry = touched[identity] = [previous.first_seen, previous.last_seen, previous.count, previous.environment]
-        if time < entry[0] or (time == entry[0] and row[6] < entry[3]):
-            entry[0], entry[3] = time, row[6]  # the environment of the earliest exposure (the least on a tie)
+        if time < entry[0] or (time == entry[0] and environment < entry[3]):
+            entry[0], entry[3] = time, environment  # the environment of the earliest exposure (the least on a tie)
         if time > entry[1]:
             entry[1] = time
         entry[2] += 1
+    if first is None:
+        return state, 0, duplicates
+    history = _history(known, touched, config.assignment_history_size)
+    seen, seen_floor = _prune(seen, state, first_seen, last_seen, config)
+
+    merged = _new(FlagState)
+    merged.__dict__.update(
+        traffic_type=first[10],
+        key=first[0],
+        flag=first[1],
+        first_seen=first_seen,
+        last_seen=last_seen,
+        exposures=exposures + new,
+        assignments=history,
+        seen=seen,
+        seen_floor=seen_floor,
+        rev=state.rev if state else 0,
+        updated_at=now_ms,
+    )
+    if head is not None:
+        merged.__dict__.update(
+            identity_type=head[11],
+            treatment=head[2],
+            label=head[4] or None,
+            version=head[5],
+            environment=head[6],
+            environment_id=head[7],
+            current_time=head[3],
+        )
+    else:
+        current = cast(FlagState, state)  # no row outranked the state's current treatment: there is a state
+        merged.__dict__.update(
+            identity_type=current.identity_type,
+            treatment=current.treatment,
+            label=current.label,
+            version=current.version,
+            environment=current.environment,
+            environment_id=current.environment_id,
+            current_time=current.current_time,
+        )
+    return merged, new, duplicates
+
+
+def _history(
+    known: dict[tuple[str, str | None, int | None], Assignment],
+    touched: dict[tuple[str, str | None, int | None], list[Any]],
+    size: int,
+) -> tuple[Assignment, ...]:
+    """The assignment history after a merge: the ``size`` greatest of the ``known`` assignments updated with the
+    ``touched`` ones (identity -> [first seen, last seen, count, environment])."""
     assignments = dict(known)
-    for identity, (a_first, a_last, count, environment) in touched.items():
-        assignments[identity] = _built(
-            Assignment,
-            {
-                "treatment": identity[0],
-                "label": identity[1],
-                "version": identity[2],
-                "environment": environment,
-                "first_seen": a_first,
-                "last_seen": a_last,
-                "count": count,
-            },
+    for identity, (first_seen, last_seen, count, environment) in touched.items():
+        assignment = assignments[identity] = _new(Assignment)
+        assignment.__dict__.update(
+            treatment=identity[0],
+            label=identity[1],
+            version=identity[2],
+            environment=environment,
+            first_seen=first_seen,
+            last_seen=last_seen,
+            count=count,
         )
     if len(assignments) == 1:
-        history = list(assignments.values())
-    else:
-        history = sorted(assignments.values(), key=_history_order)
-        history = history[-config.assignment_history_size :]
-    seen, seen_floor = _prune(seen, state.seen_floor if state else 0, last_seen, config)
+        return tuple(assignments.values())
+    return tuple(sorted(assignments.values(), key=_history_order)[-size:])
 
-    if head is not None:
-        treatment, label, version = head[2], head[4] or None, head[5]
-        environment, environment_id, current_time = head[6], head[7], head[3]
-        identity_type = head[11]
-    else:
-        assert current is not None
-        treatment, label, version = current.treatment, current.label, current.version
-        environment, environment_id, current_time = current.environment, current.environment_id, current.current_time
-        identity_type = current.identity_type
 
-    merged = _built(
-        FlagState,
-        {
-            "traffic_type": first[10],
-            "key": first[0],
-            "identity_type": identity_type,
-            "flag": first[1],
-            "treatment": treatment,
-            "label": label,
-            "version": version,
-            "environment": environment,
-            "environment_id": environment_id,
-            "current_time": current_time,
-            "first_seen": first_seen,
-            "last_seen": last_seen,
-            "exposures": exposures,
-            "assignments": tuple(history),
-            "seen": seen,
-            "seen_floor": seen_floor,
-            "rev": current.rev if current else 0,
-            "updated_at": now_ms,
-        },
-    )
-    return merged, len(fresh), duplicates
+# exposures, first seen, last seen, rank, its tie-breaker, the row holding it, assignments by identity, fingerprints
+_Start = tuple[
+    int, int, int, tuple[int, float, str, str], tuple[str, str, str], Row | None, dict[Any, Assignment], dict[str, int]
+]
+
+
+def _merge_start(state: FlagState | None, rows: Sequence[Row]) -> _Start:
+    """What :func:`merge_rows` folds into: exposures, first and last seen, the current rank and its tie-breaker, the
+    row that holds it (None: the state's), the state's assignments by identity, and a copy of its fingerprints.
+
+    Without a state, the first row is all of it (it cannot be a redelivery: nothing was seen yet)."""
+    if state is not None:
+        best = rank(state.current_time, state.version, state.treatment, state.label)
+        tail = (state.environment_id, state.environment, state.identity_type)
+        known = {a.identity: a for a in state.assignments}
+        return state.exposures, state.first_seen, state.last_seen, best, tail, None, known, dict(state.seen)
+    first = rows[0]
+    best = rank(first[3], first[5], first[2], first[4])
+    return 0, first[3], first[3], best, (first[7], first[6], first[11]), first, {}, {}
 
 
 def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:
@@ -284,7 +310,9 @@ def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:
         f"{environment_id or environment}\x1f{treatment}\x1f{time}"
         f"\x1f{'' if version is None else version}\x1f{label or ''}\x1f{bucketing_key or ''}"
     )  # fingerprint_row(row), inline: this runs for most pairs of every batch
-    fp = _b2a_base64(_blake2b(material.encode(), digest_size=9).digest(), newline=False).translate(_URLSAFE).decode()
+    digest = _new_digest()
+    digest.update(material.encode())
+    fp = _b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode()
     assignment = _new(Assignment)
     assignment.__dict__.update(
         treatment=treatment,
@@ -333,10 +361,18 @@ def _history_order(assignment: Assignment) -> tuple[int, float, str, bool, str]:
     )
 
 
-def _prune(seen: dict[str, int], floor: int, newest: int, config: ProfilesConfig) -> tuple[dict[str, int], int]:
-    """Drop fingerprints older than the dedup window or beyond the entry cap; return the new floor."""
+def _prune(
+    seen: dict[str, int], state: FlagState | None, oldest: int, newest: int, config: ProfilesConfig
+) -> tuple[dict[str, int], int]:
+    """Drop fingerprints older than the dedup window or beyond the entry cap; return the new floor.
+
+    ``seen`` is the merged fingerprints of ``state`` (None: a new state, whose fingerprints are the merged
+    impressions', so that none is older than their first seen, ``oldest``) and ``newest`` the last seen."""
+    floor = state.seen_floor if state else 0
     horizon = newest - config.dedup_window_days * DAY_MS
-    if len(seen) <= config.dedup_max_entries and min(seen.values(), default=horizon) >= horizon:
+    if state is not None:
+        oldest = min(seen.values(), default=horizon)
+    if len(seen) <= config.dedup_max_entries and oldest >= horizon:
         return seen, floor  # nothing to drop (the common case)
     kept = {fp: time for fp, time in seen.items() if time >= horizon}
     if len(kept) != len(seen):

@@ -117,24 +117,6 @@ def state_to_item(state: FlagState) -> dict[str, Any]:
 
 
 def item_to_state(item: dict[str, Any]) -> FlagState:
-    seen: dict[str, int] = {}
-    for token in (_get_s(item, "seen") or "").split():
-        fp, _, seen_time = token.partition(":")
-        seen[fp] = int(seen_time)
-    assignments = []
-    for entry in item.get("assignments", {}).get("L", []):
-        m = entry["M"]
-        assignments.append(
-            Assignment(
-                treatment=_get_s(m, "treatment") or "",
-                label=_get_s(m, "label"),
-                version=_get_n(m, "version"),
-                environment=_get_s(m, "environment") or "",
-                first_seen=_get_n(m, "first_seen") or 0,
-                last_seen=_get_n(m, "last_seen") or 0,
-                count=_get_n(m, "count") or 0,
-            )
-        )
     return FlagState(
         traffic_type=_get_s(item, "traffic_type") or "",
         key=_get_s(item, "key") or "",
@@ -149,12 +131,33 @@ def item_to_state(item: dict[str, Any]) -> FlagState:
         first_seen=_get_n(item, "first_seen") or 0,
         last_seen=_get_n(item, "last_seen") or 0,
         exposures=_get_n(item, "exposures") or 0,
-        assignments=tuple(assignments),
-        seen=seen,
+        assignments=tuple(_item_to_assignment(entry["M"]) for entry in item.get("assignments", {}).get("L", [])),
+        seen=_seen_of(_get_s(item, "seen") or ""),
         seen_floor=_get_n(item, "seen_floor") or 0,
         rev=_get_n(item, "rev") or 0,
         updated_at=_get_n(item, "updated_at") or 0,
     )
+
+
+def _item_to_assignment(m: dict[str, Any]) -> Assignment:
+    return Assignment(
+        treatment=_get_s(m, "treatment") or "",
+        label=_get_s(m, "label"),
+        version=_get_n(m, "version"),
+        environment=_get_s(m, "environment") or "",
+        first_seen=_get_n(m, "first_seen") or 0,
+        last_seen=_get_n(m, "last_seen") or 0,
+        count=_get_n(m, "count") or 0,
+    )
+
+
+def _seen_of(text: str) -> dict[str, int]:
+    """The fingerprints of the compact ``seen`` string: "fp:time fp:time ..." -> {fp: time}."""
+    seen: dict[str, int] = {}
+    for token in text.split():
+        fp, _, seen_time = token.partition(":")
+        seen[fp] = int(seen_time)
+    return seen
 
 
 def mark_to_item(user_id: str, mark: TestMark) -> dict[str, Any]:

@@ -205,7 +205,7 @@ class ImpressionProcessor:
     def _load(
         self, groups: Mapping[tuple[str, str], list[Row]], wanted_marks: Mapping[str, tuple[int, str]]
     ) -> tuple[dict[tuple[str, str], FlagState], dict[tuple[str, str], TestMark]]:
-        """The stored states of the batch's pairs, and the new test-user marks, each attached to exactly one of its
+        """The stored states of the batch's pairs, and the new tester marks, each attached to exactly one of its
         user's pairs (whose write carries it)."""
         registered = self._registered(set(map(itemgetter(0), groups)), wanted_marks)
         states, marks = self._store.load(list(groups), sorted({*wanted_marks, *registered}))

@@ -47,10 +47,6 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
         21,
         "hot path: every Split event, fields inline (make bench)",
     ),
-    "layers/shared/flagbridge/cdp/split_events.py:SplitMapper.map_event": (
-        23,
-        "hot path: every Split event, limits inline (make bench)",
-    ),
     "layers/shared/flagbridge/impressions/records.py:decode_message": (
         30,
         "hot path: fast decoder, equivalence-tested against the models",
@@ -66,7 +62,6 @@ NOT_YET_SPLIT: dict[str, int] = {
     "layers/shared/flagbridge/cdp/batch.py:_valid_event_type": 22,
     "layers/shared/flagbridge/cdp/dataplan/schema.py:compile_schema": 35,
     "layers/shared/flagbridge/cdp/dataplan/validator.py:PlanValidator._build": 21,
-    "layers/shared/flagbridge/cdp/router.py:_route_destination": 21,
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._deliver_split": 22,
     "layers/shared/flagbridge/forwarding/delivery.py:DeliveryService._send_split": 28,
     "layers/shared/flagbridge/oracle/evaluate.py:collect": 21,

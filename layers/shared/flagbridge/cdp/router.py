@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
-from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationType
+from flagbridge.cdp.config import CdpConfig, DestinationType
 from flagbridge.cdp.dataplan import PlanOutcome
+from flagbridge.cdp.fanout import FanOut, Lane, Reasons
 from flagbridge.cdp.filters import SENT, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
 from flagbridge.cdp.testusers import TestUserDecision, TestUserResolver
@@ -201,16 +202,12 @@ def route_batch(
         When the batch is malformed.
     """
     normalised = normalize_batch(batch)
-    validator, destinations = config.route_plan
+    validator, fanout = config.route_plan
     outcome = validator.validate(normalised)
     resolver = test_users if isinstance(test_users, TestUserResolver) else _resolver(test_users)
     test_user = resolver.resolve(normalised, marked_identities, registered_identities)
-    is_test = test_user.is_test_user
     surviving: Batch | None = outcome.batch
-    all_events = normalised.events  # all_events[i].index == i: malformed batches never get here
-    n_events = len(all_events)
-    dropped_events = outcome.dropped_events
-    environment = normalised.environment
+    n_events = len(normalised.events)  # events[i].index == i: malformed batches never get here
 
     reasons: dict[str, list[str]] = {}
     payloads: dict[str, DestinationPayload] = {}
@@ -233,31 +230,17 @@ def route_batch(
 
     if surviving is None:
         drop_reason = outcome.batch_drop_reason or "plan.blocked"
-        for destination in destinations:
-            name = destination.name
-            reasons[name] = [drop_reason] * n_events
-            counts[name] = {drop_reason: n_events} if n_events else {}
-        return RoutingResult(
-            batch=normalised,
-            test_user=test_user,
-            plan=outcome,
-            reasons=reasons,
-            payloads=payloads,
-            quarantine=quarantine,
-            split_rejections=split_rejections,
-            counts=counts,
-        )
-
-    for destination in destinations:
-        reasons[destination.name], counts[destination.name] = _route_destination(
-            destination,
+        for lane in fanout.lanes:
+            reasons[lane.name] = [drop_reason] * n_events
+            counts[lane.name] = {drop_reason: n_events} if n_events else {}
+    else:
+        _fan_out(
+            fanout,
             surviving,
-            n_events,
-            dropped_events,
-            (environment, is_test, now_ms),
-            (payloads, quarantine, split_rejections),
+            (n_events, outcome.dropped_events, now_ms),
+            fanout.batch_reasons(normalised.environment, test_user.is_test_user),
+            (reasons, counts, payloads, quarantine, split_rejections),
         )
-
     return RoutingResult(
         batch=normalised,
         test_user=test_user,
@@ -270,70 +253,125 @@ def route_batch(
     )
 
 
-def _route_destination(
-    destination: CompiledDestination,
-    surviving: Batch,
-    n_events: int,
-    dropped_events: Mapping[int, str],
-    context: tuple[str, bool, int],
-    out: tuple[dict[str, DestinationPayload], list[QuarantineRecord], dict[str, list[SplitRejection]]],
-) -> tuple[list[str], dict[str, int]]:
-    """Filter one destination's events of the batch the plan left; its payload, quarantine and Split rejections
-    go to ``out``. Returns the reason of every event (by index) and their counts.
+_Out = tuple[
+    dict[str, list[str]],
+    dict[str, dict[str, int]],
+    dict[str, DestinationPayload],
+    list[QuarantineRecord],
+    dict[str, list[SplitRejection]],
+]
+"""The result's ``reasons``, ``counts``, ``payloads``, ``quarantine`` and ``split_rejections``, filled in place."""
 
-    ``context`` is the batch's ``(environment, is_test, now_ms)``.
+
+def _fan_out(
+    fanout: FanOut, surviving: Batch, context: tuple[int, Mapping[int, str], int], batch_reasons: Reasons, out: _Out
+) -> None:
+    """Decide every destination for the events the plan left (``surviving``), in one pass over those events.
+
+    ``context`` is ``(number of events received, {index: reason} of the events the plan dropped, now_ms)``;
+    ``batch_reasons`` the destinations' batch-level filter reasons.
     """
-    environment, is_test, now_ms = context
-    payloads, quarantine, split_rejections = out
-    name = destination.name
-    compiled = destination.filter
-    surviving_events = surviving.events
-    batch_reason = compiled.batch_reason(environment, is_test)
-    passing: list[Event] = []
-    uniform: str | None = None  # the reason of every event, when they all share one
-    if batch_reason is not None and not dropped_events:
-        dest_reasons = [batch_reason] * n_events
-        uniform = batch_reason
-    elif not dropped_events and not compiled.has_event_rules:
-        passing = list(surviving_events)
-        dest_reasons = [SENT] * n_events
-        uniform = SENT
-    else:
-        dest_reasons = []
-        event_reason = compiled.event_reason
-        for event in surviving_events:
-            while len(dest_reasons) < event.index:  # events the plan dropped
-                dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
-            if batch_reason is not None:
-                dest_reasons.append(batch_reason)
-                continue
-            filtered = event_reason(event)
-            if filtered is None:
-                passing.append(event)
-                dest_reasons.append(SENT)
-            else:
-                dest_reasons.append(filtered)
-        while len(dest_reasons) < n_events:
-            dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+    n_events, dropped, now_ms = context
+    reasons, counts, payloads, quarantine, split_rejections = out
+    events = surviving.events
+    rows = _event_rows(fanout, events, batch_reasons)
+    template: list[str] | None = None
+    if dropped or len(events) != n_events:
+        template = [dropped.get(index, "plan.blocked") for index in range(n_events)]
+    documents: dict[tuple[int, ...], dict[str, Any]] = {}  # destinations that send the same events share one
+    for position, lane in enumerate(fanout.lanes):
+        name = lane.name
+        batch_reason = batch_reasons[position]
+        if batch_reason is not None:
+            lane_reasons, passing, uniform = _filtered_out(
+                batch_reason, events, n_events, template if dropped else None
+            )
+        elif rows is None or not lane.rules:
+            lane_reasons, passing, uniform = _unfiltered(events, n_events, template if dropped else None)
+        else:
+            lane_reasons, passing, uniform = _filtered(position, rows, events, template)
+        if lane.split is not None:
+            if passing:
+                uniform = None  # Split rejections may rewrite reasons
+                _route_split(
+                    name, lane.split, surviving, passing, now_ms, lane_reasons, (payloads, quarantine, split_rejections)
+                )
+        elif passing or (not n_events and batch_reason is None):
+            payloads[name] = _payload(lane, surviving, passing, documents)
+        reasons[name] = lane_reasons
+        counts[name] = ({uniform: n_events} if n_events else {}) if uniform is not None else _tally(lane_reasons)
 
-    mapper = destination.split
-    if mapper is not None:
-        if passing:
-            uniform = None  # Split rejections may rewrite reasons
-            _route_split(name, mapper, surviving, passing, now_ms, dest_reasons, payloads, split_rejections)
-            for rejection in split_rejections.get(name, ()):
-                if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
-                    quarantine.append(_split_quarantine(name, surviving, rejection))
-    elif passing or (not n_events and batch_reason is None):
-        payloads[name] = DestinationPayload(
-            name, destination.type, [e.index for e in passing], batch=surviving.to_dict(passing)
+
+def _event_rows(fanout: FanOut, events: list[Event], batch_reasons: Reasons) -> list[Reasons] | None:
+    """Every destination's event-level reason for each event, when a destination the batch passes filters events."""
+    for position in fanout.ruled:
+        if batch_reasons[position] is None:
+            event_reasons = fanout.event_reasons
+            return [event_reasons(event) for event in events]
+    return None
+
+
+def _payload(
+    lane: Lane, surviving: Batch, passing: list[Event], documents: dict[tuple[int, ...], dict[str, Any]]
+) -> DestinationPayload:
+    """A non-Split destination's payload: the batch with the events it passes (one document per set of events)."""
+    indexes = [event.index for event in passing]
+    key = tuple(indexes)
+    document = documents.get(key)
+    if document is None:
+        document = documents[key] = surviving.to_dict(passing)
+    return DestinationPayload(lane.name, lane.type, indexes, batch=document)
+
+
+_LaneReasons = tuple[list[str], list[Event], str | None]
+"""A destination's reason per received event, the events it passes, and the reason they all share (or None)."""
+
+
+def _filtered_out(reason: str, events: list[Event], n_events: int, template: list[str] | None) -> _LaneReasons:
+    """The batch-level filter refused every event; ``template`` holds the plan's reasons when it dropped some."""
+    if template is None:
+        return [reason] * n_events, [], reason
+    lane_reasons = template.copy()
+    for event in events:
+        lane_reasons[event.index] = reason
+    return lane_reasons, [], None
+
+
+def _unfiltered(events: list[Event], n_events: int, template: list[str] | None) -> _LaneReasons:
+    """No event-level filter: every event the plan left passes."""
+    if template is None:
+        return [SENT] * n_events, events, SENT
+    lane_reasons = template.copy()
+    for event in events:
+        lane_reasons[event.index] = SENT
+    return lane_reasons, events, None
+
+
+def _filtered(position: int, rows: list[Reasons], events: list[Event], template: list[str] | None) -> _LaneReasons:
+    """The destination at ``position`` filters each event (``rows``: the events' reasons for every destination)."""
+    if template is None:  # nothing dropped: events[i].index == i
+        return (
+            [row[position] or SENT for row in rows],
+            [e for e, row in zip(events, rows, strict=True) if row[position] is None],
+            None,
         )
-    if uniform is not None:
-        return dest_reasons, ({uniform: n_events} if n_events else {})
+    lane_reasons = template.copy()
+    passing: list[Event] = []
+    for event, row in zip(events, rows, strict=True):
+        reason = row[position]
+        if reason is None:
+            passing.append(event)
+            lane_reasons[event.index] = SENT
+        else:
+            lane_reasons[event.index] = reason
+    return lane_reasons, passing, None
+
+
+def _tally(lane_reasons: list[str]) -> dict[str, int]:
     tally: dict[str, int] = {}
-    for reason in dest_reasons:
+    for reason in lane_reasons:
         tally[reason] = tally.get(reason, 0) + 1
-    return dest_reasons, tally
+    return tally
 
 
 def _route_split(
@@ -343,13 +381,15 @@ def _route_split(
     passing: list[Event],
     now_ms: int,
     dest_reasons: list[str],
-    payloads: dict[str, DestinationPayload],
-    split_rejections: dict[str, list[SplitRejection]],
+    out: tuple[dict[str, DestinationPayload], list[QuarantineRecord], dict[str, list[SplitRejection]]],
 ) -> None:
+    """Map a Split destination's events; its payload, rejections and their quarantine records go to ``out``."""
+    payloads, quarantine, split_rejections = out
     sendable: list[SplitEvent] = []
     rejected: list[SplitRejection] = []
+    targets = mapper.targets(batch)
     for event in passing:
-        result = mapper.map_event(batch, event, now_ms)
+        result = mapper.map_event(batch, event, now_ms, targets)
         if result.events:
             sendable.extend(result.events)
         if result.rejections:
@@ -358,6 +398,9 @@ def _route_split(
                 dest_reasons[event.index] = result.rejections[0].reason
     if rejected:
         split_rejections[name] = rejected
+        for rejection in rejected:
+            if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
+                quarantine.append(_split_quarantine(name, batch, rejection))
     if sendable:
         indexes = sorted({s.event_index for s in sendable})
         payloads[name] = DestinationPayload(name, "split", indexes, split_events=sendable)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
 from flagbridge.cdp.config import CdpConfig, DestinationType
 from flagbridge.cdp.dataplan import PlanOutcome
-from flagbridge.cdp.fanout import FanOut, Lane, Reasons
+from flagbridge.cdp.fanout import FanOut, Reasons
 from flagbridge.cdp.filters import SENT, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
 from flagbridge.cdp.testusers import TestUserDecision, TestUserResolver
@@ -279,27 +279,31 @@ def _fan_out(
     if dropped or len(events) != n_events:
         template = [dropped.get(index, "plan.blocked") for index in range(n_events)]
     documents: dict[tuple[int, ...], dict[str, Any]] = {}  # destinations that send the same events share one
-    for position, lane in enumerate(fanout.lanes):
-        name = lane.name
+    position = -1
+    for name, kind, mapper, rules in fanout.lanes:
+        position += 1
         batch_reason = batch_reasons[position]
-        if batch_reason is not None:
-            lane_reasons, passing, uniform = _filtered_out(
-                batch_reason, events, n_events, template if dropped else None
-            )
-        elif rows is None or not lane.rules:
-            lane_reasons, passing, uniform = _unfiltered(events, n_events, template if dropped else None)
-        else:
-            lane_reasons, passing, uniform = _filtered(position, rows, events, template)
-        if lane.split is not None:
+        if batch_reason is None and rules and rows is not None:
+            lane_reasons, passing = _filtered(position, rows, events, template)
+            tally: dict[str, int] | None = None
+        elif dropped:
+            lane_reasons, passing = _uniform(batch_reason, events, template)
+            tally = None
+        else:  # every event shares one reason
+            uniform = batch_reason or SENT
+            lane_reasons = [uniform] * n_events
+            passing = events if batch_reason is None else []
+            tally = {uniform: n_events} if n_events else {}
+        if mapper is not None:
             if passing:
-                uniform = None  # Split rejections may rewrite reasons
+                tally = None  # Split rejections may rewrite reasons
                 _route_split(
-                    name, lane.split, surviving, passing, now_ms, lane_reasons, (payloads, quarantine, split_rejections)
+                    name, mapper, surviving, passing, now_ms, lane_reasons, (payloads, quarantine, split_rejections)
                 )
         elif passing or (not n_events and batch_reason is None):
-            payloads[name] = _payload(lane, surviving, passing, documents)
+            payloads[name] = _payload(name, kind, surviving, passing, documents)
         reasons[name] = lane_reasons
-        counts[name] = ({uniform: n_events} if n_events else {}) if uniform is not None else _tally(lane_reasons)
+        counts[name] = _tally(lane_reasons) if tally is None else tally
 
 
 def _event_rows(fanout: FanOut, events: list[Event], batch_reasons: Reasons) -> list[Reasons] | None:
@@ -312,7 +316,11 @@ def _event_rows(fanout: FanOut, events: list[Event], batch_reasons: Reasons) -> 
 
 
 def _payload(
-    lane: Lane, surviving: Batch, passing: list[Event], documents: dict[tuple[int, ...], dict[str, Any]]
+    name: str,
+    kind: DestinationType,
+    surviving: Batch,
+    passing: list[Event],
+    documents: dict[tuple[int, ...], dict[str, Any]],
 ) -> DestinationPayload:
     """A non-Split destination's payload: the batch with the events it passes (one document per set of events)."""
     indexes = [event.index for event in passing]
@@ -320,40 +328,29 @@ def _payload(
     document = documents.get(key)
     if document is None:
         document = documents[key] = surviving.to_dict(passing)
-    return DestinationPayload(lane.name, lane.type, indexes, batch=document)
+    return DestinationPayload(name, kind, indexes, document)
 
 
-_LaneReasons = tuple[list[str], list[Event], str | None]
-"""A destination's reason per received event, the events it passes, and the reason they all share (or None)."""
-
-
-def _filtered_out(reason: str, events: list[Event], n_events: int, template: list[str] | None) -> _LaneReasons:
-    """The batch-level filter refused every event; ``template`` holds the plan's reasons when it dropped some."""
-    if template is None:
-        return [reason] * n_events, [], reason
+def _uniform(
+    batch_reason: str | None, events: list[Event], template: list[str] | None
+) -> tuple[list[str], list[Event]]:
+    """No event-level decision: the batch-level reason (or ``sent``) for every event the plan left."""
+    assert template is not None  # only called when the plan dropped events
     lane_reasons = template.copy()
+    reason = batch_reason or SENT
     for event in events:
         lane_reasons[event.index] = reason
-    return lane_reasons, [], None
+    return lane_reasons, events if batch_reason is None else []
 
 
-def _unfiltered(events: list[Event], n_events: int, template: list[str] | None) -> _LaneReasons:
-    """No event-level filter: every event the plan left passes."""
-    if template is None:
-        return [SENT] * n_events, events, SENT
-    lane_reasons = template.copy()
-    for event in events:
-        lane_reasons[event.index] = SENT
-    return lane_reasons, events, None
-
-
-def _filtered(position: int, rows: list[Reasons], events: list[Event], template: list[str] | None) -> _LaneReasons:
+def _filtered(
+    position: int, rows: list[Reasons], events: list[Event], template: list[str] | None
+) -> tuple[list[str], list[Event]]:
     """The destination at ``position`` filters each event (``rows``: the events' reasons for every destination)."""
     if template is None:  # nothing dropped: events[i].index == i
         return (
             [row[position] or SENT for row in rows],
             [e for e, row in zip(events, rows, strict=True) if row[position] is None],
-            None,
         )
     lane_reasons = template.copy()
     passing: list[Event] = []
@@ -364,13 +361,14 @@ def _filtered(position: int, rows: list[Reasons], events: list[Event], template:
             lane_reasons[event.index] = SENT
         else:
             lane_reasons[event.index] = reason
-    return lane_reasons, passing, None
+    return lane_reasons, passing
 
 
 def _tally(lane_reasons: list[str]) -> dict[str, int]:
-    tally: dict[str, int] = {}
-    for reason in lane_reasons:
-        tally[reason] = tally.get(reason, 0) + 1
+    """``{reason: number of events}``, in the order the reasons first appear."""
+    tally = dict.fromkeys(lane_reasons, 0)
+    for reason in tally:
+        tally[reason] = lane_reasons.count(reason)
     return tally
 
 

@@ -365,7 +365,8 @@ class SplitMapper:
         truncated: list[str] | None = None
         size += sum(map(len, props))  # the names
         for name, value in props.items():
-            if isinstance(value, str):
+            kind = type(value)
+            if kind is str or isinstance(value, str):
                 length = len(value)
                 if length > MAX_STRING_LENGTH:
                     props[name] = value[:MAX_STRING_LENGTH]
@@ -374,6 +375,8 @@ class SplitMapper:
                     truncated.append(name)
                     length = MAX_STRING_LENGTH
                 size += length
+            elif kind is bool:
+                size += 4 if value else 5  # len("True"), len("False")
             elif value is not None:
                 size += len(str(value))
         return size, truncated

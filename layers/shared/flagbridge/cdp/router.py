@@ -9,14 +9,16 @@
 3. **test-user resolution** (:mod:`flagbridge.cdp.testusers`) on the batch *as received*, so plan
    blocking (e.g. of an unplanned ``is_test_user`` attribute) can never turn a tester into a
    non-tester and leak their data into business destinations;
-4. **per-destination filters** (:mod:`flagbridge.cdp.filters`) on the events that survived the plan;
+4. **per-destination filters** (:mod:`flagbridge.cdp.filters`) on the events that survived the plan, in one
+   pass over them for every destination (:mod:`flagbridge.cdp.fanout`);
 5. **per-destination payloads**: for ``split`` destinations, the mapped and checked Split events
    (:mod:`flagbridge.cdp.split_events`; chunk them with
    :func:`~flagbridge.cdp.split_requests.chunk_split_events` at send time, possibly across batches);
    for every other destination, the batch JSON (as received, after plan changes) with only the events
    that passed that destination's filter. A batch without any event is forwarded (with
    ``events: []``) when its batch-level filter parts (environment, users) pass; a batch whose events
-   were all filtered out is not forwarded.
+   were all filtered out is not forwarded. Destinations that send the same events share one document
+   (read-only, like everything in the result).
 
 The result carries one decision per (event, destination): compactly as ``reasons`` (one list per
 destination, aligned with the batch's events) and expanded on demand as

@@ -7,7 +7,6 @@ Modules, in pipeline order:
 - :mod:`flagbridge.cdp.dataplan`: mParticle-compatible data plan validation and blocking.
 - :mod:`flagbridge.cdp.testusers`: is the batch's user a tester?
 - :mod:`flagbridge.cdp.filters`: declarative per-destination filters.
-- :mod:`flagbridge.cdp.fanout`: a configuration's filters compiled for one pass over a batch for every destination.
 - :mod:`flagbridge.cdp.split_events`: map mParticle events to Split events and enforce Split's limits.
 - :mod:`flagbridge.cdp.split_requests`: chunk Split events into bulk requests; retry backoff.
 - :mod:`flagbridge.cdp.config`: the ``cdp`` section of the configuration (:class:`CdpConfig`).

@@ -34,7 +34,6 @@ from flagbridge.cdp.dataplan import (
     PlanEnforcement,
     PlanValidator,
 )
-from flagbridge.cdp.fanout import FanOut
 from flagbridge.cdp.filters import CompiledFilter, Filter, UsersMode
 from flagbridge.cdp.split_events import IdentityTrafficType, SplitMapper, SplitOptions
 from flagbridge.errors import ConfigError
@@ -197,7 +196,7 @@ class CdpConfig(StrictModel):
 
     _validator: PlanValidator = PrivateAttr()
     _compiled: tuple[CompiledDestination, ...] = PrivateAttr(default=())
-    _route_plan: tuple[PlanValidator, FanOut] = PrivateAttr()
+    _route_plan: tuple[PlanValidator, tuple[CompiledDestination, ...]] = PrivateAttr()
 
     @model_validator(mode="after")
     def _compile(self) -> CdpConfig:
@@ -229,7 +228,7 @@ class CdpConfig(StrictModel):
             )
             for d in self.destinations
         )
-        self._route_plan = (self._validator, FanOut(self._compiled))
+        self._route_plan = (self._validator, self._compiled)
         return self
 
     # The accessors read the private attributes straight from ``__pydantic_private__`` (a slot):
@@ -246,8 +245,8 @@ class CdpConfig(StrictModel):
         return self.__pydantic_private__["_compiled"]  # type: ignore[index]
 
     @property
-    def route_plan(self) -> tuple[PlanValidator, FanOut]:
-        """``(plan_validator, destinations compiled for one pass)`` in one lookup (for the router's hot path)."""
+    def route_plan(self) -> tuple[PlanValidator, tuple[CompiledDestination, ...]]:
+        """``(plan_validator, compiled_destinations)`` in one lookup (for the router's hot path)."""
         return self.__pydantic_private__["_route_plan"]  # type: ignore[index]
 
 

@@ -273,7 +273,7 @@ class CompiledFilter:
         memo = self._memo
         reason = memo.get(key, _UNKNOWN)
         if reason is _UNKNOWN:
-            reason = self.type_and_name_reason(event_type, name)
+            reason = self._type_and_name_reason(event_type, name)
             if len(memo) < _MEMO_LIMIT:
                 memo[key] = reason
         if reason is not None:
@@ -285,8 +285,7 @@ class CompiledFilter:
                     return message
         return None
 
-    def type_and_name_reason(self, event_type: str, name: str) -> str | None:
-        """Return the reason of the event-type and event-name parts for an event of that type and name, or None."""
+    def _type_and_name_reason(self, event_type: str, name: str) -> str | None:
         if self.type_include is not None and event_type not in self.type_include:
             return "filter.event_types:include"
         if event_type in self.type_exclude:

@@ -9,8 +9,7 @@
 3. **test-user resolution** (:mod:`flagbridge.cdp.testusers`) on the batch *as received*, so plan
    blocking (e.g. of an unplanned ``is_test_user`` attribute) can never turn a tester into a
    non-tester and leak their data into business destinations;
-4. **per-destination filters** (:mod:`flagbridge.cdp.filters`) on the events that survived the plan, in one
-   pass over them for every destination (:mod:`flagbridge.cdp.fanout`);
+4. **per-destination filters** (:mod:`flagbridge.cdp.filters`) on the events that survived the plan;
 5. **per-destination payloads**: for ``split`` destinations, the mapped and checked Split events
    (:mod:`flagbridge.cdp.split_events`; chunk them with
    :func:`~flagbridge.cdp.split_requests.chunk_split_events` at send time, possibly across batches);
@@ -42,10 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
-from flagbridge.cdp.config import CdpConfig, DestinationType
+from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationType
 from flagbridge.cdp.dataplan import PlanOutcome
-from flagbridge.cdp.fanout import FanOut, Reasons
-from flagbridge.cdp.filters import SENT, Decision
+from flagbridge.cdp.filters import SENT, CompiledFilter, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
 from flagbridge.cdp.testusers import TestUserDecision, TestUserResolver
 from flagbridge.rules import TestUserRule, TestUsersConfig
@@ -204,12 +202,16 @@ def route_batch(
         When the batch is malformed.
     """
     normalised = normalize_batch(batch)
-    validator, fanout = config.route_plan
+    validator, destinations = config.route_plan
     outcome = validator.validate(normalised)
     resolver = test_users if isinstance(test_users, TestUserResolver) else _resolver(test_users)
     test_user = resolver.resolve(normalised, marked_identities, registered_identities)
+    is_test = test_user.is_test_user
     surviving: Batch | None = outcome.batch
-    n_events = len(normalised.events)  # events[i].index == i: malformed batches never get here
+    all_events = normalised.events  # all_events[i].index == i: malformed batches never get here
+    n_events = len(all_events)
+    dropped_events = outcome.dropped_events
+    environment = normalised.environment
 
     reasons: dict[str, list[str]] = {}
     payloads: dict[str, DestinationPayload] = {}
@@ -232,17 +234,32 @@ def route_batch(
 
     if surviving is None:
         drop_reason = outcome.batch_drop_reason or "plan.blocked"
-        for lane in fanout.lanes:
-            reasons[lane.name] = [drop_reason] * n_events
-            counts[lane.name] = {drop_reason: n_events} if n_events else {}
-    else:
-        _fan_out(
-            fanout,
-            surviving,
-            (n_events, outcome.dropped_events, now_ms),
-            fanout.batch_reasons(normalised.environment, test_user.is_test_user),
-            (reasons, counts, payloads, quarantine, split_rejections),
+        for destination in destinations:
+            name = destination.name
+            reasons[name] = [drop_reason] * n_events
+            counts[name] = {drop_reason: n_events} if n_events else {}
+        return RoutingResult(
+            batch=normalised,
+            test_user=test_user,
+            plan=outcome,
+            reasons=reasons,
+            payloads=payloads,
+            quarantine=quarantine,
+            split_rejections=split_rejections,
+            counts=counts,
         )
+
+    documents: dict[tuple[int, ...], dict[str, Any]] = {}  # destinations that send the same events share one
+    for destination in destinations:
+        reasons[destination.name], counts[destination.name] = _route_destination(
+            destination,
+            surviving,
+            n_events,
+            dropped_events,
+            (environment, is_test, now_ms),
+            (payloads, quarantine, split_rejections, documents),
+        )
+
     return RoutingResult(
         batch=normalised,
         test_user=test_user,
@@ -255,123 +272,85 @@ def route_batch(
     )
 
 
-_Out = tuple[
-    dict[str, list[str]],
-    dict[str, dict[str, int]],
-    dict[str, DestinationPayload],
-    list[QuarantineRecord],
-    dict[str, list[SplitRejection]],
-]
-"""The result's ``reasons``, ``counts``, ``payloads``, ``quarantine`` and ``split_rejections``, filled in place."""
-
-
-def _fan_out(
-    fanout: FanOut, surviving: Batch, context: tuple[int, Mapping[int, str], int], batch_reasons: Reasons, out: _Out
-) -> None:
-    """Decide every destination for the events the plan left (``surviving``), in one pass over those events.
-
-    ``context`` is ``(number of events received, {index: reason} of the events the plan dropped, now_ms)``;
-    ``batch_reasons`` the destinations' batch-level filter reasons.
-    """
-    n_events, dropped, now_ms = context
-    reasons, counts, payloads, quarantine, split_rejections = out
-    events = surviving.events
-    rows = _event_rows(fanout, events, batch_reasons)
-    template: list[str] | None = None
-    if dropped or len(events) != n_events:
-        template = [dropped.get(index, "plan.blocked") for index in range(n_events)]
-    documents: dict[tuple[int, ...], dict[str, Any]] = {}  # destinations that send the same events share one
-    position = -1
-    for name, kind, mapper, rules in fanout.lanes:
-        position += 1
-        batch_reason = batch_reasons[position]
-        if batch_reason is None and rules and rows is not None:
-            lane_reasons, passing = _filtered(position, rows, events, template)
-            tally: dict[str, int] | None = None
-        elif dropped:
-            lane_reasons, passing = _uniform(batch_reason, events, template)
-            tally = None
-        else:  # every event shares one reason
-            uniform = batch_reason or SENT
-            lane_reasons = [uniform] * n_events
-            passing = events if batch_reason is None else []
-            tally = {uniform: n_events} if n_events else {}
-        if mapper is not None:
-            if passing:
-                tally = None  # Split rejections may rewrite reasons
-                _route_split(
-                    name, mapper, surviving, passing, now_ms, lane_reasons, (payloads, quarantine, split_rejections)
-                )
-        elif passing or (not n_events and batch_reason is None):
-            payloads[name] = _payload(name, kind, surviving, passing, documents)
-        reasons[name] = lane_reasons
-        counts[name] = _tally(lane_reasons) if tally is None else tally
-
-
-def _event_rows(fanout: FanOut, events: list[Event], batch_reasons: Reasons) -> list[Reasons] | None:
-    """Every destination's event-level reason for each event, when a destination the batch passes filters events."""
-    for position in fanout.ruled:
-        if batch_reasons[position] is None:
-            event_reasons = fanout.event_reasons
-            return [event_reasons(event) for event in events]
-    return None
-
-
-def _payload(
-    name: str,
-    kind: DestinationType,
+def _route_destination(
+    destination: CompiledDestination,
     surviving: Batch,
-    passing: list[Event],
-    documents: dict[tuple[int, ...], dict[str, Any]],
-) -> DestinationPayload:
-    """A non-Split destination's payload: the batch with the events it passes (one document per set of events)."""
-    indexes = [event.index for event in passing]
-    key = tuple(indexes)
-    document = documents.get(key)
-    if document is None:
-        document = documents[key] = surviving.to_dict(passing)
-    return DestinationPayload(name, kind, indexes, document)
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    context: tuple[str, bool, int],
+    out: tuple[
+        dict[str, DestinationPayload],
+        list[QuarantineRecord],
+        dict[str, list[SplitRejection]],
+        dict[tuple[int, ...], dict[str, Any]],
+    ],
+) -> tuple[list[str], dict[str, int]]:
+    """Filter one destination's events of the batch the plan left; its payload, quarantine and Split rejections
+    go to ``out``. Returns the reason of every event (by index) and their counts.
+
+    ``context`` is the batch's ``(environment, is_test, now_ms)``; the last member of ``out`` holds the documents
+    already built for this batch, by the indexes of their events (destinations that send the same events share one).
+    """
+    environment, is_test, now_ms = context
+    payloads, quarantine, split_rejections, documents = out
+    name = destination.name
+    batch_reason = destination.filter.batch_reason(environment, is_test)
+    dest_reasons, passing, uniform = _destination_reasons(
+        destination.filter, surviving.events, n_events, dropped_events, batch_reason
+    )
+    mapper = destination.split
+    if mapper is not None:
+        if passing:
+            uniform = None  # Split rejections may rewrite reasons
+            _route_split(name, mapper, surviving, passing, now_ms, dest_reasons, payloads, split_rejections)
+            for rejection in split_rejections.get(name, ()):
+                if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
+                    quarantine.append(_split_quarantine(name, surviving, rejection))
+    elif passing or (not n_events and batch_reason is None):
+        indexes = [e.index for e in passing]
+        key = tuple(indexes)
+        document = documents.get(key)
+        if document is None:
+            document = documents[key] = surviving.to_dict(passing)
+        payloads[name] = DestinationPayload(name, destination.type, indexes, batch=document)
+    if uniform is not None:
+        return dest_reasons, ({uniform: n_events} if n_events else {})
+    tally: dict[str, int] = {}
+    for reason in dest_reasons:
+        tally[reason] = tally.get(reason, 0) + 1
+    return dest_reasons, tally
 
 
-def _uniform(
-    batch_reason: str | None, events: list[Event], template: list[str] | None
-) -> tuple[list[str], list[Event]]:
-    """No event-level decision: the batch-level reason (or ``sent``) for every event the plan left."""
-    assert template is not None  # only called when the plan dropped events
-    lane_reasons = template.copy()
-    reason = batch_reason or SENT
-    for event in events:
-        lane_reasons[event.index] = reason
-    return lane_reasons, events if batch_reason is None else []
-
-
-def _filtered(
-    position: int, rows: list[Reasons], events: list[Event], template: list[str] | None
-) -> tuple[list[str], list[Event]]:
-    """The destination at ``position`` filters each event (``rows``: the events' reasons for every destination)."""
-    if template is None:  # nothing dropped: events[i].index == i
-        return (
-            [row[position] or SENT for row in rows],
-            [e for e, row in zip(events, rows, strict=True) if row[position] is None],
-        )
-    lane_reasons = template.copy()
+def _destination_reasons(
+    compiled: CompiledFilter,
+    surviving_events: list[Event],
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    batch_reason: str | None,
+) -> tuple[list[str], list[Event], str | None]:
+    """One destination's reason per received event, the events it passes, and the reason all share (or None)."""
+    if batch_reason is not None and not dropped_events:
+        return [batch_reason] * n_events, [], batch_reason
+    if not dropped_events and not compiled.has_event_rules:
+        return [SENT] * n_events, list(surviving_events), SENT
+    dest_reasons: list[str] = []
     passing: list[Event] = []
-    for event, row in zip(events, rows, strict=True):
-        reason = row[position]
-        if reason is None:
+    event_reason = compiled.event_reason
+    for event in surviving_events:
+        while len(dest_reasons) < event.index:  # events the plan dropped
+            dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+        if batch_reason is not None:
+            dest_reasons.append(batch_reason)
+            continue
+        filtered = event_reason(event)
+        if filtered is None:
             passing.append(event)
-            lane_reasons[event.index] = SENT
+            dest_reasons.append(SENT)
         else:
-            lane_reasons[event.index] = reason
-    return lane_reasons, passing
-
-
-def _tally(lane_reasons: list[str]) -> dict[str, int]:
-    """``{reason: number of events}``, in the order the reasons first appear."""
-    tally = dict.fromkeys(lane_reasons, 0)
-    for reason in tally:
-        tally[reason] = lane_reasons.count(reason)
-    return tally
+            dest_reasons.append(filtered)
+    while len(dest_reasons) < n_events:
+        dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+    return dest_reasons, passing, None
 
 
 def _route_split(
@@ -381,13 +360,12 @@ def _route_split(
     passing: list[Event],
     now_ms: int,
     dest_reasons: list[str],
-    out: tuple[dict[str, DestinationPayload], list[QuarantineRecord], dict[str, list[SplitRejection]]],
+    payloads: dict[str, DestinationPayload],
+    split_rejections: dict[str, list[SplitRejection]],
 ) -> None:
-    """Map a Split destination's events; its payload, rejections and their quarantine records go to ``out``."""
-    payloads, quarantine, split_rejections = out
     sendable: list[SplitEvent] = []
     rejected: list[SplitRejection] = []
-    targets = mapper.targets(batch)
+    targets = mapper.targets(batch)  # the batch's identities, read once for all its events
     for event in passing:
         result = mapper.map_event(batch, event, now_ms, targets)
         if result.events:
@@ -398,9 +376,6 @@ def _route_split(
                 dest_reasons[event.index] = result.rejections[0].reason
     if rejected:
         split_rejections[name] = rejected
-        for rejection in rejected:
-            if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
-                quarantine.append(_split_quarantine(name, batch, rejection))
     if sendable:
         indexes = sorted({s.event_index for s in sendable})
         payloads[name] = DestinationPayload(name, "split", indexes, split_events=sendable)

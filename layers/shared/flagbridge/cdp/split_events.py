@@ -116,7 +116,6 @@ _PRODUCT_FIELDS = (
     "total_product_amount",
 )
 _PRODUCT_TARGETS = tuple((name, f"product.{name}") for name in _PRODUCT_FIELDS)
-_MEMO_LIMIT = 4096  # distinct event type names whose eventTypeId a mapper remembers
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 """Exact types :func:`_flat` returns unchanged (checked inline on the hot path)."""
 
@@ -228,10 +227,6 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-_Variant = tuple[int | None, dict[str, Any], dict[str, Any] | None, str | None, str, tuple[str, ...]]
-"""One Split event variant: product index, properties, product, then rejection reason, detail, truncated names."""
-
-
 class SplitMapper:
     """Maps events for one Split destination (options compiled once)."""
 
@@ -246,8 +241,6 @@ class SplitMapper:
         self._max_age_ms = options.max_age_hours * 3_600_000
         self._sanitize = options.event_type_policy == "sanitize"
         self._per_action = options.commerce_event_type == "per_action"
-        self._type_ids: dict[str, tuple[str | None, str]] = {}
-        """Raw event type name -> :meth:`_event_type_id` (the regex and the rewrite, once per name)."""
         self._value_path: tuple[str, ...] | None = None
         if options.value_field:
             head, _, rest = options.value_field.partition(".")
@@ -286,17 +279,11 @@ class SplitMapper:
             raw = f"commerce_{action}" if self._per_action else "commerce_event"
         else:
             raw = event.event_type
-        known = self._type_ids.get(raw)
-        if known is None:
-            if EVENT_TYPE_ID_RE.match(raw):
-                known = (raw, raw)
-            elif not self._sanitize or not raw:
-                known = (None, raw)
-            else:
-                known = (sanitize_event_type_id(raw), raw)
-            if len(self._type_ids) < _MEMO_LIMIT:
-                self._type_ids[raw] = known
-        return known
+        if EVENT_TYPE_ID_RE.match(raw):
+            return raw, raw
+        if not self._sanitize or not raw:
+            return None, raw
+        return sanitize_event_type_id(raw), raw
 
     @staticmethod
     def _base_properties(event: Event) -> dict[str, Any]:  # noqa: C901 (hot path: every Split event, fields inline (make bench))
@@ -344,9 +331,8 @@ class SplitMapper:
         return props
 
     @staticmethod
-    def _product_extra(product: dict[str, Any], position: int) -> dict[str, Any]:
-        """The properties one product adds to its event's (``product.*``), in the order they are added."""
-        props: dict[str, Any] = {}
+    def _product_properties(base: dict[str, Any], product: dict[str, Any], position: int) -> dict[str, Any]:
+        props = dict(base)
         plain = _PLAIN_TYPES
         attributes = product.get("custom_attributes")
         if isinstance(attributes, dict):
@@ -360,13 +346,14 @@ class SplitMapper:
         return props
 
     @staticmethod
-    def _measure(props: dict[str, Any], size: int) -> tuple[int, list[str] | None]:
-        """Truncate long strings in place; return ``size`` plus the names' and values' sizes, and truncated names."""
+    def _check_properties(props: dict[str, Any]) -> tuple[str | None, str, tuple[str, ...]]:
+        """Truncate long strings in place; return (rejection reason, detail, truncated names)."""
+        if len(props) > MAX_PROPERTIES:
+            return "split.too_many_properties", f"{len(props)} properties > {MAX_PROPERTIES}", ()
         truncated: list[str] | None = None
-        size += sum(map(len, props))  # the names
+        size = PROPERTIES_BASE_BYTES + sum(map(len, props))  # the names
         for name, value in props.items():
-            kind = type(value)
-            if kind is str or isinstance(value, str):
+            if isinstance(value, str):
                 length = len(value)
                 if length > MAX_STRING_LENGTH:
                     props[name] = value[:MAX_STRING_LENGTH]
@@ -375,55 +362,11 @@ class SplitMapper:
                     truncated.append(name)
                     length = MAX_STRING_LENGTH
                 size += length
-            elif kind is bool:
-                size += 4 if value else 5  # len("True"), len("False")
             elif value is not None:
                 size += len(str(value))
-        return size, truncated
-
-    @classmethod
-    def _check_properties(cls, props: dict[str, Any]) -> tuple[str | None, str, tuple[str, ...]]:
-        """Truncate long strings in place; return (rejection reason, detail, truncated names)."""
-        if len(props) > MAX_PROPERTIES:
-            return "split.too_many_properties", f"{len(props)} properties > {MAX_PROPERTIES}", ()
-        size, truncated = cls._measure(props, PROPERTIES_BASE_BYTES)
         if size > MAX_PROPERTIES_BYTES:
             return "split.properties_too_large", f"properties size {size} > {MAX_PROPERTIES_BYTES}", ()
         return None, "", () if truncated is None else tuple(truncated)
-
-    def _variants(self, base: dict[str, Any], data: dict[str, Any], commerce: bool) -> list[_Variant]:
-        """The Split event variants of one event (one per product of a commerce event), with their checks."""
-        products = data["product_action"].get("products") if commerce else None
-        if not products:
-            return [(None, base, None, *self._check_properties(base))]
-        extras = [self._product_extra(product, position) for position, product in enumerate(products)]
-        keys = base.keys()
-        if not all(keys.isdisjoint(extra) for extra in extras):  # a product property overrides an event's
-            variants: list[_Variant] = []
-            for position, (product, extra) in enumerate(zip(products, extras, strict=True)):
-                props = dict(base)
-                props.update(extra)
-                variants.append((position, props, product, *self._check_properties(props)))
-            return variants
-        # the event's own properties are measured (and truncated) once, for every product
-        base_size, base_truncated = self._measure(base, PROPERTIES_BASE_BYTES)
-        variants = []
-        for position, (product, extra) in enumerate(zip(products, extras, strict=True)):
-            count = len(base) + len(extra)
-            if count > MAX_PROPERTIES:
-                variants.append((position, extra, product, "split.too_many_properties",
-                                 f"{count} properties > {MAX_PROPERTIES}", ()))  # fmt: skip
-                continue
-            size, truncated = self._measure(extra, base_size)
-            if size > MAX_PROPERTIES_BYTES:
-                detail = f"properties size {size} > {MAX_PROPERTIES_BYTES}"
-                variants.append((position, extra, product, "split.properties_too_large", detail, ()))
-                continue
-            props = dict(base)
-            props.update(extra)
-            names = (base_truncated or []) + (truncated or [])
-            variants.append((position, props, product, None, "", tuple(names)))
-        return variants
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -485,17 +428,33 @@ class SplitMapper:
             detail = "the batch has none of the identity types " + ",".join(t for t, _ in self._mapping)
             return SplitMapResult([], [SplitRejection(index, message_id, "split.no_mapped_identity", detail)])
 
+        base = self._base_properties(event)
+        variants: list[tuple[int | None, dict[str, Any], dict[str, Any] | None]]
+        if event.event_type == "commerce_event":
+            products = data["product_action"].get("products") or []
+            variants = [(i, self._product_properties(base, p, i), p) for i, p in enumerate(products)]
+            if not variants:
+                variants = [(None, base, None)]
+        else:
+            variants = [(None, base, None)]
+
         events: list[SplitEvent] = []
         rejections: list[SplitRejection] = []
-        base = self._base_properties(event)
-        for product_index, props, product, reason, detail, truncated in self._variants(
-            base, data, event.event_type == "commerce_event"
-        ):
+        for product_index, props, product in variants:
+            reason, detail, truncated = self._check_properties(props)
             if reason is not None:
                 rejections.append(SplitRejection(index, message_id, reason, detail, product_index))
                 continue
-            value = self._value(data, product) if self._value_path is not None else None
+            value = self._value(data, product)
             for traffic_type, key in targets:
+                body = {
+                    "eventTypeId": event_type_id,
+                    "trafficTypeName": traffic_type,
+                    "key": key,
+                    "timestamp": timestamp,
+                    "value": value,
+                    "properties": props,
+                }
                 if not key.strip():
                     rejections.append(
                         SplitRejection(index, message_id, "split.invalid_key", "blank key", product_index, traffic_type)
@@ -507,14 +466,6 @@ class SplitMapper:
                         SplitRejection(index, message_id, "split.key_too_long", detail, product_index, traffic_type)
                     )
                     continue
-                body = {
-                    "eventTypeId": event_type_id,
-                    "trafficTypeName": traffic_type,
-                    "key": key,
-                    "timestamp": timestamp,
-                    "value": value,
-                    "properties": props,
-                }
                 dedup_id = _digest(f"{message_id}\n{product_index}\n{traffic_type}\n{key}")
                 events.append(SplitEvent(body, index, message_id, product_index, dedup_id, truncated))
         return SplitMapResult(events, rejections)

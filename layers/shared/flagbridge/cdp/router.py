@@ -251,12 +251,18 @@ def route_batch(
 
     documents: dict[tuple[int, ...], dict[str, Any]] = {}  # destinations that send the same events share one
     for destination in destinations:
-        reasons[destination.name], counts[destination.name] = _route_destination(
+        name = destination.name
+        batch_reason = destination.filter.batch_reason(environment, is_test)
+        if batch_reason is not None and not dropped_events:  # the whole batch is filtered out: nothing to build
+            reasons[name] = [batch_reason] * n_events
+            counts[name] = {batch_reason: n_events} if n_events else {}
+            continue
+        reasons[name], counts[name] = _route_destination(
             destination,
             surviving,
             n_events,
             dropped_events,
-            (environment, is_test, now_ms),
+            (batch_reason, now_ms),
             (payloads, quarantine, split_rejections, documents),
         )
 
@@ -277,7 +283,7 @@ def _route_destination(
     surviving: Batch,
     n_events: int,
     dropped_events: Mapping[int, str],
-    context: tuple[str, bool, int],
+    context: tuple[str | None, int],
     out: tuple[
         dict[str, DestinationPayload],
         list[QuarantineRecord],
@@ -288,13 +294,13 @@ def _route_destination(
     """Filter one destination's events of the batch the plan left; its payload, quarantine and Split rejections
     go to ``out``. Returns the reason of every event (by index) and their counts.
 
-    ``context`` is the batch's ``(environment, is_test, now_ms)``; the last member of ``out`` holds the documents
-    already built for this batch, by the indexes of their events (destinations that send the same events share one).
+    ``context`` is ``(the destination's batch-level filter reason, now_ms)``; the last member of ``out`` holds the
+    documents already built for this batch, by the indexes of their events (destinations that send the same events
+    share one).
     """
-    environment, is_test, now_ms = context
+    batch_reason, now_ms = context
     payloads, quarantine, split_rejections, documents = out
     name = destination.name
-    batch_reason = destination.filter.batch_reason(environment, is_test)
     dest_reasons, passing, uniform = _destination_reasons(
         destination.filter, surviving.events, n_events, dropped_events, batch_reason
     )

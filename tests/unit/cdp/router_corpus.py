@@ -254,7 +254,8 @@ def routing_snapshot(result: RoutingResult) -> dict[str, Any]:
         json.dumps(
             {
                 "batch_key": result.batch_key,
-                "test_user": [result.test_user.is_test_user, result.test_user.rule, result.test_user.reason],
+                # the decision and its rule; the reason is prose, worded elsewhere
+                "test_user": [result.test_user.is_test_user, result.test_user.rule],
                 "plan": [result.plan.plan, result.plan.batch_drop_reason, result.plan.dropped_events],
                 "reasons": result.reasons,
                 "counts": result.counts,

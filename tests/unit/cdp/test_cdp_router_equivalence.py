@@ -1,9 +1,10 @@
-"""The router's output over a corpus of batches is exactly what the router before the single-pass rewrite produced.
+"""The router's output over a corpus of batches is exactly what the router before the hot-path rework produced.
 
 ``data/router_equivalence.json`` holds a digest of every routing result (reasons, counts, decisions, payload
 documents, Split events, quarantine, rejections) of :mod:`tests.unit.cdp.router_corpus`, recorded with the
-per-destination router it replaced. A mismatch names the configuration and the batch; to see the difference, route
-that batch with both versions and compare their :func:`~tests.unit.cdp.router_corpus.routing_snapshot`.
+router, Split mapper and plan validator of commit 0dd4f4c. A mismatch names the configuration and the batch; to
+see the difference, route that batch with both versions and compare their
+:func:`~tests.unit.cdp.router_corpus.routing_snapshot`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@
    for every other destination, the batch JSON (as received, after plan changes) with only the events
    that passed that destination's filter. A batch without any event is forwarded (with
    ``events: []``) when its batch-level filter parts (environment, users) pass; a batch whose events
-   were all filtered out is not forwarded.
+   were all filtered out is not forwarded. Destinations that send the same events share one document
+   (read-only, like everything in the result).
 
 The result carries one decision per (event, destination): compactly as ``reasons`` (one list per
 destination, aligned with the batch's events) and expanded on demand as
@@ -42,7 +43,7 @@ from typing import Any, Literal
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
 from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationType
 from flagbridge.cdp.dataplan import PlanOutcome
-from flagbridge.cdp.filters import SENT, Decision
+from flagbridge.cdp.filters import SENT, CompiledFilter, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
 from flagbridge.cdp.testers import TesterDecision, TesterResolver
 from flagbridge.rules import TesterRule, TesterRules
@@ -248,14 +249,21 @@ def route_batch(
             counts=counts,
         )
 
+    documents: dict[tuple[int, ...], dict[str, Any]] = {}  # destinations that send the same events share one
     for destination in destinations:
-        reasons[destination.name], counts[destination.name] = _route_destination(
+        name = destination.name
+        batch_reason = destination.filter.batch_reason(environment, is_tester)
+        if batch_reason is not None and not dropped_events:  # the whole batch is filtered out: nothing to build
+            reasons[name] = [batch_reason] * n_events
+            counts[name] = {batch_reason: n_events} if n_events else {}
+            continue
+        reasons[name], counts[name] = _route_destination(
             destination,
             surviving,
             n_events,
             dropped_events,
-            (environment, is_tester, now_ms),
-            (payloads, quarantine, split_rejections),
+            (batch_reason, now_ms),
+            (payloads, quarantine, split_rejections, documents),
         )
 
     return RoutingResult(
@@ -275,47 +283,27 @@ def _route_destination(
     surviving: Batch,
     n_events: int,
     dropped_events: Mapping[int, str],
-    context: tuple[str, bool, int],
-    out: tuple[dict[str, DestinationPayload], list[QuarantineRecord], dict[str, list[SplitRejection]]],
+    context: tuple[str | None, int],
+    out: tuple[
+        dict[str, DestinationPayload],
+        list[QuarantineRecord],
+        dict[str, list[SplitRejection]],
+        dict[tuple[int, ...], dict[str, Any]],
+    ],
 ) -> tuple[list[str], dict[str, int]]:
     """Filter one destination's events of the batch the plan left; its payload, quarantine and Split rejections
     go to ``out``. Returns the reason of every event (by index) and their counts.
 
-    ``context`` is the batch's ``(environment, is_tester, now_ms)``.
+    ``context`` is ``(the destination's batch-level filter reason, now_ms)``; the last member of ``out`` holds the
+    documents already built for this batch, by the indexes of their events (destinations that send the same events
+    share one).
     """
-    environment, is_tester, now_ms = context
-    payloads, quarantine, split_rejections = out
+    batch_reason, now_ms = context
+    payloads, quarantine, split_rejections, documents = out
     name = destination.name
-    compiled = destination.filter
-    surviving_events = surviving.events
-    batch_reason = compiled.batch_reason(environment, is_tester)
-    passing: list[Event] = []
-    uniform: str | None = None  # the reason of every event, when they all share one
-    if batch_reason is not None and not dropped_events:
-        dest_reasons = [batch_reason] * n_events
-        uniform = batch_reason
-    elif not dropped_events and not compiled.has_event_rules:
-        passing = list(surviving_events)
-        dest_reasons = [SENT] * n_events
-        uniform = SENT
-    else:
-        dest_reasons = []
-        event_reason = compiled.event_reason
-        for event in surviving_events:
-            while len(dest_reasons) < event.index:  # events the plan dropped
-                dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
-            if batch_reason is not None:
-                dest_reasons.append(batch_reason)
-                continue
-            filtered = event_reason(event)
-            if filtered is None:
-                passing.append(event)
-                dest_reasons.append(SENT)
-            else:
-                dest_reasons.append(filtered)
-        while len(dest_reasons) < n_events:
-            dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
-
+    dest_reasons, passing, uniform = _destination_reasons(
+        destination.filter, surviving.events, n_events, dropped_events, batch_reason
+    )
     mapper = destination.split
     if mapper is not None:
         if passing:
@@ -325,15 +313,50 @@ def _route_destination(
                 if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
                     quarantine.append(_split_quarantine(name, surviving, rejection))
     elif passing or (not n_events and batch_reason is None):
-        payloads[name] = DestinationPayload(
-            name, destination.type, [e.index for e in passing], batch=surviving.to_dict(passing)
-        )
+        indexes = [e.index for e in passing]
+        key = tuple(indexes)
+        document = documents.get(key)
+        if document is None:
+            document = documents[key] = surviving.to_dict(passing)
+        payloads[name] = DestinationPayload(name, destination.type, indexes, batch=document)
     if uniform is not None:
         return dest_reasons, ({uniform: n_events} if n_events else {})
     tally: dict[str, int] = {}
     for reason in dest_reasons:
         tally[reason] = tally.get(reason, 0) + 1
     return dest_reasons, tally
+
+
+def _destination_reasons(
+    compiled: CompiledFilter,
+    surviving_events: list[Event],
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    batch_reason: str | None,
+) -> tuple[list[str], list[Event], str | None]:
+    """One destination's reason per received event, the events it passes, and the reason all share (or None)."""
+    if batch_reason is not None and not dropped_events:
+        return [batch_reason] * n_events, [], batch_reason
+    if not dropped_events and not compiled.has_event_rules:
+        return [SENT] * n_events, list(surviving_events), SENT
+    dest_reasons: list[str] = []
+    passing: list[Event] = []
+    event_reason = compiled.event_reason
+    for event in surviving_events:
+        while len(dest_reasons) < event.index:  # events the plan dropped
+            dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+        if batch_reason is not None:
+            dest_reasons.append(batch_reason)
+            continue
+        filtered = event_reason(event)
+        if filtered is None:
+            passing.append(event)
+            dest_reasons.append(SENT)
+        else:
+            dest_reasons.append(filtered)
+    while len(dest_reasons) < n_events:
+        dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
+    return dest_reasons, passing, None
 
 
 def _route_split(
@@ -348,8 +371,9 @@ def _route_split(
 ) -> None:
     sendable: list[SplitEvent] = []
     rejected: list[SplitRejection] = []
+    targets = mapper.targets(batch)  # the batch's identities, read once for all its events
     for event in passing:
-        result = mapper.map_event(batch, event, now_ms)
+        result = mapper.map_event(batch, event, now_ms, targets)
         if result.events:
             sendable.extend(result.events)
         if result.rejections:

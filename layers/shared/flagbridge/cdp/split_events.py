@@ -370,7 +370,19 @@ class SplitMapper:
 
     # -- public ---------------------------------------------------------------------------------
 
-    def map_event(self, batch: Batch, event: Event, now_ms: int) -> SplitMapResult:  # noqa: C901 (hot path: every Split event, limits inline (make bench))
+    def targets(self, batch: Batch) -> list[tuple[str, str]]:
+        """The ``(traffic type, key)`` pairs every Split event of ``batch`` goes to, in mapping order, each once."""
+        targets: list[tuple[str, str]] = []
+        identities = batch.identities
+        for identity_type, traffic_type in self._mapping:
+            for kind, key in identities:
+                if kind == identity_type and (traffic_type, key) not in targets:
+                    targets.append((traffic_type, key))
+        return targets
+
+    def map_event(
+        self, batch: Batch, event: Event, now_ms: int, targets: list[tuple[str, str]] | None = None
+    ) -> SplitMapResult:
         """Map one event of ``batch`` to Split events.
 
         Parameters
@@ -381,6 +393,8 @@ class SplitMapper:
             One of its events.
         now_ms
             Current time in epoch milliseconds (injected, for the age limit).
+        targets
+            :meth:`targets` of ``batch``, when the caller maps several of its events (computed here otherwise).
 
         Returns
         -------
@@ -408,12 +422,8 @@ class SplitMapper:
         if age > self._max_age_ms:
             detail = f"event is {age // 60000} min old > {self.options.max_age_hours} h"
             return SplitMapResult([], [SplitRejection(index, message_id, "split.too_old", detail)])
-        targets: list[tuple[str, str]] = []
-        identities = batch.identities
-        for identity_type, traffic_type in self._mapping:
-            for kind, key in identities:
-                if kind == identity_type and (traffic_type, key) not in targets:
-                    targets.append((traffic_type, key))
+        if targets is None:
+            targets = self.targets(batch)
         if not targets:
             detail = "the batch has none of the identity types " + ",".join(t for t, _ in self._mapping)
             return SplitMapResult([], [SplitRejection(index, message_id, "split.no_mapped_identity", detail)])

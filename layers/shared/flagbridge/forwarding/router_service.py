@@ -81,6 +81,28 @@ def destination_message(result: RoutingResult, destination: str) -> dict[str, An
     return message
 
 
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def destination_body(routed: RoutingResult, destination: str, serialised: dict[int, str]) -> str:
+    """:func:`destination_message` as JSON text; a batch document several destinations share is serialised once.
+
+    ``serialised`` maps ``id(document)`` to its JSON for one routing result (the router gives destinations that
+    send the same events the same document).
+    """
+    payload = routed.payloads[destination]
+    document = payload.batch
+    if document is None:
+        return _compact(destination_message(routed, destination))
+    text = serialised.get(id(document))
+    if text is None:
+        text = serialised[id(document)] = _compact(document)
+    message = destination_message(routed, destination)
+    del message["batch"]  # the last member: spliced back in as text
+    return f'{_compact(message)[:-1]},"batch":{text}}}'
+
+
 def _object_id(batch_key: str) -> str:
     return hashlib.sha256(batch_key.encode()).hexdigest()[:32]
 
@@ -196,8 +218,9 @@ class RouterService:
         return None
 
     def _persist(self, routed: RoutingResult, meta: dict[str, Any], result: RouterResult) -> None:
+        serialised: dict[int, str] = {}
         for destination in routed.payloads:
-            body = json.dumps(destination_message(routed, destination), separators=(",", ":"), ensure_ascii=False)
+            body = destination_body(routed, destination, serialised)
             self._destination_sender(destination).send_bodies([body])
             result.destination_messages[destination] = result.destination_messages.get(destination, 0) + 1
         object_id = _object_id(routed.batch_key)

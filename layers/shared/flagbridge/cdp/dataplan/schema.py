@@ -37,7 +37,19 @@ _ANNOTATIONS = frozenset({"description", "title", "$comment", "examples", "defau
 class _Leaf:
     """A schema checked as a whole (after type-directed coercion and canonical enum comparison)."""
 
-    __slots__ = ("enum_raw", "enum_text", "native", "ok", "types", "validator", "want_bool", "want_num", "want_str")
+    __slots__ = (
+        "enum_message",
+        "enum_raw",
+        "enum_text",
+        "native",
+        "ok",
+        "type_message",
+        "types",
+        "validator",
+        "want_bool",
+        "want_num",
+        "want_str",
+    )
 
     def __init__(self, schema: Mapping[str, Any], cache: dict[str, Any]) -> None:
         schema = {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
@@ -56,6 +68,10 @@ class _Leaf:
         )
         self.native: list[Any] | None = None
         self.validator: Any = None
+        # what check() reports, worded once: the ok() path must not pay for it
+        self.enum_message = f"enum: {compact_json(self.enum_raw)}" if self.enum_raw is not None else ""
+        shown = sorted(types) if len(types) > 1 else next(iter(types), None)
+        self.type_message = f"type: {compact_json(shown)}"
         rest = set(schema) - {"type"}
         if not rest and types and types <= set(_NATIVE_TYPES):
             checks = [_NATIVE_TYPES[name] for name in sorted(types)]
@@ -115,8 +131,7 @@ class _Leaf:
                 if test(value):
                     break
             else:
-                shown = sorted(self.types) if len(self.types) > 1 else next(iter(self.types))
-                return f"type: {compact_json(shown)}"
+                return self.type_message
         elif self.validator is not None:
             try:
                 self.validator(value)
@@ -126,7 +141,7 @@ class _Leaf:
         if enum_raw is not None:
             text = canonical(value)
             if (text is None and value not in enum_raw) or (text is not None and text not in self.enum_text):
-                return f"enum: {compact_json(enum_raw)}"
+                return self.enum_message
         return None
 
 

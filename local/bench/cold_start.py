@@ -157,10 +157,10 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
     differing = None if smoke else python_files_differing_from_sam_build(site.layer_python)
     for function in FUNCTIONS:
         measured_s, floor_s = statistics.median(samples[function]), statistics.median(floors[function])
-        ratio = measured_s / floor_s
         pair_ratios = sorted(m / f for m, f in zip(samples[function], floors[function], strict=True))
+        ratio = statistics.median(pair_ratios)
         layer_compiled = max(compiled[function])
-        passed = at_most(ratio, 1.5) if smoke else bool(at_most(ratio, 1.5)) and layer_compiled == 0
+        passed = _cold_start_passes(pair_ratios, layer_compiled, smoke)
         figure = Figure(
             f"cold_start.{function}",
             f"cold start {function} ({site.label}, {layer_compiled} layer modules compiled)",
@@ -168,7 +168,7 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
             round(floor_s * 1000, 1),
             round(ratio, 2),
             "ms",
-            "<= 1.5x, 0 compiled",
+            "<= 1.35x paired median, IQR top <= 1.5x, 0 compiled",
             passed,
             {
                 "runs_ms": _ms(samples[function]),
@@ -189,6 +189,14 @@ def figure_cold_start(sizes: Sizes) -> list[Figure]:
         figure.peak_rss_mb = round(max(rss[function]) / 1024, 1)
         figures.append(figure)
     return figures
+
+
+def _cold_start_passes(pair_ratios: list[float], layer_compiled: int, smoke: bool) -> bool:
+    """The paired median at most 1.35x and the pairs' upper quartile at most 1.5x (a loaded machine must not hide a
+    slow import), with no layer module compiled from source (not checked on the smoke run's source tree)."""
+    spread = quartiles(pair_ratios) or [0.0, 0.0]
+    within = bool(at_most(statistics.median(pair_ratios), 1.35)) and spread[1] <= 1.5
+    return within if smoke else within and layer_compiled == 0
 
 
 def _shared_imports_figures(stage_samples: list[list[float]], label: str, peak_rss_mb: float) -> list[Figure]:

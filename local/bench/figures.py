@@ -94,8 +94,8 @@ def figure_ingest_cpu(sizes: Sizes) -> list[Figure]:
             round(floor_s * 1000, 2),
             round(ratio, 2),
             "ms",
-            "<= 3x",
-            at_most(ratio, 3.0),
+            "<= 1.5x",
+            at_most(ratio, 1.5),
             {
                 "impressions": len(items),
                 "gzipped_bytes": len(body),
@@ -145,8 +145,8 @@ def figure_processor_cpu(sizes: Sizes) -> list[Figure]:
             round(per_floor * 1e6, 2),
             round(ratio, 2),
             "µs/impression",
-            "<= 3x",
-            at_most(ratio, 3.0),
+            "<= 2x",
+            at_most(ratio, 2.0),
             {
                 "impressions": len(items),
                 "sqs_batches": len(events),
@@ -255,8 +255,8 @@ def figure_router_cpu(sizes: Sizes) -> list[Figure]:
             round(floor_eps),
             round(ratio, 2),
             "events/s",
-            "<= 4x",
-            at_most(ratio, 4.0),
+            "<= 3x",
+            at_most(ratio, 3.0),
             {
                 "batches": len(texts),
                 "events": events,

@@ -18,7 +18,7 @@ TIERS := unit handlers infrastructure tools e2e faults hostile api
 WORKERS ?= 3
 XDIST := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 # The 3.13 run needs only what the unit and handler tiers import: not the linters, type checker, SAM CLI,
-# Schemathesis or the mParticle SDK (a third of a fresh clone's set-up time).
+# Schemathesis or the mParticle SDK (their install time is measured in docs/testing.md).
 DEV_ONLY := ruff radon mypy types-PyYAML mparticle aws-sam-cli schemathesis
 
 .PHONY: venv run demo test test313 pytest lint typecheck $(TIERS) events openapi validate build bench oracle-tables clean format
@@ -86,7 +86,7 @@ pytest: venv
 
 ## One tier: make unit, make handlers, make infrastructure, make tools, make e2e, make faults, make hostile, make api.
 $(TIERS): venv
-	$(BIN)/python -m pytest -q tests/$@
+	$(BIN)/python -m pytest -q $(XDIST) tests/$@
 
 ## Regenerate events/ from events/payloads/ (tests/tools/test_make_events.py fails when they are out of date).
 events: venv

@@ -11,11 +11,11 @@ STAMP313 := $(VENV313)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
 TIERS := unit handlers infrastructure tools e2e faults hostile api
-# pytest-xdist workers for the tiers (docs/testing.md): one more than CI's 2 cores, because part of each worker's
-# time is spent waiting on a subprocess, a socket or a schedule; `make pytest WORKERS=0` runs them in one process.
+# pytest-xdist workers for the tiers (docs/testing.md): twice CI's 2 cores, because much of each worker's time is
+# spent waiting on a subprocess, a socket or a schedule; `make pytest WORKERS=0` runs them in one process.
 # --dist loadscope keeps a module's tests on one worker, so a module-scoped local runner starts once; modules are
 # handed out in pyproject's testpaths order (slowest tiers first), not largest first.
-WORKERS ?= 3
+WORKERS ?= 4
 XDIST := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 # The 3.13 run needs only what the unit and handler tiers import: not the linters, type checker, SAM CLI,
 # Schemathesis or the mParticle SDK (their install time is measured in docs/testing.md).

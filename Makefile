@@ -11,6 +11,15 @@ STAMP313 := $(VENV313)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
 TIERS := unit handlers infrastructure tools e2e faults hostile api
+# pytest-xdist workers for the tiers (docs/testing.md): twice CI's 2 cores, because much of each worker's time is
+# spent waiting on a subprocess, a socket or a schedule; `make pytest WORKERS=0` runs them in one process.
+# --dist loadscope keeps a module's tests on one worker, so a module-scoped local runner starts once; modules are
+# handed out in pyproject's testpaths order (slowest tiers first), not largest first.
+WORKERS ?= 4
+XDIST := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
+# The 3.13 run needs only what the unit and handler tiers import: not the linters, type checker, SAM CLI,
+# Schemathesis or the mParticle SDK (their install time is measured in docs/testing.md).
+DEV_ONLY := ruff radon mypy types-PyYAML mparticle aws-sam-cli schemathesis
 
 .PHONY: venv run demo test test313 pytest lint typecheck $(TIERS) events openapi validate build bench oracle-tables clean format
 
@@ -44,14 +53,16 @@ test: venv lint typecheck pytest test313 validate build
 
 $(STAMP313): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(VENV313)/bin/python || $(PYTHON313) -m venv $(VENV313)
-	$(VENV313)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	grep -v -E '^($(subst $(eval) ,|,$(DEV_ONLY)))(\[.*\])?==' requirements-dev.txt \
+		| sed 's|^-r |-r $(CURDIR)/|' > $(VENV313)/requirements.txt
+	$(VENV313)/bin/pip install --disable-pip-version-check -q -r $(VENV313)/requirements.txt
 	$(VENV313)/bin/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP313)
 
 ## The unit and handler tiers again on CPython 3.13 (the runtime's version), in .venv313, when a 3.13 exists.
 ifneq ($(PYTHON313),)
 test313: $(STAMP313)
-	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/handlers
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider $(XDIST) tests/unit tests/handlers
 else
 test313:
 	@echo "test313: SKIPPED, no CPython 3.13 found (python3.13 on PATH or pyenv 3.13.x); see docs/performance.md" >&2
@@ -71,11 +82,11 @@ typecheck: venv
 
 ## Every test tier (docs/testing.md).
 pytest: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 ## One tier: make unit, make handlers, make infrastructure, make tools, make e2e, make faults, make hostile, make api.
 $(TIERS): venv
-	$(BIN)/python -m pytest -q tests/$@
+	$(BIN)/python -m pytest -q $(XDIST) tests/$@
 
 ## Regenerate events/ from events/payloads/ (tests/tools/test_make_events.py fails when they are out of date).
 events: venv

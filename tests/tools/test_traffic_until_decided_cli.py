@@ -90,7 +90,9 @@ def test_it_sends_what_the_oracle_asks_for_prints_why_it_ended_and_exits_with_th
 def test_a_budget_spent_undecided_says_so_and_exits_2(workdir: Path, service: TrafficTarget) -> None:
     bridge = bridge_with(asks_for(400))
     try:
-        result = run(workdir, service, bridge, "--until-decided", "--json", requests=330)
+        # The stand-in evaluates every read, so a look never waits; without --verdict-wait the verdict printed after
+        # the run would wait its default 180 s for a decision this oracle never makes (the outcome is the same).
+        result = run(workdir, service, bridge, "--until-decided", "--json", "--verdict-wait", "1", requests=330)
     finally:
         bridge.close()
     assert result.returncode == 2, result.stdout + result.stderr

@@ -390,7 +390,7 @@ def run_locally(
     undelivered = _keep_undelivered(reporter, report)
     verdict = None
     if oracle is not None:
-        verdict = after_run_verdict(oracle, results_end_ms, verdict_wait, hooks.notice)
+        verdict = after_run_verdict(oracle, results_end_ms, rounds.verdict_wait(verdict_wait), hooks.notice)
     run = Sent(prepared, summary, reporter, report, undelivered, rounds)
     return _run_result(args, rate, run, verdict), summary
 

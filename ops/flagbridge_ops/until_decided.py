@@ -49,6 +49,13 @@ class RunRounds:
     def results_end(self, now_ms: int) -> int:
         return self.rounds.results_end(now_ms) if self.rounds is not None else now_ms
 
+    def verdict_wait(self, wait: float) -> float:
+        """How long to wait for a decided verdict after the run: not at all once the rounds ended undecided, whose
+        last look already read an evaluation of everything sent saying that more events alone will not decide."""
+        if self.rounds is not None and self.rounds.ended == "undecided":
+            return 0.0
+        return wait
+
     def finished(self, summary: Any) -> bool:
         """Whether the run did what it was asked: decided when until decided, else not stopped short."""
         if self.rounds is not None:

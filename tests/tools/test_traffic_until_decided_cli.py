@@ -134,3 +134,22 @@ def test_the_status_of_a_run_until_decided_in_the_stack_says_why_it_ended_and_wh
     lines = out.getvalue().splitlines()
     assert lines[0].endswith("shards 5 done, 0 sending, 0 pending, 0 stopped, 15 not sent of 20")
     assert f"  ended: decided: oracle PASS for test {TEST} (on: every fed verdict)" in lines
+
+
+def test_a_run_that_ended_undecided_does_not_wait_for_a_decision(workdir: Path, service: TrafficTarget) -> None:
+    """The rounds' last look read an evaluation of everything sent: more events alone will not decide, so the
+    verdict printed after the run is read once, without the default wait for a decision that cannot come."""
+
+    def between_the_lines(bridge: FakeBridge) -> dict[str, Any]:
+        rows = [{**verdict("on", metric, "INCONCLUSIVE", n=max(len(bridge.events), 1), k=0), "needed": None}
+                for metric in METRICS]  # fmt: skip
+        return report("INCONCLUSIVE", now_ms(), *rows)
+
+    bridge = bridge_with(between_the_lines)
+    try:
+        result = run(workdir, service, bridge, "--until-decided", "--json", requests=5000)
+    finally:
+        bridge.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert json.loads(result.stdout)["until_decided"]["ended"] == "undecided"
+    assert "waiting up to" not in result.stderr

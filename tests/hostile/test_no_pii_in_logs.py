@@ -210,10 +210,12 @@ def test_an_unexpected_error_is_logged_without_the_data_in_its_message(
     # Given a failure whose message quotes the input (as codec and validation errors do)
     webhook = load_handler("impressions_webhook")
 
-    def failing_ingest(document: list[dict[str, Any]], **_: Any) -> Any:
+    def failing_ingest(data: bytes, **_: Any) -> Any:
+        document = json.loads(data)
         raise ValueError(f"cannot handle {document[0]['key']} from {document[0]['machineIp']}")
 
-    monkeypatch.setattr(webhook, "ingest_impressions", failing_ingest)
+    # the handler's ingest, as runtime.impressions_ingest binds it at each request
+    monkeypatch.setattr("flagbridge.impressions.ingest.ingest_body", failing_ingest)
 
     # When the webhook hits it
     case = _webhook_case("pii-unexpected", json.dumps(PII_PAYLOAD).encode())

@@ -63,7 +63,7 @@ def test_everything_the_bridge_did_and_holds(monkeypatch: pytest.MonkeyPatch) ->
         "  (the queue consumers did not finish within 60 s)",
         "",
         "Profile user/u-1 (GET /profiles/user/u-1): HTTP 200",
-        "  identity type None, not a test user",
+        "  identity type None, not a tester",
         "",
         "Replayed the sample mParticle batches (events/payloads/mparticle_*.json):",
         '  batch: HTTP 202 {"a": 1}',

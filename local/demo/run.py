@@ -7,7 +7,8 @@
    (``flagbridge traffic run local/demo/checkout_plan.yaml --model local/demo/checkout_model.yaml ...``), whose
    results go back through the bridge's mParticle ingest, as the service's own events and impressions do;
 3. waits until the bridge has processed everything (``/_local/idle``) and the oracle evaluated after that
-   (``GET /tests/new-checkout-health``), writes the oracle's HTML report (:func:`flagbridge_ops.verdict.html_report`);
+   (``GET /tests/new-checkout-health``), writes the oracle's HTML report
+   (:func:`flagbridge.oracle.report_html.html_report`);
 4. proves the kill end to end: relays the kill the local Split Admin receiver recorded to the service as Split's
    streaming would (a ``SPLIT_KILL`` notification), so the service serves ``off`` with label ``killed`` from then
    on; sends each tester's next request (:func:`after_kill`), whose impression and event take the real path
@@ -457,7 +458,7 @@ def run_demo(
     finally:
         service_stats = stop_service(process)  # flushes its last events and impressions
     html = workdir / f"{TEST}.html"
-    from flagbridge_ops.verdict import html_report
+    from flagbridge.oracle.report_html import html_report
 
     fed = {"run_id": run_id, "manifest": str(manifest.resolve()), "failures": run.get("failures") or []}
     html.write_text(html_report([test], runs=[fed]), encoding="utf-8")

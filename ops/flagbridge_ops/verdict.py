@@ -118,18 +118,3 @@ def junit_xml(rows: Sequence[Mapping[str, Any]], now: datetime | None = None) ->
     suites.set("errors", "0")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
-
-
-# ---- HTML ------------------------------------------------------------------------------------------------
-
-
-def html_report(
-    documents: Sequence[Mapping[str, Any]],
-    generated: datetime | None = None,
-    refresh_seconds: int | None = None,
-    runs: Sequence[Mapping[str, Any]] = (),
-) -> str:
-    """The self-contained HTML report (:mod:`flagbridge.oracle.report_html`)."""
-    from flagbridge.oracle.report_html import html_report as render
-
-    return render(documents, generated, refresh_seconds, runs)

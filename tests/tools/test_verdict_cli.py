@@ -15,12 +15,13 @@ import yaml
 
 from flagbridge.oracle.config import parse_oracle_config
 from flagbridge.oracle.counting import Counter
+from flagbridge.oracle.report_html import html_report
 from flagbridge.oracle.service import CounterService, Evaluator
 from flagbridge.oracle.store import DynamoDBVerdictStore, InMemoryCounterStore
 from flagbridge.oracle.verdicts import verdict_rows
 from flagbridge_ops.__main__ import main
 from flagbridge_ops.resources import Clients
-from flagbridge_ops.verdict import html_report, junit_xml
+from flagbridge_ops.verdict import junit_xml
 from tests.browser import require_chromium
 from tests.conftest import ROOT
 from tests.unit.oracle.test_service import NOW, profile

@@ -98,7 +98,25 @@ def origin_of(url: str) -> tuple[Origin, str]:
     return Origin(parts.scheme, parts.hostname, port), target
 
 
-class Outbound:
+class Verbs:
+    """``get``, ``put`` and ``post`` over ``request``, shared by the adapter and its twin."""
+
+    def request(
+        self, method: str, url: str, body: bytes | None = None, headers: Headers = (), *, max_body: int | None = None
+    ) -> Response:
+        raise NotImplementedError
+
+    def get(self, url: str, headers: Headers = ()) -> Response:
+        return self.request("GET", url, None, headers)
+
+    def put(self, url: str, body: bytes, headers: Headers = ()) -> Response:
+        return self.request("PUT", url, body, headers)
+
+    def post(self, url: str, body: bytes, headers: Headers = ()) -> Response:
+        return self.request("POST", url, body, headers)
+
+
+class Outbound(Verbs):
     """The adapter (see the module docstring for its policy): ``get``/``put``/``post`` a URL, or ``exchange``."""
 
     def __init__(
@@ -117,15 +135,6 @@ class Outbound:
         self._clock = clock
         self._idle: dict[Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
         self._tls: ssl.SSLContext | None = None
-
-    def get(self, url: str, headers: Headers = ()) -> Response:
-        return self.request("GET", url, None, headers)
-
-    def put(self, url: str, body: bytes, headers: Headers = ()) -> Response:
-        return self.request("PUT", url, body, headers)
-
-    def post(self, url: str, body: bytes, headers: Headers = ()) -> Response:
-        return self.request("POST", url, body, headers)
 
     def request(
         self, method: str, url: str, body: bytes | None = None, headers: Headers = (), *, max_body: int | None = None
@@ -266,22 +275,13 @@ class Sent:
 
 
 @dataclass
-class InMemoryHttp:
+class InMemoryHttp(Verbs):
     """The twin: records every request; answers from ``answers`` (a Response, or an exception to raise) in
     order, then from ``answer`` (default: an empty 200)."""
 
     answers: list[Response | Exception] = field(default_factory=list)
     answer: Callable[[Sent], Response] = field(default=lambda sent: Response(200, {}, ""))
     sent: list[Sent] = field(default_factory=list)
-
-    def get(self, url: str, headers: Headers = ()) -> Response:
-        return self.request("GET", url, None, headers)
-
-    def put(self, url: str, body: bytes, headers: Headers = ()) -> Response:
-        return self.request("PUT", url, body, headers)
-
-    def post(self, url: str, body: bytes, headers: Headers = ()) -> Response:
-        return self.request("POST", url, body, headers)
 
     def request(
         self, method: str, url: str, body: bytes | None = None, headers: Headers = (), *, max_body: int | None = None

@@ -86,8 +86,9 @@ def _print(ctx: Context, rows: list[dict[str, Any]], documents: list[dict[str, A
 
 
 def show_verdicts(ctx: Context) -> Result:
+    from flagbridge.oracle.report_html import html_report
     from flagbridge.oracle.verdicts import exit_status, verdict_rows
-    from flagbridge_ops.verdict import html_report, junit_xml
+    from flagbridge_ops.verdict import junit_xml
 
     args = ctx.args
     started = time.monotonic()

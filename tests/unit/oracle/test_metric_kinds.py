@@ -22,11 +22,12 @@ from flagbridge.oracle.judge import Judgement, judge_common, with_text
 from flagbridge.oracle.kinds import KINDS, ChartRow, CountEvent, MetricKind, kind_of, registered
 from flagbridge.oracle.metric import MetricConfig
 from flagbridge.oracle.notify import metric_data
+from flagbridge.oracle.report_html import html_report
 from flagbridge.oracle.service import Evaluator, detail_document
 from flagbridge.oracle.store import InMemoryCounterStore, InMemoryVerdictStore
 from flagbridge.oracle.tally import Delta, number_of
 from flagbridge.oracle.verdicts import verdict_rows
-from flagbridge_ops.verdict import html_report, table_rows
+from flagbridge_ops.verdict import table_rows
 
 T0 = 1_767_225_600_000
 

@@ -48,4 +48,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return result.batch_response()
 
 
-runtime.init_complete()
+runtime.init_complete(reads_configuration=True)

@@ -40,4 +40,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return batch_item_failures(outcome.failed_message_ids())
 
 
-runtime.init_complete()
+runtime.init_complete(reads_configuration=True)

@@ -40,4 +40,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"evaluated": summary, "failures": failures}
 
 
-runtime.init_complete()
+runtime.init_complete(reads_configuration=True)

@@ -54,4 +54,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)
 
 
-runtime.init_complete()
+runtime.init_complete(reads_configuration=False)

@@ -44,4 +44,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return document
 
 
-runtime.init_complete()
+runtime.init_complete(reads_configuration=True)

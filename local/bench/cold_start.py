@@ -37,13 +37,13 @@ WORK = ROOT / "build" / "bench-artifact"
 # time over ``import boto3`` goes.
 SHARED_IMPORT_STAGES = (
     ("boto3", "boto3"),
-    ("pydantic and the configuration models", "flagbridge.settings"),
+    ("pydantic and the configuration models", "flagbridge.config"),
     ("Powertools Logger, Metrics and Tracer (X-Ray SDK)", "flagbridge.observability"),
     ("HTTP routing, flagbridge.routing (HTTP functions)", "flagbridge.api"),
 )
 # Each stage after boto3 is also a row of its own, ``cold_start.shared.<name>``: its share of ``import boto3``.
 SHARED_STAGE_NAMES = {
-    "flagbridge.settings": "pydantic",
+    "flagbridge.config": "pydantic",
     "flagbridge.observability": "powertools",
     "flagbridge.api": "routing",
 }

@@ -53,3 +53,17 @@ def test_missing_or_wrong_bearer_is_401(profile_api, lambda_context) -> None:
     response = profile_api.lambda_handler(event, lambda_context)
     assert response["statusCode"] == 401
     assert json.loads(response["body"])["error"] == "unauthorized"
+
+
+def test_serves_without_reading_the_configuration_file(profile_api, lambda_context, monkeypatch, tmp_path) -> None:
+    """The profile API never reads the configuration (so it starts without pydantic, test_handler_init.py)."""
+    from flagbridge import runtime
+    from flagbridge.errors import ConfigError
+
+    monkeypatch.setenv("FLAGBRIDGE_CONFIG", str(tmp_path / "missing.yaml"))
+    runtime.reset()
+    response = profile_api.lambda_handler(load_event("profile_api_get.json"), lambda_context)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["key"] == "u-1001"
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):  # the file really is missing: reading it would fail
+        _ = runtime.settings().config

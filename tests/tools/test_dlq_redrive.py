@@ -54,7 +54,7 @@ class ScriptedSqs:
 
 
 def _redrive(sqs: ScriptedSqs, **options: Any) -> dict[str, Any]:
-    resources = Resources(Settings.model_validate({"DESTINATION_QUEUES": {"analytics": LANE}}))
+    resources = Resources(Settings.from_environ({"DESTINATION_QUEUES": json.dumps({"analytics": LANE})}))
     dlq = DeadLetterQueue("impressions", DLQ, SOURCE)
     arguments: dict[str, Any] = {"dry_run": False, "limit": None, "release_ledger": True, "ledger": None}
     return redrive(

@@ -61,8 +61,13 @@ def settings() -> Settings:
     return get_settings()
 
 
-def init_complete() -> None:
+def init_complete(*, reads_configuration: bool) -> None:
     """Call at the end of a handler module: everything allocated so far lives as long as the container.
+
+    ``reads_configuration``: whether the function's requests read the configuration file (all but the profile
+    API's do). Then its models (pydantic) are imported here, at init, where Lambda gives a function the most CPU
+    and where ``make bench`` measures a cold start, rather than on the first request: :mod:`flagbridge.settings`
+    loads the file only when it is first read, so that a function which never reads it never imports them.
 
     The handler modules disable the garbage collector before their imports: what init allocates (the
     modules of boto3, pydantic and Powertools, about 100,000 objects) lives as long as the container, so
@@ -71,6 +76,8 @@ def init_complete() -> None:
     so the full collections that a large request triggers (a 10,000-impression webhook body allocates
     enough objects for several) stop re-scanning them; then the collector is turned back on.
     """
+    if reads_configuration:
+        import flagbridge.config  # noqa: F401  (its import builds the models)
     gc.freeze()
     gc.enable()
 

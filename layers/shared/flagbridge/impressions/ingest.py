@@ -29,8 +29,10 @@ from flagbridge.errors import RequestError
 from flagbridge.impressions.models import (
     KEY_MAX_BYTES,
     SPLIT_MAX_BYTES,
+    WIRE_DEFAULTS,
     WIRE_FIELDS,
     SplitImpression,
+    UsualWireImpression,
     WireImpression,
     describe_validation_error,
     differs_from_model,
@@ -179,40 +181,53 @@ def _wire_records(
     impressions: list[WireImpression], resolve: Callable[[str, str, str], SplitEnvironmentMapping | None]
 ) -> list[str] | None:
     """The version 2 records of validated impressions (:func:`queued_record_json` of each, inline), None when one
-    is unmapped. SplitImpression's defaults apply to the optional fields an item lacks."""
+    is unmapped. Every impression has all the fields of a record (:func:`_validate_json` fills in defaults)."""
     # (environment, id, key) -> the record's quoted key, environment and mapping (None: unmapped)
     parts: dict[tuple[str, str, str], tuple[str, str, str] | None] = {}
+    # (split, treatment, label, version) -> their part of the record, around the time: few per request
+    middles: dict[tuple[str, str, str | None, int | None], tuple[str, str]] = {}
     records: list[str] = []
     append = records.append
-    for item in impressions:
-        key, name, environment_id = item["key"], item["environmentName"], item.get("environmentId", "")
+    for key, name, environment_id, split, treatment, time_ms, label, version, bucketing_key, properties in map(
+        _RECORD_VALUES, impressions
+    ):
         try:
             known = parts[name, environment_id, key]
         except KeyError:
-            target = resolve(name, environment_id, key)
-            known = parts[name, environment_id, key] = (
-                None
-                if target is None
-                else (
-                    f"[{_quote(key)},",
-                    f"{_quote(name)},{_quote(environment_id)},",
-                    f"{_quote(target.traffic_type)},{_quote(target.identity_type)}]",
-                )
+            known = parts[name, environment_id, key] = _record_ends(
+                resolve(name, environment_id, key), key, name, environment_id
             )
         if known is None:
             return None
+        try:
+            before, after = middles[split, treatment, label, version]
+        except KeyError:
+            before, after = middles[split, treatment, label, version] = (
+                f"{_quote(split)},{_quote(treatment)},",
+                f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},",
+            )
         head, environment, mapping = known
-        label, version = item.get("label"), item.get("splitVersionNumber")
-        bucketing_key, properties = item.get("bucketingKey"), item.get("properties")
         append(
-            f"{head}{_quote(item['split'])},{_quote(item['treatment'])},{item['time']!r},"
-            f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},"
-            f"{environment}{'null' if bucketing_key is None else _quote(bucketing_key)},"
+            f"{head}{before}{time_ms!r},{after}{environment}"
+            f"{'null' if bucketing_key is None else _quote(bucketing_key)},"
             f"{'null' if properties is None else _quote(properties)},{mapping}"
         )
     if not all(map(str.isascii, records)):
         records = list(map(_sqs_safe, records))
     return records
+
+
+def _record_ends(
+    target: SplitEnvironmentMapping | None, key: str, name: str, environment_id: str
+) -> tuple[str, str, str] | None:
+    """A record's quoted key (with its opening bracket), environment and mapping (with its closing bracket)."""
+    if target is None:
+        return None
+    return (
+        f"[{_quote(key)},",
+        f"{_quote(name)},{_quote(environment_id)},",
+        f"{_quote(target.traffic_type)},{_quote(target.identity_type)}]",
+    )
 
 
 def _sqs_safe(record: str) -> str:
@@ -263,16 +278,68 @@ def _store(
 
 
 _WIRE_LIST: TypeAdapter[list[WireImpression]] = TypeAdapter(list[WireImpression])
+_USUAL_LIST: TypeAdapter[list[UsualWireImpression]] = TypeAdapter(list[UsualWireImpression])
 _PLAIN_EXTRA_TYPES = (str, bool, type(None))
-_KEY, _SPLIT, _PROPERTIES = itemgetter("key"), itemgetter("split"), methodcaller("get", "properties")
+_KEY, _SPLIT, _PROPERTIES = itemgetter("key"), itemgetter("split"), itemgetter("properties")
+_OPTIONAL_PROPERTIES = methodcaller("get", "properties")
+# The values of a record, in one call per impression: key, environment, environment id, split, treatment, time,
+# label, version, bucketing key, properties.
+_RECORD_VALUES = itemgetter(
+    "key",
+    "environmentName",
+    "environmentId",
+    "split",
+    "treatment",
+    "time",
+    "label",
+    "splitVersionNumber",
+    "bucketingKey",
+    "properties",
+)
 
 
 def _validate_json(data: bytes) -> list[WireImpression] | None:
     """The impressions of a body that is a JSON array of impressions :class:`SplitImpression` accepts, else None.
 
     None as well when an unknown field holds something ``json.loads`` (with :func:`parse_json`'s checks)
-    might refuse or read differently: a non-finite or huge number, or a nested value.
+    might refuse or read differently: a non-finite or huge number, or a nested value. Every impression
+    returned has all of Split's optional fields (absent ones hold the model's default).
     """
+    impressions = _usual_impressions(data)
+    if impressions is not None:
+        return impressions
+    impressions = _wire_impressions(data)
+    return None if impressions is None else _completed(impressions)
+
+
+def _usual_impressions(data: bytes) -> list[WireImpression] | None:
+    """The impressions of the usual body (keys and splits of usual lengths, plain unknown fields), else None.
+
+    pydantic-core checks all but the properties (:class:`UsualWireImpression`), and fills in the defaults.
+    """
+    try:
+        impressions: list[Any] = _USUAL_LIST.validate_json(data)
+    except ValidationError:
+        return None
+    return impressions if _usual_properties(impressions) else None
+
+
+def _completed(impressions: list[Any]) -> list[WireImpression]:
+    """``impressions`` with the model's default in each optional field one lacks."""
+    return [{**WIRE_DEFAULTS, **impression} for impression in impressions]
+
+
+def _usual_properties(impressions: list[WireImpression]) -> bool:
+    """Whether every impression's ``properties`` is what :class:`SplitImpression` reads unchanged: null or a JSON
+    object string (the model reads "" as None and refuses anything else)."""
+    properties = set(map(_PROPERTIES, impressions))
+    properties.discard(None)
+    return not any(value == "" or not is_json_object_string(value) for value in properties)
+
+
+def _wire_impressions(data: bytes) -> list[WireImpression] | None:
+    """The impressions of a body that is a JSON array of impressions :class:`SplitImpression` accepts (some may
+    lack optional fields), else None: the reading of any body :func:`_usual_impressions` declines."""
     try:
         impressions = _WIRE_LIST.validate_json(data)
     except ValidationError:
@@ -284,7 +351,7 @@ def _validate_json(data: bytes) -> list[WireImpression] | None:
         or max(map(len, map(_SPLIT, impressions))) > SPLIT_MAX_BYTES // 4
     ):
         return None if any(map(differs_from_model, impressions)) else _unknown_fields_checked(impressions)
-    properties = set(map(_PROPERTIES, impressions))
+    properties = set(map(_OPTIONAL_PROPERTIES, impressions))
     properties.discard(None)
     if any(value == "" or not is_json_object_string(value) for value in properties):
         return None  # SplitImpression reads "" as None and refuses anything but a JSON object

@@ -21,8 +21,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -155,44 +153,33 @@ class WireImpression(TypedDict):
 WIRE_FIELDS = frozenset(WireImpression.__annotations__)
 
 
-# An unknown field's value that ``json.loads`` (with :func:`flagbridge.body.parse_json`'s checks) reads as
-# pydantic-core does, for :class:`UsualWireImpression`: anything else (a nested value, a number out of range, NaN)
-# leaves the body to the general reading.
-_PlainExtra = (
-    StrictStr
-    | StrictBool
-    | None
-    | Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)]
-    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
-)
-
-
-class UsualWireImpression(TypedDict, extra_items=_PlainExtra):  # type: ignore[call-arg]
+class UsualWireImpression(TypedDict):
     """The usual impression, read straight from a body's JSON bytes: :class:`WireImpression` narrowed so that
-    pydantic-core alone does what the caller checks of a :class:`WireImpression` (but ``properties``).
+    pydantic-core alone checks what the caller checks of a :class:`WireImpression` item by item.
 
     A key of at most ``KEY_MAX_BYTES // 4`` characters (a split of at most ``SPLIT_MAX_BYTES // 4``) cannot
-    exceed its UTF-8 limit (:func:`differs_from_model`); an unknown field holds a plain value; an absent
-    optional field gets :class:`SplitImpression`'s default. The caller reads any body this refuses as
-    :class:`WireImpression` items.
+    exceed its UTF-8 limit (:func:`differs_from_model`). Unknown fields are skipped, not kept: that costs
+    less, but only a body without them may be read this way, which the caller makes sure of (see
+    :func:`flagbridge.impressions.ingest.ingest_valid_body`). It reads any other body as :class:`WireImpression`
+    items.
     """
 
-    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
 
     key: Annotated[StrictStr, Field(min_length=1, max_length=KEY_MAX_BYTES // 4)]
     split: Annotated[StrictStr, Field(min_length=1, max_length=SPLIT_MAX_BYTES // 4)]
-    environmentId: NotRequired[Annotated[_EnvironmentId, Field(default="")]]
+    environmentId: NotRequired[_EnvironmentId]
     environmentName: _EnvironmentName
     treatment: _Treatment
     time: _Time
-    bucketingKey: NotRequired[Annotated[_OptionalText, Field(default=None)]]
-    label: NotRequired[Annotated[_OptionalText, Field(default=None)]]
+    bucketingKey: NotRequired[_OptionalText]
+    label: NotRequired[_OptionalText]
     machineName: NotRequired[StrictStr | None]
     machineIp: NotRequired[StrictStr | None]
-    splitVersionNumber: NotRequired[Annotated[_Version, Field(default=None)]]
+    splitVersionNumber: NotRequired[_Version]
     sdk: NotRequired[StrictStr | None]
     sdkVersion: NotRequired[StrictStr | None]
-    properties: NotRequired[Annotated[_Properties, Field(default=None)]]
+    properties: NotRequired[_Properties]
 
 
 # What SplitImpression reads for each optional field an impression lacks.

@@ -307,7 +307,7 @@ def _validate_json(data: bytes) -> list[WireImpression] | None:
     impressions = _usual_impressions(data)
     if impressions is not None:
         return impressions
-    impressions = _wire_impressions(data)
+    impressions = _unrepeated(data, _wire_impressions(data))
     return None if impressions is None else _completed(impressions)
 
 
@@ -382,6 +382,14 @@ def _wire_impressions(data: bytes) -> list[WireImpression] | None:
     if not _usual_properties(set(map(_OPTIONAL_PROPERTIES, impressions))):
         return None
     return _unknown_fields_checked(impressions)
+
+
+def _unrepeated(data: bytes, impressions: list[WireImpression] | None) -> list[WireImpression] | None:
+    """``impressions`` read from ``data``, or None when a field is repeated in the body: pydantic-core keeps the last
+    value, as ``json.loads`` does, but does not tell whether ``json.loads`` would refuse an earlier one (NaN)."""
+    if impressions is None or _only_fields_read(data, sum(map(len, impressions)), Counter(), impressions):
+        return impressions
+    return None
 
 
 def _unknown_fields_checked(impressions: list[WireImpression]) -> list[WireImpression] | None:

@@ -13,7 +13,6 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from operator import add
 from typing import Any, Protocol
 
 from flagbridge.errors import EnqueueError
@@ -66,13 +65,14 @@ def pack_records(
     if max(sizes) + 1 > limit:
         size = next(size + 1 for size in sizes if size + 1 > limit)
         raise ValueError(f"a record of {size} bytes does not fit in one message")
-    # ends[i]: the bytes of records[:i], each with its separator
-    ends = list(map(add, accumulate(sizes, initial=0), range(len(sizes) + 1)))
+    # the bytes of records[:i] with their separators: sums[i] + i (computed only where the bisection looks)
+    sums = list(accumulate(sizes, initial=0))
     bodies: list[str] = []
     start = 0
     while start < len(records):
-        stop = bisect_right(ends, ends[start] + limit, start + 1) - 1
-        bodies.append(envelope_prefix + "[" + ",".join(records[start:stop]) + "]" + envelope_suffix)
+        bound = sums[start] + start + limit
+        stop = bisect_right(range(len(sums)), bound, start + 1, key=lambda i: sums[i] + i) - 1
+        bodies.append(f"{envelope_prefix}[{','.join(records[start:stop])}]{envelope_suffix}")
         start = stop
     return bodies
 

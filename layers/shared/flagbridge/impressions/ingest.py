@@ -356,7 +356,8 @@ def _quotes_and_colons(values: Counter[Any]) -> tuple[int, int]:
 
 def _completed(impressions: list[Any]) -> list[WireImpression]:
     """``impressions`` with the model's default in each optional field one lacks."""
-    return [{**WIRE_DEFAULTS, **impression} for impression in impressions]
+    completed: list[Any] = [{**WIRE_DEFAULTS, **impression} for impression in impressions]
+    return completed
 
 
 def _usual_properties(properties: Iterable[str | None]) -> bool:

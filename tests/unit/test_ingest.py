@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from flagbridge.body import parse_json
 from flagbridge.config import load_config
 from flagbridge.errors import RequestError
+from flagbridge.impressions import ingest as ingest_module
 from flagbridge.impressions.ingest import ingest_impressions, ingest_valid_body
 from flagbridge.quarantine import InMemoryQuarantine
 from flagbridge.queues import SQS_MAX_PAYLOAD_BYTES, InMemorySender, pack_records
@@ -118,6 +119,38 @@ def test_large_batches_are_packed_within_sqs_limits() -> None:
     assert [i["key"] for i in queued(sender)] == [f"u-{i}" for i in range(10_000)]
 
 
+def _packed_one_by_one(records: list[str], prefix: str, suffix: str, max_message_bytes: int) -> list[str]:
+    """pack_records' contract, record by record: each message takes the next records while they fit."""
+    bodies: list[list[str]] = []
+    overhead = len(prefix.encode()) + len(suffix.encode()) + 2
+    for record in records:
+        size = len(record.encode()) + 1
+        if size + overhead > max_message_bytes:
+            raise ValueError(f"a record of {size} bytes does not fit in one message")
+        if not bodies or overhead + sum(len(r.encode()) + 1 for r in bodies[-1]) + size > max_message_bytes:
+            bodies.append([])
+        bodies[-1].append(record)
+    return [prefix + "[" + ",".join(body) + "]" + suffix for body in bodies]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab€😀", max_size=30), max_size=40),
+    st.integers(min_value=5, max_value=200),
+    st.sampled_from([("{", "}"), ('{"a":', ',"b":1}'), ("é", "")]),
+)
+def test_pack_records_packs_as_record_by_record(records: list[str], limit: int, envelope: tuple[str, str]) -> None:
+    try:
+        expected: list[str] | str = _packed_one_by_one(records, *envelope, limit)
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        packed: list[str] | str = pack_records(records, *envelope, max_message_bytes=limit)
+    except ValueError as exc:
+        packed = str(exc)
+    assert packed == expected
+
+
 def test_pack_records_refuses_a_record_larger_than_a_message() -> None:
     with pytest.raises(ValueError):
         pack_records(["x" * 100], "{", "}", max_message_bytes=50)
@@ -219,3 +252,105 @@ def test_the_fast_path_agrees_on_escapes_repeated_properties_and_long_columns(
     assert fast.summary() == reference.summary()
     assert fast_sender.bodies == reference_sender.bodies
     assert all("\ufffe" not in body and "\uffff" not in body for body in fast_sender.bodies)  # escaped for SQS
+
+
+# ---- the usual reading skips unknown fields: their absence is told from the body's bytes ---------------------
+
+# A JSON string written in any of the ways JSON allows: raw, or a character escaped as \" \\ \uXXXX.
+_CHARS = st.sampled_from(["a", ":", '"', "\\", "é", "{", "}"])
+
+
+@st.composite
+def _json_string(draw: st.DrawFn, text: str | None = None) -> str:
+    if text is None:
+        text = "".join(draw(st.lists(_CHARS, max_size=4)))
+    out = []
+    for char in text:
+        how = draw(st.sampled_from(["plain", "escape", "unicode"]))
+        if how == "unicode":
+            out.append(f"\\u{ord(char):04{draw(st.sampled_from(['x', 'X']))}}")
+        elif char in '"\\':
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+_RISKY_VALUES = st.sampled_from(
+    ["NaN", "-Infinity", "1e400", "1.5", "12", "true", "null", "[NaN]", '{"a":1e999}', "[]"]
+)
+
+
+@st.composite
+def _written_impression(draw: st.DrawFn) -> str:
+    """An impression written by hand: spacing, escapes, unknown or repeated fields with values json.loads refuses."""
+    properties = draw(st.sampled_from(['{"plan":"pro"}', '{"a":"b:c","q":"\\""}', "{}", None]))
+    fields: list[tuple[str, str]] = [
+        ("key", draw(_json_string(draw(st.sampled_from(["u-1", "u:2", 'u"3', "u-4\\"]))))),
+        ("split", draw(_json_string("flag_a"))),
+        ("environmentName", draw(_json_string("Production"))),
+        ("treatment", draw(_json_string(draw(st.sampled_from(["on", "a:b"]))))),
+        ("time", "1767225600000"),
+        ("label", draw(_json_string())),
+        ("properties", "null" if properties is None else draw(_json_string(properties))),
+    ]
+    if draw(st.booleans()):
+        fields.append(("environmentId", draw(_json_string("env-prod-0001"))))
+    for _ in range(draw(st.integers(0, 2))):
+        name = draw(st.sampled_from(["extra", "a:b", 'q"', "label", "machineIp"]))
+        fields.append((name, draw(st.one_of(_RISKY_VALUES, _json_string()))))
+    fields = draw(st.permutations(fields))
+    gap = st.sampled_from(["", " ", "\n"])
+    parts = [f"{draw(_json_string(name))}{draw(gap)}:{draw(gap)}{value}" for name, value in fields]
+    return "{" + ",".join(parts) + "}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_written_impression(), min_size=1, max_size=3))
+def test_the_fast_path_agrees_with_json_loads_on_hand_written_bodies(items: list[str]) -> None:
+    data = ("[" + ",".join(items) + "]").encode()
+    fast_sender, reference_sender = InMemorySender(), InMemorySender()
+    fast = ingest_valid_body(
+        data, request_id="r-1", config=CONFIG, sender=fast_sender, quarantine=InMemoryQuarantine(), now_ms=1
+    )
+    if fast is None:
+        assert fast_sender.bodies == []
+        return
+    reference = ingest_impressions(  # parse_json refusing what the fast path took fails the test here
+        parse_json(data),
+        request_id="r-1",
+        config=CONFIG,
+        sender=reference_sender,
+        quarantine=InMemoryQuarantine(),
+        now_ms=1,
+    )
+    assert reference.quarantined == 0
+    assert fast.summary() == reference.summary()
+    assert fast_sender.bodies == reference_sender.bodies
+
+
+_USUAL = '{"key":"u-1","split":"flag_a","environmentName":"Production","treatment":"on","time":1767225600000'
+
+
+@pytest.mark.parametrize(
+    ("body", "usual", "taken"),
+    [
+        (f"[{_USUAL}}}]", True, True),
+        (f'[{_USUAL},"properties":"{{\\"plan\\":\\"pro\\",\\"n\\":1}}"}}]', True, True),  # quotes, colons in properties
+        (f'[{_USUAL},"label":"rule: \\"beta\\""}}]', True, True),  # ... and in another field
+        (f'[{_USUAL}, "label" : "x"}}]', True, True),  # spacing
+        (f'[{_USUAL},"extra":1}}]', False, True),  # an unknown field: read with it
+        (f'[{_USUAL},"key":"u-2"}}]', False, False),  # a repeated field: left to json.loads
+        (f'[{_USUAL},"extra":NaN,"extra":1}}]', False, False),  # ... which refuses this one
+        # an unknown field whose colon the escaped colon of a value would stand for, were it not for the backslash
+        (f'[{_USUAL},"label":"a\\u003a","x":NaN}}]', False, False),
+        (f'[{_USUAL},"label":"a\\u003a\\"","x":NaN}}]', False, False),
+    ],
+)
+def test_the_usual_reading_takes_only_bodies_without_unknown_fields(body: str, usual: bool, taken: bool) -> None:
+    data = body.encode()
+    assert (ingest_module._usual_impressions(data) is not None) is usual
+    result = ingest_valid_body(
+        data, request_id="r-1", config=CONFIG, sender=InMemorySender(), quarantine=InMemoryQuarantine()
+    )
+    assert (result is not None) is taken

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Protocol
 
 from flagbridge.errors import EnqueueError
@@ -51,24 +53,27 @@ def pack_records(
 ) -> list[str]:
     """Join already-serialised JSON ``records`` into message bodies ``prefix + [r1,r2,...] + suffix``.
 
-    A record larger than a whole message cannot be packed and raises ValueError (callers validate
+    Greedily in order: each message takes as many of the next records as fit in ``max_message_bytes``
+    (UTF-8). A record larger than a whole message cannot be packed and raises ValueError (callers validate
     item sizes before, so this is a programming error).
     """
-    overhead = len(envelope_prefix.encode()) + len(envelope_suffix.encode()) + 2
+    records = records if isinstance(records, list) else list(records)
+    if not records:
+        return []
+    limit = max_message_bytes - len(envelope_prefix.encode()) - len(envelope_suffix.encode()) - 2
+    sizes = list(map(len, records)) if all(map(str.isascii, records)) else [len(record.encode()) for record in records]
+    if max(sizes) + 1 > limit:
+        size = next(size + 1 for size in sizes if size + 1 > limit)
+        raise ValueError(f"a record of {size} bytes does not fit in one message")
+    # the bytes of records[:i] with their separators: sums[i] + i (computed only where the bisection looks)
+    sums = list(accumulate(sizes, initial=0))
     bodies: list[str] = []
-    current: list[str] = []
-    current_size = overhead
-    for record in records:
-        size = (len(record) if record.isascii() else len(record.encode())) + 1  # isascii() is O(1)
-        if size + overhead > max_message_bytes:
-            raise ValueError(f"a record of {size} bytes does not fit in one message")
-        if current and current_size + size > max_message_bytes:
-            bodies.append(envelope_prefix + "[" + ",".join(current) + "]" + envelope_suffix)
-            current, current_size = [], overhead
-        current.append(record)
-        current_size += size
-    if current:
-        bodies.append(envelope_prefix + "[" + ",".join(current) + "]" + envelope_suffix)
+    start = 0
+    while start < len(records):
+        bound = sums[start] + start + limit
+        stop = bisect_right(range(len(sums)), bound, start + 1, key=lambda i: sums[i] + i) - 1
+        bodies.append(f"{envelope_prefix}[{','.join(records[start:stop])}]{envelope_suffix}")
+        start = stop
     return bodies
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from json.encoder import encode_basestring as _quote
 from operator import itemgetter, methodcaller
 from typing import Any, TypeVar
@@ -29,8 +31,10 @@ from flagbridge.errors import RequestError
 from flagbridge.impressions.models import (
     KEY_MAX_BYTES,
     SPLIT_MAX_BYTES,
+    WIRE_DEFAULTS,
     WIRE_FIELDS,
     SplitImpression,
+    UsualWireImpression,
     WireImpression,
     describe_validation_error,
     differs_from_model,
@@ -179,40 +183,51 @@ def _wire_records(
     impressions: list[WireImpression], resolve: Callable[[str, str, str], SplitEnvironmentMapping | None]
 ) -> list[str] | None:
     """The version 2 records of validated impressions (:func:`queued_record_json` of each, inline), None when one
-    is unmapped. SplitImpression's defaults apply to the optional fields an item lacks."""
-    # (environment, id, key) -> the record's quoted key, environment and mapping (None: unmapped)
-    parts: dict[tuple[str, str, str], tuple[str, str, str] | None] = {}
+    is unmapped. Every impression has all the fields of a record (:func:`_validate_json` fills in defaults)."""
+    # key -> its environment and id, and the record's quoted key, environment and mapping (for that environment)
+    parts: dict[str, tuple[str, str, str, str, str]] = {}
+    # (split, treatment, label, version) -> their part of the record, before and after the time: few per request
+    middles: dict[tuple[str, str, str | None, int | None], tuple[str, str]] = {}
     records: list[str] = []
     append = records.append
-    for item in impressions:
-        key, name, environment_id = item["key"], item["environmentName"], item.get("environmentId", "")
-        try:
-            known = parts[name, environment_id, key]
-        except KeyError:
+    for key, name, environment_id, split, treatment, time_ms, label, version, bucketing_key, properties in map(
+        _RECORD_VALUES, impressions
+    ):
+        known = parts.get(key)
+        if known is None or known[0] != name or known[1] != environment_id:
             target = resolve(name, environment_id, key)
-            known = parts[name, environment_id, key] = (
-                None
-                if target is None
-                else (
-                    f"[{_quote(key)},",
-                    f"{_quote(name)},{_quote(environment_id)},",
-                    f"{_quote(target.traffic_type)},{_quote(target.identity_type)}]",
-                )
+            if target is None:
+                return None
+            known = parts[key] = _record_ends(target, key, name, environment_id)
+        try:
+            before, after = middles[split, treatment, label, version]
+        except KeyError:
+            before, after = middles[split, treatment, label, version] = (
+                f"{_quote(split)},{_quote(treatment)},",
+                f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},",
             )
-        if known is None:
-            return None
-        head, environment, mapping = known
-        label, version = item.get("label"), item.get("splitVersionNumber")
-        bucketing_key, properties = item.get("bucketingKey"), item.get("properties")
         append(
-            f"{head}{_quote(item['split'])},{_quote(item['treatment'])},{item['time']!r},"
-            f"{'null' if label is None else _quote(label)},{'null' if version is None else repr(version)},"
-            f"{environment}{'null' if bucketing_key is None else _quote(bucketing_key)},"
-            f"{'null' if properties is None else _quote(properties)},{mapping}"
+            f"{known[2]}{before}{time_ms!r},{after}{known[3]}"
+            f"{'null' if bucketing_key is None else _quote(bucketing_key)},"
+            f"{'null' if properties is None else _quote(properties)},{known[4]}"
         )
     if not all(map(str.isascii, records)):
         records = list(map(_sqs_safe, records))
     return records
+
+
+def _record_ends(
+    target: SplitEnvironmentMapping, key: str, name: str, environment_id: str
+) -> tuple[str, str, str, str, str]:
+    """The environment and id of ``key``'s impressions, and their record's quoted key (with the opening bracket),
+    environment and mapping (with the closing bracket)."""
+    return (
+        name,
+        environment_id,
+        f"[{_quote(key)},",
+        f"{_quote(name)},{_quote(environment_id)},",
+        f"{_quote(target.traffic_type)},{_quote(target.identity_type)}]",
+    )
 
 
 def _sqs_safe(record: str) -> str:
@@ -263,16 +278,97 @@ def _store(
 
 
 _WIRE_LIST: TypeAdapter[list[WireImpression]] = TypeAdapter(list[WireImpression])
+_USUAL_LIST: TypeAdapter[list[UsualWireImpression]] = TypeAdapter(list[UsualWireImpression])
 _PLAIN_EXTRA_TYPES = (str, bool, type(None))
-_KEY, _SPLIT, _PROPERTIES = itemgetter("key"), itemgetter("split"), methodcaller("get", "properties")
+_KEY, _SPLIT, _OPTIONAL_PROPERTIES = itemgetter("key"), itemgetter("split"), methodcaller("get", "properties")
+# The values of a record, in one call per impression: key, environment, environment id, split, treatment, time,
+# label, version, bucketing key, properties.
+_RECORD_VALUES = itemgetter(
+    "key",
+    "environmentName",
+    "environmentId",
+    "split",
+    "treatment",
+    "time",
+    "label",
+    "splitVersionNumber",
+    "bucketingKey",
+    "properties",
+)
 
 
 def _validate_json(data: bytes) -> list[WireImpression] | None:
     """The impressions of a body that is a JSON array of impressions :class:`SplitImpression` accepts, else None.
 
     None as well when an unknown field holds something ``json.loads`` (with :func:`parse_json`'s checks)
-    might refuse or read differently: a non-finite or huge number, or a nested value.
+    might refuse or read differently: a non-finite or huge number, or a nested value. Every impression
+    returned has all of Split's optional fields (absent ones hold the model's default).
     """
+    impressions = _usual_impressions(data)
+    if impressions is not None:
+        return impressions
+    impressions = _unrepeated(data, _wire_impressions(data))
+    return None if impressions is None else _completed(impressions)
+
+
+def _usual_impressions(data: bytes) -> list[WireImpression] | None:
+    """The impressions of the usual body (keys and splits of usual lengths, no unknown field), else None.
+
+    pydantic-core checks all but the properties (:class:`UsualWireImpression`), skipping unknown fields:
+    :func:`_only_fields_read` tells that there were none.
+    """
+    try:
+        impressions: list[Any] = _USUAL_LIST.validate_json(data)
+    except ValidationError:
+        return None
+    fields_read = sum(map(len, impressions))
+    properties = Counter(map(_OPTIONAL_PROPERTIES, impressions))
+    if not _usual_properties(properties) or not _only_fields_read(data, fields_read, properties, impressions):
+        return None
+    return impressions if fields_read == len(WIRE_FIELDS) * len(impressions) else _completed(impressions)
+
+
+def _only_fields_read(data: bytes, fields_read: int, properties: Counter[Any], impressions: list[Any]) -> bool:
+    """Whether the objects of ``data`` (valid JSON) have no key but the ``fields_read`` of ``impressions`` (no
+    unknown field, none repeated), told by counting the body's backslashes and colons.
+
+    Every escape in a JSON string takes at least one backslash, and a quote in a string takes an escape: if
+    the body has no more backslashes than the quotes in the values read, its only escapes are those quotes',
+    so no colon is escaped. Then a colon is either a key's (each key has one) or in a string, as written: if
+    the body has no more colons than the fields read plus the colons in their values, it has no other key.
+    The usual body has such characters only in its properties, counted first; then every value read is.
+    """
+    expected = (data.count(b"\\"), data.count(b":") - fields_read)
+    if _quotes_and_colons(properties) == expected:
+        return True
+    return _quotes_and_colons(Counter(chain.from_iterable(map(dict.values, impressions)))) == expected
+
+
+def _quotes_and_colons(values: Counter[Any]) -> tuple[int, int]:
+    """The quotes and the colons in the strings among ``values`` (as many times as each is counted)."""
+    quotes = colons = 0
+    for value, times in values.items():
+        if isinstance(value, str):
+            quotes += value.count('"') * times
+            colons += value.count(":") * times
+    return quotes, colons
+
+
+def _completed(impressions: list[Any]) -> list[WireImpression]:
+    """``impressions`` with the model's default in each optional field one lacks."""
+    completed: list[Any] = [{**WIRE_DEFAULTS, **impression} for impression in impressions]
+    return completed
+
+
+def _usual_properties(properties: Iterable[str | None]) -> bool:
+    """Whether each of ``properties`` is what :class:`SplitImpression` reads unchanged: null or a JSON object
+    string (the model reads "" as None and refuses anything else)."""
+    return not any(value is not None and (value == "" or not is_json_object_string(value)) for value in properties)
+
+
+def _wire_impressions(data: bytes) -> list[WireImpression] | None:
+    """The impressions of a body that is a JSON array of impressions :class:`SplitImpression` accepts (some may
+    lack optional fields), else None: the reading of any body :func:`_usual_impressions` declines."""
     try:
         impressions = _WIRE_LIST.validate_json(data)
     except ValidationError:
@@ -284,11 +380,17 @@ def _validate_json(data: bytes) -> list[WireImpression] | None:
         or max(map(len, map(_SPLIT, impressions))) > SPLIT_MAX_BYTES // 4
     ):
         return None if any(map(differs_from_model, impressions)) else _unknown_fields_checked(impressions)
-    properties = set(map(_PROPERTIES, impressions))
-    properties.discard(None)
-    if any(value == "" or not is_json_object_string(value) for value in properties):
-        return None  # SplitImpression reads "" as None and refuses anything but a JSON object
+    if not _usual_properties(set(map(_OPTIONAL_PROPERTIES, impressions))):
+        return None
     return _unknown_fields_checked(impressions)
+
+
+def _unrepeated(data: bytes, impressions: list[WireImpression] | None) -> list[WireImpression] | None:
+    """``impressions`` read from ``data``, or None when a field is repeated in the body: pydantic-core keeps the last
+    value, as ``json.loads`` does, but does not tell whether ``json.loads`` would refuse an earlier one (NaN)."""
+    if impressions is None or _only_fields_read(data, sum(map(len, impressions)), Counter(), impressions):
+        return impressions
+    return None
 
 
 def _unknown_fields_checked(impressions: list[WireImpression]) -> list[WireImpression] | None:

@@ -153,6 +153,41 @@ class WireImpression(TypedDict):
 WIRE_FIELDS = frozenset(WireImpression.__annotations__)
 
 
+class UsualWireImpression(TypedDict):
+    """The usual impression, read straight from a body's JSON bytes: :class:`WireImpression` narrowed so that
+    pydantic-core alone checks what the caller checks of a :class:`WireImpression` item by item.
+
+    A key of at most ``KEY_MAX_BYTES // 4`` characters (a split of at most ``SPLIT_MAX_BYTES // 4``) cannot
+    exceed its UTF-8 limit (:func:`differs_from_model`). Unknown fields are skipped, not kept: that costs
+    less, but only a body without them may be read this way, which the caller makes sure of (see
+    :func:`flagbridge.impressions.ingest.ingest_valid_body`). It reads any other body as :class:`WireImpression`
+    items.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
+
+    key: Annotated[StrictStr, Field(min_length=1, max_length=KEY_MAX_BYTES // 4)]
+    split: Annotated[StrictStr, Field(min_length=1, max_length=SPLIT_MAX_BYTES // 4)]
+    environmentId: NotRequired[_EnvironmentId]
+    environmentName: _EnvironmentName
+    treatment: _Treatment
+    time: _Time
+    bucketingKey: NotRequired[_OptionalText]
+    label: NotRequired[_OptionalText]
+    machineName: NotRequired[StrictStr | None]
+    machineIp: NotRequired[StrictStr | None]
+    splitVersionNumber: NotRequired[_Version]
+    sdk: NotRequired[StrictStr | None]
+    sdkVersion: NotRequired[StrictStr | None]
+    properties: NotRequired[_Properties]
+
+
+# What SplitImpression reads for each optional field an impression lacks.
+WIRE_DEFAULTS: dict[str, Any] = {
+    name: field.default for name, field in SplitImpression.model_fields.items() if not field.is_required()
+}
+
+
 def differs_from_model(impression: WireImpression) -> bool:
     """Whether :class:`SplitImpression` would refuse ``impression`` or read it differently."""
     if exceeds_utf8_bytes(impression["key"], KEY_MAX_BYTES) or exceeds_utf8_bytes(impression["split"], SPLIT_MAX_BYTES):

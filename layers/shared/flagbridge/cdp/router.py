@@ -350,8 +350,8 @@ def _filled(gaps: _Gaps, event_reasons: list[str]) -> tuple[list[str], dict[str,
     """The reasons of every received event (``event_reasons`` are those of the events the plan left), and counts."""
     template, positions = gaps
     merged = list(template)
-    for index, reason in zip(positions, event_reasons):  # as long as each other
-        merged[index] = reason
+    for position, index in enumerate(positions):
+        merged[index] = event_reasons[position]
     return merged, _tally(merged)
 
 

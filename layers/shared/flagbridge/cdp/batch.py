@@ -506,6 +506,9 @@ def _normalise_identities(
         pass
     elif isinstance(raw, dict):
         for kind, value in raw.items():
+            if type(value) is str and type(kind) is str and kind not in _IDENTITY_ALIASES:  # the usual identity
+                pairs.append((kind, value))
+                continue
             if kind in _IDENTITY_ALIASES:
                 replacement = {_alias(str(k)): v for k, v in raw.items()}
             if value is None:

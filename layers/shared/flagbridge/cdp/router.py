@@ -297,14 +297,18 @@ def _fan_out(
     payloads, quarantine, split_rejections, documents = out
     events = surviving.events
     gaps: _Gaps | None = _gaps(events, n_events, dropped_events) if dropped_events else None
+    filtered_out: dict[str, tuple[list[str], dict[str, int]]] = {}  # by batch-level reason, when there are gaps
     for destination, batch_reason in lane:
         name = destination.name
         if batch_reason is not None:  # the whole batch is filtered out: nothing to build
             if gaps is None:
                 reasons[name] = [batch_reason] * n_events
                 counts[name] = {batch_reason: n_events} if n_events else {}
-            else:
-                reasons[name], counts[name] = _filled(gaps, [batch_reason] * len(events))
+                continue
+            done = filtered_out.get(batch_reason)
+            if done is None:
+                done = filtered_out[batch_reason] = _filled(gaps, [batch_reason] * len(events))
+            reasons[name], counts[name] = list(done[0]), dict(done[1])
             continue
         compiled = destination.filter
         if compiled.has_event_rules:

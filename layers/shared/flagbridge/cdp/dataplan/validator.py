@@ -109,6 +109,12 @@ class PlanValidator:
             self._plans.setdefault(plan.plan_id, []).append(plan)
         for versions in self._plans.values():
             versions.sort(key=lambda p: p.version, reverse=True)
+        self._actions = {
+            (kind, level, removable): self._decide_action(kind, level, removable)
+            for kind in ("unplanned", "missing_required", "invalid_value")
+            for level in ("event", "attribute", "user")
+            for removable in (False, True)
+        }
 
     def select(self, batch: Batch) -> CompiledPlan | None:
         """Return the plan version that applies to ``batch``, or None (batch not validated)."""
@@ -122,6 +128,12 @@ class PlanValidator:
         return None
 
     def _action(self, kind: ViolationType, level: Literal["event", "attribute", "user"], removable: bool) -> PlanAction:
+        """The action for a violation (decided once per configuration, see :meth:`_decide_action`)."""
+        return self._actions[kind, level, removable]
+
+    def _decide_action(
+        self, kind: ViolationType, level: Literal["event", "attribute", "user"], removable: bool
+    ) -> PlanAction:
         e = self.enforcement
         if kind == "unplanned":
             action = (e.on_unplanned_event or e.on_unplanned) if level == "event" else e.on_unplanned
@@ -172,6 +184,7 @@ class PlanValidator:
         if flagged is None and user_ok and identities_ok:
             return PlanOutcome(batch=batch, original=batch, plan=(plan.plan_id, plan.version))
 
+        actions = self._actions
         violations: list[Violation] = []
         drop_batch: str | None = None
         dropped: dict[int, str] = {}
@@ -182,7 +195,7 @@ class PlanValidator:
             assert matched is not None
             label = matched[0]
             if node is UNMATCHED:
-                action = self._action("unplanned", "event", False)
+                action = actions["unplanned", "event", False]
                 violations.append(
                     Violation(
                         "unplanned", event.name, "#", f"a data point for {label}", event.event_type, action,
@@ -194,7 +207,7 @@ class PlanValidator:
             findings.clear()
             walk_schema(node, event.envelope, (), findings)
             for kind, path, expected, actual in findings:
-                action = self._action(kind, "attribute", _is_removable(path))
+                action = actions[kind, "attribute", _is_removable(path)]
                 key = str(path[-1]) if path else event.name
                 violations.append(
                     Violation(
@@ -226,7 +239,7 @@ class PlanValidator:
             findings.clear()
             walk_schema(node, value, (), findings)
             for kind, path, expected, actual in findings:
-                action = self._action(kind, "user", True)
+                action = actions[kind, "user", True]
                 violations.append(
                     Violation(
                         kind, str(path[0]) if path else section, json_pointer((section, *path)), expected,

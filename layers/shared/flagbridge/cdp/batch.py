@@ -46,6 +46,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 from flagbridge.errors import FlagbridgeError
@@ -194,6 +195,7 @@ class Event:
 
 
 _EMPTY: Mapping[str, Any] = {}
+_ENVELOPE = attrgetter("envelope")
 
 
 @dataclass(slots=True)
@@ -254,7 +256,7 @@ class Batch:
         """
         chosen = self.events if events is None else events
         out = dict(self.doc)
-        out["events"] = [event.envelope for event in chosen]
+        out["events"] = list(map(_ENVELOPE, chosen))
         return out
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
@@ -49,6 +50,7 @@ from flagbridge.cdp.testers import TesterDecision, TesterResolver
 from flagbridge.rules import TesterRule, TesterRules
 
 NOT_QUARANTINED_SPLIT_REASONS = frozenset({"split.unsupported_event_type"})
+_INDEX = attrgetter("index")
 
 
 @dataclass(slots=True)
@@ -252,7 +254,7 @@ def route_batch(
     lane = lanes.get((environment, is_tester))
     if lane is None:  # a hand-built batch's environment: decided here
         lane = tuple((d, d.filter.batch_reason(environment, is_tester)) for d in destinations)
-    out = (payloads, quarantine, split_rejections, {})
+    out: _Out = (payloads, quarantine, split_rejections, {})
     _fan_out(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
 
     return RoutingResult(
@@ -326,11 +328,11 @@ def _fan_out(
                     if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
                         quarantine.append(_split_quarantine(name, surviving, rejection))
         elif passing or not n_events:
-            key = tuple(range(n_events)) if passing is events and gaps is None else tuple([e.index for e in passing])
+            key = tuple(range(n_events)) if passing is events and gaps is None else tuple(map(_INDEX, passing))
             document = documents.get(key)
             if document is None:
                 document = documents[key] = surviving.to_dict(passing)
-            payloads[name] = DestinationPayload(name, destination.type, list(key), batch=document)
+            payloads[name] = DestinationPayload(name, destination.type, list(key), document)
         if len(passing) == n_events and mapper is None:
             counts[name] = {SENT: n_events} if n_events else {}
         else:
@@ -344,7 +346,7 @@ events the plan left."""
 
 def _gaps(events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> _Gaps:
     template = [dropped_events.get(index, "plan.blocked") for index in range(n_events)]
-    positions = [event.index for event in events]
+    positions = list(map(_INDEX, events))
     for index in positions:
         template[index] = ""
     return template, positions

@@ -64,6 +64,10 @@ class PlanOutcome:
         return doc
 
 
+_new_tuple = tuple.__new__
+"""Builds a :class:`Violation` from all its fields without the named tuple's Python-level ``__new__``."""
+
+
 def _empty_block_metadata() -> dict[str, Any]:
     return {
         "dto_version": 1,
@@ -197,10 +201,10 @@ class PlanValidator:
             if node is UNMATCHED:
                 action = actions["unplanned", "event", False]
                 violations.append(
-                    Violation(
+                    _new_tuple(Violation, (
                         "unplanned", event.name, "#", f"a data point for {label}", event.event_type, action,
                         event.index, event.event_id, label,
-                    )
+                    ))
                 )  # fmt: skip
                 drop_batch, _ = self._apply(action, "unplanned", event.index, (), dropped, removals, drop_batch)
                 continue
@@ -210,16 +214,19 @@ class PlanValidator:
                 action = actions[kind, "attribute", _is_removable(path)]
                 key = str(path[-1]) if path else event.name
                 violations.append(
-                    Violation(
-                        kind,
-                        key,
-                        json_pointer(path),
-                        expected,
-                        actual_text(actual),
-                        action,
-                        event.index,
-                        event.event_id,
-                        label,
+                    _new_tuple(
+                        Violation,
+                        (
+                            kind,
+                            key,
+                            json_pointer(path),
+                            expected,
+                            actual_text(actual),
+                            action,
+                            event.index,
+                            event.event_id,
+                            label,
+                        ),
                     )
                 )
                 drop_batch, _ = self._apply(action, kind, event.index, path, dropped, removals, drop_batch)
@@ -241,10 +248,10 @@ class PlanValidator:
             for kind, path, expected, actual in findings:
                 action = actions[kind, "user", True]
                 violations.append(
-                    Violation(
+                    _new_tuple(Violation, (
                         kind, str(path[0]) if path else section, json_pointer((section, *path)), expected,
                         actual_text(actual), action, None, None, section,
-                    )
+                    ))
                 )  # fmt: skip
                 if action == "drop_batch" and drop_batch is None:
                     drop_batch = f"plan.{kind}"

@@ -296,7 +296,7 @@ def _fan_out(
     order, with the plan's reasons in the gaps. :func:`_fan_out_general` decides event by event, for any batch;
     ``tests/unit/cdp/test_cdp_router_fast_path.py`` checks that both agree.
     """
-    payloads, quarantine, split_rejections, documents = out
+    payloads, _, _, documents = out
     events = surviving.events
     gaps: _Gaps | None = _gaps(events, n_events, dropped_events) if dropped_events else None
     filtered_out: dict[str, tuple[list[str], dict[str, int]]] = {}  # by batch-level reason, when there are gaps
@@ -323,10 +323,7 @@ def _fan_out(
         mapper = destination.split
         if mapper is not None:
             if passing:
-                _route_split(name, mapper, surviving, passing, now_ms, dest_reasons, payloads, split_rejections)
-                for rejection in split_rejections.get(name, ()):
-                    if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
-                        quarantine.append(_split_quarantine(name, surviving, rejection))
+                _route_split_lane(name, mapper, surviving, passing, now_ms, dest_reasons, out)
         elif passing or not n_events:
             key = tuple(range(n_events)) if passing is events and gaps is None else tuple(map(_INDEX, passing))
             document = documents.get(key)
@@ -464,6 +461,23 @@ def _destination_reasons(
     while len(dest_reasons) < n_events:
         dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
     return dest_reasons, passing, None
+
+
+def _route_split_lane(
+    name: str,
+    mapper: SplitMapper,
+    batch: Batch,
+    passing: list[Event],
+    now_ms: int,
+    dest_reasons: list[str],
+    out: _Out,
+) -> None:
+    """:func:`_route_split`, then quarantine the destination's Split rejections (except the routine ones)."""
+    payloads, quarantine, split_rejections, _ = out
+    _route_split(name, mapper, batch, passing, now_ms, dest_reasons, payloads, split_rejections)
+    for rejection in split_rejections.get(name, ()):
+        if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
+            quarantine.append(_split_quarantine(name, batch, rejection))
 
 
 def _route_split(

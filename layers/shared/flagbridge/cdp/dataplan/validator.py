@@ -64,6 +64,8 @@ class PlanOutcome:
         return doc
 
 
+_UNSELECTED: Any = object()
+_SELECTED_LIMIT = 256
 _new_tuple = tuple.__new__
 """Builds a :class:`Violation` from all its fields without the named tuple's Python-level ``__new__``."""
 
@@ -113,6 +115,7 @@ class PlanValidator:
             self._plans.setdefault(plan.plan_id, []).append(plan)
         for versions in self._plans.values():
             versions.sort(key=lambda p: p.version, reverse=True)
+        self._selected: dict[tuple[str, int | None, str], CompiledPlan | None] = {}
         self._actions = {
             (kind, level, removable): self._decide_action(kind, level, removable)
             for kind in ("unplanned", "missing_required", "invalid_value")
@@ -124,6 +127,16 @@ class PlanValidator:
         """Return the plan version that applies to ``batch``, or None (batch not validated)."""
         if batch.plan_id is None:
             return None
+        key = (batch.plan_id, batch.plan_version, batch.environment)
+        chosen = self._selected.get(key, _UNSELECTED)
+        if chosen is _UNSELECTED:
+            chosen = self._select(batch)
+            if len(self._selected) < _SELECTED_LIMIT:  # the tags come from the batches: keep a bounded few
+                self._selected[key] = chosen
+        return chosen
+
+    def _select(self, batch: Batch) -> CompiledPlan | None:
+        assert batch.plan_id is not None
         for plan in self._plans.get(batch.plan_id, ()):
             if batch.plan_version is not None and plan.version != batch.plan_version:
                 continue

@@ -46,6 +46,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 from flagbridge.errors import FlagbridgeError
@@ -194,6 +195,7 @@ class Event:
 
 
 _EMPTY: Mapping[str, Any] = {}
+_ENVELOPE = attrgetter("envelope")
 
 
 @dataclass(slots=True)
@@ -254,7 +256,7 @@ class Batch:
         """
         chosen = self.events if events is None else events
         out = dict(self.doc)
-        out["events"] = [event.envelope for event in chosen]
+        out["events"] = list(map(_ENVELOPE, chosen))
         return out
 
 
@@ -495,6 +497,26 @@ def _identity_value(value: Any, path: str, errors: list[str]) -> str | None:
     return None
 
 
+def _object_identities(raw: dict[Any, Any], pairs: list[tuple[str, str]], errors: list[str]) -> dict[str, Any] | None:
+    """Append the identities of the object shape to ``pairs``; return the object renamed when it has ``customerid``."""
+    replacement: dict[str, Any] | None = None
+    for kind, value in raw.items():
+        if type(value) is str and type(kind) is str and kind not in _IDENTITY_ALIASES:  # the usual identity
+            pairs.append((kind, value))
+            continue
+        if kind in _IDENTITY_ALIASES:
+            replacement = {_alias(str(k)): v for k, v in raw.items()}
+        if value is None:
+            continue
+        if isinstance(value, str):
+            pairs.append((_alias(str(kind)), value))
+        elif _is_int(value):
+            pairs.append((_alias(str(kind)), str(value)))
+        else:  # the error path names the identity
+            _identity_value(value, f"/user_identities/{escape_pointer_token(str(kind))}", errors)
+    return replacement
+
+
 def _normalise_identities(
     raw: Any, doc: dict[str, Any], errors: list[str]
 ) -> tuple[tuple[tuple[str, str], ...], bool, dict[str, Any] | None]:
@@ -505,17 +527,7 @@ def _normalise_identities(
     if raw is None:
         pass
     elif isinstance(raw, dict):
-        for kind, value in raw.items():
-            if kind in _IDENTITY_ALIASES:
-                replacement = {_alias(str(k)): v for k, v in raw.items()}
-            if value is None:
-                continue
-            if isinstance(value, str):
-                pairs.append((_alias(str(kind)), value))
-            elif _is_int(value):
-                pairs.append((_alias(str(kind)), str(value)))
-            else:  # the error path names the identity
-                _identity_value(value, f"/user_identities/{escape_pointer_token(str(kind))}", errors)
+        replacement = _object_identities(raw, pairs, errors)
     elif isinstance(raw, list):
         is_array = True
         for position, item in enumerate(raw):

@@ -187,6 +187,10 @@ class CompiledDestination:
     split: SplitMapper | None
 
 
+Lanes = dict[tuple[str, bool], tuple[tuple[CompiledDestination, str | None], ...]]
+"""``(environment, is_tester)`` -> every destination with its batch-level filter reason (None: the batch may pass)."""
+
+
 class CdpConfig(StrictModel):
     """The CDP -> destinations configuration (the ``cdp`` section of the configuration file)."""
 
@@ -196,7 +200,7 @@ class CdpConfig(StrictModel):
 
     _validator: PlanValidator = PrivateAttr()
     _compiled: tuple[CompiledDestination, ...] = PrivateAttr(default=())
-    _route_plan: tuple[PlanValidator, tuple[CompiledDestination, ...]] = PrivateAttr()
+    _route_plan: tuple[PlanValidator, tuple[CompiledDestination, ...], Lanes] = PrivateAttr()
 
     @model_validator(mode="after")
     def _compile(self) -> CdpConfig:
@@ -228,7 +232,12 @@ class CdpConfig(StrictModel):
             )
             for d in self.destinations
         )
-        self._route_plan = (self._validator, self._compiled)
+        lanes: Lanes = {
+            (environment, is_tester): tuple((d, d.filter.batch_reason(environment, is_tester)) for d in self._compiled)
+            for environment in ("production", "development")
+            for is_tester in (False, True)
+        }
+        self._route_plan = (self._validator, self._compiled, lanes)
         return self
 
     # The accessors read the private attributes straight from ``__pydantic_private__`` (a slot):
@@ -245,8 +254,12 @@ class CdpConfig(StrictModel):
         return self.__pydantic_private__["_compiled"]  # type: ignore[index]
 
     @property
-    def route_plan(self) -> tuple[PlanValidator, tuple[CompiledDestination, ...]]:
-        """``(plan_validator, compiled_destinations)`` in one lookup (for the router's hot path)."""
+    def route_plan(self) -> tuple[PlanValidator, tuple[CompiledDestination, ...], Lanes]:
+        """``(plan_validator, compiled_destinations, lanes)`` in one lookup (for the router's hot path).
+
+        ``lanes[(environment, is_tester)]`` pairs every destination with its batch-level filter reason
+        (:meth:`~flagbridge.cdp.filters.CompiledFilter.batch_reason`), decided once per configuration.
+        """
         return self.__pydantic_private__["_route_plan"]  # type: ignore[index]
 
 

@@ -285,6 +285,41 @@ class CompiledFilter:
                     return message
         return None
 
+    def decide(self, events: list[Event]) -> tuple[list[str], list[Event]]:
+        """:meth:`event_reason` of every event in one call: the reasons (``sent`` for a pass) and the passing events."""
+        reasons: list[str] = []
+        passing: list[Event] = []
+        memo = self._memo
+        predicates = self.predicates
+        for event in events:
+            event_type = event.event_type
+            if event_type == "custom_event":
+                name = event.data.get("event_name", "")
+            elif event_type == "screen_view":
+                name = event.data.get("screen_name", "")
+            else:
+                name = event_type
+            if type(name) is not str:  # normalised events always carry string names; a hand-built one may not
+                name = str(name)
+            key = (event_type, name)
+            reason = memo.get(key, _UNKNOWN)
+            if reason is _UNKNOWN:
+                reason = self._type_and_name_reason(event_type, name)
+                if len(memo) < _MEMO_LIMIT:
+                    memo[key] = reason
+            if reason is None and predicates:
+                attributes = event.custom_attributes
+                for attribute, check, message in predicates:
+                    if not check(attributes.get(attribute)):
+                        reason = message
+                        break
+            if reason is None:
+                passing.append(event)
+                reasons.append(SENT)
+            else:
+                reasons.append(reason)
+        return reasons, passing
+
     def _type_and_name_reason(self, event_type: str, name: str) -> str | None:
         if self.type_include is not None and event_type not in self.type_include:
             return "filter.event_types:include"

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
@@ -49,6 +50,7 @@ from flagbridge.cdp.testers import TesterDecision, TesterResolver
 from flagbridge.rules import TesterRule, TesterRules
 
 NOT_QUARANTINED_SPLIT_REASONS = frozenset({"split.unsupported_event_type"})
+_INDEX = attrgetter("index")
 
 
 @dataclass(slots=True)
@@ -202,7 +204,7 @@ def route_batch(
         When the batch is malformed.
     """
     normalised = normalize_batch(batch)
-    validator, destinations = config.route_plan
+    validator, destinations, lanes = config.route_plan
     outcome = validator.validate(normalised)
     resolver = test_users if isinstance(test_users, TesterResolver) else _resolver(test_users)
     tester = resolver.resolve(normalised, marked_identities, registered_identities)
@@ -249,22 +251,11 @@ def route_batch(
             counts=counts,
         )
 
-    documents: dict[tuple[int, ...], dict[str, Any]] = {}  # destinations that send the same events share one
-    for destination in destinations:
-        name = destination.name
-        batch_reason = destination.filter.batch_reason(environment, is_tester)
-        if batch_reason is not None and not dropped_events:  # the whole batch is filtered out: nothing to build
-            reasons[name] = [batch_reason] * n_events
-            counts[name] = {batch_reason: n_events} if n_events else {}
-            continue
-        reasons[name], counts[name] = _route_destination(
-            destination,
-            surviving,
-            n_events,
-            dropped_events,
-            (batch_reason, now_ms),
-            (payloads, quarantine, split_rejections, documents),
-        )
+    lane = lanes.get((environment, is_tester))
+    if lane is None:  # a hand-built batch's environment: decided here
+        lane = tuple((d, d.filter.batch_reason(environment, is_tester)) for d in destinations)
+    out: _Out = (payloads, quarantine, split_rejections, {})
+    _fan_out(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
 
     return RoutingResult(
         batch=normalised,
@@ -278,18 +269,131 @@ def route_batch(
     )
 
 
+_Out = tuple[
+    dict[str, DestinationPayload],
+    list[QuarantineRecord],
+    dict[str, list[SplitRejection]],
+    dict[tuple[int, ...], dict[str, Any]],
+]
+"""Payloads, quarantine, Split rejections, and the documents already built for the batch by the indexes of their
+events (destinations that send the same events share one)."""
+
+
+def _fan_out(
+    lane: tuple[tuple[CompiledDestination, str | None], ...],
+    surviving: Batch,
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    now_ms: int,
+    reasons: dict[str, list[str]],
+    counts: dict[str, dict[str, int]],
+    out: _Out,
+) -> None:
+    """Every destination's reasons, counts and payload, for the batch the plan left.
+
+    Relies on what :func:`~flagbridge.cdp.batch.normalize_batch` guarantees (``events[i].index == i`` in the
+    received batch, the plan only removes events): a destination's reasons are its filter's decisions in event
+    order, with the plan's reasons in the gaps. :func:`_fan_out_general` decides event by event, for any batch;
+    ``tests/unit/cdp/test_cdp_router_fast_path.py`` checks that both agree.
+    """
+    payloads, _, _, documents = out
+    events = surviving.events
+    gaps: _Gaps | None = _gaps(events, n_events, dropped_events) if dropped_events else None
+    filtered_out: dict[str, tuple[list[str], dict[str, int]]] = {}  # by batch-level reason, when there are gaps
+    for destination, batch_reason in lane:
+        name = destination.name
+        if batch_reason is not None:  # the whole batch is filtered out: nothing to build
+            if gaps is None:
+                reasons[name] = [batch_reason] * n_events
+                counts[name] = {batch_reason: n_events} if n_events else {}
+                continue
+            done = filtered_out.get(batch_reason)
+            if done is None:
+                done = filtered_out[batch_reason] = _filled(gaps, [batch_reason] * len(events))
+            reasons[name], counts[name] = list(done[0]), dict(done[1])
+            continue
+        compiled = destination.filter
+        if compiled.has_event_rules:
+            dest_reasons, passing = compiled.decide(events)
+        else:
+            dest_reasons, passing = [SENT] * len(events), events
+        if gaps is not None:
+            dest_reasons = _filled(gaps, dest_reasons)[0]
+        reasons[name] = dest_reasons
+        mapper = destination.split
+        if mapper is not None:
+            if passing:
+                _route_split_lane(name, mapper, surviving, passing, now_ms, dest_reasons, out)
+        elif passing or not n_events:
+            key = tuple(range(n_events)) if passing is events and gaps is None else tuple(map(_INDEX, passing))
+            document = documents.get(key)
+            if document is None:
+                document = documents[key] = surviving.to_dict(passing)
+            payloads[name] = DestinationPayload(name, destination.type, list(key), document)
+        if len(passing) == n_events and mapper is None:
+            counts[name] = {SENT: n_events} if n_events else {}
+        else:
+            counts[name] = _tally(dest_reasons)
+
+
+_Gaps = tuple[list[str], list[int]]
+"""The reasons of a batch with the plan's reason at every dropped event (``""`` elsewhere), and the indexes of the
+events the plan left."""
+
+
+def _gaps(events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> _Gaps:
+    template = [dropped_events.get(index, "plan.blocked") for index in range(n_events)]
+    positions = list(map(_INDEX, events))
+    for index in positions:
+        template[index] = ""
+    return template, positions
+
+
+def _filled(gaps: _Gaps, event_reasons: list[str]) -> tuple[list[str], dict[str, int]]:
+    """The reasons of every received event (``event_reasons`` are those of the events the plan left), and counts."""
+    template, positions = gaps
+    merged = list(template)
+    for position, index in enumerate(positions):
+        merged[index] = event_reasons[position]
+    return merged, _tally(merged)
+
+
+def _tally(reasons: list[str]) -> dict[str, int]:
+    tally: dict[str, int] = {}
+    for reason in reasons:
+        tally[reason] = tally.get(reason, 0) + 1
+    return tally
+
+
+def _fan_out_general(
+    lane: tuple[tuple[CompiledDestination, str | None], ...],
+    surviving: Batch,
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    now_ms: int,
+    reasons: dict[str, list[str]],
+    counts: dict[str, dict[str, int]],
+    out: _Out,
+) -> None:
+    """Every destination's reasons, counts and payload, for any batch the plan left (events dropped or not)."""
+    for destination, batch_reason in lane:
+        name = destination.name
+        if batch_reason is not None and not dropped_events:  # the whole batch is filtered out: nothing to build
+            reasons[name] = [batch_reason] * n_events
+            counts[name] = {batch_reason: n_events} if n_events else {}
+            continue
+        reasons[name], counts[name] = _route_destination(
+            destination, surviving, n_events, dropped_events, (batch_reason, now_ms), out
+        )
+
+
 def _route_destination(
     destination: CompiledDestination,
     surviving: Batch,
     n_events: int,
     dropped_events: Mapping[int, str],
     context: tuple[str | None, int],
-    out: tuple[
-        dict[str, DestinationPayload],
-        list[QuarantineRecord],
-        dict[str, list[SplitRejection]],
-        dict[tuple[int, ...], dict[str, Any]],
-    ],
+    out: _Out,
 ) -> tuple[list[str], dict[str, int]]:
     """Filter one destination's events of the batch the plan left; its payload, quarantine and Split rejections
     go to ``out``. Returns the reason of every event (by index) and their counts.
@@ -357,6 +461,23 @@ def _destination_reasons(
     while len(dest_reasons) < n_events:
         dest_reasons.append(dropped_events.get(len(dest_reasons), "plan.blocked"))
     return dest_reasons, passing, None
+
+
+def _route_split_lane(
+    name: str,
+    mapper: SplitMapper,
+    batch: Batch,
+    passing: list[Event],
+    now_ms: int,
+    dest_reasons: list[str],
+    out: _Out,
+) -> None:
+    """:func:`_route_split`, then quarantine the destination's Split rejections (except the routine ones)."""
+    payloads, quarantine, split_rejections, _ = out
+    _route_split(name, mapper, batch, passing, now_ms, dest_reasons, payloads, split_rejections)
+    for rejection in split_rejections.get(name, ()):
+        if rejection.reason not in NOT_QUARANTINED_SPLIT_REASONS:
+            quarantine.append(_split_quarantine(name, batch, rejection))
 
 
 def _route_split(

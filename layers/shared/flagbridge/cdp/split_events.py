@@ -223,6 +223,35 @@ def _flat(value: Any) -> Any:
     return compact_json(value)
 
 
+_new_tuple = tuple.__new__
+"""Builds a named tuple from all its fields without the Python-level ``__new__`` (a call per Split event)."""
+_FITS: tuple[None, str, tuple[str, ...]] = (None, "", ())
+_FLOAT_TEXT_MAX = 24
+"""The longest ``str()`` of a float: 17 significant digits, sign, point and exponent (``-1.2345678901234567e-308``)."""
+
+
+def _properties_fit(props: dict[str, Any]) -> bool:
+    """Whether :meth:`SplitMapper._check_properties_exactly` certainly finds nothing to truncate or refuse.
+
+    It counts ``len(str(value))`` of every non-null value that is not a string; a float's is at most
+    ``_FLOAT_TEXT_MAX``, so that bound stands for it (formatting floats is the dear part of the exact count).
+    False means "count exactly", not "refuse".
+    """
+    size = PROPERTIES_BASE_BYTES + sum(map(len, props))
+    for value in props.values():
+        kind = type(value)
+        if kind is str:
+            length = len(value)
+            if length > MAX_STRING_LENGTH:
+                return False
+            size += length
+        elif kind is float:
+            size += _FLOAT_TEXT_MAX
+        elif value is not None:
+            size += len(str(value))
+    return size <= MAX_PROPERTIES_BYTES
+
+
 def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
@@ -348,6 +377,13 @@ class SplitMapper:
     @staticmethod
     def _check_properties(props: dict[str, Any]) -> tuple[str | None, str, tuple[str, ...]]:
         """Truncate long strings in place; return (rejection reason, detail, truncated names)."""
+        if len(props) <= MAX_PROPERTIES and _properties_fit(props):
+            return _FITS
+        return SplitMapper._check_properties_exactly(props)
+
+    @staticmethod
+    def _check_properties_exactly(props: dict[str, Any]) -> tuple[str | None, str, tuple[str, ...]]:
+        """:meth:`_check_properties`, value by value (the size counted exactly)."""
         if len(props) > MAX_PROPERTIES:
             return "split.too_many_properties", f"{len(props)} properties > {MAX_PROPERTIES}", ()
         truncated: list[str] | None = None
@@ -467,8 +503,8 @@ class SplitMapper:
                     )
                     continue
                 dedup_id = _digest(f"{message_id}\n{product_index}\n{traffic_type}\n{key}")
-                events.append(SplitEvent(body, index, message_id, product_index, dedup_id, truncated))
-        return SplitMapResult(events, rejections)
+                events.append(_new_tuple(SplitEvent, (body, index, message_id, product_index, dedup_id, truncated)))
+        return _new_tuple(SplitMapResult, (events, rejections))
 
     def map_events(self, batch: Batch, events: Iterable[Event], now_ms: int) -> SplitMapResult:
         """Map several events; the results are concatenated in order."""

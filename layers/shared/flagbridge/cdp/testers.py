@@ -60,6 +60,7 @@ class TesterDecision:
 
 
 _NOT_A_TESTER = TesterDecision(False, None, "no tester rule matched")
+_DECISIONS_LIMIT = 1024  # (rule, reason) pairs remembered per resolver; reasons name identity types and attributes
 
 
 def _truthy(value: Any) -> bool:
@@ -79,6 +80,7 @@ class TesterResolver:
         if isinstance(rules, TesterRules):
             rules = rules.rules
         self._checks: list[tuple[str, str, Any]] = []
+        self._decisions: dict[tuple[str, str], TesterDecision] = {}
         for rule in rules:
             if isinstance(rule, KeyAllowlistRule):
                 self._checks.append(("key_allowlist", rule.name, frozenset(rule.keys)))
@@ -97,6 +99,16 @@ class TesterResolver:
             elif isinstance(rule, ProfileMarkRule):
                 self._checks.append(("profile_mark", rule.name, None))
             # label / flag_treatment rules need an impression: not applicable to CDP batches.
+
+    def _decision(self, kind: str, name: str, reason: str) -> TesterDecision:
+        """The (immutable) decision of a matching rule, built once per rule and reason (reasons name no values)."""
+        key = (name, reason)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = TesterDecision(True, name, f"{kind} rule '{name}' matched {reason}")
+            if len(self._decisions) < _DECISIONS_LIMIT:
+                self._decisions[key] = decision
+        return decision
 
     @property
     def uses_profile_marks(self) -> bool:
@@ -129,7 +141,7 @@ class TesterResolver:
         for kind, name, spec in self._checks:
             reason = _MATCHERS[kind](batch, spec, marked_identities)
             if reason is not None:
-                return TesterDecision(True, name, f"{kind} rule '{name}' matched {reason}")
+                return self._decision(kind, name, reason)
         if registered_identities:
             for pair in batch.identities:
                 if pair in registered_identities:

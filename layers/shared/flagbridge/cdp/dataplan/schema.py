@@ -369,7 +369,12 @@ def walk_schema(node: SchemaNode, value: Any, path: tuple[str | int, ...], out: 
 
 
 def json_pointer(path: Sequence[str | int]) -> str:
-    return "#/" + "/".join(escape_pointer_token(str(part)) for part in path) if path else "#"
+    if not path:
+        return "#"
+    text = "/".join(map(str, path))
+    if "~" in text or text.count("/") != len(path) - 1:  # a token to escape (RFC 6901)
+        return "#/" + "/".join([escape_pointer_token(str(part)) for part in path])
+    return "#/" + text
 
 
 def actual_text(value: Any) -> str | None:

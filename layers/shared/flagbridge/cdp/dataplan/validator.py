@@ -64,6 +64,12 @@ class PlanOutcome:
         return doc
 
 
+_UNSELECTED: Any = object()
+_SELECTED_LIMIT = 256
+_new_tuple = tuple.__new__
+"""Builds a :class:`Violation` from all its fields without the named tuple's Python-level ``__new__``."""
+
+
 def _empty_block_metadata() -> dict[str, Any]:
     return {
         "dto_version": 1,
@@ -109,11 +115,28 @@ class PlanValidator:
             self._plans.setdefault(plan.plan_id, []).append(plan)
         for versions in self._plans.values():
             versions.sort(key=lambda p: p.version, reverse=True)
+        self._selected: dict[tuple[str, int | None, str], CompiledPlan | None] = {}
+        self._actions = {
+            (kind, level, removable): self._decide_action(kind, level, removable)
+            for kind in ("unplanned", "missing_required", "invalid_value")
+            for level in ("event", "attribute", "user")
+            for removable in (False, True)
+        }
 
     def select(self, batch: Batch) -> CompiledPlan | None:
         """Return the plan version that applies to ``batch``, or None (batch not validated)."""
         if batch.plan_id is None:
             return None
+        key = (batch.plan_id, batch.plan_version, batch.environment)
+        chosen = self._selected.get(key, _UNSELECTED)
+        if chosen is _UNSELECTED:
+            chosen = self._select(batch)
+            if len(self._selected) < _SELECTED_LIMIT:  # the tags come from the batches: keep a bounded few
+                self._selected[key] = chosen
+        return chosen
+
+    def _select(self, batch: Batch) -> CompiledPlan | None:
+        assert batch.plan_id is not None
         for plan in self._plans.get(batch.plan_id, ()):
             if batch.plan_version is not None and plan.version != batch.plan_version:
                 continue
@@ -122,6 +145,12 @@ class PlanValidator:
         return None
 
     def _action(self, kind: ViolationType, level: Literal["event", "attribute", "user"], removable: bool) -> PlanAction:
+        """The action for a violation (decided once per configuration, see :meth:`_decide_action`)."""
+        return self._actions[kind, level, removable]
+
+    def _decide_action(
+        self, kind: ViolationType, level: Literal["event", "attribute", "user"], removable: bool
+    ) -> PlanAction:
         e = self.enforcement
         if kind == "unplanned":
             action = (e.on_unplanned_event or e.on_unplanned) if level == "event" else e.on_unplanned
@@ -172,6 +201,7 @@ class PlanValidator:
         if flagged is None and user_ok and identities_ok:
             return PlanOutcome(batch=batch, original=batch, plan=(plan.plan_id, plan.version))
 
+        actions = self._actions
         violations: list[Violation] = []
         drop_batch: str | None = None
         dropped: dict[int, str] = {}
@@ -182,31 +212,34 @@ class PlanValidator:
             assert matched is not None
             label = matched[0]
             if node is UNMATCHED:
-                action = self._action("unplanned", "event", False)
+                action = actions["unplanned", "event", False]
                 violations.append(
-                    Violation(
+                    _new_tuple(Violation, (
                         "unplanned", event.name, "#", f"a data point for {label}", event.event_type, action,
                         event.index, event.event_id, label,
-                    )
+                    ))
                 )  # fmt: skip
                 drop_batch, _ = self._apply(action, "unplanned", event.index, (), dropped, removals, drop_batch)
                 continue
             findings.clear()
             walk_schema(node, event.envelope, (), findings)
             for kind, path, expected, actual in findings:
-                action = self._action(kind, "attribute", _is_removable(path))
+                action = actions[kind, "attribute", _is_removable(path)]
                 key = str(path[-1]) if path else event.name
                 violations.append(
-                    Violation(
-                        kind,
-                        key,
-                        json_pointer(path),
-                        expected,
-                        actual_text(actual),
-                        action,
-                        event.index,
-                        event.event_id,
-                        label,
+                    _new_tuple(
+                        Violation,
+                        (
+                            kind,
+                            key,
+                            json_pointer(path),
+                            expected,
+                            actual_text(actual),
+                            action,
+                            event.index,
+                            event.event_id,
+                            label,
+                        ),
                     )
                 )
                 drop_batch, _ = self._apply(action, kind, event.index, path, dropped, removals, drop_batch)
@@ -226,12 +259,12 @@ class PlanValidator:
             findings.clear()
             walk_schema(node, value, (), findings)
             for kind, path, expected, actual in findings:
-                action = self._action(kind, "user", True)
+                action = actions[kind, "user", True]
                 violations.append(
-                    Violation(
+                    _new_tuple(Violation, (
                         kind, str(path[0]) if path else section, json_pointer((section, *path)), expected,
                         actual_text(actual), action, None, None, section,
-                    )
+                    ))
                 )  # fmt: skip
                 if action == "drop_batch" and drop_batch is None:
                     drop_batch = f"plan.{kind}"

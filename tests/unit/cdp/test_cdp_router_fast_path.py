@@ -1,0 +1,145 @@
+"""The router's fast paths decide exactly what their general versions decide.
+
+- :func:`flagbridge.cdp.router._fan_out` (a destination's reasons from its filter's decisions over the events the
+  plan left, the plan's reasons in the gaps) against :func:`~flagbridge.cdp.router._fan_out_general` (event by
+  event), over the router corpus with every configuration: same snapshot, same order of counts;
+- :meth:`CompiledFilter.decide` against :meth:`CompiledFilter.event_reason`, event by event;
+- the Split properties check that bounds floats (:func:`~flagbridge.cdp.split_events._properties_fit`) against the
+  exact count, on the samples' properties and at the limits;
+- the JSON pointer joined in one pass against the token-by-token escaping.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+import flagbridge.cdp.router as router
+from flagbridge.cdp.batch import BatchFormatError, normalize_batch
+from flagbridge.cdp.dataplan.schema import json_pointer
+from flagbridge.cdp.filters import SENT
+from flagbridge.cdp.split_events import (
+    MAX_PROPERTIES,
+    MAX_PROPERTIES_BYTES,
+    MAX_STRING_LENGTH,
+    PROPERTIES_BASE_BYTES,
+    SplitMapper,
+    _properties_fit,
+)
+from flagbridge.values import escape_pointer_token
+from tests.unit.cdp.router_corpus import MARKED, NOW_MS, REGISTERED, configurations, corpus, routing_snapshot
+
+
+def _route_all(documents: list[dict[str, Any]]) -> list[Any]:
+    rows: list[Any] = []
+    for name, (config, resolver) in configurations().items():
+        for position, document in enumerate(documents):
+            try:
+                result = router.route_batch(document, config, MARKED, NOW_MS, resolver, REGISTERED)
+            except BatchFormatError as exc:
+                rows.append((name, position, exc.errors))
+                continue
+            order = {destination: list(counts) for destination, counts in result.counts.items()}
+            rows.append((name, position, routing_snapshot(result), order))
+    return rows
+
+
+def test_fan_out_decides_as_the_general_path_on_the_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = corpus()
+    fast = _route_all(documents)
+    monkeypatch.setattr(router, "_fan_out", router._fan_out_general)
+    general = _route_all(documents)
+    assert len(fast) == len(general)
+    for fast_row, general_row in zip(fast, general, strict=True):
+        assert fast_row == general_row, f"configuration {fast_row[0]}, batch {fast_row[1]}"
+    # the corpus reaches both shapes of the fast path: batches with plan gaps and without
+    gaps = [row for row in fast if len(row) == 4 and row[2]["plan"][2]]
+    assert gaps and len(gaps) < len(fast)
+
+
+def test_filter_decide_is_event_reason_event_by_event() -> None:
+    batches = []
+    for document in corpus():
+        try:
+            batches.append(normalize_batch(document))
+        except BatchFormatError:
+            continue
+    checked = 0
+    for config, _ in configurations().values():
+        for destination in config.compiled_destinations:
+            compiled = destination.filter
+            for batch in batches:
+                reasons, passing = compiled.decide(batch.events)
+                expected = [compiled.event_reason(event) or SENT for event in batch.events]
+                assert reasons == expected
+                kept = [event for event, reason in zip(batch.events, expected, strict=True) if reason == SENT]
+                assert passing == kept
+                checked += len(reasons)
+    assert checked
+
+
+def _split_properties() -> list[dict[str, Any]]:
+    """The properties the Split mapper builds for every event of the corpus (before any check)."""
+    out: list[dict[str, Any]] = []
+    for document in corpus():
+        try:
+            batch = normalize_batch(document)
+        except BatchFormatError:
+            continue
+        for event in batch.events:
+            if event.event_type not in ("custom_event", "screen_view", "commerce_event", "session_start"):
+                continue
+            base = SplitMapper._base_properties(event) if _mappable(event.data, event.event_type) else None
+            if base is None:
+                continue
+            out.append(base)
+            if event.event_type == "commerce_event":
+                products = event.data["product_action"].get("products") or []
+                out.extend(SplitMapper._product_properties(base, p, i) for i, p in enumerate(products))
+    return out
+
+
+def _mappable(data: dict[str, Any], event_type: str) -> bool:
+    return event_type != "commerce_event" or isinstance(data.get("product_action"), dict)
+
+
+def _edge_properties() -> list[dict[str, Any]]:
+    room = MAX_PROPERTIES_BYTES - PROPERTIES_BASE_BYTES
+    return [
+        {},
+        {"a": None, "b": True, "c": 0, "d": -1.5e-308, "e": 1e308, "f": float("inf")},
+        {"s": "x" * MAX_STRING_LENGTH},
+        {"s": "x" * (MAX_STRING_LENGTH + 1), "t": "y" * 300, "n": 1.0},
+        {"big": 10**400},  # an integer's text is counted exactly ...
+        {f"i{n}": 10**3999 for n in range(9)},  # ... so these are too large
+        {"k": "x" * (room - 1)},  # one under the size limit, then at it, then over it (long string: truncated)
+        {f"k{i:04d}": "v" * 200 for i in range(room // 205)},
+        {f"k{i:04d}": 1.0 for i in range(room // 8)},  # floats the bound overcounts: the exact count decides
+        {f"k{i:04d}": -1.2345678901234567e-308 for i in range(room // 30)},
+        {f"k{i:03d}": i for i in range(301)},
+    ]
+
+
+@pytest.mark.parametrize("source", ["samples", "edges"])
+def test_split_properties_check_matches_the_exact_count(source: str) -> None:
+    cases = _split_properties() if source == "samples" else _edge_properties()
+    assert cases
+    for props in cases:
+        exact_props, fast_props = copy.deepcopy(props), copy.deepcopy(props)
+        expected = SplitMapper._check_properties_exactly(exact_props)
+        assert SplitMapper._check_properties(fast_props) == expected
+        assert fast_props == exact_props
+        if len(props) <= MAX_PROPERTIES and _properties_fit(props):
+            assert expected == (None, "", ())
+            assert exact_props == props  # nothing truncated
+
+
+@pytest.mark.parametrize(
+    "path",
+    [(), ("data",), ("data", "custom_attributes", "plan"), ("user_attributes", "a/b"), ("x", "~0", 3), ("a", "/", "")],
+)
+def test_json_pointer_escapes_as_token_by_token(path: tuple[Any, ...]) -> None:
+    expected = "#/" + "/".join(escape_pointer_token(str(part)) for part in path) if path else "#"
+    assert json_pointer(path) == expected

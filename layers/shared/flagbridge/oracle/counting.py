@@ -40,8 +40,8 @@ from typing import Any, NamedTuple
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
-from flagbridge.oracle.kinds.percentile import PERCENTILE, AddValues, compile_percentile_values
-from flagbridge.oracle.kinds.rate import RATE
+from flagbridge.oracle.kinds.percentile import PERCENTILE, AddValues, PercentileMetric, compile_percentile_values
+from flagbridge.oracle.kinds.rate import RATE, RateMetric
 from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
 from flagbridge.values import canonical, to_number
@@ -187,7 +187,7 @@ class _CompiledTest:
         self.percentiles: dict[int, tuple[str, AddValues]] = {
             position: (metric.attribute, compile_percentile_values(metric))
             for position, metric in enumerate(test.metrics)
-            if kind_of(metric) is PERCENTILE
+            if kind_of(metric) is PERCENTILE and isinstance(metric, PercentileMetric)
         }
         """Position -> (attribute, the count of several values) of each percentile metric."""
         self.plans: dict[Hashable, Plan] = {}
@@ -248,11 +248,11 @@ def _keyed_attributes(test: OracleTest) -> tuple[str, ...] | None:
     keyed: set[str] = set()
     for metric in test.metrics:
         kind = kind_of(metric)
-        if kind is not RATE and kind is not PERCENTILE:
+        if kind is RATE and isinstance(metric, RateMetric):
+            keyed.update(p.attribute for p in metric.bad.attributes)
+        elif kind is not PERCENTILE or not isinstance(metric, PercentileMetric):
             return None
         keyed.update(p.attribute for p in metric.events.attributes)
-        if kind is RATE:
-            keyed.update(p.attribute for p in metric.bad.attributes)
     return tuple(sorted(keyed))
 
 

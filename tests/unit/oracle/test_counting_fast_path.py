@@ -1,7 +1,6 @@
 """The counter's memoised shortcuts equal the paths they stand for: the rate metric's outcome memoised per value of
 the one attribute it reads, and a test's plans (what an event does to every metric, kept per event type, name and
-values of the attributes the selectors read) against the general per-event path, and a percentile's values
-added at once against one by one."""
+values of the attributes the selectors read) against the general per-event path."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from hypothesis import strategies as st
 
 from flagbridge.oracle.config import SERVER_ERROR_OR_NO_ANSWER, parse_oracle_config
 from flagbridge.oracle.counting import Contribution, Counter, Delta
-from flagbridge.oracle.kinds.percentile import compile_percentile, compile_percentile_values
 from flagbridge.oracle.kinds.rate import RateCount as _CompiledMetric
 from flagbridge.oracle.tally import number_of as _number
 from flagbridge.values import canonical
@@ -145,35 +143,3 @@ def test_equal_values_of_other_types_never_share_a_plan() -> None:
     [delta] = slow.deltas.values()
     assert (delta.n, delta.k) == (8, 6)  # True is not in [1]; 1, 1.0 and "1" are
     assert len(planned._tests[0].plans) == 3  # int, bool and str kept apart; floats never kept
-
-
-_LATENCIES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-5, max_value=3000), st.integers(min_value=2**60, max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 500.0, 999.9999, 1000.0, 1e300]),
-    st.sampled_from(["500", "1e3", " 7", "abc", "", "inf", "nan", "-0"]), st.lists(st.integers(), max_size=1),
-)  # fmt: skip
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.one_of(
-        st.lists(_LATENCIES, max_size=40),
-        st.lists(st.one_of(st.integers(min_value=-1, max_value=5000), st.floats(min_value=0, max_value=1e6))),
-    ),
-    st.lists(_LATENCIES, max_size=5),
-)
-def test_percentile_values_added_at_once_equal_one_by_one(values: list[Any], before: list[Any]) -> None:
-    """The same counts and the same buckets in the same order, also into a delta that already holds some."""
-    [metric] = [m for m in parse_oracle_config({"tests": [{"name": "t", "flag": "f", "environment": "e"}]}).tests[0]
-                .metrics if m.type == "percentile"]  # fmt: skip
-    one, add = compile_percentile(metric), compile_percentile_values(metric)
-    by_one, at_once = Delta(), Delta()
-    for value in before:
-        one(by_one, "custom_event", "x", {}, {metric.attribute: value})
-        one(at_once, "custom_event", "x", {}, {metric.attribute: value})
-    for value in values:
-        one(by_one, "custom_event", "x", {}, {metric.attribute: value})
-    if values:
-        add(at_once, values)
-    assert at_once == by_one
-    assert list(at_once.buckets.items()) == list(by_one.buckets.items())

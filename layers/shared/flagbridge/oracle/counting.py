@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
-from flagbridge.oracle.kinds.percentile import PERCENTILE, AddValues, PercentileMetric, compile_percentile_values
+from flagbridge.oracle.kinds.percentile import PERCENTILE
 from flagbridge.oracle.kinds.rate import RATE, RateMetric
 from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
@@ -150,9 +150,9 @@ Route = tuple[tuple[AttributeCheck | None, tuple[tuple[int, CountEvent], ...]], 
 
 RateEffects = tuple[tuple[int, int, int, int], ...]
 """(position, n, k, invalid) that one event adds to each rate metric that selects it."""
-Plan = tuple[int, tuple[tuple[int, str], ...]] | None
-"""What one event does to a test's metrics: (the id of its rate effects, -1 for none; the (position, attribute)
-of each percentile metric that selects it); None when no metric selects it."""
+Plan = tuple[int, tuple[tuple[int, CountEvent], ...]] | None
+"""What one event does to a test's metrics: (the id of its rate effects, -1 for none; the (position, count) of
+each percentile metric that selects it); None when no metric selects it."""
 
 
 class _CompiledTest:
@@ -184,12 +184,7 @@ class _CompiledTest:
         self.split = test.split is not None
         self.by_attribute = test.treatment_attribute is not None
         self.keyed = _keyed_attributes(test)
-        self.percentiles: dict[int, tuple[str, AddValues]] = {
-            position: (metric.attribute, compile_percentile_values(metric))
-            for position, metric in enumerate(test.metrics)
-            if kind_of(metric) is PERCENTILE and isinstance(metric, PercentileMetric)
-        }
-        """Position -> (attribute, the count of several values) of each percentile metric."""
+        self.percentiles = frozenset(p for p, m in enumerate(test.metrics) if kind_of(m) is PERCENTILE)
         self.plans: dict[Hashable, Plan] = {}
         self.effects: list[RateEffects] = []
         """Rate effects by id (a plan names them by their position here)."""
@@ -213,13 +208,13 @@ class _CompiledTest:
         except (KeyError, TypeError):
             route = self.route(event_type, name, data)
         effects: list[tuple[int, int, int, int]] = []
-        calls: list[tuple[int, str]] = []
+        calls: list[tuple[int, CountEvent]] = []
         for accepts, metrics in route:
             if accepts is not None and not accepts(attributes):
                 continue
             for position, count in metrics:
                 if position in self.percentiles:
-                    calls.append((position, self.percentiles[position][0]))
+                    calls.append((position, count))
                     continue
                 scratch = Delta()
                 count(scratch, event_type, name, data, attributes)
@@ -250,7 +245,7 @@ def _keyed_attributes(test: OracleTest) -> tuple[str, ...] | None:
         kind = kind_of(metric)
         if kind is RATE and isinstance(metric, RateMetric):
             keyed.update(p.attribute for p in metric.bad.attributes)
-        elif kind is not PERCENTILE or not isinstance(metric, PercentileMetric):
+        elif kind is not PERCENTILE:
             return None
         keyed.update(p.attribute for p in metric.events.attributes)
     return tuple(sorted(keyed))
@@ -519,16 +514,16 @@ def _count_events(
 def _count_planned(
     compiled: _CompiledTest, events: list[PreparedEvent], attributor: Attributor
 ) -> tuple[Rows, dict[tuple[int, int], int], set[tuple[int, str]]]:
-    """:func:`_count_events` by the test's plans: per event, its plan looked up by its key; per row, the rate
-    effects tallied by plan and each percentile's values collected in order, added at the end (:func:`_settle`)."""
+    """:func:`_count_events` by the test's plans: per event, its plan looked up by its key; the rate effects
+    tallied per row and plan, multiplied out at the end (integer counts: the same sums in any order)."""
     plans, plan_of, keyed, split = compiled.plans, compiled.plan, compiled.keyed or (), compiled.split
     rows: Rows = {}
-    pending: dict[tuple[int, int, str], Pending] = {}
+    tallies: dict[tuple[int, int, str], dict[int, int]] = {}
     killed: dict[tuple[int, int], int] = {}
     user_sets: set[tuple[int, str]] = set()
     width, last = len(compiled.metric_names), (-1, -1, "")
+    row: list[Delta | None] = []
     tally: dict[int, int] = {}
-    collected: list[list[Any] | None] = []
     boundary, answer, attribute = attributor
     for event_type, name, data, attributes, at_ms in events:
         treatment, version, label = answer if at_ms > boundary else attribute(at_ms, attributes)
@@ -548,34 +543,29 @@ def _count_planned(
         # the events of one message mostly share their hour and treatment: the last row again
         if hour != last[0] or treatment is not last[2] or version != last[1]:
             last = (hour, version, treatment)
-            if last not in rows:
-                rows[last] = [None] * width
-                pending[last] = ({}, [None] * width)
-            tally, collected = pending[last]
-        effects, reads = plan
+            row = rows.get(last)  # type: ignore[assignment]
+            if row is None:
+                row = rows[last] = [None] * width
+                tallies[last] = {}
+            tally = tallies[last]
+        effects, calls = plan
         if effects >= 0:
             tally[effects] = tally.get(effects, 0) + 1
-        for position, read in reads:
-            found = collected[position]
-            if found is None:
-                collected[position] = [attributes.get(read)]
-            else:
-                found.append(attributes.get(read))
-    _settle(compiled, rows, pending)
+        for position, count in calls:
+            delta = row[position]
+            if delta is None:
+                delta = row[position] = Delta()
+            count(delta, event_type, name, data, attributes)
+    _multiply_out(compiled.effects, rows, tallies)
     return rows, killed, user_sets
 
 
-Pending = tuple[dict[int, int], list[list[Any] | None]]
-"""One row's events by plan: (rate effects id -> events, each percentile's values in order by position)."""
-
-
-def _settle(compiled: _CompiledTest, rows: Rows, pending: dict[tuple[int, int, str], Pending]) -> None:
-    """Each row's tallied rate effects and collected percentile values into its deltas."""
-    effects_of, percentiles = compiled.effects, compiled.percentiles
-    for row_key, (tally, collected) in pending.items():
+def _multiply_out(effects: list[RateEffects], rows: Rows, tallies: dict[tuple[int, int, str], dict[int, int]]) -> None:
+    """Each row's tallied rate effects into its deltas."""
+    for row_key, tally in tallies.items():
         row = rows[row_key]
         for effect, times in tally.items():
-            for position, n, k, invalid in effects_of[effect]:
+            for position, n, k, invalid in effects[effect]:
                 delta = row[position]
                 if delta is None:
                     row[position] = Delta(n * times, k * times, invalid * times)
@@ -583,13 +573,6 @@ def _settle(compiled: _CompiledTest, rows: Rows, pending: dict[tuple[int, int, s
                     delta.n += n * times
                     delta.k += k * times
                     delta.invalid += invalid * times
-        for position, (_, add) in percentiles.items():
-            values = collected[position]
-            if values:
-                delta = row[position]
-                if delta is None:
-                    delta = row[position] = Delta()
-                add(delta, values)
 
 
 def _attribution(test: OracleTest, users: list[str], states: StateLookup) -> Attributor:

@@ -10,10 +10,7 @@ counted as ``invalid``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from functools import partial
-from itertools import repeat
-from operator import le, truediv
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -68,59 +65,6 @@ def compile_percentile(metric: PercentileMetric) -> CountEvent:
                 delta.at_fail += 1
 
     return count
-
-
-AddValues = Callable[[Delta, list[Any]], None]
-"""``(delta, values) -> None``: adds the raw attribute values of several selected events, in their order."""
-
-
-def compile_percentile_values(metric: PercentileMetric) -> AddValues:
-    """The count of :func:`compile_percentile` for several events at once: the same delta, its buckets in the same
-    order, as counting the values one by one (the counter's plans collect a message's values, then add them).
-
-    The usual values (finite ints and floats above zero) are read, bucketed and compared by builtins over the whole
-    list; any other list value by value, as one by one."""
-    at_or_above_pass = partial(le, metric.pass_below)
-    at_or_above_both = partial(le, max(metric.pass_below, metric.fail_at))  # x >= a and x >= b: x >= max(a, b)
-    log, ceil, log_gamma, zero, inf = math.log, math.ceil, histogram.LOG_GAMMA, histogram.ZERO_BUCKET, math.inf
-
-    def add(delta: Delta, values: list[Any]) -> None:
-        numbers = values if _all_finite_numbers(values) else None
-        if numbers is None:  # some to read (or invalid): read in their order, as one by one
-            read = [
-                v if type(v) is int or (type(v) is float and -inf < v < inf) else None if v is None else number_of(v)
-                for v in values
-            ]
-            numbers = [v for v in read if v is not None]
-            delta.invalid += len(read) - len(numbers)
-        if not numbers:
-            return
-        delta.n += len(numbers)
-        delta.classified += len(numbers)
-        delta.at_pass += sum(map(at_or_above_pass, numbers))
-        delta.at_fail += sum(map(at_or_above_both, numbers))
-        if min(numbers) > 0:
-            indices: Iterable[int] = map(ceil, map(truediv, map(log, numbers), repeat(log_gamma)))
-        else:
-            indices = [ceil(log(x) / log_gamma) if x > 0 else zero for x in numbers]
-        buckets = delta.buckets
-        for index in indices:
-            buckets[index] = buckets.get(index, 0) + 1
-
-    return add
-
-
-_NUMBER_TYPES = frozenset((int, float))
-
-
-def _all_finite_numbers(values: list[Any]) -> bool:
-    """Whether every value is an int or a finite float (bools are not: they are read, and invalid)."""
-    if not set(map(type, values)) <= _NUMBER_TYPES:
-        return False
-    try:
-        return all(map(math.isfinite, values))
-    except OverflowError:  # an int beyond a float's range: one by one
-        return False
 
 
 def judge_percentile(

@@ -24,7 +24,9 @@ digests, for the sample-ratio check, and only for tests that declare a ``split``
 Per SQS batch: each message is read as it is parsed into what counting needs (:meth:`Counter.read`: ledger id,
 cohort, user ids, events), the profiles of all its users are read at once, then :class:`BatchCount` counts the
 messages, building each user's attribution and each counter key once per batch. Selectors are compiled once per
-configuration: events are routed by type and name once, then one pass per event runs every metric's count.
+configuration: events are routed by type and name once, then one pass per event runs every metric's count. A test
+whose metrics are all rates and percentiles goes further: what an event does to every metric is found once per
+event type, name and values of the attributes its selectors read (a plan), and rates are tallied per plan.
 """
 
 from __future__ import annotations

@@ -1,17 +1,21 @@
-"""The rate metric's memoised outcome (per value of the one attribute it reads) equals the unmemoised count."""
+"""The counter's memoised shortcuts equal the paths they stand for: the rate metric's outcome memoised per value of
+the one attribute it reads, and a test's plans (what an event does to every metric, kept per event type, name and
+values of the attributes the selectors read) against the general per-event path."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flagbridge.oracle.config import SERVER_ERROR_OR_NO_ANSWER, parse_oracle_config
-from flagbridge.oracle.counting import Delta
+from flagbridge.oracle.counting import Contribution, Counter, Delta
 from flagbridge.oracle.kinds.rate import RateCount as _CompiledMetric
 from flagbridge.oracle.tally import number_of as _number
 from flagbridge.values import canonical
+from tests.unit.oracle.test_counting_equivalence import _ASSIGNMENT, CONFIGS, T0, TRAFFIC_TYPES, _body, _configs, _state
 
 BAD_SELECTORS: list[list[dict[str, Any]]] = [
     [{"attribute": "status", "op": "regex", "value": SERVER_ERROR_OR_NO_ANSWER}],
@@ -78,3 +82,64 @@ def test_a_metric_reading_two_attributes_is_not_memoised() -> None:
     metric.count(delta, "custom_event", "x", {}, {"status": 500})
     metric.count(delta, "custom_event", "x", {}, {"status": 500, "route": "/a"})
     assert (delta.n, delta.k, delta.invalid) == (2, 1, 0)
+
+
+def _general(config: Any) -> Counter:
+    """A counter whose tests all take the general per-event path (no plans)."""
+    counter = Counter(config, TRAFFIC_TYPES)
+    for compiled in counter._tests:
+        compiled.keyed = None
+    return counter
+
+
+def _exactly(contributions: list[Contribution]) -> list[Any]:
+    """Contributions with the order of their counters and buckets (what the store's writes are built from)."""
+    return [
+        (c.ledger_id, c.events, c.users, [(key, d, list(d.buckets.items())) for key, d in c.deltas.items()])
+        for c in contributions
+    ]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(range(len(CONFIGS) + 1)),
+    st.lists(_body(), min_size=1, max_size=6),
+    st.dictionaries(
+        st.sampled_from(["user#qa-1", "user#qa-2", "user#a@b.c", "account#a@b.c", "device#42"]),
+        st.lists(_ASSIGNMENT, min_size=1, max_size=3),
+        max_size=4,
+    ),
+)
+def test_planned_counts_equal_the_general_path(which: int, bodies: list[str], profiles: Any) -> None:
+    config = _configs()[which]
+    states = {(user, flag): _state(user, flag, history) for user, history in profiles.items()
+              for flag in ("new_checkout", "new_search")}  # fmt: skip
+    lookup = lambda user, flag: states.get((user, flag))  # noqa: E731
+    planned, general = Counter(config, TRAFFIC_TYPES), _general(config)
+    assert all(compiled.keyed is not None for compiled in planned._tests)
+    for _ in range(2):  # the second round finds the plans the first one kept
+        fast_batch, slow_batch = planned.batch(lookup), general.batch(lookup)
+        fast = [fast_batch.count(planned.read(body, T0)) for body in bodies]
+        slow = [slow_batch.count(general.read(body, T0)) for body in bodies]
+        assert _exactly(fast) == _exactly(slow)
+
+
+def test_equal_values_of_other_types_never_share_a_plan() -> None:
+    """``True == 1`` and ``1.0 == 1`` as dict keys: a plan kept for one must not be taken for the other."""
+    metric = {"name": "ones", "type": "rate", "events": {"attributes": [{"attribute": "flag", "op": "exists"}]},
+              "bad": {"attributes": [{"attribute": "flag", "op": "in", "value": [1]}]},
+              "pass_below": 0.01, "fail_at": 0.05}  # fmt: skip
+    test = {"name": "t", "flag": "f", "environment": "Production", "cohort": "everyone",
+            "treatment_attribute": "arm", "metrics": [metric]}  # fmt: skip
+    config = parse_oracle_config({"tests": [test]})
+    events = [{"event_type": "custom_event", "data": {"event_name": "e", "timestamp_unixtime_ms": T0,
+                                                      "custom_attributes": {"arm": "on", "flag": value}}}
+              for value in (1, True, 1.0, "1", 1, True, 1.0, "1")]  # fmt: skip
+    body = json.dumps({"batch_key": "k", "batch": {"events": events}})
+    planned, general = Counter(config, TRAFFIC_TYPES), _general(config)
+    fast = planned.batch(lambda user, flag: None).count(planned.read(body, T0))
+    slow = general.batch(lambda user, flag: None).count(general.read(body, T0))
+    assert _exactly([fast]) == _exactly([slow])
+    [delta] = slow.deltas.values()
+    assert (delta.n, delta.k) == (8, 6)  # True is not in [1]; 1, 1.0 and "1" are
+    assert len(planned._tests[0].plans) == 3  # int, bool and str kept apart; floats never kept

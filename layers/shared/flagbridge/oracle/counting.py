@@ -24,7 +24,9 @@ digests, for the sample-ratio check, and only for tests that declare a ``split``
 Per SQS batch: each message is read as it is parsed into what counting needs (:meth:`Counter.read`: ledger id,
 cohort, user ids, events), the profiles of all its users are read at once, then :class:`BatchCount` counts the
 messages, building each user's attribution and each counter key once per batch. Selectors are compiled once per
-configuration: events are routed by type and name once, then one pass per event runs every metric's count.
+configuration: events are routed by type and name once, then one pass per event runs every metric's count. A test
+whose metrics are all rates and percentiles goes further: what an event does to every metric is found once per
+event type, name and values of the attributes its selectors read (a plan), and rates are tallied per plan.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from typing import Any, NamedTuple
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
+from flagbridge.oracle.kinds.percentile import PERCENTILE
+from flagbridge.oracle.kinds.rate import RATE, RateMetric
 from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
 from flagbridge.values import canonical, to_number
@@ -146,11 +150,26 @@ Route = tuple[tuple[AttributeCheck | None, tuple[tuple[int, CountEvent], ...]], 
 """The selector groups that take events of one type and name: (their attribute check, (position, count), ...)."""
 
 
+RateEffects = tuple[tuple[int, int, int, int], ...]
+"""(position, n, k, invalid) that one event adds to each rate metric that selects it."""
+Plan = tuple[int, tuple[tuple[int, CountEvent], ...]] | None
+"""What one event does to a test's metrics: (the id of its rate effects, -1 for none; the (position, count) of
+each percentile metric that selects it); None when no metric selects it."""
+
+
 class _CompiledTest:
     """A test's metrics grouped by their ``events`` selector (the default metrics share one), each metric's count
-    compiled by its kind, and the groups that take each event type and name (found once, kept in ``routes``)."""
+    compiled by its kind, and the groups that take each event type and name (found once, kept in ``routes``).
 
-    __slots__ = ("by_attribute", "groups", "metric_names", "routes", "split", "test", "testers_only")
+    When every metric is a rate or a percentile (``keyed`` is not None), what an event does is decided by its type,
+    name and the values of the ``keyed`` attributes alone, apart from a percentile's own value: that decision (a
+    :data:`Plan`, found by the general path once) is kept per (type, name, values, their types) in ``plans``, and
+    a rate's count is a tally of its plan, multiplied out once per message."""
+
+    __slots__ = (
+        "_effect_ids", "by_attribute", "effects", "groups", "keyed", "metric_names", "percentiles", "plans", "routes",
+        "split", "test", "testers_only",
+    )  # fmt: skip
 
     def __init__(self, test: OracleTest) -> None:
         self.test = test
@@ -166,6 +185,12 @@ class _CompiledTest:
         self.testers_only = test.cohort == "testers"
         self.split = test.split is not None
         self.by_attribute = test.treatment_attribute is not None
+        self.keyed = _keyed_attributes(test)
+        self.percentiles = frozenset(p for p, m in enumerate(test.metrics) if kind_of(m) is PERCENTILE)
+        self.plans: dict[Hashable, Plan] = {}
+        self.effects: list[RateEffects] = []
+        """Rate effects by id (a plan names them by their position here)."""
+        self._effect_ids: dict[RateEffects, int] = {}
 
     def route(self, event_type: Any, name: str, data: dict[str, Any]) -> Route:
         """The groups whose event type and name rules take this event (remembered per type and name)."""
@@ -176,6 +201,57 @@ class _CompiledTest:
             self.routes[(event_type, name)] = route
         return route
 
+    def plan(self, event_type: Any, name: str, data: dict[str, Any], attributes: Mapping[str, Any]) -> Plan:
+        """What the event does to the metrics, by the general path (each rate counted on a scratch delta); kept
+        in ``plans`` when its key can stand for every event that has it (no float, whose equal values may read
+        differently, and nothing unhashable)."""
+        try:
+            route = self.routes[event_type, name]
+        except (KeyError, TypeError):
+            route = self.route(event_type, name, data)
+        effects: list[tuple[int, int, int, int]] = []
+        calls: list[tuple[int, CountEvent]] = []
+        for accepts, metrics in route:
+            if accepts is not None and not accepts(attributes):
+                continue
+            for position, count in metrics:
+                if position in self.percentiles:
+                    calls.append((position, count))
+                    continue
+                scratch = Delta()
+                count(scratch, event_type, name, data, attributes)
+                effects.append((position, scratch.n, scratch.k, scratch.invalid))
+        plan: Plan = None
+        if effects or calls:
+            plan = (self._effect_id(tuple(effects)) if effects else -1, tuple(calls))
+        values = tuple(map(attributes.get, self.keyed or ()))
+        types = tuple(map(type, values))
+        keeps = float not in types and len(self.plans) < MEMO_LIMIT and isinstance(event_type, Hashable)
+        if keeps and all(isinstance(value, Hashable) for value in values):
+            self.plans[event_type, name, values, types] = plan
+        return plan
+
+    def _effect_id(self, effects: RateEffects) -> int:
+        found = self._effect_ids.get(effects)
+        if found is None:
+            found = self._effect_ids[effects] = len(self.effects)
+            self.effects.append(effects)
+        return found
+
+
+def _keyed_attributes(test: OracleTest) -> tuple[str, ...] | None:
+    """The attributes whose values (with the event's type and name) decide every metric's selection and every
+    rate's outcome; None when a metric is of another kind (its count may read anything: the general path)."""
+    keyed: set[str] = set()
+    for metric in test.metrics:
+        kind = kind_of(metric)
+        if kind is RATE and isinstance(metric, RateMetric):
+            keyed.update(p.attribute for p in metric.bad.attributes)
+        elif kind is not PERCENTILE:
+            return None
+        keyed.update(p.attribute for p in metric.events.attributes)
+    return tuple(sorted(keyed))
+
 
 _NO_ATTRIBUTES: Mapping[str, Any] = {}
 PreparedEvent = tuple[Any, str, dict[str, Any], Mapping[str, Any], int]
@@ -184,6 +260,8 @@ PreparedEvent = tuple[Any, str, dict[str, Any], Mapping[str, Any], int]
 
 def _event_time(data: Mapping[str, Any], fallback: int) -> int:
     value = data.get("timestamp_unixtime_ms")
+    if value is None:
+        return fallback
     if type(value) is not int:
         value = to_number(value)
     return int(value) if value is not None and value > 0 else fallback
@@ -348,7 +426,8 @@ class BatchCount:
         for index, compiled in enumerate(self._tests):
             if compiled.testers_only and not message.tester:
                 continue
-            rows, killed, user_sets = _count_events(compiled, events, self._attribution(index, compiled, users))
+            counting = _count_events if compiled.keyed is None else _count_planned
+            rows, killed, user_sets = counting(compiled, events, self._attribution(index, compiled, users))
             self._collect(index, compiled, rows, killed, contribution)
             if users and user_sets:
                 self._add_users(compiled.test.name, users[0], user_sets, contribution)
@@ -432,6 +511,70 @@ def _count_events(
                     delta = row[position] = Delta()
                 count(delta, event_type, name, data, attributes)
     return rows, killed, user_sets
+
+
+def _count_planned(
+    compiled: _CompiledTest, events: list[PreparedEvent], attributor: Attributor
+) -> tuple[Rows, dict[tuple[int, int], int], set[tuple[int, str]]]:
+    """:func:`_count_events` by the test's plans: per event, its plan looked up by its key; the rate effects
+    tallied per row and plan, multiplied out at the end (integer counts: the same sums in any order)."""
+    plans, plan_of, keyed, split = compiled.plans, compiled.plan, compiled.keyed or (), compiled.split
+    rows: Rows = {}
+    tallies: dict[tuple[int, int, str], dict[int, int]] = {}
+    killed: dict[tuple[int, int], int] = {}
+    user_sets: set[tuple[int, str]] = set()
+    width, last = len(compiled.metric_names), (-1, -1, "")
+    row: list[Delta | None] = []
+    tally: dict[int, int] = {}
+    boundary, answer, attribute = attributor
+    for event_type, name, data, attributes, at_ms in events:
+        treatment, version, label = answer if at_ms > boundary else attribute(at_ms, attributes)
+        hour = at_ms - at_ms % HOUR_MS
+        if label == "killed":
+            killed[(hour, version)] = killed.get((hour, version), 0) + 1
+            continue
+        if split and treatment != UNATTRIBUTED:
+            user_sets.add((version, treatment))
+        values = tuple(map(attributes.get, keyed))
+        try:
+            plan = plans[event_type, name, values, tuple(map(type, values))]
+        except (KeyError, TypeError):  # not seen yet, or a key that cannot be kept
+            plan = plan_of(event_type, name, data, attributes)
+        if plan is None:
+            continue
+        # the events of one message mostly share their hour and treatment: the last row again
+        if hour != last[0] or treatment is not last[2] or version != last[1]:
+            last = (hour, version, treatment)
+            row = rows.get(last)  # type: ignore[assignment]
+            if row is None:
+                row = rows[last] = [None] * width
+                tallies[last] = {}
+            tally = tallies[last]
+        effects, calls = plan
+        if effects >= 0:
+            tally[effects] = tally.get(effects, 0) + 1
+        for position, count in calls:
+            delta = row[position]
+            if delta is None:
+                delta = row[position] = Delta()
+            count(delta, event_type, name, data, attributes)
+    _multiply_out(compiled.effects, rows, tallies)
+    return rows, killed, user_sets
+
+
+def _multiply_out(effects: list[RateEffects], rows: Rows, tallies: dict[tuple[int, int, str], dict[int, int]]) -> None:
+    """Each row's tallied rate effects into its deltas."""
+    for row_key, tally in tallies.items():
+        row = rows[row_key]
+        for effect, times in tally.items():
+            for position, n, k, invalid in effects[effect]:
+                delta = row[position]
+                if delta is None:
+                    row[position] = Delta(n * times, k * times, invalid * times)
+                else:
+                    delta.n += n * times
+                    delta.k += k * times
+                    delta.invalid += invalid * times
 
 
 def _attribution(test: OracleTest, users: list[str], states: StateLookup) -> Attributor:

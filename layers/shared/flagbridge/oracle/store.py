@@ -75,6 +75,20 @@ def _bucket_attribute(index: int) -> str:
     return "hz" if index == histogram.ZERO_BUCKET else f"h{index}".replace("-", "m")
 
 
+_BUCKET_ATTRIBUTES: dict[int, str] = {}
+"""Bucket index -> its attribute name, as buckets are written (a batch writes the same few dozen again)."""
+_BUCKET_ATTRIBUTES_LIMIT = 4096
+
+
+def _bucket_name(index: int) -> str:
+    name = _BUCKET_ATTRIBUTES.get(index)
+    if name is None:
+        name = _bucket_attribute(index)
+        if len(_BUCKET_ATTRIBUTES) < _BUCKET_ATTRIBUTES_LIMIT:
+            _BUCKET_ATTRIBUTES[index] = name
+    return name
+
+
 def _bucket_index(attribute: str) -> int:
     return histogram.ZERO_BUCKET if attribute == "hz" else int(attribute[1:].replace("m", "-"))
 
@@ -118,10 +132,21 @@ _BUCKETS: list[tuple[str, str, str]] = []
 """(``#b<position>``, ``:b<position>``, the ADD clause) per bucket position of an update, built once."""
 
 
+_CONDITIONS: dict[int, str] = {}
+"""Ledger ids in an update -> its condition expression (at most :data:`MAX_CONDITION_IDS` of them)."""
+
+
 def _markers(count: int) -> list[tuple[str, str]]:
     while len(_MARKERS) < count:
         _MARKERS.append((f":m{len(_MARKERS)}", f"NOT contains(#a, :m{len(_MARKERS)})"))
     return _MARKERS[:count]
+
+
+def _condition(count: int) -> str:
+    condition = _CONDITIONS.get(count)
+    if condition is None:
+        condition = _CONDITIONS[count] = " AND ".join(condition for _, condition in _markers(count))
+    return condition
 
 
 def _buckets(count: int) -> list[tuple[str, str, str]]:
@@ -171,7 +196,7 @@ class DynamoDBCounterStore:
         return result
 
     def _apply_counter(self, key: CounterKey, per_message: dict[str, Delta], result: ApplyResult) -> None:
-        pending = dict(per_message)
+        pending = per_message  # never changed: a conflict makes a new one
         for _ in range(self._attempts):
             if not pending:
                 return
@@ -208,18 +233,16 @@ class DynamoDBCounterStore:
         for (name, value, add), (index, count) in zip(
             _buckets(len(total.buckets)), sorted(total.buckets.items()), strict=True
         ):
-            names[name] = _bucket_attribute(index)
+            names[name] = _bucket_name(index)
             values[value] = {"N": str(count)}
             adds.append(add)
-        conditions = []
-        for (marker, condition), ledger_id in zip(_markers(len(ids)), ids, strict=True):
+        for (marker, _), ledger_id in zip(_markers(len(ids)), ids, strict=True):
             values[marker] = {"S": ledger_id}
-            conditions.append(condition)
         return {
             "TableName": self._table,
             "Key": {"pk": {"S": key.test}, "sk": {"S": counter_sk(key)}},
             "UpdateExpression": "ADD " + ", ".join(adds) + " SET tr = :tr, me = :me, hr = :hr, ve = :ve",
-            "ConditionExpression": " AND ".join(conditions),
+            "ConditionExpression": _condition(len(ids)),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }

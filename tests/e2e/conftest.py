@@ -1,4 +1,4 @@
-"""Session fixture: the whole bridge started as ``python -m local.runner`` on a free port, and an HTTP client for it.
+"""Shared fixture: the whole bridge started as ``python -m local.runner`` on a free port, and an HTTP client for it.
 
 The runner embeds its own moto server (``AWS_ENDPOINT_URL`` is removed from its environment), skips the sample
 replay, and writes all its output (``--verbose``: the handlers' JSON logs too) to a log file whose tail is shown
@@ -87,14 +87,20 @@ class Bridge:
         )
 
     def wait_idle(self, timeout: float = 60.0) -> None:
-        """Until the runner reports idle twice in a row (queues drained, no invocation running)."""
+        """Until the runner reports idle twice in a row (queues drained, no invocation running).
+
+        Every look costs the runner a queue-attributes call per queue, taken from the work being waited on: the
+        interval starts at 0.1 s and grows while the runner stays busy (a drain of minutes is looked at about
+        once a second, not ten times), and is 0.1 s again to confirm an idle reading.
+        """
         deadline = time.monotonic() + timeout
-        confirmations = 0
+        confirmations, interval = 0, 0.1
         while time.monotonic() < deadline:
             confirmations = confirmations + 1 if self.request("GET", "/_local/idle").body.get("idle") else 0
             if confirmations >= 2:
                 return
-            time.sleep(0.1)
+            interval = 0.1 if confirmations else min(interval * 1.5, 1.0)
+            time.sleep(interval)
         raise AssertionError(f"the bridge did not become idle within {timeout}s\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 60) -> str:
@@ -152,10 +158,54 @@ def started_runner(
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
-    with started_runner(tmp_path_factory.mktemp("runner")) as running:
-        yield running
+class _SharedRunner:
+    """The runner the modules using :func:`bridge` share on this worker: started by the first test that needs it,
+    stopped as soon as the next test here does not (started again if a later module needs it). Idle, a runner
+    still costs CPU (its queue pollers' calls, its schedules), and a session-long one stayed up while this
+    worker ran every later tier."""
+
+    def __init__(self) -> None:
+        self._context: contextlib.AbstractContextManager[Bridge] | None = None
+        self.running: Bridge | None = None
+
+    def start(self, tmp_path_factory: pytest.TempPathFactory) -> Bridge:
+        if self.running is None:
+            context = started_runner(tmp_path_factory.mktemp("runner"))
+            self.running = context.__enter__()
+            self._context = context
+        return self.running
+
+    def stop(self) -> None:
+        context, self._context, self.running = self._context, None, None
+        if context is not None:
+            context.__exit__(None, None, None)
+
+
+_SHARED_RUNNER = _SharedRunner()
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory: pytest.TempPathFactory) -> Bridge:
+    return _SHARED_RUNNER.start(tmp_path_factory)
+
+
+def _uses_shared_runner(item: pytest.Item | None) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.get("bridge", ()) if info is not None else ()
+    return bool(definitions) and getattr(definitions[-1].func, "__module__", None) == __name__
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        if _SHARED_RUNNER.running is not None and not _uses_shared_runner(nextitem):
+            _SHARED_RUNNER.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _SHARED_RUNNER.stop()
 
 
 @pytest.fixture(scope="session")

@@ -142,7 +142,7 @@ class DemoResult:
         else:
             lines.append("  kill: none recorded by the local Split Admin receiver")
         for name, keys in sorted(self.segments.items()):
-            demo = [key for key in keys if key in TESTERS]
+            demo = sorted(key for key in keys if key in TESTERS)  # the receiver keeps the order of concurrent adds
             lines.append(
                 f"  segment {name} (local Split Admin receiver): the demo's {len(demo)} testers added "
                 f"({demo[0]}..{demo[-1]}), {len(keys)} keys in all"

@@ -33,16 +33,19 @@ if TYPE_CHECKING:
 PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flagbridge.yaml"
 
 
-def _variable(default: str | int, *, alias: str, low: int | None = None, high: int | None = None, **kw: bool) -> Any:
-    """A setting read from the environment variable ``alias``, as its field's type (str or int, within bounds).
+def _variable(
+    default: str | int, *, alias: str, low: int | None = None, high: int | None = None, secret: bool = False
+) -> Any:
+    """A setting read from the environment variable ``alias``, as its default's type (str, or int within bounds).
 
     ``secret=True`` keeps the value out of the settings' repr."""
-    return field(default=default, repr=not kw.get("secret", False), metadata={"alias": alias, "low": low, "high": high})
+    kind = "int" if isinstance(default, int) else "str"
+    return field(default=default, repr=not secret, metadata={"alias": alias, "kind": kind, "low": low, "high": high})
 
 
 def _map_variable(*, alias: str) -> Any:
     """A setting read from the environment variable ``alias`` holding a JSON object of strings."""
-    return field(default_factory=dict, metadata={"alias": alias, "low": None, "high": None})
+    return field(default_factory=dict, metadata={"alias": alias, "kind": "map"})
 
 
 @dataclass(frozen=True)
@@ -130,9 +133,10 @@ class Settings:
             alias = item.metadata["alias"]
             if alias not in source:
                 continue
-            if item.type == "Mapping[str, str]":
+            kind = item.metadata["kind"]
+            if kind == "map":
                 values[item.name] = _json_map(alias, source[alias])
-            elif item.type == "int":
+            elif kind == "int":
                 values[item.name] = _integer(source[alias], item.metadata["low"], item.metadata["high"])
             else:
                 values[item.name] = source[alias]

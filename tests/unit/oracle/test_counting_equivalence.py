@@ -268,18 +268,27 @@ _ASSIGNMENT = st.tuples(
 )  # fmt: skip
 
 
+# users' assignment histories (user key -> its assignments), the same for both flags
+_PROFILES = st.dictionaries(
+    st.sampled_from(["user#qa-1", "user#qa-2", "user#a@b.c", "account#a@b.c", "device#42"]),
+    st.lists(_ASSIGNMENT, min_size=1, max_size=3),
+    max_size=4,
+)
+
+
+def _states(profiles: Any) -> dict[tuple[str, str], Any]:
+    """The stored flag states of generated profiles, by (user, flag)."""
+    return {(user, flag): _state(user, flag, history) for user, history in profiles.items()
+            for flag in ("new_checkout", "new_search")}  # fmt: skip
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(range(len(CONFIGS) + 1)),
     st.lists(_body(), min_size=1, max_size=6),
-    st.dictionaries(
-        st.sampled_from(["user#qa-1", "user#qa-2", "user#a@b.c", "account#a@b.c", "device#42"]),
-        st.lists(_ASSIGNMENT, min_size=1, max_size=3),
-        max_size=4,
-    ),
+    _PROFILES,
 )
 def test_generated_lane_messages_count_as_the_reference(which: int, bodies: list[str], profiles: Any) -> None:
     config = _configs()[which]
-    states = {(user, flag): _state(user, flag, history) for user, history in profiles.items()
-              for flag in ("new_checkout", "new_search")}  # fmt: skip
+    states = _states(profiles)
     _assert_same(Counter(config, TRAFFIC_TYPES), config, bodies, lambda user, flag: states.get((user, flag)), T0)

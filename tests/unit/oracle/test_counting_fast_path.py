@@ -15,7 +15,15 @@ from flagbridge.oracle.counting import Contribution, Counter, Delta
 from flagbridge.oracle.kinds.rate import RateCount as _CompiledMetric
 from flagbridge.oracle.tally import number_of as _number
 from flagbridge.values import canonical
-from tests.unit.oracle.test_counting_equivalence import _ASSIGNMENT, CONFIGS, T0, TRAFFIC_TYPES, _body, _configs, _state
+from tests.unit.oracle.test_counting_equivalence import (
+    _PROFILES,
+    CONFIGS,
+    T0,
+    TRAFFIC_TYPES,
+    _body,
+    _configs,
+    _states,
+)
 
 BAD_SELECTORS: list[list[dict[str, Any]]] = [
     [{"attribute": "status", "op": "regex", "value": SERVER_ERROR_OR_NO_ANSWER}],
@@ -104,16 +112,11 @@ def _exactly(contributions: list[Contribution]) -> list[Any]:
 @given(
     st.sampled_from(range(len(CONFIGS) + 1)),
     st.lists(_body(), min_size=1, max_size=6),
-    st.dictionaries(
-        st.sampled_from(["user#qa-1", "user#qa-2", "user#a@b.c", "account#a@b.c", "device#42"]),
-        st.lists(_ASSIGNMENT, min_size=1, max_size=3),
-        max_size=4,
-    ),
+    _PROFILES,
 )
 def test_planned_counts_equal_the_general_path(which: int, bodies: list[str], profiles: Any) -> None:
     config = _configs()[which]
-    states = {(user, flag): _state(user, flag, history) for user, history in profiles.items()
-              for flag in ("new_checkout", "new_search")}  # fmt: skip
+    states = _states(profiles)
     lookup = lambda user, flag: states.get((user, flag))  # noqa: E731
     planned, general = Counter(config, TRAFFIC_TYPES), _general(config)
     assert all(compiled.keyed is not None for compiled in planned._tests)

@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from flagbridge import runtime
 from flagbridge.api import install_error_handlers, json_response
 from flagbridge.auth import require_authorization_value, require_basic_auth
-from flagbridge.body import decode_json_body, raw_body
+from flagbridge.body import request_json
 from flagbridge.errors import RequestError
 from flagbridge.forwarding.ingest import BatchIngestResult, BatchRequestError, IngestSource
 from flagbridge.observability import logger, metrics, tracer
@@ -50,12 +50,8 @@ def _accept(*, bulk: bool, source: IngestSource) -> Response:
     event = app.current_event
     settings = runtime.settings()
     limits = settings.config.limits
-    document = decode_json_body(
-        raw_body(event.get("body"), bool(event.is_base64_encoded)),
-        content_type=event.headers.get("content-type"),
-        content_encoding=event.headers.get("content-encoding"),
-        max_body_bytes=limits.max_cdp_request_bytes,
-        max_decompressed_bytes=limits.max_cdp_request_bytes * 4,
+    document = request_json(
+        event, max_body_bytes=limits.max_cdp_request_bytes, max_decompressed_bytes=limits.max_cdp_request_bytes * 4
     )
     ingest = runtime.batch_ingest()
     result: BatchIngestResult = ingest(document, bulk=bulk, source=source, request_id=event.request_context.request_id)

@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from flagbridge import runtime
 from flagbridge.api import error_response, install_error_handlers, json_response
 from flagbridge.auth import require_named_bearer
-from flagbridge.body import decode_json_body, raw_body
+from flagbridge.body import request_json
 from flagbridge.errors import RequestError
 from flagbridge.observability import logger, metrics, tracer
 from flagbridge.routing import HttpRouter, Response
@@ -72,14 +72,7 @@ def _decoded(segment: str, code: str, name: str) -> str:
 
 
 def _json_object() -> dict[str, Any]:
-    event = app.current_event
-    document = decode_json_body(
-        raw_body(event.body, bool(event.is_base64_encoded)),
-        content_type=event.headers.get("content-type"),
-        content_encoding=event.headers.get("content-encoding"),
-        max_body_bytes=MAX_BODY_BYTES,
-        max_decompressed_bytes=MAX_BODY_BYTES,
-    )
+    document = request_json(app.current_event, max_body_bytes=MAX_BODY_BYTES)
     if not isinstance(document, dict):
         raise RequestError(400, "invalid_body", 'the body must be a JSON object: {"expiresAt": ..., "reason": ...}')
     return document

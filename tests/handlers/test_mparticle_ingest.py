@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from typing import Any
 
@@ -110,3 +112,18 @@ def test_request_over_256_kb_is_413(ingest, cdp_aws, lambda_context) -> None:
     event["body"] = json.dumps(batch)
     response = ingest.lambda_handler(event, lambda_context)
     assert response["statusCode"] == 413
+
+
+def test_a_gzipped_bulk_request_may_decompress_to_four_times_the_request_limit(ingest, cdp_aws, lambda_context) -> None:
+    event = load_event("mparticle_bulkevents.json")
+    batches = json.loads(event["body"])
+    for batch in batches:
+        batch.setdefault("user_attributes", {})["padding"] = "x" * 150_000
+    body = json.dumps(batches).encode()
+    assert 256 * 1024 < len(body) < 4 * 256 * 1024
+    event["body"] = base64.b64encode(gzip.compress(body)).decode()
+    event["isBase64Encoded"] = True
+    event["headers"]["content-encoding"] = "gzip"
+    response = ingest.lambda_handler(event, lambda_context)
+    assert response["statusCode"] == 202, response["body"]
+    assert [queued["batch"] for queued in _queued(cdp_aws)] == batches

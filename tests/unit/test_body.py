@@ -109,3 +109,8 @@ def test_request_json_decodes_an_http_api_event_and_names_a_blank_body_as_the_ca
     with pytest.raises(RequestError) as error:  # the decompressed body has the body's limit
         request_json(event(gzip.compress(b'{"a": "' + b"x" * 200 + b'"}')), max_body_bytes=100)
     assert (error.value.status, error.value.code) == (413, "payload_too_large")
+    large = b'{"a": "' + b"x" * 200 + b'"}'
+    assert request_json(event(gzip.compress(large)), max_body_bytes=100, max_decompressed_bytes=400) == {"a": "x" * 200}
+    with pytest.raises(RequestError) as error:  # a separate decompressed limit holds too
+        request_json(event(gzip.compress(large)), max_body_bytes=100, max_decompressed_bytes=200)
+    assert (error.value.status, error.value.code) == (413, "payload_too_large")

@@ -136,11 +136,14 @@ def decode_json_body(
     )
 
 
-def request_json(event: HttpEvent, *, max_body_bytes: int, blank: str | None = None) -> Any:
+def request_json(
+    event: HttpEvent, *, max_body_bytes: int, max_decompressed_bytes: int | None = None, blank: str | None = None
+) -> Any:
     """The JSON document of an HTTP API request: base64, content type, size, gzip, UTF-8, JSON, each a 4xx naming it.
 
-    The decompressed body has the same limit as the body. ``blank``: a blank body is a 400 ``invalid_body`` with this
-    message before any other check (else :func:`parse_json`'s ``empty_body``)."""
+    The decompressed body has the same limit as the body unless ``max_decompressed_bytes`` says otherwise. ``blank``: a
+    blank body is a 400 ``invalid_body`` with this message before any other check (else :func:`parse_json`'s
+    ``empty_body``)."""
     raw = raw_body(event.body, bool(event.is_base64_encoded))
     if blank is not None and not raw.strip():
         raise RequestError(400, "invalid_body", blank)
@@ -149,7 +152,7 @@ def request_json(event: HttpEvent, *, max_body_bytes: int, blank: str | None = N
         content_type=event.headers.get("content-type"),
         content_encoding=event.headers.get("content-encoding"),
         max_body_bytes=max_body_bytes,
-        max_decompressed_bytes=max_body_bytes,
+        max_decompressed_bytes=max_body_bytes if max_decompressed_bytes is None else max_decompressed_bytes,
     )
 
 

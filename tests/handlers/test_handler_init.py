@@ -28,7 +28,11 @@ def test_import_leaves_the_collector_on_with_init_frozen(function: str) -> None:
     completed = subprocess.run(
         [sys.executable, "-c", _PROBE.format(module=function)],
         cwd=ROOT / "functions" / function,
-        env={"PYTHONPATH": f"{ROOT / 'functions' / function}:{ROOT / 'layers' / 'shared'}", "AWS_REGION": "us-east-1"},
+        env={
+            "PYTHONPATH": f"{ROOT / 'functions' / function}:{ROOT / 'layers' / 'shared'}",
+            "AWS_REGION": "us-east-1",
+            "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ left in the checkout
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -195,7 +195,7 @@ class LocalBridge:
     def stop(self) -> None:
         self.ready = False
         for stopping in [poller.stopping for poller in self.pollers] + [ticker.stopping for ticker in self.schedules]:
-            stopping.set()  # they finish their current long poll (<= 1 s) while the servers shut down
+            stopping.set()  # they finish their current wait or long poll (<= 1 s) while the servers shut down
         stoppers = []
         if self._server is not None:
             stoppers.append(threading.Thread(target=self._stop_http, args=(self._server,), daemon=True))
@@ -360,6 +360,11 @@ class LocalBridge:
                     ticker = SchedulePoller(self, schedule, interval)
                     self.schedules.append(ticker)
                     ticker.start()
+
+    @property
+    def embedded_moto(self) -> bool:
+        """Whether AWS is the moto server in this process (not an external endpoint)."""
+        return self._moto is not None
 
     def queue_url(self, queue_arn: str) -> str:
         assert self.provisioned is not None

@@ -131,6 +131,7 @@ class LocalBridge:
         self._server: HttpApiServer | None = None
         self._server_thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
+        self._session: Any = None  # one boto3 session: its loader parses botocore's models and endpoints once
         self._clients_lock = threading.Lock()
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -214,6 +215,7 @@ class LocalBridge:
                 self._moto.stop()
             self._moto = None
         self._clients.clear()
+        self._session = None
         runtime = sys.modules.get("flagbridge.runtime")
         if runtime is not None and hasattr(runtime, "reset"):
             with contextlib.suppress(Exception):
@@ -311,7 +313,9 @@ class LocalBridge:
                 import boto3
                 from botocore.config import Config
 
-                self._clients[service] = boto3.session.Session().client(
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                self._clients[service] = self._session.client(
                     service,  # type: ignore[call-overload]
                     endpoint_url=self.endpoint_url,
                     region_name=self.region,

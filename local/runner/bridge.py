@@ -316,7 +316,7 @@ class LocalBridge:
                 if self._session is None:
                     self._session = boto3.session.Session()
                 self._clients[service] = self._session.client(
-                    service,  # type: ignore[call-overload]
+                    service,
                     endpoint_url=self.endpoint_url,
                     region_name=self.region,
                     config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=16),

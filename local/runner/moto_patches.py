@@ -20,7 +20,7 @@ def share_botocore_data_loaders() -> None:
     import botocore.loaders
     import botocore.session
 
-    create_loader = botocore.session.create_loader  # type: ignore[attr-defined]
+    create_loader = botocore.session.create_loader
     if getattr(create_loader, "_flagbridge_shared", False):
         return
     loaders: dict[str | None, botocore.loaders.Loader] = {}
@@ -31,7 +31,7 @@ def share_botocore_data_loaders() -> None:
         return loaders[search_path_string]
 
     shared_loader._flagbridge_shared = True  # type: ignore[attr-defined]
-    botocore.session.create_loader = shared_loader  # type: ignore[attr-defined]
+    botocore.session.create_loader = shared_loader
 
 
 def speed_up_moto_dispatch() -> bool:

@@ -183,7 +183,7 @@ def embedded_queue_waiter(queue_url: str, region: str) -> Callable[[float], bool
             queue = sqs_backends[account][region].queues.get(name)
             if queue is None:
                 return True
-            queue.wait_for_messages(timeout)
+            queue.wait_for_messages(timeout)  # type: ignore[arg-type]  # annotated int; a Condition waits any float
             return bool(queue.messages)
         except Exception:
             return True

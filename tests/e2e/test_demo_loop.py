@@ -61,6 +61,7 @@ class Demo:
 
     @property
     def stdout(self) -> str:
+        """The terminal's text, where the summaries are whole (each is one write on stdout)."""
         return "".join(f"{line}\n" for line in self.terminal)
 
 

@@ -52,10 +52,11 @@ service: venv
 ## and a Docker-free sam build.
 # The checks that only read the checkout, and the .venv313 set-up (mostly waiting on pip and the disk), run beside
 # the 3.11 tiers, whose workers leave the cores idle while they wait on runners and sockets; `sam build` writes
-# .aws-sam, which tests/tools/test_bench_smoke.py reads when present, so it waits for the tiers.
+# .aws-sam, which tests/tools/test_bench_smoke.py reads when present, so it waits for the tiers; it runs beside
+# the 3.13 tiers, which do not read .aws-sam (SAM builds from copies of the sources, not the egg-info they rewrite).
 test: venv
 	$(MAKE) --no-print-directory -j 5 lint typecheck validate pytest $(if $(PYTHON313),$(DEPS313))
-	$(MAKE) --no-print-directory test313 build
+	$(MAKE) --no-print-directory -j 2 test313 build
 
 # Two steps: `make test` runs the first beside the 3.11 tiers; the editable install rewrites flagbridge.egg-info
 # in the checkout (which the tiers' `flagbridge --version` reads), so it comes after them.

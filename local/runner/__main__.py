@@ -25,6 +25,7 @@ from flagbridge_ops.output import coloured, use_colour
 from local.resources import ROOT
 from local.runner.bridge import LocalBridge
 from local.runner.invoke import log
+from local.runner.moto_patches import share_botocore_data_loaders
 from local.runner.output import HandlerOutput
 
 DEFAULT_LOG_FILE = ROOT / "build" / "local-run.log"
@@ -105,6 +106,7 @@ def run_demo(bridge: LocalBridge) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    share_botocore_data_loaders()
     terminal = sys.stdout
     replaying = not (args.no_replay or _truthy(os.environ.get("FLAGBRIDGE_NO_REPLAY")))
     demo = replaying and not (args.no_demo or _truthy(os.environ.get("FLAGBRIDGE_NO_DEMO")))

@@ -131,6 +131,7 @@ class LocalBridge:
         self._server: HttpApiServer | None = None
         self._server_thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
+        self._session: Any = None  # one boto3 session: its loader parses botocore's models and endpoints once
         self._clients_lock = threading.Lock()
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -195,7 +196,7 @@ class LocalBridge:
     def stop(self) -> None:
         self.ready = False
         for stopping in [poller.stopping for poller in self.pollers] + [ticker.stopping for ticker in self.schedules]:
-            stopping.set()  # they finish their current long poll (<= 1 s) while the servers shut down
+            stopping.set()  # they finish their current wait or long poll (<= 1 s) while the servers shut down
         stoppers = []
         if self._server is not None:
             stoppers.append(threading.Thread(target=self._stop_http, args=(self._server,), daemon=True))
@@ -214,6 +215,7 @@ class LocalBridge:
                 self._moto.stop()
             self._moto = None
         self._clients.clear()
+        self._session = None
         runtime = sys.modules.get("flagbridge.runtime")
         if runtime is not None and hasattr(runtime, "reset"):
             with contextlib.suppress(Exception):
@@ -311,8 +313,10 @@ class LocalBridge:
                 import boto3
                 from botocore.config import Config
 
-                self._clients[service] = boto3.session.Session().client(
-                    service,  # type: ignore[call-overload]
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                self._clients[service] = self._session.client(
+                    service,
                     endpoint_url=self.endpoint_url,
                     region_name=self.region,
                     config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=16),
@@ -360,6 +364,11 @@ class LocalBridge:
                     ticker = SchedulePoller(self, schedule, interval)
                     self.schedules.append(ticker)
                     ticker.start()
+
+    @property
+    def embedded_moto(self) -> bool:
+        """Whether AWS is the moto server in this process (not an external endpoint)."""
+        return self._moto is not None
 
     def queue_url(self, queue_arn: str) -> str:
         assert self.provisioned is not None

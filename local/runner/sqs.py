@@ -9,7 +9,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from local.apigw import sqs_event
 from local.resources import SqsSource
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 SQS_MAX_RECEIVE = 10  # messages one ReceiveMessage call returns at most
 LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # an event source mapping cuts a batch there
 RECORD_OVERHEAD_BYTES = 1024  # a record's ids, attributes and JSON punctuation around its body
+# An idle poller waits this long in the process at a time, as long as its long poll: a message sent wakes it at
+# once, one visible again (a retry, a delay) is seen within it, as moto's long poll sees it.
+IDLE_WAIT_SECONDS = 1
 
 
 class SqsPoller(threading.Thread):
@@ -35,7 +40,10 @@ class SqsPoller(threading.Thread):
 
     def run(self) -> None:
         sqs = self.bridge.client("sqs")
+        visible = embedded_queue_waiter(self.queue_url, self.bridge.region) if self.bridge.embedded_moto else None
         while not self.stopping.is_set():
+            if visible is not None and not visible(IDLE_WAIT_SECONDS):
+                continue
             try:
                 messages = self.receive(sqs)
             except Exception as exc:
@@ -153,6 +161,34 @@ class SqsPoller(threading.Thread):
                 return set(ids)
             failed.add(identifier)
         return failed
+
+
+def embedded_queue_waiter(queue_url: str, region: str) -> Callable[[float], bool] | None:
+    """A wait, in this process, for a visible message in the embedded moto's queue; ``None`` without one.
+
+    An idle poller's long polls, one HTTP request a second each, were most of an idle runner's CPU. The queue's own
+    condition (moto notifies it on every message added, and its long poll waits on it too) wakes the poller the
+    moment a message is sent; the poller then receives it over HTTP as before, so batches, retries and the DLQ are
+    moto's as before. The wait returns whether a message is visible; on any surprise (moto's internals changed, the
+    queue gone) it returns True and the poller long-polls as it would without it.
+    """
+    try:
+        from moto.sqs.models import sqs_backends
+    except ImportError:
+        return None
+    account, name = urlsplit(queue_url).path.strip("/").split("/")[-2:]
+
+    def visible(timeout: float) -> bool:
+        try:
+            queue = sqs_backends[account][region].queues.get(name)
+            if queue is None:
+                return True
+            queue.wait_for_messages(timeout)  # type: ignore[arg-type]  # annotated int; a Condition waits any float
+            return bool(queue.messages)
+        except Exception:
+            return True
+
+    return visible
 
 
 def _event_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:

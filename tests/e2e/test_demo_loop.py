@@ -1,16 +1,24 @@
-"""``make run`` shows the whole loop: the demo at start-up, end to end over HTTP (issue 11's acceptance).
+"""``make run`` shows the whole loop: the demo at start-up, end to end over HTTP (issue 11's acceptance), and the
+terminal as a person reads it (issue 19).
 
-``python -m local.runner`` as ``make run`` starts it (sample replay, then the demo): the sample service under test
+One run of ``python -m local.runner`` as ``make run`` starts it (sample replay, then the demo), stdout and stderr
+in one pipe as a terminal shows them, serves every test here: the sample service under test
 (:mod:`local.demo.service`) next to the bridge, ``flagbridge traffic run`` of the shipped plan as testers, results
 and the service's own events and impressions through the bridge, the oracle's scheduled evaluation, its HTML
-report, and the local Split Admin receiver. The summary is read from the runner's stdout; every claim is then
-checked against the bridge itself (``GET /tests/...``, ``/_local/receivers``) and the run's manifest:
+report, and the local Split Admin receiver. The summary is read from the terminal (each summary is one write, so
+the stderr lines come between the two summaries, never inside one); every claim is then checked against the bridge
+itself (``GET /tests/...``, ``/_local/receivers``) and the run's manifest:
 
 * the oracle judged ``on`` FAIL and ``off`` PASS, counting every request of the run exactly once;
 * the Split receiver got each case's result and the service's event of it exactly once, from testers only;
 * the analytics webhook got no event of the run (while it did get the sample replay's customer events);
 * the flag was killed once, and the kill confirmed: the service served it killed, and the oracle counted the
   testers' next events under ``(killed)`` (t0, t1 and t2 in the report and the summary).
+
+The terminal up to the demo's summary and "Ctrl-C to stop.": it fits in about a screenful and a half (at most 150
+lines, where it printed 2,986); the receiver's events are tallies, never one line per event; the bridge's summary
+comes as soon as the bridge is ready, before the demo's minute; the demo reports its traffic with the rate it
+achieved against the rate asked; no colour when the output is not a terminal.
 
 Deterministic: fixed seed, and every wait is a poll with a deadline (the demo's own, then this test's).
 """
@@ -28,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -41,51 +49,67 @@ pytestmark = pytest.mark.e2e
 
 ORACLE_TOKEN = "local-oracle-token"
 SUMMARY_DEADLINE = 900.0  # seconds; about one on an idle laptop, more on 2 busy CI cores
+MAX_LINES = 150
+LAST_LINE = "Ctrl-C to stop."
 
 
 @dataclass
 class Demo:
     bridge: Bridge
-    stdout: str
+    terminal: list[str]  # stdout and stderr as one pipe gave them, up to LAST_LINE
     workdir: Path
+
+    @property
+    def stdout(self) -> str:
+        """The terminal's text, where the summaries are whole (each is one write on stdout)."""
+        return "".join(f"{line}\n" for line in self.terminal)
+
+
+def _read_terminal(stream: IO[str], log_path: Path, lines: list[str], summarized: threading.Event) -> None:
+    """Every line into the log (the pipe is drained until the runner exits), the terminal's up to LAST_LINE."""
+    with log_path.open("w", encoding="utf-8") as log:
+        for line in stream:
+            log.write(line)
+            log.flush()
+            if not summarized.is_set():
+                lines.append(line.rstrip("\n"))
+                if line.strip() == LAST_LINE:
+                    summarized.set()
+    summarized.set()  # the runner ended (before its summary, if LAST_LINE is not the last line read)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     directory = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_DEMO_DIR": str(directory),
-           "FLAGBRIDGE_DEMO_TIMEOUT": str(SUMMARY_DEADLINE - 120)}  # fmt: skip
-    for name in ("AWS_ENDPOINT_URL", "MOTO_PORT", "FLAGBRIDGE_CONFIG", "FLAGBRIDGE_NO_REPLAY", "FLAGBRIDGE_NO_DEMO",
-                 "FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS"):  # fmt: skip
-        env.pop(name, None)
-    log_path = directory / "runner.stderr"
-    with log_path.open("w", encoding="utf-8") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.runner", "--log-file", str(directory / "local-run.log")],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLAGBRIDGE_", "NO_COLOR", "MOTO_"))}
+    env.update({"PORT": str(port), "PYTHONUNBUFFERED": "1", "FLAGBRIDGE_DEMO_DIR": str(directory),
+                "FLAGBRIDGE_DEMO_TIMEOUT": str(SUMMARY_DEADLINE - 120)})  # fmt: skip
+    log_path = directory / "runner.terminal"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.runner", "--log-file", str(directory / "local-run.log")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
     bridge = Bridge(f"http://127.0.0.1:{port}", process, log_path)  # type: ignore[arg-type]
-    watchdog = threading.Timer(SUMMARY_DEADLINE, process.send_signal, [signal.SIGINT])  # a hung runner still ends
-    watchdog.start()
     lines: list[str] = []
+    summarized = threading.Event()
+    reader = threading.Thread(target=_read_terminal, args=(process.stdout, log_path, lines, summarized), daemon=True)
+    reader.start()
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.strip() == "Ctrl-C to stop.":
-                break
-        watchdog.cancel()
-        assert "Ctrl-C to stop." in "".join(lines), f"no summary:\n{''.join(lines)}\n{bridge.log_tail()}"
-        yield Demo(bridge, "".join(lines), directory)
+        summarized.wait(SUMMARY_DEADLINE)  # a hung runner still ends: stopped below
+        (directory / "terminal.txt").write_text("\n".join(lines), encoding="utf-8")
+        text = "\n".join(lines)
+        assert LAST_LINE in lines, f"no summary:\n{text}\n{bridge.log_tail()}"
+        yield Demo(bridge, lines, directory)
     finally:
-        watchdog.cancel()
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        reader.join(timeout=10)
 
 
 def manifest_cases(workdir: Path) -> tuple[str, list[dict[str, Any]]]:
@@ -176,3 +200,41 @@ def test_make_run_shows_the_loop_and_the_bridge_agrees(demo: Demo) -> None:
 
     # The segment: the demo's testers, registered through PUT /testers, are in the receiver's segment
     assert set(TESTERS) <= set(received["segments"]["Production/flagbridge_testers"])
+
+
+# The terminal as a person reads it (issue 19)
+
+
+def test_a_warm_run_fits_in_150_lines_and_ends_with_the_demo(demo: Demo) -> None:
+    terminal = demo.terminal
+    text = "\n".join(terminal)
+    assert terminal and terminal[-1] == LAST_LINE, text[-3000:]
+    assert "The loop, end to end" in text, text[-3000:]
+    assert len(terminal) <= MAX_LINES, f"{len(terminal)} lines:\n{text}"
+
+
+def test_no_line_per_event(demo: Demo) -> None:
+    terminal = demo.terminal
+    assert not [line for line in terminal if re.search(r"key=\S+ trafficType=", line)]
+    tallies = [line for line in terminal if re.match(r"\s+api_response: \d+ from \d+ key\(s\) \(", line)]
+    assert len(tallies) <= 1
+    # Each tester key is named on a few lines at most (tallies, the demo's own lines), never once per event.
+    assert max(sum(f"qa-demo-0{n}" in line for line in terminal) for n in range(1, 9)) <= 3
+
+
+def test_the_summary_comes_when_the_bridge_is_ready_and_the_demo_reports_its_rate(demo: Demo) -> None:
+    terminal = demo.terminal
+    ready = next(index for index, line in enumerate(terminal) if "] ready on http://127.0.0.1:" in line)
+    summary = next(index for index, line in enumerate(terminal) if line.startswith("flagbridge is running locally"))
+    started = next(index for index, line in enumerate(terminal) if "demo: sample service http://" in line)
+    assert ready < summary < started
+    [traffic] = [line for line in terminal if "demo: traffic run demo-" in line]
+    assert re.search(r"1400 requests sent in [\d.]+ s \(.*\); rate [\d.]+/s of 200/s asked", traffic), traffic
+    periods = [line for line in terminal if "invocations ok in the last" in line]
+    assert periods and all(line.count("invocations") == 1 for line in periods)
+
+
+def test_no_colour_without_a_terminal(demo: Demo) -> None:
+    terminal = demo.terminal
+    assert not [line for line in terminal if "\033[" in line]
+    assert any("FAIL" in line for line in terminal)  # the verdicts are there, uncoloured

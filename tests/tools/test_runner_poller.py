@@ -1,7 +1,9 @@
-"""The local runner's SQS poller batches like a Lambda event source mapping: BatchSize over 10, window, 6 MB."""
+"""The local runner's SQS poller batches like a Lambda event source mapping: BatchSize over 10, window, 6 MB; idle,
+it waits on the embedded moto's queue in the process instead of long-polling it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -10,6 +12,7 @@ import pytest
 
 from local.resources import SqsSource
 from local.runner import LAMBDA_PAYLOAD_BYTES, SqsPoller
+from local.runner.sqs import embedded_queue_waiter
 
 
 @pytest.fixture
@@ -77,3 +80,23 @@ def test_a_batch_stops_under_lambdas_payload_limit_and_leaves_the_rest_visible(s
     assert 20 <= len(batch) < 30
     assert sum(len(m["Body"]) for m in batch) <= LAMBDA_PAYLOAD_BYTES
     assert visible(sqs, url) == 30 - len(batch)
+
+
+def test_an_idle_poller_waits_in_the_process_and_a_message_sent_wakes_it(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="idle-lane")["QueueUrl"]
+    waiter = embedded_queue_waiter(url, "us-east-1")
+    assert waiter is not None
+    assert waiter(0.01) is False  # empty: the poller makes no ReceiveMessage call
+    woken: list[bool] = []
+    waiting = threading.Thread(target=lambda: woken.append(waiter(600)))
+    waiting.start()
+    sqs.send_message(QueueUrl=url, MessageBody="wake")
+    waiting.join(120)  # a deadline far below the wait's own 600 s: only the send can have ended it
+    assert not waiting.is_alive() and woken == [True]
+    assert waiter(600) is True  # visible already: no wait at all
+    [message] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=300)["Messages"]
+    assert waiter(0.01) is False  # in flight, not visible: nothing to receive
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    assert waiter(0.01) is True  # visible again (a retry): received as before
+    gone = embedded_queue_waiter(url.replace("idle-lane", "no-such-lane"), "us-east-1")
+    assert gone is not None and gone(0.01) is True  # no such queue here: the poller long-polls as without a wait

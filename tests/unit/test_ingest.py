@@ -354,3 +354,14 @@ def test_the_usual_reading_takes_only_bodies_without_unknown_fields(body: str, u
         data, request_id="r-1", config=CONFIG, sender=InMemorySender(), quarantine=InMemoryQuarantine()
     )
     assert (result is not None) is taken
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"\\", b":", b'"', b"a", b"\\\\", b"x" * 70]), max_size=200).map(b"".join),
+    expected=st.integers(0, 12) | st.just(10_000),
+)
+def test_backslashes_are_counted_as_bytes_count_does(data: bytes, expected: int) -> None:
+    """The backslash count of the usual reading, found one by one while few, equals bytes.count whatever the
+    expected number (dense, sparse, fewer or more than expected)."""
+    assert ingest_module._backslashes(data, expected) == data.count(b"\\")

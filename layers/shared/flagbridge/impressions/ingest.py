@@ -338,10 +338,25 @@ def _only_fields_read(data: bytes, fields_read: int, properties: Counter[Any], i
     the body has no more colons than the fields read plus the colons in their values, it has no other key.
     The usual body has such characters only in its properties, counted first; then every value read is.
     """
-    expected = (data.count(b"\\"), data.count(b":") - fields_read)
-    if _quotes_and_colons(properties) == expected:
+    in_properties = _quotes_and_colons(properties)
+    expected = (_backslashes(data, in_properties[0]), data.count(b":") - fields_read)
+    if in_properties == expected:
         return True
     return _quotes_and_colons(Counter(chain.from_iterable(map(dict.values, impressions)))) == expected
+
+
+def _backslashes(data: bytes, expected: int) -> int:
+    """``data.count(b"\\")``, found one by one (``bytes.find`` is a ``memchr``, several times faster than a count)
+    while there are at most ``expected`` and those are sparse: the usual body's are its properties' escaped quotes."""
+    if expected > len(data) >> 6:
+        return data.count(b"\\")
+    find, found, at = data.find, 0, data.find(b"\\")
+    while at >= 0:
+        found += 1
+        if found > expected:
+            return data.count(b"\\")
+        at = find(b"\\", at + 1)
+    return found
 
 
 def _quotes_and_colons(values: Counter[Any]) -> tuple[int, int]:

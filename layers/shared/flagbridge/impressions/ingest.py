@@ -346,17 +346,22 @@ def _only_fields_read(data: bytes, fields_read: int, properties: Counter[Any], i
 
 
 def _backslashes(data: bytes, expected: int) -> int:
-    """``data.count(b"\\")``, found one by one (``bytes.find`` is a ``memchr``, several times faster than a count)
-    while there are at most ``expected`` and those are sparse: the usual body's are its properties' escaped quotes."""
-    if expected > len(data) >> 6:
+    """``data.count(b"\\")``, counted only around the backslashes ``bytes.find`` (a ``memchr``, several times faster
+    than a count) finds, while there are at most ``expected`` and those are sparse: the usual body's are its
+    properties' escaped quotes, a few close together in each."""
+    if expected > len(data) >> 8:
         return data.count(b"\\")
-    find, found, at = data.find, 0, data.find(b"\\")
+    find, count, found = data.find, data.count, 0
+    at = find(b"\\")
     while at >= 0:
-        found += 1
+        found += count(b"\\", at, at + _BACKSLASH_WINDOW)
         if found > expected:
             return data.count(b"\\")
-        at = find(b"\\", at + 1)
+        at = find(b"\\", at + _BACKSLASH_WINDOW)
     return found
+
+
+_BACKSLASH_WINDOW = 64
 
 
 def _quotes_and_colons(values: Counter[Any]) -> tuple[int, int]:

@@ -164,7 +164,7 @@ def merge_impressions(
     return _built(MergeOutcome, {"state": merged, "new_impressions": new_impressions, "duplicates": duplicates})
 
 
-def merge_rows(  # hot path: the merge, flattened (make bench); hypothesis-tested
+def merge_rows(
     state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
 ) -> tuple[FlagState | None, int, int]:
     """The merge: fold one (user, flag)'s impressions, as :data:`~flagbridge.impressions.records.Row` tuples, into
@@ -174,7 +174,7 @@ def merge_rows(  # hot path: the merge, flattened (make bench); hypothesis-teste
     return merge_into(state, rows, config, now_ms)
 
 
-def merge_into(
+def merge_into(  # hot path: the merge, flattened (make bench); hypothesis-tested
     state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
 ) -> tuple[FlagState | None, int, int]:
     """:func:`merge_rows` by its general path alone (any state, any rows): the reference its fast paths for a new
@@ -310,7 +310,9 @@ def _merge_start(state: FlagState | None, rows: Sequence[Row]) -> _Start:
     return 0, first[3], first[3], best, (first[7], first[6], first[11]), first, {}, {}
 
 
-def _new_state(rows: Sequence[Row], config: ProfilesConfig, now_ms: int) -> tuple[FlagState, int, int]:
+def _new_state(  # hot path: the merge of a new (user, flag), flattened (make bench); equivalence-tested
+    rows: Sequence[Row], config: ProfilesConfig, now_ms: int
+) -> tuple[FlagState, int, int]:
     """``merge_rows(None, rows, ...)`` for two rows or more: no stored fingerprints, assignments or rank to start
     from, so the loop of :func:`merge_into` without them (the first row is new, and the current one until outranked).
     """

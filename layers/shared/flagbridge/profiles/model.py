@@ -365,7 +365,7 @@ def _new_state(  # hot path: the merge of a new (user, flag), flattened (make be
         first_seen=first_seen,
         last_seen=last_seen,
         exposures=new,
-        assignments=_history({}, touched, config.assignment_history_size),
+        assignments=_new_history(touched, config.assignment_history_size),
         seen=seen,
         seen_floor=seen_floor,
         rev=0,
@@ -379,6 +379,28 @@ def _new_state(  # hot path: the merge of a new (user, flag), flattened (make be
         current_time=head[3],
     )
     return merged, new, len(rows) - new
+
+
+def _new_history(touched: dict[tuple[str, str | None, int | None], list[Any]], size: int) -> tuple[Assignment, ...]:
+    """``_history({}, touched, size)``, each assignment paired with its :func:`_history_order` key as it is built
+    (the keys of distinct identities differ, so the pairs sort by their keys alone)."""
+    keyed = []
+    for (treatment, label, version), (first_seen, last_seen, count, environment) in touched.items():
+        assignment = _new(Assignment)
+        assignment.__dict__.update(
+            treatment=treatment,
+            label=label,
+            version=version,
+            environment=environment,
+            first_seen=first_seen,
+            last_seen=last_seen,
+            count=count,
+        )
+        order = (last_seen, NO_VERSION if version is None else version, treatment, label is not None, label or "")
+        keyed.append((order, assignment))
+    if len(keyed) > 1:
+        keyed.sort()
+    return tuple([assignment for _, assignment in keyed[-size:]])
 
 
 def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:

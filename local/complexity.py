@@ -51,9 +51,13 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
         30,
         "hot path: fast decoder, equivalence-tested against the models",
     ),
-    "layers/shared/flagbridge/profiles/model.py:merge_rows": (
-        29,
+    "layers/shared/flagbridge/profiles/model.py:merge_into": (
+        27,
         "hot path: the merge, flattened (make bench); hypothesis-tested",
+    ),
+    "layers/shared/flagbridge/profiles/model.py:_new_state": (
+        25,
+        "hot path: the merge of a new (user, flag), flattened (make bench); equivalence-tested against merge_into",
     ),
 }
 """The hot paths flattened for ``make bench`` (each says so in a comment: ruff's ``noqa: C901`` with its reason where

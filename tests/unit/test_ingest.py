@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flagbridge.body import parse_json
@@ -354,3 +354,20 @@ def test_the_usual_reading_takes_only_bodies_without_unknown_fields(body: str, u
         data, request_id="r-1", config=CONFIG, sender=InMemorySender(), quarantine=InMemoryQuarantine()
     )
     assert (result is not None) is taken
+
+
+_SPARSE = b"a" * 20_000 + b'\\"\\"\\\\' + b"b" * 3000 + b"\\"  # 5 backslashes, in two clusters
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"\\", b":", b'"', b"\\\\", b"a" * 40, b"x" * 300]), max_size=80).map(b"".join),
+    expected=st.integers(0, 40) | st.just(10_000),
+)
+@example(data=_SPARSE, expected=5)  # sparse clusters: counted around each
+@example(data=_SPARSE, expected=60)  # fewer than expected
+@example(data=_SPARSE, expected=4)  # one more than expected: counted whole
+def test_backslashes_are_counted_as_bytes_count_does(data: bytes, expected: int) -> None:
+    """The backslash count of the usual reading, counted around those found while few, equals bytes.count whatever the
+    expected number (dense, sparse, fewer or more than expected)."""
+    assert ingest_module._backslashes(data, expected) == data.count(b"\\")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from flagbridge.config import ProfilesConfig
 from flagbridge.impressions.models import QueuedImpression
-from flagbridge.profiles.model import DAY_MS, fingerprint, merge_impressions
+from flagbridge.profiles.model import DAY_MS, fingerprint, merge_impressions, merge_into, merge_rows
 
 CONFIG = ProfilesConfig()
 T0 = 1767225600000
@@ -197,3 +197,38 @@ def test_a_bounded_history_holds_the_same_assignments_in_any_order(items, size, 
         return [(a.treatment, a.label, a.version, a.last_seen) for a in state.assignments]
 
     assert held(other) == held(reference)
+
+
+rows = st.lists(
+    st.tuples(
+        st.just("u-1"),
+        st.just("flag_a"),
+        st.sampled_from(["on", "off", "control"]),
+        st.one_of(st.integers(T0, T0 + 50), st.integers(T0, T0 + 3 * DAY_MS)),
+        st.sampled_from(["default rule", "whitelisted", "", None]),
+        st.sampled_from([1, 2, None]),
+        st.sampled_from(["Production", "Staging"]),
+        st.sampled_from(["env-1", "env-2", ""]),
+        st.sampled_from([None, "", "b-1"]),
+        st.sampled_from([None, '{"plan":"pro"}']),
+        st.just("user"),
+        st.sampled_from(["customer_id", "anonymous_id"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+configs = st.builds(
+    ProfilesConfig,
+    assignment_history_size=st.integers(1, 6) | st.just(20),
+    dedup_window_days=st.sampled_from([1, 2, 14]),
+    dedup_max_entries=st.sampled_from([10, 2000]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=rows, config=configs, data=st.data())
+def test_a_new_pair_merges_as_the_general_path_does(rows, config, data) -> None:
+    """merge_rows' fast paths for a (user, flag) without a state give what its general path (merge_into) gives."""
+    batch = rows + data.draw(st.lists(st.sampled_from(rows), max_size=5))  # with redeliveries in the same batch
+    batch = data.draw(st.permutations(batch))
+    assert merge_rows(None, batch, config, now_ms=T0) == merge_into(None, batch, config, now_ms=T0)

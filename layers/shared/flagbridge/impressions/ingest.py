@@ -338,10 +338,30 @@ def _only_fields_read(data: bytes, fields_read: int, properties: Counter[Any], i
     the body has no more colons than the fields read plus the colons in their values, it has no other key.
     The usual body has such characters only in its properties, counted first; then every value read is.
     """
-    expected = (data.count(b"\\"), data.count(b":") - fields_read)
-    if _quotes_and_colons(properties) == expected:
+    in_properties = _quotes_and_colons(properties)
+    expected = (_backslashes(data, in_properties[0]), data.count(b":") - fields_read)
+    if in_properties == expected:
         return True
     return _quotes_and_colons(Counter(chain.from_iterable(map(dict.values, impressions)))) == expected
+
+
+def _backslashes(data: bytes, expected: int) -> int:
+    """``data.count(b"\\")``, counted only around the backslashes ``bytes.find`` (a ``memchr``, several times faster
+    than a count) finds, while there are at most ``expected`` and those are sparse: the usual body's are its
+    properties' escaped quotes, a few close together in each."""
+    if expected > len(data) >> 8:
+        return data.count(b"\\")
+    find, count, found = data.find, data.count, 0
+    at = find(b"\\")
+    while at >= 0:
+        found += count(b"\\", at, at + _BACKSLASH_WINDOW)
+        if found > expected:
+            return data.count(b"\\")
+        at = find(b"\\", at + _BACKSLASH_WINDOW)
+    return found
+
+
+_BACKSLASH_WINDOW = 64
 
 
 def _quotes_and_colons(values: Counter[Any]) -> tuple[int, int]:

@@ -164,13 +164,21 @@ def merge_impressions(
     return _built(MergeOutcome, {"state": merged, "new_impressions": new_impressions, "duplicates": duplicates})
 
 
-def merge_rows(  # hot path: the merge, flattened (make bench); hypothesis-tested
+def merge_rows(
     state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
 ) -> tuple[FlagState | None, int, int]:
     """The merge: fold one (user, flag)'s impressions, as :data:`~flagbridge.impressions.records.Row` tuples, into
     ``state``; returns ``(state, new_impressions, duplicates)`` (a plain tuple: the processor's loop unpacks it)."""
-    if state is None and len(rows) == 1:
-        return _first_impression(rows[0], now_ms)  # the common case, without the general bookkeeping
+    if state is None and rows:  # the common case, without the general bookkeeping
+        return _first_impression(rows[0], now_ms) if len(rows) == 1 else _new_state(rows, config, now_ms)
+    return merge_into(state, rows, config, now_ms)
+
+
+def merge_into(  # hot path: the merge, flattened (make bench); hypothesis-tested
+    state: FlagState | None, rows: Sequence[Row], config: ProfilesConfig, now_ms: int
+) -> tuple[FlagState | None, int, int]:
+    """:func:`merge_rows` by its general path alone (any state, any rows): the reference its fast paths for a new
+    (user, flag), :func:`_first_impression` and :func:`_new_state`, are tested against."""
     if not rows:
         return state, 0, 0
     exposures, first_seen, last_seen, best, tail, head, known, seen = _merge_start(state, rows)
@@ -300,6 +308,99 @@ def _merge_start(state: FlagState | None, rows: Sequence[Row]) -> _Start:
     first = rows[0]
     best = rank(first[3], first[5], first[2], first[4])
     return 0, first[3], first[3], best, (first[7], first[6], first[11]), first, {}, {}
+
+
+def _new_state(  # hot path: the merge of a new (user, flag), flattened (make bench); equivalence-tested
+    rows: Sequence[Row], config: ProfilesConfig, now_ms: int
+) -> tuple[FlagState, int, int]:
+    """``merge_rows(None, rows, ...)`` for two rows or more: no stored fingerprints, assignments or rank to start
+    from, so the loop of :func:`merge_into` without them (the first row is new, and the current one until outranked).
+    """
+    head = rows[0]
+    first_seen = last_seen = head[3]
+    best = (first_seen, NO_VERSION if head[5] is None else head[5], head[2], head[4] or "")
+    tail = (head[7], head[6], head[11])
+    seen: dict[str, int] = {}
+    touched: dict[tuple[str, str | None, int | None], list[Any]] = {}  # as in merge_into
+    for row in rows:
+        treatment, time, label, version, environment = row[2], row[3], row[4] or None, row[5], row[6]
+        material = (
+            f"{row[7] or environment}\x1f{treatment}\x1f{time}"
+            f"\x1f{'' if version is None else version}\x1f{label or ''}\x1f{row[8] or ''}"
+        )
+        digest = _new_digest()
+        digest.update(material.encode())
+        fp = _b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode()
+        if fp in seen:
+            continue
+        seen[fp] = time
+        if time < first_seen:
+            first_seen = time
+        elif time > last_seen:
+            last_seen = time
+        order = (time, NO_VERSION if version is None else version, treatment, label or "")
+        if order >= best and (order > best or (row[7], environment, row[11]) > tail):
+            best, head, tail = order, row, (row[7], environment, row[11])
+        identity = (treatment, label, version)
+        entry = touched.get(identity)
+        if entry is None:
+            touched[identity] = [time, time, 1, environment]
+            continue
+        if time < entry[0] or (time == entry[0] and environment < entry[3]):
+            entry[0], entry[3] = time, environment
+        if time > entry[1]:
+            entry[1] = time
+        entry[2] += 1
+    new = len(seen)
+    if new > config.dedup_max_entries or first_seen < last_seen - config.dedup_window_days * DAY_MS:
+        seen, seen_floor = _prune(seen, None, first_seen, last_seen, config)
+    else:
+        seen_floor = 0
+    first = rows[0]
+    merged = _new(FlagState)
+    merged.__dict__.update(
+        traffic_type=first[10],
+        key=first[0],
+        flag=first[1],
+        first_seen=first_seen,
+        last_seen=last_seen,
+        exposures=new,
+        assignments=_new_history(touched, config.assignment_history_size),
+        seen=seen,
+        seen_floor=seen_floor,
+        rev=0,
+        updated_at=now_ms,
+        identity_type=head[11],
+        treatment=head[2],
+        label=head[4] or None,
+        version=head[5],
+        environment=head[6],
+        environment_id=head[7],
+        current_time=head[3],
+    )
+    return merged, new, len(rows) - new
+
+
+def _new_history(touched: dict[tuple[str, str | None, int | None], list[Any]], size: int) -> tuple[Assignment, ...]:
+    """``_history({}, touched, size)``, each assignment paired with its :func:`_history_order` key as it is built
+    (the keys of distinct identities differ, so the pairs sort by their keys alone)."""
+    keyed = []
+    for (treatment, label, version), (first_seen, last_seen, count, environment) in touched.items():
+        assignment = _new(Assignment)
+        assignment.__dict__.update(
+            treatment=treatment,
+            label=label,
+            version=version,
+            environment=environment,
+            first_seen=first_seen,
+            last_seen=last_seen,
+            count=count,
+        )
+        order = (last_seen, NO_VERSION if version is None else version, treatment, label is not None, label or "")
+        keyed.append((order, assignment))
+    if len(keyed) > 1:
+        keyed.sort()
+    return tuple([assignment for _, assignment in keyed[-size:]])
 
 
 def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:

@@ -298,6 +298,9 @@ def _fan_out(
     """
     payloads, _, _, documents = out
     events = surviving.events
+    if not events and dropped_events:  # the plan dropped every event: each destination has the plan's reasons
+        _all_dropped(lane, n_events, dropped_events, reasons, counts)
+        return
     gaps: _Gaps | None = _gaps(events, n_events, dropped_events) if dropped_events else None
     filtered_out: dict[str, tuple[list[str], dict[str, int]]] = {}  # by batch-level reason, when there are gaps
     for destination, batch_reason in lane:
@@ -334,6 +337,22 @@ def _fan_out(
             counts[name] = {SENT: n_events} if n_events else {}
         else:
             counts[name] = _tally(dest_reasons)
+
+
+def _all_dropped(
+    lane: tuple[tuple[CompiledDestination, str | None], ...],
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    reasons: dict[str, list[str]],
+    counts: dict[str, dict[str, int]],
+) -> None:
+    """Every destination's reasons and counts when the plan left no event: the plan's reason of each, shared."""
+    plan_reasons = [dropped_events.get(index, "plan.blocked") for index in range(n_events)]
+    tally = _tally(plan_reasons)
+    for destination, _ in lane:
+        name = destination.name
+        reasons[name] = list(plan_reasons)
+        counts[name] = dict(tally)
 
 
 _Gaps = tuple[list[str], list[int]]

@@ -7,19 +7,21 @@
 - the Split properties check that bounds floats (:func:`~flagbridge.cdp.split_events._properties_fit`) against the
   exact count, on the samples' properties and at the limits, and a commerce event's products checked with their
   shared properties counted once (:meth:`SplitMapper._product_variants`) against each product's checked alone;
+- a schema leaf's no-finding predicate, which remembers the strings it passed, against its check, value by value;
 - the JSON pointer joined in one pass against the token-by-token escaping.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 import flagbridge.cdp.router as router
 from flagbridge.cdp.batch import BatchFormatError, normalize_batch
-from flagbridge.cdp.dataplan.schema import json_pointer
+from flagbridge.cdp.dataplan.schema import _KNOWN_LIMIT, compile_schema, json_pointer
 from flagbridge.cdp.filters import SENT
 from flagbridge.cdp.split_events import (
     MAX_PROPERTIES,
@@ -187,6 +189,32 @@ def test_commerce_variants_check_as_each_product_alone() -> None:
                 assert exact_props == props
                 proved += 1
     assert proved
+
+
+_LEAF_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "integer", "minimum": 1},
+    {"type": "boolean"},
+    {"type": "number"},
+    {"type": ["string", "null"]},
+    {"type": "string", "enum": ["free", "pro", "team"]},
+    {"enum": ["1", 2, True]},
+    {"type": "string", "pattern": "^[a-z]+$"},
+]
+_LEAF_VALUES: list[Any] = [
+    "3", " 3 ", "0", "-1", "2.5", "true", "TRUE", "false", "yes", "pro", "Pro", "abc", "ab1", "", "1", "2",
+    3, 0, 2.0, 2.5, True, False, None, [1], {"a": 1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", _LEAF_SCHEMAS, ids=json.dumps)
+def test_leaf_ok_is_its_check_passing_every_time(schema: dict[str, Any]) -> None:
+    leaf = compile_schema(schema, {}, "test")
+    assert leaf is not None
+    for _ in range(2):  # the strings passed once are remembered: the second round answers from the memo
+        assert [leaf.ok(value) for value in _LEAF_VALUES] == [leaf.check(value) is None for value in _LEAF_VALUES]
+    many = [str(n) for n in range(_KNOWN_LIMIT + 10)] + [f"s{n}" for n in range(_KNOWN_LIMIT + 10)]
+    for _ in range(2):  # past the memo's bound
+        assert [leaf.ok(value) for value in many] == [leaf.check(value) is None for value in many]
 
 
 @pytest.mark.parametrize(

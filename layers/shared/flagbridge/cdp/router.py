@@ -331,12 +331,10 @@ def _fan_out(
             if document is None:
                 document = documents[key] = surviving.to_dict(passing)
             payloads[name] = DestinationPayload(name, destination.type, list(key), document)
-        if mapper is None and len(passing) == n_events:
-            counts[name] = {SENT: n_events} if n_events else {}
-        elif mapper is None and tally is not None:
-            counts[name] = tally
-        else:
-            counts[name] = _tally(dest_reasons)  # Split rejections may have rewritten reasons
+        if mapper is None:
+            counts[name] = _counts(dest_reasons, tally, len(passing) == n_events)
+        else:  # Split rejections may have rewritten reasons
+            counts[name] = _tally(dest_reasons)
 
 
 def _all_dropped(
@@ -353,6 +351,13 @@ def _all_dropped(
         name = destination.name
         reasons[name] = list(plan_reasons)
         counts[name] = dict(tally)
+
+
+def _counts(dest_reasons: list[str], tally: dict[str, int] | None, all_sent: bool) -> dict[str, int]:
+    """A non-Split destination's counts: all sent, the tally of the merge with the plan's reasons, or counted."""
+    if all_sent:
+        return {SENT: len(dest_reasons)} if dest_reasons else {}
+    return tally if tally is not None else _tally(dest_reasons)
 
 
 _Gaps = tuple[list[str], list[int]]

@@ -5,20 +5,23 @@
   event), over the router corpus with every configuration: same snapshot, same order of counts;
 - :meth:`CompiledFilter.decide` against :meth:`CompiledFilter.event_reason`, event by event;
 - the Split properties check that bounds floats (:func:`~flagbridge.cdp.split_events._properties_fit`) against the
-  exact count, on the samples' properties and at the limits;
+  exact count, on the samples' properties and at the limits, and a commerce event's products checked with their
+  shared properties counted once (:meth:`SplitMapper._product_variants`) against each product's checked alone;
+- a schema leaf's no-finding predicate, which remembers the strings it passed, against its check, value by value;
 - the JSON pointer joined in one pass against the token-by-token escaping.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 import flagbridge.cdp.router as router
 from flagbridge.cdp.batch import BatchFormatError, normalize_batch
-from flagbridge.cdp.dataplan.schema import json_pointer
+from flagbridge.cdp.dataplan.schema import _KNOWN_LIMIT, compile_schema, json_pointer
 from flagbridge.cdp.filters import SENT
 from flagbridge.cdp.split_events import (
     MAX_PROPERTIES,
@@ -54,9 +57,16 @@ def test_fan_out_decides_as_the_general_path_on_the_corpus(monkeypatch: pytest.M
     assert len(fast) == len(general)
     for fast_row, general_row in zip(fast, general, strict=True):
         assert fast_row == general_row, f"configuration {fast_row[0]}, batch {fast_row[1]}"
-    # the corpus reaches both shapes of the fast path: batches with plan gaps and without
+    # the corpus reaches every shape of the fast path: batches with plan gaps and without, and batches the plan
+    # left without any event (not dropped whole)
     gaps = [row for row in fast if len(row) == 4 and row[2]["plan"][2]]
     assert gaps and len(gaps) < len(fast)
+    emptied = [row for row in gaps if row[2]["plan"][1] is None and len(row[2]["plan"][2]) == _events(row)]
+    assert emptied and len(emptied) < len(gaps)
+
+
+def _events(row: Any) -> int:
+    return len(next(iter(row[2]["reasons"].values())))
 
 
 def test_filter_decide_is_event_reason_event_by_event() -> None:
@@ -134,6 +144,77 @@ def test_split_properties_check_matches_the_exact_count(source: str) -> None:
         if len(props) <= MAX_PROPERTIES and _properties_fit(props):
             assert expected == (None, "", ())
             assert exact_props == props  # nothing truncated
+
+
+def _commerce_cases() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """``(base properties, products)`` of the corpus's commerce events, and at the limits."""
+    cases: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for document in corpus():
+        try:
+            batch = normalize_batch(document)
+        except BatchFormatError:
+            continue
+        for event in batch.events:
+            if event.event_type == "commerce_event" and _mappable(event.data, event.event_type):
+                products = event.data["product_action"].get("products") or []
+                cases.append((SplitMapper._base_properties(event), products))
+    room = MAX_PROPERTIES_BYTES - PROPERTIES_BASE_BYTES
+    base = {"mp.event_type": "commerce_event", "commerce.total_amount": 1.5}
+    cases += [
+        (base, [{"id": "a", "price": 2.0}, {"id": "b" * (MAX_STRING_LENGTH + 1)}]),  # a product's long string
+        ({**base, "long": "x" * (MAX_STRING_LENGTH + 1)}, [{"id": "a"}]),  # the base's long string
+        ({**base, "product.id": "kept?", "product.index": "shadowed"}, [{"id": "a"}, {"name": "n"}]),  # names shared
+        ({f"k{i:03d}": i for i in range(MAX_PROPERTIES - 2)}, [{"id": "a"}, {"id": "a", "name": "b"}]),  # 300, 301
+        ({"k": "v" * 200, **{f"k{i:04d}": "v" * 200 for i in range(room // 205 - 1)}}, [{"id": "a" * 200}]),
+        ({f"k{i:04d}": 1.0 for i in range(room // 8 - 2)}, [{"price": 1.0, "quantity": 2}]),  # bound overcounts
+        (base, [{"custom_attributes": {"a": [1, 2], "b": {"c": 1}, "n": float("nan")}}]),
+    ]
+    return cases
+
+
+def test_commerce_variants_check_as_each_product_alone() -> None:
+    cases = _commerce_cases()
+    assert len(cases) > 7
+    proved = 0
+    for base, products in cases:
+        variants = SplitMapper._product_variants(base, products)
+        assert [position for position, _, _, _ in variants] == list(range(len(products)))
+        for (position, props, product, checked), expected_product in zip(variants, products, strict=True):
+            assert product is expected_product
+            expected_props = SplitMapper._product_properties(base, expected_product, position)
+            assert props == expected_props and list(props) == list(expected_props)
+            if checked is not None:
+                exact_props = copy.deepcopy(props)
+                assert checked == SplitMapper._check_properties_exactly(exact_props) == (None, "", ())
+                assert exact_props == props
+                proved += 1
+    assert proved
+
+
+_LEAF_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "integer", "minimum": 1},
+    {"type": "boolean"},
+    {"type": "number"},
+    {"type": ["string", "null"]},
+    {"type": "string", "enum": ["free", "pro", "team"]},
+    {"enum": ["1", 2, True]},
+    {"type": "string", "pattern": "^[a-z]+$"},
+]
+_LEAF_VALUES: list[Any] = [
+    "3", " 3 ", "0", "-1", "2.5", "true", "TRUE", "false", "yes", "pro", "Pro", "abc", "ab1", "", "1", "2",
+    3, 0, 2.0, 2.5, True, False, None, [1], {"a": 1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", _LEAF_SCHEMAS, ids=json.dumps)
+def test_leaf_ok_is_its_check_passing_every_time(schema: dict[str, Any]) -> None:
+    leaf = compile_schema(schema, {}, "test")
+    assert leaf is not None
+    for _ in range(2):  # the strings passed once are remembered: the second round answers from the memo
+        assert [leaf.ok(value) for value in _LEAF_VALUES] == [leaf.check(value) is None for value in _LEAF_VALUES]
+    many = [str(n) for n in range(_KNOWN_LIMIT + 10)] + [f"s{n}" for n in range(_KNOWN_LIMIT + 10)]
+    for _ in range(2):  # past the memo's bound
+        assert [leaf.ok(value) for value in many] == [leaf.check(value) is None for value in many]
 
 
 @pytest.mark.parametrize(

@@ -298,27 +298,28 @@ def _fan_out(
     """
     payloads, _, _, documents = out
     events = surviving.events
+    if not events and dropped_events:  # the plan dropped every event: each destination has the plan's reasons
+        _all_dropped(lane, n_events, dropped_events, reasons, counts)
+        return
     gaps: _Gaps | None = _gaps(events, n_events, dropped_events) if dropped_events else None
-    filtered_out: dict[str, tuple[list[str], dict[str, int]]] = {}  # by batch-level reason, when there are gaps
+    filled: _Filled = {}
     for destination, batch_reason in lane:
         name = destination.name
         if batch_reason is not None:  # the whole batch is filtered out: nothing to build
             if gaps is None:
                 reasons[name] = [batch_reason] * n_events
                 counts[name] = {batch_reason: n_events} if n_events else {}
-                continue
-            done = filtered_out.get(batch_reason)
-            if done is None:
-                done = filtered_out[batch_reason] = _filled(gaps, [batch_reason] * len(events))
-            reasons[name], counts[name] = list(done[0]), dict(done[1])
+            else:
+                reasons[name], counts[name] = _filled_once(gaps, (batch_reason,) * len(events), filled)
             continue
         compiled = destination.filter
         if compiled.has_event_rules:
             dest_reasons, passing = compiled.decide(events)
         else:
             dest_reasons, passing = [SENT] * len(events), events
+        tally: dict[str, int] | None = None
         if gaps is not None:
-            dest_reasons = _filled(gaps, dest_reasons)[0]
+            dest_reasons, tally = _filled_once(gaps, tuple(dest_reasons), filled)
         reasons[name] = dest_reasons
         mapper = destination.split
         if mapper is not None:
@@ -330,10 +331,33 @@ def _fan_out(
             if document is None:
                 document = documents[key] = surviving.to_dict(passing)
             payloads[name] = DestinationPayload(name, destination.type, list(key), document)
-        if len(passing) == n_events and mapper is None:
-            counts[name] = {SENT: n_events} if n_events else {}
-        else:
+        if mapper is None:
+            counts[name] = _counts(dest_reasons, tally, len(passing) == n_events)
+        else:  # Split rejections may have rewritten reasons
             counts[name] = _tally(dest_reasons)
+
+
+def _all_dropped(
+    lane: tuple[tuple[CompiledDestination, str | None], ...],
+    n_events: int,
+    dropped_events: Mapping[int, str],
+    reasons: dict[str, list[str]],
+    counts: dict[str, dict[str, int]],
+) -> None:
+    """Every destination's reasons and counts when the plan left no event: the plan's reason of each, shared."""
+    plan_reasons = [dropped_events.get(index, "plan.blocked") for index in range(n_events)]
+    tally = _tally(plan_reasons)
+    for destination, _ in lane:
+        name = destination.name
+        reasons[name] = list(plan_reasons)
+        counts[name] = dict(tally)
+
+
+def _counts(dest_reasons: list[str], tally: dict[str, int] | None, all_sent: bool) -> dict[str, int]:
+    """A non-Split destination's counts: all sent, the tally of the merge with the plan's reasons, or counted."""
+    if all_sent:
+        return {SENT: len(dest_reasons)} if dest_reasons else {}
+    return tally if tally is not None else _tally(dest_reasons)
 
 
 _Gaps = tuple[list[str], list[int]]
@@ -349,7 +373,19 @@ def _gaps(events: list[Event], n_events: int, dropped_events: Mapping[int, str])
     return template, positions
 
 
-def _filled(gaps: _Gaps, event_reasons: list[str]) -> tuple[list[str], dict[str, int]]:
+_Filled = dict[tuple[str, ...], tuple[list[str], dict[str, int]]]
+"""The :func:`_filled` results of a batch, by the reasons of the events the plan left."""
+
+
+def _filled_once(gaps: _Gaps, event_reasons: tuple[str, ...], filled: _Filled) -> tuple[list[str], dict[str, int]]:
+    """:func:`_filled`, computed once per batch for destinations that decide alike (each gets its own copies)."""
+    done = filled.get(event_reasons)
+    if done is None:
+        done = filled[event_reasons] = _filled(gaps, event_reasons)
+    return list(done[0]), dict(done[1])
+
+
+def _filled(gaps: _Gaps, event_reasons: Sequence[str]) -> tuple[list[str], dict[str, int]]:
     """The reasons of every received event (``event_reasons`` are those of the events the plan left), and counts."""
     template, positions = gaps
     merged = list(template)

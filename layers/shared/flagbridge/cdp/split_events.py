@@ -225,7 +225,12 @@ def _flat(value: Any) -> Any:
 
 _new_tuple = tuple.__new__
 """Builds a named tuple from all its fields without the Python-level ``__new__`` (a call per Split event)."""
+_Checked = tuple[str | None, str, tuple[str, ...]]
+"""What :meth:`SplitMapper._check_properties` returns: (rejection reason, detail, truncated names)."""
+_Variant = tuple[int | None, dict[str, Any], dict[str, Any] | None, _Checked | None]
+"""One Split event's (product index, properties, product, the check's result when already known)."""
 _FITS: tuple[None, str, tuple[str, ...]] = (None, "", ())
+_TYPE_IDS_LIMIT = 1024
 _FLOAT_TEXT_MAX = 24
 """The longest ``str()`` of a float: 17 significant digits, sign, point and exponent (``-1.2345678901234567e-308``)."""
 
@@ -237,19 +242,28 @@ def _properties_fit(props: dict[str, Any]) -> bool:
     ``_FLOAT_TEXT_MAX``, so that bound stands for it (formatting floats is the dear part of the exact count).
     False means "count exactly", not "refuse".
     """
-    size = PROPERTIES_BASE_BYTES + sum(map(len, props))
+    size = _bounded_size(props)
+    return 0 <= size <= MAX_PROPERTIES_BYTES - PROPERTIES_BASE_BYTES
+
+
+def _bounded_size(props: dict[str, Any]) -> int:
+    """The size :func:`_properties_fit` bounds, without the base bytes; -1 when a string is too long.
+
+    Additive over properties: a commerce event's shared properties are counted once for all its products.
+    """
+    size = sum(map(len, props))
     for value in props.values():
         kind = type(value)
         if kind is str:
             length = len(value)
             if length > MAX_STRING_LENGTH:
-                return False
+                return -1
             size += length
         elif kind is float:
             size += _FLOAT_TEXT_MAX
         elif value is not None:
             size += len(str(value))
-    return size <= MAX_PROPERTIES_BYTES
+    return size
 
 
 def _digest(text: str) -> str:
@@ -270,6 +284,8 @@ class SplitMapper:
         self._max_age_ms = options.max_age_hours * 3_600_000
         self._sanitize = options.event_type_policy == "sanitize"
         self._per_action = options.commerce_event_type == "per_action"
+        self._type_ids: dict[str, tuple[str | None, str]] = {}
+        """``eventTypeId`` by event name, as :meth:`_event_type_id` decides it (one regex match per name)."""
         self._value_path: tuple[str, ...] | None = None
         if options.value_field:
             head, _, rest = options.value_field.partition(".")
@@ -308,11 +324,17 @@ class SplitMapper:
             raw = f"commerce_{action}" if self._per_action else "commerce_event"
         else:
             raw = event.event_type
-        if EVENT_TYPE_ID_RE.match(raw):
-            return raw, raw
-        if not self._sanitize or not raw:
-            return None, raw
-        return sanitize_event_type_id(raw), raw
+        known = self._type_ids.get(raw)
+        if known is None:
+            if EVENT_TYPE_ID_RE.match(raw):
+                known = (raw, raw)
+            elif not self._sanitize or not raw:
+                known = (None, raw)
+            else:
+                known = (sanitize_event_type_id(raw), raw)
+            if len(self._type_ids) < _TYPE_IDS_LIMIT:  # the names come from the batches: keep a bounded few
+                self._type_ids[raw] = known
+        return known
 
     @staticmethod
     def _base_properties(event: Event) -> dict[str, Any]:  # noqa: C901 (hot path: every Split event, fields inline (make bench))
@@ -362,17 +384,47 @@ class SplitMapper:
     @staticmethod
     def _product_properties(base: dict[str, Any], product: dict[str, Any], position: int) -> dict[str, Any]:
         props = dict(base)
+        props.update(SplitMapper._product_part(product, position))
+        return props
+
+    @staticmethod
+    def _product_part(product: dict[str, Any], position: int) -> dict[str, Any]:
+        """The properties one product adds to its event's (:meth:`_product_properties` without the base)."""
+        part: dict[str, Any] = {}
         plain = _PLAIN_TYPES
         attributes = product.get("custom_attributes")
         if isinstance(attributes, dict):
             for name, value in attributes.items():
-                props[f"product.attributes.{name}"] = value if type(value) in plain else _flat(value)
-        props["product.index"] = position
+                part[f"product.attributes.{name}"] = value if type(value) in plain else _flat(value)
+        part["product.index"] = position
         for name, target in _PRODUCT_TARGETS:
             value = product.get(name)
             if value is not None:
-                props[target] = value if type(value) in plain else _flat(value)
-        return props
+                part[target] = value if type(value) in plain else _flat(value)
+        return part
+
+    @staticmethod
+    def _product_variants(base: dict[str, Any], products: list[dict[str, Any]]) -> list[_Variant]:
+        """Each product's properties, with the check's result when the bound proves they fit (None: check them).
+
+        The base properties are counted once for all products (:func:`_bounded_size` is additive); a product
+        property that replaces a base one (a custom attribute named like it) is counted twice, which only
+        overcounts.
+        """
+        base_size = _bounded_size(base)
+        room = MAX_PROPERTIES_BYTES - PROPERTIES_BASE_BYTES
+        variants: list[_Variant] = []
+        for position, product in enumerate(products):
+            part = SplitMapper._product_part(product, position)
+            props = dict(base)
+            props.update(part)
+            checked = None
+            if base_size >= 0 and len(props) <= MAX_PROPERTIES:
+                part_size = _bounded_size(part)
+                if part_size >= 0 and base_size + part_size <= room:
+                    checked = _FITS
+            variants.append((position, props, product, checked))
+        return variants
 
     @staticmethod
     def _check_properties(props: dict[str, Any]) -> tuple[str | None, str, tuple[str, ...]]:
@@ -465,19 +517,19 @@ class SplitMapper:
             return SplitMapResult([], [SplitRejection(index, message_id, "split.no_mapped_identity", detail)])
 
         base = self._base_properties(event)
-        variants: list[tuple[int | None, dict[str, Any], dict[str, Any] | None]]
+        variants: list[_Variant]
         if event.event_type == "commerce_event":
             products = data["product_action"].get("products") or []
-            variants = [(i, self._product_properties(base, p, i), p) for i, p in enumerate(products)]
+            variants = self._product_variants(base, products)
             if not variants:
-                variants = [(None, base, None)]
+                variants = [(None, base, None, None)]
         else:
-            variants = [(None, base, None)]
+            variants = [(None, base, None, None)]
 
         events: list[SplitEvent] = []
         rejections: list[SplitRejection] = []
-        for product_index, props, product in variants:
-            reason, detail, truncated = self._check_properties(props)
+        for product_index, props, product, checked in variants:
+            reason, detail, truncated = checked if checked is not None else self._check_properties(props)
             if reason is not None:
                 rejections.append(SplitRejection(index, message_id, reason, detail, product_index))
                 continue

@@ -65,15 +65,5 @@ class Violation(NamedTuple):
     """The matched (or, for unplanned events, sought) data point, e.g. ``custom_event:add_to_plan``."""
 
     def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
-            "validation_error_type": self.validation_error_type,
-            "key": self.key,
-            "error_pointer": self.error_pointer,
-            "expected": self.expected,
-            "actual": self.actual,
-            "action": self.action,
-            "event_index": self.event_index,
-            "event_id": self.event_id,
-            "data_point": self.data_point,
-        }
+        """Return a JSON-ready dict (every field, by name, in order)."""
+        return dict(zip(self._fields, self, strict=True))

@@ -90,16 +90,15 @@ class _Leaf:
         """Whether :meth:`check` finds nothing (what :func:`walk_schema` would report no finding for)."""
 
     def _build_ok(self) -> Callable[[Any], bool]:
-        check = self.check
+        certain: frozenset[type] = frozenset()
+        members: frozenset[str] = frozenset()
         if self.validator is None and self.enum_raw is None and self.native is not None:
             # values of these exact types are left alone by coerce() and pass the native test
             certain = frozenset(kind for name in self.types for kind in _CERTAIN_TYPES[name])
-            return lambda value: type(value) in certain or check(value) is None
-        if self.validator is None and self.enum_raw is not None and (self.native is None or self.want_str):
+        elif self.validator is None and self.enum_raw is not None and (self.native is None or self.want_str):
             # strings that are their own canonical form and enum members: coerce() keeps them, they pass
             members = frozenset(item for item in self.enum_raw if type(item) is str and canonical(item) == item)
-            return lambda value: (type(value) is str and value in members) or check(value) is None
-        return lambda value: check(value) is None
+        return _remembering_ok(self.check, certain, members)
 
     def coerce(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -143,6 +142,34 @@ class _Leaf:
             if (text is None and value not in enum_raw) or (text is not None and text not in self.enum_text):
                 return self.enum_message
         return None
+
+
+_KNOWN_LIMIT = 256
+
+
+def _remembering_ok(
+    check: Callable[[Any], str | None], certain: frozenset[type], members: frozenset[str]
+) -> Callable[[Any], bool]:
+    """``check(value) is None``, answered at once for values of the ``certain`` types, the ``members`` and the
+    strings it already passed.
+
+    :meth:`_Leaf.check` of a string depends on the string alone (coercion and validators are pure), so a string
+    it passed once passes again: "3" for an integer or "true" for a boolean is coerced and checked once per leaf,
+    not once per event. The strings come from the batches: a bounded few are kept.
+    """
+    known: set[str] = set(members)
+
+    def ok(value: Any) -> bool:
+        kind = type(value)
+        if kind in certain or (kind is str and value in known):
+            return True
+        if check(value) is not None:
+            return False
+        if kind is str and len(known) < _KNOWN_LIMIT:
+            known.add(value)
+        return True
+
+    return ok
 
 
 class _Obj:

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
-from flagbridge.oracle.kinds.percentile import PERCENTILE
+from flagbridge.oracle.kinds.percentile import PERCENTILE, PercentileMetric, compile_percentile_values
 from flagbridge.oracle.kinds.rate import RATE, RateMetric
 from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
@@ -152,9 +152,11 @@ Route = tuple[tuple[AttributeCheck | None, tuple[tuple[int, CountEvent], ...]], 
 
 RateEffects = tuple[tuple[int, int, int, int], ...]
 """(position, n, k, invalid) that one event adds to each rate metric that selects it."""
-Plan = tuple[int, tuple[tuple[int, CountEvent], ...]] | None
-"""What one event does to a test's metrics: (the id of its rate effects, -1 for none; the (position, count) of
-each percentile metric that selects it); None when no metric selects it."""
+Plan = tuple[int, tuple[tuple[int, str], ...]] | None
+"""What one event does to a test's metrics: (the id of its rate effects, -1 for none; the (position, attribute)
+of each percentile metric that selects it); None when no metric selects it."""
+ValuesCount = Callable[[list[Any]], Delta]
+"""A percentile metric's count of the gathered values of its attribute (one per event, in order)."""
 
 
 class _CompiledTest:
@@ -168,7 +170,7 @@ class _CompiledTest:
 
     __slots__ = (
         "_effect_ids", "by_attribute", "effects", "groups", "keyed", "metric_names", "percentiles", "plans", "routes",
-        "split", "test", "testers_only",
+        "split", "test", "testers_only", "values_counts",
     )  # fmt: skip
 
     def __init__(self, test: OracleTest) -> None:
@@ -186,7 +188,12 @@ class _CompiledTest:
         self.split = test.split is not None
         self.by_attribute = test.treatment_attribute is not None
         self.keyed = _keyed_attributes(test)
-        self.percentiles = frozenset(p for p, m in enumerate(test.metrics) if kind_of(m) is PERCENTILE)
+        percentiles = [(p, m) for p, m in enumerate(test.metrics) if kind_of(m) is PERCENTILE]
+        self.percentiles = {p: m.attribute for p, m in percentiles if isinstance(m, PercentileMetric)}
+        """Position -> the attribute of each percentile metric."""
+        self.values_counts: dict[int, ValuesCount] = {
+            p: compile_percentile_values(m) for p, m in percentiles if isinstance(m, PercentileMetric)
+        }
         self.plans: dict[Hashable, Plan] = {}
         self.effects: list[RateEffects] = []
         """Rate effects by id (a plan names them by their position here)."""
@@ -210,13 +217,13 @@ class _CompiledTest:
         except (KeyError, TypeError):
             route = self.route(event_type, name, data)
         effects: list[tuple[int, int, int, int]] = []
-        calls: list[tuple[int, CountEvent]] = []
+        calls: list[tuple[int, str]] = []
         for accepts, metrics in route:
             if accepts is not None and not accepts(attributes):
                 continue
             for position, count in metrics:
                 if position in self.percentiles:
-                    calls.append((position, count))
+                    calls.append((position, self.percentiles[position]))
                     continue
                 scratch = Delta()
                 count(scratch, event_type, name, data, attributes)
@@ -228,7 +235,7 @@ class _CompiledTest:
         types = tuple(map(type, values))
         keeps = float not in types and len(self.plans) < MEMO_LIMIT and isinstance(event_type, Hashable)
         if keeps and all(isinstance(value, Hashable) for value in values):
-            self.plans[event_type, name, values, types] = plan
+            self.plans[(event_type, name, *values, *types)] = plan
         return plan
 
     def _effect_id(self, effects: RateEffects) -> int:
@@ -272,6 +279,7 @@ def _prepared_events(
 ) -> list[tuple[Any, str, dict[str, Any], Mapping[str, Any], int]]:
     """(event type, name, data, custom attributes, time) of each well-formed event of a batch document."""
     prepared = []
+    append = prepared.append
     for envelope in doc.get("events", []):
         if not isinstance(envelope, dict):
             continue
@@ -282,16 +290,20 @@ def _prepared_events(
             continue
         event_type = envelope.get("event_type")
         if event_type == "custom_event":
-            name = str(data.get("event_name", ""))
+            name = data.get("event_name", "")
         elif event_type == "screen_view":
-            name = str(data.get("screen_name", ""))
+            name = data.get("screen_name", "")
         else:
-            name = str(event_type)
+            name = event_type
+        if type(name) is not str:  # str() of a str is itself: called only for anything else
+            name = str(name)
         attributes = data.get("custom_attributes")
+        if not isinstance(attributes, dict):
+            attributes = _NO_ATTRIBUTES
         at_ms = data.get("timestamp_unixtime_ms")
         if type(at_ms) is not int or at_ms <= 0:
             at_ms = _event_time(data, batch_time)
-        prepared.append((event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES, at_ms))
+        append((event_type, name, data, attributes, at_ms))
     return prepared
 
 
@@ -519,6 +531,7 @@ def _count_planned(
     """:func:`_count_events` by the test's plans: per event, its plan looked up by its key; the rate effects
     tallied per row and plan, multiplied out at the end (integer counts: the same sums in any order)."""
     plans, plan_of, keyed, split = compiled.plans, compiled.plan, compiled.keyed or (), compiled.split
+    width_keyed = len(keyed)
     rows: Rows = {}
     tallies: dict[tuple[int, int, str], dict[int, int]] = {}
     killed: dict[tuple[int, int], int] = {}
@@ -535,9 +548,16 @@ def _count_planned(
             continue
         if split and treatment != UNATTRIBUTED:
             user_sets.add((version, treatment))
-        values = tuple(map(attributes.get, keyed))
         try:
-            plan = plans[event_type, name, values, tuple(map(type, values))]
+            if width_keyed == 2:  # the usual keys built flat, without a tuple of values and one of types
+                first, second = attributes.get(keyed[0]), attributes.get(keyed[1])
+                plan = plans[event_type, name, first, second, type(first), type(second)]
+            elif width_keyed == 1:
+                first = attributes.get(keyed[0])
+                plan = plans[event_type, name, first, type(first)]
+            else:
+                values = tuple(map(attributes.get, keyed))
+                plan = plans[(event_type, name, *values, *map(type, values))]
         except (KeyError, TypeError):  # not seen yet, or a key that cannot be kept
             plan = plan_of(event_type, name, data, attributes)
         if plan is None:
@@ -553,19 +573,24 @@ def _count_planned(
         effects, calls = plan
         if effects >= 0:
             tally[effects] = tally.get(effects, 0) + 1
-        for position, count in calls:
-            delta = row[position]
-            if delta is None:
-                delta = row[position] = Delta()
-            count(delta, event_type, name, data, attributes)
-    _multiply_out(compiled.effects, rows, tallies)
+        for position, read in calls:  # a percentile's values gathered, counted at the end
+            gathered = row[position]
+            if gathered is None:
+                gathered = row[position] = []  # type: ignore[assignment]
+            gathered.append(attributes.get(read))  # type: ignore[union-attr]
+    _multiply_out(compiled, rows, tallies)
     return rows, killed, user_sets
 
 
-def _multiply_out(effects: list[RateEffects], rows: Rows, tallies: dict[tuple[int, int, str], dict[int, int]]) -> None:
-    """Each row's tallied rate effects into its deltas."""
+def _multiply_out(compiled: _CompiledTest, rows: Rows, tallies: dict[tuple[int, int, str], dict[int, int]]) -> None:
+    """Each row's gathered percentile values and tallied rate effects into its deltas."""
+    effects, values_counts = compiled.effects, compiled.values_counts
     for row_key, tally in tallies.items():
         row = rows[row_key]
+        for position, count_values in values_counts.items():
+            gathered: Any = row[position]
+            if gathered is not None:
+                row[position] = count_values(gathered)
         for effect, times in tally.items():
             for position, n, k, invalid in effects[effect]:
                 delta = row[position]

@@ -278,7 +278,7 @@ def _prepared_events(
     doc: Mapping[str, Any], batch_time: int
 ) -> list[tuple[Any, str, dict[str, Any], Mapping[str, Any], int]]:
     """(event type, name, data, custom attributes, time) of each well-formed event of a batch document."""
-    prepared = []
+    prepared: list[PreparedEvent] = []
     append = prepared.append
     for envelope in doc.get("events", []):
         if not isinstance(envelope, dict):
@@ -537,7 +537,8 @@ def _count_planned(
     killed: dict[tuple[int, int], int] = {}
     user_sets: set[tuple[int, str]] = set()
     width, last = len(compiled.metric_names), (-1, -1, "")
-    row: list[Delta | None] = []
+    row: list[Any] = []
+    """Deltas of the row's rates (filled at the end) and the gathered values of its percentiles (counted then)."""
     tally: dict[int, int] = {}
     boundary, answer, attribute = attributor
     for event_type, name, data, attributes, at_ms in events:
@@ -576,8 +577,8 @@ def _count_planned(
         for position, read in calls:  # a percentile's values gathered, counted at the end
             gathered = row[position]
             if gathered is None:
-                gathered = row[position] = []  # type: ignore[assignment]
-            gathered.append(attributes.get(read))  # type: ignore[union-attr]
+                gathered = row[position] = []
+            gathered.append(attributes.get(read))
     _multiply_out(compiled, rows, tallies)
     return rows, killed, user_sets
 

@@ -432,9 +432,8 @@ class BatchCount:
 
     def count(self, message: LaneMessage) -> Contribution:
         """The contribution of one lane message."""
-        contribution = Contribution(message.ledger_id)
         events, users = message.events, message.users
-        contribution.events = len(events)
+        contribution = Contribution(message.ledger_id, {}, {}, len(events))
         for index, compiled in enumerate(self._tests):
             if compiled.testers_only and not message.tester:
                 continue
@@ -465,9 +464,9 @@ class BatchCount:
                 test = compiled.test.name
                 keys = tuple(CounterKey(test, hour, version, treatment, name) for name in compiled.metric_names)
                 keys_of[row_key] = keys
-            for key, delta in zip(keys, row, strict=True):
+            for position, delta in enumerate(row):  # a row and its keys: one per metric
                 if delta is not None:
-                    deltas[key] = delta
+                    deltas[keys[position]] = delta
         for (hour, version), count in killed.items():
             deltas[CounterKey(compiled.test.name, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
 

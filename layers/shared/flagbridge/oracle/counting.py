@@ -26,7 +26,8 @@ cohort, user ids, events), the profiles of all its users are read at once, then 
 messages, building each user's attribution and each counter key once per batch. Selectors are compiled once per
 configuration: events are routed by type and name once, then one pass per event runs every metric's count. A test
 whose metrics are all rates and percentiles goes further: what an event does to every metric is found once per
-event type, name and values of the attributes its selectors read (a plan), and rates are tallied per plan.
+event type, name and values of the attributes its selectors read (a plan), rates are tallied per plan, and a
+percentile's values are gathered per counter and counted in one call per message.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ class _CompiledTest:
     When every metric is a rate or a percentile (``keyed`` is not None), what an event does is decided by its type,
     name and the values of the ``keyed`` attributes alone, apart from a percentile's own value: that decision (a
     :data:`Plan`, found by the general path once) is kept per (type, name, values, their types) in ``plans``, and
-    a rate's count is a tally of its plan, multiplied out once per message."""
+    a rate's count is a tally of its plan, multiplied out once per message; a percentile's values are gathered in
+    the row and counted once per message (``values_counts``)."""
 
     __slots__ = (
         "_effect_ids", "by_attribute", "effects", "groups", "keyed", "metric_names", "percentiles", "plans", "routes",

@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from flagbridge.oracle.config import SERVER_ERROR_OR_NO_ANSWER, parse_oracle_config
 from flagbridge.oracle.counting import Contribution, Counter, Delta
+from flagbridge.oracle.kinds.percentile import compile_percentile, compile_percentile_values
 from flagbridge.oracle.kinds.rate import RateCount as _CompiledMetric
 from flagbridge.oracle.tally import number_of as _number
 from flagbridge.values import canonical
 from tests.unit.oracle.test_counting_equivalence import (
     _PROFILES,
+    _VALUES,
     CONFIGS,
     T0,
     TRAFFIC_TYPES,
@@ -146,3 +148,18 @@ def test_equal_values_of_other_types_never_share_a_plan() -> None:
     [delta] = slow.deltas.values()
     assert (delta.n, delta.k) == (8, 6)  # True is not in [1]; 1, 1.0 and "1" are
     assert len(planned._tests[0].plans) == 3  # int, bool and str kept apart; floats never kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_VALUES, max_size=30))
+def test_gathered_percentile_values_count_as_each_event_in_turn(values: list[Any]) -> None:
+    """The planned path gathers a percentile's values per counter and counts them in one call: the same delta,
+    buckets in the same order, as the per-event count called on each value from an empty delta."""
+    config = parse_oracle_config({"tests": [{"name": "t", "flag": "f", "environment": "Production"}]})
+    [metric] = [m for m in config.tests[0].metrics if m.type == "percentile"]
+    one_by_one = Delta()
+    count = compile_percentile(metric)  # type: ignore[arg-type]
+    for value in values:
+        count(one_by_one, "custom_event", "x", {}, {metric.attribute: value})  # type: ignore[attr-defined]
+    gathered = compile_percentile_values(metric)(values)  # type: ignore[arg-type]
+    assert (gathered, list(gathered.buckets.items())) == (one_by_one, list(one_by_one.buckets.items()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -311,3 +312,29 @@ def test_the_service_keeps_unreadable_messages_in_its_quarantine_or_has_them_red
     refusing = CounterService(world.counting._counter, world.counters, world.load, quarantine=RefusingQuarantine)
     result = refusing.process([QueueRecord("x", "not json")])
     assert result.failed_message_ids == ["x"] and result.quarantine_errors == ["StoreError"]
+
+
+def test_the_collector_is_paused_while_a_batch_is_counted_and_restored_after() -> None:
+    """Counting pauses the cyclic collector (its batch is acyclic) and leaves it as it found it, also on a failure."""
+    seen: list[bool] = []
+
+    class Watching(InMemoryCounterStore):
+        def apply(self, contributions: Any) -> Any:
+            seen.append(gc.isenabled())
+            if len(seen) == 2:
+                raise StoreError("unreachable")
+            return super().apply(contributions)
+
+    world = World()
+    world.counting = CounterService(Counter(world.config, {"customer_id": ["user"]}), Watching(), world.load)
+    assert gc.isenabled()
+    world.counting.process(world.send("qa-1", [200], "a"))
+    with pytest.raises(StoreError):
+        world.counting.process(world.send("qa-1", [200], "b"))
+    assert gc.isenabled() and seen == [False, False]
+    gc.disable()
+    try:
+        world.counting.process(world.send("qa-1", [200], "c"))
+        assert not gc.isenabled()  # left off: the caller had turned it off
+    finally:
+        gc.enable()

@@ -26,7 +26,8 @@ cohort, user ids, events), the profiles of all its users are read at once, then 
 messages, building each user's attribution and each counter key once per batch. Selectors are compiled once per
 configuration: events are routed by type and name once, then one pass per event runs every metric's count. A test
 whose metrics are all rates and percentiles goes further: what an event does to every metric is found once per
-event type, name and values of the attributes its selectors read (a plan), and rates are tallied per plan.
+event type, name and values of the attributes its selectors read (a plan), rates are tallied per plan, and a
+percentile's values are gathered per counter and counted in one call per message.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any, NamedTuple
 from flagbridge.errors import FlagbridgeError
 from flagbridge.oracle.config import OracleConfig, OracleTest
 from flagbridge.oracle.kinds import CountEvent, kind_of
-from flagbridge.oracle.kinds.percentile import PERCENTILE
+from flagbridge.oracle.kinds.percentile import PERCENTILE, PercentileMetric, compile_percentile_values
 from flagbridge.oracle.kinds.rate import RATE, RateMetric
 from flagbridge.oracle.tally import MEMO_LIMIT, Delta, EventMatcher
 from flagbridge.profiles.model import FlagState
@@ -152,9 +153,11 @@ Route = tuple[tuple[AttributeCheck | None, tuple[tuple[int, CountEvent], ...]], 
 
 RateEffects = tuple[tuple[int, int, int, int], ...]
 """(position, n, k, invalid) that one event adds to each rate metric that selects it."""
-Plan = tuple[int, tuple[tuple[int, CountEvent], ...]] | None
-"""What one event does to a test's metrics: (the id of its rate effects, -1 for none; the (position, count) of
-each percentile metric that selects it); None when no metric selects it."""
+Plan = tuple[int, tuple[tuple[int, str], ...]] | None
+"""What one event does to a test's metrics: (the id of its rate effects, -1 for none; the (position, attribute)
+of each percentile metric that selects it); None when no metric selects it."""
+ValuesCount = Callable[[list[Any]], Delta]
+"""A percentile metric's count of the gathered values of its attribute (one per event, in order)."""
 
 
 class _CompiledTest:
@@ -164,11 +167,12 @@ class _CompiledTest:
     When every metric is a rate or a percentile (``keyed`` is not None), what an event does is decided by its type,
     name and the values of the ``keyed`` attributes alone, apart from a percentile's own value: that decision (a
     :data:`Plan`, found by the general path once) is kept per (type, name, values, their types) in ``plans``, and
-    a rate's count is a tally of its plan, multiplied out once per message."""
+    a rate's count is a tally of its plan, multiplied out once per message; a percentile's values are gathered in
+    the row and counted once per message (``values_counts``)."""
 
     __slots__ = (
         "_effect_ids", "by_attribute", "effects", "groups", "keyed", "metric_names", "percentiles", "plans", "routes",
-        "split", "test", "testers_only",
+        "split", "test", "testers_only", "values_counts",
     )  # fmt: skip
 
     def __init__(self, test: OracleTest) -> None:
@@ -186,7 +190,12 @@ class _CompiledTest:
         self.split = test.split is not None
         self.by_attribute = test.treatment_attribute is not None
         self.keyed = _keyed_attributes(test)
-        self.percentiles = frozenset(p for p, m in enumerate(test.metrics) if kind_of(m) is PERCENTILE)
+        percentiles = [(p, m) for p, m in enumerate(test.metrics) if kind_of(m) is PERCENTILE]
+        self.percentiles = {p: m.attribute for p, m in percentiles if isinstance(m, PercentileMetric)}
+        """Position -> the attribute of each percentile metric."""
+        self.values_counts: dict[int, ValuesCount] = {
+            p: compile_percentile_values(m) for p, m in percentiles if isinstance(m, PercentileMetric)
+        }
         self.plans: dict[Hashable, Plan] = {}
         self.effects: list[RateEffects] = []
         """Rate effects by id (a plan names them by their position here)."""
@@ -210,13 +219,13 @@ class _CompiledTest:
         except (KeyError, TypeError):
             route = self.route(event_type, name, data)
         effects: list[tuple[int, int, int, int]] = []
-        calls: list[tuple[int, CountEvent]] = []
+        calls: list[tuple[int, str]] = []
         for accepts, metrics in route:
             if accepts is not None and not accepts(attributes):
                 continue
             for position, count in metrics:
                 if position in self.percentiles:
-                    calls.append((position, count))
+                    calls.append((position, self.percentiles[position]))
                     continue
                 scratch = Delta()
                 count(scratch, event_type, name, data, attributes)
@@ -228,7 +237,7 @@ class _CompiledTest:
         types = tuple(map(type, values))
         keeps = float not in types and len(self.plans) < MEMO_LIMIT and isinstance(event_type, Hashable)
         if keeps and all(isinstance(value, Hashable) for value in values):
-            self.plans[event_type, name, values, types] = plan
+            self.plans[(event_type, name, *values, *types)] = plan
         return plan
 
     def _effect_id(self, effects: RateEffects) -> int:
@@ -271,7 +280,8 @@ def _prepared_events(
     doc: Mapping[str, Any], batch_time: int
 ) -> list[tuple[Any, str, dict[str, Any], Mapping[str, Any], int]]:
     """(event type, name, data, custom attributes, time) of each well-formed event of a batch document."""
-    prepared = []
+    prepared: list[PreparedEvent] = []
+    append = prepared.append
     for envelope in doc.get("events", []):
         if not isinstance(envelope, dict):
             continue
@@ -282,16 +292,20 @@ def _prepared_events(
             continue
         event_type = envelope.get("event_type")
         if event_type == "custom_event":
-            name = str(data.get("event_name", ""))
+            name = data.get("event_name", "")
         elif event_type == "screen_view":
-            name = str(data.get("screen_name", ""))
+            name = data.get("screen_name", "")
         else:
-            name = str(event_type)
+            name = event_type
+        if type(name) is not str:  # str() of a str is itself: called only for anything else
+            name = str(name)
         attributes = data.get("custom_attributes")
+        if not isinstance(attributes, dict):
+            attributes = _NO_ATTRIBUTES
         at_ms = data.get("timestamp_unixtime_ms")
         if type(at_ms) is not int or at_ms <= 0:
             at_ms = _event_time(data, batch_time)
-        prepared.append((event_type, name, data, attributes if isinstance(attributes, dict) else _NO_ATTRIBUTES, at_ms))
+        append((event_type, name, data, attributes, at_ms))
     return prepared
 
 
@@ -420,9 +434,8 @@ class BatchCount:
 
     def count(self, message: LaneMessage) -> Contribution:
         """The contribution of one lane message."""
-        contribution = Contribution(message.ledger_id)
         events, users = message.events, message.users
-        contribution.events = len(events)
+        contribution = Contribution(message.ledger_id, {}, {}, len(events))
         for index, compiled in enumerate(self._tests):
             if compiled.testers_only and not message.tester:
                 continue
@@ -453,9 +466,9 @@ class BatchCount:
                 test = compiled.test.name
                 keys = tuple(CounterKey(test, hour, version, treatment, name) for name in compiled.metric_names)
                 keys_of[row_key] = keys
-            for key, delta in zip(keys, row, strict=True):
+            for position, delta in enumerate(row):  # a row and its keys: one per metric
                 if delta is not None:
-                    deltas[key] = delta
+                    deltas[keys[position]] = delta
         for (hour, version), count in killed.items():
             deltas[CounterKey(compiled.test.name, hour, version, KILLED, ANY_METRIC)] = Delta(n=count)
 
@@ -519,12 +532,14 @@ def _count_planned(
     """:func:`_count_events` by the test's plans: per event, its plan looked up by its key; the rate effects
     tallied per row and plan, multiplied out at the end (integer counts: the same sums in any order)."""
     plans, plan_of, keyed, split = compiled.plans, compiled.plan, compiled.keyed or (), compiled.split
+    width_keyed = len(keyed)
     rows: Rows = {}
     tallies: dict[tuple[int, int, str], dict[int, int]] = {}
     killed: dict[tuple[int, int], int] = {}
     user_sets: set[tuple[int, str]] = set()
     width, last = len(compiled.metric_names), (-1, -1, "")
-    row: list[Delta | None] = []
+    row: list[Any] = []
+    """Deltas of the row's rates (filled at the end) and the gathered values of its percentiles (counted then)."""
     tally: dict[int, int] = {}
     boundary, answer, attribute = attributor
     for event_type, name, data, attributes, at_ms in events:
@@ -535,9 +550,16 @@ def _count_planned(
             continue
         if split and treatment != UNATTRIBUTED:
             user_sets.add((version, treatment))
-        values = tuple(map(attributes.get, keyed))
         try:
-            plan = plans[event_type, name, values, tuple(map(type, values))]
+            if width_keyed == 2:  # the usual keys built flat, without a tuple of values and one of types
+                first, second = attributes.get(keyed[0]), attributes.get(keyed[1])
+                plan = plans[event_type, name, first, second, type(first), type(second)]
+            elif width_keyed == 1:
+                first = attributes.get(keyed[0])
+                plan = plans[event_type, name, first, type(first)]
+            else:
+                values = tuple(map(attributes.get, keyed))
+                plan = plans[(event_type, name, *values, *map(type, values))]
         except (KeyError, TypeError):  # not seen yet, or a key that cannot be kept
             plan = plan_of(event_type, name, data, attributes)
         if plan is None:
@@ -553,19 +575,24 @@ def _count_planned(
         effects, calls = plan
         if effects >= 0:
             tally[effects] = tally.get(effects, 0) + 1
-        for position, count in calls:
-            delta = row[position]
-            if delta is None:
-                delta = row[position] = Delta()
-            count(delta, event_type, name, data, attributes)
-    _multiply_out(compiled.effects, rows, tallies)
+        for position, read in calls:  # a percentile's values gathered, counted at the end
+            gathered = row[position]
+            if gathered is None:
+                gathered = row[position] = []
+            gathered.append(attributes.get(read))
+    _multiply_out(compiled, rows, tallies)
     return rows, killed, user_sets
 
 
-def _multiply_out(effects: list[RateEffects], rows: Rows, tallies: dict[tuple[int, int, str], dict[int, int]]) -> None:
-    """Each row's tallied rate effects into its deltas."""
+def _multiply_out(compiled: _CompiledTest, rows: Rows, tallies: dict[tuple[int, int, str], dict[int, int]]) -> None:
+    """Each row's gathered percentile values and tallied rate effects into its deltas."""
+    effects, values_counts = compiled.effects, compiled.values_counts
     for row_key, tally in tallies.items():
         row = rows[row_key]
+        for position, count_values in values_counts.items():
+            gathered: Any = row[position]
+            if gathered is not None:
+                row[position] = count_values(gathered)
         for effect, times in tally.items():
             for position, n, k, invalid in effects[effect]:
                 delta = row[position]

@@ -18,13 +18,12 @@
 
 from __future__ import annotations
 
-import gc
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from flagbridge.collector import collector_paused
 from flagbridge.config import BridgeConfig
 from flagbridge.errors import ConfigError
 from flagbridge.oracle.config import OracleConfig, OracleTest, lane_problems
@@ -113,7 +112,7 @@ class CounterService:
         self._quarantine = quarantine
 
     def process(self, records: Sequence[QueueRecord]) -> CountResult:
-        with _collector_paused():
+        with collector_paused():
             return self._process(records)
 
     def _process(self, records: Sequence[QueueRecord]) -> CountResult:
@@ -141,20 +140,6 @@ class CounterService:
         if self._quarantine is not None:
             _keep_unreadable(self._quarantine, result)
         return result
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a batch is counted (as it was before, after), as the impression
-    processor does: the batch's parsed messages, their events and contributions are acyclic and live until the
-    batch is written, so the collections their allocation triggers find nothing to collect and re-scan them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _keep_unreadable(quarantine: Callable[[], Quarantine], result: CountResult) -> None:

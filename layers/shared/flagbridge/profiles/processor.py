@@ -16,19 +16,18 @@ the reason the model gives instead of looping to the DLQ.
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from flagbridge.collector import collector_paused
 from flagbridge.errors import StoreError
 from flagbridge.impressions.records import Row, decode_message, row_of
 from flagbridge.impressions.testers import RuleMatcher
@@ -112,23 +111,6 @@ def _failed_messages(
     }
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for one batch (as it was before, after).
-
-    A batch allocates tens of thousands of short-lived, acyclic containers (rows, states, their dicts), which
-    reference counting frees; the collections their allocation triggers would find nothing to collect, and each
-    older-generation one re-scans everything the batch still holds (about a tenth of the batch's CPU time).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class ImpressionProcessor:
     """Applies batches of queued impressions to the profile store."""
 
@@ -156,7 +138,7 @@ class ImpressionProcessor:
         return self._pool
 
     def process(self, records: Sequence[QueueRecord]) -> ProcessResult:
-        with _collector_paused():
+        with collector_paused():
             return self._process(records)
 
     def _process(self, records: Sequence[QueueRecord]) -> ProcessResult:

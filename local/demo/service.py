@@ -38,7 +38,6 @@ import gzip
 import hashlib
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -50,6 +49,8 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, unquote, urlsplit
 from urllib.request import Request, urlopen
+
+from local.stopping import StopRequest
 
 FLAG = "new_checkout"
 ON_PERCENT = 50
@@ -517,12 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.flag_version is not None:
         reporter.flag_version = args.flag_version
     service = CheckoutService(reporter, port=args.port).start()
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    stop = StopRequest()
+    stop.install()
     print(json.dumps({"url": service.url, "flag": FLAG, "flag_version": reporter.flag_version}), flush=True)
-    while not stopping.wait(0.2):
-        pass
+    stop.wait()
     service.stop()
     print(json.dumps({"stopped": True, **reporter.stats()}), flush=True)
     return 0

@@ -11,14 +11,11 @@ import argparse
 import contextlib
 import errno
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import local.runner
 from flagbridge_ops.output import coloured, use_colour
@@ -27,6 +24,7 @@ from local.runner.bridge import LocalBridge
 from local.runner.invoke import log
 from local.runner.moto_patches import share_botocore_data_loaders
 from local.runner.output import HandlerOutput
+from local.stopping import StopRequest
 
 DEFAULT_LOG_FILE = ROOT / "build" / "local-run.log"
 
@@ -112,17 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = replaying and not (args.no_demo or _truthy(os.environ.get("FLAGBRIDGE_NO_DEMO")))
     if demo:  # the oracle evaluates every 5 s instead of 15, so the demo's verdicts come within its minute
         os.environ.setdefault("FLAGBRIDGE_LOCAL_SCHEDULE_SECONDS", "5")
-    stopping = threading.Event()
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        log(f"{signal.Signals(signum).name} received, stopping")
-        stopping.set()
-
-    def install_signal_handlers() -> None:
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-
-    install_signal_handlers()
+    stopping = StopRequest()
+    stopping.install()
     with handler_output(args.verbose, args.log_file) as output:
         bridge = LocalBridge(port=args.port, host=args.host, handler_output=output)
         try:
@@ -139,24 +128,25 @@ def main(argv: list[str] | None = None) -> int:
             log("startup failed:")
             traceback.print_exc(file=sys.stderr)
             return 1
-        install_signal_handlers()  # again: imported handler code must not leave us without a clean shutdown
+        stopping.install()  # again: imported handler code must not leave us without a clean shutdown
         try:
             log(f"ready on {bridge.url} in {bridge.startup_seconds:.2f}s")
             replay = None
-            if replaying and not stopping.is_set():
+            if replaying and not stopping.requested:
                 replay = bridge.replay_samples()
                 replay["mparticle"] = bridge.replay_mparticle_samples()
             colour = use_colour(terminal, os.environ)
-            if demo and not stopping.is_set():
+            if demo and not stopping.requested:
                 # What the bridge offers first, while the demo (a minute) reports its own progress below it.
                 print(coloured(bridge.summary(replay, closing=False), colour), file=terminal, flush=True)
                 demo_summary = run_demo(bridge)
                 print(coloured("\n".join(bridge.closing_lines(demo_summary)), colour), file=terminal, flush=True)
             else:
                 print(coloured(bridge.summary(replay), colour), file=terminal, flush=True)
-            while not stopping.wait(0.2):
-                pass
+            stopping.wait()
         finally:
+            if stopping.requested:
+                log(f"{stopping.signal_name} received, stopping")
             stopping_started = time.perf_counter()
             bridge.stop()
             log(f"stopped in {time.perf_counter() - stopping_started:.1f}s")

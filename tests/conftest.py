@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from local.botocore_loaders import share_botocore_data_loaders
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 
@@ -37,29 +39,10 @@ for leaked in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(leaked, None)
 
 
-def _share_botocore_data_loaders() -> None:
-    """One botocore data loader per data path for the whole test process, instead of one per session.
-
-    ``mock_aws`` gives each test a fresh default boto3 session (and ``runtime.reset()`` fresh clients), and a fresh
-    session's loader parses the service models, endpoint rules and partitions from JSON again: about two thirds
-    of the ``aws`` fixture's CPU, paid by every test that uses it. A loader only caches what it read from
-    botocore's data files, which no session changes; the clients and their state stay per session.
-    """
-    import botocore.loaders
-    import botocore.session
-
-    loaders: dict[str | None, botocore.loaders.Loader] = {}
-    create_loader = botocore.loaders.create_loader
-
-    def shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
-        if search_path_string not in loaders:
-            loaders[search_path_string] = create_loader(search_path_string)
-        return loaders[search_path_string]
-
-    botocore.session.create_loader = shared_loader  # type: ignore[attr-defined]
-
-
-_share_botocore_data_loaders()
+# One botocore data loader per data path for the whole test process: ``mock_aws`` gives each test a fresh default
+# boto3 session (and ``runtime.reset()`` fresh clients), whose loader would parse botocore's models, endpoint rules
+# and partitions from JSON again, about two thirds of the ``aws`` fixture's CPU (the local runner does the same).
+share_botocore_data_loaders()
 
 PROFILES_TABLE = "flagbridge-profiles-test"
 QUARANTINE_BUCKET = "flagbridge-quarantine-test"

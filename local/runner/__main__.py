@@ -19,10 +19,10 @@ from pathlib import Path
 
 import local.runner
 from flagbridge_ops.output import coloured, use_colour
+from local.botocore_loaders import share_botocore_data_loaders
 from local.resources import ROOT
 from local.runner.bridge import LocalBridge
 from local.runner.invoke import log
-from local.runner.moto_patches import share_botocore_data_loaders
 from local.runner.output import HandlerOutput
 from local.stopping import StopRequest
 

@@ -1,5 +1,5 @@
 """Three speed-ups of moto internals for the embedded server (results unchanged; see each function for why it is
-safe), which ``FLAGBRIDGE_LOCAL_MOTO_SPEEDUPS=0`` turns off; and one botocore data loader for a runner's process."""
+safe). ``FLAGBRIDGE_LOCAL_MOTO_SPEEDUPS=0`` turns them off."""
 
 from __future__ import annotations
 
@@ -7,31 +7,6 @@ import inspect
 import threading
 from collections.abc import Iterator
 from typing import Any
-
-
-def share_botocore_data_loaders() -> None:
-    """One botocore data loader per data path for the runner's process, instead of one per boto3 session.
-
-    The runtime makes a session per client, for every handler the runner imports, and each new session's loader
-    parsed botocore's service models, endpoint rules and partitions from JSON again (as in the tests, whose
-    ``tests/conftest.py`` does the same). A loader only caches what it read from botocore's data files, which no
-    session changes; the clients and their state stay per session. ``python -m local.runner`` applies it.
-    """
-    import botocore.loaders
-    import botocore.session
-
-    create_loader = botocore.session.create_loader
-    if getattr(create_loader, "_flagbridge_shared", False):
-        return
-    loaders: dict[str | None, botocore.loaders.Loader] = {}
-
-    def shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
-        if search_path_string not in loaders:
-            loaders[search_path_string] = create_loader(search_path_string)
-        return loaders[search_path_string]
-
-    shared_loader._flagbridge_shared = True  # type: ignore[attr-defined]
-    botocore.session.create_loader = shared_loader
 
 
 def speed_up_moto_dispatch() -> bool:

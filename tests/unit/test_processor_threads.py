@@ -1,4 +1,4 @@
-"""The processor's writer threads: the calling thread works alone until an item waits, then the others join in."""
+"""The processor's writer threads: the calling thread works alone until it waits more than it runs, then others join."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from flagbridge.profiles.processor import WAITED_S, _run_concurrently
+from flagbridge.profiles.processor import WAIT_JUDGED_AFTER_S, _run_concurrently
 
 
 def _square_or_raise(item: int) -> int:
@@ -43,7 +43,7 @@ def test_items_that_wait_start_the_other_threads_and_give_every_outcome_in_order
 
     def waiting(item: int) -> int:
         threads.add(threading.current_thread().name)
-        time.sleep(WAITED_S * 2)  # longer than an item may take before the others start, whatever the load
+        time.sleep(WAIT_JUDGED_AFTER_S * 2)  # waits (no CPU) past the time the calling thread judges at
         return _square_or_raise(item)
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="helper") as executor:

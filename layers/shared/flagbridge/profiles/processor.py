@@ -65,9 +65,9 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-# An item that takes longer than this (wall clock) waited on I/O, as a store call does: a merge alone takes tens of
-# microseconds per (user, flag).
-WAITED_S = 0.002
+# The calling thread, working alone, compares the time that passed with the CPU time it used after this long (and
+# every millisecond after): over half of it not running (waiting on the store, or preempted) starts the others.
+WAIT_JUDGED_AFTER_S = 0.01
 
 
 def _run_concurrently(
@@ -77,8 +77,9 @@ def _run_concurrently(
 
     The store calls are I/O, so the pairs are written in parallel; each worker takes the next pending item
     (rather than one pool task per item, whose bookkeeping would cost more than a fast write). The calling thread
-    works through the items alone until one takes longer than :data:`WAITED_S`, and only then starts the others:
-    items that only compute share one GIL, and more threads would add switches and cache misses, not speed.
+    works through the items alone while they only compute, and starts the others once it spent more than half of
+    its time not running (see :data:`WAIT_JUDGED_AFTER_S`): items that only compute share one GIL, and more
+    threads would add switches and cache misses, not speed.
     """
     outcomes: list[Any] = [None] * len(items)
     pending: SimpleQueue[int] = SimpleQueue()  # thread-safe without a Python-level lock
@@ -86,9 +87,10 @@ def _run_concurrently(
         pending.put(index)
 
     def work(alone: bool = False) -> bool:
-        """Run pending items until none is left (True) or, ``alone``, until one waited (False)."""
-        clock = time.perf_counter
-        started = clock() if alone else 0.0
+        """Run pending items until none is left (True) or, ``alone``, until it waited more than it ran (False)."""
+        clock, cpu = time.perf_counter, time.thread_time
+        started, used = (clock(), cpu()) if alone else (0.0, 0.0)
+        judged_at = started + WAIT_JUDGED_AFTER_S
         while True:
             try:
                 index = pending.get_nowait()
@@ -98,11 +100,11 @@ def _run_concurrently(
                 outcomes[index] = fn(items[index])
             except Exception as exc:
                 outcomes[index] = exc
-            if alone:
-                finished = clock()
-                if finished - started > WAITED_S:
+            if alone and clock() >= judged_at:
+                now = clock()
+                if cpu() - used < (now - started) / 2:
                     return False
-                started = finished
+                judged_at = now + 0.001
 
     workers = min(max_workers, len(items))
     if workers <= 1:

@@ -228,40 +228,35 @@ def merge_into(  # hot path: the merge, flattened (make bench); hypothesis-teste
     seen, seen_floor = _prune(seen, state, first_seen, last_seen, config)
 
     merged = _new(FlagState)
-    merged.__dict__.update(
-        traffic_type=first[10],
-        key=first[0],
-        flag=first[1],
-        first_seen=first_seen,
-        last_seen=last_seen,
-        exposures=exposures + new,
-        assignments=history,
-        seen=seen,
-        seen_floor=seen_floor,
-        rev=state.rev if state else 0,
-        updated_at=now_ms,
-    )
+    fields = merged.__dict__  # item stores cost less than update()'s keyword dictionary
+    fields["traffic_type"] = first[10]
+    fields["key"] = first[0]
+    fields["flag"] = first[1]
+    fields["first_seen"] = first_seen
+    fields["last_seen"] = last_seen
+    fields["exposures"] = exposures + new
+    fields["assignments"] = history
+    fields["seen"] = seen
+    fields["seen_floor"] = seen_floor
+    fields["rev"] = state.rev if state else 0
+    fields["updated_at"] = now_ms
     if head is not None:
-        merged.__dict__.update(
-            identity_type=head[11],
-            treatment=head[2],
-            label=head[4] or None,
-            version=head[5],
-            environment=head[6],
-            environment_id=head[7],
-            current_time=head[3],
-        )
+        fields["identity_type"] = head[11]
+        fields["treatment"] = head[2]
+        fields["label"] = head[4] or None
+        fields["version"] = head[5]
+        fields["environment"] = head[6]
+        fields["environment_id"] = head[7]
+        fields["current_time"] = head[3]
     else:
         current = cast(FlagState, state)  # no row outranked the state's current treatment: there is a state
-        merged.__dict__.update(
-            identity_type=current.identity_type,
-            treatment=current.treatment,
-            label=current.label,
-            version=current.version,
-            environment=current.environment,
-            environment_id=current.environment_id,
-            current_time=current.current_time,
-        )
+        fields["identity_type"] = current.identity_type
+        fields["treatment"] = current.treatment
+        fields["label"] = current.label
+        fields["version"] = current.version
+        fields["environment"] = current.environment
+        fields["environment_id"] = current.environment_id
+        fields["current_time"] = current.current_time
     return merged, new, duplicates
 
 
@@ -275,15 +270,14 @@ def _history(
     assignments = dict(known)
     for identity, (first_seen, last_seen, count, environment) in touched.items():
         assignment = assignments[identity] = _new(Assignment)
-        assignment.__dict__.update(
-            treatment=identity[0],
-            label=identity[1],
-            version=identity[2],
-            environment=environment,
-            first_seen=first_seen,
-            last_seen=last_seen,
-            count=count,
-        )
+        fields = assignment.__dict__  # item stores cost less than update()'s keyword dictionary
+        fields["treatment"] = identity[0]
+        fields["label"] = identity[1]
+        fields["version"] = identity[2]
+        fields["environment"] = environment
+        fields["first_seen"] = first_seen
+        fields["last_seen"] = last_seen
+        fields["count"] = count
     if len(assignments) == 1:
         return tuple(assignments.values())
     return tuple(sorted(assignments.values(), key=_history_order)[-size:])
@@ -358,26 +352,25 @@ def _new_state(  # hot path: the merge of a new (user, flag), flattened (make be
         seen_floor = 0
     first = rows[0]
     merged = _new(FlagState)
-    merged.__dict__.update(
-        traffic_type=first[10],
-        key=first[0],
-        flag=first[1],
-        first_seen=first_seen,
-        last_seen=last_seen,
-        exposures=new,
-        assignments=_new_history(touched, config.assignment_history_size),
-        seen=seen,
-        seen_floor=seen_floor,
-        rev=0,
-        updated_at=now_ms,
-        identity_type=head[11],
-        treatment=head[2],
-        label=head[4] or None,
-        version=head[5],
-        environment=head[6],
-        environment_id=head[7],
-        current_time=head[3],
-    )
+    fields = merged.__dict__  # item stores cost less than update()'s keyword dictionary
+    fields["traffic_type"] = first[10]
+    fields["key"] = first[0]
+    fields["flag"] = first[1]
+    fields["first_seen"] = first_seen
+    fields["last_seen"] = last_seen
+    fields["exposures"] = new
+    fields["assignments"] = _new_history(touched, config.assignment_history_size)
+    fields["seen"] = seen
+    fields["seen_floor"] = seen_floor
+    fields["rev"] = 0
+    fields["updated_at"] = now_ms
+    fields["identity_type"] = head[11]
+    fields["treatment"] = head[2]
+    fields["label"] = head[4] or None
+    fields["version"] = head[5]
+    fields["environment"] = head[6]
+    fields["environment_id"] = head[7]
+    fields["current_time"] = head[3]
     return merged, new, len(rows) - new
 
 
@@ -387,15 +380,14 @@ def _new_history(touched: dict[tuple[str, str | None, int | None], list[Any]], s
     keyed = []
     for (treatment, label, version), (first_seen, last_seen, count, environment) in touched.items():
         assignment = _new(Assignment)
-        assignment.__dict__.update(
-            treatment=treatment,
-            label=label,
-            version=version,
-            environment=environment,
-            first_seen=first_seen,
-            last_seen=last_seen,
-            count=count,
-        )
+        fields = assignment.__dict__  # item stores cost less than update()'s keyword dictionary
+        fields["treatment"] = treatment
+        fields["label"] = label
+        fields["version"] = version
+        fields["environment"] = environment
+        fields["first_seen"] = first_seen
+        fields["last_seen"] = last_seen
+        fields["count"] = count
         order = (last_seen, NO_VERSION if version is None else version, treatment, label is not None, label or "")
         keyed.append((order, assignment))
     if len(keyed) > 1:
@@ -415,36 +407,34 @@ def _first_impression(row: Row, now_ms: int) -> tuple[FlagState, int, int]:
     digest.update(material.encode())
     fp = _b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode()
     assignment = _new(Assignment)
-    assignment.__dict__.update(
-        treatment=treatment,
-        label=label,
-        version=version,
-        environment=environment,
-        first_seen=time,
-        last_seen=time,
-        count=1,
-    )
+    fields = assignment.__dict__  # item stores cost less than update()'s keyword dictionary
+    fields["treatment"] = treatment
+    fields["label"] = label
+    fields["version"] = version
+    fields["environment"] = environment
+    fields["first_seen"] = time
+    fields["last_seen"] = time
+    fields["count"] = 1
     state = _new(FlagState)
-    state.__dict__.update(
-        traffic_type=traffic_type,
-        key=key,
-        identity_type=row[11],
-        flag=flag,
-        treatment=treatment,
-        label=label,
-        version=version,
-        environment=environment,
-        environment_id=environment_id,
-        current_time=time,
-        first_seen=time,
-        last_seen=time,
-        exposures=1,
-        assignments=(assignment,),
-        seen={fp: time},  # within the window and the cap (dedup_max_entries >= 10)
-        seen_floor=0,
-        rev=0,
-        updated_at=now_ms,
-    )
+    fields = state.__dict__
+    fields["traffic_type"] = traffic_type
+    fields["key"] = key
+    fields["identity_type"] = row[11]
+    fields["flag"] = flag
+    fields["treatment"] = treatment
+    fields["label"] = label
+    fields["version"] = version
+    fields["environment"] = environment
+    fields["environment_id"] = environment_id
+    fields["current_time"] = time
+    fields["first_seen"] = time
+    fields["last_seen"] = time
+    fields["exposures"] = 1
+    fields["assignments"] = (assignment,)
+    fields["seen"] = {fp: time}  # within the window and the cap (dedup_max_entries >= 10)
+    fields["seen_floor"] = 0
+    fields["rev"] = 0
+    fields["updated_at"] = now_ms
     return state, 1, 0
 
 

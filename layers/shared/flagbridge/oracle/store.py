@@ -230,11 +230,10 @@ class DynamoDBCounterStore:
             values.update({":ap": {"N": str(total.at_pass)}, ":af": {"N": str(total.at_fail)},
                            ":cl": {"N": str(total.classified)}})  # fmt: skip
             adds += ["ap :ap", "af :af", "cl :cl"]
-        for (name, value, add), (index, count) in zip(
-            _buckets(len(total.buckets)), sorted(total.buckets.items()), strict=True
-        ):
-            names[name] = _bucket_name(index)
-            values[value] = {"N": str(count)}
+        buckets, known_names = total.buckets, _BUCKET_ATTRIBUTES.get
+        for (name, value, add), index in zip(_buckets(len(buckets)), sorted(buckets), strict=True):
+            names[name] = known_names(index) or _bucket_name(index)
+            values[value] = {"N": str(buckets[index])}
             adds.append(add)
         for (marker, _), ledger_id in zip(_markers(len(ids)), ids, strict=True):
             values[marker] = {"S": ledger_id}

@@ -101,10 +101,13 @@ def _plan(contributions: Sequence[Contribution]) -> Plan:
     counters: dict[CounterKey, dict[str, Delta]] = {}
     users: dict[UserSetKey, set[str]] = {}
     for contribution in contributions:
+        ledger_id = contribution.ledger_id
         for key, delta in contribution.deltas.items():
-            per_message = counters.setdefault(key, {})
-            if contribution.ledger_id not in per_message:  # the same batch twice in one SQS batch
-                per_message[contribution.ledger_id] = delta
+            per_message = counters.get(key)
+            if per_message is None:
+                counters[key] = {ledger_id: delta}
+            elif ledger_id not in per_message:  # the same batch twice in one SQS batch
+                per_message[ledger_id] = delta
         for user_key, digests in contribution.users.items():
             users.setdefault(user_key, set()).update(digests)
     return counters, users

@@ -47,6 +47,10 @@ HOT_PATHS: dict[str, tuple[int, str]] = {
         21,
         "hot path: every Split event, fields inline (make bench)",
     ),
+    "layers/shared/flagbridge/oracle/counting.py:_count_planned": (
+        22,
+        "hot path: one pass per event, the plan lookup inline (make bench); equivalence-tested",
+    ),
     "layers/shared/flagbridge/impressions/records.py:decode_message": (
         30,
         "hot path: fast decoder, equivalence-tested against the models",

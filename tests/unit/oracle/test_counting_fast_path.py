@@ -163,3 +163,32 @@ def test_gathered_percentile_values_count_as_each_event_in_turn(values: list[Any
         count(one_by_one, "custom_event", "x", {}, {metric.attribute: value})  # type: ignore[attr-defined]
     gathered = compile_percentile_values(metric)(values)  # type: ignore[arg-type]
     assert (gathered, list(gathered.buckets.items())) == (one_by_one, list(one_by_one.buckets.items()))
+
+
+def test_consecutive_events_take_the_last_plan_only_for_the_same_values() -> None:
+    """Two keyed attributes (the shipped test's shape): an event takes the previous event's plan without a lookup
+    only when its values are the same objects and its type and name are equal; equal values of other types (and
+    an event whose key cannot be kept in between) get their own."""
+    metric = {"name": "ones", "type": "rate",
+              "events": {"attributes": [{"attribute": "flag", "op": "exists"}]},
+              "bad": {"attributes": [{"attribute": "code", "op": "in", "value": [1]}]},
+              "pass_below": 0.01, "fail_at": 0.05}  # fmt: skip
+    test = {"name": "t", "flag": "f", "environment": "Production", "cohort": "everyone",
+            "treatment_attribute": "arm", "metrics": [metric]}  # fmt: skip
+    config = parse_oracle_config({"tests": [test]})
+    pairs = [(1, 1), (1, 1), (True, 1), (True, True), (1.0, 1), (1, 1.0), ("1", 1), (1, [1]), (1, 1), (None, 1),
+             (1, None), (1, 1)]  # fmt: skip
+    events = [{"event_type": kind, "data": {"event_name": name, "timestamp_unixtime_ms": T0,
+                                            "custom_attributes": {"arm": "on", "flag": flag, "code": code}}}
+              for kind, name in (("custom_event", "e"), ("custom_event", "f"), ("screen_view", "e"))
+              for flag, code in pairs]  # fmt: skip
+    body = json.dumps({"batch_key": "k", "batch": {"events": events}})
+    planned, general = Counter(config, TRAFFIC_TYPES), _general(config)
+    assert planned._tests[0].keyed == ("code", "flag")
+    for _ in range(2):  # the second round finds every keepable plan kept
+        fast = planned.batch(lambda user, flag: None).count(planned.read(body, T0))
+        slow = general.batch(lambda user, flag: None).count(general.read(body, T0))
+        assert _exactly([fast]) == _exactly([slow])
+    [delta] = slow.deltas.values()
+    # per kind and name: a list and a missing code are invalid, a missing flag is not selected; True is not in [1]
+    assert (delta.n, delta.k) == (27, 24)

@@ -263,6 +263,8 @@ def _keyed_attributes(test: OracleTest) -> tuple[str, ...] | None:
 
 
 _NO_ATTRIBUTES: Mapping[str, Any] = {}
+_NOT_KEPT: Any = object()
+"""No plan kept yet: identical to no event's value."""
 PreparedEvent = tuple[Any, str, dict[str, Any], Mapping[str, Any], int]
 """(event type, name, data, custom attributes, time) of one event."""
 
@@ -533,6 +535,14 @@ def _count_planned(
     tallied per row and plan, multiplied out at the end (integer counts: the same sums in any order)."""
     plans, plan_of, keyed, split = compiled.plans, compiled.plan, compiled.keyed or (), compiled.split
     width_keyed = len(keyed)
+    first_name, second_name = (*keyed, "", "")[:2]
+    # the event type, name and keyed values of the last plan found kept (values by identity): one message's events
+    # mostly share them, and take that plan again without building and hashing its key
+    kept_type: Any = _NOT_KEPT
+    kept_name: Any = _NOT_KEPT
+    kept_first: Any = _NOT_KEPT
+    kept_second: Any = _NOT_KEPT
+    kept: Plan = None
     rows: Rows = {}
     tallies: dict[tuple[int, int, str], dict[int, int]] = {}
     killed: dict[tuple[int, int], int] = {}
@@ -552,10 +562,14 @@ def _count_planned(
             user_sets.add((version, treatment))
         try:
             if width_keyed == 2:  # the usual keys built flat, without a tuple of values and one of types
-                first, second = attributes.get(keyed[0]), attributes.get(keyed[1])
-                plan = plans[event_type, name, first, second, type(first), type(second)]
+                first, second = attributes.get(first_name), attributes.get(second_name)
+                if first is kept_first and second is kept_second and name == kept_name and event_type == kept_type:
+                    plan = kept  # the key the dict would find it by: equal type and name, the same values
+                else:
+                    plan = kept = plans[event_type, name, first, second, type(first), type(second)]
+                    kept_type, kept_name, kept_first, kept_second = event_type, name, first, second
             elif width_keyed == 1:
-                first = attributes.get(keyed[0])
+                first = attributes.get(first_name)
                 plan = plans[event_type, name, first, type(first)]
             else:
                 values = tuple(map(attributes.get, keyed))

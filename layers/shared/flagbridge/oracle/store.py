@@ -101,10 +101,13 @@ def _plan(contributions: Sequence[Contribution]) -> Plan:
     counters: dict[CounterKey, dict[str, Delta]] = {}
     users: dict[UserSetKey, set[str]] = {}
     for contribution in contributions:
+        ledger_id = contribution.ledger_id
         for key, delta in contribution.deltas.items():
-            per_message = counters.setdefault(key, {})
-            if contribution.ledger_id not in per_message:  # the same batch twice in one SQS batch
-                per_message[contribution.ledger_id] = delta
+            per_message = counters.get(key)
+            if per_message is None:
+                counters[key] = {ledger_id: delta}
+            elif ledger_id not in per_message:  # the same batch twice in one SQS batch
+                per_message[ledger_id] = delta
         for user_key, digests in contribution.users.items():
             users.setdefault(user_key, set()).update(digests)
     return counters, users
@@ -230,11 +233,10 @@ class DynamoDBCounterStore:
             values.update({":ap": {"N": str(total.at_pass)}, ":af": {"N": str(total.at_fail)},
                            ":cl": {"N": str(total.classified)}})  # fmt: skip
             adds += ["ap :ap", "af :af", "cl :cl"]
-        for (name, value, add), (index, count) in zip(
-            _buckets(len(total.buckets)), sorted(total.buckets.items()), strict=True
-        ):
-            names[name] = _bucket_name(index)
-            values[value] = {"N": str(count)}
+        buckets, known_names = total.buckets, _BUCKET_ATTRIBUTES.get
+        for (name, value, add), index in zip(_buckets(len(buckets)), sorted(buckets), strict=True):
+            names[name] = known_names(index) or _bucket_name(index)
+            values[value] = {"N": str(buckets[index])}
             adds.append(add)
         for (marker, _), ledger_id in zip(_markers(len(ids)), ids, strict=True):
             values[marker] = {"S": ledger_id}

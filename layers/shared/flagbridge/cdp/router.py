@@ -240,16 +240,7 @@ def route_batch(
             name = destination.name
             reasons[name] = [drop_reason] * n_events
             counts[name] = {drop_reason: n_events} if n_events else {}
-        return RoutingResult(
-            batch=normalised,
-            tester=tester,
-            plan=outcome,
-            reasons=reasons,
-            payloads=payloads,
-            quarantine=quarantine,
-            split_rejections=split_rejections,
-            counts=counts,
-        )
+        return RoutingResult(normalised, tester, outcome, reasons, payloads, quarantine, split_rejections, counts)
 
     lane = lanes.get((environment, is_tester))
     out: _Out = (payloads, quarantine, split_rejections, {})
@@ -259,16 +250,7 @@ def route_batch(
     else:
         _fan_out(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
 
-    return RoutingResult(
-        batch=normalised,
-        tester=tester,
-        plan=outcome,
-        reasons=reasons,
-        payloads=payloads,
-        quarantine=quarantine,
-        split_rejections=split_rejections,
-        counts=counts,
-    )
+    return RoutingResult(normalised, tester, outcome, reasons, payloads, quarantine, split_rejections, counts)
 
 
 _Out = tuple[
@@ -316,7 +298,7 @@ def _fan_out(
                 document = documents.get(key)
                 if document is None:
                     document = documents[key] = surviving.to_dict(passing)
-                payloads[name] = DestinationPayload(name, destination.type, list(key), document)
+                payloads[name] = DestinationPayload(name, destination.type, list(key), document, [])
             counts[name] = dict(tally)
             continue
         if passing:

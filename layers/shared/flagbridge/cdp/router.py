@@ -586,7 +586,7 @@ def _route_split(
         split_rejections[name] = rejected
     if sendable:
         indexes = sorted({s.event_index for s in sendable})
-        payloads[name] = DestinationPayload(name, "split", indexes, split_events=sendable)
+        payloads[name] = DestinationPayload(name, "split", indexes, None, sendable)
 
 
 def _split_quarantine(name: str, batch: Batch, rejection: SplitRejection) -> QuarantineRecord:

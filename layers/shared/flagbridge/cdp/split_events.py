@@ -295,6 +295,7 @@ class SplitMapper:
                 self._value_path = (head, rest)
             else:
                 self._value_path = tuple(options.value_field.split("."))
+        self._value_per_product = self._value_path is not None and self._value_path[0] == "product"
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -468,7 +469,7 @@ class SplitMapper:
                     targets.append((traffic_type, key))
         return targets
 
-    def map_event(
+    def map_event(  # noqa: C901 (hot path: every Split event, checks inline (make bench))
         self, batch: Batch, event: Event, now_ms: int, targets: list[tuple[str, str]] | None = None
     ) -> SplitMapResult:
         """Map one event of ``batch`` to Split events.
@@ -528,12 +529,15 @@ class SplitMapper:
 
         events: list[SplitEvent] = []
         rejections: list[SplitRejection] = []
+        per_product = self._value_per_product
+        value = self._value(data, None)  # the same for every product, unless it is the product's
         for product_index, props, product, checked in variants:
             reason, detail, truncated = checked if checked is not None else self._check_properties(props)
             if reason is not None:
                 rejections.append(SplitRejection(index, message_id, reason, detail, product_index))
                 continue
-            value = self._value(data, product)
+            if per_product:
+                value = self._value(data, product)
             for traffic_type, key in targets:
                 body = {
                     "eventTypeId": event_type_id,

@@ -428,6 +428,16 @@ class SplitMapper:
         return variants
 
     @staticmethod
+    def _variants(event: Event) -> list[_Variant]:
+        """The Split events' properties of one event: one per product of a commerce event, else one."""
+        base = SplitMapper._base_properties(event)
+        if event.event_type == "commerce_event":
+            variants = SplitMapper._product_variants(base, event.data["product_action"].get("products") or [])
+            if variants:
+                return variants
+        return [(None, base, None, None)]
+
+    @staticmethod
     def _check_properties(props: dict[str, Any]) -> tuple[str | None, str, tuple[str, ...]]:
         """Truncate long strings in place; return (rejection reason, detail, truncated names)."""
         if len(props) <= MAX_PROPERTIES and _properties_fit(props):
@@ -469,7 +479,7 @@ class SplitMapper:
                     targets.append((traffic_type, key))
         return targets
 
-    def map_event(  # noqa: C901 (hot path: every Split event, checks inline (make bench))
+    def map_event(
         self, batch: Batch, event: Event, now_ms: int, targets: list[tuple[str, str]] | None = None
     ) -> SplitMapResult:
         """Map one event of ``batch`` to Split events.
@@ -517,16 +527,7 @@ class SplitMapper:
             detail = "the batch has none of the identity types " + ",".join(t for t, _ in self._mapping)
             return SplitMapResult([], [SplitRejection(index, message_id, "split.no_mapped_identity", detail)])
 
-        base = self._base_properties(event)
-        variants: list[_Variant]
-        if event.event_type == "commerce_event":
-            products = data["product_action"].get("products") or []
-            variants = self._product_variants(base, products)
-            if not variants:
-                variants = [(None, base, None, None)]
-        else:
-            variants = [(None, base, None, None)]
-
+        variants = self._variants(event)
         events: list[SplitEvent] = []
         rejections: list[SplitRejection] = []
         per_product = self._value_per_product

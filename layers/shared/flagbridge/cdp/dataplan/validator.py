@@ -340,14 +340,7 @@ class PlanValidator:
             batch.dedup_key,  # the key of the batch as received, not of the modified copy
             batch._event_digests,  # shared, as dataclasses.replace() would
         )
-        return PlanOutcome(
-            batch=new_batch,
-            original=batch,
-            plan=(plan.plan_id, plan.version),
-            violations=violations,
-            dropped_events=dropped,
-            block_metadata=metadata,
-        )
+        return PlanOutcome(new_batch, batch, (plan.plan_id, plan.version), violations, dropped, None, metadata)
 
 
 def _kept_events(

@@ -334,7 +334,7 @@ def _shape(events: list[Event], n_events: int, dropped_events: Mapping[int, str]
             return None
         names.append(event_type)
         names.append(name)
-    return (n_events, tuple(dropped_events.items()), tuple(map(_INDEX, events)), tuple(names))
+    return (n_events, tuple(dropped_events.items()) if dropped_events else (), tuple(map(_INDEX, events)), tuple(names))
 
 
 def _decided(lane: _Lane, events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> list[_Decided]:

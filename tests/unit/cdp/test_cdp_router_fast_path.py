@@ -2,7 +2,8 @@
 
 - :func:`flagbridge.cdp.router._fan_out` (a destination's reasons from its filter's decisions over the events the
   plan left, the plan's reasons in the gaps) against :func:`~flagbridge.cdp.router._fan_out_general` (event by
-  event), over the router corpus with every configuration: same snapshot, same order of counts;
+  event), over the router corpus with every configuration: same snapshot, same order of counts, also when every
+  batch's decisions come from those remembered for its shape;
 - :meth:`CompiledFilter.decide` against :meth:`CompiledFilter.event_reason`, event by event;
 - the Split properties check that bounds floats (:func:`~flagbridge.cdp.split_events._properties_fit`) against the
   exact count, on the samples' properties and at the limits, and a commerce event's products checked with their
@@ -64,6 +65,31 @@ def test_fan_out_decides_as_the_general_path_on_the_corpus(monkeypatch: pytest.M
     assert gaps and len(gaps) < len(fast)
     emptied = [row for row in gaps if row[2]["plan"][1] is None and len(row[2]["plan"][2]) == _events(row)]
     assert emptied and len(emptied) < len(gaps)
+
+
+def test_fan_out_from_remembered_shapes_decides_as_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = corpus()
+    configs = configurations()
+    monkeypatch.setattr(router, "_decided_by_shape", {})
+
+    def route_all() -> list[Any]:
+        rows: list[Any] = []
+        for config, resolver in configs.values():
+            for document in documents:
+                try:
+                    result = router.route_batch(document, config, MARKED, NOW_MS, resolver, REGISTERED)
+                except BatchFormatError as exc:
+                    rows.append(exc.errors)
+                    continue
+                rows.append((routing_snapshot(result), {name: list(c) for name, c in result.counts.items()}))
+        return rows
+
+    first = route_all()
+    remembered = len(router._decided_by_shape)
+    again = route_all()  # every shape is now remembered: decided from the memo
+    assert len(router._decided_by_shape) == remembered and 0 < remembered < len(first)
+    monkeypatch.setattr(router, "_fan_out", router._fan_out_general)
+    assert first == again == route_all()
 
 
 def _events(row: Any) -> int:

@@ -2,12 +2,14 @@
 
 - :func:`flagbridge.cdp.router._fan_out` (a destination's reasons from its filter's decisions over the events the
   plan left, the plan's reasons in the gaps) against :func:`~flagbridge.cdp.router._fan_out_general` (event by
-  event), over the router corpus with every configuration: same snapshot, same order of counts;
+  event), over the router corpus with every configuration: same snapshot, same order of counts, also when every
+  batch's decisions come from those remembered for its shape;
 - :meth:`CompiledFilter.decide` against :meth:`CompiledFilter.event_reason`, event by event;
 - the Split properties check that bounds floats (:func:`~flagbridge.cdp.split_events._properties_fit`) against the
   exact count, on the samples' properties and at the limits, and a commerce event's products checked with their
   shared properties counted once (:meth:`SplitMapper._product_variants`) against each product's checked alone;
-- a schema leaf's no-finding predicate, which remembers the strings it passed, against its check, value by value;
+- a schema leaf's no-finding predicate, which remembers the strings it passed, against its check, value by value,
+  and a bounded number's, which answers numbers in range without the compiled validator;
 - the JSON pointer joined in one pass against the token-by-token escaping.
 """
 
@@ -63,6 +65,31 @@ def test_fan_out_decides_as_the_general_path_on_the_corpus(monkeypatch: pytest.M
     assert gaps and len(gaps) < len(fast)
     emptied = [row for row in gaps if row[2]["plan"][1] is None and len(row[2]["plan"][2]) == _events(row)]
     assert emptied and len(emptied) < len(gaps)
+
+
+def test_fan_out_from_remembered_shapes_decides_as_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = corpus()
+    configs = configurations()
+    monkeypatch.setattr(router, "_decided_by_shape", {})
+
+    def route_all() -> list[Any]:
+        rows: list[Any] = []
+        for config, resolver in configs.values():
+            for document in documents:
+                try:
+                    result = router.route_batch(document, config, MARKED, NOW_MS, resolver, REGISTERED)
+                except BatchFormatError as exc:
+                    rows.append(exc.errors)
+                    continue
+                rows.append((routing_snapshot(result), {name: list(c) for name, c in result.counts.items()}))
+        return rows
+
+    first = route_all()
+    remembered = len(router._decided_by_shape)
+    again = route_all()  # every shape is now remembered: decided from the memo
+    assert len(router._decided_by_shape) == remembered and 0 < remembered < len(first)
+    monkeypatch.setattr(router, "_fan_out", router._fan_out_general)
+    assert first == again == route_all()
 
 
 def _events(row: Any) -> int:
@@ -215,6 +242,28 @@ def test_leaf_ok_is_its_check_passing_every_time(schema: dict[str, Any]) -> None
     many = [str(n) for n in range(_KNOWN_LIMIT + 10)] + [f"s{n}" for n in range(_KNOWN_LIMIT + 10)]
     for _ in range(2):  # past the memo's bound
         assert [leaf.ok(value) for value in many] == [leaf.check(value) is None for value in many]
+
+
+_BOUNDED_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "integer", "minimum": 1},
+    {"type": "number", "minimum": 0},
+    {"type": "number", "minimum": -2.5, "maximum": 10},
+    {"type": ["integer", "number"], "maximum": 3},
+    {"type": "integer", "minimum": 0.5, "maximum": 7.5},
+    {"minimum": 0},
+]
+_BOUNDED_VALUES: list[Any] = [
+    0, 1, -1, 3, 7, 8, 10, 11, 2**70, -(2**70), 0.0, -0.0, 0.5, 2.5, -2.5, 2.0, 10.0, 10.5, float("nan"),
+    float("inf"), float("-inf"), True, False, None, "3", "0", "-1", "2.5", "x", [1], {"a": 1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", _BOUNDED_SCHEMAS, ids=json.dumps)
+def test_bounded_number_leaf_ok_is_its_check(schema: dict[str, Any]) -> None:
+    leaf = compile_schema(schema, {}, "test")
+    assert leaf is not None and leaf._numeric_bounds() is not None  # the fast path applies to these schemas
+    for _ in range(2):
+        assert [leaf.ok(value) for value in _BOUNDED_VALUES] == [leaf.check(value) is None for value in _BOUNDED_VALUES]
 
 
 @pytest.mark.parametrize(

@@ -644,16 +644,8 @@ def normalize_batch(document: Any) -> Batch:  # noqa: C901 (hot path: one pass o
         doc = dict(document)
         doc["user_identities"] = replacement
     source_format: SourceFormat = "webhook" if is_array or batch_id is not None else "events_api"
-    batch = Batch(
-        doc=doc,
-        events=[],
-        environment=environment,
-        identities=identities,
-        user_attributes=user_attributes,
-        plan_id=plan_id,
-        plan_version=plan_version,
-        source_format=source_format,
-    )
+    # every field positionally: keywords and default factories cost the dataclass __init__ more than the checks
+    batch = Batch(doc, [], environment, identities, user_attributes, plan_id, plan_version, source_format, None, {})
     events = batch.events
     for index, envelope in enumerate(raw_events):
         event_type = _valid_event_type(envelope)

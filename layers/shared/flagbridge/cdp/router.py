@@ -240,33 +240,17 @@ def route_batch(
             name = destination.name
             reasons[name] = [drop_reason] * n_events
             counts[name] = {drop_reason: n_events} if n_events else {}
-        return RoutingResult(
-            batch=normalised,
-            tester=tester,
-            plan=outcome,
-            reasons=reasons,
-            payloads=payloads,
-            quarantine=quarantine,
-            split_rejections=split_rejections,
-            counts=counts,
-        )
+        return RoutingResult(normalised, tester, outcome, reasons, payloads, quarantine, split_rejections, counts)
 
     lane = lanes.get((environment, is_tester))
-    if lane is None:  # a hand-built batch's environment: decided here
-        lane = tuple((d, d.filter.batch_reason(environment, is_tester)) for d in destinations)
     out: _Out = (payloads, quarantine, split_rejections, {})
-    _fan_out(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
+    if lane is None:  # a hand-built batch's environment: decided here, event by event (its lane is not kept)
+        lane = tuple((d, d.filter.batch_reason(environment, is_tester)) for d in destinations)
+        _fan_out_general(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
+    else:
+        _fan_out(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
 
-    return RoutingResult(
-        batch=normalised,
-        tester=tester,
-        plan=outcome,
-        reasons=reasons,
-        payloads=payloads,
-        quarantine=quarantine,
-        split_rejections=split_rejections,
-        counts=counts,
-    )
+    return RoutingResult(normalised, tester, outcome, reasons, payloads, quarantine, split_rejections, counts)
 
 
 _Out = tuple[
@@ -293,64 +277,125 @@ def _fan_out(
 
     Relies on what :func:`~flagbridge.cdp.batch.normalize_batch` guarantees (``events[i].index == i`` in the
     received batch, the plan only removes events): a destination's reasons are its filter's decisions in event
-    order, with the plan's reasons in the gaps. :func:`_fan_out_general` decides event by event, for any batch;
+    order, with the plan's reasons in the gaps. Those decisions depend only on the lane and the batch's shape
+    (:func:`_shape`), so they are remembered per shape (:func:`_decided`); payloads and Split events are built
+    for every batch. :func:`_fan_out_general` decides event by event, for any batch;
     ``tests/unit/cdp/test_cdp_router_fast_path.py`` checks that both agree.
     """
     payloads, _, _, documents = out
     events = surviving.events
+    for destination, decided_reasons, positions, key, tally in _decided(lane, events, n_events, dropped_events):
+        name = destination.name
+        dest_reasons = list(decided_reasons)
+        reasons[name] = dest_reasons
+        if positions is None:  # the batch is filtered out, or the plan left no event
+            counts[name] = dict(tally)
+            continue
+        passing = events if len(positions) == len(events) else [events[position] for position in positions]
+        mapper = destination.split
+        if mapper is None:
+            if passing or not n_events:
+                document = documents.get(key)
+                if document is None:
+                    document = documents[key] = surviving.to_dict(passing)
+                payloads[name] = DestinationPayload(name, destination.type, list(key), document, [])
+            counts[name] = dict(tally)
+            continue
+        if passing:
+            _route_split_lane(name, mapper, surviving, passing, now_ms, dest_reasons, out)
+        counts[name] = _tally(dest_reasons)  # Split rejections may have rewritten reasons
+
+
+_Lane = tuple[tuple[CompiledDestination, str | None], ...]
+_Decided = tuple[CompiledDestination, tuple[str, ...], tuple[int, ...] | None, tuple[int, ...], dict[str, int]]
+"""One destination's decision for a batch shape: its reasons, the positions (in the events the plan left) of the
+events it passes (None: nothing to send, not even an empty batch), the received indexes of those events, and the
+counts of its reasons before Split mapping."""
+_DECIDED_LIMIT = 4096
+_decided_by_shape: dict[tuple[Any, ...], tuple[_Lane, list[_Decided]]] = {}
+"""Decisions by (lane, batch shape); the lane is kept with them, so its ``id`` stays its own while remembered."""
+_lane_has_predicates: dict[int, tuple[_Lane, bool]] = {}
+
+
+def _shape(events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> tuple[Any, ...] | None:
+    """What a lane's decisions depend on when no filter reads attributes: the number of events, the plan's reasons
+    of the dropped ones, and the position, type and filter name of each event left (None: a name that is not a
+    string, from a hand-built batch: not remembered)."""
+    names: list[Any] = []
+    for event in events:
+        event_type = event.event_type
+        if event_type == "custom_event":
+            name = event.data.get("event_name", "")
+        elif event_type == "screen_view":
+            name = event.data.get("screen_name", "")
+        else:
+            name = event_type
+        if type(name) is not str:
+            return None
+        names.append(event_type)
+        names.append(name)
+    return (n_events, tuple(dropped_events.items()) if dropped_events else (), tuple(map(_INDEX, events)), tuple(names))
+
+
+def _decided(lane: _Lane, events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> list[_Decided]:
+    """:func:`_decide`, remembered per (lane, :func:`_shape`) while no filter of the lane reads attributes."""
+    lane_id = id(lane)
+    known = _lane_has_predicates.get(lane_id)
+    if known is None or known[0] is not lane:
+        known = (lane, any(destination.filter.predicates for destination, _ in lane))
+        if len(_lane_has_predicates) < _DECIDED_LIMIT:
+            _lane_has_predicates[lane_id] = known
+    if known[1]:
+        return _decide(lane, events, n_events, dropped_events)
+    shape = _shape(events, n_events, dropped_events)
+    if shape is None:
+        return _decide(lane, events, n_events, dropped_events)
+    key = (lane_id, shape)
+    remembered = _decided_by_shape.get(key)
+    if remembered is not None and remembered[0] is lane:
+        return remembered[1]
+    decided = _decide(lane, events, n_events, dropped_events)
+    if len(_decided_by_shape) < _DECIDED_LIMIT:  # the shapes come from the batches: keep a bounded few
+        _decided_by_shape[key] = (lane, decided)
+    return decided
+
+
+def _decide(lane: _Lane, events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> list[_Decided]:
+    """Every destination's reasons, passing events and counts (see :data:`_Decided`) for a batch the plan left."""
     if not events and dropped_events:  # the plan dropped every event: each destination has the plan's reasons
-        _all_dropped(lane, n_events, dropped_events, reasons, counts)
-        return
+        plan_reasons = tuple(dropped_events.get(index, "plan.blocked") for index in range(n_events))
+        plan_tally = _tally(list(plan_reasons))
+        return [(destination, plan_reasons, None, (), plan_tally) for destination, _ in lane]
     gaps: _Gaps | None = _gaps(events, n_events, dropped_events) if dropped_events else None
     filled: _Filled = {}
+    decided: list[_Decided] = []
     for destination, batch_reason in lane:
-        name = destination.name
         if batch_reason is not None:  # the whole batch is filtered out: nothing to build
             if gaps is None:
-                reasons[name] = [batch_reason] * n_events
-                counts[name] = {batch_reason: n_events} if n_events else {}
+                decided.append(
+                    (destination, (batch_reason,) * n_events, None, (), {batch_reason: n_events} if n_events else {})
+                )
             else:
-                reasons[name], counts[name] = _filled_once(gaps, (batch_reason,) * len(events), filled)
+                merged, tally = _filled_once(gaps, (batch_reason,) * len(events), filled)
+                decided.append((destination, tuple(merged), None, (), tally))
             continue
         compiled = destination.filter
         if compiled.has_event_rules:
             dest_reasons, passing = compiled.decide(events)
         else:
             dest_reasons, passing = [SENT] * len(events), events
-        tally: dict[str, int] | None = None
+        merged_tally: dict[str, int] | None = None
         if gaps is not None:
-            dest_reasons, tally = _filled_once(gaps, tuple(dest_reasons), filled)
-        reasons[name] = dest_reasons
-        mapper = destination.split
-        if mapper is not None:
-            if passing:
-                _route_split_lane(name, mapper, surviving, passing, now_ms, dest_reasons, out)
-        elif passing or not n_events:
-            key = tuple(range(n_events)) if passing is events and gaps is None else tuple(map(_INDEX, passing))
-            document = documents.get(key)
-            if document is None:
-                document = documents[key] = surviving.to_dict(passing)
-            payloads[name] = DestinationPayload(name, destination.type, list(key), document)
-        if mapper is None:
-            counts[name] = _counts(dest_reasons, tally, len(passing) == n_events)
-        else:  # Split rejections may have rewritten reasons
-            counts[name] = _tally(dest_reasons)
-
-
-def _all_dropped(
-    lane: tuple[tuple[CompiledDestination, str | None], ...],
-    n_events: int,
-    dropped_events: Mapping[int, str],
-    reasons: dict[str, list[str]],
-    counts: dict[str, dict[str, int]],
-) -> None:
-    """Every destination's reasons and counts when the plan left no event: the plan's reason of each, shared."""
-    plan_reasons = [dropped_events.get(index, "plan.blocked") for index in range(n_events)]
-    tally = _tally(plan_reasons)
-    for destination, _ in lane:
-        name = destination.name
-        reasons[name] = list(plan_reasons)
-        counts[name] = dict(tally)
+            dest_reasons, merged_tally = _filled_once(gaps, tuple(dest_reasons), filled)
+        if len(passing) == len(events):
+            positions = tuple(range(len(events)))
+        else:
+            position_of = {id(event): position for position, event in enumerate(events)}
+            positions = tuple(position_of[id(event)] for event in passing)
+        key = tuple(range(n_events)) if len(passing) == n_events else tuple(map(_INDEX, passing))
+        tally = _counts(dest_reasons, merged_tally, len(passing) == n_events) if destination.split is None else {}
+        decided.append((destination, tuple(dest_reasons), positions, key, tally))
+    return decided
 
 
 def _counts(dest_reasons: list[str], tally: dict[str, int] | None, all_sent: bool) -> dict[str, int]:
@@ -541,7 +586,7 @@ def _route_split(
         split_rejections[name] = rejected
     if sendable:
         indexes = sorted({s.event_index for s in sendable})
-        payloads[name] = DestinationPayload(name, "split", indexes, split_events=sendable)
+        payloads[name] = DestinationPayload(name, "split", indexes, None, sendable)
 
 
 def _split_quarantine(name: str, batch: Batch, rejection: SplitRejection) -> QuarantineRecord:

@@ -295,6 +295,7 @@ class SplitMapper:
                 self._value_path = (head, rest)
             else:
                 self._value_path = tuple(options.value_field.split("."))
+        self._value_per_product = self._value_path is not None and self._value_path[0] == "product"
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -427,6 +428,16 @@ class SplitMapper:
         return variants
 
     @staticmethod
+    def _variants(event: Event) -> list[_Variant]:
+        """The Split events' properties of one event: one per product of a commerce event, else one."""
+        base = SplitMapper._base_properties(event)
+        if event.event_type == "commerce_event":
+            variants = SplitMapper._product_variants(base, event.data["product_action"].get("products") or [])
+            if variants:
+                return variants
+        return [(None, base, None, None)]
+
+    @staticmethod
     def _check_properties(props: dict[str, Any]) -> tuple[str | None, str, tuple[str, ...]]:
         """Truncate long strings in place; return (rejection reason, detail, truncated names)."""
         if len(props) <= MAX_PROPERTIES and _properties_fit(props):
@@ -516,24 +527,18 @@ class SplitMapper:
             detail = "the batch has none of the identity types " + ",".join(t for t, _ in self._mapping)
             return SplitMapResult([], [SplitRejection(index, message_id, "split.no_mapped_identity", detail)])
 
-        base = self._base_properties(event)
-        variants: list[_Variant]
-        if event.event_type == "commerce_event":
-            products = data["product_action"].get("products") or []
-            variants = self._product_variants(base, products)
-            if not variants:
-                variants = [(None, base, None, None)]
-        else:
-            variants = [(None, base, None, None)]
-
+        variants = self._variants(event)
         events: list[SplitEvent] = []
         rejections: list[SplitRejection] = []
+        per_product = self._value_per_product
+        value = self._value(data, None)  # the same for every product, unless it is the product's
         for product_index, props, product, checked in variants:
             reason, detail, truncated = checked if checked is not None else self._check_properties(props)
             if reason is not None:
                 rejections.append(SplitRejection(index, message_id, reason, detail, product_index))
                 continue
-            value = self._value(data, product)
+            if per_product:
+                value = self._value(data, product)
             for traffic_type, key in targets:
                 body = {
                     "eventTypeId": event_type_id,

@@ -4,6 +4,7 @@ See :mod:`flagbridge.cdp.dataplan` for what is coerced and how violations are re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ class _Leaf:
         "enum_text",
         "native",
         "ok",
+        "schema_rest",
         "type_message",
         "types",
         "validator",
@@ -73,6 +75,7 @@ class _Leaf:
         shown = sorted(types) if len(types) > 1 else next(iter(types), None)
         self.type_message = f"type: {compact_json(shown)}"
         rest = set(schema) - {"type"}
+        self.schema_rest = {key: schema[key] for key in rest}
         if not rest and types and types <= set(_NATIVE_TYPES):
             checks = [_NATIVE_TYPES[name] for name in sorted(types)]
             self.native = checks
@@ -98,7 +101,22 @@ class _Leaf:
         elif self.validator is None and self.enum_raw is not None and (self.native is None or self.want_str):
             # strings that are their own canonical form and enum members: coerce() keeps them, they pass
             members = frozenset(item for item in self.enum_raw if type(item) is str and canonical(item) == item)
-        return _remembering_ok(self.check, certain, members)
+        remembering = _remembering_ok(self.check, certain, members)
+        bounds = self._numeric_bounds()
+        return remembering if bounds is None else _bounded_ok(remembering, *bounds)
+
+    def _numeric_bounds(self) -> tuple[frozenset[type], float, float] | None:
+        """The exact numeric types and the inclusive range of a ``number``/``integer`` schema with only
+        ``minimum``/``maximum`` besides its type (the plans' usual numeric rule), else None."""
+        if self.validator is None or self.enum_raw is not None or not self.types <= {"number", "integer"}:
+            return None
+        schema = self.schema_rest
+        if not schema or not set(schema) <= {"minimum", "maximum"}:
+            return None
+        if any(type(bound) not in (int, float) for bound in schema.values()):
+            return None
+        kinds = frozenset({int, float} if "number" in self.types else {int})
+        return kinds, schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
 
     def coerce(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -145,6 +163,23 @@ class _Leaf:
 
 
 _KNOWN_LIMIT = 256
+
+
+def _bounded_ok(
+    otherwise: Callable[[Any], bool], kinds: frozenset[type], low: float, high: float
+) -> Callable[[Any], bool]:
+    """``otherwise(value)``, answered at once for numbers of the exact ``kinds`` within ``[low, high]``.
+
+    Such a number is left alone by coercion and passes the compiled ``type`` and ``minimum``/``maximum`` checks,
+    so the validator is called only for the other values (NaN compares false here: it is checked).
+    """
+
+    def ok(value: Any) -> bool:
+        if type(value) in kinds and low <= value <= high:
+            return True
+        return otherwise(value)
+
+    return ok
 
 
 def _remembering_ok(

@@ -180,8 +180,8 @@ class PlanValidator:
         plan = self.select(batch)
         if plan is None:
             if self.enforcement.require_plan:
-                return PlanOutcome(batch=None, original=batch, batch_drop_reason=NO_DATA_PLAN)
-            return PlanOutcome(batch=batch, original=batch)
+                return PlanOutcome(None, batch, None, [], {}, NO_DATA_PLAN, None)
+            return PlanOutcome(batch, batch, None, [], {}, None, None)
 
         # First pass, allocation-free for valid data: which events (and user sections) have findings.
         flagged: list[tuple[Event, Any]] | None = None
@@ -199,7 +199,9 @@ class PlanValidator:
         identities_node = plan.user_identities
         identities_ok = identities_node is UNMATCHED or identities_node is None
         if flagged is None and user_ok and identities_ok:
-            return PlanOutcome(batch=batch, original=batch, plan=(plan.plan_id, plan.version))
+            # every field positionally (batch, original, plan, violations, dropped_events, batch_drop_reason,
+            # block_metadata): the usual outcome, built without keyword matching or default factories
+            return PlanOutcome(batch, batch, (plan.plan_id, plan.version), [], {}, None, None)
 
         actions = self._actions
         violations: list[Violation] = []
@@ -289,7 +291,7 @@ class PlanValidator:
             and not user_removals["user_attributes"]
             and not user_removals["user_identities"]
         ):
-            return PlanOutcome(batch=batch, original=batch, plan=(plan.plan_id, plan.version), violations=violations)
+            return PlanOutcome(batch, batch, (plan.plan_id, plan.version), violations, {}, None, None)
         return self._build(batch, plan, violations, dropped, removals, user_removals)
 
     @staticmethod
@@ -326,26 +328,19 @@ class PlanValidator:
         doc, user_attributes, identities = _without_blocked_user_data(batch, blocked_attributes, blocked_identities)
         metadata["blocked_user_attributes"] = blocked_attributes
         metadata["blocked_user_identities"] = blocked_identities
-        new_batch = Batch(
-            doc=doc,
-            events=events,
-            environment=batch.environment,
-            identities=identities,
-            user_attributes=user_attributes,
-            plan_id=batch.plan_id,
-            plan_version=batch.plan_version,
-            source_format=batch.source_format,
-            _dedup_key=batch.dedup_key,  # the key of the batch as received, not of the modified copy
-            _event_digests=batch._event_digests,  # shared, as dataclasses.replace() would
+        new_batch = Batch(  # every field positionally (see normalize_batch)
+            doc,
+            events,
+            batch.environment,
+            identities,
+            user_attributes,
+            batch.plan_id,
+            batch.plan_version,
+            batch.source_format,
+            batch.dedup_key,  # the key of the batch as received, not of the modified copy
+            batch._event_digests,  # shared, as dataclasses.replace() would
         )
-        return PlanOutcome(
-            batch=new_batch,
-            original=batch,
-            plan=(plan.plan_id, plan.version),
-            violations=violations,
-            dropped_events=dropped,
-            block_metadata=metadata,
-        )
+        return PlanOutcome(new_batch, batch, (plan.plan_id, plan.version), violations, dropped, None, metadata)
 
 
 def _kept_events(

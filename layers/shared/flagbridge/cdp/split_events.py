@@ -233,6 +233,9 @@ _FITS: tuple[None, str, tuple[str, ...]] = (None, "", ())
 _TYPE_IDS_LIMIT = 1024
 _FLOAT_TEXT_MAX = 24
 """The longest ``str()`` of a float: 17 significant digits, sign, point and exponent (``-1.2345678901234567e-308``)."""
+_INDEX_NAME_SIZE = len("product.index")
+_SIZE_OUT = 1 << 40
+"""Subtracted from a count to mark it "count again": larger than any size a product's fields add."""
 
 
 def _properties_fit(props: dict[str, Any]) -> bool:
@@ -405,6 +408,42 @@ class SplitMapper:
         return part
 
     @staticmethod
+    def _sized_product_part(product: dict[str, Any], position: int) -> tuple[dict[str, Any], int]:
+        """:meth:`_product_part` and its :func:`_bounded_size`, counted while the part is built (one pass).
+
+        A product with custom attributes, or a field that is not a string, number or boolean, is counted by
+        :func:`_bounded_size` afterwards. The part's names cannot repeat (``product.index``, ``product.<field>``,
+        ``product.attributes.<name>``), so the count is additive.
+        """
+        part = SplitMapper._product_part(product, position) if "custom_attributes" in product else None
+        if part is not None:
+            return part, _bounded_size(part)
+        part = {"product.index": position}
+        size = _INDEX_NAME_SIZE + len(str(position))
+        for name, target in _PRODUCT_TARGETS:
+            value = product.get(name)
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                length = len(value)
+                if length > MAX_STRING_LENGTH:
+                    size = -_SIZE_OUT
+                size += length
+            elif kind is float:
+                value = _flat(value)
+                if value is not None:
+                    size += _FLOAT_TEXT_MAX
+            elif kind is int or kind is bool:
+                size += len(str(value))
+            else:
+                value = _flat(value)
+                size = -_SIZE_OUT  # counted by _bounded_size below
+            part[target] = value
+            size += len(target)
+        return part, size if size >= 0 else _bounded_size(part)
+
+    @staticmethod
     def _product_variants(base: dict[str, Any], products: list[dict[str, Any]]) -> list[_Variant]:
         """Each product's properties, with the check's result when the bound proves they fit (None: check them).
 
@@ -416,14 +455,12 @@ class SplitMapper:
         room = MAX_PROPERTIES_BYTES - PROPERTIES_BASE_BYTES
         variants: list[_Variant] = []
         for position, product in enumerate(products):
-            part = SplitMapper._product_part(product, position)
+            part, part_size = SplitMapper._sized_product_part(product, position)
             props = dict(base)
             props.update(part)
             checked = None
-            if base_size >= 0 and len(props) <= MAX_PROPERTIES:
-                part_size = _bounded_size(part)
-                if part_size >= 0 and base_size + part_size <= room:
-                    checked = _FITS
+            if base_size >= 0 and len(props) <= MAX_PROPERTIES and 0 <= part_size <= room - base_size:
+                checked = _FITS
             variants.append((position, props, product, checked))
         return variants
 

@@ -233,14 +233,14 @@ _PRODUCT_PARTS: list[dict[str, Any]] = [
 ]
 
 
-def test_sized_product_part_is_the_part_and_its_bounded_size() -> None:
-    products = [product for _, case in _commerce_cases() for product in case] + _PRODUCT_PARTS
-    for position, product in enumerate(products):
-        part, size = SplitMapper._sized_product_part(product, position)
-        expected = SplitMapper._product_part(product, position)
-        assert part == expected and list(part) == list(expected)
-        assert repr(part) == repr(expected)  # nan stays nan, in the same place
-        assert size == _bounded_size(expected)
+def test_sized_product_properties_are_the_properties_and_the_parts_bounded_size() -> None:
+    cases = [(base, product) for base, products in _commerce_cases() for product in products]
+    cases += [(base, product) for base in ({}, {"product.id": "shared", "z": 1}) for product in _PRODUCT_PARTS]
+    for position, (base, product) in enumerate(cases):
+        props, size = SplitMapper._sized_product_properties(base, product, position)
+        expected = SplitMapper._product_properties(base, product, position)
+        assert repr(props) == repr(expected)  # same names, order and values (nan stays nan)
+        assert size == _bounded_size(SplitMapper._product_part(product, position))
 
 
 _LEAF_SCHEMAS: list[dict[str, Any]] = [

@@ -414,17 +414,22 @@ class SplitMapper:
         return part
 
     @staticmethod
-    def _sized_product_part(product: dict[str, Any], position: int) -> tuple[dict[str, Any], int]:
-        """:meth:`_product_part` and its :func:`_bounded_size`, counted while the part is built (one pass).
+    def _sized_product_properties(
+        base: dict[str, Any], product: dict[str, Any], position: int
+    ) -> tuple[dict[str, Any], int]:
+        """:meth:`_product_properties` and the :func:`_bounded_size` of :meth:`_product_part`, counted while the
+        product's fields are written into a copy of ``base`` (no part built, no second pass).
 
         A product with custom attributes, or a field that is not a string, number or boolean, is counted by
-        :func:`_bounded_size` afterwards. The part's names cannot repeat (``product.index``, ``product.<field>``,
+        :func:`_bounded_size` of its part. The part's names cannot repeat (``product.index``, ``product.<field>``,
         ``product.attributes.<name>``), so the count is additive.
         """
-        part = SplitMapper._product_part(product, position) if "custom_attributes" in product else None
-        if part is not None:
-            return part, _bounded_size(part)
-        part = {"product.index": position}
+        props = dict(base)
+        if "custom_attributes" in product:
+            part = SplitMapper._product_part(product, position)
+            props.update(part)
+            return props, _bounded_size(part)
+        props["product.index"] = position
         size = _INDEX_NAME_SIZE + len(str(position))
         for name, target in _PRODUCT_TARGETS:
             value = product.get(name)
@@ -445,9 +450,9 @@ class SplitMapper:
             else:
                 value = _flat(value)
                 size = -_SIZE_OUT  # counted by _bounded_size below
-            part[target] = value
+            props[target] = value
             size += len(target)
-        return part, size if size >= 0 else _bounded_size(part)
+        return props, size if size >= 0 else _bounded_size(SplitMapper._product_part(product, position))
 
     @staticmethod
     def _product_variants(base: dict[str, Any], products: list[dict[str, Any]]) -> list[_Variant]:
@@ -461,9 +466,7 @@ class SplitMapper:
         room = MAX_PROPERTIES_BYTES - PROPERTIES_BASE_BYTES
         variants: list[_Variant] = []
         for position, product in enumerate(products):
-            part, part_size = SplitMapper._sized_product_part(product, position)
-            props = dict(base)
-            props.update(part)
+            props, part_size = SplitMapper._sized_product_properties(base, product, position)
             checked = None
             if base_size >= 0 and len(props) <= MAX_PROPERTIES and 0 <= part_size <= room - base_size:
                 checked = _FITS

@@ -7,7 +7,8 @@
 - :meth:`CompiledFilter.decide` against :meth:`CompiledFilter.event_reason`, event by event;
 - the Split properties check that bounds floats (:func:`~flagbridge.cdp.split_events._properties_fit`) against the
   exact count, on the samples' properties and at the limits, and a commerce event's products checked with their
-  shared properties counted once (:meth:`SplitMapper._product_variants`) against each product's checked alone;
+  shared properties counted once (:meth:`SplitMapper._product_variants`) against each product's checked alone,
+  and a product's properties counted while they are built against :func:`~flagbridge.cdp.split_events._bounded_size`;
 - a schema leaf's no-finding predicate, which remembers the strings it passed, against its check, value by value,
   and a bounded number's, which answers numbers in range without the compiled validator;
 - the JSON pointer joined in one pass against the token-by-token escaping.
@@ -31,6 +32,7 @@ from flagbridge.cdp.split_events import (
     MAX_STRING_LENGTH,
     PROPERTIES_BASE_BYTES,
     SplitMapper,
+    _bounded_size,
     _properties_fit,
 )
 from flagbridge.values import escape_pointer_token
@@ -216,6 +218,29 @@ def test_commerce_variants_check_as_each_product_alone() -> None:
                 assert exact_props == props
                 proved += 1
     assert proved
+
+
+_PRODUCT_PARTS: list[dict[str, Any]] = [
+    {"id": "a", "name": "n", "price": 2.5, "quantity": 3, "position": True},
+    {"id": "b" * (MAX_STRING_LENGTH + 1), "price": 1.0},
+    {"id": "b" * MAX_STRING_LENGTH, "name": "x" * (MAX_STRING_LENGTH + 1)},
+    {"price": float("nan"), "quantity": float("inf"), "brand": None, "category": ""},
+    {"variant": [1, "two"], "coupon_code": {"c": 1}, "total_product_amount": -1e300},
+    {"variant": ["v" * MAX_STRING_LENGTH], "id": "a"},
+    {"custom_attributes": {"a": 1, "b": 2.5}, "id": "c"},
+    {"custom_attributes": "not an object", "price": 3},
+    {},
+]
+
+
+def test_sized_product_properties_are_the_properties_and_the_parts_bounded_size() -> None:
+    cases = [(base, product) for base, products in _commerce_cases() for product in products]
+    cases += [(base, product) for base in ({}, {"product.id": "shared", "z": 1}) for product in _PRODUCT_PARTS]
+    for position, (base, product) in enumerate(cases):
+        props, size = SplitMapper._sized_product_properties(base, product, position)
+        expected = SplitMapper._product_properties(base, product, position)
+        assert repr(props) == repr(expected)  # same names, order and values (nan stays nan)
+        assert size == _bounded_size(SplitMapper._product_part(product, position))
 
 
 _LEAF_SCHEMAS: list[dict[str, Any]] = [

@@ -547,7 +547,7 @@ def _count_planned(
     tallies: dict[tuple[int, int, str], dict[int, int]] = {}
     killed: dict[tuple[int, int], int] = {}
     user_sets: set[tuple[int, str]] = set()
-    width, last = len(compiled.metric_names), (-1, -1, "")
+    width, last_hour, last_version, last_treatment = len(compiled.metric_names), -1, -1, ""
     row: list[Any] = []
     """Deltas of the row's rates (filled at the end) and the gathered values of its percentiles (counted then)."""
     tally: dict[int, int] = {}
@@ -579,7 +579,8 @@ def _count_planned(
         if plan is None:
             continue
         # the events of one message mostly share their hour and treatment: the last row again
-        if hour != last[0] or treatment is not last[2] or version != last[1]:
+        if hour != last_hour or treatment is not last_treatment or version != last_version:
+            last_hour, last_version, last_treatment = hour, version, treatment
             last = (hour, version, treatment)
             row = rows.get(last)  # type: ignore[assignment]
             if row is None:
@@ -611,7 +612,7 @@ def _multiply_out(compiled: _CompiledTest, rows: Rows, tallies: dict[tuple[int, 
             for position, n, k, invalid in effects[effect]:
                 delta = row[position]
                 if delta is None:
-                    row[position] = Delta(n * times, k * times, invalid * times)
+                    row[position] = Delta(n * times, k * times, invalid * times, {})
                 else:
                     delta.n += n * times
                     delta.k += k * times

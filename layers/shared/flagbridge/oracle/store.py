@@ -124,8 +124,9 @@ def _sum(deltas: Iterable[Delta]) -> Delta:
         at_pass += delta.at_pass
         at_fail += delta.at_fail
         classified += delta.classified
-        for index, count in delta.buckets.items():
-            buckets[index] = buckets.get(index, 0) + count
+        if delta.buckets:  # a rate's deltas have none: no iterator made for them
+            for index, count in delta.buckets.items():
+                buckets[index] = buckets.get(index, 0) + count
     return Delta(n, k, invalid, buckets, at_pass, at_fail, classified)
 
 

@@ -75,7 +75,7 @@ def compile_percentile_values(metric: PercentileMetric) -> Callable[[list[Any]],
     log, ceil, log_gamma, zero, inf = math.log, math.ceil, histogram.LOG_GAMMA, histogram.ZERO_BUCKET, math.inf
 
     def count_values(values: list[Any]) -> Delta:
-        n = invalid = at_pass = at_fail = 0
+        invalid = at_pass = at_fail = 0
         buckets: dict[int, int] = {}
         for number in values:
             kind = type(number)
@@ -84,13 +84,13 @@ def compile_percentile_values(metric: PercentileMetric) -> Callable[[list[Any]],
                 if number is None:
                     invalid += 1
                     continue
-            n += 1
             index = ceil(log(number) / log_gamma) if number > 0 else zero
             buckets[index] = buckets.get(index, 0) + 1
             if number >= pass_below:
                 at_pass += 1
                 if number >= fail_at:
                     at_fail += 1
+        n = len(values) - invalid  # every value not invalid counts
         return Delta(n, 0, invalid, buckets, at_pass, at_fail, n)
 
     return count_values

@@ -164,7 +164,13 @@ def test_a_clean_treatment_ends_pass_before_its_budget(
     assert ended["ended"] == "decided" and ended["reason"].startswith("decided: oracle PASS for test qa-ud-clean")
     assert outcome["summary"]["sent"] < budget
     assert outcome["oracle"]["state"] == "PASS" and outcome["oracle"]["after_run"] is True
-    assert check_counts(decided_bridge, workdir, "qa-ud-clean", outcome)["state"] == "PASS"
+    decided_on = next(r for r in outcome["oracle"]["verdicts"] if (r["treatment"], r["metric"]) == ("on", "5xx rate"))
+    assert decided_on["state"] == "PASS"
+    counted = verdicts(check_counts(decided_bridge, workdir, "qa-ud-clean", outcome))[("on", "5xx rate")]
+    # The look that decided started after the round's last result was taken, and the bridge's queues may still have
+    # held some of them (docs/traffic.md): its PASS is valid as any look's, and the fully counted verdict is PASS,
+    # or INCONCLUSIVE only when it counted results that look had not (a clean 0.2% never FAILs).
+    assert counted["state"] == "PASS" or (counted["state"] == "INCONCLUSIVE" and decided_on["n"] < counted["n"])
 
 
 def test_a_rate_between_the_lines_ends_early_inconclusive(

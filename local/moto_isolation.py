@@ -7,7 +7,9 @@ user's tester mark), the copy fails with ``RuntimeError: dictionary changed size
 pair is reported as a batch item failure, and a rollback can even restore a snapshot taken before a concurrent
 write, losing it. Real DynamoDB isolates transactions from other writes and never fails that way, so the race
 is the emulator's: one re-entrant lock around the backend's item operations makes each of them atomic, as
-seen by the code under test. Used by the tests' moto fixtures and by the local runner's embedded moto server.
+seen by the code under test. The same lock makes a conditional write atomic: moto checks the condition, then
+writes, so two threads could both pass the check (two looks both advancing a run's round). Installed for every
+test process by ``tests/conftest.py`` and by the local runner's embedded moto server.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from local.botocore_loaders import share_botocore_data_loaders
+from local.moto_isolation import isolate_dynamodb_operations
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -43,6 +44,11 @@ for leaked in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
 # boto3 session (and ``runtime.reset()`` fresh clients), whose loader would parse botocore's models, endpoint rules
 # and partitions from JSON again, about two thirds of the ``aws`` fixture's CPU (the local runner does the same).
 share_botocore_data_loaders()
+
+# Every ``mock_aws`` in the tests gets DynamoDB's per-item isolation (see local.moto_isolation), not only those
+# opened by the ``aws`` fixture: a conditional write raced by two threads (two looks advancing one round) must
+# let exactly one win, as DynamoDB does, whichever test happens to be the first in its xdist worker.
+isolate_dynamodb_operations()
 
 PROFILES_TABLE = "flagbridge-profiles-test"
 QUARANTINE_BUCKET = "flagbridge-quarantine-test"
@@ -125,9 +131,7 @@ def moto_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from moto import mock_aws
 
     from flagbridge import runtime
-    from local.moto_isolation import isolate_dynamodb_operations
 
-    isolate_dynamodb_operations()  # the processor's parallel writers need DynamoDB's isolation (see the module)
     with mock_aws():
         import boto3
 

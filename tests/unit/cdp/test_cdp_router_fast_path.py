@@ -56,7 +56,7 @@ def _route_all(documents: list[dict[str, Any]]) -> list[Any]:
 def test_fan_out_decides_as_the_general_path_on_the_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
     documents = corpus()
     fast = _route_all(documents)
-    monkeypatch.setattr(router, "_fan_out", router._fan_out_general)
+    monkeypatch.setattr(router, "_fan_out", lambda lane, *rest: router._fan_out_general(lane.pairs, *rest))
     general = _route_all(documents)
     assert len(fast) == len(general)
     for fast_row, general_row in zip(fast, general, strict=True):
@@ -72,7 +72,12 @@ def test_fan_out_decides_as_the_general_path_on_the_corpus(monkeypatch: pytest.M
 def test_fan_out_from_remembered_shapes_decides_as_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
     documents = corpus()
     configs = configurations()
-    monkeypatch.setattr(router, "_decided_by_shape", {})
+
+    def remembered() -> int:
+        lanes = [lane for config, _ in configs.values() for lane in config.route_plan[2].values()]
+        return sum(len(lane.decided) for lane in lanes if lane.decided is not None)
+
+    assert remembered() == 0
 
     def route_all() -> list[Any]:
         rows: list[Any] = []
@@ -87,10 +92,13 @@ def test_fan_out_from_remembered_shapes_decides_as_the_general_path(monkeypatch:
         return rows
 
     first = route_all()
-    remembered = len(router._decided_by_shape)
-    again = route_all()  # every shape is now remembered: decided from the memo
-    assert len(router._decided_by_shape) == remembered and 0 < remembered < len(first)
-    monkeypatch.setattr(router, "_fan_out", router._fan_out_general)
+    shapes = remembered()
+    again = route_all()  # every shape is now remembered by its lane: decided from the memo
+    assert remembered() == shapes and 0 < shapes < len(first)
+    # a lane whose filters read attributes remembers nothing; a configuration loaded again starts with nothing
+    assert all(lane.decided is None for lane in configs["predicates"][0].route_plan[2].values())
+    assert all(not lane.decided for config, _ in configurations().values() for lane in config.route_plan[2].values())
+    monkeypatch.setattr(router, "_fan_out", lambda lane, *rest: router._fan_out_general(lane.pairs, *rest))
     assert first == again == route_all()
 
 

@@ -187,8 +187,19 @@ class CompiledDestination:
     split: SplitMapper | None
 
 
-Lanes = dict[tuple[str, bool], tuple[tuple[CompiledDestination, str | None], ...]]
-"""``(environment, is_tester)`` -> every destination with its batch-level filter reason (None: the batch may pass)."""
+@dataclass(slots=True, eq=False)
+class Lane:
+    """The destinations of one ``(environment, is_tester)``: ``pairs`` is every destination with its batch-level
+    filter reason (None: the batch may pass). ``decided`` is the router's decisions remembered by batch shape
+    (:func:`flagbridge.cdp.router._decided`), None when a filter of the lane reads attributes (a shape does not
+    decide then). The lane belongs to its configuration, so what it remembers goes with it on a reload."""
+
+    pairs: tuple[tuple[CompiledDestination, str | None], ...]
+    decided: dict[tuple[Any, ...], Any] | None
+
+
+Lanes = dict[tuple[str, bool], Lane]
+"""``(environment, is_tester)`` -> its :class:`Lane`."""
 
 
 class CdpConfig(StrictModel):
@@ -232,8 +243,12 @@ class CdpConfig(StrictModel):
             )
             for d in self.destinations
         )
+        remembers = not any(d.filter.predicates for d in self._compiled)
         lanes: Lanes = {
-            (environment, is_tester): tuple((d, d.filter.batch_reason(environment, is_tester)) for d in self._compiled)
+            (environment, is_tester): Lane(
+                tuple((d, d.filter.batch_reason(environment, is_tester)) for d in self._compiled),
+                {} if remembers else None,
+            )
             for environment in ("production", "development")
             for is_tester in (False, True)
         }
@@ -257,8 +272,8 @@ class CdpConfig(StrictModel):
     def route_plan(self) -> tuple[PlanValidator, tuple[CompiledDestination, ...], Lanes]:
         """``(plan_validator, compiled_destinations, lanes)`` in one lookup (for the router's hot path).
 
-        ``lanes[(environment, is_tester)]`` pairs every destination with its batch-level filter reason
-        (:meth:`~flagbridge.cdp.filters.CompiledFilter.batch_reason`), decided once per configuration.
+        ``lanes[(environment, is_tester)]`` (a :class:`Lane`) pairs every destination with its batch-level filter
+        reason (:meth:`~flagbridge.cdp.filters.CompiledFilter.batch_reason`), decided once per configuration.
         """
         return self.__pydantic_private__["_route_plan"]  # type: ignore[index]
 

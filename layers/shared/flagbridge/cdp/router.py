@@ -42,7 +42,7 @@ from operator import attrgetter
 from typing import Any, Literal
 
 from flagbridge.cdp.batch import Batch, Event, normalize_batch
-from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationType
+from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationType, Lane
 from flagbridge.cdp.dataplan import PlanOutcome
 from flagbridge.cdp.filters import SENT, CompiledFilter, Decision
 from flagbridge.cdp.split_events import SplitEvent, SplitMapper, SplitRejection
@@ -245,8 +245,8 @@ def route_batch(
     lane = lanes.get((environment, is_tester))
     out: _Out = (payloads, quarantine, split_rejections, {})
     if lane is None:  # a hand-built batch's environment: decided here, event by event (its lane is not kept)
-        lane = tuple((d, d.filter.batch_reason(environment, is_tester)) for d in destinations)
-        _fan_out_general(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
+        pairs = tuple((d, d.filter.batch_reason(environment, is_tester)) for d in destinations)
+        _fan_out_general(pairs, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
     else:
         _fan_out(lane, surviving, n_events, dropped_events, now_ms, reasons, counts, out)
 
@@ -264,7 +264,7 @@ events (destinations that send the same events share one)."""
 
 
 def _fan_out(
-    lane: tuple[tuple[CompiledDestination, str | None], ...],
+    lane: Lane,
     surviving: Batch,
     n_events: int,
     dropped_events: Mapping[int, str],
@@ -306,15 +306,13 @@ def _fan_out(
         counts[name] = _tally(dest_reasons)  # Split rejections may have rewritten reasons
 
 
-_Lane = tuple[tuple[CompiledDestination, str | None], ...]
+_Pairs = tuple[tuple[CompiledDestination, str | None], ...]
 _Decided = tuple[CompiledDestination, tuple[str, ...], tuple[int, ...] | None, tuple[int, ...], dict[str, int]]
 """One destination's decision for a batch shape: its reasons, the positions (in the events the plan left) of the
 events it passes (None: nothing to send, not even an empty batch), the received indexes of those events, and the
 counts of its reasons before Split mapping."""
 _DECIDED_LIMIT = 4096
-_decided_by_shape: dict[tuple[Any, ...], tuple[_Lane, list[_Decided]]] = {}
-"""Decisions by (lane, batch shape); the lane is kept with them, so its ``id`` stays its own while remembered."""
-_lane_has_predicates: dict[int, tuple[_Lane, bool]] = {}
+"""How many batch shapes a lane remembers (the shapes come from the batches: a bounded few)."""
 
 
 def _shape(events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> tuple[Any, ...] | None:
@@ -337,30 +335,23 @@ def _shape(events: list[Event], n_events: int, dropped_events: Mapping[int, str]
     return (n_events, tuple(dropped_events.items()) if dropped_events else (), tuple(map(_INDEX, events)), tuple(names))
 
 
-def _decided(lane: _Lane, events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> list[_Decided]:
-    """:func:`_decide`, remembered per (lane, :func:`_shape`) while no filter of the lane reads attributes."""
-    lane_id = id(lane)
-    known = _lane_has_predicates.get(lane_id)
-    if known is None or known[0] is not lane:
-        known = (lane, any(destination.filter.predicates for destination, _ in lane))
-        if len(_lane_has_predicates) < _DECIDED_LIMIT:
-            _lane_has_predicates[lane_id] = known
-    if known[1]:
-        return _decide(lane, events, n_events, dropped_events)
+def _decided(lane: Lane, events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> list[_Decided]:
+    """:func:`_decide`, remembered per :func:`_shape` in the lane while no filter of the lane reads attributes."""
+    remembered = lane.decided
+    if remembered is None:
+        return _decide(lane.pairs, events, n_events, dropped_events)
     shape = _shape(events, n_events, dropped_events)
     if shape is None:
-        return _decide(lane, events, n_events, dropped_events)
-    key = (lane_id, shape)
-    remembered = _decided_by_shape.get(key)
-    if remembered is not None and remembered[0] is lane:
-        return remembered[1]
-    decided = _decide(lane, events, n_events, dropped_events)
-    if len(_decided_by_shape) < _DECIDED_LIMIT:  # the shapes come from the batches: keep a bounded few
-        _decided_by_shape[key] = (lane, decided)
+        return _decide(lane.pairs, events, n_events, dropped_events)
+    decided: list[_Decided] | None = remembered.get(shape)
+    if decided is None:
+        decided = _decide(lane.pairs, events, n_events, dropped_events)
+        if len(remembered) < _DECIDED_LIMIT:
+            remembered[shape] = decided
     return decided
 
 
-def _decide(lane: _Lane, events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> list[_Decided]:
+def _decide(lane: _Pairs, events: list[Event], n_events: int, dropped_events: Mapping[int, str]) -> list[_Decided]:
     """Every destination's reasons, passing events and counts (see :data:`_Decided`) for a batch the plan left."""
     if not events and dropped_events:  # the plan dropped every event: each destination has the plan's reasons
         plan_reasons = tuple(dropped_events.get(index, "plan.blocked") for index in range(n_events))

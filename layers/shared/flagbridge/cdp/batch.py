@@ -112,6 +112,17 @@ PRODUCT_ACTIONS: frozenset[str] = frozenset(
     }
 )
 
+_NAME_FIELDS = {"custom_event": "event_name", "screen_view": "screen_name"}
+
+
+def event_name_of(event_type: str, data: Mapping[str, Any]) -> Any:
+    """The name destination filters match an event by: ``event_name`` of a custom event, ``screen_name`` of a
+    screen view, else the event type itself. As the event holds it: a normalised event's is always a string, a
+    hand-built one's may not be, and each caller decides what that means."""
+    name_field = _NAME_FIELDS.get(event_type)
+    return event_type if name_field is None else data.get(name_field, "")
+
+
 _IDENTITY_ALIASES = {"customerid": "customer_id"}
 
 
@@ -174,12 +185,8 @@ class Event:
 
     @property
     def name(self) -> str:
-        """The event's name: ``event_name`` (custom), ``screen_name`` (screen view), else the event type."""
-        if self.event_type == "custom_event":
-            return str(self.data.get("event_name", ""))
-        if self.event_type == "screen_view":
-            return str(self.data.get("screen_name", ""))
-        return self.event_type
+        """The event's name as a string (:func:`event_name_of`)."""
+        return str(event_name_of(self.event_type, self.data))
 
     @property
     def custom_attributes(self) -> Mapping[str, Any]:

@@ -59,7 +59,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
-from flagbridge.cdp.batch import EVENT_TYPES, Batch, Event
+from flagbridge.cdp.batch import EVENT_TYPES, Batch, Event, event_name_of
 from flagbridge.rules import StrictModel
 from flagbridge.values import canonical, to_number
 
@@ -263,12 +263,7 @@ class CompiledFilter:
         if not self.has_event_rules:
             return None
         event_type = event.event_type
-        if event_type == "custom_event":
-            name = str(event.data.get("event_name", ""))
-        elif event_type == "screen_view":
-            name = str(event.data.get("screen_name", ""))
-        else:
-            name = event_type
+        name = str(event_name_of(event_type, event.data))
         key = (event_type, name)
         memo = self._memo
         reason = memo.get(key, _UNKNOWN)
@@ -293,12 +288,7 @@ class CompiledFilter:
         predicates = self.predicates
         for event in events:
             event_type = event.event_type
-            if event_type == "custom_event":
-                name = event.data.get("event_name", "")
-            elif event_type == "screen_view":
-                name = event.data.get("screen_name", "")
-            else:
-                name = event_type
+            name = event_name_of(event_type, event.data)
             if type(name) is not str:  # normalised events always carry string names; a hand-built one may not
                 name = str(name)
             key = (event_type, name)

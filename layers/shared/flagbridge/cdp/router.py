@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Literal
 
-from flagbridge.cdp.batch import Batch, Event, normalize_batch
+from flagbridge.cdp.batch import Batch, Event, event_name_of, normalize_batch
 from flagbridge.cdp.config import CdpConfig, CompiledDestination, DestinationType, Lane
 from flagbridge.cdp.dataplan import PlanOutcome
 from flagbridge.cdp.filters import SENT, CompiledFilter, Decision
@@ -322,12 +322,7 @@ def _shape(events: list[Event], n_events: int, dropped_events: Mapping[int, str]
     names: list[Any] = []
     for event in events:
         event_type = event.event_type
-        if event_type == "custom_event":
-            name = event.data.get("event_name", "")
-        elif event_type == "screen_view":
-            name = event.data.get("screen_name", "")
-        else:
-            name = event_type
+        name = event_name_of(event_type, event.data)
         if type(name) is not str:
             return None
         names.append(event_type)

@@ -229,6 +229,22 @@ def test_the_workers_stop_once_an_evaluation_since_the_run_started_decides_it(
     assert run["ended"] == run["stopped"][0]  # why the run ended, in its status
 
 
+def test_a_decision_from_before_the_run_was_accepted_does_not_stop_it_whatever_its_clock_ms(
+    rounds_aws: dict[str, Any], lambda_context: Any, target: CountingTarget
+) -> None:
+    # Given an earlier run's PASS, evaluated a minute ago, and a run whose request sets its clock far in the past
+    _put_verdict(rounds_aws, "PASS", int(time.time() * 1000) - 60_000)
+    start(rounds_aws, lambda_context, target, "r-old-clock", requests=1000, shard_size=50, clock_ms=1_000)
+
+    # When its workers and its first look run
+    (look,) = drain(rounds_aws, lambda_context)
+
+    # Then the old PASS decided nothing: the first round was sent and the look waits for an evaluation of it
+    assert look["round"] == 0 and target.total == 100
+    run = status(lambda_context, "r-old-clock")
+    assert run["state"] == "running" and run["stopped"] == []
+
+
 @pytest.mark.parametrize(
     ("state", "needed", "extra", "ended"),
     [

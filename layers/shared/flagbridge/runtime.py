@@ -549,7 +549,7 @@ def shard_worker() -> ShardWorker:
             run_verdicts(),
             refresh_seconds=refresh,
             on_error=on_error,
-            decided_since_ms=spec.clock_ms if spec.until_decided else None,
+            decided_since_ms=spec.decided_since_ms(),
         )
 
     rounds = Rounds(

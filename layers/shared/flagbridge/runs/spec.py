@@ -104,6 +104,9 @@ class RunSpec:
     run_tag_header: str = "X-Flagbridge-Run"
     oracle_metrics: tuple[str, ...] | None = None  # the metrics of oracle_test the run feeds (None: every one)
     max_unanswered: int = MAX_UNANSWERED  # requests in a row with no answer that stop a shard (0: never)
+    # When the stack accepted the run (its own clock; clock_ms is the request's, for the generated timestamps):
+    # a run until decided takes a decision only from an evaluation since. None: a run.json written before.
+    accepted_ms: int | None = None
 
     @property
     def rate_per_worker(self) -> float:
@@ -113,6 +116,14 @@ class RunSpec:
         """``(first case index, number of cases)`` of shard ``shard`` (0-based)."""
         first = shard * self.shard_size
         return first, max(0, min(self.shard_size, self.requests - first))
+
+    def decided_since_ms(self) -> int | None:
+        """A run until decided stops on an evaluation that started at or after this (None: not until decided).
+        When the stack accepted the run, never the request's ``clock_ms``: a clock far in the past would let an
+        earlier run's decided verdict stop this one."""
+        if not self.until_decided:
+            return None
+        return self.accepted_ms if self.accepted_ms is not None else self.clock_ms
 
     def pool(self) -> list[Tester]:
         return [Tester(key, email) for key, email in self.testers]
@@ -383,6 +394,7 @@ def validate_run_request(
         run_tag_header=traffic.run_tag_header,
         oracle_metrics=feed.metrics if feed is not None else None,
         max_unanswered=max_unanswered,
+        accepted_ms=now_ms,
     )
     try:
         build_generator(spec)  # destructive methods, attack sets that fit no element: refused before anything runs
@@ -471,5 +483,6 @@ def spec_fingerprint(spec: RunSpec) -> str:
 
     document = spec.document()
     document.pop("clock_ms", None)
+    document.pop("accepted_ms", None)
     document.pop("oracle_metrics", None)  # follows from the plan and the stack's configuration, not the request
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]

@@ -17,9 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError, URLError
 from urllib.parse import quote
-from urllib.request import Request, urlopen
 
 from flagbridge_ops.errors import CliError
 
@@ -30,6 +28,8 @@ OUTPUTS = {
     "TrafficStopParameterName": "stop_parameter",
 }
 FINAL_STATES = frozenset({"completed", "stopped", "enqueue_failed"})
+CONNECT_SECONDS, READ_SECONDS = 10.0, 60.0
+MAX_ANSWER_BYTES = 1 << 24  # a run's status with every shard's counts stays far below
 
 
 @dataclass
@@ -76,23 +76,25 @@ def stack(args: Any, environ: Mapping[str, str], clients: Any) -> Stack:
 
 
 def call(target: Stack, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One request to the run API: (status, JSON body). Connection problems are one CliError line."""
+    """One request to the run API: (status, JSON body). Connection problems are one CliError line.
+
+    Sent through the layer's outbound adapter, which follows no redirect: urllib's ``urlopen`` would follow one
+    and send the bearer token along to wherever it points."""
+    from flagbridge.outbound import Outbound, TransportError
+
     url = target.require("api", "run API (TrafficRunsUrl)") + path
     data = None if body is None else json.dumps(body).encode()
     token = target.require("token", "run API token (TrafficApiTokenSecretArn or FLAGBRIDGE_TRAFFIC_API_TOKEN)")
-    request = Request(url, data=data, method=method, headers={"Authorization": f"Bearer {token}"})
-    request.add_header("Content-Type", "application/json")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"}
+    http = Outbound(connect_timeout=CONNECT_SECONDS, read_timeout=READ_SECONDS, max_idle=0)
     try:
-        with urlopen(request, timeout=60) as response:
-            status, raw = response.status, response.read()
-    except HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (URLError, OSError) as exc:
-        raise CliError(f"cannot reach the run API at {url}: {getattr(exc, 'reason', exc)}") from exc
+        response = http.request(method, url, data, headers, max_body=MAX_ANSWER_BYTES)
+    except TransportError as exc:
+        raise CliError(f"cannot reach the run API at {url}: {exc}") from exc
     try:
-        return status, json.loads(raw)
+        return response.status, json.loads(response.content)
     except ValueError:
-        return status, {"error": "not_json", "message": raw.decode("utf-8", "replace")[:200]}
+        return response.status, {"error": "not_json", "message": response.content.decode("utf-8", "replace")[:200]}
 
 
 def plan_document(plan_path: str, attack_set_files: list[str]) -> dict[str, Any]:

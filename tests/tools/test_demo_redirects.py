@@ -1,0 +1,87 @@
+"""The demo's HTTP clients over real HTTP: a redirect is an answer, never followed with their credentials.
+
+``urlopen`` follows a POST's 302 (as a GET) and a GET's redirect keeping the request's Authorization header, so
+the demo service's mParticle Basic credentials and the demo driver's bearer tokens went wherever a ``Location``
+pointed. Two local servers stand for the bridge and the other host.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from local.demo.service import http_post
+
+CREDENTIALS = "Basic a2V5OnNlY3JldA=="
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Records (method, path, Authorization); ``/moved`` redirects to ``elsewhere``, anything else is a 200."""
+
+    seen: list[tuple[str, str, str | None]]
+    elsewhere: str = ""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.seen.append((self.command, self.path, self.headers.get("Authorization")))
+        moved = self.path.startswith("/moved")
+        self.send_response(302 if moved else 200)
+        if moved:
+            self.send_header("Location", self.elsewhere + "/stolen")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _server(seen: list[tuple[str, str, str | None]], elsewhere: str = "") -> ThreadingHTTPServer:
+    handler = type("Handler", (Recorder,), {"seen": seen, "elsewhere": elsewhere})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[str, list[Any], list[Any]]]:
+    bridge_seen: list[Any] = []
+    other_seen: list[Any] = []
+    other = _server(other_seen)
+    bridge = _server(bridge_seen, f"http://127.0.0.1:{other.server_address[1]}")
+    yield f"http://127.0.0.1:{bridge.server_address[1]}", bridge_seen, other_seen
+    for server in (bridge, other):
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_service_posts_its_events_with_its_credentials(servers: tuple[str, list[Any], list[Any]]) -> None:
+    bridge, bridge_seen, _ = servers
+    assert http_post(bridge + "/mparticle/v2/bulkevents", b"[]", {"Authorization": CREDENTIALS}) == 200
+    assert bridge_seen == [("POST", "/mparticle/v2/bulkevents", CREDENTIALS)]
+
+
+def test_the_services_credentials_do_not_follow_a_redirect(servers: tuple[str, list[Any], list[Any]]) -> None:
+    # Given a bridge that redirects the Events API to another host
+    bridge, bridge_seen, other_seen = servers
+
+    # When the sample service posts its events with mParticle's Basic credentials
+    status = http_post(bridge + "/moved", b"[]", {"Authorization": CREDENTIALS})
+
+    # Then the 302 is the answer, and the other host saw nothing, least of all the credentials
+    assert other_seen == []
+    assert status == 302
+    assert bridge_seen == [("POST", "/moved", CREDENTIALS)]
+
+
+def test_nothing_answering_is_status_0() -> None:
+    assert http_post("http://127.0.0.1:9/mparticle/v2/bulkevents", b"[]", {}) == 0

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from local.demo.run import BridgeClient
 from local.demo.service import http_post
 
 CREDENTIALS = "Basic a2V5OnNlY3JldA=="
+ORACLE_TOKEN = "oracle-token-under-test"
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -85,3 +87,22 @@ def test_the_services_credentials_do_not_follow_a_redirect(servers: tuple[str, l
 
 def test_nothing_answering_is_status_0() -> None:
     assert http_post("http://127.0.0.1:9/mparticle/v2/bulkevents", b"[]", {}) == 0
+
+
+def test_the_drivers_oracle_token_does_not_follow_a_redirect(servers: tuple[str, list[Any], list[Any]]) -> None:
+    # Given a bridge that redirects the oracle API to another host
+    bridge, bridge_seen, other_seen = servers
+
+    # When the demo driver reads the test's verdict with the oracle API token
+    with pytest.raises(RuntimeError, match=r"^GET /tests/\S+ answered 302"):
+        BridgeClient(bridge + "/moved", ORACLE_TOKEN).test()
+
+    # Then the other host saw nothing, least of all the token
+    assert other_seen == []
+    assert [(method, authorization) for method, _, authorization in bridge_seen] == [("GET", f"Bearer {ORACLE_TOKEN}")]
+
+
+def test_the_driver_reads_the_bridges_json(servers: tuple[str, list[Any], list[Any]]) -> None:
+    bridge, bridge_seen, _ = servers
+    assert BridgeClient(bridge, ORACLE_TOKEN).test() == {}
+    assert bridge_seen[0][2] == f"Bearer {ORACLE_TOKEN}"

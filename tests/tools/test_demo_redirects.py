@@ -1,8 +1,8 @@
-"""The demo's HTTP clients over real HTTP: a redirect is an answer, never followed with their credentials.
+"""The local tools' HTTP clients over real HTTP: a redirect is an answer, never followed with their credentials.
 
 ``urlopen`` follows a POST's 302 (as a GET) and a GET's redirect keeping the request's Authorization header, so
-the demo service's mParticle Basic credentials and the demo driver's bearer tokens went wherever a ``Location``
-pointed. Two local servers stand for the bridge and the other host.
+the demo service's mParticle Basic credentials, the demo driver's and the local runner's bearer tokens went
+wherever a ``Location`` pointed. Two local servers stand for the bridge and the other host.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from local.demo.run import BridgeClient
 from local.demo.service import http_post
+from local.runner.bridge import LocalBridge
 
 CREDENTIALS = "Basic a2V5OnNlY3JldA=="
 ORACLE_TOKEN = "oracle-token-under-test"
@@ -106,3 +107,26 @@ def test_the_driver_reads_the_bridges_json(servers: tuple[str, list[Any], list[A
     bridge, bridge_seen, _ = servers
     assert BridgeClient(bridge, ORACLE_TOKEN).test() == {}
     assert bridge_seen[0][2] == f"Bearer {ORACLE_TOKEN}"
+
+
+def _runner(bridge: str) -> LocalBridge:
+    return LocalBridge(port=int(bridge.rsplit(":", 1)[1]), endpoint_url="http://127.0.0.1:5000")  # not started
+
+
+def test_the_runners_profile_token_does_not_follow_a_redirect(servers: tuple[str, list[Any], list[Any]]) -> None:
+    # Given a bridge URL whose profile route redirects to another host
+    bridge, bridge_seen, other_seen = servers
+
+    # When the local runner reads a profile with the profile API token
+    status, _ = _runner(bridge).request("GET", "/moved/profiles/user/u-1", headers={"Authorization": "Bearer p"})
+
+    # Then the 302 is the answer, and the other host saw nothing, least of all the token
+    assert other_seen == []
+    assert status == 302
+    assert bridge_seen == [("GET", "/moved/profiles/user/u-1", "Bearer p")]
+
+
+def test_the_runner_reads_json_and_text_answers(servers: tuple[str, list[Any], list[Any]]) -> None:
+    bridge, bridge_seen, _ = servers
+    assert _runner(bridge).request("POST", "/split/impressions?token=t", b"[]") == (200, {})
+    assert bridge_seen == [("POST", "/split/impressions?token=t", None)]

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from flagbridge.traffic.errors import ModelError
 
@@ -326,11 +326,8 @@ def climbs(path: str) -> bool:
     return any(segment.lower().replace("%2e", ".") in (".", "..") for segment in path.split("/"))
 
 
-def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[str | Template, ...]]:
-    """Scheme, ``host[:port]`` and the path segments (``{params}`` filled from ``path_params``)."""
-    url = document.get("url")
-    if not isinstance(url, str):
-        raise ModelError(f"{where}: 'url' is required (scheme://host/path)")
+def _url_parts(url: str, where: str) -> SplitResult:
+    """A model URL, split: absolute http(s), a port from 1, no credentials, query, fragment or dot segments."""
     try:
         parts = urlsplit(url)
         port = parts.port  # ValueError: out of range or not a number; parsed here, never first in a worker
@@ -349,6 +346,15 @@ def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[
             f"{where}: 'url' must not carry . or .. path segments (a server resolves them out of an allowed path "
             f"prefix), got {url[:200]!r}"
         )
+    return parts
+
+
+def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[str | Template, ...]]:
+    """Scheme, ``host[:port]`` and the path segments (``{params}`` filled from ``path_params``)."""
+    url = document.get("url")
+    if not isinstance(url, str):
+        raise ModelError(f"{where}: 'url' is required (scheme://host/path)")
+    parts = _url_parts(url, where)
     params = document.get("path_params") or {}
     if not isinstance(params, dict):
         raise ModelError(f"{where}: 'path_params' must be a mapping")

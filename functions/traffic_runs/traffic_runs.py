@@ -66,7 +66,8 @@ def scheduled_run(request: Any) -> dict[str, Any]:
         service: RunService = runtime.run_service()
         status, body = service.start(request)
     except RequestError as exc:
-        logger.error("scheduled run refused", extra={"code": exc.code, "detail": exc.message})
+        # the code, not the message: a refused pool's message names its keys (user keys, emails)
+        logger.error("scheduled run refused", extra={"status": exc.status, "code": exc.code})
         return {"http_status": exc.status, "error": exc.code, "message": exc.message}
     logger.info("scheduled run started", extra={"run_id": body.get("run_id"), "shards": body.get("shards")})
     return {**body, "http_status": status}

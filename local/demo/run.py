@@ -32,12 +32,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError, URLError
+from urllib.error import HTTPError
 from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 import yaml
 
+from flagbridge.outbound import Outbound, TransportError
 from local.resources import ROOT
 
 DEMO_DIR = Path(__file__).resolve().parent
@@ -172,17 +173,20 @@ class BridgeClient:
         self.oracle_token = oracle_token
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        """(status, JSON body of a 2xx, else the text). A redirect is an answer, never followed: ``urlopen``
+        followed it keeping the Authorization header, sending the oracle API token to the ``Location``'s host."""
+        http = Outbound(connect_timeout=60.0, read_timeout=60.0, max_idle=0)
         try:
-            with urlopen(Request(self.url + path, headers=dict(headers or {})), timeout=60) as reply:
-                return int(reply.status), json.loads(reply.read())
-        except HTTPError as exc:
-            return int(exc.code), exc.read().decode(errors="replace")
-        except URLError as exc:
-            reason = getattr(exc.reason, "strerror", None) or exc.reason
+            answer = http.get(self.url + path, dict(headers or {}))
+        except TransportError as exc:
+            reason = getattr(exc.__cause__, "strerror", None) or exc
             raise RuntimeError(
                 f"cannot reach the bridge at {self.url} ({reason}): start it with `make run`, or give its port "
                 "(PORT=N make demo, the port `make run` printed in its ready line)"
             ) from exc
+        if 200 <= answer.status < 300:
+            return answer.status, json.loads(answer.content)
+        return answer.status, answer.body
 
     def idle(self) -> bool:
         status, body = self.get("/_local/idle")

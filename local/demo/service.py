@@ -46,10 +46,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.error import HTTPError, URLError
 from urllib.parse import quote, unquote, urlsplit
-from urllib.request import Request, urlopen
 
+from flagbridge.outbound import Outbound, TransportError
 from local.stopping import StopRequest
 
 FLAG = "new_checkout"
@@ -143,14 +142,15 @@ Post = Callable[[str, bytes, dict[str, str]], int]
 
 
 def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST and return the status (0 when nothing answered)."""
+    """POST and return the status (0 when nothing answered).
+
+    Through the layer's outbound adapter, which follows no redirect: ``urlopen`` followed a 302 with the
+    Authorization header, sending the mParticle credentials to the ``Location``'s host.
+    """
+    http = Outbound(connect_timeout=30.0, read_timeout=30.0, max_idle=0)
     try:
-        with urlopen(Request(url, data=body, method="POST", headers=headers), timeout=30) as reply:
-            reply.read()
-            return int(reply.status)
-    except HTTPError as exc:
-        return int(exc.code)
-    except (URLError, OSError):
+        return http.post(url, body, headers).status
+    except TransportError:
         return 0
 
 

@@ -15,10 +15,9 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
 from urllib.parse import quote, urlsplit
-from urllib.request import Request, urlopen
 
+from flagbridge.outbound import Outbound
 from local.receivers import Receiver
 from local.resources import (
     DEFAULT_ACCOUNT,
@@ -534,13 +533,15 @@ class LocalBridge:
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        """A real HTTP request to this bridge: (status, JSON body or text)."""
-        request = Request(self.url + path, data=body, method=method, headers=headers or {})
-        try:
-            with urlopen(request, timeout=60) as response:
-                status, data = response.status, response.read()
-        except HTTPError as exc:
-            status, data = exc.code, exc.read()
+        """A real HTTP request to this bridge: (status, JSON body or text).
+
+        A redirect is an answer, never followed: ``urlopen`` followed it keeping the Authorization header, sending
+        the token to the ``Location``'s host.
+        """
+        answer = Outbound(connect_timeout=60.0, read_timeout=60.0, max_idle=0).request(
+            method, self.url + path, body, headers or {}
+        )
+        status, data = answer.status, answer.content
         try:
             return status, json.loads(data)
         except ValueError:

@@ -267,6 +267,33 @@ def test_the_schedule_refuses_a_plan_naming_an_unknown_oracle_test(
     assert runs_aws["sqs"].receive_message(QueueUrl=runs_aws["queue_url"]).get("Messages") is None
 
 
+def test_a_refused_schedule_logs_no_user_key(
+    runs_aws: dict[str, Any], lambda_context: Any, target: CountingTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from flagbridge.observability import logger
+
+    # Given a schedule whose pool names a key that is no tester (a customer's email, by mistake)
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/plan.json", Body=_json_text(PLAN))
+    runs_aws["s3"].put_object(Bucket=MANIFESTS, Key="plans/scheduled/model.json", Body=_json_text(MODEL))
+    event = load_event("traffic_runs_schedule.json")
+    event["schedule"]["target"] = target.url
+    event["schedule"]["testers"] = ["pii-customer-4f2a@example.com"]
+
+    # When the schedule fires
+    result = load_handler("traffic_runs").lambda_handler(event, lambda_context)
+
+    # Then the run is refused naming the key to the invoker, and the log line says why without the key
+    assert (result["http_status"], result["error"]) == (400, "not_testers")
+    assert "pii-customer-4f2a@example.com" in result["message"]
+    logged = stream.getvalue()
+    assert "scheduled run refused" in logged and "not_testers" in logged
+    assert "pii-customer-4f2a" not in logged
+
+
 def test_a_garbage_shard_message_is_quarantined_with_its_reason(runs_aws: dict[str, Any], lambda_context: Any) -> None:
     worker = load_handler("traffic_worker")
     result = worker.lambda_handler(load_event("sqs_traffic_shard_garbage.json"), lambda_context)

@@ -666,6 +666,22 @@ def test_the_traffic_worker_sends_only_to_the_shard_queue_and_reads_only_its_tab
     assert not any(t.startswith('{"SQSSendMessagePolicy"') for t in _sam_templates("TrafficWorkerFunction"))
 
 
+def test_the_run_api_writes_only_run_specs_and_only_reads_the_scheduled_plans() -> None:
+    # it writes runs/<id>/run.json (flagbridge.runs.worker.spec_key) and reads plans/ (the schedule's plan_key
+    # and model_key): a PutObject on plans/ would let it replace what every scheduled run sends
+    s3 = [s for s in _inline("TrafficRunsFunction") if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    grants = sorted(
+        (action, json.dumps(resource)) for s in s3 for action in s["Action"] for resource in as_list(s["Resource"])
+    )
+    assert grants == sorted(
+        [
+            ("s3:GetObject", json.dumps({"Fn::Sub": "${TrafficManifestBucket.Arn}/plans/*"})),
+            ("s3:GetObject", json.dumps({"Fn::Sub": "${TrafficManifestBucket.Arn}/runs/*"})),
+            ("s3:PutObject", json.dumps({"Fn::Sub": "${TrafficManifestBucket.Arn}/runs/*"})),
+        ]
+    )
+
+
 def test_expected_function_permissions() -> None:
     assert _templates("ImpressionsWebhookFunction") == _expected(
         _send("ImpressionsQueue"), QUARANTINE_WRITE, _get_secret("WebhookTokenSecret")

@@ -115,6 +115,46 @@ def test_run_requests_are_refused_naming_the_problem(change: dict[str, Any], cod
     assert (refused.value.status, refused.value.code) == (400, code)
 
 
+@pytest.mark.parametrize(
+    ("target", "model_url", "code"),
+    [
+        ("http://127.0.0.1:9/shop/../admin", None, "invalid_target"),
+        ("http://127.0.0.1:9/shop/%2E%2e/admin", None, "invalid_target"),
+        ("http://127.0.0.1:9/shop/./x/../../admin", None, "invalid_target"),
+        (None, "http://127.0.0.1:9/shop/../admin/checkout", "invalid_model"),
+        (None, "http://127.0.0.1:9/shop/%2e%2e/admin/checkout", "invalid_model"),
+        (None, "http://127.0.0.1:9/shop/{id}\n    path_params: {id: ../admin}", "invalid_model"),
+    ],
+)
+def test_a_path_climbing_out_of_its_allowed_prefix_is_refused(
+    target: str | None, model_url: str | None, code: str
+) -> None:
+    # Given an allowlist that lets runs reach only /shop on 127.0.0.1
+    from flagbridge.traffic.config import TrafficConfig
+
+    traffic = TrafficConfig.from_document(
+        {"allowlist": [{"host": "127.0.0.1", "path_prefixes": ["/shop"]}], "testers": ["qa-bot-01"]}
+    )
+    model = MODEL.replace("http://localhost/", "http://127.0.0.1:9/shop/")
+    validate_run_request(
+        run_request("http://127.0.0.1:9/shop", model=model), traffic, parallelism=4, now_ms=NOW
+    )  # within it: accepted
+
+    # When a run's target or model path climbs out of it with dot segments, which a server resolves
+    # (/shop/../admin is /admin), whether or not they are percent-encoded
+    if model_url is not None:
+        model = model.replace("http://127.0.0.1:9/shop/checkout", model_url)
+    body = run_request(target or "", model=model)
+    if target is None:
+        del body["target"]
+
+    # Then the run is refused, naming the problem, before anything is sent
+    with pytest.raises(RequestError) as refused:
+        validate_run_request(body, traffic, parallelism=4, now_ms=NOW)
+    assert (refused.value.status, refused.value.code) == (400, code)
+    assert "segment" in refused.value.message
+
+
 def test_the_stop_parameter_names_runs_or_all() -> None:
     assert stopped_runs("none") == (False, frozenset())
     assert stopped_runs(" all ") == (True, frozenset())

@@ -242,6 +242,12 @@ def test_run_tag_is_a_verifiable_label() -> None:
     assert tag.verify(value.replace("c9", "c8")) is None
 
 
+@pytest.mark.parametrize("forged", ["run-1.c9.\u00e9" * 2, "run-1.c9.\ud800", "r\ud800.c9.00", "run-1.\u00e9.00"])
+def test_a_hostile_run_tag_is_refused_not_raised(forged: str) -> None:
+    # a header's value is anyone's: a signature or id hmac.compare_digest cannot take as str must be "not signed"
+    assert RunTag(b"k1").verify(forged) is None
+
+
 def test_token_bucket_paces_requests() -> None:
     now = [0.0]
 

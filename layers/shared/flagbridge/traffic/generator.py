@@ -40,6 +40,7 @@ from flagbridge.traffic.model import (
     RequestTemplate,
     Template,
     Tester,
+    climbs,
     render_body,
     render_text,
 )
@@ -78,6 +79,11 @@ class Target:
             )
         if parts.query or parts.fragment:
             raise SafetyError(f"--target must not carry a query or fragment, got {shown}")
+        if climbs(parts.path):
+            raise SafetyError(
+                f"--target must not carry . or .. path segments (a server resolves them out of an allowed path "
+                f"prefix), got {shown}"
+            )
         return cls(
             parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), parts.path.rstrip("/")
         )

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from flagbridge.traffic.errors import ModelError
 
@@ -320,11 +320,14 @@ def _scalar_text(value: Any, where: str) -> str | Template:
     return compile_text(value, where)
 
 
-def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[str | Template, ...]]:
-    """Scheme, ``host[:port]`` and the path segments (``{params}`` filled from ``path_params``)."""
-    url = document.get("url")
-    if not isinstance(url, str):
-        raise ModelError(f"{where}: 'url' is required (scheme://host/path)")
+def climbs(path: str) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment, percent-encoded or not: servers resolve them (RFC 3986
+    5.2.4), so ``/shop/../admin`` is ``/admin``, out of an allowlist's ``/shop`` prefix."""
+    return any(segment.lower().replace("%2e", ".") in (".", "..") for segment in path.split("/"))
+
+
+def _url_parts(url: str, where: str) -> SplitResult:
+    """A model URL, split: absolute http(s), a port from 1, no credentials, query, fragment or dot segments."""
     try:
         parts = urlsplit(url)
         port = parts.port  # ValueError: out of range or not a number; parsed here, never first in a worker
@@ -338,6 +341,20 @@ def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[
         raise ModelError(f"{where}: 'url' must not carry credentials (user:password@); use a header")
     if parts.query or parts.fragment:
         raise ModelError(f"{where}: 'url' must not carry a query or fragment; use 'query'")
+    if climbs(parts.path):
+        raise ModelError(
+            f"{where}: 'url' must not carry . or .. path segments (a server resolves them out of an allowed path "
+            f"prefix), got {url[:200]!r}"
+        )
+    return parts
+
+
+def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[str | Template, ...]]:
+    """Scheme, ``host[:port]`` and the path segments (``{params}`` filled from ``path_params``)."""
+    url = document.get("url")
+    if not isinstance(url, str):
+        raise ModelError(f"{where}: 'url' is required (scheme://host/path)")
+    parts = _url_parts(url, where)
     params = document.get("path_params") or {}
     if not isinstance(params, dict):
         raise ModelError(f"{where}: 'path_params' must be a mapping")
@@ -350,7 +367,10 @@ def _compile_url(document: dict[str, Any], where: str) -> tuple[str, str, tuple[
             if param not in params:
                 raise ModelError(f"{where}: path parameter {{{param}}} has no value in 'path_params'")
             used.add(param)
-            segments.append(_scalar_text(params[param], f"{where}: path_params.{param}"))
+            segment = _scalar_text(params[param], f"{where}: path_params.{param}")
+            if isinstance(segment, str) and climbs(segment):
+                raise ModelError(f"{where}: path_params.{param} must not carry . or .. path segments, got {segment!r}")
+            segments.append(segment)
         elif _PARAM.search(raw):
             raise ModelError(f"{where}: a path parameter must be a whole segment, got {raw!r}")
         else:

@@ -144,7 +144,12 @@ class RunTag:
         if len(parts) != 3:
             return None
         run_id, case_id, signature = parts
-        if hmac.compare_digest(signature, self.signature(run_id, case_id)):
+        try:
+            expected = self.signature(run_id, case_id)
+        except UnicodeEncodeError:  # a lone surrogate in a forged id: nothing this key signed
+            return None
+        # as bytes: compare_digest raises on a str with non-ASCII characters, and the value is anyone's
+        if hmac.compare_digest(signature.encode("utf-8", "surrogatepass"), expected.encode("ascii")):
             return run_id, case_id
         return None
 

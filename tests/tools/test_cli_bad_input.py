@@ -1,0 +1,58 @@
+"""Bad input to ``flagbridge`` is one clear line naming the problem, never "unexpected ...", nor a silent exit 0.
+
+Each test is a case found by feeding the command wrong values: a file it cannot write, a malformed variable, a
+local runner address or AWS endpoint that is not a URL, a nonsensical number, a corrupt manifest. The command runs
+in process (:func:`flagbridge_ops.__main__.main`), with the environment it is given.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from local.traffic_target import TrafficTarget
+from tests.conftest import ROOT
+from tests.tools.test_traffic_cli import ENV
+from tests.tools.test_traffic_cli import service as service  # a fixture, as is workdir
+from tests.tools.test_traffic_cli import workdir as workdir
+
+SHIPPED_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
+
+
+def cli(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    from flagbridge_ops.__main__ import main
+    from flagbridge_ops.resources import Clients
+
+    out, err = io.StringIO(), io.StringIO()
+    status = main(argv, environ=environ or {}, clients=Clients(), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def one_error(err: str) -> str:
+    """The one line on stderr, which must not be the catch-all for an error nobody anticipated."""
+    [line] = err.splitlines()
+    assert "unexpected" not in line and "Traceback" not in err, line
+    return line
+
+
+def traffic_run(workdir: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(workdir / "flagbridge.yaml"), "traffic", "run", str(workdir / "published-plan.yaml"),
+        "--model", str(workdir / "mparticle-model.yaml"), "--requests", "3", *extra,
+    ]  # fmt: skip
+
+
+def test_a_file_the_command_cannot_write_is_one_line_naming_it(workdir: Path, service: TrafficTarget) -> None:
+    missing = workdir / "no-such-dir"
+    status, _, err = cli(
+        traffic_run(workdir, "--target", service.url, "--dry-run", "--report", str(missing / "run.ndjson")), ENV
+    )
+    line = one_error(err)
+    assert status == 1 and str(missing / "run.ndjson") in line and "No such file or directory" in line
+    har = workdir / "session.har"
+    har.write_text(json.dumps({"log": {"entries": [{"request": {"url": "http://127.0.0.1/x", "method": "GET"}}]}}))
+    argv = ["--config", str(workdir / "flagbridge.yaml"), "traffic", "import-har", str(har), "--out", str(workdir)]
+    status, _, err = cli(argv, ENV)
+    line = one_error(err)
+    assert status == 1 and str(workdir) in line and "Is a directory" in line

@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from flagbridge.config import BridgeConfig
+from flagbridge.errors import ConfigError
 from flagbridge.settings import PACKAGED_CONFIG, Settings
 from flagbridge_ops.errors import CliError
 
@@ -118,7 +119,14 @@ def resolve_resources(args: argparse.Namespace, environ: Mapping[str, str], clie
     if not env.get("FLAGBRIDGE_CONFIG"):
         # An installed command has no configuration of its own: never name a path inside its site-packages.
         env["FLAGBRIDGE_CONFIG"] = str(PACKAGED_CONFIG) if PACKAGED_CONFIG.is_file() else ""
-    return Resources(Settings.from_environ(env), dlqs)
+    try:
+        settings = Settings.from_environ(env)
+    except ConfigError as exc:  # a variable, not the configuration file: say so, not "check --config"
+        raise CliError(
+            f"{exc} (DESTINATION_QUEUES and DESTINATION_DLQS are JSON objects {{lane: queue URL}}): "
+            "fix the variable, or unset it and pass --stack"
+        ) from exc
+    return Resources(settings, dlqs)
 
 
 class Clients:

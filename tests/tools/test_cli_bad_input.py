@@ -11,6 +11,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from local.traffic_target import TrafficTarget
 from tests.conftest import ROOT
 from tests.tools.test_traffic_cli import ENV
@@ -56,3 +58,11 @@ def test_a_file_the_command_cannot_write_is_one_line_naming_it(workdir: Path, se
     status, _, err = cli(argv, ENV)
     line = one_error(err)
     assert status == 1 and str(workdir) in line and "Is a directory" in line
+
+
+@pytest.mark.parametrize(("variable", "value"), [("DESTINATION_QUEUES", "{not json"), ("DESTINATION_DLQS", '{"a": 5}')])
+def test_a_malformed_variable_is_named_and_not_blamed_on_the_configuration(variable: str, value: str) -> None:
+    status, _, err = cli(["dlq", "list"], {"FLAGBRIDGE_CONFIG": str(SHIPPED_CONFIG), variable: value})
+    line = one_error(err)
+    assert status == 1 and variable in line
+    assert "--config" not in line and "must name a flagbridge configuration" not in line

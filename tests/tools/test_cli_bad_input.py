@@ -66,3 +66,17 @@ def test_a_malformed_variable_is_named_and_not_blamed_on_the_configuration(varia
     line = one_error(err)
     assert status == 1 and variable in line
     assert "--config" not in line and "must name a flagbridge configuration" not in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "named"),
+    [
+        (["--local", "dlq", "list"], {"PORT": "abc"}, "PORT"),
+        (["--local", "http://[zz", "dlq", "list"], {}, "--local"),
+        (["dlq", "list"], {"FLAGBRIDGE_LOCAL": "garbage"}, "FLAGBRIDGE_LOCAL"),
+    ],
+)
+def test_a_local_runner_address_that_is_no_url_says_so(argv: list[str], environ: dict[str, str], named: str) -> None:
+    status, _, err = cli(argv, environ)
+    line = one_error(err)
+    assert status == 1 and named in line and "not an http URL" in line

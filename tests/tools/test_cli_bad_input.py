@@ -80,3 +80,13 @@ def test_a_local_runner_address_that_is_no_url_says_so(argv: list[str], environ:
     status, _, err = cli(argv, environ)
     line = one_error(err)
     assert status == 1 and named in line and "not an http URL" in line
+
+
+@pytest.mark.parametrize("endpoint", ["notaurl", "http://[zz"])
+def test_an_aws_endpoint_that_is_no_url_names_the_variable(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    variables = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    for name, value in {**variables, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    status, _, err = cli(["--stack", "flagbridge-dev", "dlq", "list"])
+    line = one_error(err)
+    assert status == 1 and "AWS_ENDPOINT_URL" in line and repr(endpoint) in line

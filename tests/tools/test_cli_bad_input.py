@@ -90,3 +90,10 @@ def test_an_aws_endpoint_that_is_no_url_names_the_variable(endpoint: str, monkey
     status, _, err = cli(["--stack", "flagbridge-dev", "dlq", "list"])
     line = one_error(err)
     assert status == 1 and "AWS_ENDPOINT_URL" in line and repr(endpoint) in line
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf"])
+def test_a_timeout_that_is_no_positive_number_of_seconds_is_a_usage_error(workdir: Path, timeout: str) -> None:
+    status, _, err = cli(traffic_run(workdir, "--target", "http://127.0.0.1:9", "--timeout", timeout), ENV)
+    line = one_error(err)
+    assert status == 2 and line.startswith("flagbridge: error: --timeout") and timeout in line

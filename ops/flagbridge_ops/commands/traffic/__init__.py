@@ -16,6 +16,7 @@ not answer) print one line and exit 1 or 2, before anything is sent or reported.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -221,6 +222,8 @@ def run_command(ctx: Context) -> Result:
     args = ctx.args
     if args.requests < 1:
         raise UsageError("--requests must be at least 1")
+    if not 0 < args.timeout < math.inf:  # also NaN: the socket would refuse it only after the preflight
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     rate = parse_rate(args.rate)
     check_options(args)
     if args.stack and not (args.dry_run or args.count_only):  # the run goes to the stack: its workers send it

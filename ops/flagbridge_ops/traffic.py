@@ -171,8 +171,12 @@ def reporter_for(prepared: PreparedRun, bridge: str | None, environ: Mapping[str
     events_api = f"{bridge.rstrip('/')}/mparticle/v2" if bridge else prepared.traffic.events_api
     if not events_api:
         raise CliError("no bridge to report results to: pass --bridge URL or set traffic.results.events_api")
-    parts = urlsplit(events_api)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(events_api)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad IPv6 literal
+        valid = False
+    if not valid:
         raise CliError(f"the bridge's Events API must be an http(s) URL, got {events_api!r}")
     key, secret = bridge_credentials(prepared.traffic, environ, clients)
     sender = HttpSender(timeout=30.0)

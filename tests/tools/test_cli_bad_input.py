@@ -97,3 +97,12 @@ def test_a_timeout_that_is_no_positive_number_of_seconds_is_a_usage_error(workdi
     status, _, err = cli(traffic_run(workdir, "--target", "http://127.0.0.1:9", "--timeout", timeout), ENV)
     line = one_error(err)
     assert status == 2 and line.startswith("flagbridge: error: --timeout") and timeout in line
+
+
+def test_a_bridge_url_that_does_not_parse_is_refused_like_one_that_is_not_http(
+    workdir: Path, service: TrafficTarget
+) -> None:
+    for bridge in ("notaurl", "http://[zz"):
+        status, _, err = cli(traffic_run(workdir, "--target", service.url, "--no-oracle", "--bridge", bridge), ENV)
+        line = one_error(err)
+        assert status == 1 and "must be an http(s) URL" in line and bridge in line

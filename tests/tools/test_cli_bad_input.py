@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,16 @@ def test_a_bridge_url_that_does_not_parse_is_refused_like_one_that_is_not_http(
         status, _, err = cli(traffic_run(workdir, "--target", service.url, "--no-oracle", "--bridge", bridge), ENV)
         line = one_error(err)
         assert status == 1 and "must be an http(s) URL" in line and bridge in line
+
+
+@pytest.mark.parametrize("action", ["show", "redrive"])
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_a_dlq_limit_below_one_is_a_usage_error_not_an_empty_dlq(aws: dict[str, Any], action: str, limit: str) -> None:
+    for number in range(3):
+        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"n": number}))
+    environ = {"FLAGBRIDGE_CONFIG": str(SHIPPED_CONFIG), "IMPRESSIONS_QUEUE_URL": aws["queue_url"]}
+    status, out, err = cli(["dlq", action, "impressions", "--limit", limit], environ)
+    line = one_error(err)
+    assert status == 2 and line == "flagbridge: error: --limit must be at least 1" and out == ""
+    depth = aws["sqs"].get_queue_attributes(QueueUrl=aws["dlq_url"], AttributeNames=["ApproximateNumberOfMessages"])
+    assert depth["Attributes"]["ApproximateNumberOfMessages"] == "3"

@@ -284,12 +284,25 @@ def read_case(manifest: Path, case_id: str) -> tuple[dict[str, Any], dict[str, A
     wanted = case_id if case_id.startswith("c") else f"c{case_id}"
     try:
         header, cases = read_manifest(manifest)
+        _require(header, _HEADER_FIELDS, "its run header")
+        for record in cases:
+            if record.get("id") == wanted:
+                _require(record, {"index": int}, f"case {wanted}")
+                return header, record
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read the manifest {manifest}: {exc}") from exc
-    for record in cases:
-        if record.get("id") == wanted:
-            return header, record
     return header, None
+
+
+# What a replay regenerates the run from; a manifest the run wrote always has them.
+_HEADER_FIELDS: dict[str, type] = {"run_id": str, "plan": str, "model": str, "seed": int, "clock_ms": int}
+
+
+def _require(record: Mapping[str, Any], fields: Mapping[str, type], where: str) -> None:
+    for name, kind in fields.items():
+        value = record.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"{where} has no valid {name!r}")
 
 
 def prepare_replay(header: Mapping[str, Any], args: Any, environ: Mapping[str, str], clients: Any) -> PreparedRun:

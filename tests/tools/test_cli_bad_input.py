@@ -120,3 +120,25 @@ def test_a_dlq_limit_below_one_is_a_usage_error_not_an_empty_dlq(aws: dict[str, 
     assert status == 2 and line == "flagbridge: error: --limit must be at least 1" and out == ""
     depth = aws["sqs"].get_queue_attributes(QueueUrl=aws["dlq_url"], AttributeNames=["ApproximateNumberOfMessages"])
     assert depth["Attributes"]["ApproximateNumberOfMessages"] == "3"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["[1, 2]"],
+        ['{"type": "run", "run_id": "tr-1"}', '{"type": "case", "id": "c0", "index": 0}'],
+        [
+            '{"type": "run", "run_id": "tr-1", "plan": "p", "model": "m", "seed": "abc", "clock_ms": 0}',
+            '{"type": "case", "id": "c0", "index": 0}',
+        ],
+        ['{"type": "run", "run_id": "tr-1"}', "not json"],
+        ['{"type": "run", "run_id": "tr-1"}', "[]"],
+    ],
+)
+def test_a_corrupt_manifest_is_one_line_saying_so(workdir: Path, lines: list[str]) -> None:
+    manifest = workdir / "run.ndjson"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    argv = ["--config", str(workdir / "flagbridge.yaml"), "traffic", "replay", "--manifest", str(manifest)]
+    status, _, err = cli([*argv, "--case", "c0"], ENV)
+    line = one_error(err)
+    assert status == 1 and str(manifest) in line and "manifest" in line

@@ -142,3 +142,10 @@ def test_a_corrupt_manifest_is_one_line_saying_so(workdir: Path, lines: list[str
     status, _, err = cli([*argv, "--case", "c0"], ENV)
     line = one_error(err)
     assert status == 1 and str(manifest) in line and "manifest" in line
+
+
+@pytest.mark.parametrize("rate", ["abc", "0/s", "1e400/s"])
+def test_a_rate_that_does_not_parse_is_a_usage_error_not_a_failed_run(workdir: Path, rate: str) -> None:
+    status, _, err = cli(traffic_run(workdir, "--target", "http://127.0.0.1:9", "--rate", rate, "--count-only"), ENV)
+    line = one_error(err)
+    assert status == 2 and line.startswith("flagbridge: error: --rate") and rate in line

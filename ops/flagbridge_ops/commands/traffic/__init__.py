@@ -214,6 +214,7 @@ class _Bar:
 
 
 def run_command(ctx: Context) -> Result:
+    from flagbridge.traffic.errors import SafetyError
     from flagbridge.traffic.safety import parse_rate
     from flagbridge_ops.errors import UsageError
     from flagbridge_ops.traffic import RunHooks, run_locally
@@ -224,7 +225,10 @@ def run_command(ctx: Context) -> Result:
         raise UsageError("--requests must be at least 1")
     if not 0 < args.timeout < math.inf:  # also NaN: the socket would refuse it only after the preflight
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
-    rate = parse_rate(args.rate)
+    try:
+        rate = parse_rate(args.rate)
+    except SafetyError as exc:  # a wrong argument: exit 2, not 1 (1 is a run whose requests failed)
+        raise UsageError(str(exc)) from None
     check_options(args)
     if args.stack and not (args.dry_run or args.count_only):  # the run goes to the stack: its workers send it
         from flagbridge_ops.commands.traffic.aws import run_in_aws

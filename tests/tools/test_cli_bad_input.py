@@ -149,3 +149,24 @@ def test_a_rate_that_does_not_parse_is_a_usage_error_not_a_failed_run(workdir: P
     status, _, err = cli(traffic_run(workdir, "--target", "http://127.0.0.1:9", "--rate", rate, "--count-only"), ENV)
     line = one_error(err)
     assert status == 2 and line.startswith("flagbridge: error: --rate") and rate in line
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--max-duration", "-1"),
+        ("--max-duration", "0"),
+        ("--max-duration", "nan"),
+        ("--max-failures", "0"),
+        ("--max-failures", "-3"),
+        ("--max-unanswered", "-3"),
+        ("--verdict-wait", "-1"),
+        ("--verdict-wait", "nan"),
+    ],
+)
+def test_a_budget_that_cannot_be_meant_is_a_usage_error_not_a_run_stopped_at_once(
+    workdir: Path, option: str, value: str
+) -> None:
+    status, out, err = cli(traffic_run(workdir, "--target", "http://127.0.0.1:9", option, value, "--count-only"), ENV)
+    line = one_error(err)
+    assert status == 2 and line.startswith(f"flagbridge: error: {option}") and value in line and out == ""

@@ -223,8 +223,7 @@ def run_command(ctx: Context) -> Result:
     args = ctx.args
     if args.requests < 1:
         raise UsageError("--requests must be at least 1")
-    if not 0 < args.timeout < math.inf:  # also NaN: the socket would refuse it only after the preflight
-        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    _check_budgets(args)
     try:
         rate = parse_rate(args.rate)
     except SafetyError as exc:  # a wrong argument: exit 2, not 1 (1 is a run whose requests failed)
@@ -246,6 +245,24 @@ def run_command(ctx: Context) -> Result:
     if not ctx.json:
         _print_run(ctx.out, result, summary)
     return result
+
+
+def _check_budgets(args: Any) -> None:
+    """Numbers no run can mean (NaN included) are usage errors, before anything is read or sent: a negative
+    budget would stop the run at once, a NaN one never, and the socket refuses a bad timeout only after the
+    preflight."""
+    from flagbridge_ops.errors import UsageError
+
+    if not 0 < args.timeout < math.inf:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    if not args.max_duration > 0:
+        raise UsageError(f"--max-duration must be a positive number of seconds, got {args.max_duration:g}")
+    if args.max_failures is not None and args.max_failures < 1:
+        raise UsageError(f"--max-failures must be at least 1, got {args.max_failures}")
+    if args.max_unanswered < 0:
+        raise UsageError(f"--max-unanswered must be 0 (never) or more, got {args.max_unanswered}")
+    if args.verdict_wait is not None and not 0 <= args.verdict_wait < math.inf:
+        raise UsageError(f"--verdict-wait must be 0 or more seconds, got {args.verdict_wait:g}")
 
 
 def _say(ctx: Context, lines: list[str]) -> None:

@@ -170,3 +170,13 @@ def test_a_budget_that_cannot_be_meant_is_a_usage_error_not_a_run_stopped_at_onc
     status, out, err = cli(traffic_run(workdir, "--target", "http://127.0.0.1:9", option, value, "--count-only"), ENV)
     line = one_error(err)
     assert status == 2 and line.startswith(f"flagbridge: error: {option}") and value in line and out == ""
+
+
+def test_a_har_file_that_cannot_be_read_is_named_once(workdir: Path) -> None:
+    argv = ["--config", str(workdir / "flagbridge.yaml"), "traffic", "import-har"]
+    for name, problem in (("missing.har", "No such file or directory"), ("broken.har", "not valid JSON")):
+        if name == "broken.har":
+            (workdir / name).write_text('{"log":', encoding="utf-8")
+        status, _, err = cli([*argv, str(workdir / name), "--out", str(workdir / "model.yaml")], ENV)
+        line = one_error(err)
+        assert status == 1 and problem in line and line.count(name) == 1, line

@@ -511,8 +511,9 @@ def import_har_command(ctx: Context) -> Result:
         document = load_json(
             read_file(Path(args.file), "the HAR file", ModelError, MAX_HAR_BYTES), args.file, ModelError, MAX_HAR_BYTES
         )
-    except ModelError as exc:
-        raise CliError(f"cannot read the HAR file {args.file}: {exc}") from None
+    except ModelError as exc:  # its message names the file already: say it once
+        detail = str(exc).removeprefix(f"{args.file}: ").removeprefix("cannot read the HAR file: ")
+        raise CliError(f"cannot read the HAR file {args.file}: {detail}") from None
     imported = import_har(document, traffic.allowlist, keep_secrets=args.keep_secrets, source=args.file)
     parse_model(imported.model, args.out)  # what we write must load
     out = Path(args.out)

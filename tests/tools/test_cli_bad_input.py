@@ -19,6 +19,8 @@ from tests.conftest import ROOT
 from tests.tools.test_traffic_cli import ENV
 from tests.tools.test_traffic_cli import service as service  # a fixture, as is workdir
 from tests.tools.test_traffic_cli import workdir as workdir
+from tests.tools.test_verdict_cli import TABLE as VERDICTS_TABLE
+from tests.tools.test_verdict_cli import verdicts as verdicts  # a fixture
 
 SHIPPED_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
 
@@ -180,3 +182,13 @@ def test_a_har_file_that_cannot_be_read_is_named_once(workdir: Path) -> None:
         status, _, err = cli([*argv, str(workdir / name), "--out", str(workdir / "model.yaml")], ENV)
         line = one_error(err)
         assert status == 1 and problem in line and line.count(name) == 1, line
+
+
+@pytest.mark.parametrize("interval", ["-1", "nan"])
+def test_a_watch_interval_that_is_no_number_of_seconds_is_refused_before_the_first_look(
+    verdicts: dict[str, Any], interval: str
+) -> None:
+    environ = {"FLAGBRIDGE_CONFIG": str(verdicts["config"]), "ORACLE_VERDICTS_TABLE": VERDICTS_TABLE}
+    status, out, err = cli(["verdict", "quiet", "--watch", "--interval", interval], environ)
+    line = one_error(err)
+    assert status == 2 and line.startswith("flagbridge: error: --interval") and interval in line and out == ""

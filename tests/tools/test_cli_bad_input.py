@@ -192,3 +192,14 @@ def test_a_watch_interval_that_is_no_number_of_seconds_is_refused_before_the_fir
     status, out, err = cli(["verdict", "quiet", "--watch", "--interval", interval], environ)
     line = one_error(err)
     assert status == 2 and line.startswith("flagbridge: error: --interval") and interval in line and out == ""
+
+
+@pytest.mark.parametrize("action", [["list"], ["replay", "--dry-run"], ["replay"]])
+def test_a_quarantine_object_that_is_not_json_is_named(aws: dict[str, Any], action: list[str]) -> None:
+    key = "cdp-router/2026/01/01/garbage.json"
+    aws["s3"].put_object(Bucket=aws["QUARANTINE_BUCKET"], Key=key, Body=b"\xffnot json")
+    environ = {"FLAGBRIDGE_CONFIG": str(SHIPPED_CONFIG), "QUARANTINE_BUCKET": aws["QUARANTINE_BUCKET"]}
+    status, _, err = cli(["quarantine", *action], environ)
+    line = one_error(err)
+    assert status == 1 and key in line and "not JSON" in line
+    assert aws["s3"].get_object(Bucket=aws["QUARANTINE_BUCKET"], Key=key)["Body"].read() == b"\xffnot json"

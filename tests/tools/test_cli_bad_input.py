@@ -203,3 +203,12 @@ def test_a_quarantine_object_that_is_not_json_is_named(aws: dict[str, Any], acti
     line = one_error(err)
     assert status == 1 and key in line and "not JSON" in line
     assert aws["s3"].get_object(Bucket=aws["QUARANTINE_BUCKET"], Key=key)["Body"].read() == b"\xffnot json"
+
+
+def test_a_run_api_url_that_does_not_parse_is_refused_like_one_that_is_not_http() -> None:
+    for api in ("notaurl", "http://[zz"):
+        status, _, err = cli(
+            ["traffic", "status", "tr-1"], {"FLAGBRIDGE_TRAFFIC_API": api, "FLAGBRIDGE_TRAFFIC_API_TOKEN": "t"}
+        )
+        line = one_error(err)
+        assert status == 1 and "cannot reach the run API" in line and "not an http(s) URL" in line and api in line

@@ -22,6 +22,7 @@ from tests.tools.test_traffic_cli import workdir as workdir
 from tests.tools.test_verdict_cli import TABLE as VERDICTS_TABLE
 from tests.tools.test_verdict_cli import verdicts as verdicts  # a fixture
 
+BRIDGE = "'http://127.0.0.1:9/mparticle/v2'"  # nothing listens: a run that got past its checks reports nowhere
 SHIPPED_CONFIG = ROOT / "layers" / "shared" / "config" / "flagbridge.yaml"
 
 
@@ -212,3 +213,28 @@ def test_a_run_api_url_that_does_not_parse_is_refused_like_one_that_is_not_http(
         )
         line = one_error(err)
         assert status == 1 and "cannot reach the run API" in line and "not an http(s) URL" in line and api in line
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [
+        ("results: {events_api: 5}", "traffic.results.events_api"),
+        (f"results: {{events_api: {BRIDGE}, credentials_secret: [1]}}", "traffic.results.credentials_secret"),
+        (f"results: {{events_api: {BRIDGE}}}, stop: {{file: [1]}}", "traffic.stop.file"),
+        (f"results: {{events_api: {BRIDGE}}}, stop: {{ssm_parameter: {{a: 1}}}}", "traffic.stop.ssm_parameter"),
+        (f"results: {{events_api: {BRIDGE}}}, run_tag: {{key_secret: 5}}", "traffic.run_tag.key_secret"),
+    ],
+)
+def test_a_traffic_setting_of_the_wrong_type_names_its_key(
+    workdir: Path, service: TrafficTarget, section: str, where: str
+) -> None:
+    config = workdir / "flagbridge.yaml"
+    config.write_text(
+        SHIPPED_CONFIG.read_text(encoding="utf-8")
+        + "traffic: {allowlist: [localhost, 127.0.0.1], testers: [{key: qa-bot-01, email: qa-bot-01@qa.example.com}], "
+        + f"{section}}}\n",
+        encoding="utf-8",
+    )
+    status, _, err = cli(traffic_run(workdir, "--target", service.url, "--no-oracle"), ENV)
+    line = one_error(err)
+    assert status == 1 and where in line and "must be text" in line

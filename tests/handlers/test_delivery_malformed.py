@@ -2,8 +2,9 @@
 
 The delivery ledger keys a non-Split message by its ``batch_key``: two messages without one shared the ledger id
 ``<lane>#None``, so the second was acknowledged as a duplicate and dropped without a trace. A message without its
-``batch`` failed on every receive until SQS moved it to the lane DLQ, which keeps no reason. Driven by the
-``events/sqs_destination_analytics.json`` sample (a webhook lane), altered one field at a time.
+``batch`` failed on every receive until SQS moved it to the lane DLQ, which keeps no reason; a Split message without
+``split_events`` was acknowledged with nothing sent. Driven by the ``events/sqs_destination_analytics.json`` (a
+webhook lane) and ``sqs_destination_split.json`` samples, altered one field at a time.
 """
 
 from __future__ import annotations
@@ -49,3 +50,15 @@ def test_a_message_without_its_batch_is_quarantined_not_retried_into_the_dlq(
     [record, _] = analytics_records("batch")
     assert delivery.lambda_handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
     assert "batch" in kept(cdp_aws)["malformed-0"]["detail"]
+
+
+def test_a_split_message_without_its_events_is_quarantined_not_acknowledged_as_sent(
+    delivery: Any, cdp_aws: dict[str, Any], receiver: Any, lambda_context: Any
+) -> None:
+    record = load_event("sqs_destination_split.json")["Records"][0]
+    message = json.loads(record["body"])
+    del message["split_events"]
+    event = {"Records": [{**record, "messageId": "no-events", "body": json.dumps(message)}]}
+    assert delivery.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    assert receiver.split_events == []
+    assert "split_events" in kept(cdp_aws)["no-events"]["detail"]

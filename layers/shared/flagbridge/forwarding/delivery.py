@@ -329,9 +329,9 @@ class DeliveryService:
     @staticmethod
     def _split_events(destination: CompiledDestination, message: dict[str, Any]) -> dict[str, SplitEvent]:
         """The message's events by ledger id, in order (a repeated id once: its first event)."""
-        items = message.get("split_events", [])
+        items = message.get("split_events")  # the router always writes it: a message without it is no lane message
         if not isinstance(items, list):
-            raise UndeliverableMessageError("split_events is not a list")
+            raise UndeliverableMessageError("split_events is missing or not a list")
         events: dict[str, SplitEvent] = {}
         for item in items:
             try:

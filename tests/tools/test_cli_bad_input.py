@@ -1,8 +1,10 @@
 """Bad input to ``flagbridge`` is one clear line naming the problem, never "unexpected ...", nor a silent exit 0.
 
-Each test is a case found by feeding the command wrong values: a file it cannot write, a malformed variable, a
-local runner address or AWS endpoint that is not a URL, a nonsensical number, a corrupt manifest. The command runs
-in process (:func:`flagbridge_ops.__main__.main`), with the environment it is given.
+Each test is a case found by feeding the commands wrong values: files they cannot read or write (a report, a HAR,
+a manifest, a quarantine object), malformed variables and URLs (the functions' maps, the local runner, the AWS
+endpoint, the bridge, the run API), numbers no run can mean, traffic settings of the wrong type. Wrong arguments
+exit 2 like argparse's own usage errors. The command runs in process (:func:`flagbridge_ops.__main__.main`), with
+the environment it is given.
 """
 
 from __future__ import annotations

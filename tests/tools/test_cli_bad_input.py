@@ -47,7 +47,8 @@ def one_error(err: str) -> str:
 def traffic_run(workdir: Path, *extra: str) -> list[str]:
     return [
         "--config", str(workdir / "flagbridge.yaml"), "traffic", "run", str(workdir / "published-plan.yaml"),
-        "--model", str(workdir / "mparticle-model.yaml"), "--requests", "3", *extra,
+        "--model", str(workdir / "mparticle-model.yaml"), "--requests", "3",
+        "--report", str(workdir / "run.ndjson"), *extra,  # never the working directory, should a refusal fail
     ]  # fmt: skip
 
 

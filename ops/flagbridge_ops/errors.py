@@ -77,4 +77,6 @@ def _describe(exc: BaseException) -> str:
         return f"AWS error on {operation}: {code}: {message}"
     if isinstance(exc, BotoCoreError):
         return f"AWS error: {exc}"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"  # a file named on the command line (--report, --out...)
     return f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 from flagbridge_ops.errors import CliError
@@ -26,6 +27,29 @@ CHECKOUT_CONFIG = Path("layers") / "shared" / "config" / "flagbridge.yaml"
 def default_local_url(environ: Mapping[str, str]) -> str:
     """``make run``'s address: ``FLAGBRIDGE_LOCAL``, else 127.0.0.1 on ``PORT`` (3000), as ``make run`` binds."""
     return environ.get("FLAGBRIDGE_LOCAL") or f"http://127.0.0.1:{environ.get('PORT') or DEFAULT_PORT}"
+
+
+def checked_local_url(url: str, source: str) -> str:
+    """``url`` when it is an http(s) URL with a host and a valid port; else one line naming where it came from."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad IPv6 literal, a port that is no number or out of range
+        valid = False
+    if not valid:
+        raise CliError(
+            f"{source} gives {url!r}, not an http URL of the local runner (`make run` prints its address, "
+            f"http://127.0.0.1:{DEFAULT_PORT} by default)"
+        )
+    return url
+
+
+def _local_url(environ: Mapping[str, str], local: str) -> str:
+    if local:
+        return checked_local_url(local, "--local")
+    if environ.get("FLAGBRIDGE_LOCAL"):
+        return checked_local_url(environ["FLAGBRIDGE_LOCAL"], "FLAGBRIDGE_LOCAL")
+    return checked_local_url(default_local_url(environ), "PORT")
 
 
 def local_environment(url: str, timeout: float = 10.0) -> dict[str, str]:
@@ -69,7 +93,7 @@ def with_defaults(environ: Mapping[str, str], *, local: str | None, config_given
     if local is None and not environ.get("FLAGBRIDGE_LOCAL"):
         completed: dict[str, str] | None = None
     else:
-        completed = {**environ, **local_environment(local or default_local_url(environ))}
+        completed = {**environ, **local_environment(_local_url(environ, local or ""))}
     if not config_given and not (completed or environ).get("FLAGBRIDGE_CONFIG"):
         found = checkout_config()
         if found is not None:

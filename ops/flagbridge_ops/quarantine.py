@@ -90,7 +90,13 @@ def load_documents(
 
     def fetch(entry: QuarantineObject) -> dict[str, Any]:
         body = s3.get_object(Bucket=bucket, Key=entry.key)["Body"].read()
-        document = json.loads(body)
+        try:
+            document = json.loads(body)
+        except ValueError as exc:  # UnicodeDecodeError included; left where it is, for the operator to look at
+            raise CliError(
+                f"quarantine object {entry.key!r} is not JSON ({exc}): look at it, move it aside, "
+                "or leave it out with --source / --key"
+            ) from exc
         return document if isinstance(document, dict) else {"items": []}
 
     with ThreadPoolExecutor(max_workers=8) as pool:

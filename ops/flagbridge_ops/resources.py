@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from flagbridge.config import BridgeConfig
+from flagbridge.errors import ConfigError
 from flagbridge.settings import PACKAGED_CONFIG, Settings
 from flagbridge_ops.errors import CliError
 
@@ -118,7 +119,14 @@ def resolve_resources(args: argparse.Namespace, environ: Mapping[str, str], clie
     if not env.get("FLAGBRIDGE_CONFIG"):
         # An installed command has no configuration of its own: never name a path inside its site-packages.
         env["FLAGBRIDGE_CONFIG"] = str(PACKAGED_CONFIG) if PACKAGED_CONFIG.is_file() else ""
-    return Resources(Settings.from_environ(env), dlqs)
+    try:
+        settings = Settings.from_environ(env)
+    except ConfigError as exc:  # a variable, not the configuration file: say so, not "check --config"
+        raise CliError(
+            f"{exc} (DESTINATION_QUEUES and DESTINATION_DLQS are JSON objects {{lane: queue URL}}): "
+            "fix the variable, or unset it and pass --stack"
+        ) from exc
+    return Resources(settings, dlqs)
 
 
 class Clients:
@@ -136,30 +144,38 @@ class Clients:
 
     def get(self, service: str) -> Any:
         if service not in self._clients:
-            import boto3
-            from botocore.config import Config
-
-            retries: Any = {
-                "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
-                "max_attempts": _whole_number("AWS_MAX_ATTEMPTS", 5),
-            }
-            config = Config(retries=retries, max_pool_connections=16, connect_timeout=10)
-            if self._environ is None:
-                # boto3's default session: its endpoint and model data are loaded once per process.
-                self._clients[service] = boto3.client(service, config=config)  # type: ignore[call-overload]
-            else:
-                env = self._environ
-                session = boto3.session.Session(
-                    aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-                    aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-                    region_name=env.get("AWS_DEFAULT_REGION"),
-                )
-                self._clients[service] = session.client(
-                    service,  # type: ignore[call-overload]
-                    endpoint_url=env.get("AWS_ENDPOINT_URL"),
-                    config=config,
-                )
+            try:
+                self._clients[service] = self._new(service)
+            except ValueError as exc:
+                if isinstance(exc, BotoCoreError):  # a bad region: describe_error has its line
+                    raise
+                endpoint = (self._environ if self._environ is not None else os.environ).get("AWS_ENDPOINT_URL")
+                raise CliError(f"the AWS endpoint {endpoint!r} (AWS_ENDPOINT_URL) is not a URL: {exc}") from exc
         return self._clients[service]
+
+    def _new(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        retries: Any = {
+            "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
+            "max_attempts": _whole_number("AWS_MAX_ATTEMPTS", 5),
+        }
+        config = Config(retries=retries, max_pool_connections=16, connect_timeout=10)
+        if self._environ is None:
+            # boto3's default session: its endpoint and model data are loaded once per process.
+            return boto3.client(service, config=config)  # type: ignore[call-overload]
+        env = self._environ
+        session = boto3.session.Session(
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+            region_name=env.get("AWS_DEFAULT_REGION"),
+        )
+        return session.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=env.get("AWS_ENDPOINT_URL"),
+            config=config,
+        )
 
 
 def _whole_number(variable: str, default: int) -> int:

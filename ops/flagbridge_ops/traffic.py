@@ -171,8 +171,12 @@ def reporter_for(prepared: PreparedRun, bridge: str | None, environ: Mapping[str
     events_api = f"{bridge.rstrip('/')}/mparticle/v2" if bridge else prepared.traffic.events_api
     if not events_api:
         raise CliError("no bridge to report results to: pass --bridge URL or set traffic.results.events_api")
-    parts = urlsplit(events_api)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(events_api)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad IPv6 literal
+        valid = False
+    if not valid:
         raise CliError(f"the bridge's Events API must be an http(s) URL, got {events_api!r}")
     key, secret = bridge_credentials(prepared.traffic, environ, clients)
     sender = HttpSender(timeout=30.0)
@@ -280,12 +284,25 @@ def read_case(manifest: Path, case_id: str) -> tuple[dict[str, Any], dict[str, A
     wanted = case_id if case_id.startswith("c") else f"c{case_id}"
     try:
         header, cases = read_manifest(manifest)
+        _require(header, _HEADER_FIELDS, "its run header")
+        for record in cases:
+            if record.get("id") == wanted:
+                _require(record, {"index": int}, f"case {wanted}")
+                return header, record
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read the manifest {manifest}: {exc}") from exc
-    for record in cases:
-        if record.get("id") == wanted:
-            return header, record
     return header, None
+
+
+# What a replay regenerates the run from; a manifest the run wrote always has them.
+_HEADER_FIELDS: dict[str, type] = {"run_id": str, "plan": str, "model": str, "seed": int, "clock_ms": int}
+
+
+def _require(record: Mapping[str, Any], fields: Mapping[str, type], where: str) -> None:
+    for name, kind in fields.items():
+        value = record.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"{where} has no valid {name!r}")
 
 
 def prepare_replay(header: Mapping[str, Any], args: Any, environ: Mapping[str, str], clients: Any) -> PreparedRun:

@@ -87,7 +87,10 @@ class Origin(NamedTuple):
 
 def origin_of(url: str) -> tuple[Origin, str]:
     """(origin, request target) of an http(s) URL; TransportError naming the URL otherwise."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # a bad IPv6 literal
+        raise TransportError("InvalidURL", f"not an http(s) URL: {url[:200]!r}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TransportError("InvalidURL", f"not an http(s) URL: {url[:200]!r}")
     try:

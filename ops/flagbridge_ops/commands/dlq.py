@@ -110,10 +110,20 @@ def list_dlqs(ctx: Context) -> Result:
     return {"dlqs": rows}
 
 
+def _checked(args: argparse.Namespace) -> argparse.Namespace:
+    """The message options, refused before any receive: --limit 0 would show or move nothing and look empty."""
+    from flagbridge_ops.errors import UsageError
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    return args
+
+
 def show_dlq(ctx: Context) -> Result:
     from flagbridge_ops.dlq import message_summary, peek, select_dlq
 
-    args, sqs = ctx.args, ctx.clients.get("sqs")
+    args = _checked(ctx.args)
+    sqs = ctx.clients.get("sqs")
     dlq = select_dlq(sqs, ctx.resources, name=args.name, queue_url=args.queue_url)
     messages = [
         message_summary(m, args.show_bodies)
@@ -145,7 +155,7 @@ def redrive_dlq(ctx: Context) -> Result:
     from flagbridge_ops.dlq import queue_depth, redrive, select_dlq
     from flagbridge_ops.errors import CliError
 
-    args, resources, sqs = ctx.args, ctx.resources, ctx.clients.get("sqs")
+    args, resources, sqs = _checked(ctx.args), ctx.resources, ctx.clients.get("sqs")
     dlq = select_dlq(sqs, resources, name=args.name, queue_url=args.queue_url, to=args.to)
     total = queue_depth(sqs, dlq.url)["messages"]
     if args.limit is not None:

@@ -5,6 +5,7 @@ The work is in :mod:`flagbridge_ops.verdict`; this module parses the options and
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,10 @@ def show_verdicts(ctx: Context) -> Result:
     from flagbridge_ops.verdict import junit_xml
 
     args = ctx.args
+    if args.watch and not 0 <= args.interval < math.inf:  # refused before the first look, not at the first sleep
+        from flagbridge_ops.errors import UsageError
+
+        raise UsageError(f"--interval must be 0 or more seconds, got {args.interval:g}")
     started = time.monotonic()
     while True:
         documents = _documents(ctx)

@@ -322,14 +322,16 @@ class DeliveryService:
             raise UndeliverableMessageError(f"destination {name!r} is not configured")
         if constants and destination.type == "split":  # Split bodies are strict JSON: NaN/Infinity cannot be sent
             raise UndeliverableMessageError(f"{constants[0]} is not JSON")
+        if destination.type != "split":
+            _check_batch_message(message)
         return destination, message
 
     @staticmethod
     def _split_events(destination: CompiledDestination, message: dict[str, Any]) -> dict[str, SplitEvent]:
         """The message's events by ledger id, in order (a repeated id once: its first event)."""
-        items = message.get("split_events", [])
+        items = message.get("split_events")  # the router always writes it: a message without it is no lane message
         if not isinstance(items, list):
-            raise UndeliverableMessageError("split_events is not a list")
+            raise UndeliverableMessageError("split_events is missing or not a list")
         events: dict[str, SplitEvent] = {}
         for item in items:
             try:
@@ -532,6 +534,16 @@ class DeliveryService:
 
     def _send_dead_letters(self, destination: str, records: list[str]) -> None:
         self._dead_letter(destination).send_bodies(records)
+
+
+def _check_batch_message(message: dict[str, Any]) -> None:
+    """What the router always writes for a non-Split lane: without its ``batch_key`` the ledger would take the
+    message for another one's duplicate and drop it; without its ``batch`` it could never be sent."""
+    batch_key = message.get("batch_key")
+    if not isinstance(batch_key, str) or not batch_key:
+        raise UndeliverableMessageError("the message has no batch_key (the delivery ledger's key)")
+    if "batch" not in message:
+        raise UndeliverableMessageError("the message has no batch to send")
 
 
 def _settle_split_message(

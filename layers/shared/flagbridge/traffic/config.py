@@ -77,14 +77,22 @@ class TrafficConfig:
             testers=testers,
             run_tag_header=str(run_tag.get("header", "X-Flagbridge-Run")),
             run_tag_key_env=str(run_tag.get("key_env", "FLAGBRIDGE_RUN_TAG_KEY")),
-            run_tag_key_secret=run_tag.get("key_secret"),
-            events_api=results.get("events_api"),
+            run_tag_key_secret=_text(run_tag, "key_secret", "run_tag"),
+            events_api=_text(results, "events_api", "results"),
             credentials_env=(str(credentials_env[0]), str(credentials_env[1])),
-            credentials_secret=results.get("credentials_secret"),
+            credentials_secret=_text(results, "credentials_secret", "results"),
             environment=environment,
-            stop_file=stop.get("file"),
-            stop_ssm_parameter=stop.get("ssm_parameter"),
+            stop_file=_text(stop, "file", "stop"),
+            stop_ssm_parameter=_text(stop, "ssm_parameter", "stop"),
         )
+
+
+def _text(section: dict[str, Any], key: str, name: str) -> str | None:
+    """An optional text setting; a number or a list there is a mistake the run would trip on later, or ignore."""
+    value = section.get(key)
+    if value is not None and not isinstance(value, str):
+        raise SafetyError(f"invalid configuration at 'traffic.{name}.{key}': must be text")
+    return value
 
 
 def _section(document: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

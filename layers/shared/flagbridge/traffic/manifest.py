@@ -125,7 +125,8 @@ class ManifestWriter:
 
 
 def read_manifest(path: str | Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
-    """The run header and an iterator over the case records of a manifest file."""
+    """The run header and an iterator over the case records of a manifest file (ValueError naming the first line
+    that is not a JSON object)."""
     handle = Path(path).open(encoding="utf-8")  # noqa: SIM115 - closed by the iterator below
     first = handle.readline()
     try:
@@ -133,15 +134,20 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Iterator[dict[str, 
     except ValueError:
         handle.close()
         raise ValueError(f"{path}: not a traffic manifest (first line is not JSON)") from None
-    if header.get("type") != "run":
+    if not isinstance(header, dict) or header.get("type") != "run":
         handle.close()
         raise ValueError(f"{path}: not a traffic manifest (no run header)")
 
     def cases() -> Iterator[dict[str, Any]]:
         with handle:
-            for line in handle:
+            for number, line in enumerate(handle, start=2):
                 if line.strip():
-                    record = json.loads(line)
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        record = None
+                    if not isinstance(record, dict):
+                        raise ValueError(f"{path}: line {number} is not a JSON object")
                     if record.get("type") == "case":
                         yield record
 

@@ -16,6 +16,7 @@ not answer) print one line and exit 1 or 2, before anything is sent or reported.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -213,6 +214,7 @@ class _Bar:
 
 
 def run_command(ctx: Context) -> Result:
+    from flagbridge.traffic.errors import SafetyError
     from flagbridge.traffic.safety import parse_rate
     from flagbridge_ops.errors import UsageError
     from flagbridge_ops.traffic import RunHooks, run_locally
@@ -221,7 +223,11 @@ def run_command(ctx: Context) -> Result:
     args = ctx.args
     if args.requests < 1:
         raise UsageError("--requests must be at least 1")
-    rate = parse_rate(args.rate)
+    _check_budgets(args)
+    try:
+        rate = parse_rate(args.rate)
+    except SafetyError as exc:  # a wrong argument: exit 2, not 1 (1 is a run whose requests failed)
+        raise UsageError(str(exc)) from None
     check_options(args)
     if args.stack and not (args.dry_run or args.count_only):  # the run goes to the stack: its workers send it
         from flagbridge_ops.commands.traffic.aws import run_in_aws
@@ -239,6 +245,24 @@ def run_command(ctx: Context) -> Result:
     if not ctx.json:
         _print_run(ctx.out, result, summary)
     return result
+
+
+def _check_budgets(args: Any) -> None:
+    """Numbers no run can mean (NaN included) are usage errors, before anything is read or sent: a negative
+    budget would stop the run at once, a NaN one never, and the socket refuses a bad timeout only after the
+    preflight."""
+    from flagbridge_ops.errors import UsageError
+
+    if not 0 < args.timeout < math.inf:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    if not args.max_duration > 0:
+        raise UsageError(f"--max-duration must be a positive number of seconds, got {args.max_duration:g}")
+    if args.max_failures is not None and args.max_failures < 1:
+        raise UsageError(f"--max-failures must be at least 1, got {args.max_failures}")
+    if args.max_unanswered < 0:
+        raise UsageError(f"--max-unanswered must be 0 (never) or more, got {args.max_unanswered}")
+    if args.verdict_wait is not None and not 0 <= args.verdict_wait < math.inf:
+        raise UsageError(f"--verdict-wait must be 0 or more seconds, got {args.verdict_wait:g}")
 
 
 def _say(ctx: Context, lines: list[str]) -> None:
@@ -487,8 +511,9 @@ def import_har_command(ctx: Context) -> Result:
         document = load_json(
             read_file(Path(args.file), "the HAR file", ModelError, MAX_HAR_BYTES), args.file, ModelError, MAX_HAR_BYTES
         )
-    except ModelError as exc:
-        raise CliError(f"cannot read the HAR file {args.file}: {exc}") from None
+    except ModelError as exc:  # its message names the file already: say it once
+        detail = str(exc).removeprefix(f"{args.file}: ").removeprefix("cannot read the HAR file: ")
+        raise CliError(f"cannot read the HAR file {args.file}: {detail}") from None
     imported = import_har(document, traffic.allowlist, keep_secrets=args.keep_secrets, source=args.file)
     parse_model(imported.model, args.out)  # what we write must load
     out = Path(args.out)

@@ -91,10 +91,14 @@ def call(target: Stack, method: str, path: str, body: Any = None) -> tuple[int, 
         response = http.request(method, url, data, headers, max_body=MAX_ANSWER_BYTES)
     except TransportError as exc:
         raise CliError(f"cannot reach the run API at {url}: {exc}") from exc
+    shown = response.content.decode("utf-8", "replace")[:200]
     try:
-        return response.status, json.loads(response.content)
+        answer = json.loads(response.content)
     except ValueError:
-        return response.status, {"error": "not_json", "message": response.content.decode("utf-8", "replace")[:200]}
+        return response.status, {"error": "not_json", "message": shown}
+    if not isinstance(answer, dict):  # the run API answers objects: a list or a string came from something else
+        return response.status, {"error": "not_a_json_object", "message": shown}
+    return response.status, answer
 
 
 def plan_document(plan_path: str, attack_set_files: list[str]) -> dict[str, Any]:

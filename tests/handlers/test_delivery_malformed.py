@@ -62,3 +62,20 @@ def test_a_split_message_without_its_events_is_quarantined_not_acknowledged_as_s
     assert delivery.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
     assert receiver.split_events == []
     assert "split_events" in kept(cdp_aws)["no-events"]["detail"]
+
+
+def test_a_message_whose_batch_is_not_an_object_is_quarantined_not_sent(
+    delivery: Any, cdp_aws: dict[str, Any], receiver: Any, lambda_context: Any
+) -> None:
+    records = []
+    for number, batch in enumerate([None, [], "batch"]):
+        record = load_event("sqs_destination_analytics.json")["Records"][0]
+        message = json.loads(record["body"])
+        message["batch"] = batch
+        message["batch_key"] = f"not-an-object-{number}"
+        records.append({**record, "messageId": f"not-an-object-{number}", "body": json.dumps(message)})
+    assert delivery.lambda_handler({"Records": records}, lambda_context) == {"batchItemFailures": []}
+    assert receiver.webhooks.get("/analytics", []) == []
+    quarantined = kept(cdp_aws)
+    assert set(quarantined) == {"not-an-object-0", "not-an-object-1", "not-an-object-2"}
+    assert all("not a JSON object" in doc["detail"] for doc in quarantined.values())

@@ -31,6 +31,13 @@ class Recorder(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         self.seen.append((self.command, self.path, self.headers.get("Authorization")))
+        if self.path.endswith("/listed"):  # a proxy's answer, not the run API's
+            body = b'["not", "an", "object"]'
+            self.send_response(502)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path.endswith("/moved"):
             self.send_response(302)
             self.send_header("Location", self.elsewhere + "/runs/stolen")
@@ -92,3 +99,9 @@ def test_a_redirect_is_answered_not_followed_and_the_token_stays(servers: tuple[
 def test_no_answer_is_one_clear_line() -> None:
     with pytest.raises(CliError, match=r"^cannot reach the run API at http://127\.0\.0\.1:9/runs/r1: "):
         call(Stack(api="http://127.0.0.1:9/runs", token=TOKEN), "GET", "/r1")
+
+
+def test_an_answer_that_is_no_json_object_is_named_not_a_crash(servers: tuple[str, list[Any], list[Any]]) -> None:
+    api, _, _ = servers
+    status, body = call(Stack(api=api, token=TOKEN), "GET", "/listed")
+    assert (status, body["error"]) == (502, "not_a_json_object") and "not" in body["message"]

@@ -544,6 +544,8 @@ def _check_batch_message(message: dict[str, Any]) -> None:
         raise UndeliverableMessageError("the message has no batch_key (the delivery ledger's key)")
     if "batch" not in message:
         raise UndeliverableMessageError("the message has no batch to send")
+    if not isinstance(message["batch"], dict):
+        raise UndeliverableMessageError("the message's batch is not a JSON object (an mParticle batch)")
 
 
 def _settle_split_message(

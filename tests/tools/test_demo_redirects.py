@@ -7,9 +7,7 @@ wherever a ``Location`` pointed. Two local servers stand for the bridge and the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,54 +15,16 @@ import pytest
 from local.demo.run import BridgeClient
 from local.demo.service import http_post
 from local.runner.bridge import LocalBridge
+from tests.fixtures.redirects import redirecting_servers
 
 CREDENTIALS = "Basic a2V5OnNlY3JldA=="
 ORACLE_TOKEN = "oracle-token-under-test"
 
 
-class Recorder(BaseHTTPRequestHandler):
-    """Records (method, path, Authorization); ``/moved`` redirects to ``elsewhere``, anything else is a 200."""
-
-    seen: list[tuple[str, str, str | None]]
-    elsewhere: str = ""
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.seen.append((self.command, self.path, self.headers.get("Authorization")))
-        moved = self.path.startswith("/moved")
-        self.send_response(302 if moved else 200)
-        if moved:
-            self.send_header("Location", self.elsewhere + "/stolen")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    do_GET = do_POST = do_PUT = _answer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _server(seen: list[tuple[str, str, str | None]], elsewhere: str = "") -> ThreadingHTTPServer:
-    handler = type("Handler", (Recorder,), {"seen": seen, "elsewhere": elsewhere})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def servers() -> Iterator[tuple[str, list[Any], list[Any]]]:
-    bridge_seen: list[Any] = []
-    other_seen: list[Any] = []
-    other = _server(other_seen)
-    bridge = _server(bridge_seen, f"http://127.0.0.1:{other.server_address[1]}")
-    yield f"http://127.0.0.1:{bridge.server_address[1]}", bridge_seen, other_seen
-    for server in (bridge, other):
-        server.shutdown()
-        server.server_close()
+    with redirecting_servers() as found:
+        yield found
 
 
 def test_the_service_posts_its_events_with_its_credentials(servers: tuple[str, list[Any], list[Any]]) -> None:

@@ -38,7 +38,7 @@ from urllib.request import Request, urlopen
 
 import yaml
 
-from flagbridge.outbound import Outbound, TransportError
+from flagbridge.outbound import Outbound, Response, TransportError
 from local.resources import ROOT
 
 DEMO_DIR = Path(__file__).resolve().parent
@@ -173,20 +173,24 @@ class BridgeClient:
         self.oracle_token = oracle_token
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
-        """(status, JSON body of a 2xx, else the text). A redirect is an answer, never followed: ``urlopen``
-        followed it keeping the Authorization header, sending the oracle API token to the ``Location``'s host."""
+        """(status, JSON body of a 2xx, else the text)."""
+        answer = self._send("GET", path, headers or {})
+        if 200 <= answer.status < 300:
+            return answer.status, json.loads(answer.content)
+        return answer.status, answer.body
+
+    def _send(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None) -> Response:
+        """One request to the bridge. A redirect is an answer, never followed: ``urlopen`` followed it keeping the
+        Authorization header, sending the token to the ``Location``'s host."""
         http = Outbound(connect_timeout=60.0, read_timeout=60.0, max_idle=0)
         try:
-            answer = http.get(self.url + path, dict(headers or {}))
+            return http.request(method, self.url + path, body, dict(headers))
         except TransportError as exc:
             reason = getattr(exc.__cause__, "strerror", None) or exc
             raise RuntimeError(
                 f"cannot reach the bridge at {self.url} ({reason}): start it with `make run`, or give its port "
                 "(PORT=N make demo, the port `make run` printed in its ready line)"
             ) from exc
-        if 200 <= answer.status < 300:
-            return answer.status, json.loads(answer.content)
-        return answer.status, answer.body
 
     def idle(self) -> bool:
         status, body = self.get("/_local/idle")
@@ -203,12 +207,9 @@ class BridgeClient:
         body = json.dumps({"expiresAt": expires_at, "reason": "make demo: the loop's tester pool"}).encode()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         for key in TESTERS:
-            request = Request(f"{self.url}/testers/user/{key}", data=body, method="PUT", headers=headers)
-            try:
-                with urlopen(request, timeout=60) as reply:
-                    reply.read()
-            except HTTPError as exc:
-                raise RuntimeError(f"PUT /testers/user/{key} answered {exc.code}: {exc.read()[:300]!r}") from exc
+            answer = self._send("PUT", f"/testers/user/{key}", headers, body)
+            if not 200 <= answer.status < 300:
+                raise RuntimeError(f"PUT /testers/user/{key} answered {answer.status}: {answer.content[:300]!r}")
 
     def test(self) -> dict[str, Any]:
         status, body = self.get(f"/tests/{TEST}", {"Authorization": f"Bearer {self.oracle_token}"})

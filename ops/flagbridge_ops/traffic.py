@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from flagbridge.config import BridgeConfig, load_config
 from flagbridge.oracle.feeds import TrafficFeed, traffic_feed
 from flagbridge.oracle.verdicts import HttpVerdicts, VerdictReadError
+from flagbridge.outbound import TransportError, origin_of
 from flagbridge.traffic.config import TrafficConfig
 from flagbridge.traffic.generator import Target, TrafficGenerator
 from flagbridge.traffic.manifest import Outcome
@@ -172,12 +172,9 @@ def reporter_for(prepared: PreparedRun, bridge: str | None, environ: Mapping[str
     if not events_api:
         raise CliError("no bridge to report results to: pass --bridge URL or set traffic.results.events_api")
     try:
-        parts = urlsplit(events_api)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # a bad IPv6 literal
-        valid = False
-    if not valid:
-        raise CliError(f"the bridge's Events API must be an http(s) URL, got {events_api!r}")
+        origin_of(events_api)
+    except TransportError:
+        raise CliError(f"the bridge's Events API must be an http(s) URL, got {events_api!r}") from None
     key, secret = bridge_credentials(prepared.traffic, environ, clients)
     sender = HttpSender(timeout=30.0)
     oracle_test = prepared.plan.oracle.get("test")
